@@ -1,0 +1,38 @@
+// jobrepo: the embedded SQLite backend (target jobrepo::sqlite).
+//
+// URLs: "sqlite:PATH" (a file; created readable and writable by its owner only)
+// and "sqlite::memory:" (a private in-memory database that lives as long as
+// the store). Optional query: "sqlite:PATH?synchronous=normal" (default full).
+//
+// The store keeps a small pool of connections, each in WAL mode with foreign
+// keys on and a busy timeout; every writing transaction is BEGIN IMMEDIATE,
+// and SQLITE_BUSY is retried inside the store until StoreOptions::busy_timeout
+// has passed, then thrown as ErrorCode::busy. Several processes may share one
+// file. Timestamps are SQLite's own clock ('now', millisecond resolution),
+// stored as microseconds since the Unix epoch (UTC).
+#pragma once
+
+#include <jobrepo/store.hpp>
+
+#include <memory>
+#include <string>
+
+namespace jobrepo {
+
+enum class SqliteSynchronous { full, normal };
+
+struct SqliteOptions {
+  std::string path{};  // a file path, or ":memory:"
+  SqliteSynchronous synchronous = SqliteSynchronous::full;
+  int pool_size = 0;  // 0: 8 for a file, always 1 for ":memory:"
+  std::chrono::milliseconds busy_timeout{5000};
+};
+
+// Opens (creating when missing) a SQLite store. Throws invalid_parameter for
+// an empty path, unavailable when the file cannot be opened or created.
+std::unique_ptr<Store> open_sqlite_store(const SqliteOptions& options);
+
+// Registers the "sqlite" URL scheme with open_store(). Idempotent, thread-safe.
+void register_sqlite_backend();
+
+}  // namespace jobrepo

@@ -1,0 +1,68 @@
+#include "errors.hpp"
+
+#include <soci/sqlite3/soci-sqlite3.h>
+
+#include <string>
+
+namespace jobrepo::sqlite_backend {
+
+using namespace sqlite_api;
+
+ErrorCode error_code_for(int sqlite_code, std::string_view driver_message) noexcept {
+  switch (sqlite_code) {
+    case SQLITE_CONSTRAINT_UNIQUE:
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+      return ErrorCode::not_unique;
+    case SQLITE_CONSTRAINT_CHECK:
+    case SQLITE_CONSTRAINT_NOTNULL:
+    case SQLITE_CONSTRAINT_DATATYPE:
+      return ErrorCode::check_constraint;
+    case SQLITE_CONSTRAINT_FOREIGNKEY:
+      return ErrorCode::record_not_found;
+    case SQLITE_CONSTRAINT_TRIGGER:
+      return ErrorCode::invalid_job_run_state;
+    default:
+      break;
+  }
+  switch (sqlite_code & 0xFF) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return ErrorCode::busy;
+    case SQLITE_CANTOPEN:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_PROTOCOL:
+      return ErrorCode::unavailable;
+    case SQLITE_CONSTRAINT:
+      return ErrorCode::check_constraint;
+    case SQLITE_ERROR:
+      // A database nobody migrated has no tables.
+      if (driver_message.find("no such table") != std::string_view::npos) return ErrorCode::schema_mismatch;
+      return ErrorCode::internal;
+    default:
+      return ErrorCode::internal;
+  }
+}
+
+bool is_busy(int sqlite_code) noexcept {
+  const int primary = sqlite_code & 0xFF;
+  return primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
+}
+
+Error make_error(std::string_view operation, std::string_view subject, int sqlite_code,
+                 std::string_view driver_message) {
+  const ErrorCode code = error_code_for(sqlite_code, driver_message);
+  std::string message(operation);
+  if (!subject.empty()) message.append(": ").append(subject);
+  message.append(": ");
+  if (code == ErrorCode::schema_mismatch) {
+    message.append("the database is not migrated (run migrate()): ");
+  } else if (code == ErrorCode::busy) {
+    message.append("the database stayed locked by another connection: ");
+  }
+  message.append(driver_message);
+  const char* name = sqlite3_errstr(sqlite_code);
+  return Error(code, message, "sqlite " + std::to_string(sqlite_code) + " (" + (name ? name : "?") + ")");
+}
+
+}  // namespace jobrepo::sqlite_backend

@@ -1,0 +1,23 @@
+// The one place where SQLite's result codes become jobrepo ErrorCodes.
+#pragma once
+
+#include <jobrepo/error.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace jobrepo::sqlite_backend {
+
+// The ErrorCode for an SQLite result code (primary or extended).
+ErrorCode error_code_for(int sqlite_code, std::string_view driver_message) noexcept;
+
+// True for SQLITE_BUSY and SQLITE_LOCKED (and their extended codes): the
+// conflicts the store retries before giving up with ErrorCode::busy.
+bool is_busy(int sqlite_code) noexcept;
+
+// An Error for `operation` on `subject` (what the call was about, e.g.
+// job "x" in plugin "y"; may be empty) from an SQLite failure.
+Error make_error(std::string_view operation, std::string_view subject, int sqlite_code,
+                 std::string_view driver_message);
+
+}  // namespace jobrepo::sqlite_backend

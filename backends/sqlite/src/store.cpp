@@ -1,0 +1,635 @@
+#include "store.hpp"
+
+#include "errors.hpp"
+
+#include <jobrepo/error.hpp>
+
+#include <soci/soci.h>
+#include <soci/sqlite3/soci-sqlite3.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace jobrepo::sqlite_backend {
+
+namespace {
+
+using std::chrono::microseconds;
+using Micros = long long;  // SOCI binds 64-bit integers as long long
+
+Timestamp to_timestamp(Micros us) { return Timestamp(microseconds(us)); }
+
+std::string quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
+
+std::string job_subject(const std::string& plugin_id, const std::string& name) {
+  return "job " + quoted(name) + " in plugin " + quoted(plugin_id);
+}
+
+// A JSON array of strings, for json_each(): binds a whole list as one value.
+std::string json_array(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (const auto& item : items) {
+    if (out.size() > 1) out.push_back(',');
+    out.push_back('"');
+    for (const char c : item) {
+      const auto u = static_cast<unsigned char>(c);
+      if (c == '"' || c == '\\') {
+        out.push_back('\\');
+        out.push_back(c);
+      } else if (u < 0x20) {
+        static constexpr char hex[] = "0123456789abcdef";
+        out.append("\\u00");
+        out.push_back(hex[u >> 4U]);
+        out.push_back(hex[u & 0xFU]);
+      } else {
+        out.push_back(c);
+      }
+    }
+    out.push_back('"');
+  }
+  out.push_back(']');
+  return out;
+}
+
+sqlite_api::sqlite3* native(soci::session& sql) {
+  return static_cast<soci::sqlite3_session_backend*>(sql.get_backend())->conn_;
+}
+
+// Runs SQL (possibly several statements) directly on the native handle.
+void exec_native(soci::session& sql, const char* text) {
+  char* message = nullptr;
+  const int rc = sqlite_api::sqlite3_exec(native(sql), text, nullptr, nullptr, &message);
+  if (rc != SQLITE_OK) {
+    const std::string detail = message ? message : sqlite_api::sqlite3_errstr(rc);
+    sqlite_api::sqlite3_free(message);
+    throw soci::sqlite3_soci_error(detail, sqlite_api::sqlite3_extended_errcode(native(sql)));
+  }
+}
+
+// Prepares `query` on a statement whose into() and use() elements were
+// exchanged already, in the order of the columns and of the placeholders.
+void prepare(soci::statement& st, const std::string& query) {
+  st.alloc();
+  st.prepare(query);
+  st.define_and_bind();
+}
+
+
+// The columns every run query returns, in this order.
+constexpr const char* run_columns =
+    "private_id, job_plugin_id, job_name, server_id, create_time, update_time, end_time, "
+    "completed_count, total_count, status";
+
+// Destination of one row of run_columns.
+struct RunRow {
+  std::string private_id, job_plugin_id, job_name, server_id, status;
+  Micros create_time = 0, update_time = 0, end_time = 0;
+  soci::indicator end_ind = soci::i_null;
+  long long completed = 0, total = 0;
+
+  void bind(soci::statement& st) {
+    st.exchange(soci::into(private_id));
+    st.exchange(soci::into(job_plugin_id));
+    st.exchange(soci::into(job_name));
+    st.exchange(soci::into(server_id));
+    st.exchange(soci::into(create_time));
+    st.exchange(soci::into(update_time));
+    st.exchange(soci::into(end_time, end_ind));
+    st.exchange(soci::into(completed));
+    st.exchange(soci::into(total));
+    st.exchange(soci::into(status));
+  }
+
+  Run to_run() const {
+    Run run{private_id, job_plugin_id, job_name, server_id, to_timestamp(create_time), to_timestamp(update_time),
+            std::nullopt, completed, total, Status::running};
+    if (end_ind == soci::i_ok) run.end_time = to_timestamp(end_time);
+    const auto parsed = parse_status(status);
+    if (!parsed) throw Error(ErrorCode::internal, "sqlite: run " + quoted(private_id) + " has unknown status " + status);
+    run.status = *parsed;
+    return run;
+  }
+};
+
+struct JobRow {
+  std::string plugin_id, name, description;
+  Micros next = 0;
+
+  void bind(soci::statement& st) {
+    st.exchange(soci::into(plugin_id));
+    st.exchange(soci::into(name));
+    st.exchange(soci::into(description));
+    st.exchange(soci::into(next));
+  }
+  Job to_job() const { return Job{plugin_id, name, description, to_timestamp(next)}; }
+};
+
+// A connection pool. Connections are opened on demand up to `max`; callers
+// wait when all are in use.
+class Pool {
+ public:
+  using Factory = std::function<std::unique_ptr<soci::session>()>;
+
+  Pool(int max, Factory factory) : max_(max), factory_(std::move(factory)) {}
+
+  class Lease {
+   public:
+    Lease(Pool& pool, std::unique_ptr<soci::session> session) : pool_(pool), session_(std::move(session)) {}
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease() { pool_.give_back(std::move(session_)); }
+    soci::session& operator*() const { return *session_; }
+
+   private:
+    Pool& pool_;
+    std::unique_ptr<soci::session> session_;
+  };
+
+  Lease acquire() {
+    std::unique_lock lock(mutex_);
+    available_.wait(lock, [&] { return !idle_.empty() || open_ < max_; });
+    if (!idle_.empty()) {
+      auto session = std::move(idle_.back());
+      idle_.pop_back();
+      return Lease(*this, std::move(session));
+    }
+    ++open_;
+    lock.unlock();
+    try {
+      return Lease(*this, factory_());
+    } catch (...) {
+      lock.lock();
+      --open_;
+      available_.notify_one();
+      throw;
+    }
+  }
+
+ private:
+  void give_back(std::unique_ptr<soci::session> session) {
+    {
+      const std::lock_guard lock(mutex_);
+      idle_.push_back(std::move(session));
+    }
+    available_.notify_one();
+  }
+
+  std::mutex mutex_;
+  std::condition_variable available_;
+  std::vector<std::unique_ptr<soci::session>> idle_;
+  int open_ = 0;
+  const int max_;
+  Factory factory_;
+};
+
+// Begins a transaction in its constructor and rolls it back in its
+// destructor unless commit() ran. BEGIN IMMEDIATE takes the write lock at once,
+// so a writer never fails half-way because another took it first.
+class Transaction {
+ public:
+  Transaction(soci::session& sql, bool immediate) : sql_(sql) {
+    exec_native(sql_, immediate ? "BEGIN IMMEDIATE" : "BEGIN");
+  }
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  void commit() {
+    exec_native(sql_, "COMMIT");
+    done_ = true;
+  }
+  ~Transaction() {
+    if (done_) return;
+    // Never throws: a failed rollback leaves SQLite to roll back on its own.
+    sqlite_api::sqlite3_exec(native(sql_), "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+
+ private:
+  soci::session& sql_;
+  bool done_ = false;
+};
+
+class SqliteStore final : public Store {
+ private:
+  std::unique_ptr<soci::session> connect() {
+    // SOCI's connect string splits on spaces and quotes; the path is quoted.
+    auto sql = std::make_unique<soci::session>(soci::sqlite3, "db=\"" + options_.path + "\"");
+    auto* db = native(*sql);
+    sqlite_api::sqlite3_extended_result_codes(db, 1);
+    sqlite_api::sqlite3_busy_timeout(db, static_cast<int>(options_.busy_timeout.count()));
+    exec_native(*sql, "PRAGMA foreign_keys = ON");
+    exec_native(*sql, options_.synchronous == SqliteSynchronous::full ? "PRAGMA synchronous = FULL"
+                                                                       : "PRAGMA synchronous = NORMAL");
+    if (!in_memory_) exec_native(*sql, "PRAGMA journal_mode = WAL");
+    return sql;
+  }
+
+  // The store's clock: SQLite's 'now' (read once, so that every timestamp of
+  // one operation is equal) plus the test clock offset.
+  Micros now(soci::session& sql) {
+    Micros now_us = 0;
+    sql << "SELECT CAST(strftime('%s', 'now') AS INTEGER) * 1000000"
+           " + CAST(substr(strftime('%f', 'now'), 4) AS INTEGER) * 1000",
+        soci::into(now_us);
+    return now_us + clock_offset().count();
+  }
+
+  static int schema_version(soci::session& sql) {
+    int version = 0;
+    soci::indicator ind = soci::i_null;
+    sql << "SELECT max(version) FROM jobrepo_schema_version", soci::into(version, ind);
+    return ind == soci::i_ok ? version : 0;
+  }
+
+  static Error newer_schema_error(const char* operation, int found, int latest) {
+    return Error(ErrorCode::schema_mismatch, std::string(operation) + ": the database has schema version " +
+                                                 std::to_string(found) + ", newer than this jobrepo's " +
+                                                 std::to_string(latest) + "; upgrade jobrepo");
+  }
+
+  // Throws schema_mismatch unless the database has exactly the schema version
+  // this build ships. Only success is remembered, so that a migration by
+  // another process is seen at once.
+  void check_schema(const char* operation, soci::session& sql) {
+    if (schema_ok_) return;
+    const int latest = migrations().empty() ? 0 : migrations().back().version;
+    const int found = schema_version(sql);
+    if (found > latest) throw newer_schema_error(operation, found, latest);
+    if (found < latest) {
+      throw Error(ErrorCode::schema_mismatch, std::string(operation) + ": the database has schema version " +
+                                                  std::to_string(found) + ", this jobrepo needs " +
+                                                  std::to_string(latest) + "; run migrate()");
+    }
+    schema_ok_ = true;
+  }
+
+  // Runs `body(session, now)` in one BEGIN IMMEDIATE transaction. Lock
+  // conflicts are waited out by SQLite's busy handler and retried here until
+  // busy_timeout has passed; then ErrorCode::busy.
+  template <class Body>
+  auto write(const char* operation, const std::string& subject, Body&& body, bool check = true) {
+    const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
+    // One writer at a time inside this process: threads queue here instead of
+    // spinning in SQLite's busy handler. Take it before a connection, so that
+    // a writer never waits for a connection held by a queued writer.
+    const std::lock_guard writer(writer_mutex_);
+    auto lease = pool_.acquire();
+    soci::session& sql = *lease;
+    std::minstd_rand jitter(static_cast<unsigned>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
+    for (int attempt = 1;; ++attempt) {
+      try {
+        Transaction tx(sql, /*immediate=*/true);
+        if (check) check_schema(operation, sql);
+        auto result = body(sql, now(sql));
+        tx.commit();
+        return result;
+      } catch (const soci::sqlite3_soci_error& e) {
+        const int code = e.result();
+        if (is_busy(code) && std::chrono::steady_clock::now() < deadline) {
+          std::this_thread::sleep_for(microseconds(500 + jitter() % 2000));
+          continue;
+        }
+        throw make_error(operation, subject, code, driver_message(sql, e));
+      } catch (const soci::soci_error& e) {
+        throw Error(ErrorCode::internal, std::string(operation) + ": " + subject + ": " + e.get_error_message());
+      }
+    }
+  }
+
+  // Runs a read-only `body(session)`; a single SELECT is atomic on its own.
+  template <class Body>
+  auto read(const char* operation, const std::string& subject, Body&& body) {
+    const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
+    auto lease = pool_.acquire();
+    soci::session& sql = *lease;
+    for (;;) {
+      try {
+        check_schema(operation, sql);
+        return body(sql);
+      } catch (const soci::sqlite3_soci_error& e) {
+        const int code = e.result();
+        if (is_busy(code) && std::chrono::steady_clock::now() < deadline) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          continue;
+        }
+        throw make_error(operation, subject, code, driver_message(sql, e));
+      } catch (const soci::soci_error& e) {
+        throw Error(ErrorCode::internal, std::string(operation) + ": " + subject + ": " + e.get_error_message());
+      }
+    }
+  }
+
+  // SQLite's own words for the last error on this connection (SOCI's
+  // message adds the statement text, which can be long).
+  static std::string driver_message(soci::session& sql, const soci::sqlite3_soci_error& e) {
+    const char* message = sqlite_api::sqlite3_errmsg(native(sql));
+    if (message && std::strcmp(message, "not an error") != 0) return message;
+    return e.get_error_message();
+  }
+
+  const SqliteOptions options_;
+  const bool in_memory_;
+  std::mutex writer_mutex_;
+  std::atomic<bool> schema_ok_{false};
+  Pool pool_;
+
+ public:
+  explicit SqliteStore(const SqliteOptions& options)
+      : options_(options),
+        in_memory_(options.path == ":memory:"),
+        pool_(in_memory_ ? 1 : (options.pool_size > 0 ? options.pool_size : 8), [this] { return connect(); }) {
+    // Open one connection now, so that a bad path fails here, not later.
+    auto lease = pool_.acquire();
+  }
+
+  void migrate() override {
+    write("migrate", "", [&](soci::session& sql, Micros now) {
+      exec_native(sql, "CREATE TABLE IF NOT EXISTS jobrepo_schema_version ("
+                       " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT");
+      const int current = schema_version(sql);
+      const auto all = migrations();
+      const int latest = all.empty() ? 0 : all.back().version;
+      if (current > latest) throw newer_schema_error("migrate", current, latest);
+      for (const auto& migration : all) {
+        if (migration.version <= current) continue;
+        exec_native(sql, std::string(migration.sql).c_str());
+        int version = migration.version;
+        std::string name(migration.name);
+        sql << "INSERT INTO jobrepo_schema_version (version, name, applied_at) VALUES (:v, :n, :t)", soci::use(version),
+            soci::use(name), soci::use(now);
+      }
+      return 0;
+    }, /*check_schema=*/false);
+    schema_ok_ = true;
+  }
+
+  Job create_job(const NewJob& job) override {
+    return write("create_job", job_subject(job.plugin_id, job.name), [&](soci::session& sql, Micros now) {
+      Micros next = now + job.next_run_in.count();
+      sql << "INSERT INTO job (plugin_id, name, description, next_scheduled_run) VALUES (:p, :n, :d, :t)",
+          soci::use(job.plugin_id), soci::use(job.name), soci::use(job.description), soci::use(next);
+      return Job{job.plugin_id, job.name, job.description, to_timestamp(next)};
+    });
+  }
+
+  std::optional<Job> lookup_job(const std::string& plugin_id, const std::string& name) override {
+    return read("lookup_job", job_subject(plugin_id, name), [&](soci::session& sql) -> std::optional<Job> {
+      JobRow row;
+      soci::statement st(sql);
+      row.bind(st);
+      st.exchange(soci::use(plugin_id));
+      st.exchange(soci::use(name));
+      prepare(st, "SELECT plugin_id, name, description, next_scheduled_run FROM job"
+                                           " WHERE plugin_id = :p AND name = :n");
+      st.execute();
+      if (!st.fetch()) return std::nullopt;
+      return row.to_job();
+    });
+  }
+
+  std::vector<Job> list_jobs(const JobQuery& query) override {
+    return read("list_jobs", "plugin " + quoted(query.plugin_id), [&](soci::session& sql) {
+      JobRow row;
+      long long limit = query.limit < 0 ? -1 : query.limit;  // SQLite: LIMIT -1 is no limit
+      const int has_name = query.name ? 1 : 0;
+      const std::string name = query.name.value_or("");
+      soci::statement st(sql);
+      row.bind(st);
+      st.exchange(soci::use(query.plugin_id));
+      st.exchange(soci::use(has_name));
+      st.exchange(soci::use(name));
+      st.exchange(soci::use(limit));
+      prepare(st, "SELECT plugin_id, name, description, next_scheduled_run FROM job"
+                                           " WHERE plugin_id = :p AND (:has_name = 0 OR name = :n)"
+                                           " ORDER BY name LIMIT :l");
+      st.execute();
+      std::vector<Job> jobs;
+      while (st.fetch()) jobs.push_back(row.to_job());
+      return jobs;
+    });
+  }
+
+  std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name,
+                                    microseconds next_run_in) override {
+    return write("update_job_next_run", job_subject(plugin_id, name),
+                 [&](soci::session& sql, Micros now) -> std::optional<Job> {
+                   JobRow row;
+                   Micros next = now + next_run_in.count();
+                   soci::statement st(sql);
+                   row.bind(st);
+                   st.exchange(soci::use(next));
+                   st.exchange(soci::use(plugin_id));
+                   st.exchange(soci::use(name));
+                   prepare(st, "UPDATE job SET next_scheduled_run = :t"
+                                                        " WHERE plugin_id = :p AND name = :n"
+                                                        " RETURNING plugin_id, name, description, next_scheduled_run");
+                   st.execute();
+                   if (!st.fetch()) return std::nullopt;
+                   return row.to_job();
+                 });
+  }
+
+  std::vector<Run> claim_runs(const ClaimRequest& request) override {
+    return write("run_jobs", "server " + quoted(request.server_id), [&](soci::session& sql, Micros now) {
+      std::vector<std::string> due;
+      {
+        std::string name;
+        long long limit = request.limit < 0 ? -1 : request.limit;
+        const int filtered = request.only_jobs ? 1 : 0;
+        const std::string names = request.only_jobs ? json_array(*request.only_jobs) : "[]";
+        // The NOT EXISTS probe reads the small partial index of running runs,
+        // so its cost does not grow with the run history.
+        soci::statement st =
+            (sql.prepare << "SELECT name FROM job"
+                            " WHERE plugin_id = :p AND next_scheduled_run <= :now"
+                            " AND (:filtered = 0 OR name IN (SELECT value FROM json_each(:names)))"
+                            " AND NOT EXISTS (SELECT 1 FROM job_run r WHERE r.job_plugin_id = job.plugin_id"
+                            "   AND r.job_name = job.name AND r.status = 'running')"
+                            " ORDER BY next_scheduled_run, name LIMIT :l",
+             soci::into(name), soci::use(request.plugin_id), soci::use(now), soci::use(filtered), soci::use(names),
+             soci::use(limit));
+        st.execute();
+        while (st.fetch()) due.push_back(name);
+      }
+      std::vector<Run> runs;
+      if (due.empty()) return runs;
+      std::string id, name;
+      soci::statement insert =
+          (sql.prepare << "INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time,"
+                          " update_time, completed_count, total_count, status)"
+                          " VALUES (:id, :p, :n, :s, :c, :u, 0, 0, 'running')",
+           soci::use(id), soci::use(request.plugin_id), soci::use(name), soci::use(request.server_id),
+           soci::use(now), soci::use(now));
+      runs.reserve(due.size());
+      for (auto& job_name : due) {
+        id = generate_run_id();
+        name = job_name;
+        insert.execute(true);
+        runs.push_back(Run{id, request.plugin_id, name, request.server_id, to_timestamp(now), to_timestamp(now),
+                           std::nullopt, 0, 0, Status::running});
+      }
+      return runs;
+    });
+  }
+
+  std::vector<std::optional<Run>> transition_runs(std::span<const RunTransition> changes) override {
+    const std::string subject = changes.size() == 1 ? "run " + quoted(changes.front().run_id)
+                                                    : std::to_string(changes.size()) + " runs";
+    return write("update_run", subject, [&](soci::session& sql, Micros now) {
+      std::vector<std::optional<Run>> results;
+      results.reserve(changes.size());
+      for (const auto& change : changes) {
+        RunRow row;
+        std::string to(to_string(change.to));
+        Micros end = now;
+        soci::indicator end_ind = is_final(change.to) ? soci::i_ok : soci::i_null;
+        long long completed = change.completed_count.value_or(0);
+        soci::indicator completed_ind = change.completed_count ? soci::i_ok : soci::i_null;
+        long long total = change.total_count.value_or(0);
+        soci::indicator total_ind = change.total_count ? soci::i_ok : soci::i_null;
+        soci::statement st(sql);
+        row.bind(st);
+        st.exchange(soci::use(to));
+        st.exchange(soci::use(now));
+        st.exchange(soci::use(end, end_ind));
+        st.exchange(soci::use(completed, completed_ind));
+        st.exchange(soci::use(total, total_ind));
+        st.exchange(soci::use(change.run_id));
+        st.exchange(soci::use(change.plugin_id));
+        prepare(st, "UPDATE job_run SET status = :s, update_time = :u, end_time = :e,"
+                                             " completed_count = coalesce(:c, completed_count),"
+                                             " total_count = coalesce(:t, total_count)"
+                                             " WHERE private_id = :id AND job_plugin_id = :p AND status = 'running'"
+                                             " RETURNING " + std::string(run_columns));
+        st.execute();
+        if (!st.fetch()) {
+          results.emplace_back();
+          continue;
+        }
+        Run run = row.to_run();
+        if (change.reschedule_in) {
+          Micros next = now + change.reschedule_in->count();
+          sql << "UPDATE job SET next_scheduled_run = :t WHERE plugin_id = :p AND name = :n", soci::use(next),
+              soci::use(run.job_plugin_id), soci::use(run.job_name);
+        }
+        results.emplace_back(std::move(run));
+      }
+      return results;
+    });
+  }
+
+  std::vector<Run> interrupt_stale_runs(const StaleRunQuery& query) override {
+    return write("interrupt_runs", "plugin " + quoted(query.plugin_id), [&](soci::session& sql, Micros now) {
+      RunRow row;
+      Micros cutoff = now - query.threshold.count();
+      const int filtered = query.server_id ? 1 : 0;
+      const std::string server = query.server_id.value_or("");
+      soci::statement st(sql);
+      row.bind(st);
+      st.exchange(soci::use(now));
+      st.exchange(soci::use(now));
+      st.exchange(soci::use(query.plugin_id));
+      st.exchange(soci::use(cutoff));
+      st.exchange(soci::use(filtered));
+      st.exchange(soci::use(server));
+      prepare(st, "UPDATE job_run SET status = 'interrupted', update_time = :u, end_time = :e"
+                                           " WHERE job_plugin_id = :p AND status = 'running' AND update_time <= :c"
+                                           " AND (:filtered = 0 OR server_id = :s)"
+                                           " RETURNING " + std::string(run_columns));
+      st.execute();
+      std::vector<Run> runs;
+      while (st.fetch()) runs.push_back(row.to_run());
+      return runs;
+    });
+  }
+
+  std::optional<Run> lookup_run(const std::string& plugin_id, const std::string& run_id) override {
+    return read("lookup_run", "run " + quoted(run_id), [&](soci::session& sql) -> std::optional<Run> {
+      RunRow row;
+      soci::statement st(sql);
+      row.bind(st);
+      st.exchange(soci::use(run_id));
+      st.exchange(soci::use(plugin_id));
+      prepare(st, "SELECT " + std::string(run_columns) + " FROM job_run WHERE private_id = :id AND job_plugin_id = :p");
+      st.execute();
+      if (!st.fetch()) return std::nullopt;
+      return row.to_run();
+    });
+  }
+};
+
+// Creates the database file readable and writable by its owner only, when it
+// does not exist yet (SQLite gives its -wal and -shm files the same mode).
+void create_private_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    ::close(fd);
+    return;
+  }
+  if (errno == EEXIST) return;
+  throw Error(ErrorCode::unavailable,
+              "open_store: cannot create sqlite database " + quoted(path) + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
+}  // namespace jobrepo::sqlite_backend
+
+namespace jobrepo {
+
+std::unique_ptr<Store> open_sqlite_store(const SqliteOptions& options) {
+  if (options.path.empty()) throw Error(ErrorCode::invalid_parameter, "open_store: missing sqlite database path");
+  if (options.path.find('"') != std::string::npos) {
+    throw Error(ErrorCode::invalid_parameter,
+                "open_store: sqlite database path " + options.path + " contains a double quote");
+  }
+  if (options.busy_timeout.count() < 0) {
+    throw Error(ErrorCode::invalid_parameter, "open_store: negative busy_timeout");
+  }
+  if (options.path != ":memory:") sqlite_backend::create_private_file(options.path);
+  try {
+    return std::make_unique<sqlite_backend::SqliteStore>(options);
+  } catch (const soci::sqlite3_soci_error& e) {
+    throw sqlite_backend::make_error("open_store", "sqlite database \"" + options.path + "\"", e.result(),
+                                     e.get_error_message());
+  } catch (const soci::soci_error& e) {
+    throw Error(ErrorCode::unavailable,
+                "open_store: sqlite database \"" + options.path + "\": " + e.get_error_message());
+  }
+}
+
+void register_sqlite_backend() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    register_backend("sqlite", [](const std::string& url, const StoreOptions& store_options) {
+      // sqlite:PATH[?synchronous=full|normal], sqlite::memory:
+      std::string rest = url.substr(url.find(':') + 1);
+      SqliteOptions options;
+      options.pool_size = store_options.pool_size;
+      options.busy_timeout = store_options.busy_timeout;
+      if (const auto query = rest.find('?'); query != std::string::npos) {
+        const std::string parameter = rest.substr(query + 1);
+        rest.resize(query);
+        if (parameter == "synchronous=full") {
+          options.synchronous = SqliteSynchronous::full;
+        } else if (parameter == "synchronous=normal") {
+          options.synchronous = SqliteSynchronous::normal;
+        } else {
+          throw Error(ErrorCode::invalid_parameter,
+                      "open_store: unknown sqlite URL parameter \"" + parameter +
+                          "\" (expected synchronous=full or synchronous=normal)");
+        }
+      }
+      options.path = rest;
+      return open_sqlite_store(options);
+    });
+  });
+}
+
+}  // namespace jobrepo

@@ -1,0 +1,53 @@
+// jobrepo: what a backend author needs beyond store.hpp.
+//
+// A backend registers a factory for its URL scheme with register_backend();
+// open_store() (jobrepo.hpp) then accepts that scheme. Built-in backends
+// register through the umbrella header; a third-party backend calls
+// register_backend() itself before the first open_store(). Thread-safe.
+#pragma once
+
+#include <jobrepo/store.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace jobrepo {
+
+// Opens a store from a URL whose scheme the factory was registered for.
+using StoreFactory = std::function<std::unique_ptr<Store>(const std::string& url, const StoreOptions& options)>;
+
+// Registers (or replaces) the factory for URLs "scheme:...". REQUIRES: scheme
+// is non-empty, letters, digits, '+', '-' or '.'; else throws invalid_parameter.
+void register_backend(const std::string& scheme, StoreFactory factory);
+
+// The registered schemes, sorted.
+std::vector<std::string> registered_backends();
+
+// Opens `url` with the factory registered for its scheme.
+// Throws invalid_parameter when the URL has no scheme or no backend for it is registered.
+std::unique_ptr<Store> open_registered_store(const std::string& url, const StoreOptions& options = {});
+
+// A new run id: 22 URL-safe characters (A-Z a-z 0-9 - _) carrying 128 random
+// bits from the operating system's generator. Thread-safe.
+std::string generate_run_id();
+
+// The scheme of a URL ("sqlite" for "sqlite::memory:"), or empty.
+std::string_view url_scheme(std::string_view url) noexcept;
+
+}  // namespace jobrepo
+
+namespace jobrepo {
+
+// One schema migration: the SQL of schema/<backend>/NNNN_name.sql, embedded in
+// the backend library at build time (cmake/EmbedSql.cmake). Versions count up
+// from 1 without gaps; a database records the highest version it applied.
+struct Migration {
+  int version;
+  std::string_view name;
+  std::string_view sql;
+};
+
+}  // namespace jobrepo

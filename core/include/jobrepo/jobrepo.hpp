@@ -1,0 +1,45 @@
+// jobrepo: the umbrella header. Include this one header to use the library.
+//
+// open_store() accepts the URLs of every backend your program links:
+// linking jobrepo::sqlite (or jobrepo::postgres) defines JOBREPO_WITH_SQLITE
+// (JOBREPO_WITH_POSTGRES) for your code, and open_store() then registers that
+// backend explicitly before opening; nothing depends on static initialisers.
+// Third-party backends call register_backend() (backend.hpp) first.
+#pragma once
+
+#include <jobrepo/backend.hpp>
+#include <jobrepo/error.hpp>
+#include <jobrepo/repository.hpp>
+#include <jobrepo/store.hpp>
+#include <jobrepo/store_wrapper.hpp>
+#include <jobrepo/types.hpp>
+
+#if defined(JOBREPO_WITH_SQLITE)
+#include <jobrepo/sqlite.hpp>
+#endif
+#if defined(JOBREPO_WITH_POSTGRES)
+#include <jobrepo/postgres.hpp>
+#endif
+
+#include <memory>
+#include <string>
+
+namespace jobrepo {
+
+// Opens a store from a URL:
+//   sqlite:PATH            a database file (created, owner-only, when missing)
+//   sqlite::memory:        a private in-memory database
+//   postgresql://... or postgres://...   passed to libpq as is
+// Throws invalid_parameter for a URL whose backend is not linked, unavailable
+// when the database cannot be reached. The store is not migrated: call migrate().
+inline std::unique_ptr<Store> open_store(const std::string& url, const StoreOptions& options = {}) {
+#if defined(JOBREPO_WITH_SQLITE)
+  register_sqlite_backend();
+#endif
+#if defined(JOBREPO_WITH_POSTGRES)
+  register_postgres_backend();
+#endif
+  return open_registered_store(url, options);
+}
+
+}  // namespace jobrepo

@@ -1,0 +1,117 @@
+// jobrepo: Repository, the job and run operations of one plugin.
+//
+// A Repository is cheap to make: it holds a reference to a Store and its
+// options. Each method is one atomic transaction. A Repository is not
+// thread-safe; use one per thread (the Store is shared).
+//
+// Argument checks come before any I/O. When several errors apply, the first
+// of invalid_parameter, record_not_found, invalid_job_run_state,
+// check_constraint wins. Every method may also throw unavailable, busy,
+// schema_mismatch or internal (see error.hpp). A failed call writes nothing.
+//
+// Durations: any std::chrono duration that converts to microseconds without
+// loss (seconds, milliseconds, minutes, hours...). Negative means "in the past".
+#pragma once
+
+#include <jobrepo/store.hpp>
+#include <jobrepo/types.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace jobrepo {
+
+struct RepositoryOptions {
+  std::string plugin_id = std::string(default_plugin_id);  // non-empty
+  int default_limit = 10000;  // list_jobs limit when the call gives none; 0: 10000, negative: unlimited
+};
+
+struct CreateJobOptions {
+  std::chrono::microseconds next_run_in{0};  // 0: due at once
+};
+
+struct ListJobsOptions {
+  std::string name{};  // when non-empty, only the job with exactly this name
+  int limit = 0;     // 0: the repository default; negative: unlimited
+};
+
+struct RunJobsOptions {
+  int limit = 0;  // 0: 1; negative: unlimited
+  // When set, only jobs with these names are claimed (a server claims only
+  // the jobs it can run). Empty list: nothing is claimed.
+  std::optional<std::vector<std::string>> only_jobs{};
+};
+
+struct InterruptRunsOptions {
+  std::string server_id{};  // when non-empty, only this server's runs
+};
+
+class Repository {
+ public:
+  // Throws invalid_parameter when options.plugin_id is empty.
+  explicit Repository(Store& store, RepositoryOptions options = {});
+
+  const std::string& plugin_id() const noexcept { return plugin_id_; }
+
+  // Inserts a job due at now + next_run_in.
+  // Throws invalid_parameter (empty name, then empty description),
+  // check_constraint (name blank or over 127 characters, description blank or
+  // over 1023), not_unique (the name exists in this plugin).
+  Job create_job(std::string_view name, std::string_view description, CreateJobOptions options = {});
+
+  // The job, or empty. Throws invalid_parameter for an empty name.
+  std::optional<Job> lookup_job(std::string_view name);
+
+  // This plugin's jobs ordered by name.
+  std::vector<Job> list_jobs(ListJobsOptions options = {});
+
+  // Sets the job's next_scheduled_run to now + next_run_in, earlier or later.
+  // Throws invalid_parameter (empty name), record_not_found.
+  Job update_job_next_run(std::string_view name, std::chrono::microseconds next_run_in);
+
+  // The claim: a running run owned by server_id for each due job that has no
+  // running run, earliest due first (ties by name), at most options.limit.
+  // Returns the new runs in claim order, or none. Never fails because another
+  // server claimed at the same time.
+  // Throws invalid_parameter (empty server_id), check_constraint (server_id
+  // blank or over 255 characters).
+  std::vector<Run> run_jobs(std::string_view server_id, RunJobsOptions options = {});
+
+  // Sets the counts of a running run and refreshes its update_time (the
+  // owner's proof of life, even when the counts did not change).
+  // Throws invalid_parameter (empty id), record_not_found,
+  // invalid_job_run_state (the run is final), check_constraint (a negative
+  // count or completed > total).
+  Run update_progress(std::string_view run_id, std::int64_t completed, std::int64_t total);
+
+  // The run becomes completed with end_time = now; its job becomes due at
+  // now + next_run_in, in the same transaction. Errors as update_progress.
+  Run complete_run(std::string_view run_id, std::chrono::microseconds next_run_in);
+
+  // The run becomes failed with end_time = now; the job is not rescheduled
+  // (it is due at once). Errors as update_progress.
+  Run fail_run(std::string_view run_id);
+
+  // Every running run of this plugin (of options.server_id, when given) not
+  // updated for `threshold` becomes interrupted with end_time = now. Threshold
+  // 0: all running runs. Returns those runs in no promised order. Jobs are not
+  // rescheduled. Throws invalid_parameter for a negative threshold.
+  std::vector<Run> interrupt_runs(std::chrono::microseconds threshold, InterruptRunsOptions options = {});
+
+  // The run, or empty. Throws invalid_parameter for an empty id.
+  std::optional<Run> lookup_run(std::string_view run_id);
+
+ private:
+  Run transition(const char* operation, std::string_view run_id, RunTransition change);
+  [[noreturn]] void throw_transition_error(const char* operation, const std::string& run_id,
+                                          const std::string& counts_problem);
+
+  Store& store_;
+  std::string plugin_id_{};
+  std::int64_t default_limit_;
+};
+
+}  // namespace jobrepo

@@ -1,0 +1,139 @@
+// jobrepo: Store, the seam between the Repository and a database.
+//
+// A Store is the only thing a backend implements. It speaks in domain
+// operations, each of them one atomic transaction on the database, and leaves
+// the rules (argument checks, which transitions are allowed, which error wins)
+// to the Repository in core. See docs/backends.md for the full contract.
+//
+// Thread-safety: a Store is shared by all threads of a process; every method
+// may be called concurrently. The store owns its connections.
+//
+// Time: every timestamp an operation writes is the store's clock, read once
+// inside the operation (all timestamps written by one call are equal), plus
+// clock_offset(). "now" below means exactly that value.
+//
+// Errors: methods throw jobrepo::Error. A backend maps its driver's errors in
+// one place: unique violation -> not_unique, check violation -> check_constraint,
+// lock/serialization conflicts that outlast its retries -> busy, connection
+// failures -> unavailable, a missing or newer schema -> schema_mismatch,
+// anything else -> internal with the native code kept.
+#pragma once
+
+#include <jobrepo/types.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace jobrepo {
+
+// Arguments of Store::create_job.
+struct NewJob {
+  std::string plugin_id{};
+  std::string name{};
+  std::string description{};
+  std::chrono::microseconds next_run_in{0};  // next_scheduled_run = now + next_run_in
+};
+
+// Arguments of Store::list_jobs.
+struct JobQuery {
+  std::string plugin_id{};
+  std::optional<std::string> name{};  // exact name filter
+  std::int64_t limit = -1;          // negative: no limit
+};
+
+// Arguments of Store::claim_runs.
+struct ClaimRequest {
+  std::string plugin_id{};
+  std::string server_id{};
+  std::int64_t limit = 1;  // > 0, or negative for no limit
+  // When set, only jobs with these names may be claimed (an empty list claims nothing).
+  std::optional<std::vector<std::string>> only_jobs{};
+};
+
+// One change to a running run, decided by core. The store applies it only if
+// the run exists in `plugin_id` and its status is `running` at that moment.
+struct RunTransition {
+  std::string plugin_id{};
+  std::string run_id{};
+  Status to = Status::running;  // running: a progress report / heartbeat
+  // New counts; empty keeps the stored ones.
+  std::optional<std::int64_t> completed_count{};
+  std::optional<std::int64_t> total_count{};
+  // When set, the run's job gets next_scheduled_run = now + reschedule_in in
+  // the same transaction.
+  std::optional<std::chrono::microseconds> reschedule_in{};
+};
+
+// Arguments of Store::interrupt_stale_runs.
+struct StaleRunQuery {
+  std::string plugin_id{};
+  std::chrono::microseconds threshold{0};  // >= 0
+  std::optional<std::string> server_id{};    // only that server's runs
+};
+
+class Store {
+ public:
+  Store() = default;
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+  virtual ~Store() = default;
+
+  // Creates or upgrades the schema to the version this jobrepo ships.
+  // Idempotent; safe when several processes call it at once.
+  // Throws schema_mismatch when the database was migrated by a newer jobrepo.
+  virtual void migrate() = 0;
+
+  // Inserts the job. Throws not_unique when (plugin_id, name) exists.
+  virtual Job create_job(const NewJob& job) = 0;
+  virtual std::optional<Job> lookup_job(const std::string& plugin_id, const std::string& name) = 0;
+  // Jobs of query.plugin_id ordered by name.
+  virtual std::vector<Job> list_jobs(const JobQuery& query) = 0;
+  // Sets next_scheduled_run = now + next_run_in; empty when the job does not exist.
+  virtual std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name,
+                                            std::chrono::microseconds next_run_in) = 0;
+
+  // The claim. Atomically inserts a running run owned by request.server_id for
+  // each job of request.plugin_id that is due (next_scheduled_run <= now) and
+  // has no running run, earliest due first, ties by name, at most
+  // request.limit; returns the new runs in that order. Concurrent claims never
+  // get the same job and never fail because another claim won a race.
+  // Run ids come from generate_run_id() (backend.hpp) or are equally strong.
+  virtual std::vector<Run> claim_runs(const ClaimRequest& request) = 0;
+
+  // Applies each transition in one transaction, in order. Element i of the
+  // result is the run after transition i, or empty when that run does not
+  // exist in its plugin or was not running (nothing is written for it).
+  // A final run gets end_time = update_time = now; a running one update_time = now.
+  virtual std::vector<std::optional<Run>> transition_runs(std::span<const RunTransition> changes) = 0;
+
+  // Every running run of query.plugin_id (and query.server_id, when set) with
+  // update_time <= now - threshold becomes interrupted with end_time = now.
+  // Returns those runs, in no promised order. Jobs are not rescheduled.
+  virtual std::vector<Run> interrupt_stale_runs(const StaleRunQuery& query) = 0;
+
+  virtual std::optional<Run> lookup_run(const std::string& plugin_id, const std::string& run_id) = 0;
+
+  // Test clock hook: from now on the store's clock reads (database time + offset).
+  // Lets tests move time without sleeping. Backends read it through clock_offset().
+  virtual void set_clock_offset(std::chrono::microseconds offset) { clock_offset_us_.store(offset.count()); }
+  std::chrono::microseconds clock_offset() const {
+    return std::chrono::microseconds(clock_offset_us_.load(std::memory_order_relaxed));
+  }
+
+ private:
+  std::atomic<std::int64_t> clock_offset_us_{0};
+};
+
+// Options every backend understands; a backend documents any it ignores.
+struct StoreOptions {
+  int pool_size = 0;  // connections the store may open; 0: the backend's default
+  // How long a lock conflict is waited out and retried before `busy` is thrown.
+  std::chrono::milliseconds busy_timeout{5000};
+};
+
+}  // namespace jobrepo

@@ -1,0 +1,44 @@
+// jobrepo: StoreWrapper, a Store that forwards every call to another Store.
+//
+// Subclass it and override the calls you want to change, e.g. to inject
+// faults in tests or to add logging or metrics. The target must outlive the
+// wrapper. Thread-safe as far as the target is.
+#pragma once
+
+#include <jobrepo/store.hpp>
+
+namespace jobrepo {
+
+class StoreWrapper : public Store {
+ public:
+  explicit StoreWrapper(Store& target) : target_(target) {}
+
+  Store& target() const { return target_; }
+
+  void migrate() override { target_.migrate(); }
+  Job create_job(const NewJob& job) override { return target_.create_job(job); }
+  std::optional<Job> lookup_job(const std::string& plugin_id, const std::string& name) override {
+    return target_.lookup_job(plugin_id, name);
+  }
+  std::vector<Job> list_jobs(const JobQuery& query) override { return target_.list_jobs(query); }
+  std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name,
+                                    std::chrono::microseconds next_run_in) override {
+    return target_.reschedule_job(plugin_id, name, next_run_in);
+  }
+  std::vector<Run> claim_runs(const ClaimRequest& request) override { return target_.claim_runs(request); }
+  std::vector<std::optional<Run>> transition_runs(std::span<const RunTransition> changes) override {
+    return target_.transition_runs(changes);
+  }
+  std::vector<Run> interrupt_stale_runs(const StaleRunQuery& query) override {
+    return target_.interrupt_stale_runs(query);
+  }
+  std::optional<Run> lookup_run(const std::string& plugin_id, const std::string& run_id) override {
+    return target_.lookup_run(plugin_id, run_id);
+  }
+  void set_clock_offset(std::chrono::microseconds offset) override { target_.set_clock_offset(offset); }
+
+ private:
+  Store& target_;
+};
+
+}  // namespace jobrepo

@@ -1,0 +1,115 @@
+#include <jobrepo/backend.hpp>
+#include <jobrepo/error.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <map>
+#include <mutex>
+#include <cerrno>
+
+#include <sys/random.h>
+
+namespace jobrepo {
+
+namespace {
+
+struct Registry {
+  std::mutex mutex;
+  std::map<std::string, StoreFactory, std::less<>> factories;
+};
+
+Registry& registry() {
+  static Registry instance;
+  return instance;
+}
+
+bool valid_scheme(std::string_view scheme) {
+  return !scheme.empty() && std::all_of(scheme.begin(), scheme.end(), [](unsigned char c) {
+    return std::isalnum(c) != 0 || c == '+' || c == '-' || c == '.';
+  });
+}
+
+}  // namespace
+
+std::string_view url_scheme(std::string_view url) noexcept {
+  const auto colon = url.find(':');
+  if (colon == std::string_view::npos) return {};
+  const auto scheme = url.substr(0, colon);
+  return valid_scheme(scheme) ? scheme : std::string_view{};
+}
+
+void register_backend(const std::string& scheme, StoreFactory factory) {
+  if (!valid_scheme(scheme)) {
+    throw Error(ErrorCode::invalid_parameter, "register_backend: invalid scheme \"" + scheme + "\"");
+  }
+  if (!factory) {
+    throw Error(ErrorCode::invalid_parameter, "register_backend: empty factory for scheme \"" + scheme + "\"");
+  }
+  auto& r = registry();
+  const std::lock_guard lock(r.mutex);
+  r.factories[scheme] = std::move(factory);
+}
+
+std::vector<std::string> registered_backends() {
+  auto& r = registry();
+  const std::lock_guard lock(r.mutex);
+  std::vector<std::string> schemes;
+  for (const auto& entry : r.factories) schemes.push_back(entry.first);
+  return schemes;
+}
+
+std::unique_ptr<Store> open_registered_store(const std::string& url, const StoreOptions& options) {
+  const auto scheme = url_scheme(url);
+  if (scheme.empty()) {
+    // The URL may hold a password: never echo it.
+    throw Error(ErrorCode::invalid_parameter,
+                "open_store: the URL has no scheme (expected sqlite:PATH, sqlite::memory: or postgresql://...)");
+  }
+  StoreFactory factory;
+  {
+    auto& r = registry();
+    const std::lock_guard lock(r.mutex);
+    auto it = r.factories.find(scheme);
+    if (it == r.factories.end()) {
+      std::string linked;
+      for (const auto& entry : r.factories) linked += (linked.empty() ? "" : ", ") + entry.first;
+      throw Error(ErrorCode::invalid_parameter, "open_store: no backend for scheme \"" + std::string(scheme) +
+                                                    "\" is linked (linked: " + (linked.empty() ? "none" : linked) +
+                                                    ")");
+    }
+    factory = it->second;
+  }
+  return factory(url, options);
+}
+
+std::string generate_run_id() {
+  std::array<unsigned char, 16> bytes{};
+  std::size_t filled = 0;
+  while (filled < bytes.size()) {
+    const auto got = getrandom(bytes.data() + filled, bytes.size() - filled, 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      throw Error(ErrorCode::internal, "generate_run_id: the system random generator failed");
+    }
+    filled += static_cast<std::size_t>(got);
+  }
+  static constexpr std::string_view alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  // 128 bits in 6-bit groups: 22 characters, base64url without padding.
+  std::string id;
+  id.reserve(22);
+  unsigned bits = 0;
+  unsigned value = 0;
+  for (const unsigned char byte : bytes) {
+    value = (value << 8U) | byte;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      id.push_back(alphabet[(value >> bits) & 0x3FU]);
+    }
+  }
+  if (bits > 0) id.push_back(alphabet[(value << (6 - bits)) & 0x3FU]);
+  return id;
+}
+
+}  // namespace jobrepo

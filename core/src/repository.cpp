@@ -1,0 +1,183 @@
+#include <jobrepo/error.hpp>
+#include <jobrepo/repository.hpp>
+
+#include <cstddef>
+#include <string>
+
+namespace jobrepo {
+
+namespace {
+
+constexpr std::int64_t builtin_default_limit = 10000;
+
+// Characters (UTF-8 code points) of `text` once leading and trailing spaces
+// are trimmed, as SQL's length(trim(x)) counts them.
+std::size_t trimmed_length(std::string_view text) {
+  const auto first = text.find_first_not_of(' ');
+  if (first == std::string_view::npos) return 0;
+  const auto last = text.find_last_not_of(' ');
+  std::size_t chars = 0;
+  for (std::size_t i = first; i <= last; ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xC0U) != 0x80U) ++chars;
+  }
+  return chars;
+}
+
+std::string quoted(std::string_view text) {
+  constexpr std::size_t shown = 60;
+  std::string out = "\"";
+  out.append(text.substr(0, shown));
+  if (text.size() > shown) out.append("...");
+  out.push_back('"');
+  return out;
+}
+
+void require_non_empty(const char* operation, const char* what, std::string_view value) {
+  if (value.empty()) {
+    throw Error(ErrorCode::invalid_parameter, std::string(operation) + ": missing " + what);
+  }
+}
+
+// The text rules the schema enforces too: 1..max characters after trimming spaces.
+void require_text_in_range(const char* operation, const char* what, std::string_view value, std::size_t max) {
+  const auto length = trimmed_length(value);
+  if (length == 0) {
+    throw Error(ErrorCode::check_constraint, std::string(operation) + ": " + what + " " + quoted(value) + " is blank");
+  }
+  if (length > max) {
+    throw Error(ErrorCode::check_constraint, std::string(operation) + ": " + what + " " + quoted(value) + " has " +
+                                                 std::to_string(length) + " characters, more than " +
+                                                 std::to_string(max));
+  }
+}
+
+void require_non_negative(const char* operation, const char* what, std::chrono::microseconds value) {
+  if (value.count() < 0) {
+    throw Error(ErrorCode::invalid_parameter,
+                std::string(operation) + ": " + what + " " + std::to_string(value.count()) + "us is negative");
+  }
+}
+
+// Empty when the counts of a transition are valid, else what is wrong with them.
+std::string describe_invalid_counts(const RunTransition& change) {
+  const auto& completed = change.completed_count;
+  const auto& total = change.total_count;
+  if (completed && *completed < 0) return "completed count " + std::to_string(*completed) + " is negative";
+  if (total && *total < 0) return "total count " + std::to_string(*total) + " is negative";
+  if (completed && total && *completed > *total) {
+    return "completed count " + std::to_string(*completed) + " exceeds total count " + std::to_string(*total);
+  }
+  return {};
+}
+
+constexpr std::size_t max_name = 127;
+constexpr std::size_t max_description = 1023;
+constexpr std::size_t max_server_id = 255;
+
+}  // namespace
+
+Repository::Repository(Store& store, RepositoryOptions options)
+    : store_(store),
+      plugin_id_(std::move(options.plugin_id)),
+      default_limit_(options.default_limit == 0 ? builtin_default_limit : options.default_limit) {
+  require_non_empty("Repository", "plugin_id", plugin_id_);
+}
+
+Job Repository::create_job(std::string_view name, std::string_view description, CreateJobOptions options) {
+  constexpr const char* op = "create_job";
+  require_non_empty(op, "name", name);
+  require_non_empty(op, "description", description);
+  require_text_in_range(op, "name", name, max_name);
+  require_text_in_range(op, "description", description, max_description);
+  return store_.create_job(NewJob{plugin_id_, std::string(name), std::string(description), options.next_run_in});
+}
+
+std::optional<Job> Repository::lookup_job(std::string_view name) {
+  require_non_empty("lookup_job", "name", name);
+  return store_.lookup_job(plugin_id_, std::string(name));
+}
+
+std::vector<Job> Repository::list_jobs(ListJobsOptions options) {
+  JobQuery query{plugin_id_, std::nullopt, options.limit == 0 ? default_limit_ : options.limit};
+  if (!options.name.empty()) query.name = options.name;
+  return store_.list_jobs(query);
+}
+
+Job Repository::update_job_next_run(std::string_view name, std::chrono::microseconds next_run_in) {
+  constexpr const char* op = "update_job_next_run";
+  require_non_empty(op, "name", name);
+  auto job = store_.reschedule_job(plugin_id_, std::string(name), next_run_in);
+  if (!job) {
+    throw Error(ErrorCode::record_not_found,
+                std::string(op) + ": no job " + quoted(name) + " in plugin " + quoted(plugin_id_));
+  }
+  return std::move(*job);
+}
+
+std::vector<Run> Repository::run_jobs(std::string_view server_id, RunJobsOptions options) {
+  constexpr const char* op = "run_jobs";
+  require_non_empty(op, "server_id", server_id);
+  require_text_in_range(op, "server_id", server_id, max_server_id);
+  ClaimRequest request{plugin_id_, std::string(server_id), options.limit == 0 ? 1 : options.limit,
+                       std::move(options.only_jobs)};
+  return store_.claim_runs(request);
+}
+
+Run Repository::update_progress(std::string_view run_id, std::int64_t completed, std::int64_t total) {
+  return transition("update_progress", run_id, RunTransition{{}, {}, Status::running, completed, total, {}});
+}
+
+Run Repository::complete_run(std::string_view run_id, std::chrono::microseconds next_run_in) {
+  return transition("complete_run", run_id, RunTransition{{}, {}, Status::completed, {}, {}, next_run_in});
+}
+
+Run Repository::fail_run(std::string_view run_id) {
+  return transition("fail_run", run_id, RunTransition{{}, {}, Status::failed, {}, {}, {}});
+}
+
+Run Repository::transition(const char* operation, std::string_view run_id, RunTransition change) {
+  require_non_empty(operation, "run id", run_id);
+  change.plugin_id = plugin_id_;
+  change.run_id = std::string(run_id);
+  const std::string counts_problem = describe_invalid_counts(change);
+  if (counts_problem.empty()) {
+    auto result = store_.transition_runs(std::span<const RunTransition>(&change, 1));
+    if (result.size() == 1 && result.front()) return std::move(*result.front());
+  }
+  // Nothing was written: find out which error the caller gets, in the
+  // documented order (record_not_found, invalid_job_run_state, check_constraint).
+  throw_transition_error(operation, change.run_id, counts_problem);
+}
+
+void Repository::throw_transition_error(const char* operation, const std::string& run_id,
+                                        const std::string& counts_problem) {
+  const auto run = store_.lookup_run(plugin_id_, run_id);
+  if (!run) {
+    throw Error(ErrorCode::record_not_found,
+                std::string(operation) + ": no run " + quoted(run_id) + " in plugin " + quoted(plugin_id_));
+  }
+  if (is_final(run->status)) {
+    throw Error(ErrorCode::invalid_job_run_state, std::string(operation) + ": run " + quoted(run_id) + " is already " +
+                                                      std::string(to_string(run->status)));
+  }
+  if (!counts_problem.empty()) {
+    throw Error(ErrorCode::check_constraint, std::string(operation) + ": run " + quoted(run_id) + ": " + counts_problem);
+  }
+  // The store declined a running run: it should not happen, say so.
+  throw Error(ErrorCode::internal, std::string(operation) + ": the store did not apply the change to running run " +
+                                       quoted(run_id));
+}
+
+std::vector<Run> Repository::interrupt_runs(std::chrono::microseconds threshold, InterruptRunsOptions options) {
+  require_non_negative("interrupt_runs", "threshold", threshold);
+  StaleRunQuery query{plugin_id_, threshold, std::nullopt};
+  if (!options.server_id.empty()) query.server_id = options.server_id;
+  return store_.interrupt_stale_runs(query);
+}
+
+std::optional<Run> Repository::lookup_run(std::string_view run_id) {
+  require_non_empty("lookup_run", "run id", run_id);
+  return store_.lookup_run(plugin_id_, std::string(run_id));
+}
+
+}  // namespace jobrepo

@@ -1,0 +1,63 @@
+#include <jobrepo/error.hpp>
+#include <jobrepo/types.hpp>
+
+#include <algorithm>
+#include <array>
+#include <utility>
+
+namespace jobrepo {
+
+namespace {
+
+constexpr std::array<std::pair<Status, std::string_view>, 4> status_names{{
+    {Status::running, "running"},
+    {Status::completed, "completed"},
+    {Status::failed, "failed"},
+    {Status::interrupted, "interrupted"},
+}};
+
+}  // namespace
+
+std::string_view to_string(Status status) noexcept {
+  for (const auto& [value, name] : status_names) {
+    if (value == status) return name;
+  }
+  return "unknown";
+}
+
+std::optional<Status> parse_status(std::string_view text) noexcept {
+  for (const auto& [value, name] : status_names) {
+    if (name == text) return value;
+  }
+  return std::nullopt;
+}
+
+std::string_view to_string(ErrorCode code) noexcept {
+  switch (code) {
+    case ErrorCode::invalid_parameter: return "invalid_parameter";
+    case ErrorCode::not_unique: return "not_unique";
+    case ErrorCode::record_not_found: return "record_not_found";
+    case ErrorCode::invalid_job_run_state: return "invalid_job_run_state";
+    case ErrorCode::check_constraint: return "check_constraint";
+    case ErrorCode::unavailable: return "unavailable";
+    case ErrorCode::busy: return "busy";
+    case ErrorCode::schema_mismatch: return "schema_mismatch";
+    case ErrorCode::internal: return "internal";
+  }
+  return "unknown";
+}
+
+namespace {
+
+std::string one_line(std::string text) {
+  std::replace_if(text.begin(), text.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
+  while (!text.empty() && text.back() == ' ') text.pop_back();
+  return text;
+}
+
+}  // namespace
+
+Error::Error(ErrorCode code, const std::string& message, std::string native_code)
+    : std::runtime_error(one_line(message)), code_(code), native_code_(std::move(native_code)) {}
+
+}  // namespace jobrepo

@@ -1,0 +1,218 @@
+// Conformance cases: schema, jobs (create, lookup, list, reschedule), plugins.
+#include "support.hpp"
+
+#include <algorithm>
+
+namespace jobrepo::conformance {
+
+void link_job_cases() {}
+
+namespace {
+
+std::string repeat(std::string_view piece, int times) {
+  std::string out;
+  for (int i = 0; i < times; ++i) out.append(piece);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("an unmigrated database refuses work; migrate() is idempotent", "[conformance][schema]") {
+  Database db = harness().make_database();
+  Repository repo(*db.store);
+  JR_REQUIRE_ERROR(repo.create_job("a", "b"), ErrorCode::schema_mismatch);
+  JR_REQUIRE_ERROR(repo.lookup_job("a"), ErrorCode::schema_mismatch);
+  JR_REQUIRE_ERROR(repo.list_jobs(), ErrorCode::schema_mismatch);
+  JR_REQUIRE_ERROR(repo.run_jobs("s1"), ErrorCode::schema_mismatch);
+  JR_REQUIRE_ERROR(repo.lookup_run("0123456789abcdef"), ErrorCode::schema_mismatch);
+  JR_REQUIRE_ERROR(repo.interrupt_runs(0s), ErrorCode::schema_mismatch);
+
+  db.store->migrate();
+  db.store->migrate();
+  repo.create_job("a", "b");
+  db.store->migrate();
+  REQUIRE(repo.lookup_job("a").has_value());
+}
+
+TEST_CASE("a database migrated by a newer jobrepo is refused", "[conformance][schema]") {
+  Database db = harness().make_database();
+  db.store->migrate();
+  if (db.url.empty() || !harness().force_schema_version(db.url, 9999)) {
+    note_not_applicable("a newer schema version (the harness cannot set one)");
+    return;
+  }
+  auto newer = harness().open(db.url);
+  JR_REQUIRE_ERROR_WITH(newer->migrate(), ErrorCode::schema_mismatch, "9999");
+  Repository repo(*newer);
+  JR_REQUIRE_ERROR(repo.create_job("a", "b"), ErrorCode::schema_mismatch);
+  JR_REQUIRE_ERROR(repo.lookup_job("a"), ErrorCode::schema_mismatch);
+}
+
+TEST_CASE("create_job stores the job, due now by default", "[conformance][jobs]") {
+  Fixture f;
+  const Job job = f.repo.create_job("rotate-keys", "Rotates the keys");
+  CHECK(job.plugin_id == "pi_system");
+  CHECK(job.name == "rotate-keys");
+  CHECK(job.description == "Rotates the keys");
+  CHECK(near_system_now(job.next_scheduled_run));
+  const auto found = f.repo.lookup_job("rotate-keys");
+  REQUIRE(found.has_value());
+  CHECK(*found == job);
+  // Due at once: the claim takes it.
+  CHECK(f.repo.run_jobs("s1").size() == 1);
+}
+
+TEST_CASE("create_job schedules at now + next_run_in, any duration unit", "[conformance][jobs]") {
+  Fixture f;
+  const Job now_job = f.repo.create_job("now", "d");
+  const Job later = f.repo.create_job("later", "d", {.next_run_in = 1h});
+  const Job past = f.repo.create_job("past", "d", {.next_run_in = -30min});
+  const Job seconds = f.repo.create_job("seconds", "d", {.next_run_in = 90s});
+  const Job millis = f.repo.create_job("millis", "d", {.next_run_in = 2500ms});
+  const auto gap = later.next_scheduled_run - now_job.next_scheduled_run;
+  CHECK(gap >= 1h);
+  CHECK(gap < 1h + 30s);
+  CHECK(past.next_scheduled_run < now_job.next_scheduled_run - 29min);
+  CHECK(seconds.next_scheduled_run - now_job.next_scheduled_run >= 90s);
+  CHECK(millis.next_scheduled_run - now_job.next_scheduled_run >= 2500ms);
+  // Only the jobs already due are claimed.
+  const auto runs = f.repo.run_jobs("s1", {.limit = -1});
+  std::vector<std::string> names;
+  for (const auto& run : runs) names.push_back(run.job_name);
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"now", "past"});
+}
+
+TEST_CASE("create_job rejects bad input and writes nothing", "[conformance][jobs][errors]") {
+  Fixture f;
+  JR_REQUIRE_ERROR_WITH(f.repo.create_job("", "d"), ErrorCode::invalid_parameter, "name");
+  JR_REQUIRE_ERROR_WITH(f.repo.create_job("n", ""), ErrorCode::invalid_parameter, "description");
+  // Both empty: the name is reported first.
+  JR_REQUIRE_ERROR_WITH(f.repo.create_job("", ""), ErrorCode::invalid_parameter, "name");
+
+  const std::string name127 = repeat("n", 127);
+  const std::string name128 = repeat("n", 128);
+  const std::string desc1023 = repeat("d", 1023);
+  const std::string desc1024 = repeat("d", 1024);
+  JR_REQUIRE_ERROR(f.repo.create_job("   ", "d"), ErrorCode::check_constraint);
+  JR_REQUIRE_ERROR(f.repo.create_job(name128, "d"), ErrorCode::check_constraint);
+  JR_REQUIRE_ERROR(f.repo.create_job("blank-description", "  "), ErrorCode::check_constraint);
+  JR_REQUIRE_ERROR(f.repo.create_job("long-description", desc1024), ErrorCode::check_constraint);
+  // Characters, not bytes: 128 two-byte characters are too many, 127 are fine.
+  JR_REQUIRE_ERROR(f.repo.create_job(repeat("\xc3\xa9", 128), "d"), ErrorCode::check_constraint);
+  CHECK(!f.repo.lookup_job(name128).has_value());
+  CHECK(!f.repo.lookup_job("blank-description").has_value());
+  CHECK(!f.repo.lookup_job("long-description").has_value());
+  CHECK(f.repo.list_jobs().empty());
+
+  CHECK(f.repo.create_job(name127, "d").name == name127);
+  CHECK(f.repo.create_job("long-ok", desc1023).description == desc1023);
+  CHECK(f.repo.create_job(repeat("\xc3\xa9", 127), "d").name.size() == 254);
+  CHECK(f.repo.create_job("  padded  ", "d").name == "  padded  ");
+  CHECK(f.repo.list_jobs().size() == 4);
+}
+
+TEST_CASE("create_job with an existing name is not_unique and keeps the original", "[conformance][jobs][errors]") {
+  Fixture f;
+  const Job original = f.repo.create_job("dup", "first", {.next_run_in = 1h});
+  JR_REQUIRE_ERROR_WITH(f.repo.create_job("dup", "second"), ErrorCode::not_unique, "dup");
+  const auto found = f.repo.lookup_job("dup");
+  REQUIRE(found.has_value());
+  CHECK(*found == original);
+  CHECK(f.repo.list_jobs().size() == 1);
+  // The name is unique per plugin only.
+  auto other = f.other_plugin();
+  const Job theirs = other.create_job("dup", "theirs");
+  CHECK(theirs.plugin_id == "pi_other");
+  CHECK(f.repo.lookup_job("dup")->description == "first");
+  CHECK(other.lookup_job("dup")->description == "theirs");
+}
+
+TEST_CASE("lookup_job finds a job of its own plugin or nothing", "[conformance][jobs]") {
+  Fixture f;
+  f.repo.create_job("mine", "d");
+  f.other_plugin().create_job("theirs", "d");
+  CHECK(f.repo.lookup_job("mine").has_value());
+  CHECK(!f.repo.lookup_job("missing").has_value());
+  CHECK(!f.repo.lookup_job("theirs").has_value());
+  JR_REQUIRE_ERROR(f.repo.lookup_job(""), ErrorCode::invalid_parameter);
+}
+
+TEST_CASE("list_jobs orders by name, filters by name and honours limits", "[conformance][jobs]") {
+  Fixture f;
+  const std::vector<std::string> names = {"job-07", "job-03", "job-12", "job-01", "job-15", "job-09", "job-05",
+                                          "job-14", "job-02", "job-11", "job-06", "job-13", "job-04", "job-10",
+                                          "job-08"};
+  for (const auto& name : names) f.repo.create_job(name, "d");
+  f.other_plugin().create_job("job-00", "not mine");
+
+  auto sorted = names;
+  std::sort(sorted.begin(), sorted.end());
+  const auto all = f.repo.list_jobs();
+  std::vector<std::string> listed;
+  for (const auto& job : all) listed.push_back(job.name);
+  CHECK(listed == sorted);
+
+  const auto one = f.repo.list_jobs({.name = "job-07"});
+  REQUIRE(one.size() == 1);
+  CHECK(one.front().name == "job-07");
+  CHECK(f.repo.list_jobs({.name = "nope"}).empty());
+  CHECK(f.repo.list_jobs({.name = "job-00"}).empty());
+
+  CHECK(f.repo.list_jobs({.limit = 3}).size() == 3);
+  CHECK(f.repo.list_jobs({.limit = 3}).back().name == "job-03");
+  CHECK(f.repo.list_jobs({.limit = -1}).size() == 15);
+
+  Repository ten(f.store, {.plugin_id = "pi_system", .default_limit = 10});
+  CHECK(ten.list_jobs().size() == 10);
+  CHECK(ten.list_jobs({.limit = 12}).size() == 12);  // a call limit overrides the default upward
+  CHECK(ten.list_jobs({.limit = 2}).size() == 2);    // and downward
+  CHECK(ten.list_jobs({.limit = -1}).size() == 15);  // negative: unlimited
+  Repository zero(f.store, {.plugin_id = "pi_system", .default_limit = 0});  // 0: 10000
+  CHECK(zero.list_jobs().size() == 15);
+  Repository unlimited(f.store, {.plugin_id = "pi_system", .default_limit = -1});
+  CHECK(unlimited.list_jobs().size() == 15);
+}
+
+TEST_CASE("update_job_next_run moves the schedule either way", "[conformance][jobs]") {
+  Fixture f;
+  const Job created = f.repo.create_job("j", "d");
+  const Job later = f.repo.update_job_next_run("j", 2h);
+  CHECK(later.next_scheduled_run - created.next_scheduled_run >= 2h);
+  CHECK(*f.repo.lookup_job("j") == later);
+  CHECK(f.repo.run_jobs("s1").empty());
+
+  const Job earlier = f.repo.update_job_next_run("j", -1min);
+  CHECK(earlier.next_scheduled_run < later.next_scheduled_run - 2h);
+  CHECK(earlier.description == "d");
+  CHECK(*f.repo.lookup_job("j") == earlier);
+  CHECK(f.repo.run_jobs("s1").size() == 1);
+
+  JR_REQUIRE_ERROR_WITH(f.repo.update_job_next_run("missing", 1h), ErrorCode::record_not_found, "missing");
+  JR_REQUIRE_ERROR(f.repo.update_job_next_run("", 1h), ErrorCode::invalid_parameter);
+  f.other_plugin().create_job("theirs", "d");
+  JR_REQUIRE_ERROR(f.repo.update_job_next_run("theirs", 1h), ErrorCode::record_not_found);
+  CHECK(!f.repo.lookup_job("missing").has_value());
+}
+
+TEST_CASE("a Repository needs a plugin id", "[conformance][jobs][errors]") {
+  Fixture f;
+  const auto error = error_of([&] { Repository bad(f.store, {.plugin_id = ""}); });
+  REQUIRE(error.has_value());
+  CHECK(error->code() == ErrorCode::invalid_parameter);
+}
+
+TEST_CASE("the test clock moves the store's time", "[conformance][clock]") {
+  Fixture f;
+  const Job job = f.repo.create_job("hourly", "d", {.next_run_in = 1h});
+  CHECK(f.repo.run_jobs("s1").empty());
+  f.store.set_clock_offset(1h + 1s);
+  const auto runs = f.repo.run_jobs("s1");
+  REQUIRE(runs.size() == 1);
+  CHECK(runs.front().create_time >= job.next_scheduled_run);
+  f.store.set_clock_offset(0s);
+  const Job now_job = f.repo.create_job("now", "d");
+  CHECK(near_system_now(now_job.next_scheduled_run));
+}
+
+}  // namespace jobrepo::conformance

@@ -1,0 +1,332 @@
+// Conformance cases: the claim, progress, completion, failure, interruption
+// and lookup of runs, and the state machine.
+#include "support.hpp"
+
+#include <algorithm>
+#include <set>
+
+namespace jobrepo::conformance {
+
+void link_run_cases() {}
+
+namespace {
+
+// A job named `name`, claimed now by `server`: its running run.
+Run claimed(Repository& repo, const std::string& name, const std::string& server = "s1") {
+  repo.create_job(name, "d");
+  auto runs = repo.run_jobs(server, {.only_jobs = std::vector<std::string>{name}});
+  REQUIRE(runs.size() == 1);
+  return runs.front();
+}
+
+std::vector<std::string> job_names(const std::vector<Run>& runs) {
+  std::vector<std::string> names;
+  for (const auto& run : runs) names.push_back(run.job_name);
+  return names;
+}
+
+}  // namespace
+
+TEST_CASE("run_jobs claims a due job with a new running run", "[conformance][claim]") {
+  Fixture f;
+  f.repo.create_job("j", "d");
+  const auto runs = f.repo.run_jobs("server-1");
+  REQUIRE(runs.size() == 1);
+  const Run& run = runs.front();
+  CHECK(run.job_plugin_id == "pi_system");
+  CHECK(run.job_name == "j");
+  CHECK(run.server_id == "server-1");
+  CHECK(run.status == Status::running);
+  CHECK(run.completed_count == 0);
+  CHECK(run.total_count == 0);
+  CHECK(!run.end_time.has_value());
+  CHECK(run.create_time == run.update_time);
+  CHECK(near_system_now(run.create_time));
+  CHECK(run.private_id.size() >= 16);
+  CHECK(url_safe(run.private_id));
+  const auto found = f.repo.lookup_run(run.private_id);
+  REQUIRE(found.has_value());
+  CHECK(*found == run);
+}
+
+TEST_CASE("run_jobs takes the earliest due first, one by default", "[conformance][claim]") {
+  Fixture f;
+  f.repo.create_job("a", "d", {.next_run_in = -1min});
+  f.repo.create_job("c", "d", {.next_run_in = -3min});
+  f.repo.create_job("d", "d", {.next_run_in = 1h});
+  f.repo.create_job("e", "d", {.next_run_in = -2min});
+  f.repo.create_job("b", "d", {.next_run_in = -90s});
+  CHECK(job_names(f.repo.run_jobs("s1")) == std::vector<std::string>{"c"});
+  CHECK(job_names(f.repo.run_jobs("s1", {.limit = 0})) == std::vector<std::string>{"e"});
+  CHECK(job_names(f.repo.run_jobs("s1", {.limit = -1})) == std::vector<std::string>{"b", "a"});
+  CHECK(f.repo.run_jobs("s1", {.limit = -1}).empty());  // d is not due
+}
+
+TEST_CASE("run_jobs orders by due time, then by name", "[conformance][claim]") {
+  Fixture f;
+  // Jobs created back to back often share a due time (the clock's tick);
+  // the claim order must be (next_scheduled_run, name) whatever happens.
+  for (const auto* name : {"m", "z", "a", "k"}) f.repo.create_job(name, "d");
+  const auto runs = f.repo.run_jobs("s1", {.limit = 3});
+  REQUIRE(runs.size() == 3);
+  std::vector<Job> jobs = f.repo.list_jobs();
+  std::sort(jobs.begin(), jobs.end(), [](const Job& x, const Job& y) {
+    return x.next_scheduled_run != y.next_scheduled_run ? x.next_scheduled_run < y.next_scheduled_run
+                                                        : x.name < y.name;
+  });
+  CHECK(job_names(runs) == std::vector<std::string>{jobs[0].name, jobs[1].name, jobs[2].name});
+}
+
+TEST_CASE("run_jobs limits: 0 means one, negative means all", "[conformance][claim]") {
+  Fixture f;
+  for (int i = 0; i < 12; ++i) f.repo.create_job("job-" + std::to_string(100 + i), "d");
+  CHECK(f.repo.run_jobs("s1", {.limit = 0}).size() == 1);
+  CHECK(f.repo.run_jobs("s1", {.limit = 3}).size() == 3);
+  CHECK(f.repo.run_jobs("s1", {.limit = -1}).size() == 8);
+  CHECK(f.repo.run_jobs("s1", {.limit = -1}).empty());
+}
+
+TEST_CASE("run_jobs never claims a job that is running; final runs free it", "[conformance][claim]") {
+  Fixture f;
+  const Run first = claimed(f.repo, "j");
+  CHECK(f.repo.run_jobs("s2", {.limit = -1}).empty());
+  f.repo.complete_run(first.private_id, 0s);
+  const auto second = f.repo.run_jobs("s2");
+  REQUIRE(second.size() == 1);
+  CHECK(second.front().private_id != first.private_id);
+  CHECK(second.front().server_id == "s2");
+  f.repo.fail_run(second.front().private_id);
+  const auto third = f.repo.run_jobs("s3");
+  REQUIRE(third.size() == 1);
+  f.repo.interrupt_runs(0s);
+  CHECK(f.repo.run_jobs("s4").size() == 1);
+  CHECK(f.repo.run_jobs("s5").empty());
+}
+
+TEST_CASE("run_jobs accepts any non-empty server id and rejects bad ones", "[conformance][claim][errors]") {
+  Fixture f;
+  f.repo.create_job("j", "d");
+  JR_REQUIRE_ERROR_WITH(f.repo.run_jobs(""), ErrorCode::invalid_parameter, "server");
+  JR_REQUIRE_ERROR(f.repo.run_jobs("   "), ErrorCode::check_constraint);
+  JR_REQUIRE_ERROR(f.repo.run_jobs(std::string(256, 's')), ErrorCode::check_constraint);
+  // Nothing was claimed by the failed calls.
+  const auto runs = f.repo.run_jobs("a");  // a one-character id is fine
+  REQUIRE(runs.size() == 1);
+  CHECK(runs.front().server_id == "a");
+  f.repo.fail_run(runs.front().private_id);
+  const auto long_id = f.repo.run_jobs(std::string(255, 's'));
+  REQUIRE(long_id.size() == 1);
+  CHECK(long_id.front().server_id == std::string(255, 's'));
+}
+
+TEST_CASE("run_jobs claims only the named jobs when asked", "[conformance][claim]") {
+  Fixture f;
+  f.repo.create_job("a", "d");
+  f.repo.create_job("b \"quoted\" \\ name", "d");
+  f.repo.create_job("c", "d");
+  CHECK(f.repo.run_jobs("s1", {.limit = -1, .only_jobs = std::vector<std::string>{}}).empty());
+  CHECK(job_names(f.repo.run_jobs("s1", {.limit = -1, .only_jobs = std::vector<std::string>{"b \"quoted\" \\ name",
+                                                                                           "zzz"}})) ==
+        std::vector<std::string>{"b \"quoted\" \\ name"});
+  CHECK(job_names(f.repo.run_jobs("s1", {.limit = -1})) == std::vector<std::string>{"a", "c"});
+}
+
+TEST_CASE("run_jobs claims only its own plugin's jobs", "[conformance][claim][plugins]") {
+  Fixture f;
+  auto other = f.other_plugin();
+  other.create_job("theirs", "d");
+  f.repo.create_job("mine", "d");
+  CHECK(job_names(f.repo.run_jobs("s1", {.limit = -1})) == std::vector<std::string>{"mine"});
+  const auto theirs = other.run_jobs("s1", {.limit = -1});
+  REQUIRE(theirs.size() == 1);
+  CHECK(theirs.front().job_plugin_id == "pi_other");
+  // Runs of another plugin are invisible and untouchable.
+  CHECK(!f.repo.lookup_run(theirs.front().private_id).has_value());
+  JR_REQUIRE_ERROR(f.repo.update_progress(theirs.front().private_id, 1, 2), ErrorCode::record_not_found);
+  JR_REQUIRE_ERROR(f.repo.complete_run(theirs.front().private_id, 0s), ErrorCode::record_not_found);
+  JR_REQUIRE_ERROR(f.repo.fail_run(theirs.front().private_id), ErrorCode::record_not_found);
+  CHECK(job_names(f.repo.interrupt_runs(0s)) == std::vector<std::string>{"mine"});
+  CHECK(other.lookup_run(theirs.front().private_id)->status == Status::running);
+}
+
+TEST_CASE("run ids are unique and URL-safe", "[conformance][claim]") {
+  Fixture f;
+  for (int i = 0; i < 200; ++i) f.repo.create_job("job-" + std::to_string(i), "d");
+  const auto runs = f.repo.run_jobs("s1", {.limit = -1});
+  REQUIRE(runs.size() == 200);
+  std::set<std::string> ids;
+  for (const auto& run : runs) {
+    CHECK(run.private_id.size() >= 16);
+    CHECK(url_safe(run.private_id));
+    ids.insert(run.private_id);
+  }
+  CHECK(ids.size() == 200);
+}
+
+TEST_CASE("update_progress sets the counts and refreshes update_time", "[conformance][progress]") {
+  Fixture f;
+  const Run run = claimed(f.repo, "j");
+  f.store.set_clock_offset(1min);
+  const Run progressed = f.repo.update_progress(run.private_id, 3, 10);
+  CHECK(progressed.completed_count == 3);
+  CHECK(progressed.total_count == 10);
+  CHECK(progressed.status == Status::running);
+  CHECK(!progressed.end_time.has_value());
+  CHECK(progressed.create_time == run.create_time);
+  CHECK(progressed.update_time >= run.update_time + 1min);
+  CHECK(*f.repo.lookup_run(run.private_id) == progressed);
+  // The same counts again still count as life.
+  f.store.set_clock_offset(2min);
+  const Run heartbeat = f.repo.update_progress(run.private_id, 3, 10);
+  CHECK(heartbeat.update_time >= progressed.update_time + 1min);
+  CHECK(f.repo.update_progress(run.private_id, 10, 10).completed_count == 10);
+  CHECK(f.repo.update_progress(run.private_id, 0, 0).total_count == 0);
+}
+
+TEST_CASE("update_progress errors, in their documented order, write nothing", "[conformance][progress][errors]") {
+  Fixture f;
+  const Run run = claimed(f.repo, "j");
+  const Run before = f.repo.update_progress(run.private_id, 2, 5);
+  JR_REQUIRE_ERROR(f.repo.update_progress("", 1, 2), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR_WITH(f.repo.update_progress("no-such-run-0000", 1, 2), ErrorCode::record_not_found,
+                        "no-such-run-0000");
+  JR_REQUIRE_ERROR(f.repo.update_progress("no-such-run-0000", 5, 2), ErrorCode::record_not_found);
+  JR_REQUIRE_ERROR_WITH(f.repo.update_progress(run.private_id, 7, 5), ErrorCode::check_constraint, "7");
+  JR_REQUIRE_ERROR(f.repo.update_progress(run.private_id, -1, 5), ErrorCode::check_constraint);
+  JR_REQUIRE_ERROR(f.repo.update_progress(run.private_id, 0, -1), ErrorCode::check_constraint);
+  CHECK(*f.repo.lookup_run(run.private_id) == before);
+
+  f.repo.complete_run(run.private_id, 1h);
+  JR_REQUIRE_ERROR_WITH(f.repo.update_progress(run.private_id, 1, 5), ErrorCode::invalid_job_run_state,
+                        "completed");
+  // A final run wins over bad counts.
+  JR_REQUIRE_ERROR(f.repo.update_progress(run.private_id, 9, 5), ErrorCode::invalid_job_run_state);
+  CHECK(f.repo.lookup_run(run.private_id)->completed_count == 2);
+}
+
+TEST_CASE("complete_run ends the run and reschedules its job in one step", "[conformance][complete]") {
+  Fixture f;
+  const Run run = claimed(f.repo, "j");
+  f.repo.update_progress(run.private_id, 4, 4);
+  f.store.set_clock_offset(5min);
+  const Run done = f.repo.complete_run(run.private_id, 1h);
+  CHECK(done.status == Status::completed);
+  REQUIRE(done.end_time.has_value());
+  CHECK(done.update_time == *done.end_time);
+  CHECK(*done.end_time >= run.create_time + 5min);
+  CHECK(done.completed_count == 4);
+  CHECK(done.create_time == run.create_time);
+  CHECK(*f.repo.lookup_run(run.private_id) == done);
+  CHECK(f.repo.lookup_job("j")->next_scheduled_run == *done.end_time + 1h);
+  CHECK(f.repo.run_jobs("s1").empty());
+
+  JR_REQUIRE_ERROR_WITH(f.repo.complete_run(run.private_id, 0s), ErrorCode::invalid_job_run_state, "completed");
+  JR_REQUIRE_ERROR(f.repo.fail_run(run.private_id), ErrorCode::invalid_job_run_state);
+  JR_REQUIRE_ERROR(f.repo.complete_run("", 0s), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.complete_run("no-such-run-0000", 0s), ErrorCode::record_not_found);
+  CHECK(*f.repo.lookup_run(run.private_id) == done);
+  CHECK(f.repo.lookup_job("j")->next_scheduled_run == *done.end_time + 1h);
+}
+
+TEST_CASE("complete_run with a negative next_run_in makes the job due at once", "[conformance][complete]") {
+  Fixture f;
+  const Run run = claimed(f.repo, "j");
+  const Run done = f.repo.complete_run(run.private_id, -10s);
+  CHECK(f.repo.lookup_job("j")->next_scheduled_run == *done.end_time - 10s);
+  CHECK(f.repo.run_jobs("s1").size() == 1);
+}
+
+TEST_CASE("fail_run ends the run and leaves the job due", "[conformance][fail]") {
+  Fixture f;
+  const Run run = claimed(f.repo, "j");
+  const Job job = f.repo.lookup_job("j").value();
+  f.store.set_clock_offset(30s);
+  const Run failed = f.repo.fail_run(run.private_id);
+  CHECK(failed.status == Status::failed);
+  REQUIRE(failed.end_time.has_value());
+  CHECK(failed.update_time == *failed.end_time);
+  CHECK(*f.repo.lookup_run(run.private_id) == failed);
+  CHECK(f.repo.lookup_job("j")->next_scheduled_run == job.next_scheduled_run);
+  CHECK(f.repo.run_jobs("s2").size() == 1);
+  JR_REQUIRE_ERROR_WITH(f.repo.fail_run(run.private_id), ErrorCode::invalid_job_run_state, "failed");
+  JR_REQUIRE_ERROR(f.repo.fail_run(""), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.fail_run("no-such-run-0000"), ErrorCode::record_not_found);
+}
+
+TEST_CASE("interrupt_runs ends the runs not updated within the threshold", "[conformance][interrupt]") {
+  Fixture f;
+  const Run stale = claimed(f.repo, "stale", "s1");
+  const Run fresh = claimed(f.repo, "fresh", "s2");
+  const Job stale_job = f.repo.lookup_job("stale").value();
+  f.store.set_clock_offset(10min);
+  f.repo.update_progress(fresh.private_id, 1, 2);
+
+  const auto interrupted = f.repo.interrupt_runs(5min);
+  REQUIRE(interrupted.size() == 1);
+  const Run& run = interrupted.front();
+  CHECK(run.private_id == stale.private_id);
+  CHECK(run.status == Status::interrupted);
+  REQUIRE(run.end_time.has_value());
+  CHECK(run.update_time == *run.end_time);
+  CHECK(*run.end_time >= stale.create_time + 10min);
+  CHECK(*f.repo.lookup_run(stale.private_id) == run);
+  CHECK(f.repo.lookup_run(fresh.private_id)->status == Status::running);
+  // The job is not rescheduled: it is due, and claimable again.
+  CHECK(f.repo.lookup_job("stale")->next_scheduled_run == stale_job.next_scheduled_run);
+  CHECK(f.repo.interrupt_runs(5min).empty());
+  JR_REQUIRE_ERROR_WITH(f.repo.update_progress(stale.private_id, 1, 1), ErrorCode::invalid_job_run_state,
+                        "interrupted");
+
+  JR_REQUIRE_ERROR(f.repo.interrupt_runs(-1s), ErrorCode::invalid_parameter);
+  CHECK(f.repo.lookup_run(fresh.private_id)->status == Status::running);
+  // Threshold 0: every running run.
+  const auto rest = f.repo.interrupt_runs(0s);
+  REQUIRE(rest.size() == 1);
+  CHECK(rest.front().private_id == fresh.private_id);
+}
+
+TEST_CASE("interrupt_runs can be limited to one server", "[conformance][interrupt]") {
+  Fixture f;
+  const Run a = claimed(f.repo, "a", "s1");
+  const Run b = claimed(f.repo, "b", "s2");
+  const Run c = claimed(f.repo, "c", "s1");
+  const auto mine = f.repo.interrupt_runs(0s, {.server_id = "s1"});
+  std::set<std::string> ids;
+  for (const auto& run : mine) ids.insert(run.private_id);
+  CHECK(ids == std::set<std::string>{a.private_id, c.private_id});
+  CHECK(f.repo.lookup_run(b.private_id)->status == Status::running);
+  CHECK(f.repo.interrupt_runs(0s, {.server_id = "nobody"}).empty());
+  CHECK(f.repo.interrupt_runs(0s, {.server_id = ""}).size() == 1);  // empty: no filter
+}
+
+TEST_CASE("lookup_run finds a run of its own plugin or nothing", "[conformance][lookup]") {
+  Fixture f;
+  const Run run = claimed(f.repo, "j");
+  CHECK(f.repo.lookup_run(run.private_id).has_value());
+  CHECK(!f.repo.lookup_run("no-such-run-0000").has_value());
+  CHECK(!f.other_plugin().lookup_run(run.private_id).has_value());
+  JR_REQUIRE_ERROR(f.repo.lookup_run(""), ErrorCode::invalid_parameter);
+}
+
+TEST_CASE("a final run never changes again", "[conformance][states]") {
+  Fixture f;
+  const Run completed = claimed(f.repo, "completed");
+  const Run failed = claimed(f.repo, "failed");
+  const Run interrupted = claimed(f.repo, "interrupted");
+  f.repo.complete_run(completed.private_id, 1h);
+  f.repo.fail_run(failed.private_id);
+  f.repo.interrupt_runs(0s);
+  for (const Run* run : {&completed, &failed, &interrupted}) {
+    const Run before = f.repo.lookup_run(run->private_id).value();
+    const std::string state(to_string(before.status));
+    INFO("run of job " << run->job_name << " is " << state);
+    CHECK(before.status == parse_status(run->job_name));
+    JR_REQUIRE_ERROR_WITH(f.repo.update_progress(run->private_id, 1, 1), ErrorCode::invalid_job_run_state, state);
+    JR_REQUIRE_ERROR_WITH(f.repo.complete_run(run->private_id, 0s), ErrorCode::invalid_job_run_state, state);
+    JR_REQUIRE_ERROR_WITH(f.repo.fail_run(run->private_id), ErrorCode::invalid_job_run_state, state);
+    CHECK(*f.repo.lookup_run(run->private_id) == before);
+  }
+  CHECK(f.repo.interrupt_runs(0s).empty());
+}
+
+}  // namespace jobrepo::conformance

@@ -1,0 +1,122 @@
+// The conformance runner: Catch2's session, the case count check, the
+// skipped status, and the child-process mode of the cross-process races.
+#define CATCH_CONFIG_RUNNER
+#include "support.hpp"
+#include "workers.hpp"
+
+#include <jobrepo/error.hpp>
+
+#include <cstring>
+#include <iostream>
+#include <mutex>
+#include <set>
+
+namespace jobrepo::conformance {
+
+namespace {
+
+Harness* current_harness = nullptr;
+std::mutex not_applicable_mutex;
+std::set<std::string> not_applicable;
+
+constexpr const char* suite_tag = "conformance";
+
+// Counts the suite's cases as Catch2 finishes them.
+struct CaseCounter : Catch::TestEventListenerBase {
+  using TestEventListenerBase::TestEventListenerBase;
+  static inline int ran = 0;
+  static inline int failed = 0;
+  void testCaseEnded(const Catch::TestCaseStats& stats) override {
+    const auto& tags = stats.testInfo.tags;
+    if (std::find(tags.begin(), tags.end(), suite_tag) == tags.end()) return;
+    ++ran;
+    if (!stats.totals.assertions.allOk()) ++failed;
+  }
+};
+
+}  // namespace
+
+CATCH_REGISTER_LISTENER(CaseCounter)
+
+Harness& harness() {
+  if (current_harness == nullptr) throw std::logic_error("jobrepo conformance: no harness (call run())");
+  return *current_harness;
+}
+
+void note_not_applicable(const std::string& what) {
+  const std::lock_guard lock(not_applicable_mutex);
+  not_applicable.insert(what);
+}
+
+std::optional<Error> error_of(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const Error& e) {
+    return e;
+  }
+  return std::nullopt;
+}
+
+bool near_system_now(Timestamp t, std::chrono::seconds tolerance) {
+  const auto now = Clock::now();
+  return t > now - tolerance && t < now + tolerance;
+}
+
+bool url_safe(const std::string& id) {
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+  });
+}
+
+int run(Harness& harness, int argc, char* argv[]) {
+  current_harness = &harness;
+  link_job_cases();
+  link_run_cases();
+  link_race_cases();
+  if (argc >= 2 && std::strcmp(argv[1], worker_flag) == 0) return worker_main(harness, argc - 2, argv + 2);
+
+  const std::string name = harness.name();
+  if (const auto why = harness.unavailable_reason(); !why.empty()) {
+    std::cout << "jobrepo conformance [" << name << "]: SKIPPED: " << why << std::endl;
+    return exit_skipped;
+  }
+
+  Catch::Session session;
+  if (const int rc = session.applyCommandLine(argc, argv); rc != 0) return rc;
+  const auto& config = session.config();
+  if (config.listTests() || config.listTestNamesOnly() || config.listTags() || config.listReporters() ||
+      session.configData().showHelp) {
+    return session.run();
+  }
+
+  int total = 0;
+  for (const auto& test : Catch::getAllTestCasesSorted(config)) {
+    const auto& tags = test.getTestCaseInfo().tags;
+    if (std::find(tags.begin(), tags.end(), suite_tag) != tags.end()) ++total;
+  }
+  const bool filtered = config.testSpec().hasFilters();
+
+  const int failures = session.run();
+
+  const int ran = CaseCounter::ran;
+  const int failed = CaseCounter::failed;
+  std::cout << "jobrepo conformance [" << name << "]: " << ran << " of " << total << " cases ran, "
+            << (ran - failed) << " passed, " << failed << " failed" << (filtered ? " (selected by command line)" : "")
+            << std::endl;
+  for (const auto& what : not_applicable) {
+    std::cout << "jobrepo conformance [" << name << "]: not applicable here: " << what << std::endl;
+  }
+  if (failures != 0 || failed != 0) return 1;
+  if (!filtered && ran < total) {
+    std::cout << "jobrepo conformance [" << name << "]: FAILED: only " << ran << " of " << total << " cases ran"
+              << std::endl;
+    return 1;
+  }
+  if (ran == 0) {
+    std::cout << "jobrepo conformance [" << name << "]: FAILED: no case ran" << std::endl;
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace jobrepo::conformance

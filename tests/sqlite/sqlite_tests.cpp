@@ -1,0 +1,178 @@
+// The SQLite backend's own behaviour: error mapping, file creation, busy
+// handling, URLs. The Repository contract itself is in the conformance suite.
+#include "errors.hpp"
+
+#include <jobrepo/jobrepo.hpp>
+
+#include <catch2/catch.hpp>
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <thread>
+
+#include <sys/stat.h>
+
+using namespace std::chrono_literals;
+using jobrepo::ErrorCode;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "jobrepo-sqlite-test-XXXXXX").string();
+    REQUIRE(mkdtemp(pattern.data()) != nullptr);
+    path = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+  }
+};
+
+ErrorCode code_of(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const jobrepo::Error& e) {
+    return e.code();
+  }
+  FAIL("no jobrepo::Error was thrown");
+  return ErrorCode::internal;
+}
+
+}  // namespace
+
+TEST_CASE("sqlite: driver errors map to one ErrorCode each") {
+  using jobrepo::sqlite_backend::error_code_for;
+  CHECK(error_code_for(SQLITE_CONSTRAINT_UNIQUE, "") == ErrorCode::not_unique);
+  CHECK(error_code_for(SQLITE_CONSTRAINT_PRIMARYKEY, "") == ErrorCode::not_unique);
+  CHECK(error_code_for(SQLITE_CONSTRAINT_CHECK, "") == ErrorCode::check_constraint);
+  CHECK(error_code_for(SQLITE_CONSTRAINT_NOTNULL, "") == ErrorCode::check_constraint);
+  CHECK(error_code_for(SQLITE_CONSTRAINT_FOREIGNKEY, "") == ErrorCode::record_not_found);
+  CHECK(error_code_for(SQLITE_CONSTRAINT_TRIGGER, "") == ErrorCode::invalid_job_run_state);
+  CHECK(error_code_for(SQLITE_BUSY, "") == ErrorCode::busy);
+  CHECK(error_code_for(SQLITE_BUSY_SNAPSHOT, "") == ErrorCode::busy);
+  CHECK(error_code_for(SQLITE_LOCKED, "") == ErrorCode::busy);
+  CHECK(error_code_for(SQLITE_CANTOPEN, "") == ErrorCode::unavailable);
+  CHECK(error_code_for(SQLITE_IOERR_FSYNC, "") == ErrorCode::unavailable);
+  CHECK(error_code_for(SQLITE_FULL, "") == ErrorCode::unavailable);
+  CHECK(error_code_for(SQLITE_ERROR, "no such table: job") == ErrorCode::schema_mismatch);
+  CHECK(error_code_for(SQLITE_ERROR, "near \"x\": syntax error") == ErrorCode::internal);
+  CHECK(error_code_for(SQLITE_CORRUPT, "") == ErrorCode::internal);
+  CHECK(jobrepo::sqlite_backend::is_busy(SQLITE_BUSY_RECOVERY));
+  CHECK(!jobrepo::sqlite_backend::is_busy(SQLITE_CONSTRAINT));
+
+  const auto error = jobrepo::sqlite_backend::make_error("create_job", "job \"x\"", SQLITE_CONSTRAINT_UNIQUE,
+                                                         "UNIQUE constraint failed: job.plugin_id, job.name");
+  CHECK(error.code() == ErrorCode::not_unique);
+  CHECK(std::string(error.what()) == "create_job: job \"x\": UNIQUE constraint failed: job.plugin_id, job.name");
+  CHECK(error.native_code() == "sqlite 2067 (constraint failed)");
+}
+
+TEST_CASE("sqlite: a new database file is readable by its owner only") {
+  TempDir dir;
+  const auto path = dir.path / "jobs.db";
+  auto store = jobrepo::open_store("sqlite:" + path.string());
+  store->migrate();
+  jobrepo::Repository(*store).create_job("j", "d");
+  for (const auto& file : {path, fs::path(path.string() + "-wal")}) {
+    INFO(file);
+    REQUIRE(fs::exists(file));
+    struct stat st {};
+    REQUIRE(stat(file.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+  }
+}
+
+TEST_CASE("sqlite: URLs and options") {
+  TempDir dir;
+  CHECK(code_of([] { jobrepo::open_store("sqlite:"); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([] { jobrepo::open_store("sqlite:x.db?journal=off"); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { jobrepo::open_store("sqlite:" + (dir.path / "missing" / "x.db").string()); }) ==
+        ErrorCode::unavailable);
+  auto normal = jobrepo::open_store("sqlite:" + (dir.path / "normal.db").string() + "?synchronous=normal");
+  normal->migrate();
+  CHECK(jobrepo::Repository(*normal).create_job("j", "d").name == "j");
+  // A path with a space.
+  auto spaced = jobrepo::open_store("sqlite:" + (dir.path / "with space.db").string());
+  spaced->migrate();
+  CHECK(fs::exists(dir.path / "with space.db"));
+  // Each in-memory store is its own database.
+  auto one = jobrepo::open_store("sqlite::memory:");
+  auto two = jobrepo::open_store("sqlite::memory:");
+  one->migrate();
+  two->migrate();
+  jobrepo::Repository(*one).create_job("only-in-one", "d");
+  CHECK(!jobrepo::Repository(*two).lookup_job("only-in-one").has_value());
+}
+
+TEST_CASE("sqlite: a lock held elsewhere is waited out, then reported as busy") {
+  TempDir dir;
+  const auto path = (dir.path / "locked.db").string();
+  jobrepo::StoreOptions options;
+  options.busy_timeout = 300ms;
+  auto store = jobrepo::open_store("sqlite:" + path, options);
+  store->migrate();
+  jobrepo::Repository repo(*store);
+
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &other) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    repo.create_job("j", "d");
+    FAIL("expected busy");
+  } catch (const jobrepo::Error& e) {
+    CHECK(e.code() == ErrorCode::busy);
+    CHECK(std::string(e.what()).find("create_job") != std::string::npos);
+  }
+  CHECK(std::chrono::steady_clock::now() - started >= 300ms);
+  // Reads still work while another connection writes (WAL).
+  CHECK(!repo.lookup_job("j").has_value());
+
+  // A lock released within the timeout is waited out: no error at all.
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(100ms);
+    sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr);
+  });
+  CHECK(repo.create_job("j", "d").name == "j");
+  releaser.join();
+  sqlite3_close(other);
+}
+
+TEST_CASE("sqlite: the schema enforces the rules for SQL written by hand") {
+  TempDir dir;
+  const auto path = (dir.path / "rules.db").string();
+  auto store = jobrepo::open_store("sqlite:" + path);
+  store->migrate();
+  jobrepo::Repository repo(*store);
+  repo.create_job("j", "d");
+  const auto run = repo.run_jobs("s1").at(0);
+
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_exec(db, "PRAGMA foreign_keys = ON", nullptr, nullptr, nullptr);
+  const auto exec = [&](const std::string& sql) {
+    sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+    return sqlite3_extended_errcode(db);
+  };
+  // A second running run of the same job.
+  CHECK(exec("INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time, update_time)"
+             " VALUES ('AAAAAAAAAAAAAAAAAAAA', 'pi_system', 'j', 's2', 0, 0)") == SQLITE_CONSTRAINT_UNIQUE);
+  CHECK(exec("UPDATE job_run SET completed_count = 5, total_count = 2") == SQLITE_CONSTRAINT_CHECK);
+  CHECK(exec("UPDATE job_run SET completed_count = -1") == SQLITE_CONSTRAINT_CHECK);
+  CHECK(exec("UPDATE job_run SET status = 'paused'") == SQLITE_CONSTRAINT_CHECK);
+  CHECK(exec("UPDATE job_run SET status = 'failed'") == SQLITE_CONSTRAINT_CHECK);  // end_time missing
+  CHECK(exec("INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time, update_time)"
+             " VALUES ('BBBBBBBBBBBBBBBBBBBB', 'pi_system', 'nope', 's2', 0, 0)") == SQLITE_CONSTRAINT_FOREIGNKEY);
+  CHECK(exec("INSERT INTO job (plugin_id, name, description, next_scheduled_run) VALUES ('p', '  ', 'd', 0)") ==
+        SQLITE_CONSTRAINT_CHECK);
+  CHECK(exec("UPDATE job_run SET status = 'failed', end_time = 1") == SQLITE_OK);
+  CHECK(exec("UPDATE job_run SET status = 'running', end_time = NULL") == SQLITE_CONSTRAINT_TRIGGER);
+  // Deleting a job deletes its runs.
+  CHECK(exec("DELETE FROM job WHERE name = 'j'") == SQLITE_OK);
+  sqlite3_close(db);
+  CHECK(!repo.lookup_run(run.private_id).has_value());
+}

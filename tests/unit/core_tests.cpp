@@ -1,0 +1,198 @@
+// Core: types, errors, the backend registry, run ids, and the Repository's
+// argument checks (which must happen before any I/O).
+#include <jobrepo/jobrepo.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <set>
+
+using namespace std::chrono_literals;
+using jobrepo::ErrorCode;
+using jobrepo::Status;
+
+namespace {
+
+// A Store whose every call fails the test: proves a call did no I/O.
+class NoIoStore : public jobrepo::Store {
+ public:
+  int calls = 0;
+  void migrate() override { touch(); }
+  jobrepo::Job create_job(const jobrepo::NewJob&) override { return touch(), jobrepo::Job{}; }
+  std::optional<jobrepo::Job> lookup_job(const std::string&, const std::string&) override {
+    return touch(), std::nullopt;
+  }
+  std::vector<jobrepo::Job> list_jobs(const jobrepo::JobQuery&) override { return touch(), std::vector<jobrepo::Job>{}; }
+  std::optional<jobrepo::Job> reschedule_job(const std::string&, const std::string&, std::chrono::microseconds) override {
+    return touch(), std::nullopt;
+  }
+  std::vector<jobrepo::Run> claim_runs(const jobrepo::ClaimRequest&) override { return touch(), std::vector<jobrepo::Run>{}; }
+  std::vector<std::optional<jobrepo::Run>> transition_runs(std::span<const jobrepo::RunTransition>) override {
+    return touch(), std::vector<std::optional<jobrepo::Run>>{};
+  }
+  std::vector<jobrepo::Run> interrupt_stale_runs(const jobrepo::StaleRunQuery&) override {
+    return touch(), std::vector<jobrepo::Run>{};
+  }
+  std::optional<jobrepo::Run> lookup_run(const std::string&, const std::string&) override { return touch(), std::nullopt; }
+
+ private:
+  void touch() { ++calls; }
+};
+
+ErrorCode code_of(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const jobrepo::Error& e) {
+    return e.code();
+  }
+  FAIL("no jobrepo::Error was thrown");
+  return ErrorCode::internal;
+}
+
+}  // namespace
+
+TEST_CASE("Status spells exactly the four words and parses them back") {
+  for (const auto status : {Status::running, Status::completed, Status::failed, Status::interrupted}) {
+    CHECK(jobrepo::parse_status(jobrepo::to_string(status)) == status);
+  }
+  CHECK(jobrepo::to_string(Status::interrupted) == "interrupted");
+  CHECK(!jobrepo::parse_status("Running").has_value());
+  CHECK(!jobrepo::parse_status("").has_value());
+  CHECK(!jobrepo::is_final(Status::running));
+  CHECK(jobrepo::is_final(Status::completed));
+  CHECK(jobrepo::is_final(Status::failed));
+  CHECK(jobrepo::is_final(Status::interrupted));
+}
+
+TEST_CASE("Error keeps its code and native code, on one line") {
+  const jobrepo::Error e(ErrorCode::busy, "run_jobs: server \"s1\":\nlocked\r\n", "sqlite 5");
+  CHECK(e.code() == ErrorCode::busy);
+  CHECK(e.native_code() == "sqlite 5");
+  CHECK(std::string(e.what()) == "run_jobs: server \"s1\": locked");
+  CHECK(jobrepo::to_string(ErrorCode::invalid_job_run_state) == "invalid_job_run_state");
+  CHECK(jobrepo::to_string(ErrorCode::schema_mismatch) == "schema_mismatch");
+}
+
+TEST_CASE("run ids are 22 URL-safe characters and do not repeat") {
+  std::set<std::string> seen;
+  for (int i = 0; i < 20000; ++i) {
+    const auto id = jobrepo::generate_run_id();
+    REQUIRE(id.size() == 22);
+    REQUIRE(id.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+            std::string::npos);
+    seen.insert(id);
+  }
+  CHECK(seen.size() == 20000);
+}
+
+TEST_CASE("open_store names a scheme that is not linked, never the rest of the URL") {
+  CHECK(jobrepo::url_scheme("sqlite::memory:") == "sqlite");
+  CHECK(jobrepo::url_scheme("postgresql://u:p@h/db") == "postgresql");
+  CHECK(jobrepo::url_scheme("no scheme here").empty());
+  try {
+    jobrepo::open_store("mysql://admin:hunter2@db.example/jobs");
+    FAIL("expected an error");
+  } catch (const jobrepo::Error& e) {
+    CHECK(e.code() == ErrorCode::invalid_parameter);
+    const std::string message = e.what();
+    CHECK(message.find("\"mysql\"") != std::string::npos);
+    CHECK(message.find("sqlite") != std::string::npos);  // what is linked
+    CHECK(message.find("hunter2") == std::string::npos);
+  }
+  CHECK(code_of([] { jobrepo::open_store("relative/path.db"); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([] { jobrepo::register_backend("bad scheme", [](auto&, auto&) { return nullptr; }); }) ==
+        ErrorCode::invalid_parameter);
+}
+
+TEST_CASE("a third-party backend registers its scheme explicitly") {
+  jobrepo::register_backend("memtest", [](const std::string& url, const jobrepo::StoreOptions&) {
+    // A third-party backend would parse its URL; this one forwards to SQLite.
+    CHECK(url == "memtest:anything");
+    return jobrepo::open_store("sqlite::memory:");
+  });
+  const auto schemes = jobrepo::registered_backends();
+  CHECK(std::find(schemes.begin(), schemes.end(), "memtest") != schemes.end());
+  auto store = jobrepo::open_store("memtest:anything");
+  store->migrate();
+  jobrepo::Repository repo(*store);
+  CHECK(repo.create_job("j", "d").name == "j");
+}
+
+TEST_CASE("Repository checks its arguments before any I/O") {
+  NoIoStore store;
+  jobrepo::Repository repo(store);
+  CHECK(code_of([&] { repo.create_job("", "d"); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.create_job("n", ""); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.create_job(" ", "d"); }) == ErrorCode::check_constraint);
+  CHECK(code_of([&] { repo.create_job(std::string(128, 'n'), "d"); }) == ErrorCode::check_constraint);
+  CHECK(code_of([&] { repo.create_job("n", std::string(1024, 'd')); }) == ErrorCode::check_constraint);
+  CHECK(code_of([&] { repo.lookup_job(""); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.update_job_next_run("", 1s); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.run_jobs(""); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.run_jobs("  "); }) == ErrorCode::check_constraint);
+  CHECK(code_of([&] { repo.update_progress("", 1, 2); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.complete_run("", 1s); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.fail_run(""); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.interrupt_runs(-1us); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.lookup_run(""); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { jobrepo::Repository bad(store, {.plugin_id = ""}); }) == ErrorCode::invalid_parameter);
+  CHECK(store.calls == 0);
+}
+
+TEST_CASE("Repository passes limits to the store as documented") {
+  struct Recorder : NoIoStore {
+    std::int64_t list_limit = 0, claim_limit = 0;
+    std::vector<jobrepo::Job> list_jobs(const jobrepo::JobQuery& q) override {
+      list_limit = q.limit;
+      return {};
+    }
+    std::vector<jobrepo::Run> claim_runs(const jobrepo::ClaimRequest& r) override {
+      claim_limit = r.limit;
+      return {};
+    }
+  } store;
+  jobrepo::Repository repo(store);
+  repo.list_jobs();
+  CHECK(store.list_limit == 10000);
+  repo.list_jobs({.limit = 5});
+  CHECK(store.list_limit == 5);
+  repo.list_jobs({.limit = -1});
+  CHECK(store.list_limit < 0);
+  jobrepo::Repository small(store, {.plugin_id = "p", .default_limit = 7});
+  small.list_jobs();
+  CHECK(store.list_limit == 7);
+  small.list_jobs({.limit = 20000});
+  CHECK(store.list_limit == 20000);
+  jobrepo::Repository zero(store, {.plugin_id = "p", .default_limit = 0});
+  zero.list_jobs();
+  CHECK(store.list_limit == 10000);
+  repo.run_jobs("s");
+  CHECK(store.claim_limit == 1);
+  repo.run_jobs("s", {.limit = 4});
+  CHECK(store.claim_limit == 4);
+  repo.run_jobs("s", {.limit = -3});
+  CHECK(store.claim_limit < 0);
+}
+
+TEST_CASE("a StoreWrapper injects faults; a failed call writes nothing") {
+  auto real = jobrepo::open_store("sqlite::memory:");
+  real->migrate();
+  struct Flaky : jobrepo::StoreWrapper {
+    using StoreWrapper::StoreWrapper;
+    bool fail = false;
+    std::vector<std::optional<jobrepo::Run>> transition_runs(std::span<const jobrepo::RunTransition> c) override {
+      if (fail) throw jobrepo::Error(ErrorCode::unavailable, "update_run: injected connection loss");
+      return StoreWrapper::transition_runs(c);
+    }
+  } flaky(*real);
+  jobrepo::Repository repo(flaky);
+  repo.create_job("j", "d");
+  const auto run = repo.run_jobs("s1").at(0);
+  flaky.fail = true;
+  CHECK(code_of([&] { repo.complete_run(run.private_id, 1h); }) == ErrorCode::unavailable);
+  CHECK(repo.lookup_run(run.private_id)->status == Status::running);
+  flaky.fail = false;
+  CHECK(repo.complete_run(run.private_id, 1h).status == Status::completed);
+  // The clock hook passes through the wrapper.
+  flaky.set_clock_offset(2h);
+  CHECK(repo.run_jobs("s1").size() == 1);
+}
