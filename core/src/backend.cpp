@@ -4,9 +4,9 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cerrno>
 #include <map>
 #include <mutex>
-#include <cerrno>
 
 #include <sys/random.h>
 

@@ -161,11 +161,12 @@ void Repository::throw_transition_error(const char* operation, const std::string
                                                       std::string(to_string(run->status)));
   }
   if (!counts_problem.empty()) {
-    throw Error(ErrorCode::check_constraint, std::string(operation) + ": run " + quoted(run_id) + ": " + counts_problem);
+    throw Error(ErrorCode::check_constraint,
+                std::string(operation) + ": run " + quoted(run_id) + ": " + counts_problem);
   }
   // The store declined a running run: it should not happen, say so.
-  throw Error(ErrorCode::internal, std::string(operation) + ": the store did not apply the change to running run " +
-                                       quoted(run_id));
+  throw Error(ErrorCode::internal,
+              std::string(operation) + ": the store did not apply the change to running run " + quoted(run_id));
 }
 
 std::vector<Run> Repository::interrupt_runs(std::chrono::microseconds threshold, InterruptRunsOptions options) {

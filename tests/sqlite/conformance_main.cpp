@@ -39,8 +39,9 @@ class SqliteHarness : public jobrepo::conformance::Harness {
       return false;
     }
     sqlite3_stmt* st = nullptr;
-    bool ok = sqlite3_prepare_v2(db, "INSERT INTO jobrepo_schema_version (version, name, applied_at) VALUES (?, 'future', 0)",
-                                 -1, &st, nullptr) == SQLITE_OK;
+    bool ok =
+        sqlite3_prepare_v2(db, "INSERT INTO jobrepo_schema_version (version, name, applied_at) VALUES (?, 'future', 0)",
+                           -1, &st, nullptr) == SQLITE_OK;
     ok = ok && sqlite3_bind_int(st, 1, version) == SQLITE_OK && sqlite3_step(st) == SQLITE_DONE;
     sqlite3_finalize(st);
     sqlite3_close(db);

@@ -4,8 +4,8 @@
 
 #include <jobrepo/jobrepo.hpp>
 
-#include <catch2/catch.hpp>
 #include <sqlite3.h>
+#include <catch2/catch.hpp>
 
 #include <filesystem>
 #include <thread>

@@ -21,18 +21,25 @@ class NoIoStore : public jobrepo::Store {
   std::optional<jobrepo::Job> lookup_job(const std::string&, const std::string&) override {
     return touch(), std::nullopt;
   }
-  std::vector<jobrepo::Job> list_jobs(const jobrepo::JobQuery&) override { return touch(), std::vector<jobrepo::Job>{}; }
-  std::optional<jobrepo::Job> reschedule_job(const std::string&, const std::string&, std::chrono::microseconds) override {
+  std::vector<jobrepo::Job> list_jobs(const jobrepo::JobQuery&) override {
+    return touch(), std::vector<jobrepo::Job>{};
+  }
+  std::optional<jobrepo::Job> reschedule_job(const std::string&, const std::string&,
+                                             std::chrono::microseconds) override {
     return touch(), std::nullopt;
   }
-  std::vector<jobrepo::Run> claim_runs(const jobrepo::ClaimRequest&) override { return touch(), std::vector<jobrepo::Run>{}; }
+  std::vector<jobrepo::Run> claim_runs(const jobrepo::ClaimRequest&) override {
+    return touch(), std::vector<jobrepo::Run>{};
+  }
   std::vector<std::optional<jobrepo::Run>> transition_runs(std::span<const jobrepo::RunTransition>) override {
     return touch(), std::vector<std::optional<jobrepo::Run>>{};
   }
   std::vector<jobrepo::Run> interrupt_stale_runs(const jobrepo::StaleRunQuery&) override {
     return touch(), std::vector<jobrepo::Run>{};
   }
-  std::optional<jobrepo::Run> lookup_run(const std::string&, const std::string&) override { return touch(), std::nullopt; }
+  std::optional<jobrepo::Run> lookup_run(const std::string&, const std::string&) override {
+    return touch(), std::nullopt;
+  }
 
  private:
   void touch() { ++calls; }

@@ -11,36 +11,27 @@ using namespace sqlite_api;
 ErrorCode error_code_for(int sqlite_code, std::string_view driver_message) noexcept {
   switch (sqlite_code) {
     case SQLITE_CONSTRAINT_UNIQUE:
-    case SQLITE_CONSTRAINT_PRIMARYKEY:
-      return ErrorCode::not_unique;
+    case SQLITE_CONSTRAINT_PRIMARYKEY: return ErrorCode::not_unique;
     case SQLITE_CONSTRAINT_CHECK:
     case SQLITE_CONSTRAINT_NOTNULL:
-    case SQLITE_CONSTRAINT_DATATYPE:
-      return ErrorCode::check_constraint;
-    case SQLITE_CONSTRAINT_FOREIGNKEY:
-      return ErrorCode::record_not_found;
-    case SQLITE_CONSTRAINT_TRIGGER:
-      return ErrorCode::invalid_job_run_state;
-    default:
-      break;
+    case SQLITE_CONSTRAINT_DATATYPE: return ErrorCode::check_constraint;
+    case SQLITE_CONSTRAINT_FOREIGNKEY: return ErrorCode::record_not_found;
+    case SQLITE_CONSTRAINT_TRIGGER: return ErrorCode::invalid_job_run_state;
+    default: break;
   }
   switch (sqlite_code & 0xFF) {
     case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-      return ErrorCode::busy;
+    case SQLITE_LOCKED: return ErrorCode::busy;
     case SQLITE_CANTOPEN:
     case SQLITE_IOERR:
     case SQLITE_FULL:
-    case SQLITE_PROTOCOL:
-      return ErrorCode::unavailable;
-    case SQLITE_CONSTRAINT:
-      return ErrorCode::check_constraint;
+    case SQLITE_PROTOCOL: return ErrorCode::unavailable;
+    case SQLITE_CONSTRAINT: return ErrorCode::check_constraint;
     case SQLITE_ERROR:
       // A database nobody migrated has no tables.
       if (driver_message.find("no such table") != std::string_view::npos) return ErrorCode::schema_mismatch;
       return ErrorCode::internal;
-    default:
-      return ErrorCode::internal;
+    default: return ErrorCode::internal;
   }
 }
 

@@ -82,7 +82,6 @@ void prepare(soci::statement& st, const std::string& query) {
   st.define_and_bind();
 }
 
-
 // The columns every run query returns, in this order.
 constexpr const char* run_columns =
     "private_id, job_plugin_id, job_name, server_id, create_time, update_time, end_time, "
@@ -109,11 +108,12 @@ struct RunRow {
   }
 
   Run to_run() const {
-    Run run{private_id, job_plugin_id, job_name, server_id, to_timestamp(create_time), to_timestamp(update_time),
-            std::nullopt, completed, total, Status::running};
+    Run run{private_id,   job_plugin_id, job_name, server_id,      to_timestamp(create_time), to_timestamp(update_time),
+            std::nullopt, completed,     total,    Status::running};
     if (end_ind == soci::i_ok) run.end_time = to_timestamp(end_time);
     const auto parsed = parse_status(status);
-    if (!parsed) throw Error(ErrorCode::internal, "sqlite: run " + quoted(private_id) + " has unknown status " + status);
+    if (!parsed)
+      throw Error(ErrorCode::internal, "sqlite: run " + quoted(private_id) + " has unknown status " + status);
     run.status = *parsed;
     return run;
   }
@@ -225,7 +225,7 @@ class SqliteStore final : public Store {
     sqlite_api::sqlite3_busy_timeout(db, static_cast<int>(options_.busy_timeout.count()));
     exec_native(*sql, "PRAGMA foreign_keys = ON");
     exec_native(*sql, options_.synchronous == SqliteSynchronous::full ? "PRAGMA synchronous = FULL"
-                                                                       : "PRAGMA synchronous = NORMAL");
+                                                                      : "PRAGMA synchronous = NORMAL");
     if (!in_memory_) exec_native(*sql, "PRAGMA journal_mode = WAL");
     return sql;
   }
@@ -349,23 +349,27 @@ class SqliteStore final : public Store {
   }
 
   void migrate() override {
-    write("migrate", "", [&](soci::session& sql, Micros now) {
-      exec_native(sql, "CREATE TABLE IF NOT EXISTS jobrepo_schema_version ("
-                       " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT");
-      const int current = schema_version(sql);
-      const auto all = migrations();
-      const int latest = all.empty() ? 0 : all.back().version;
-      if (current > latest) throw newer_schema_error("migrate", current, latest);
-      for (const auto& migration : all) {
-        if (migration.version <= current) continue;
-        exec_native(sql, std::string(migration.sql).c_str());
-        int version = migration.version;
-        std::string name(migration.name);
-        sql << "INSERT INTO jobrepo_schema_version (version, name, applied_at) VALUES (:v, :n, :t)", soci::use(version),
-            soci::use(name), soci::use(now);
-      }
-      return 0;
-    }, /*check_schema=*/false);
+    write(
+        "migrate", "",
+        [&](soci::session& sql, Micros now) {
+          exec_native(sql,
+                      "CREATE TABLE IF NOT EXISTS jobrepo_schema_version ("
+                      " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT");
+          const int current = schema_version(sql);
+          const auto all = migrations();
+          const int latest = all.empty() ? 0 : all.back().version;
+          if (current > latest) throw newer_schema_error("migrate", current, latest);
+          for (const auto& migration : all) {
+            if (migration.version <= current) continue;
+            exec_native(sql, std::string(migration.sql).c_str());
+            int version = migration.version;
+            std::string name(migration.name);
+            sql << "INSERT INTO jobrepo_schema_version (version, name, applied_at) VALUES (:v, :n, :t)",
+                soci::use(version), soci::use(name), soci::use(now);
+          }
+          return 0;
+        },
+        /*check_schema=*/false);
     schema_ok_ = true;
   }
 
@@ -385,8 +389,9 @@ class SqliteStore final : public Store {
       row.bind(st);
       st.exchange(soci::use(plugin_id));
       st.exchange(soci::use(name));
-      prepare(st, "SELECT plugin_id, name, description, next_scheduled_run FROM job"
-                                           " WHERE plugin_id = :p AND name = :n");
+      prepare(st,
+              "SELECT plugin_id, name, description, next_scheduled_run FROM job"
+              " WHERE plugin_id = :p AND name = :n");
       st.execute();
       if (!st.fetch()) return std::nullopt;
       return row.to_job();
@@ -405,9 +410,10 @@ class SqliteStore final : public Store {
       st.exchange(soci::use(has_name));
       st.exchange(soci::use(name));
       st.exchange(soci::use(limit));
-      prepare(st, "SELECT plugin_id, name, description, next_scheduled_run FROM job"
-                                           " WHERE plugin_id = :p AND (:has_name = 0 OR name = :n)"
-                                           " ORDER BY name LIMIT :l");
+      prepare(st,
+              "SELECT plugin_id, name, description, next_scheduled_run FROM job"
+              " WHERE plugin_id = :p AND (:has_name = 0 OR name = :n)"
+              " ORDER BY name LIMIT :l");
       st.execute();
       std::vector<Job> jobs;
       while (st.fetch()) jobs.push_back(row.to_job());
@@ -426,9 +432,10 @@ class SqliteStore final : public Store {
                    st.exchange(soci::use(next));
                    st.exchange(soci::use(plugin_id));
                    st.exchange(soci::use(name));
-                   prepare(st, "UPDATE job SET next_scheduled_run = :t"
-                                                        " WHERE plugin_id = :p AND name = :n"
-                                                        " RETURNING plugin_id, name, description, next_scheduled_run");
+                   prepare(st,
+                           "UPDATE job SET next_scheduled_run = :t"
+                           " WHERE plugin_id = :p AND name = :n"
+                           " RETURNING plugin_id, name, description, next_scheduled_run");
                    st.execute();
                    if (!st.fetch()) return std::nullopt;
                    return row.to_job();
@@ -464,8 +471,8 @@ class SqliteStore final : public Store {
           (sql.prepare << "INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time,"
                           " update_time, completed_count, total_count, status)"
                           " VALUES (:id, :p, :n, :s, :c, :u, 0, 0, 'running')",
-           soci::use(id), soci::use(request.plugin_id), soci::use(name), soci::use(request.server_id),
-           soci::use(now), soci::use(now));
+           soci::use(id), soci::use(request.plugin_id), soci::use(name), soci::use(request.server_id), soci::use(now),
+           soci::use(now));
       runs.reserve(due.size());
       for (auto& job_name : due) {
         id = generate_run_id();
@@ -479,8 +486,8 @@ class SqliteStore final : public Store {
   }
 
   std::vector<std::optional<Run>> transition_runs(std::span<const RunTransition> changes) override {
-    const std::string subject = changes.size() == 1 ? "run " + quoted(changes.front().run_id)
-                                                    : std::to_string(changes.size()) + " runs";
+    const std::string subject =
+        changes.size() == 1 ? "run " + quoted(changes.front().run_id) : std::to_string(changes.size()) + " runs";
     return write("update_run", subject, [&](soci::session& sql, Micros now) {
       std::vector<std::optional<Run>> results;
       results.reserve(changes.size());
@@ -502,11 +509,13 @@ class SqliteStore final : public Store {
         st.exchange(soci::use(total, total_ind));
         st.exchange(soci::use(change.run_id));
         st.exchange(soci::use(change.plugin_id));
-        prepare(st, "UPDATE job_run SET status = :s, update_time = :u, end_time = :e,"
-                                             " completed_count = coalesce(:c, completed_count),"
-                                             " total_count = coalesce(:t, total_count)"
-                                             " WHERE private_id = :id AND job_plugin_id = :p AND status = 'running'"
-                                             " RETURNING " + std::string(run_columns));
+        prepare(st,
+                "UPDATE job_run SET status = :s, update_time = :u, end_time = :e,"
+                " completed_count = coalesce(:c, completed_count),"
+                " total_count = coalesce(:t, total_count)"
+                " WHERE private_id = :id AND job_plugin_id = :p AND status = 'running'"
+                " RETURNING " +
+                    std::string(run_columns));
         st.execute();
         if (!st.fetch()) {
           results.emplace_back();
@@ -538,10 +547,12 @@ class SqliteStore final : public Store {
       st.exchange(soci::use(cutoff));
       st.exchange(soci::use(filtered));
       st.exchange(soci::use(server));
-      prepare(st, "UPDATE job_run SET status = 'interrupted', update_time = :u, end_time = :e"
-                                           " WHERE job_plugin_id = :p AND status = 'running' AND update_time <= :c"
-                                           " AND (:filtered = 0 OR server_id = :s)"
-                                           " RETURNING " + std::string(run_columns));
+      prepare(st,
+              "UPDATE job_run SET status = 'interrupted', update_time = :u, end_time = :e"
+              " WHERE job_plugin_id = :p AND status = 'running' AND update_time <= :c"
+              " AND (:filtered = 0 OR server_id = :s)"
+              " RETURNING " +
+                  std::string(run_columns));
       st.execute();
       std::vector<Run> runs;
       while (st.fetch()) runs.push_back(row.to_run());
@@ -621,9 +632,8 @@ void register_sqlite_backend() {
         } else if (parameter == "synchronous=normal") {
           options.synchronous = SqliteSynchronous::normal;
         } else {
-          throw Error(ErrorCode::invalid_parameter,
-                      "open_store: unknown sqlite URL parameter \"" + parameter +
-                          "\" (expected synchronous=full or synchronous=normal)");
+          throw Error(ErrorCode::invalid_parameter, "open_store: unknown sqlite URL parameter \"" + parameter +
+                                                        "\" (expected synchronous=full or synchronous=normal)");
         }
       }
       options.path = rest;

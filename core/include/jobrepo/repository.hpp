@@ -35,7 +35,7 @@ struct CreateJobOptions {
 
 struct ListJobsOptions {
   std::string name{};  // when non-empty, only the job with exactly this name
-  int limit = 0;     // 0: the repository default; negative: unlimited
+  int limit = 0;       // 0: the repository default; negative: unlimited
 };
 
 struct RunJobsOptions {
@@ -107,7 +107,7 @@ class Repository {
  private:
   Run transition(const char* operation, std::string_view run_id, RunTransition change);
   [[noreturn]] void throw_transition_error(const char* operation, const std::string& run_id,
-                                          const std::string& counts_problem);
+                                           const std::string& counts_problem);
 
   Store& store_;
   std::string plugin_id_{};

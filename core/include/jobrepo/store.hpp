@@ -43,7 +43,7 @@ struct NewJob {
 struct JobQuery {
   std::string plugin_id{};
   std::optional<std::string> name{};  // exact name filter
-  std::int64_t limit = -1;          // negative: no limit
+  std::int64_t limit = -1;            // negative: no limit
 };
 
 // Arguments of Store::claim_runs.
@@ -73,7 +73,7 @@ struct RunTransition {
 struct StaleRunQuery {
   std::string plugin_id{};
   std::chrono::microseconds threshold{0};  // >= 0
-  std::optional<std::string> server_id{};    // only that server's runs
+  std::optional<std::string> server_id{};  // only that server's runs
 };
 
 class Store {

@@ -47,7 +47,7 @@ struct Run {
   std::string job_name;
   std::string server_id;  // the server that claimed (owns) the run
   Timestamp create_time;
-  Timestamp update_time;  // last progress report: the owner's proof of life
+  Timestamp update_time;              // last progress report: the owner's proof of life
   std::optional<Timestamp> end_time;  // set exactly when the status is final
   std::int64_t completed_count = 0;
   std::int64_t total_count = 0;

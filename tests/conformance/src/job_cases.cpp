@@ -140,9 +140,9 @@ TEST_CASE("lookup_job finds a job of its own plugin or nothing", "[conformance][
 
 TEST_CASE("list_jobs orders by name, filters by name and honours limits", "[conformance][jobs]") {
   Fixture f;
-  const std::vector<std::string> names = {"job-07", "job-03", "job-12", "job-01", "job-15", "job-09", "job-05",
-                                          "job-14", "job-02", "job-11", "job-06", "job-13", "job-04", "job-10",
-                                          "job-08"};
+  const std::vector<std::string> names = {"job-07", "job-03", "job-12", "job-01", "job-15",
+                                          "job-09", "job-05", "job-14", "job-02", "job-11",
+                                          "job-06", "job-13", "job-04", "job-10", "job-08"};
   for (const auto& name : names) f.repo.create_job(name, "d");
   f.other_plugin().create_job("job-00", "not mine");
 

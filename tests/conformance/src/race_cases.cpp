@@ -21,8 +21,7 @@ std::string describe(const std::vector<std::string>& errors) {
 
 }  // namespace
 
-TEST_CASE("threads and processes claiming the same due jobs get each job once, without errors",
-          "[conformance][race]") {
+TEST_CASE("threads and processes claiming the same due jobs get each job once, without errors", "[conformance][race]") {
   Fixture f;
   constexpr int jobs = 1000;
   for (int i = 0; i < jobs; ++i) f.repo.create_job("race-" + std::to_string(i), "d");

@@ -71,8 +71,7 @@ TEST_CASE("run_jobs orders by due time, then by name", "[conformance][claim]") {
   REQUIRE(runs.size() == 3);
   std::vector<Job> jobs = f.repo.list_jobs();
   std::sort(jobs.begin(), jobs.end(), [](const Job& x, const Job& y) {
-    return x.next_scheduled_run != y.next_scheduled_run ? x.next_scheduled_run < y.next_scheduled_run
-                                                        : x.name < y.name;
+    return x.next_scheduled_run != y.next_scheduled_run ? x.next_scheduled_run < y.next_scheduled_run : x.name < y.name;
   });
   CHECK(job_names(runs) == std::vector<std::string>{jobs[0].name, jobs[1].name, jobs[2].name});
 }
@@ -125,8 +124,8 @@ TEST_CASE("run_jobs claims only the named jobs when asked", "[conformance][claim
   f.repo.create_job("b \"quoted\" \\ name", "d");
   f.repo.create_job("c", "d");
   CHECK(f.repo.run_jobs("s1", {.limit = -1, .only_jobs = std::vector<std::string>{}}).empty());
-  CHECK(job_names(f.repo.run_jobs("s1", {.limit = -1, .only_jobs = std::vector<std::string>{"b \"quoted\" \\ name",
-                                                                                           "zzz"}})) ==
+  CHECK(job_names(f.repo.run_jobs(
+            "s1", {.limit = -1, .only_jobs = std::vector<std::string>{"b \"quoted\" \\ name", "zzz"}})) ==
         std::vector<std::string>{"b \"quoted\" \\ name"});
   CHECK(job_names(f.repo.run_jobs("s1", {.limit = -1})) == std::vector<std::string>{"a", "c"});
 }
@@ -197,8 +196,7 @@ TEST_CASE("update_progress errors, in their documented order, write nothing", "[
   CHECK(*f.repo.lookup_run(run.private_id) == before);
 
   f.repo.complete_run(run.private_id, 1h);
-  JR_REQUIRE_ERROR_WITH(f.repo.update_progress(run.private_id, 1, 5), ErrorCode::invalid_job_run_state,
-                        "completed");
+  JR_REQUIRE_ERROR_WITH(f.repo.update_progress(run.private_id, 1, 5), ErrorCode::invalid_job_run_state, "completed");
   // A final run wins over bad counts.
   JR_REQUIRE_ERROR(f.repo.update_progress(run.private_id, 9, 5), ErrorCode::invalid_job_run_state);
   CHECK(f.repo.lookup_run(run.private_id)->completed_count == 2);

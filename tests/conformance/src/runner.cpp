@@ -100,9 +100,8 @@ int run(Harness& harness, int argc, char* argv[]) {
 
   const int ran = CaseCounter::ran;
   const int failed = CaseCounter::failed;
-  std::cout << "jobrepo conformance [" << name << "]: " << ran << " of " << total << " cases ran, "
-            << (ran - failed) << " passed, " << failed << " failed" << (filtered ? " (selected by command line)" : "")
-            << std::endl;
+  std::cout << "jobrepo conformance [" << name << "]: " << ran << " of " << total << " cases ran, " << (ran - failed)
+            << " passed, " << failed << " failed" << (filtered ? " (selected by command line)" : "") << std::endl;
   for (const auto& what : not_applicable) {
     std::cout << "jobrepo conformance [" << name << "]: not applicable here: " << what << std::endl;
   }

@@ -78,8 +78,7 @@ ClaimLog run_child_claimers(const std::string& url, const WorkerPlan& plan, int 
   char dir_template[] = "/tmp/jobrepo-conformance-XXXXXX";
   const char* dir = mkdtemp(dir_template);
   if (dir == nullptr) return ClaimLog{{}, {}, {"internal: cannot make a temporary directory"}};
-  const auto start_us =
-      std::chrono::duration_cast<microseconds>(plan.start_at.time_since_epoch()).count();
+  const auto start_us = std::chrono::duration_cast<microseconds>(plan.start_at.time_since_epoch()).count();
   std::vector<pid_t> children;
   std::vector<std::string> outputs;
   ClaimLog all;
@@ -153,7 +152,8 @@ int worker_main(Harness& harness, int argc, char* argv[]) {
   } catch (const Error& e) {
     log.errors.push_back(std::string(to_string(e.code())) + ": " + e.what());
   }
-  for (std::size_t i = 0; i < log.run_ids.size(); ++i) out << "claim\t" << log.job_names[i] << '\t' << log.run_ids[i] << '\n';
+  for (std::size_t i = 0; i < log.run_ids.size(); ++i)
+    out << "claim\t" << log.job_names[i] << '\t' << log.run_ids[i] << '\n';
   for (const auto& error : log.errors) {
     const auto colon = error.find(": ");
     out << "error\t" << error.substr(0, colon) << '\t' << error.substr(colon + 2) << '\n';

@@ -15,9 +15,9 @@ inline constexpr const char* worker_flag = "--jobrepo-conformance-worker";
 
 // What a set of claimers did.
 struct ClaimLog {
-  std::vector<std::string> run_ids{};   // every run claimed
-  std::vector<std::string> job_names{}; // the job of each, same order
-  std::vector<std::string> errors{};    // "code: message" of every failed call
+  std::vector<std::string> run_ids{};    // every run claimed
+  std::vector<std::string> job_names{};  // the job of each, same order
+  std::vector<std::string> errors{};     // "code: message" of every failed call
   void append(const ClaimLog& other);
 };
 
@@ -31,7 +31,7 @@ struct WorkerPlan {
   std::string plugin_id = "pi_system";
   std::string server_prefix{};  // each thread is server "<prefix>-<thread>"
   int threads = 1;
-  Timestamp start_at;  // all claimers start at this moment
+  Timestamp start_at;                     // all claimers start at this moment
   std::chrono::milliseconds duration{0};  // churn only
 };
 
