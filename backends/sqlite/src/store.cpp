@@ -132,25 +132,49 @@ struct JobRow {
   Job to_job() const { return Job{plugin_id, name, description, to_timestamp(next)}; }
 };
 
+// One connection and the state of its busy handler.
+struct Connection {
+  Connection(const std::string& connect_string, std::chrono::milliseconds timeout)
+      : sql(soci::sqlite3, connect_string), busy_timeout(timeout) {}
+  soci::session sql;
+  std::chrono::milliseconds busy_timeout{0};
+  std::chrono::steady_clock::time_point busy_since{};
+  std::minstd_rand jitter{std::random_device{}()};
+};
+
+// SQLite's busy handler for every connection. SQLite's default one sleeps in
+// growing steps (up to 100 ms), and a waiter that sleeps long loses every
+// race for the lock against writers that ask at the right moment: under load
+// from one process, another process would starve. Short random pauses make
+// every waiter, local or not, equally likely to get the lock next.
+int on_busy(void* context, int count) {
+  auto& connection = *static_cast<Connection*>(context);
+  const auto now = std::chrono::steady_clock::now();
+  if (count == 0) connection.busy_since = now;
+  if (now - connection.busy_since >= connection.busy_timeout) return 0;
+  std::this_thread::sleep_for(std::chrono::microseconds(50 + connection.jitter() % 450));
+  return 1;
+}
+
 // A connection pool. Connections are opened on demand up to `max`; callers
 // wait when all are in use.
 class Pool {
  public:
-  using Factory = std::function<std::unique_ptr<soci::session>()>;
+  using Factory = std::function<std::unique_ptr<Connection>()>;
 
   Pool(int max, Factory factory) : max_(max), factory_(std::move(factory)) {}
 
   class Lease {
    public:
-    Lease(Pool& pool, std::unique_ptr<soci::session> session) : pool_(pool), session_(std::move(session)) {}
+    Lease(Pool& pool, std::unique_ptr<Connection> session) : pool_(pool), session_(std::move(session)) {}
     Lease(const Lease&) = delete;
     Lease& operator=(const Lease&) = delete;
     ~Lease() { pool_.give_back(std::move(session_)); }
-    soci::session& operator*() const { return *session_; }
+    soci::session& operator*() const { return session_->sql; }
 
    private:
     Pool& pool_;
-    std::unique_ptr<soci::session> session_;
+    std::unique_ptr<Connection> session_;
   };
 
   Lease acquire() {
@@ -174,7 +198,7 @@ class Pool {
   }
 
  private:
-  void give_back(std::unique_ptr<soci::session> session) {
+  void give_back(std::unique_ptr<Connection> session) {
     {
       const std::lock_guard lock(mutex_);
       idle_.push_back(std::move(session));
@@ -184,7 +208,7 @@ class Pool {
 
   std::mutex mutex_;
   std::condition_variable available_;
-  std::vector<std::unique_ptr<soci::session>> idle_;
+  std::vector<std::unique_ptr<Connection>> idle_;
   int open_ = 0;
   const int max_;
   Factory factory_;
@@ -217,17 +241,18 @@ class Transaction {
 
 class SqliteStore final : public Store {
  private:
-  std::unique_ptr<soci::session> connect() {
+  std::unique_ptr<Connection> connect() {
     // SOCI's connect string splits on spaces and quotes; the path is quoted.
-    auto sql = std::make_unique<soci::session>(soci::sqlite3, "db=\"" + options_.path + "\"");
+    auto connection = std::make_unique<Connection>("db=\"" + options_.path + "\"", options_.busy_timeout);
+    soci::session* sql = &connection->sql;
     auto* db = native(*sql);
     sqlite_api::sqlite3_extended_result_codes(db, 1);
-    sqlite_api::sqlite3_busy_timeout(db, static_cast<int>(options_.busy_timeout.count()));
+    sqlite_api::sqlite3_busy_handler(db, on_busy, connection.get());
     exec_native(*sql, "PRAGMA foreign_keys = ON");
     exec_native(*sql, options_.synchronous == SqliteSynchronous::full ? "PRAGMA synchronous = FULL"
                                                                       : "PRAGMA synchronous = NORMAL");
     if (!in_memory_) exec_native(*sql, "PRAGMA journal_mode = WAL");
-    return sql;
+    return connection;
   }
 
   // The store's clock: SQLite's 'now' (read once, so that every timestamp of
@@ -275,10 +300,6 @@ class SqliteStore final : public Store {
   template <class Body>
   auto write(const char* operation, const std::string& subject, Body&& body, bool check = true) {
     const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
-    // One writer at a time inside this process: threads queue here instead of
-    // spinning in SQLite's busy handler. Take it before a connection, so that
-    // a writer never waits for a connection held by a queued writer.
-    const std::lock_guard writer(writer_mutex_);
     auto lease = pool_.acquire();
     soci::session& sql = *lease;
     std::minstd_rand jitter(static_cast<unsigned>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
@@ -335,7 +356,6 @@ class SqliteStore final : public Store {
 
   const SqliteOptions options_;
   const bool in_memory_;
-  std::mutex writer_mutex_;
   std::atomic<bool> schema_ok_{false};
   Pool pool_;
 

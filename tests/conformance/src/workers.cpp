@@ -74,16 +74,23 @@ ClaimLog run_claimers(Store& store, const WorkerPlan& plan) {
   return all;
 }
 
-ClaimLog run_child_claimers(const std::string& url, const WorkerPlan& plan, int processes) {
-  char dir_template[] = "/tmp/jobrepo-conformance-XXXXXX";
-  const char* dir = mkdtemp(dir_template);
-  if (dir == nullptr) return ClaimLog{{}, {}, {"internal: cannot make a temporary directory"}};
-  const auto start_us = std::chrono::duration_cast<microseconds>(plan.start_at.time_since_epoch()).count();
-  std::vector<pid_t> children;
-  std::vector<std::string> outputs;
-  ClaimLog all;
+namespace {
+
+bool exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
+
+void touch(const std::string& path) { std::ofstream(path).put('\n'); }
+
+}  // namespace
+
+ChildClaimers::ChildClaimers(const std::string& url, const WorkerPlan& plan, int processes) {
+  std::string pattern = "/tmp/jobrepo-conformance-XXXXXX";
+  if (mkdtemp(pattern.data()) == nullptr) {
+    log_.errors.push_back("internal: cannot make a temporary directory");
+    return;
+  }
+  dir_ = pattern;
   for (int p = 0; p < processes; ++p) {
-    outputs.push_back(std::string(dir) + "/child-" + std::to_string(p));
+    outputs_.push_back(dir_ + "/child-" + std::to_string(p));
     std::vector<std::string> args = {"/proc/self/exe",
                                      worker_flag,
                                      plan.mode == WorkerMode::claim_all ? "claim_all" : "churn",
@@ -91,44 +98,69 @@ ClaimLog run_child_claimers(const std::string& url, const WorkerPlan& plan, int 
                                      plan.plugin_id,
                                      plan.server_prefix + "-p" + std::to_string(p),
                                      std::to_string(plan.threads),
-                                     std::to_string(start_us),
+                                     dir_ + "/go",
                                      std::to_string(plan.duration.count()),
-                                     outputs.back()};
+                                     outputs_.back()};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     pid_t pid = 0;
     if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ) != 0) {
-      all.errors.push_back("internal: cannot start a child claimer");
+      log_.errors.push_back("internal: cannot start a child claimer");
       continue;
     }
-    children.push_back(pid);
+    pids_.push_back(pid);
   }
-  for (std::size_t i = 0; i < children.size(); ++i) {
-    int status = 0;
-    waitpid(children[i], &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      all.errors.push_back("child claimer " + std::to_string(i) + " ended abnormally (status " +
-                           std::to_string(status) + ")");
+  // Each child touches "<output>.ready" once its store is open.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (const auto& output : outputs_) {
+    while (!exists(output + ".ready") && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
-    std::ifstream in(outputs[i]);
+  }
+}
+
+void ChildClaimers::go() {
+  if (!dir_.empty()) touch(dir_ + "/go");
+}
+
+ClaimLog ChildClaimers::wait() {
+  go();  // never leave a child waiting
+  for (std::size_t i = 0; i < pids_.size(); ++i) {
+    int status = 0;
+    waitpid(pids_[i], &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      log_.errors.push_back("child claimer " + std::to_string(i) + " ended abnormally (status " +
+                            std::to_string(status) + ")");
+    }
+    std::ifstream in(outputs_[i]);
     std::string kind;
     while (std::getline(in, kind, '\t')) {
       std::string a, b;
       std::getline(in, a, '\t');
       std::getline(in, b);
       if (kind == "claim") {
-        all.job_names.push_back(a);
-        all.run_ids.push_back(b);
+        log_.job_names.push_back(a);
+        log_.run_ids.push_back(b);
       } else {
-        all.errors.push_back(a + ": " + b);
+        log_.errors.push_back(a + ": " + b);
       }
     }
-    in.close();
-    std::remove(outputs[i].c_str());
   }
-  rmdir(dir);
-  return all;
+  pids_.clear();
+  return log_;
+}
+
+ChildClaimers::~ChildClaimers() {
+  if (!pids_.empty()) wait();
+  if (!dir_.empty()) {
+    for (const auto& output : outputs_) {
+      std::remove(output.c_str());
+      std::remove((output + ".ready").c_str());
+    }
+    std::remove((dir_ + "/go").c_str());
+    rmdir(dir_.c_str());
+  }
 }
 
 int worker_main(Harness& harness, int argc, char* argv[]) {
@@ -142,12 +174,19 @@ int worker_main(Harness& harness, int argc, char* argv[]) {
   plan.plugin_id = argv[2];
   plan.server_prefix = argv[3];
   plan.threads = std::atoi(argv[4]);
-  plan.start_at = Timestamp(microseconds(std::atoll(argv[5])));
+  const std::string go_file = argv[5];
   plan.duration = std::chrono::milliseconds(std::atoll(argv[6]));
-  std::ofstream out(argv[7]);
+  const std::string output = argv[7];
+  std::ofstream out(output);
   ClaimLog log;
   try {
     auto store = harness.open(url);
+    touch(output + ".ready");
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (!exists(go_file) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    plan.start_at = Clock::now();
     log = run_claimers(*store, plan);
   } catch (const Error& e) {
     log.errors.push_back(std::string(to_string(e.code())) + ": " + e.what());

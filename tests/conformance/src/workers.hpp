@@ -38,10 +38,29 @@ struct WorkerPlan {
 // Runs plan.threads claimers on `store` in this process and returns when all end.
 ClaimLog run_claimers(Store& store, const WorkerPlan& plan);
 
-// Runs plan.threads claimers in each of `processes` children of this
-// executable, on the database at `url`; returns when all children end.
-// A child that fails is reported in ClaimLog::errors.
-ClaimLog run_child_claimers(const std::string& url, const WorkerPlan& plan, int processes);
+// Claimers in child processes of this executable: plan.threads claimers in
+// each of `processes` children, on the database at `url`.
+class ChildClaimers {
+ public:
+  // Starts the children and returns once every child has opened its store
+  // and waits for go(), so that slow process start-up does not skew a race.
+  ChildClaimers(const std::string& url, const WorkerPlan& plan, int processes);
+  ChildClaimers(const ChildClaimers&) = delete;
+  ChildClaimers& operator=(const ChildClaimers&) = delete;
+  ~ChildClaimers();
+
+  // Lets the children start claiming.
+  void go();
+  // Waits for the children to end and returns what they did. A child that
+  // failed is reported in ClaimLog::errors.
+  ClaimLog wait();
+
+ private:
+  std::string dir_;
+  std::vector<int> pids_;
+  std::vector<std::string> outputs_;
+  ClaimLog log_;
+};
 
 // The child side of run_child_claimers.
 int worker_main(Harness& harness, int argc, char* argv[]);
