@@ -1,6 +1,7 @@
 #include "store.hpp"
 
 #include "errors.hpp"
+#include "soci_support.hpp"
 
 #include <jobrepo/error.hpp>
 
@@ -9,7 +10,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <random>
@@ -23,41 +23,7 @@ namespace jobrepo::sqlite_backend {
 namespace {
 
 using std::chrono::microseconds;
-using Micros = long long;  // SOCI binds 64-bit integers as long long
-
-Timestamp to_timestamp(Micros us) { return Timestamp(microseconds(us)); }
-
-std::string quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
-
-std::string job_subject(const std::string& plugin_id, const std::string& name) {
-  return "job " + quoted(name) + " in plugin " + quoted(plugin_id);
-}
-
-// A JSON array of strings, for json_each(): binds a whole list as one value.
-std::string json_array(const std::vector<std::string>& items) {
-  std::string out = "[";
-  for (const auto& item : items) {
-    if (out.size() > 1) out.push_back(',');
-    out.push_back('"');
-    for (const char c : item) {
-      const auto u = static_cast<unsigned char>(c);
-      if (c == '"' || c == '\\') {
-        out.push_back('\\');
-        out.push_back(c);
-      } else if (u < 0x20) {
-        static constexpr char hex[] = "0123456789abcdef";
-        out.append("\\u00");
-        out.push_back(hex[u >> 4U]);
-        out.push_back(hex[u & 0xFU]);
-      } else {
-        out.push_back(c);
-      }
-    }
-    out.push_back('"');
-  }
-  out.push_back(']');
-  return out;
-}
+using namespace soci_support;
 
 sqlite_api::sqlite3* native(soci::session& sql) {
   return static_cast<soci::sqlite3_session_backend*>(sql.get_backend())->conn_;
@@ -74,63 +40,10 @@ void exec_native(soci::session& sql, const char* text) {
   }
 }
 
-// Prepares `query` on a statement whose into() and use() elements were
-// exchanged already, in the order of the columns and of the placeholders.
-void prepare(soci::statement& st, const std::string& query) {
-  st.alloc();
-  st.prepare(query);
-  st.define_and_bind();
-}
-
-// The columns every run query returns, in this order.
+// The columns RunRow binds, in its order.
 constexpr const char* run_columns =
     "private_id, job_plugin_id, job_name, server_id, create_time, update_time, end_time, "
     "completed_count, total_count, status";
-
-// Destination of one row of run_columns.
-struct RunRow {
-  std::string private_id, job_plugin_id, job_name, server_id, status;
-  Micros create_time = 0, update_time = 0, end_time = 0;
-  soci::indicator end_ind = soci::i_null;
-  long long completed = 0, total = 0;
-
-  void bind(soci::statement& st) {
-    st.exchange(soci::into(private_id));
-    st.exchange(soci::into(job_plugin_id));
-    st.exchange(soci::into(job_name));
-    st.exchange(soci::into(server_id));
-    st.exchange(soci::into(create_time));
-    st.exchange(soci::into(update_time));
-    st.exchange(soci::into(end_time, end_ind));
-    st.exchange(soci::into(completed));
-    st.exchange(soci::into(total));
-    st.exchange(soci::into(status));
-  }
-
-  Run to_run() const {
-    Run run{private_id,   job_plugin_id, job_name, server_id,      to_timestamp(create_time), to_timestamp(update_time),
-            std::nullopt, completed,     total,    Status::running};
-    if (end_ind == soci::i_ok) run.end_time = to_timestamp(end_time);
-    const auto parsed = parse_status(status);
-    if (!parsed)
-      throw Error(ErrorCode::internal, "sqlite: run " + quoted(private_id) + " has unknown status " + status);
-    run.status = *parsed;
-    return run;
-  }
-};
-
-struct JobRow {
-  std::string plugin_id, name, description;
-  Micros next = 0;
-
-  void bind(soci::statement& st) {
-    st.exchange(soci::into(plugin_id));
-    st.exchange(soci::into(name));
-    st.exchange(soci::into(description));
-    st.exchange(soci::into(next));
-  }
-  Job to_job() const { return Job{plugin_id, name, description, to_timestamp(next)}; }
-};
 
 // One connection and the state of its busy handler.
 struct Connection {
@@ -155,64 +68,6 @@ int on_busy(void* context, int count) {
   std::this_thread::sleep_for(std::chrono::microseconds(50 + connection.jitter() % 450));
   return 1;
 }
-
-// A connection pool. Connections are opened on demand up to `max`; callers
-// wait when all are in use.
-class Pool {
- public:
-  using Factory = std::function<std::unique_ptr<Connection>()>;
-
-  Pool(int max, Factory factory) : max_(max), factory_(std::move(factory)) {}
-
-  class Lease {
-   public:
-    Lease(Pool& pool, std::unique_ptr<Connection> session) : pool_(pool), session_(std::move(session)) {}
-    Lease(const Lease&) = delete;
-    Lease& operator=(const Lease&) = delete;
-    ~Lease() { pool_.give_back(std::move(session_)); }
-    soci::session& operator*() const { return session_->sql; }
-
-   private:
-    Pool& pool_;
-    std::unique_ptr<Connection> session_;
-  };
-
-  Lease acquire() {
-    std::unique_lock lock(mutex_);
-    available_.wait(lock, [&] { return !idle_.empty() || open_ < max_; });
-    if (!idle_.empty()) {
-      auto session = std::move(idle_.back());
-      idle_.pop_back();
-      return Lease(*this, std::move(session));
-    }
-    ++open_;
-    lock.unlock();
-    try {
-      return Lease(*this, factory_());
-    } catch (...) {
-      lock.lock();
-      --open_;
-      available_.notify_one();
-      throw;
-    }
-  }
-
- private:
-  void give_back(std::unique_ptr<Connection> session) {
-    {
-      const std::lock_guard lock(mutex_);
-      idle_.push_back(std::move(session));
-    }
-    available_.notify_one();
-  }
-
-  std::mutex mutex_;
-  std::condition_variable available_;
-  std::vector<std::unique_ptr<Connection>> idle_;
-  int open_ = 0;
-  const int max_;
-  Factory factory_;
-};
 
 // Begins a transaction in its constructor and rolls it back in its
 // destructor unless commit() ran. BEGIN IMMEDIATE takes the write lock at once,
@@ -301,7 +156,7 @@ class SqliteStore final : public Store {
   auto write(const char* operation, const std::string& subject, Body&& body, bool check = true) {
     const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
     auto lease = pool_.acquire();
-    soci::session& sql = *lease;
+    soci::session& sql = lease->sql;
     std::minstd_rand jitter(static_cast<unsigned>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
     for (int attempt = 1;; ++attempt) {
       try {
@@ -328,7 +183,7 @@ class SqliteStore final : public Store {
   auto read(const char* operation, const std::string& subject, Body&& body) {
     const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
     auto lease = pool_.acquire();
-    soci::session& sql = *lease;
+    soci::session& sql = lease->sql;
     for (;;) {
       try {
         check_schema(operation, sql);
@@ -357,7 +212,7 @@ class SqliteStore final : public Store {
   const SqliteOptions options_;
   const bool in_memory_;
   std::atomic<bool> schema_ok_{false};
-  Pool pool_;
+  Pool<Connection> pool_;
 
  public:
   explicit SqliteStore(const SqliteOptions& options)

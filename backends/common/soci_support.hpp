@@ -1,0 +1,181 @@
+// Pieces shared by the SOCI-based backends (sqlite, postgres). Internal:
+// header-only, not installed. Each query that returns runs or jobs selects
+// the columns in the order RunRow / JobRow bind them, with times as integer
+// microseconds since the Unix epoch.
+#pragma once
+
+#include <jobrepo/error.hpp>
+#include <jobrepo/types.hpp>
+
+#include <soci/soci.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace jobrepo::soci_support {
+
+using Micros = long long;  // SOCI binds 64-bit integers as long long
+
+inline Timestamp to_timestamp(Micros us) { return Timestamp(std::chrono::microseconds(us)); }
+
+inline std::string quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
+
+inline std::string job_subject(const std::string& plugin_id, const std::string& name) {
+  return "job " + quoted(name) + " in plugin " + quoted(plugin_id);
+}
+
+// A JSON array of strings: binds a whole list of names as one value.
+inline std::string json_array(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (const auto& item : items) {
+    if (out.size() > 1) out.push_back(',');
+    out.push_back('"');
+    for (const char c : item) {
+      const auto u = static_cast<unsigned char>(c);
+      if (c == '"' || c == '\\') {
+        out.push_back('\\');
+        out.push_back(c);
+      } else if (u < 0x20) {
+        static constexpr char hex[] = "0123456789abcdef";
+        out.append("\\u00");
+        out.push_back(hex[u >> 4U]);
+        out.push_back(hex[u & 0xFU]);
+      } else {
+        out.push_back(c);
+      }
+    }
+    out.push_back('"');
+  }
+  out.push_back(']');
+  return out;
+}
+
+// Prepares `query` on a statement whose into() and use() elements were
+// exchanged already, in the order of the columns and of the placeholders.
+inline void prepare(soci::statement& st, const std::string& query) {
+  st.alloc();
+  st.prepare(query);
+  st.define_and_bind();
+}
+
+// Destination of one row of: private_id, job_plugin_id, job_name, server_id,
+// create_time, update_time, end_time, completed_count, total_count, status.
+struct RunRow {
+  std::string private_id, job_plugin_id, job_name, server_id, status;
+  Micros create_time = 0, update_time = 0, end_time = 0;
+  soci::indicator end_ind = soci::i_null;
+  long long completed = 0, total = 0;
+
+  void bind(soci::statement& st) {
+    st.exchange(soci::into(private_id));
+    st.exchange(soci::into(job_plugin_id));
+    st.exchange(soci::into(job_name));
+    st.exchange(soci::into(server_id));
+    st.exchange(soci::into(create_time));
+    st.exchange(soci::into(update_time));
+    st.exchange(soci::into(end_time, end_ind));
+    st.exchange(soci::into(completed));
+    st.exchange(soci::into(total));
+    st.exchange(soci::into(status));
+  }
+
+  Run to_run() const {
+    Run run{private_id,   job_plugin_id, job_name, server_id,      to_timestamp(create_time), to_timestamp(update_time),
+            std::nullopt, completed,     total,    Status::running};
+    if (end_ind == soci::i_ok) run.end_time = to_timestamp(end_time);
+    const auto parsed = parse_status(status);
+    if (!parsed) throw Error(ErrorCode::internal, "run " + quoted(private_id) + " has unknown status " + status);
+    run.status = *parsed;
+    return run;
+  }
+};
+
+// Destination of one row of: plugin_id, name, description, next_scheduled_run.
+struct JobRow {
+  std::string plugin_id, name, description;
+  Micros next = 0;
+
+  void bind(soci::statement& st) {
+    st.exchange(soci::into(plugin_id));
+    st.exchange(soci::into(name));
+    st.exchange(soci::into(description));
+    st.exchange(soci::into(next));
+  }
+  Job to_job() const { return Job{plugin_id, name, description, to_timestamp(next)}; }
+};
+
+// A pool of connections of type C, opened on demand up to `max`; callers
+// wait when all are in use. A Lease returns its connection when it ends,
+// unless discard() was called (a broken connection is closed instead).
+template <class C>
+class Pool {
+ public:
+  using Factory = std::function<std::unique_ptr<C>()>;
+
+  Pool(int max, Factory factory) : max_(max), factory_(std::move(factory)) {}
+
+  class Lease {
+   public:
+    Lease(Pool& pool, std::unique_ptr<C> connection) : pool_(pool), connection_(std::move(connection)) {}
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease() { pool_.give_back(std::move(connection_), discarded_); }
+    C& operator*() const { return *connection_; }
+    C* operator->() const { return connection_.get(); }
+    void discard() { discarded_ = true; }
+
+   private:
+    Pool& pool_;
+    std::unique_ptr<C> connection_;
+    bool discarded_ = false;
+  };
+
+  Lease acquire() {
+    std::unique_lock lock(mutex_);
+    available_.wait(lock, [&] { return !idle_.empty() || open_ < max_; });
+    if (!idle_.empty()) {
+      auto connection = std::move(idle_.back());
+      idle_.pop_back();
+      return Lease(*this, std::move(connection));
+    }
+    ++open_;
+    lock.unlock();
+    try {
+      return Lease(*this, factory_());
+    } catch (...) {
+      lock.lock();
+      --open_;
+      available_.notify_one();
+      throw;
+    }
+  }
+
+ private:
+  void give_back(std::unique_ptr<C> connection, bool discard) {
+    {
+      const std::lock_guard lock(mutex_);
+      if (discard) {
+        --open_;
+      } else {
+        idle_.push_back(std::move(connection));
+      }
+    }
+    available_.notify_one();
+    // A discarded connection closes here, outside the lock.
+  }
+
+  std::mutex mutex_;
+  std::condition_variable available_;
+  std::vector<std::unique_ptr<C>> idle_;
+  int open_ = 0;
+  const int max_;
+  Factory factory_;
+};
+
+}  // namespace jobrepo::soci_support
