@@ -136,6 +136,17 @@ class Pool {
     bool discarded_ = false;
   };
 
+  // Closes every idle connection (e.g. after one of them was found broken).
+  void clear_idle() {
+    std::vector<std::unique_ptr<C>> closing;
+    {
+      const std::lock_guard lock(mutex_);
+      closing.swap(idle_);
+      open_ -= static_cast<int>(closing.size());
+    }
+    available_.notify_all();
+  }
+
   Lease acquire() {
     std::unique_lock lock(mutex_);
     available_.wait(lock, [&] { return !idle_.empty() || open_ < max_; });

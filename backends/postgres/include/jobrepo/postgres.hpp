@@ -1,0 +1,37 @@
+// jobrepo: the PostgreSQL backend for clusters (target jobrepo::postgres).
+//
+// URLs: "postgresql://..." or "postgres://..." and libpq's keyword/value
+// strings, passed to libpq as they are: host, port, user, dbname, password,
+// sslmode, sslrootcert and every other libpq keyword work.
+//
+// The store keeps a pool of connections (StoreOptions::pool_size, default 4)
+// opened on demand. A connection that breaks is closed; the call that hit it
+// throws ErrorCode::unavailable and the next call opens a new one. Statements
+// are prepared once per connection. Every operation is one transaction (most
+// are one statement, one round trip). Serialization failures and deadlocks
+// (SQLSTATE 40001, 40P01) are retried until StoreOptions::busy_timeout has
+// passed, then thrown as ErrorCode::busy. Time is the server's
+// current_timestamp. migrate() holds an advisory lock, so servers starting at
+// once do not migrate twice. See docs/postgres.md.
+#pragma once
+
+#include <jobrepo/store.hpp>
+
+#include <memory>
+#include <string>
+
+namespace jobrepo {
+
+// Connects to PostgreSQL. Throws invalid_parameter for an empty URL,
+// unavailable when the server cannot be reached (the message never contains
+// the password).
+std::unique_ptr<Store> open_postgres_store(const std::string& url, const StoreOptions& options = {});
+
+// Registers the "postgresql" and "postgres" URL schemes with open_store().
+// Idempotent, thread-safe.
+void register_postgres_backend();
+
+// `url` with any password replaced by "***", for messages and logs.
+std::string redact_postgres_url(const std::string& url);
+
+}  // namespace jobrepo

@@ -1,0 +1,122 @@
+// The SQL of the PostgreSQL store, in one place (the tests EXPLAIN it too).
+// Placeholders are SOCI's :name, bound in order of appearance. Times leave
+// the server as integer microseconds since the Unix epoch. "Now" is always
+// current_timestamp (the transaction's start) plus the test clock offset.
+#pragma once
+
+namespace jobrepo::postgres_backend::queries {
+
+#define JR_EPOCH_US(column) "CAST(extract(epoch FROM " column ") * 1000000 AS bigint)"
+#define JR_RUN_COLUMNS(p)                                                                                            \
+  p "private_id, " p "job_plugin_id, " p "job_name, " p "server_id, " JR_EPOCH_US(p "create_time") ", " JR_EPOCH_US( \
+      p "update_time") ", " JR_EPOCH_US(p "end_time") ", " p "completed_count, " p "total_count, " p "status"
+#define JR_JOB_COLUMNS "plugin_id, name, description, " JR_EPOCH_US("next_scheduled_run")
+#define JR_CLOCK "clock AS (SELECT current_timestamp + CAST(:clock AS bigint) * interval '1 microsecond' AS now)"
+
+inline constexpr const char* schema_version = "SELECT max(version) FROM jobrepo_schema_version";
+
+inline constexpr const char* create_job =
+    "INSERT INTO job (plugin_id, name, description, next_scheduled_run)"
+    " VALUES (:plugin, :name, :description, current_timestamp + CAST(:delta AS bigint) * interval '1 microsecond')"
+    " RETURNING " JR_EPOCH_US("next_scheduled_run");
+
+inline constexpr const char* lookup_job =
+    "SELECT " JR_JOB_COLUMNS " FROM job WHERE plugin_id = :plugin AND name = :name";
+
+// LIMIT NULL is no limit.
+inline constexpr const char* list_jobs = "SELECT " JR_JOB_COLUMNS
+                                         " FROM job WHERE plugin_id = :plugin"
+                                         " AND (CAST(:filtered AS integer) = 0 OR name = :name)"
+                                         " ORDER BY name LIMIT CAST(:limit AS bigint)";
+
+inline constexpr const char* reschedule_job =
+    "UPDATE job SET next_scheduled_run = current_timestamp + CAST(:delta AS bigint) * interval '1 microsecond'"
+    " WHERE plugin_id = :plugin AND name = :name RETURNING " JR_JOB_COLUMNS;
+
+// The claim, one statement: lock due jobs that have no running run (skipping
+// rows other claims hold), insert a running run for each (a run inserted by a
+// claim that committed meanwhile makes ON CONFLICT skip that job instead of
+// failing), and return the new runs in claim order.
+// The running runs of the plugin are read once, through a partial index on
+// status = 'running' (its size is the number of running runs, never the
+// history), into a hashed NOT IN set. NOT EXISTS was slower by far: the
+// planner made it an anti join that, with statistics taken while job_run was
+// small, compared every due job with every running run (a claim among 1,000
+// running runs took milliseconds); LATERAL ... LIMIT 1 still cost ~20 us per
+// due job. The conflict arbiter is the partial unique index
+// job_run_one_running. Run ids: 128 random bits from gen_random_uuid(), as 22
+// base64url characters.
+inline constexpr const char* claim_runs =
+    "WITH " JR_CLOCK ","
+    " due AS ("
+    "  SELECT j.plugin_id, j.name, j.next_scheduled_run FROM job j CROSS JOIN clock c"
+    "  WHERE j.plugin_id = :plugin AND j.next_scheduled_run <= c.now"
+    "  AND j.name NOT IN (SELECT r.job_name FROM job_run r WHERE r.job_plugin_id = :plugin2"
+    "                     AND r.status = 'running')"
+    "  AND (CAST(:filtered AS integer) = 0 OR j.name IN (SELECT jsonb_array_elements_text(CAST(:names AS jsonb))))"
+    "  ORDER BY j.next_scheduled_run, j.name"
+    "  LIMIT CAST(:limit AS bigint)"
+    "  FOR UPDATE OF j SKIP LOCKED),"
+    " ins AS ("
+    "  INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time, update_time)"
+    "  SELECT translate(encode(decode(replace(CAST(gen_random_uuid() AS text), '-', ''), 'hex'), 'base64'),"
+    "                   '+/=', '-_'),"
+    "         d.plugin_id, d.name, :server, c.now, c.now"
+    "  FROM due d, clock c"
+    "  ON CONFLICT (job_plugin_id, job_name) WHERE status = 'running' DO NOTHING"
+    "  RETURNING *)"
+    " SELECT " JR_RUN_COLUMNS("ins.") " FROM ins JOIN due ON due.plugin_id = ins.job_plugin_id AND due.name = ins.job_name"
+    " ORDER BY due.next_scheduled_run, due.name";
+
+// Progress, fail: touches the run row only.
+inline constexpr const char* update_run =
+    "WITH " JR_CLOCK
+    " UPDATE job_run r SET status = :status, update_time = c.now,"
+    "  end_time = CASE WHEN CAST(:final AS integer) = 1 THEN c.now END,"
+    "  completed_count = COALESCE(CAST(:completed AS bigint), r.completed_count),"
+    "  total_count = COALESCE(CAST(:total AS bigint), r.total_count)"
+    " FROM clock c"
+    " WHERE r.private_id = :id AND r.job_plugin_id = :plugin AND r.status = 'running'"
+    " RETURNING " JR_RUN_COLUMNS("r.");
+
+// Complete: ends the run and reschedules its job. Locks the job row first,
+// as the claim does, so that a claim and a completion never wait for each
+// other in opposite orders (no deadlock).
+inline constexpr const char* update_run_and_reschedule =
+    "WITH " JR_CLOCK
+    ","
+    " locked AS ("
+    "  SELECT r.private_id FROM job_run r JOIN job j ON j.plugin_id = r.job_plugin_id AND j.name = r.job_name"
+    "  WHERE r.private_id = :id AND r.job_plugin_id = :plugin AND r.status = 'running'"
+    "  FOR UPDATE OF j),"
+    " run AS ("
+    "  UPDATE job_run r SET status = :status, update_time = c.now,"
+    "   end_time = CASE WHEN CAST(:final AS integer) = 1 THEN c.now END,"
+    "   completed_count = COALESCE(CAST(:completed AS bigint), r.completed_count),"
+    "   total_count = COALESCE(CAST(:total AS bigint), r.total_count)"
+    "  FROM locked l, clock c"
+    "  WHERE r.private_id = l.private_id AND r.status = 'running'"
+    "  RETURNING r.*),"
+    " rescheduled AS ("
+    "  UPDATE job j SET next_scheduled_run = c.now + CAST(:delta AS bigint) * interval '1 microsecond'"
+    "  FROM run, clock c WHERE j.plugin_id = run.job_plugin_id AND j.name = run.job_name)"
+    " SELECT " JR_RUN_COLUMNS("run.") " FROM run";
+
+inline constexpr const char* interrupt_stale_runs =
+    "WITH " JR_CLOCK
+    " UPDATE job_run r SET status = 'interrupted', update_time = c.now, end_time = c.now"
+    " FROM clock c"
+    " WHERE r.job_plugin_id = :plugin AND r.status = 'running'"
+    " AND r.update_time <= c.now - CAST(:threshold AS bigint) * interval '1 microsecond'"
+    " AND (CAST(:filtered AS integer) = 0 OR r.server_id = :server)"
+    " RETURNING " JR_RUN_COLUMNS("r.");
+
+inline constexpr const char* lookup_run =
+    "SELECT " JR_RUN_COLUMNS("") " FROM job_run WHERE private_id = :id AND job_plugin_id = :plugin";
+
+#undef JR_EPOCH_US
+#undef JR_RUN_COLUMNS
+#undef JR_JOB_COLUMNS
+#undef JR_CLOCK
+
+}  // namespace jobrepo::postgres_backend::queries

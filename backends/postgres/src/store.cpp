@@ -1,0 +1,547 @@
+#include "store.hpp"
+
+#include "errors.hpp"
+#include "queries.hpp"
+#include "soci_support.hpp"
+
+#include <jobrepo/error.hpp>
+
+#include <soci/postgresql/soci-postgresql.h>
+#include <soci/soci.h>
+
+#include <cctype>
+#include <mutex>
+#include <random>
+#include <thread>
+
+namespace jobrepo::postgres_backend {
+
+namespace {
+
+using std::chrono::microseconds;
+using namespace soci_support;
+
+// Any fixed number: the advisory lock migrate() holds, so that servers that
+// start at once migrate one after the other.
+constexpr long long migration_lock_key = 0x6a6f627265706fLL;  // "jobrepo"
+
+template <class... Values>
+void use_all(soci::statement& st, Values&... values) {
+  (st.exchange(soci::use(values)), ...);
+}
+
+// Each statement is prepared once per connection, bound to the buffers of
+// its struct; a call fills the inputs, executes, and reads the outputs.
+struct CreateJobStatement {
+  std::string plugin, name, description;
+  Micros delta = 0, next = 0;
+  soci::statement st;
+  explicit CreateJobStatement(soci::session& sql) : st(sql) {
+    st.exchange(soci::into(next));
+    use_all(st, plugin, name, description, delta);
+    prepare(st, queries::create_job);
+  }
+};
+
+struct LookupJobStatement {
+  JobRow row;
+  std::string plugin, name;
+  soci::statement st;
+  explicit LookupJobStatement(soci::session& sql) : st(sql) {
+    row.bind(st);
+    use_all(st, plugin, name);
+    prepare(st, queries::lookup_job);
+  }
+};
+
+struct ListJobsStatement {
+  JobRow row;
+  std::string plugin, name;
+  int filtered = 0;
+  long long limit = 0;
+  soci::indicator limit_ind = soci::i_ok;
+  soci::statement st;
+  explicit ListJobsStatement(soci::session& sql) : st(sql) {
+    row.bind(st);
+    use_all(st, plugin, filtered, name);
+    st.exchange(soci::use(limit, limit_ind));
+    prepare(st, queries::list_jobs);
+  }
+};
+
+struct RescheduleStatement {
+  JobRow row;
+  Micros delta = 0;
+  std::string plugin, name;
+  soci::statement st;
+  explicit RescheduleStatement(soci::session& sql) : st(sql) {
+    row.bind(st);
+    use_all(st, delta, plugin, name);
+    prepare(st, queries::reschedule_job);
+  }
+};
+
+struct ClaimStatement {
+  RunRow row;
+  Micros clock = 0;
+  std::string plugin;
+  int filtered = 0;
+  std::string names, server;
+  std::string& plugin2 = plugin;
+  long long limit = 0;
+  soci::indicator limit_ind = soci::i_ok;
+  soci::statement st;
+  explicit ClaimStatement(soci::session& sql) : st(sql) {
+    row.bind(st);
+    use_all(st, clock, plugin, plugin2, filtered, names);
+    st.exchange(soci::use(limit, limit_ind));
+    use_all(st, server);
+    prepare(st, queries::claim_runs);
+  }
+};
+
+// update_run and update_run_and_reschedule, which bind the same values
+// (the latter also the reschedule delta).
+struct UpdateRunStatement {
+  RunRow row;
+  Micros clock = 0;
+  std::string id, plugin, status;
+  int final = 0;
+  long long completed = 0, total = 0;
+  soci::indicator completed_ind = soci::i_null, total_ind = soci::i_null;
+  Micros delta = 0;
+  soci::statement st;
+  UpdateRunStatement(soci::session& sql, bool reschedule) : st(sql) {
+    row.bind(st);
+    if (reschedule) {
+      use_all(st, clock, id, plugin, status, final);
+      st.exchange(soci::use(completed, completed_ind));
+      st.exchange(soci::use(total, total_ind));
+      use_all(st, delta);
+      prepare(st, queries::update_run_and_reschedule);
+    } else {
+      use_all(st, clock, status, final);
+      st.exchange(soci::use(completed, completed_ind));
+      st.exchange(soci::use(total, total_ind));
+      use_all(st, id, plugin);
+      prepare(st, queries::update_run);
+    }
+  }
+};
+
+struct InterruptStatement {
+  RunRow row;
+  Micros clock = 0;
+  std::string plugin;
+  Micros threshold = 0;
+  int filtered = 0;
+  std::string server;
+  soci::statement st;
+  explicit InterruptStatement(soci::session& sql) : st(sql) {
+    row.bind(st);
+    use_all(st, clock, plugin, threshold, filtered, server);
+    prepare(st, queries::interrupt_stale_runs);
+  }
+};
+
+struct LookupRunStatement {
+  RunRow row;
+  std::string id, plugin;
+  soci::statement st;
+  explicit LookupRunStatement(soci::session& sql) : st(sql) {
+    row.bind(st);
+    use_all(st, id, plugin);
+    prepare(st, queries::lookup_run);
+  }
+};
+
+// One connection and the statements prepared on it. The statements are
+// declared after the session, so they are destroyed (deallocated) first.
+struct Connection {
+  explicit Connection(const std::string& url) : sql(soci::postgresql, url) {}
+  soci::session sql;
+  std::unique_ptr<CreateJobStatement> create_job;
+  std::unique_ptr<LookupJobStatement> lookup_job;
+  std::unique_ptr<ListJobsStatement> list_jobs;
+  std::unique_ptr<RescheduleStatement> reschedule;
+  std::unique_ptr<ClaimStatement> claim;
+  std::unique_ptr<UpdateRunStatement> update_run;
+  std::unique_ptr<UpdateRunStatement> update_run_and_reschedule;
+  std::unique_ptr<InterruptStatement> interrupt;
+  std::unique_ptr<LookupRunStatement> lookup_run;
+
+  PGconn* native() { return static_cast<soci::postgresql_session_backend*>(sql.get_backend())->conn_; }
+  bool broken() { return PQstatus(native()) != CONNECTION_OK; }
+};
+
+template <class S, class... Args>
+S& prepared(std::unique_ptr<S>& slot, soci::session& sql, Args... args) {
+  if (!slot) slot = std::make_unique<S>(sql, args...);
+  return *slot;
+}
+
+// Runs SQL (possibly several statements, no parameters) on the native handle.
+void exec_native(Connection& connection, const std::string& text) {
+  PGresult* result = PQexec(connection.native(), text.c_str());
+  const auto status = PQresultStatus(result);
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    const char* sqlstate = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+    std::string message = PQresultErrorMessage(result);
+    PQclear(result);
+    throw soci::postgresql_soci_error(message, sqlstate ? sqlstate : "     ");
+  }
+  PQclear(result);
+}
+
+// Discards the server's NOTICE messages (libpq prints them to stderr).
+void ignore_notice(void*, const char*) {}
+
+// The URL rewritten as an equivalent libpq URI whose values are all
+// percent-encoded query parameters: SOCI splits its connect string at spaces
+// and '=' before handing it to libpq, which mangles quoted keyword values and
+// URIs without a query. Also names the application "jobrepo" in
+// pg_stat_activity unless the URL names one.
+std::string connection_uri(const std::string& url) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(url.c_str(), &error);
+  if (options == nullptr) {
+    std::string message = error ? error : "out of memory";
+    PQfreemem(error);
+    while (!message.empty() && message.back() == '\n') message.pop_back();
+    throw Error(ErrorCode::invalid_parameter, "open_store: invalid PostgreSQL URL: " + message);
+  }
+  std::string uri = "postgresql://?fallback_application_name=jobrepo";
+  static constexpr char hex[] = "0123456789ABCDEF";
+  for (const PQconninfoOption* option = options; option->keyword != nullptr; ++option) {
+    if (option->val == nullptr || std::string_view(option->keyword) == "fallback_application_name") continue;
+    uri.append("&").append(option->keyword).append("=");
+    for (const char c : std::string_view(option->val)) {
+      const auto u = static_cast<unsigned char>(c);
+      if (std::isalnum(u) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
+        uri.push_back(c);
+      } else {
+        uri.push_back('%');
+        uri.push_back(hex[u >> 4U]);
+        uri.push_back(hex[u & 0xFU]);
+      }
+    }
+  }
+  PQconninfoFree(options);
+  return uri;
+}
+
+class PostgresStore final : public Store {
+  std::unique_ptr<Connection> connect() {
+    try {
+      auto connection = std::make_unique<Connection>(connection_uri_);
+      PQsetNoticeProcessor(connection->native(), ignore_notice, nullptr);
+      return connection;
+    } catch (const soci::soci_error& e) {
+      // libpq's message names host and port, never the password.
+      throw Error(ErrorCode::unavailable,
+                  "open_store: cannot connect to " + redact_postgres_url(url_) + ": " + e.get_error_message());
+    }
+  }
+
+  static int schema_version(Connection& connection) {
+    int version = 0;
+    soci::indicator ind = soci::i_null;
+    connection.sql << queries::schema_version, soci::into(version, ind);
+    return ind == soci::i_ok ? version : 0;
+  }
+
+  static int latest_version() { return migrations().empty() ? 0 : migrations().back().version; }
+
+  void check_schema(const char* operation, Connection& connection) {
+    if (schema_ok_) return;
+    const int latest = latest_version();
+    const int found = schema_version(connection);
+    if (found != latest) {
+      throw Error(ErrorCode::schema_mismatch,
+                  std::string(operation) + ": the database has schema version " + std::to_string(found) +
+                      (found > latest ? ", newer than this jobrepo's " + std::to_string(latest) + "; upgrade jobrepo"
+                                      : ", this jobrepo needs " + std::to_string(latest) + "; run migrate()"));
+    }
+    schema_ok_ = true;
+  }
+
+  // Runs `body(connection)` with a pooled connection. Serialization failures
+  // and deadlocks are retried until busy_timeout has passed. A broken
+  // connection is closed with every idle one (after a server restart they
+  // are all dead) and the call fails with `unavailable`.
+  template <class Body>
+  auto run(const char* operation, const std::string& subject, Body&& body, bool check = true) {
+    const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
+    std::minstd_rand jitter(static_cast<unsigned>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
+    for (;;) {
+      auto lease = pool_.acquire();
+      std::string sqlstate;
+      std::string message;
+      try {
+        if (check) check_schema(operation, *lease);
+        return body(*lease);
+      } catch (const soci::postgresql_soci_error& e) {
+        sqlstate = e.sqlstate();
+        if (sqlstate.find_first_not_of(' ') == std::string::npos) sqlstate.clear();
+        message = e.get_error_message();
+      } catch (const soci::soci_error& e) {
+        message = e.get_error_message();
+      }
+      if (lease->broken()) {
+        lease.discard();
+        pool_.clear_idle();
+        throw make_error(operation, subject, "", first_line(message));
+      }
+      if (is_retryable(sqlstate) && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(microseconds(200 + jitter() % 5000));
+        continue;
+      }
+      throw make_error(operation, subject, sqlstate, first_line(message));
+    }
+  }
+
+  static std::string first_line(const std::string& text) {
+    // libpq's messages end with a newline and may add DETAIL/HINT lines.
+    std::string line = text.substr(0, text.find('\n'));
+    const auto error = line.find("ERROR:  ");
+    if (error != std::string::npos) line = line.substr(error + 8);
+    return line;
+  }
+
+  std::vector<Run> fetch_runs(soci::statement& st, const RunRow& row) {
+    st.execute();
+    std::vector<Run> runs;
+    while (st.fetch()) runs.push_back(row.to_run());
+    return runs;
+  }
+
+  const std::string url_;
+  const std::string connection_uri_;
+  const StoreOptions options_;
+  std::atomic<bool> schema_ok_{false};
+  Pool<Connection> pool_;
+
+ public:
+  PostgresStore(std::string url, const StoreOptions& options)
+      : url_(std::move(url)),
+        connection_uri_(connection_uri(url_)),
+        options_(options),
+        pool_(options.pool_size > 0 ? options.pool_size : 4, [this] { return connect(); }) {
+    // Connect now, so that a bad URL or an unreachable server fails here.
+    auto lease = pool_.acquire();
+  }
+
+  void migrate() override {
+    run(
+        "migrate", "",
+        [&](Connection& c) {
+          exec_native(c, "BEGIN");
+          try {
+            c.sql << "SELECT pg_advisory_xact_lock(:key)", soci::use(migration_lock_key);
+            exec_native(c,
+                        "CREATE TABLE IF NOT EXISTS jobrepo_schema_version ("
+                        " version integer PRIMARY KEY, name text NOT NULL,"
+                        " applied_at timestamptz NOT NULL DEFAULT current_timestamp)");
+            const int current = schema_version(c);
+            const int latest = latest_version();
+            if (current > latest) {
+              throw Error(ErrorCode::schema_mismatch, "migrate: the database has schema version " +
+                                                          std::to_string(current) + ", newer than this jobrepo's " +
+                                                          std::to_string(latest) + "; upgrade jobrepo");
+            }
+            for (const auto& migration : migrations()) {
+              if (migration.version <= current) continue;
+              exec_native(c, std::string(migration.sql));
+              int version = migration.version;
+              std::string name(migration.name);
+              c.sql << "INSERT INTO jobrepo_schema_version (version, name) VALUES (:v, :n)", soci::use(version),
+                  soci::use(name);
+            }
+            exec_native(c, "COMMIT");
+          } catch (...) {
+            PQclear(PQexec(c.native(), "ROLLBACK"));
+            throw;
+          }
+          return 0;
+        },
+        /*check=*/false);
+    schema_ok_ = true;
+  }
+
+  Job create_job(const NewJob& job) override {
+    return run("create_job", job_subject(job.plugin_id, job.name), [&](Connection& c) {
+      auto& s = prepared(c.create_job, c.sql);
+      s.plugin = job.plugin_id;
+      s.name = job.name;
+      s.description = job.description;
+      s.delta = clock_offset().count() + job.next_run_in.count();
+      s.st.execute(true);
+      return Job{job.plugin_id, job.name, job.description, to_timestamp(s.next)};
+    });
+  }
+
+  std::optional<Job> lookup_job(const std::string& plugin_id, const std::string& name) override {
+    return run("lookup_job", job_subject(plugin_id, name), [&](Connection& c) -> std::optional<Job> {
+      auto& s = prepared(c.lookup_job, c.sql);
+      s.plugin = plugin_id;
+      s.name = name;
+      if (!s.st.execute(true)) return std::nullopt;
+      return s.row.to_job();
+    });
+  }
+
+  std::vector<Job> list_jobs(const JobQuery& query) override {
+    return run("list_jobs", "plugin " + quoted(query.plugin_id), [&](Connection& c) {
+      auto& s = prepared(c.list_jobs, c.sql);
+      s.plugin = query.plugin_id;
+      s.filtered = query.name ? 1 : 0;
+      s.name = query.name.value_or("");
+      s.limit = query.limit;
+      s.limit_ind = query.limit < 0 ? soci::i_null : soci::i_ok;
+      s.st.execute();
+      std::vector<Job> jobs;
+      while (s.st.fetch()) jobs.push_back(s.row.to_job());
+      return jobs;
+    });
+  }
+
+  std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name,
+                                    microseconds next_run_in) override {
+    return run("update_job_next_run", job_subject(plugin_id, name), [&](Connection& c) -> std::optional<Job> {
+      auto& s = prepared(c.reschedule, c.sql);
+      s.delta = clock_offset().count() + next_run_in.count();
+      s.plugin = plugin_id;
+      s.name = name;
+      if (!s.st.execute(true)) return std::nullopt;
+      return s.row.to_job();
+    });
+  }
+
+  std::vector<Run> claim_runs(const ClaimRequest& request) override {
+    return run("run_jobs", "server " + quoted(request.server_id), [&](Connection& c) {
+      auto& s = prepared(c.claim, c.sql);
+      s.clock = clock_offset().count();
+      s.plugin = request.plugin_id;
+      s.filtered = request.only_jobs ? 1 : 0;
+      s.names = request.only_jobs ? json_array(*request.only_jobs) : "[]";
+      s.limit = request.limit;
+      s.limit_ind = request.limit < 0 ? soci::i_null : soci::i_ok;
+      s.server = request.server_id;
+      return fetch_runs(s.st, s.row);
+    });
+  }
+
+  std::vector<std::optional<Run>> transition_runs(std::span<const RunTransition> changes) override {
+    const std::string subject =
+        changes.size() == 1 ? "run " + quoted(changes.front().run_id) : std::to_string(changes.size()) + " runs";
+    return run("update_run", subject, [&](Connection& c) {
+      // Several changes share one transaction; one change is one statement.
+      const bool batch = changes.size() > 1;
+      if (batch) exec_native(c, "BEGIN");
+      try {
+        std::vector<std::optional<Run>> results;
+        results.reserve(changes.size());
+        for (const auto& change : changes) {
+          auto& s = change.reschedule_in ? prepared(c.update_run_and_reschedule, c.sql, true)
+                                         : prepared(c.update_run, c.sql, false);
+          s.clock = clock_offset().count();
+          s.id = change.run_id;
+          s.plugin = change.plugin_id;
+          s.status = std::string(to_string(change.to));
+          s.final = is_final(change.to) ? 1 : 0;
+          s.completed = change.completed_count.value_or(0);
+          s.completed_ind = change.completed_count ? soci::i_ok : soci::i_null;
+          s.total = change.total_count.value_or(0);
+          s.total_ind = change.total_count ? soci::i_ok : soci::i_null;
+          s.delta = change.reschedule_in.value_or(microseconds(0)).count();
+          if (s.st.execute(true)) {
+            results.emplace_back(s.row.to_run());
+          } else {
+            results.emplace_back();
+          }
+        }
+        if (batch) exec_native(c, "COMMIT");
+        return results;
+      } catch (...) {
+        if (batch && !c.broken()) PQclear(PQexec(c.native(), "ROLLBACK"));
+        throw;
+      }
+    });
+  }
+
+  std::vector<Run> interrupt_stale_runs(const StaleRunQuery& query) override {
+    return run("interrupt_runs", "plugin " + quoted(query.plugin_id), [&](Connection& c) {
+      auto& s = prepared(c.interrupt, c.sql);
+      s.clock = clock_offset().count();
+      s.plugin = query.plugin_id;
+      s.threshold = query.threshold.count();
+      s.filtered = query.server_id ? 1 : 0;
+      s.server = query.server_id.value_or("");
+      return fetch_runs(s.st, s.row);
+    });
+  }
+
+  std::optional<Run> lookup_run(const std::string& plugin_id, const std::string& run_id) override {
+    return run("lookup_run", "run " + quoted(run_id), [&](Connection& c) -> std::optional<Run> {
+      auto& s = prepared(c.lookup_run, c.sql);
+      s.id = run_id;
+      s.plugin = plugin_id;
+      if (!s.st.execute(true)) return std::nullopt;
+      return s.row.to_run();
+    });
+  }
+};
+
+}  // namespace
+
+}  // namespace jobrepo::postgres_backend
+
+namespace jobrepo {
+
+std::string redact_postgres_url(const std::string& url) {
+  std::string out = url;
+  // URI form: scheme://user:password@host...
+  if (const auto scheme_end = out.find("://"); scheme_end != std::string::npos) {
+    const auto authority = scheme_end + 3;
+    const auto at = out.find('@', authority);
+    const auto slash = out.find('/', authority);
+    if (at != std::string::npos && (slash == std::string::npos || at < slash)) {
+      const auto colon = out.find(':', authority);
+      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
+    }
+  }
+  // password=... as a URI query parameter or a keyword/value pair.
+  for (std::size_t at = out.find("password="); at != std::string::npos; at = out.find("password=", at + 1)) {
+    const auto value = at + 9;
+    auto end = value;
+    if (end < out.size() && out[end] == '\'') {
+      end = out.find('\'', end + 1);
+      end = end == std::string::npos ? out.size() : end + 1;
+    } else {
+      while (end < out.size() && out[end] != '&' && out[end] != ' ') ++end;
+    }
+    out.replace(value, end - value, "***");
+  }
+  return out;
+}
+
+std::unique_ptr<Store> open_postgres_store(const std::string& url, const StoreOptions& options) {
+  if (url.empty()) throw Error(ErrorCode::invalid_parameter, "open_store: missing PostgreSQL URL");
+  if (options.busy_timeout.count() < 0) {
+    throw Error(ErrorCode::invalid_parameter, "open_store: negative busy_timeout");
+  }
+  return std::make_unique<postgres_backend::PostgresStore>(url, options);
+}
+
+void register_postgres_backend() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const auto factory = [](const std::string& url, const StoreOptions& options) {
+      return open_postgres_store(url, options);
+    };
+    register_backend("postgresql", factory);
+    register_backend("postgres", factory);
+  });
+}
+
+}  // namespace jobrepo
