@@ -1,6 +1,6 @@
 // The SQLite backend's own behaviour: error mapping, file creation, busy
 // handling, URLs. The Repository contract itself is in the conformance suite.
-#include "errors.hpp"
+#include "sqlite/src/errors.hpp"
 
 #include <jobrepo/jobrepo.hpp>
 

@@ -3,6 +3,8 @@
 #include "workers.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <set>
 #include <thread>
@@ -17,6 +19,39 @@ std::string describe(const std::vector<std::string>& errors) {
   std::string out;
   for (std::size_t i = 0; i < errors.size() && i < 5; ++i) out += "\n  " + errors[i];
   return out;
+}
+
+struct Audit {
+  std::size_t runs = 0, jobs = 0;
+  int overlaps = 0, unfinished = 0, missing = 0;
+};
+
+// Reads every run back from the store: per job, ordered by start, a run must
+// end before (or when) the next one starts.
+Audit audit_runs(Repository& repo, const std::vector<std::string>& run_ids) {
+  std::map<std::string, std::vector<Run>> runs_of;
+  Audit audit;
+  for (const auto& id : run_ids) {
+    const auto run = repo.lookup_run(id);
+    if (!run) {
+      ++audit.missing;
+      continue;
+    }
+    runs_of[run->job_name].push_back(*run);
+  }
+  for (auto& [name, runs] : runs_of) {
+    std::sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) { return a.create_time < b.create_time; });
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+      if (!runs[i].end_time) {
+        ++audit.unfinished;
+        continue;
+      }
+      if (i + 1 < runs.size() && *runs[i].end_time > runs[i + 1].create_time) ++audit.overlaps;
+    }
+  }
+  audit.runs = run_ids.size();
+  audit.jobs = runs_of.size();
+  return audit;
 }
 
 }  // namespace
@@ -96,28 +131,55 @@ TEST_CASE("claim and complete churn never runs one job twice at once", "[conform
   CHECK(log.errors.empty());
   REQUIRE(log.run_ids.size() > static_cast<std::size_t>(jobs));
 
-  // Audit: the runs of each job, ordered by start, never overlap.
-  std::map<std::string, std::vector<Run>> runs_of;
-  for (const auto& id : log.run_ids) {
-    const auto run = f.repo.lookup_run(id);
-    REQUIRE(run.has_value());
-    runs_of[run->job_name].push_back(*run);
+  const Audit audit = audit_runs(f.repo, log.run_ids);
+  CHECK(audit.overlaps == 0);
+  CHECK(audit.unfinished == 0);
+  CHECK(audit.missing == 0);
+}
+
+}  // namespace jobrepo::conformance
+
+namespace jobrepo::conformance {
+
+// The soak race (hidden: run it by its tag, "[soak]"): 4 processes x 4
+// threads, each thread its own server, claim / progress / complete 2,000 due
+// jobs that reschedule themselves at once, for 20 s (JOBREPO_SOAK_SECONDS to
+// change); then every run is read back and audited.
+TEST_CASE("soak: 4 processes x 4 threads churn 2,000 jobs; no overlapping runs, no errors", "[.][soak]") {
+  Fixture f;
+  if (f.db.url.empty()) {
+    WARN("not applicable: the database cannot be opened from another process");
+    return;
   }
-  int overlaps = 0;
-  int unfinished = 0;
-  for (auto& [name, runs] : runs_of) {
-    std::sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) { return a.create_time < b.create_time; });
-    for (std::size_t i = 0; i < runs.size(); ++i) {
-      if (!runs[i].end_time) {
-        ++unfinished;
-        continue;
-      }
-      if (i + 1 < runs.size() && *runs[i].end_time > runs[i + 1].create_time) ++overlaps;
-    }
-  }
-  CAPTURE(log.run_ids.size(), runs_of.size());
-  CHECK(overlaps == 0);
-  CHECK(unfinished == 0);
+  constexpr int jobs = 2000;
+  for (int i = 0; i < jobs; ++i) f.repo.create_job("soak-" + std::to_string(i), "d");
+  const char* seconds = std::getenv("JOBREPO_SOAK_SECONDS");
+  WorkerPlan plan;
+  plan.mode = WorkerMode::churn;
+  plan.duration = std::chrono::seconds(seconds ? std::atoi(seconds) : 20);
+  plan.threads = 4;
+  plan.claim_limit = 4;
+  plan.server_prefix = "soak";
+  ChildClaimers children(f.db.url, plan, 4);
+  const auto started = std::chrono::steady_clock::now();
+  children.go();
+  const ClaimLog log = children.wait();
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const Audit audit = audit_runs(f.repo, log.run_ids);
+  const auto still_running = f.repo.interrupt_runs(0s).size();
+  std::printf(
+      "soak audit [%s]: %d jobs, 16 claimers, %.1f s: claims %zu (%.0f/s), runs read back %zu, jobs run %zu, "
+      "overlaps %d, unfinished %d, missing %d, errors %zu, left running %zu\n",
+      harness().name().c_str(), jobs, elapsed, log.run_ids.size(), log.run_ids.size() / elapsed,
+      audit.runs - audit.missing, audit.jobs, audit.overlaps, audit.unfinished, audit.missing, log.errors.size(),
+      still_running);
+  INFO("errors:" << describe(log.errors));
+  CHECK(log.errors.empty());
+  CHECK(log.run_ids.size() > static_cast<std::size_t>(jobs));
+  CHECK(audit.overlaps == 0);
+  CHECK(audit.unfinished == 0);
+  CHECK(audit.missing == 0);
+  CHECK(still_running == 0);
 }
 
 }  // namespace jobrepo::conformance

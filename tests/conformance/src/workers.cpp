@@ -37,10 +37,11 @@ void claim_loop(Repository& repo, const std::string& server, const WorkerPlan& p
         }
       } else {
         if (std::chrono::steady_clock::now() >= end) return;
-        const auto runs = repo.run_jobs(server);
+        const auto runs = repo.run_jobs(server, {.limit = plan.claim_limit});
         for (const auto& run : runs) {
           log.run_ids.push_back(run.private_id);
           log.job_names.push_back(run.job_name);
+          repo.update_progress(run.private_id, 1, 1);
           repo.complete_run(run.private_id, microseconds(0));
         }
       }
@@ -100,6 +101,7 @@ ChildClaimers::ChildClaimers(const std::string& url, const WorkerPlan& plan, int
                                      std::to_string(plan.threads),
                                      dir_ + "/go",
                                      std::to_string(plan.duration.count()),
+                                     std::to_string(plan.claim_limit),
                                      outputs_.back()};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -164,8 +166,8 @@ ChildClaimers::~ChildClaimers() {
 }
 
 int worker_main(Harness& harness, int argc, char* argv[]) {
-  if (argc != 8) {
-    std::fprintf(stderr, "conformance worker: expected 8 arguments, got %d\n", argc);
+  if (argc != 9) {
+    std::fprintf(stderr, "conformance worker: expected 9 arguments, got %d\n", argc);
     return 2;
   }
   WorkerPlan plan;
@@ -176,7 +178,8 @@ int worker_main(Harness& harness, int argc, char* argv[]) {
   plan.threads = std::atoi(argv[4]);
   const std::string go_file = argv[5];
   plan.duration = std::chrono::milliseconds(std::atoll(argv[6]));
-  const std::string output = argv[7];
+  plan.claim_limit = std::atoi(argv[7]);
+  const std::string output = argv[8];
   std::ofstream out(output);
   ClaimLog log;
   try {

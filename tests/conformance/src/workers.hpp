@@ -23,7 +23,7 @@ struct ClaimLog {
 
 enum class WorkerMode {
   claim_all,  // claim until a claim returns nothing
-  churn,      // claim one, complete it with next_run_in 0, repeat until the time is up
+  churn,      // claim, report progress, complete with next_run_in 0; repeat until the time is up
 };
 
 struct WorkerPlan {
@@ -33,6 +33,7 @@ struct WorkerPlan {
   int threads = 1;
   Timestamp start_at;                     // all claimers start at this moment
   std::chrono::milliseconds duration{0};  // churn only
+  int claim_limit = 1;                    // churn only
 };
 
 // Runs plan.threads claimers on `store` in this process and returns when all end.

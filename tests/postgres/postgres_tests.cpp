@@ -1,0 +1,288 @@
+// The PostgreSQL backend's own behaviour against a real server: query plans
+// (the known traps), connection loss and recovery, concurrent migrations,
+// libpq parameters, the pool, deadlock retries. The Repository contract
+// itself is in the conformance suite.
+#define CATCH_CONFIG_RUNNER
+#include "queries.hpp"
+#include "test_server.hpp"
+
+#include <jobrepo/jobrepo.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <regex>
+#include <thread>
+#include <tuple>
+
+using namespace std::chrono_literals;
+using jobrepo::ErrorCode;
+namespace queries = jobrepo::postgres_backend::queries;
+namespace fs = std::filesystem;
+
+namespace {
+
+ErrorCode code_of(const std::function<void()>& call, std::string* message = nullptr) {
+  try {
+    call();
+  } catch (const jobrepo::Error& e) {
+    if (message) *message = e.what();
+    return e.code();
+  }
+  FAIL("no jobrepo::Error was thrown");
+  return ErrorCode::internal;
+}
+
+// The plan PostgreSQL picks for `query` (SOCI placeholders) as a generic
+// prepared statement, the plan a long-lived prepared statement ends up with.
+std::string generic_plan(const std::string& url, const std::string& query, const std::vector<std::string>& values) {
+  std::string numbered;
+  int n = 0;
+  const std::regex placeholder(":([a-z_0-9]+)");
+  numbered = std::regex_replace(query, placeholder, "$$$$PARAM$$$$");
+  std::string sql;
+  for (std::size_t at = 0;;) {
+    const auto next = numbered.find("$$PARAM$$", at);
+    sql.append(numbered, at, next == std::string::npos ? std::string::npos : next - at);
+    if (next == std::string::npos) break;
+    sql.append("$" + std::to_string(++n));
+    at = next + 9;
+  }
+  REQUIRE(static_cast<std::size_t>(n) == values.size());
+  std::string args;
+  for (const auto& v : values) args += (args.empty() ? "" : ", ") + v;
+  PGconn* conn = PQconnectdb(url.c_str());
+  PQclear(PQexec(conn, "SET plan_cache_mode = force_generic_plan"));
+  PQclear(PQexec(conn, ("PREPARE q AS " + sql).c_str()));
+  PGresult* result = PQexec(conn, ("EXPLAIN EXECUTE q(" + args + ")").c_str());
+  std::string plan;
+  for (int i = 0; i < PQntuples(result); ++i) plan += std::string(PQgetvalue(result, i, 0)) + "\n";
+  if (plan.empty()) plan = PQresultErrorMessage(result);
+  PQclear(result);
+  PQfinish(conn);
+  return plan;
+}
+
+// A private server for tests that stop and start it (tools/pg).
+struct PrivateServer {
+  fs::path dir;
+  std::string url;
+  PrivateServer() {
+    std::string pattern = (fs::temp_directory_path() / "jobrepo-pg-XXXXXX").string();
+    REQUIRE(mkdtemp(pattern.data()) != nullptr);
+    dir = pattern;
+    fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                             fs::perms::others_exec);
+    REQUIRE(pg("start") == 0);
+    url =
+        jobrepo::test::postgres_value("postgresql://postgres@127.0.0.1:" + port() + "/postgres", "SELECT 'ok'") == "ok"
+            ? "postgresql://postgres@127.0.0.1:" + port() + "/postgres"
+            : "";
+  }
+  ~PrivateServer() {
+    pg("stop");
+    std::error_code ignored;
+    fs::remove_all(dir, ignored);
+  }
+  int pg(const std::string& command) const {
+    const std::string line =
+        std::string(JOBREPO_SOURCE_DIR) + "/tools/pg " + command + " '" + (dir / "pg").string() + "' >/dev/null";
+    return std::system(line.c_str());
+  }
+  std::string port() const {
+    std::ifstream in(dir / "pg" / "port");
+    std::string port;
+    in >> port;
+    return port;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("postgres: the claim reads running runs through a partial index, whatever the history") {
+  jobrepo::test::TestDatabase db;
+  auto store = jobrepo::open_store(db.url());
+  store->migrate();
+  jobrepo::Repository repo(*store);
+  for (int i = 0; i < 50; ++i) repo.create_job("job-" + std::to_string(i), "d");
+  const std::vector<std::string> claim_values = {"0", "'pi_system'", "'pi_system'", "0", "'[]'", "1", "'s1'"};
+  const auto check = [&](const std::string& when) {
+    const std::string plan = generic_plan(db.url(), queries::claim_runs, claim_values);
+    INFO(when << "\n" << plan);
+    CHECK(plan.find("Seq Scan on job_run") == std::string::npos);
+    CHECK(plan.find("hashed SubPlan") != std::string::npos);
+    CHECK((plan.find("job_run_one_running") != std::string::npos ||
+           plan.find("job_run_running_age") != std::string::npos));
+  };
+  check("empty history, no statistics");
+  // A long history: 200,000 final runs.
+  jobrepo::test::postgres_exec(
+      db.url(),
+      "INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time, update_time, end_time,"
+      " status) SELECT 'hist' || lpad(CAST(g AS text), 16, '0'), 'pi_system', 'job-' || (g % 50), 's',"
+      " now(), now(), now(), 'completed' FROM generate_series(1, 200000) g; ANALYZE");
+  check("200,000 final runs, analyzed");
+  CHECK(repo.run_jobs("s1", {.limit = -1}).size() == 50);
+}
+
+TEST_CASE("postgres: run updates find the run by its primary key, not the partial index") {
+  jobrepo::test::TestDatabase db;
+  auto store = jobrepo::open_store(db.url());
+  store->migrate();
+  jobrepo::Repository repo(*store);
+  jobrepo::test::postgres_exec(db.url(),
+                               "INSERT INTO job (plugin_id, name, description, next_scheduled_run)"
+                               " SELECT 'pi_system', 'job-' || g, 'd', now() FROM generate_series(1, 5000) g");
+  CHECK(repo.run_jobs("s1", {.limit = -1}).size() == 5000);  // 5,000 running runs
+  jobrepo::test::postgres_exec(db.url(), "ANALYZE");
+  const std::string id = "'AAAAAAAAAAAAAAAAAAAAAA'";
+  for (const auto& [name, query, values] : std::vector<std::tuple<std::string, std::string, std::vector<std::string>>>{
+           {"update_run", queries::update_run, {"0", "'running'", "0", "1", "2", id, "'pi_system'"}},
+           {"update_run_and_reschedule",
+            queries::update_run_and_reschedule,
+            {"0", id, "'pi_system'", "'completed'", "1", "NULL", "NULL", "0"}},
+           {"lookup_run", queries::lookup_run, {id, "'pi_system'"}}}) {
+    const std::string plan = generic_plan(db.url(), query, values);
+    INFO(name << "\n" << plan);
+    CHECK(plan.find("job_run_pkey") != std::string::npos);
+    CHECK(plan.find("Index Scan using job_run_one_running") == std::string::npos);
+    CHECK(plan.find("Seq Scan on job_run") == std::string::npos);
+  }
+}
+
+TEST_CASE("postgres: a server that stops gives unavailable; the first call after it is back succeeds") {
+  PrivateServer server;
+  REQUIRE(!server.url.empty());
+  jobrepo::StoreOptions options;
+  options.pool_size = 3;
+  auto store = jobrepo::open_store(server.url, options);
+  store->migrate();
+  jobrepo::Repository repo(*store);
+  repo.create_job("j", "d");
+  {
+    // Open every pooled connection, so that all of them break.
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 3; ++i) {
+      threads.emplace_back([&] {
+        jobrepo::Repository own(*store);
+        for (int k = 0; k < 20; ++k) own.lookup_job("j");
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  REQUIRE(server.pg("stop") == 0);
+  std::string message;
+  CHECK(code_of([&] { repo.run_jobs("s1"); }, &message) == ErrorCode::unavailable);
+  CHECK(message.find("run_jobs") != std::string::npos);
+  CHECK(code_of([&] { repo.lookup_job("j"); }) == ErrorCode::unavailable);
+  REQUIRE(server.pg("start") == 0);
+  const auto runs = repo.run_jobs("s1");  // the very next call
+  REQUIRE(runs.size() == 1);
+  CHECK(repo.complete_run(runs.front().private_id, 1h).status == jobrepo::Status::completed);
+  CHECK(repo.list_jobs().size() == 1);
+}
+
+TEST_CASE("postgres: servers that start at once migrate once") {
+  jobrepo::test::TestDatabase db;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 6; ++i) {
+    threads.emplace_back([&] {
+      try {
+        auto store = jobrepo::open_store(db.url());
+        store->migrate();
+        jobrepo::Repository(*store).lookup_job("x");
+      } catch (const jobrepo::Error& e) {
+        std::cerr << e.what() << std::endl;
+        ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(failures == 0);
+  CHECK(jobrepo::test::postgres_value(db.url(), "SELECT count(*) FROM jobrepo_schema_version") == "1");
+}
+
+TEST_CASE("postgres: libpq parameters pass through; messages never show the password") {
+  jobrepo::test::TestDatabase db;
+  auto store = jobrepo::open_store(jobrepo::test::with_parameter(db.url(), "application_name=jobrepo_probe"));
+  store->migrate();
+  jobrepo::Repository(*store).create_job("j", "d");
+  CHECK(jobrepo::test::postgres_value(
+            db.url(), "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'jobrepo_probe'") == "1");
+  // The test server has no TLS: sslmode=require must reach libpq and fail.
+  std::string message;
+  CHECK(code_of([&] { jobrepo::open_store(jobrepo::test::with_parameter(db.url(), "sslmode=require")); }, &message) ==
+        ErrorCode::unavailable);
+  CHECK(message.find("SSL") != std::string::npos);
+  CHECK(code_of([] { jobrepo::open_store("postgresql://jobs:hunter2@127.0.0.1:1/jobs?connect_timeout=2"); },
+                &message) == ErrorCode::unavailable);
+  CHECK(message.find("hunter2") == std::string::npos);
+  CHECK(message.find("***") != std::string::npos);
+  CHECK(code_of([] { jobrepo::open_store("postgresql://h/db?no_such_parameter=1"); }) == ErrorCode::invalid_parameter);
+}
+
+TEST_CASE("postgres: the pool opens at most pool_size connections") {
+  jobrepo::test::TestDatabase db;
+  jobrepo::StoreOptions options;
+  options.pool_size = 2;
+  auto store = jobrepo::open_store(jobrepo::test::with_parameter(db.url(), "application_name=jobrepo_pool"), options);
+  store->migrate();
+  std::atomic<int> most{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      jobrepo::Repository repo(*store);
+      for (int k = 0; k < 30; ++k) repo.lookup_job("x");
+      const int open = std::stoi(jobrepo::test::postgres_value(
+          db.url(), "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'jobrepo_pool'"));
+      int seen = most.load();
+      while (open > seen && !most.compare_exchange_weak(seen, open)) {
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(most >= 1);
+  CHECK(most <= 2);
+}
+
+TEST_CASE("postgres: a deadlock with another transaction is retried, not reported") {
+  jobrepo::test::TestDatabase db;
+  auto store = jobrepo::open_store(db.url());
+  store->migrate();
+  jobrepo::Repository repo(*store);
+  repo.create_job("j", "d");
+  const auto run = repo.run_jobs("s1").at(0);
+  // Another client locks the run row, then (once complete_run holds the job
+  // row and waits for the run) asks for the job row: a deadlock.
+  PGconn* other = PQconnectdb(db.url().c_str());
+  PQclear(PQexec(other, "BEGIN"));
+  PQclear(PQexec(other, ("SELECT 1 FROM job_run WHERE private_id = '" + run.private_id + "' FOR UPDATE").c_str()));
+  std::thread completer([&] {
+    const auto done = repo.complete_run(run.private_id, 1h);
+    CHECK(done.status == jobrepo::Status::completed);
+  });
+  std::this_thread::sleep_for(300ms);
+  PGresult* result = PQexec(other, "UPDATE job SET description = 'other' WHERE name = 'j'");
+  const bool other_won = PQresultStatus(result) == PGRES_COMMAND_OK;
+  PQclear(result);
+  PQclear(PQexec(other, other_won ? "COMMIT" : "ROLLBACK"));
+  completer.join();
+  PQfinish(other);
+  CHECK(repo.lookup_run(run.private_id)->status == jobrepo::Status::completed);
+}
+
+int main(int argc, char* argv[]) {
+  if (const auto why = jobrepo::test::postgres_unavailable_reason(); !why.empty()) {
+    if (jobrepo::test::postgres_required()) {
+      std::cout << "postgres tests: FAILED: PostgreSQL is required here but " << why << std::endl;
+      return 1;
+    }
+    std::cout << "postgres tests: SKIPPED: " << why << std::endl;
+    return 77;
+  }
+  return Catch::Session().run(argc, argv);
+}
