@@ -16,4 +16,19 @@ step(${CMAKE_COMMAND} -S "${SOURCE_DIR}/tests/install" -B "${WORK_DIR}/build" -G
 step(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 step("${WORK_DIR}/build/consumer" "sqlite:${WORK_DIR}/consumer.db")
 step("${WORK_DIR}/build/consumer_conformance")
+# The same snippet on PostgreSQL, in a database of its own, when a server is given.
+if(DEFINED ENV{JOBREPO_TEST_POSTGRES_URL})
+  string(RANDOM LENGTH 8 ALPHABET "abcdefghijklmnopqrstuvwxyz" suffix)
+  set(server "$ENV{JOBREPO_TEST_POSTGRES_URL}")
+  # tools/test gives postgresql://user@host:port/postgres (no query).
+  string(REGEX REPLACE "/[^/]*$" "/jobrepo_install_${suffix}" database_url "${server}")
+  step(psql -q "${server}" -c "CREATE DATABASE jobrepo_install_${suffix}")
+  execute_process(COMMAND "${WORK_DIR}/build/consumer" "${database_url}" RESULT_VARIABLE rc OUTPUT_VARIABLE out
+                  ERROR_VARIABLE out)
+  step(psql -q "${server}" -c "DROP DATABASE jobrepo_install_${suffix} WITH (FORCE)")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "consumer on PostgreSQL failed (${rc}):\n${out}")
+  endif()
+  message("${out}")
+endif()
 file(REMOVE_RECURSE "${WORK_DIR}")

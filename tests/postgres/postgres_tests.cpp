@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <random>
 #include <regex>
 #include <thread>
 #include <tuple>
@@ -285,4 +286,43 @@ int main(int argc, char* argv[]) {
     return 77;
   }
   return Catch::Session().run(argc, argv);
+}
+
+TEST_CASE("postgres: a runtime role with the documented grants runs everything but migrations") {
+  jobrepo::test::TestDatabase db;
+  auto owner = jobrepo::open_store(db.url());
+  owner->migrate();
+  const std::string role = "jobrepo_runtime_" + std::to_string(std::random_device{}() % 1000000);
+  // The grants of docs/operations.md, word for word.
+  jobrepo::test::postgres_exec(db.url(), "CREATE ROLE " + role +
+                                             " LOGIN;"
+                                             " GRANT USAGE ON SCHEMA public TO " +
+                                             role + ";" + " GRANT SELECT, INSERT, UPDATE, DELETE ON job, job_run TO " +
+                                             role + ";" + " GRANT SELECT ON jobrepo_schema_version TO " + role);
+  const std::string url = jobrepo::test::with_parameter(db.url(), "user=" + role);
+  {
+    auto store = jobrepo::open_store(url);
+    store->migrate();  // up to date: no DDL needed
+    jobrepo::Repository repo(*store);
+    repo.create_job("a", "d");
+    repo.create_job("b", "d");
+    repo.update_job_next_run("b", -1s);
+    const auto runs = repo.run_jobs("s1", {.limit = -1});
+    REQUIRE(runs.size() == 2);
+    repo.update_progress(runs[0].private_id, 1, 2);
+    repo.complete_run(runs[0].private_id, 1h);
+    repo.fail_run(runs[1].private_id);
+    repo.run_jobs("s1");
+    CHECK(repo.interrupt_runs(0s).size() == 1);
+    CHECK(repo.list_jobs().size() == 2);
+    CHECK(repo.lookup_run(runs[0].private_id)->status == jobrepo::Status::completed);
+  }
+  // It cannot create the schema in an empty database.
+  jobrepo::test::TestDatabase empty;
+  jobrepo::test::postgres_exec(empty.url(), "REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+  auto store = jobrepo::open_store(jobrepo::test::with_parameter(empty.url(), "user=" + role));
+  std::string message;
+  code_of([&] { store->migrate(); }, &message);
+  CHECK(message.find("permission denied") != std::string::npos);
+  jobrepo::test::postgres_exec(db.url(), "DROP OWNED BY " + role + "; DROP ROLE " + role);
 }

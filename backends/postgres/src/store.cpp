@@ -338,10 +338,17 @@ class PostgresStore final : public Store {
           exec_native(c, "BEGIN");
           try {
             c.sql << "SELECT pg_advisory_xact_lock(:key)", soci::use(migration_lock_key);
-            exec_native(c,
-                        "CREATE TABLE IF NOT EXISTS jobrepo_schema_version ("
-                        " version integer PRIMARY KEY, name text NOT NULL,"
-                        " applied_at timestamptz NOT NULL DEFAULT current_timestamp)");
+            // No DDL unless something is missing: a runtime role without
+            // CREATE rights may call migrate() on an up-to-date database.
+            int has_table = 0;
+            c.sql << "SELECT CAST(to_regclass('jobrepo_schema_version') IS NOT NULL AS integer)",
+                soci::into(has_table);
+            if (has_table == 0) {
+              exec_native(c,
+                          "CREATE TABLE jobrepo_schema_version ("
+                          " version integer PRIMARY KEY, name text NOT NULL,"
+                          " applied_at timestamptz NOT NULL DEFAULT current_timestamp)");
+            }
             const int current = schema_version(c);
             const int latest = latest_version();
             if (current > latest) {
