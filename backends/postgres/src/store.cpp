@@ -341,8 +341,7 @@ class PostgresStore final : public Store {
             // No DDL unless something is missing: a runtime role without
             // CREATE rights may call migrate() on an up-to-date database.
             int has_table = 0;
-            c.sql << "SELECT CAST(to_regclass('jobrepo_schema_version') IS NOT NULL AS integer)",
-                soci::into(has_table);
+            c.sql << "SELECT CAST(to_regclass('jobrepo_schema_version') IS NOT NULL AS integer)", soci::into(has_table);
             if (has_table == 0) {
               exec_native(c,
                           "CREATE TABLE jobrepo_schema_version ("

@@ -106,8 +106,8 @@ int run(Harness& harness, int argc, char* argv[]) {
   const int failed = CaseCounter::failed;
   if (filtered) {
     std::cout << "jobrepo conformance [" << name << "]: " << CaseCounter::ran_any << " selected cases ran, "
-              << (CaseCounter::ran_any - CaseCounter::failed_any) << " passed, " << CaseCounter::failed_any
-              << " failed" << std::endl;
+              << (CaseCounter::ran_any - CaseCounter::failed_any) << " passed, " << CaseCounter::failed_any << " failed"
+              << std::endl;
   } else {
     std::cout << "jobrepo conformance [" << name << "]: " << ran << " of " << total << " cases ran, " << (ran - failed)
               << " passed, " << failed << " failed" << std::endl;
