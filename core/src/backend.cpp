@@ -83,6 +83,21 @@ std::unique_ptr<Store> open_registered_store(const std::string& url, const Store
   return factory(url, options);
 }
 
+Error database_error(ErrorCode code, std::string_view operation, std::string_view subject,
+                     std::string_view driver_message, std::string native_code) {
+  std::string message(operation);
+  if (!subject.empty()) message.append(": ").append(subject);
+  message.append(": ");
+  switch (code) {
+    case ErrorCode::schema_mismatch: message.append("the database is not migrated (run migrate()): "); break;
+    case ErrorCode::busy: message.append("lock conflicts outlasted the retries: "); break;
+    case ErrorCode::unavailable: message.append("the database is unavailable: "); break;
+    default: break;
+  }
+  message.append(driver_message);
+  return Error(code, message, std::move(native_code));
+}
+
 std::string generate_run_id() {
   std::array<unsigned char, 16> bytes{};
   std::size_t filled = 0;

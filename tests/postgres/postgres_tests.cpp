@@ -8,6 +8,8 @@
 
 #include <jobrepo/jobrepo.hpp>
 
+#include "error_of.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -21,21 +23,11 @@
 
 using namespace std::chrono_literals;
 using jobrepo::ErrorCode;
+using jobrepo::test::code_of;
 namespace queries = jobrepo::postgres_backend::queries;
 namespace fs = std::filesystem;
 
 namespace {
-
-ErrorCode code_of(const std::function<void()>& call, std::string* message = nullptr) {
-  try {
-    call();
-  } catch (const jobrepo::Error& e) {
-    if (message) *message = e.what();
-    return e.code();
-  }
-  FAIL("no jobrepo::Error was thrown");
-  return ErrorCode::internal;
-}
 
 // The plan PostgreSQL picks for `query` (SOCI placeholders) as a generic
 // prepared statement, the plan a long-lived prepared statement ends up with.

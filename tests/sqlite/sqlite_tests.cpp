@@ -4,6 +4,8 @@
 
 #include <jobrepo/jobrepo.hpp>
 
+#include "error_of.hpp"
+
 #include <sqlite3.h>
 #include <catch2/catch.hpp>
 
@@ -14,6 +16,7 @@
 
 using namespace std::chrono_literals;
 using jobrepo::ErrorCode;
+using jobrepo::test::code_of;
 namespace fs = std::filesystem;
 
 namespace {
@@ -30,16 +33,6 @@ struct TempDir {
     fs::remove_all(path, ignored);
   }
 };
-
-ErrorCode code_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const jobrepo::Error& e) {
-    return e.code();
-  }
-  FAIL("no jobrepo::Error was thrown");
-  return ErrorCode::internal;
-}
 
 }  // namespace
 

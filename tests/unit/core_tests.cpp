@@ -2,6 +2,8 @@
 // argument checks (which must happen before any I/O).
 #include <jobrepo/jobrepo.hpp>
 
+#include "error_of.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <set>
@@ -9,6 +11,7 @@
 using namespace std::chrono_literals;
 using jobrepo::ErrorCode;
 using jobrepo::Status;
+using jobrepo::test::code_of;
 
 namespace {
 
@@ -44,16 +47,6 @@ class NoIoStore : public jobrepo::Store {
  private:
   void touch() { ++calls; }
 };
-
-ErrorCode code_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const jobrepo::Error& e) {
-    return e.code();
-  }
-  FAIL("no jobrepo::Error was thrown");
-  return ErrorCode::internal;
-}
 
 }  // namespace
 

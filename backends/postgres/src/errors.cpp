@@ -1,5 +1,7 @@
 #include "errors.hpp"
 
+#include <jobrepo/backend.hpp>
+
 #include <string>
 
 namespace jobrepo::postgres_backend {
@@ -36,19 +38,8 @@ bool is_retryable(std::string_view sqlstate) noexcept { return sqlstate == "4000
 
 Error make_error(std::string_view operation, std::string_view subject, std::string_view sqlstate,
                  std::string_view driver_message) {
-  const ErrorCode code = error_code_for(sqlstate, driver_message);
-  std::string message(operation);
-  if (!subject.empty()) message.append(": ").append(subject);
-  message.append(": ");
-  if (code == ErrorCode::schema_mismatch) {
-    message.append("the database is not migrated (run migrate()): ");
-  } else if (code == ErrorCode::busy) {
-    message.append("lock conflicts outlasted the retries: ");
-  } else if (code == ErrorCode::unavailable) {
-    message.append("the database is unavailable: ");
-  }
-  message.append(driver_message);
-  return Error(code, message, sqlstate.empty() ? std::string() : "SQLSTATE " + std::string(sqlstate));
+  return database_error(error_code_for(sqlstate, driver_message), operation, subject, driver_message,
+                        sqlstate.empty() ? std::string() : "SQLSTATE " + std::string(sqlstate));
 }
 
 }  // namespace jobrepo::postgres_backend

@@ -1,5 +1,7 @@
 #include "errors.hpp"
 
+#include <jobrepo/backend.hpp>
+
 #include <soci/sqlite3/soci-sqlite3.h>
 
 #include <string>
@@ -42,18 +44,9 @@ bool is_busy(int sqlite_code) noexcept {
 
 Error make_error(std::string_view operation, std::string_view subject, int sqlite_code,
                  std::string_view driver_message) {
-  const ErrorCode code = error_code_for(sqlite_code, driver_message);
-  std::string message(operation);
-  if (!subject.empty()) message.append(": ").append(subject);
-  message.append(": ");
-  if (code == ErrorCode::schema_mismatch) {
-    message.append("the database is not migrated (run migrate()): ");
-  } else if (code == ErrorCode::busy) {
-    message.append("the database stayed locked by another connection: ");
-  }
-  message.append(driver_message);
   const char* name = sqlite3_errstr(sqlite_code);
-  return Error(code, message, "sqlite " + std::to_string(sqlite_code) + " (" + (name ? name : "?") + ")");
+  return database_error(error_code_for(sqlite_code, driver_message), operation, subject, driver_message,
+                        "sqlite " + std::to_string(sqlite_code) + " (" + (name ? name : "?") + ")");
 }
 
 }  // namespace jobrepo::sqlite_backend

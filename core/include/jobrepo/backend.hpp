@@ -6,6 +6,7 @@
 // register_backend() itself before the first open_store(). Thread-safe.
 #pragma once
 
+#include <jobrepo/error.hpp>
 #include <jobrepo/store.hpp>
 
 #include <functional>
@@ -33,6 +34,12 @@ std::unique_ptr<Store> open_registered_store(const std::string& url, const Store
 // A new run id: 22 URL-safe characters (A-Z a-z 0-9 - _) carrying 128 random
 // bits from the operating system's generator. Thread-safe.
 std::string generate_run_id();
+
+// An Error for a failed database call, worded alike by every backend:
+// "<operation>: <subject>: <what the code means>: <driver message>", with the
+// driver's own code kept in native_code. `subject` may be empty.
+Error database_error(ErrorCode code, std::string_view operation, std::string_view subject,
+                     std::string_view driver_message, std::string native_code);
 
 // The scheme of a URL ("sqlite" for "sqlite::memory:"), or empty.
 std::string_view url_scheme(std::string_view url) noexcept;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -54,6 +55,29 @@ Audit audit_runs(Repository& repo, const std::vector<std::string>& run_ids) {
   return audit;
 }
 
+// Runs plan.threads claimers in this process and, when the database can be
+// shared, `processes` children with `child_threads` each, all starting at
+// once. Returns everything claimed; `children` gets the children's part.
+ClaimLog race(Fixture& f, WorkerPlan plan, int processes, int child_threads, ClaimLog& children,
+              const std::string& what) {
+  plan.server_prefix = "thread";
+  std::optional<ChildClaimers> child_claimers;
+  if (!f.db.url.empty()) {
+    WorkerPlan child_plan = plan;
+    child_plan.threads = child_threads;
+    child_plan.server_prefix = "process";
+    child_claimers.emplace(f.db.url, child_plan, processes);
+  } else {
+    note_not_applicable(what + " (the database cannot be opened from another process)");
+  }
+  plan.start_at = Clock::now();
+  if (child_claimers) child_claimers->go();
+  ClaimLog log = run_claimers(f.store, plan);
+  if (child_claimers) children = child_claimers->wait();
+  log.append(children);
+  return log;
+}
+
 }  // namespace
 
 TEST_CASE("threads and processes claiming the same due jobs get each job once, without errors", "[conformance][race]") {
@@ -64,22 +88,9 @@ TEST_CASE("threads and processes claiming the same due jobs get each job once, w
   WorkerPlan plan;
   plan.mode = WorkerMode::claim_all;
   plan.threads = 8;
-  plan.server_prefix = "thread";
   const bool processes = !f.db.url.empty();
-  std::optional<ChildClaimers> child_claimers;
-  if (processes) {
-    WorkerPlan child_plan = plan;
-    child_plan.threads = 2;
-    child_plan.server_prefix = "process";
-    child_claimers.emplace(f.db.url, child_plan, 4);
-  } else {
-    note_not_applicable("cross-process claims (the database cannot be opened from another process)");
-  }
-  plan.start_at = Clock::now();
-  if (child_claimers) child_claimers->go();
-  ClaimLog log = run_claimers(f.store, plan);
-  const ClaimLog children = child_claimers ? child_claimers->wait() : ClaimLog{};
-  log.append(children);
+  ClaimLog children;
+  const ClaimLog log = race(f, plan, 4, 2, children, "cross-process claims");
 
   INFO("errors:" << describe(log.errors));
   CHECK(log.errors.empty());
@@ -111,21 +122,8 @@ TEST_CASE("claim and complete churn never runs one job twice at once", "[conform
   plan.mode = WorkerMode::churn;
   plan.duration = 3s;
   plan.threads = 4;
-  plan.server_prefix = "thread";
-  std::optional<ChildClaimers> child_claimers;
-  if (!f.db.url.empty()) {
-    WorkerPlan child_plan = plan;
-    child_plan.threads = 2;
-    child_plan.server_prefix = "process";
-    child_claimers.emplace(f.db.url, child_plan, 2);
-  } else {
-    note_not_applicable("cross-process churn (the database cannot be opened from another process)");
-  }
-  plan.start_at = Clock::now();
-  if (child_claimers) child_claimers->go();
-  ClaimLog log = run_claimers(f.store, plan);
-  const ClaimLog children = child_claimers ? child_claimers->wait() : ClaimLog{};
-  log.append(children);
+  ClaimLog children;
+  const ClaimLog log = race(f, plan, 2, 2, children, "cross-process churn");
 
   INFO("errors:" << describe(log.errors));
   CHECK(log.errors.empty());

@@ -1,0 +1,28 @@
+# jobrepo_add_backend(NAME <name> DRIVER <imported target> DEFINE <macro> SOURCES <file>...)
+#
+# Adds the library jobrepo_<name> (alias and export name jobrepo::<name>) from
+# backends/<name>/: its sources, the migrations of schema/<name>/ embedded by
+# EmbedSql.cmake, its public include/ folder, and <macro> defined for every
+# user, so that <jobrepo/jobrepo.hpp> registers the backend in open_store().
+function(jobrepo_add_backend)
+  cmake_parse_arguments(arg "" "NAME;DRIVER;DEFINE" "SOURCES" ${ARGN})
+  set(target jobrepo_${arg_NAME})
+  file(GLOB migrations CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/schema/${arg_NAME}/*.sql")
+  set(schema_cpp "${CMAKE_CURRENT_BINARY_DIR}/schema.cpp")
+  add_custom_command(
+    OUTPUT "${schema_cpp}"
+    COMMAND ${CMAKE_COMMAND} -DNAMESPACE=jobrepo::${arg_NAME}_backend "-DOUTPUT=${schema_cpp}"
+            "-DSQL_FILES=${migrations}" -P "${PROJECT_SOURCE_DIR}/cmake/EmbedSql.cmake"
+    DEPENDS ${migrations} "${PROJECT_SOURCE_DIR}/cmake/EmbedSql.cmake"
+    COMMENT "Embedding schema/${arg_NAME} migrations")
+
+  add_library(${target} ${arg_SOURCES} "${schema_cpp}")
+  add_library(jobrepo::${arg_NAME} ALIAS ${target})
+  set_target_properties(${target} PROPERTIES EXPORT_NAME ${arg_NAME} OUTPUT_NAME ${target}
+                                             POSITION_INDEPENDENT_CODE ON)
+  target_include_directories(${target}
+    PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
+    PRIVATE src ${PROJECT_SOURCE_DIR}/backends/common)
+  target_compile_definitions(${target} PUBLIC ${arg_DEFINE})
+  target_link_libraries(${target} PUBLIC jobrepo::core PRIVATE ${arg_DRIVER} $<BUILD_INTERFACE:jobrepo_warnings>)
+endfunction()
