@@ -9,6 +9,7 @@
 #include <soci/postgresql/soci-postgresql.h>
 #include <soci/soci.h>
 
+#include <algorithm>
 #include <cctype>
 #include <mutex>
 #include <random>
@@ -238,8 +239,18 @@ class PostgresStore final : public Store {
       return connection;
     } catch (const soci::soci_error& e) {
       // libpq's message names host and port, never the password.
-      throw Error(ErrorCode::unavailable,
-                  "open_store: cannot connect to " + redact_postgres_url(url_) + ": " + e.get_error_message());
+      std::string message = e.get_error_message();
+      std::replace(message.begin(), message.end(), '\n', ' ');
+      throw Error(ErrorCode::unavailable, "cannot connect to " + redact_postgres_url(url_) + ": " + message);
+    }
+  }
+
+  // A pooled connection; a failure to open one names the operation.
+  Pool<Connection>::Lease acquire(const char* operation) {
+    try {
+      return pool_.acquire();
+    } catch (const Error& e) {
+      throw Error(e.code(), std::string(operation) + ": " + e.what(), e.native_code());
     }
   }
 
@@ -274,7 +285,7 @@ class PostgresStore final : public Store {
     const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
     std::minstd_rand jitter(static_cast<unsigned>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
     for (;;) {
-      auto lease = pool_.acquire();
+      auto lease = acquire(operation);
       std::string sqlstate;
       std::string message;
       try {
@@ -328,7 +339,7 @@ class PostgresStore final : public Store {
         options_(options),
         pool_(options.pool_size > 0 ? options.pool_size : 4, [this] { return connect(); }) {
     // Connect now, so that a bad URL or an unreachable server fails here.
-    auto lease = pool_.acquire();
+    auto lease = acquire("open_store");
   }
 
   void migrate() override {
