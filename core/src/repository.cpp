@@ -92,6 +92,15 @@ Job Repository::create_job(std::string_view name, std::string_view description, 
   return store_.create_job(NewJob{plugin_id_, std::string(name), std::string(description), options.next_run_in});
 }
 
+Job Repository::ensure_job(std::string_view name, std::string_view description, CreateJobOptions options) {
+  constexpr const char* op = "ensure_job";
+  require_non_empty(op, "name", name);
+  require_non_empty(op, "description", description);
+  require_text_in_range(op, "name", name, max_name);
+  require_text_in_range(op, "description", description, max_description);
+  return store_.ensure_job(NewJob{plugin_id_, std::string(name), std::string(description), options.next_run_in});
+}
+
 std::optional<Job> Repository::lookup_job(std::string_view name) {
   require_non_empty("lookup_job", "name", name);
   return store_.lookup_job(plugin_id_, std::string(name));
@@ -131,8 +140,8 @@ Run Repository::complete_run(std::string_view run_id, std::chrono::microseconds 
   return transition("complete_run", run_id, RunTransition{{}, {}, Status::completed, {}, {}, next_run_in});
 }
 
-Run Repository::fail_run(std::string_view run_id) {
-  return transition("fail_run", run_id, RunTransition{{}, {}, Status::failed, {}, {}, {}});
+Run Repository::fail_run(std::string_view run_id, FailRunOptions options) {
+  return transition("fail_run", run_id, RunTransition{{}, {}, Status::failed, {}, {}, options.retry_in});
 }
 
 Run Repository::transition(const char* operation, std::string_view run_id, RunTransition change) {

@@ -9,10 +9,13 @@
 #include <sqlite3.h>
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <filesystem>
 #include <thread>
 
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace std::chrono_literals;
 using jobrepo::ErrorCode;
@@ -133,6 +136,40 @@ TEST_CASE("sqlite: a lock held elsewhere is waited out, then reported as busy") 
   CHECK(repo.create_job("j", "d").name == "j");
   releaser.join();
   sqlite3_close(other);
+}
+
+TEST_CASE("sqlite: processes opening and migrating one new file at once all succeed") {
+  // Processes, not threads: SQLite's file locks only conflict between processes.
+  for (int round = 0; round < 5; ++round) {
+    TempDir dir;
+    const std::string url = "sqlite:" + (dir.path / "fresh.db").string();
+    const auto start = std::chrono::steady_clock::now() + 200ms;
+    std::vector<pid_t> children;
+    for (int i = 0; i < 6; ++i) {
+      const pid_t pid = fork();
+      REQUIRE(pid >= 0);
+      if (pid == 0) {
+        std::this_thread::sleep_until(start);
+        try {
+          auto store = jobrepo::open_store(url);
+          store->migrate();
+          jobrepo::Repository(*store).ensure_job("shared", "d");
+        } catch (const jobrepo::Error& e) {
+          std::fprintf(stderr, "child: %s\n", e.what());
+          _exit(1);
+        }
+        _exit(0);
+      }
+      children.push_back(pid);
+    }
+    int failures = 0;
+    for (const pid_t pid : children) {
+      int status = 0;
+      waitpid(pid, &status, 0);
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failures;
+    }
+    CHECK(failures == 0);
+  }
 }
 
 TEST_CASE("sqlite: the schema enforces the rules for SQL written by hand") {

@@ -21,6 +21,7 @@ class NoIoStore : public jobrepo::Store {
   int calls = 0;
   void migrate() override { touch(); }
   jobrepo::Job create_job(const jobrepo::NewJob&) override { return touch(), jobrepo::Job{}; }
+  jobrepo::Job ensure_job(const jobrepo::NewJob&) override { return touch(), jobrepo::Job{}; }
   std::optional<jobrepo::Job> lookup_job(const std::string&, const std::string&) override {
     return touch(), std::nullopt;
   }
@@ -125,6 +126,8 @@ TEST_CASE("Repository checks its arguments before any I/O") {
   CHECK(code_of([&] { repo.create_job(" ", "d"); }) == ErrorCode::check_constraint);
   CHECK(code_of([&] { repo.create_job(std::string(128, 'n'), "d"); }) == ErrorCode::check_constraint);
   CHECK(code_of([&] { repo.create_job("n", std::string(1024, 'd')); }) == ErrorCode::check_constraint);
+  CHECK(code_of([&] { repo.ensure_job("", "d"); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.ensure_job("n", " "); }) == ErrorCode::check_constraint);
   CHECK(code_of([&] { repo.lookup_job(""); }) == ErrorCode::invalid_parameter);
   CHECK(code_of([&] { repo.update_job_next_run("", 1s); }) == ErrorCode::invalid_parameter);
   CHECK(code_of([&] { repo.run_jobs(""); }) == ErrorCode::invalid_parameter);

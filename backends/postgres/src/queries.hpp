@@ -20,6 +20,13 @@ inline constexpr const char* create_job =
     " VALUES (:plugin, :name, :description, current_timestamp + CAST(:delta AS bigint) * interval '1 microsecond')"
     " RETURNING " JR_EPOCH_US("next_scheduled_run");
 
+// Registration: insert, or keep the schedule and update the description.
+inline constexpr const char* ensure_job =
+    "INSERT INTO job (plugin_id, name, description, next_scheduled_run)"
+    " VALUES (:plugin, :name, :description, current_timestamp + CAST(:delta AS bigint) * interval '1 microsecond')"
+    " ON CONFLICT (plugin_id, name) DO UPDATE SET description = excluded.description"
+    " RETURNING " JR_JOB_COLUMNS;
+
 inline constexpr const char* lookup_job =
     "SELECT " JR_JOB_COLUMNS " FROM job WHERE plugin_id = :plugin AND name = :name";
 

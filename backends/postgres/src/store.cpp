@@ -44,6 +44,18 @@ struct CreateJobStatement {
   }
 };
 
+struct EnsureJobStatement {
+  JobRow row;
+  std::string plugin, name, description;
+  Micros delta = 0;
+  soci::statement st;
+  explicit EnsureJobStatement(soci::session& sql) : st(sql) {
+    row.bind(st);
+    use_all(st, plugin, name, description, delta);
+    prepare(st, queries::ensure_job);
+  }
+};
+
 struct LookupJobStatement {
   JobRow row;
   std::string plugin, name;
@@ -162,6 +174,7 @@ struct Connection {
   explicit Connection(const std::string& url) : sql(soci::postgresql, url) {}
   soci::session sql;
   std::unique_ptr<CreateJobStatement> create_job;
+  std::unique_ptr<EnsureJobStatement> ensure_job;
   std::unique_ptr<LookupJobStatement> lookup_job;
   std::unique_ptr<ListJobsStatement> list_jobs;
   std::unique_ptr<RescheduleStatement> reschedule;
@@ -394,6 +407,18 @@ class PostgresStore final : public Store {
       s.delta = clock_offset().count() + job.next_run_in.count();
       s.st.execute(true);
       return Job{job.plugin_id, job.name, job.description, to_timestamp(s.next)};
+    });
+  }
+
+  Job ensure_job(const NewJob& job) override {
+    return run("ensure_job", job_subject(job.plugin_id, job.name), [&](Connection& c) {
+      auto& s = prepared(c.ensure_job, c.sql);
+      s.plugin = job.plugin_id;
+      s.name = job.name;
+      s.description = job.description;
+      s.delta = clock_offset().count() + job.next_run_in.count();
+      s.st.execute(true);
+      return s.row.to_job();
     });
   }
 

@@ -106,7 +106,21 @@ class SqliteStore final : public Store {
     exec_native(*sql, "PRAGMA foreign_keys = ON");
     exec_native(*sql, options_.synchronous == SqliteSynchronous::full ? "PRAGMA synchronous = FULL"
                                                                       : "PRAGMA synchronous = NORMAL");
-    if (!in_memory_) exec_native(*sql, "PRAGMA journal_mode = WAL");
+    if (!in_memory_) {
+      // Switching a new file to WAL needs it alone for a moment; when another
+      // process opens the same new file at the same time SQLite may answer
+      // SQLITE_BUSY at once, without its busy handler: retry until the timeout.
+      const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
+      for (;;) {
+        try {
+          exec_native(*sql, "PRAGMA journal_mode = WAL");
+          break;
+        } catch (const soci::sqlite3_soci_error& e) {
+          if (!is_busy(e.result()) || std::chrono::steady_clock::now() >= deadline) throw;
+          std::this_thread::sleep_for(std::chrono::microseconds(200 + connection->jitter() % 2000));
+        }
+      }
+    }
     return connection;
   }
 
@@ -254,6 +268,25 @@ class SqliteStore final : public Store {
       sql << "INSERT INTO job (plugin_id, name, description, next_scheduled_run) VALUES (:p, :n, :d, :t)",
           soci::use(job.plugin_id), soci::use(job.name), soci::use(job.description), soci::use(next);
       return Job{job.plugin_id, job.name, job.description, to_timestamp(next)};
+    });
+  }
+
+  Job ensure_job(const NewJob& job) override {
+    return write("ensure_job", job_subject(job.plugin_id, job.name), [&](soci::session& sql, Micros now) {
+      JobRow row;
+      Micros next = now + job.next_run_in.count();
+      soci::statement st(sql);
+      row.bind(st);
+      st.exchange(soci::use(job.plugin_id));
+      st.exchange(soci::use(job.name));
+      st.exchange(soci::use(job.description));
+      st.exchange(soci::use(next));
+      prepare(st,
+              "INSERT INTO job (plugin_id, name, description, next_scheduled_run) VALUES (:p, :n, :d, :t)"
+              " ON CONFLICT (plugin_id, name) DO UPDATE SET description = excluded.description"
+              " RETURNING plugin_id, name, description, next_scheduled_run");
+      st.execute(true);
+      return row.to_job();
     });
   }
 

@@ -45,6 +45,12 @@ struct RunJobsOptions {
   std::optional<std::vector<std::string>> only_jobs{};
 };
 
+struct FailRunOptions {
+  // When set, the job becomes due at now + retry_in in the same transaction
+  // (back-off); by default it is not rescheduled, so it is due at once.
+  std::optional<std::chrono::microseconds> retry_in{};
+};
+
 struct InterruptRunsOptions {
   std::string server_id{};  // when non-empty, only this server's runs
 };
@@ -61,6 +67,12 @@ class Repository {
   // check_constraint (name blank or over 127 characters, description blank or
   // over 1023), not_unique (the name exists in this plugin).
   Job create_job(std::string_view name, std::string_view description, CreateJobOptions options = {});
+
+  // Registers a job idempotently: creates it (due at now + next_run_in) when
+  // missing, otherwise updates only its description and keeps its schedule.
+  // Safe when several servers register the same job at once. Errors as
+  // create_job, except that an existing name is not an error.
+  Job ensure_job(std::string_view name, std::string_view description, CreateJobOptions options = {});
 
   // The job, or empty. Throws invalid_parameter for an empty name.
   std::optional<Job> lookup_job(std::string_view name);
@@ -92,8 +104,8 @@ class Repository {
   Run complete_run(std::string_view run_id, std::chrono::microseconds next_run_in);
 
   // The run becomes failed with end_time = now; the job is not rescheduled
-  // (it is due at once). Errors as update_progress.
-  Run fail_run(std::string_view run_id);
+  // (it is due at once) unless options.retry_in is set. Errors as update_progress.
+  Run fail_run(std::string_view run_id, FailRunOptions options = {});
 
   // Every running run of this plugin (of options.server_id, when given) not
   // updated for `threshold` becomes interrupted with end_time = now. Threshold

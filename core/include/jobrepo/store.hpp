@@ -90,6 +90,10 @@ class Store {
 
   // Inserts the job. Throws not_unique when (plugin_id, name) exists.
   virtual Job create_job(const NewJob& job) = 0;
+  // Inserts the job when (plugin_id, name) does not exist (due at now +
+  // next_run_in); otherwise sets only its description and keeps its schedule.
+  // Returns the job as stored. Concurrent calls never fail with not_unique.
+  virtual Job ensure_job(const NewJob& job) = 0;
   virtual std::optional<Job> lookup_job(const std::string& plugin_id, const std::string& name) = 0;
   // Jobs of query.plugin_id ordered by name.
   virtual std::vector<Job> list_jobs(const JobQuery& query) = 0;

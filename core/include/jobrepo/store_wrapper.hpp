@@ -17,6 +17,7 @@ class StoreWrapper : public Store {
 
   void migrate() override { target_.migrate(); }
   Job create_job(const NewJob& job) override { return target_.create_job(job); }
+  Job ensure_job(const NewJob& job) override { return target_.ensure_job(job); }
   std::optional<Job> lookup_job(const std::string& plugin_id, const std::string& name) override {
     return target_.lookup_job(plugin_id, name);
   }

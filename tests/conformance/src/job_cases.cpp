@@ -2,6 +2,8 @@
 #include "support.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 
 namespace jobrepo::conformance {
 
@@ -126,6 +128,37 @@ TEST_CASE("create_job with an existing name is not_unique and keeps the original
   CHECK(theirs.plugin_id == "pi_other");
   CHECK(f.repo.lookup_job("dup")->description == "first");
   CHECK(other.lookup_job("dup")->description == "theirs");
+}
+
+TEST_CASE("ensure_job creates once, then keeps the schedule and updates the description", "[conformance][jobs]") {
+  Fixture f;
+  const Job first = f.repo.ensure_job("j", "first", {.next_run_in = 1h});
+  CHECK(first.description == "first");
+  CHECK(*f.repo.lookup_job("j") == first);
+  const Job second = f.repo.ensure_job("j", "second", {.next_run_in = 5h});
+  CHECK(second.description == "second");
+  CHECK(second.next_scheduled_run == first.next_scheduled_run);
+  CHECK(*f.repo.lookup_job("j") == second);
+  CHECK(f.repo.list_jobs().size() == 1);
+  JR_REQUIRE_ERROR(f.repo.ensure_job("", "d"), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.ensure_job("j", std::string(1024, 'd')), ErrorCode::check_constraint);
+  CHECK(f.repo.lookup_job("j")->description == "second");
+  // Many registrations at once: one job, no errors.
+  std::vector<std::thread> threads;
+  std::atomic<int> errors{0};
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      Repository own(f.store);
+      try {
+        own.ensure_job("together", "from thread " + std::to_string(i));
+      } catch (const Error&) {
+        ++errors;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(errors == 0);
+  CHECK(f.repo.list_jobs({.name = "together"}).size() == 1);
 }
 
 TEST_CASE("lookup_job finds a job of its own plugin or nothing", "[conformance][jobs]") {

@@ -251,6 +251,17 @@ TEST_CASE("fail_run ends the run and leaves the job due", "[conformance][fail]")
   JR_REQUIRE_ERROR(f.repo.fail_run("no-such-run-0000"), ErrorCode::record_not_found);
 }
 
+TEST_CASE("fail_run with retry_in reschedules the job in the same step", "[conformance][fail]") {
+  Fixture f;
+  const Run run = claimed(f.repo, "j");
+  const Run failed = f.repo.fail_run(run.private_id, {.retry_in = 10min});
+  CHECK(failed.status == Status::failed);
+  CHECK(f.repo.lookup_job("j")->next_scheduled_run == *failed.end_time + 10min);
+  CHECK(f.repo.run_jobs("s2").empty());
+  f.store.set_clock_offset(10min + 1s);
+  CHECK(f.repo.run_jobs("s2").size() == 1);
+}
+
 TEST_CASE("interrupt_runs ends the runs not updated within the threshold", "[conformance][interrupt]") {
   Fixture f;
   const Run stale = claimed(f.repo, "stale", "s1");
