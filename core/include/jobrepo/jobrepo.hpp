@@ -10,6 +10,7 @@
 #include <jobrepo/backend.hpp>
 #include <jobrepo/error.hpp>
 #include <jobrepo/repository.hpp>
+#include <jobrepo/scheduler.hpp>
 #include <jobrepo/store.hpp>
 #include <jobrepo/store_wrapper.hpp>
 #include <jobrepo/types.hpp>

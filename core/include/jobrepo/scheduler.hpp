@@ -1,0 +1,172 @@
+// jobrepo: Scheduler, the runtime that runs registered jobs on this server,
+// one instance per job across the cluster.
+//
+// Register a JobHandler per job on every server; start() the Scheduler. It
+// claims due jobs that this server can run, runs each on a worker thread,
+// reports progress as the run's heartbeat, completes or fails the run,
+// interrupts runs of servers that stopped reporting, and cancels a local run
+// that another server interrupted or that it could not keep alive itself.
+// See docs/scheduler.md (usage) and docs/architecture.md (timing).
+//
+// Thread-safety: every public method may be called from any thread.
+// Handlers run on the scheduler's worker threads.
+#pragma once
+
+#include <jobrepo/repository.hpp>
+#include <jobrepo/store.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace jobrepo {
+
+// Why a running handler was asked to stop.
+enum class CancelReason {
+  none,
+  stopping,     // Scheduler::stop()
+  interrupted,  // the run is final or gone in the store (interrupted by a peer)
+  fenced,       // heartbeats failed for too long: a peer may soon take the job
+  deadline,     // the job's timeout passed
+};
+std::string_view to_string(CancelReason reason) noexcept;
+
+// Thrown by JobContext::throw_if_cancelled().
+class Cancelled : public std::runtime_error {
+ public:
+  explicit Cancelled(CancelReason reason);
+  CancelReason reason() const noexcept { return reason_; }
+
+ private:
+  CancelReason reason_;
+};
+
+// What a handler sees of its run. Owned by the scheduler; valid during run().
+class JobContext {
+ public:
+  virtual ~JobContext() = default;
+  virtual const std::string& run_id() const = 0;
+  virtual const std::string& job_name() const = 0;
+  // When the run is cancelled for its timeout (time_point::max() when none).
+  virtual std::chrono::steady_clock::time_point deadline() const = 0;
+  // Requested when the handler should stop; check it, or wait on it.
+  virtual std::stop_token stop_token() const = 0;
+  virtual CancelReason cancel_reason() const = 0;
+  bool cancelled() const { return stop_token().stop_requested(); }
+  // Throws jobrepo::Cancelled when cancelled: the way for a handler to stop
+  // early (returning normally means "done": the run is completed).
+  void throw_if_cancelled() const;
+  // Sleeps for `duration` or until cancelled; false when cancelled.
+  virtual bool sleep_for(std::chrono::microseconds duration) const = 0;
+  // Records progress; the scheduler stores it with the next heartbeat.
+  // Throws invalid_parameter for negative counts or completed > total.
+  virtual void report_progress(std::int64_t completed, std::int64_t total) = 0;
+};
+
+// The code of one job.
+class JobHandler {
+ public:
+  virtual ~JobHandler() = default;
+  virtual std::string name() const = 0;         // 1-127 characters
+  virtual std::string description() const = 0;  // 1-1023 characters
+  // Does the work. Returns when the job should run next (from the end of this
+  // run). Throwing fails the run; the job is retried after a back-off.
+  virtual std::chrono::microseconds run(JobContext& context) = 0;
+};
+
+// A JobHandler from a name, a description and a function.
+std::shared_ptr<JobHandler> make_job(std::string name, std::string description,
+                                     std::function<std::chrono::microseconds(JobContext&)> run);
+
+struct RegisterJobOptions {
+  std::chrono::microseconds next_run_in{0};  // first run, when the job is new
+  std::chrono::microseconds timeout{0};      // 0: none; else the run is cancelled after it
+};
+
+struct BackoffOptions {
+  std::chrono::microseconds initial = std::chrono::seconds(1);  // after the first failure
+  std::chrono::microseconds max = std::chrono::minutes(5);
+  double multiplier = 2.0;
+  double jitter = 0.2;  // +-20% at random, so that servers do not retry in step
+};
+
+// Something that happened, for logs and metrics (called on scheduler threads).
+struct SchedulerEvent {
+  enum class Kind { claimed, started, completed, failed, cancelled, interrupted_peer, error };
+  Kind kind;
+  std::string job_name;  // empty for errors not tied to a job
+  std::string run_id;
+  std::string detail;  // error message, cancel reason, duration...
+};
+std::string_view to_string(SchedulerEvent::Kind kind) noexcept;
+
+struct SchedulerOptions {
+  std::string plugin_id = std::string(default_plugin_id);
+  int worker_threads = 4;
+  int claim_limit = 0;  // per claim; 0: as many as free workers
+  // The longest the claim loop sleeps; it wakes earlier when a known job
+  // becomes due, on run_now(), and when a worker becomes free.
+  std::chrono::microseconds claim_interval = std::chrono::seconds(1);
+  // Heartbeats of local runs and interruption of stale runs, this often.
+  std::chrono::microseconds monitor_interval = std::chrono::seconds(1);
+  // A run not updated for this long is interrupted by any server. A local run
+  // whose heartbeats failed for 3/4 of it is cancelled here first (fencing).
+  std::chrono::microseconds interrupt_threshold = std::chrono::seconds(30);
+  // How long stop() waits for cancelled handlers.
+  std::chrono::microseconds stop_timeout = std::chrono::seconds(10);
+  BackoffOptions backoff{};
+  std::function<void(const SchedulerEvent&)> on_event{};
+};
+
+// A run executing on this server.
+struct ExecutingRun {
+  std::string run_id;
+  std::string job_name;
+  Timestamp started;
+  std::int64_t completed_count = 0;
+  std::int64_t total_count = 0;
+  CancelReason cancel_reason = CancelReason::none;
+};
+
+class Scheduler {
+ public:
+  // Throws invalid_parameter for an empty server_id, worker_threads < 1, a
+  // non-positive interval, or monitor_interval > interrupt_threshold / 4.
+  Scheduler(std::string server_id, Store& store, SchedulerOptions options = {});
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+  // Stops (as stop()) and waits for every handler to return.
+  ~Scheduler();
+
+  // Registers the job's code here and the job in the store (ensure_job: the
+  // first server creates it, later ones keep its schedule). Before start().
+  void register_job(std::shared_ptr<JobHandler> handler, RegisterJobOptions options = {});
+
+  // Interrupts this server's own leftover runs (from a crash), then starts
+  // claiming. Throws what the store throws.
+  void start();
+
+  // Stops claiming, cancels running handlers, waits for them up to
+  // stop_timeout, then interrupts this server's runs that are still running
+  // so that peers can take the jobs. Returns false when a handler did not
+  // return in time (it keeps running; the destructor waits for it).
+  bool stop();
+
+  // Makes the job due now (in the store, for the whole cluster) and wakes the
+  // claim loop. Throws record_not_found for an unknown job.
+  void run_now(std::string_view job_name);
+
+  std::vector<ExecutingRun> executing() const;
+  const std::string& server_id() const noexcept;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace jobrepo

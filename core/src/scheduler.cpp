@@ -1,0 +1,526 @@
+#include <jobrepo/error.hpp>
+#include <jobrepo/scheduler.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+namespace jobrepo {
+
+using std::chrono::microseconds;
+using SteadyClock = std::chrono::steady_clock;
+
+std::string_view to_string(CancelReason reason) noexcept {
+  switch (reason) {
+    case CancelReason::none: return "none";
+    case CancelReason::stopping: return "stopping";
+    case CancelReason::interrupted: return "interrupted";
+    case CancelReason::fenced: return "fenced";
+    case CancelReason::deadline: return "deadline";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(SchedulerEvent::Kind kind) noexcept {
+  switch (kind) {
+    case SchedulerEvent::Kind::claimed: return "claimed";
+    case SchedulerEvent::Kind::started: return "started";
+    case SchedulerEvent::Kind::completed: return "completed";
+    case SchedulerEvent::Kind::failed: return "failed";
+    case SchedulerEvent::Kind::cancelled: return "cancelled";
+    case SchedulerEvent::Kind::interrupted_peer: return "interrupted";
+    case SchedulerEvent::Kind::error: return "error";
+  }
+  return "unknown";
+}
+
+Cancelled::Cancelled(CancelReason reason)
+    : std::runtime_error("cancelled: " + std::string(to_string(reason))), reason_(reason) {}
+
+void JobContext::throw_if_cancelled() const {
+  if (cancelled()) throw Cancelled(cancel_reason());
+}
+
+namespace {
+
+class FunctionJob final : public JobHandler {
+ public:
+  FunctionJob(std::string name, std::string description, std::function<microseconds(JobContext&)> run)
+      : name_(std::move(name)), description_(std::move(description)), run_(std::move(run)) {}
+  std::string name() const override { return name_; }
+  std::string description() const override { return description_; }
+  microseconds run(JobContext& context) override { return run_(context); }
+
+ private:
+  std::string name_, description_;
+  std::function<microseconds(JobContext&)> run_;
+};
+
+// One run executing (or queued) here: its context and its liveness.
+class LocalRun final : public JobContext {
+ public:
+  LocalRun(Run run, SteadyClock::time_point claimed, SteadyClock::time_point deadline)
+      : run_(std::move(run)), deadline_(deadline), last_heartbeat_(claimed.time_since_epoch().count()) {}
+
+  const std::string& run_id() const override { return run_.private_id; }
+  const std::string& job_name() const override { return run_.job_name; }
+  SteadyClock::time_point deadline() const override { return deadline_; }
+  std::stop_token stop_token() const override { return stop_.get_token(); }
+  CancelReason cancel_reason() const override { return reason_.load(); }
+
+  bool sleep_for(microseconds duration) const override {
+    std::unique_lock lock(sleep_mutex_);
+    sleep_cv_.wait_for(lock, stop_.get_token(), duration, [] { return false; });
+    return !cancelled();
+  }
+
+  void report_progress(std::int64_t completed, std::int64_t total) override {
+    if (completed < 0 || total < 0 || completed > total) {
+      throw Error(ErrorCode::invalid_parameter, "report_progress: run \"" + run_.private_id + "\": counts " +
+                                                    std::to_string(completed) + "/" + std::to_string(total) +
+                                                    " must be non-negative with completed <= total");
+    }
+    const std::lock_guard lock(counts_mutex_);
+    completed_ = completed;
+    total_ = total;
+  }
+
+  std::pair<std::int64_t, std::int64_t> counts() const {
+    const std::lock_guard lock(counts_mutex_);
+    return {completed_, total_};
+  }
+
+  // First reason wins; later requests only repeat the stop.
+  void cancel(CancelReason reason) {
+    CancelReason none = CancelReason::none;
+    reason_.compare_exchange_strong(none, reason);
+    stop_.request_stop();
+  }
+
+  // The steady time at which the last successful heartbeat was sent.
+  SteadyClock::time_point last_heartbeat() const {
+    return SteadyClock::time_point(SteadyClock::duration(last_heartbeat_.load()));
+  }
+  void heartbeat_sent_at(SteadyClock::time_point sent) { last_heartbeat_.store(sent.time_since_epoch().count()); }
+
+  const Run& run() const { return run_; }
+
+ private:
+  const Run run_;
+  const SteadyClock::time_point deadline_;
+  std::stop_source stop_;
+  std::atomic<CancelReason> reason_{CancelReason::none};
+  mutable std::mutex sleep_mutex_;
+  mutable std::condition_variable_any sleep_cv_;
+  mutable std::mutex counts_mutex_;
+  std::int64_t completed_ = 0, total_ = 0;
+  std::atomic<SteadyClock::rep> last_heartbeat_;
+};
+
+microseconds positive_or_throw(const char* what, microseconds value) {
+  if (value.count() <= 0) {
+    throw Error(ErrorCode::invalid_parameter, std::string("Scheduler: ") + what + " must be positive");
+  }
+  return value;
+}
+
+}  // namespace
+
+std::shared_ptr<JobHandler> make_job(std::string name, std::string description,
+                                     std::function<microseconds(JobContext&)> run) {
+  return std::make_shared<FunctionJob>(std::move(name), std::move(description), std::move(run));
+}
+
+struct Scheduler::State {
+  struct Registered {
+    std::shared_ptr<JobHandler> handler;
+    microseconds timeout{0};
+    int failures = 0;  // consecutive, on this server
+  };
+
+  State(std::string id, Store& s, SchedulerOptions o) : server_id(std::move(id)), store(s), options(std::move(o)) {}
+
+  const std::string server_id;
+  Store& store;
+  const SchedulerOptions options;
+
+  mutable std::mutex mutex;
+  std::condition_variable claim_wake;    // run_now, a free worker, a peer's run interrupted
+  std::condition_variable work_ready;    // a run queued for the workers
+  std::condition_variable run_finished;  // a run left `executing`
+  std::condition_variable loops_wake;    // monitor and fence loops: stop
+  std::map<std::string, Registered, std::less<>> jobs;
+  std::map<std::string, std::shared_ptr<LocalRun>> executing;  // queued or running here
+  std::deque<std::shared_ptr<LocalRun>> queue;
+  bool wake_requested = false;
+  bool started = false;
+  bool stopping = false;        // no more claims, no new handlers
+  bool loops_stopping = false;  // monitor and fence loops end
+  bool workers_exit = false;
+  int busy_workers = 0;
+  std::minstd_rand random{std::random_device{}()};
+
+  std::thread claimer, monitor, fence;
+  std::vector<std::thread> workers;
+
+  void emit(SchedulerEvent::Kind kind, const std::string& job, const std::string& run, std::string detail) const {
+    if (!options.on_event) return;
+    try {
+      options.on_event(SchedulerEvent{kind, job, run, std::move(detail)});
+    } catch (...) {
+      // A failing observer must not stop the scheduler.
+    }
+  }
+
+  Repository repository() const { return Repository(store, {options.plugin_id, 0}); }
+
+  microseconds fence_after() const { return options.interrupt_threshold * 3 / 4; }
+
+  microseconds backoff(int failures) {
+    const auto& b = options.backoff;
+    double delay = static_cast<double>(b.initial.count());
+    for (int i = 1; i < failures && delay < static_cast<double>(b.max.count()); ++i) delay *= b.multiplier;
+    delay = std::min(delay, static_cast<double>(b.max.count()));
+    std::uniform_real_distribution<double> spread(1.0 - b.jitter, 1.0 + b.jitter);
+    return microseconds(static_cast<std::int64_t>(delay * spread(random)));
+  }
+
+  void wake_claimer() {
+    {
+      const std::lock_guard lock(mutex);
+      wake_requested = true;
+    }
+    claim_wake.notify_all();
+  }
+
+  std::vector<std::shared_ptr<LocalRun>> local_runs() const {
+    const std::lock_guard lock(mutex);
+    std::vector<std::shared_ptr<LocalRun>> runs;
+    for (const auto& entry : executing) runs.push_back(entry.second);
+    return runs;
+  }
+
+  // --- the claim loop -----------------------------------------------------
+
+  void claim_loop() {
+    Repository repo = repository();
+    std::vector<std::string> names;
+    for (const auto& entry : jobs) names.push_back(entry.first);
+    for (;;) {
+      int free = 0;
+      {
+        const std::lock_guard lock(mutex);
+        if (stopping) return;
+        free = options.worker_threads - static_cast<int>(executing.size());
+      }
+      bool maybe_more = false;
+      if (free > 0) {
+        const int limit = options.claim_limit > 0 ? std::min(options.claim_limit, free) : free;
+        const auto claimed_at = SteadyClock::now();
+        try {
+          auto runs = repo.run_jobs(server_id, {.limit = limit, .only_jobs = names});
+          maybe_more = static_cast<int>(runs.size()) == limit;
+          for (auto& run : runs) dispatch(std::move(run), claimed_at);
+        } catch (const Error& e) {
+          emit(SchedulerEvent::Kind::error, "", "", std::string("claim: ") + e.what());
+        }
+      }
+      std::unique_lock lock(mutex);
+      if (stopping) return;
+      if (maybe_more && !wake_requested) continue;
+      const auto wait = next_wake(repo, lock);
+      claim_wake.wait_for(lock, wait, [&] { return wake_requested || stopping; });
+      wake_requested = false;
+    }
+  }
+
+  // How long the claim loop may sleep: until the earliest future due time of
+  // a job registered here, bounded by claim_interval (and at least 1 ms).
+  std::chrono::microseconds next_wake(Repository& repo, std::unique_lock<std::mutex>& lock) {
+    microseconds wait = options.claim_interval;
+    lock.unlock();
+    try {
+      const auto now = Clock::now();
+      for (const auto& job : repo.list_jobs({.limit = -1})) {
+        if (jobs.count(job.name) == 0 || job.next_scheduled_run <= now) continue;
+        wait = std::min(wait, std::chrono::duration_cast<microseconds>(job.next_scheduled_run - now));
+      }
+    } catch (const Error& e) {
+      emit(SchedulerEvent::Kind::error, "", "", std::string("list_jobs: ") + e.what());
+    }
+    lock.lock();
+    return std::max(wait, microseconds(1000));
+  }
+
+  void dispatch(Run run, SteadyClock::time_point claimed_at) {
+    const auto& registered = jobs.at(run.job_name);
+    const auto deadline =
+        registered.timeout.count() > 0 ? claimed_at + registered.timeout : SteadyClock::time_point::max();
+    auto local = std::make_shared<LocalRun>(run, claimed_at, deadline);
+    emit(SchedulerEvent::Kind::claimed, run.job_name, run.private_id, "");
+    {
+      const std::lock_guard lock(mutex);
+      executing.emplace(run.private_id, local);
+      queue.push_back(std::move(local));
+    }
+    work_ready.notify_one();
+  }
+
+  // --- the workers --------------------------------------------------------
+
+  void worker_loop() {
+    Repository repo = repository();
+    for (;;) {
+      std::shared_ptr<LocalRun> local;
+      {
+        std::unique_lock lock(mutex);
+        work_ready.wait(lock, [&] { return !queue.empty() || workers_exit; });
+        if (queue.empty()) return;
+        local = std::move(queue.front());
+        queue.pop_front();
+        ++busy_workers;
+      }
+      if (local->cancelled()) {
+        emit(SchedulerEvent::Kind::cancelled, local->job_name(), local->run_id(),
+             std::string(to_string(local->cancel_reason())) + " before it started");
+      } else {
+        execute(repo, *local);
+      }
+      {
+        const std::lock_guard lock(mutex);
+        executing.erase(local->run_id());
+        --busy_workers;
+        wake_requested = true;
+      }
+      run_finished.notify_all();
+      claim_wake.notify_all();
+    }
+  }
+
+  void execute(Repository& repo, LocalRun& local) {
+    const std::string& name = local.job_name();
+    std::shared_ptr<JobHandler> handler;
+    {
+      const std::lock_guard lock(mutex);
+      handler = jobs.at(name).handler;
+    }
+    emit(SchedulerEvent::Kind::started, name, local.run_id(), "");
+    const auto started = SteadyClock::now();
+    std::optional<microseconds> next;
+    std::string failure;
+    try {
+      next = handler->run(local);
+    } catch (const std::exception& e) {
+      failure = e.what();
+    } catch (...) {
+      failure = "unknown exception";
+    }
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started);
+    const auto reason = local.cancel_reason();
+    try {
+      if (next && reason != CancelReason::interrupted) {
+        repo.complete_run(local.run_id(), *next);
+        {
+          const std::lock_guard lock(mutex);
+          jobs.at(name).failures = 0;
+        }
+        emit(SchedulerEvent::Kind::completed, name, local.run_id(), "in " + std::to_string(took.count()) + " ms");
+      } else if (!next && (reason == CancelReason::none || reason == CancelReason::deadline)) {
+        if (reason == CancelReason::deadline) failure = "timed out: " + failure;
+        microseconds retry{0};
+        {
+          const std::lock_guard lock(mutex);
+          retry = backoff(++jobs.at(name).failures);
+        }
+        repo.fail_run(local.run_id(), {.retry_in = retry});
+        emit(SchedulerEvent::Kind::failed, name, local.run_id(),
+             failure + "; retry in " + std::to_string(retry.count() / 1000) + " ms");
+      } else {
+        // Interrupted elsewhere (already final), fenced (a peer will
+        // interrupt it) or stopping (stop() interrupts it): nothing to write.
+        emit(SchedulerEvent::Kind::cancelled, name, local.run_id(), std::string(to_string(reason)));
+      }
+    } catch (const Error& e) {
+      emit(SchedulerEvent::Kind::error, name, local.run_id(), e.what());
+    }
+  }
+
+  // --- the monitor: heartbeats, peers' stale runs, deadlines ---------------
+
+  void monitor_loop() {
+    Repository repo = repository();
+    std::unique_lock lock(mutex);
+    while (!loops_stopping) {
+      lock.unlock();
+      for (const auto& local : local_runs()) {
+        if (local->deadline() <= SteadyClock::now()) local->cancel(CancelReason::deadline);
+        const auto [completed, total] = local->counts();
+        const auto sent = SteadyClock::now();
+        try {
+          repo.update_progress(local->run_id(), completed, total);
+          local->heartbeat_sent_at(sent);
+        } catch (const Error& e) {
+          if (e.code() == ErrorCode::record_not_found || e.code() == ErrorCode::invalid_job_run_state) {
+            local->cancel(CancelReason::interrupted);
+          } else {
+            emit(SchedulerEvent::Kind::error, local->job_name(), local->run_id(),
+                 std::string("heartbeat: ") + e.what());
+          }
+        }
+      }
+      try {
+        const auto stale = repo.interrupt_runs(options.interrupt_threshold);
+        for (const auto& run : stale) {
+          emit(SchedulerEvent::Kind::interrupted_peer, run.job_name, run.private_id,
+               "no heartbeat from " + run.server_id);
+        }
+        if (!stale.empty()) wake_claimer();
+      } catch (const Error& e) {
+        emit(SchedulerEvent::Kind::error, "", "", std::string("interrupt_runs: ") + e.what());
+      }
+      lock.lock();
+      loops_wake.wait_for(lock, options.monitor_interval, [&] { return loops_stopping; });
+    }
+  }
+
+  // --- fencing: no I/O here, so a hung database cannot delay it ----------
+
+  void fence_loop() {
+    const auto period = std::min<microseconds>(options.monitor_interval / 2, std::chrono::milliseconds(100));
+    std::unique_lock lock(mutex);
+    while (!loops_stopping) {
+      lock.unlock();
+      const auto now = SteadyClock::now();
+      for (const auto& local : local_runs()) {
+        if (!local->cancelled() && now - local->last_heartbeat() >= fence_after()) {
+          local->cancel(CancelReason::fenced);
+          emit(SchedulerEvent::Kind::cancelled, local->job_name(), local->run_id(),
+               "fenced: no successful heartbeat for 3/4 of the interrupt threshold");
+        }
+      }
+      lock.lock();
+      loops_wake.wait_for(lock, period, [&] { return loops_stopping; });
+    }
+  }
+};
+
+Scheduler::Scheduler(std::string server_id, Store& store, SchedulerOptions options) {
+  if (server_id.empty()) throw Error(ErrorCode::invalid_parameter, "Scheduler: missing server_id");
+  if (options.worker_threads < 1) {
+    throw Error(ErrorCode::invalid_parameter,
+                "Scheduler: worker_threads " + std::to_string(options.worker_threads) + " is less than 1");
+  }
+  positive_or_throw("claim_interval", options.claim_interval);
+  positive_or_throw("monitor_interval", options.monitor_interval);
+  positive_or_throw("interrupt_threshold", options.interrupt_threshold);
+  if (options.monitor_interval > options.interrupt_threshold / 4) {
+    throw Error(ErrorCode::invalid_parameter,
+                "Scheduler: monitor_interval must be at most a quarter of interrupt_threshold");
+  }
+  Repository check(store, {options.plugin_id, 0});  // validates the plugin id
+  state_ = std::make_unique<State>(std::move(server_id), store, std::move(options));
+}
+
+Scheduler::~Scheduler() {
+  stop();
+  {
+    const std::lock_guard lock(state_->mutex);
+    state_->workers_exit = true;
+  }
+  state_->work_ready.notify_all();
+  for (auto& worker : state_->workers) {
+    if (worker.joinable()) worker.join();
+  }
+}
+
+const std::string& Scheduler::server_id() const noexcept { return state_->server_id; }
+
+void Scheduler::register_job(std::shared_ptr<JobHandler> handler, RegisterJobOptions options) {
+  if (!handler) throw Error(ErrorCode::invalid_parameter, "register_job: missing handler");
+  auto& s = *state_;
+  const std::string name = handler->name();
+  {
+    const std::lock_guard lock(s.mutex);
+    if (s.started) throw Error(ErrorCode::invalid_parameter, "register_job: \"" + name + "\" after start()");
+  }
+  s.repository().ensure_job(name, handler->description(), {.next_run_in = options.next_run_in});
+  const std::lock_guard lock(s.mutex);
+  s.jobs[name] = State::Registered{std::move(handler), options.timeout, 0};
+}
+
+void Scheduler::start() {
+  auto& s = *state_;
+  {
+    const std::lock_guard lock(s.mutex);
+    if (s.started) return;
+  }
+  // Runs this server left behind (it crashed or was killed) can never finish.
+  for (const auto& run : s.repository().interrupt_runs(microseconds(0), {.server_id = s.server_id})) {
+    s.emit(SchedulerEvent::Kind::interrupted_peer, run.job_name, run.private_id, "left over by this server");
+  }
+  const std::lock_guard lock(s.mutex);
+  s.started = true;
+  for (int i = 0; i < s.options.worker_threads; ++i) s.workers.emplace_back([&s] { s.worker_loop(); });
+  s.monitor = std::thread([&s] { s.monitor_loop(); });
+  s.fence = std::thread([&s] { s.fence_loop(); });
+  s.claimer = std::thread([&s] { s.claim_loop(); });
+}
+
+bool Scheduler::stop() {
+  auto& s = *state_;
+  {
+    const std::lock_guard lock(s.mutex);
+    if (!s.started || s.stopping) return s.executing.empty();
+    s.stopping = true;
+  }
+  s.claim_wake.notify_all();
+  s.claimer.join();
+  for (const auto& local : s.local_runs()) local->cancel(CancelReason::stopping);
+  bool all_returned = false;
+  {
+    // Heartbeats go on meanwhile, so the runs do not look stale.
+    std::unique_lock lock(s.mutex);
+    all_returned = s.run_finished.wait_for(lock, s.options.stop_timeout, [&] { return s.executing.empty(); });
+    s.loops_stopping = true;
+  }
+  s.loops_wake.notify_all();
+  s.monitor.join();
+  s.fence.join();
+  try {
+    // Whatever is still running here ends now, so that peers can take it.
+    s.repository().interrupt_runs(microseconds(0), {.server_id = s.server_id});
+  } catch (const Error& e) {
+    s.emit(SchedulerEvent::Kind::error, "", "", std::string("stop: ") + e.what());
+  }
+  {
+    const std::lock_guard lock(s.mutex);
+    s.workers_exit = true;
+  }
+  s.work_ready.notify_all();
+  if (all_returned) {
+    for (auto& worker : s.workers) worker.join();
+  }
+  return all_returned;
+}
+
+void Scheduler::run_now(std::string_view job_name) {
+  state_->repository().update_job_next_run(job_name, microseconds(0));
+  state_->wake_claimer();
+}
+
+std::vector<ExecutingRun> Scheduler::executing() const {
+  std::vector<ExecutingRun> out;
+  for (const auto& local : state_->local_runs()) {
+    const auto [completed, total] = local->counts();
+    out.push_back(ExecutingRun{local->run_id(), local->job_name(), local->run().create_time, completed, total,
+                               local->cancel_reason()});
+  }
+  return out;
+}
+
+}  // namespace jobrepo

@@ -1,0 +1,461 @@
+// The Scheduler on SQLite or PostgreSQL (see backend.hpp): the Boundary
+// workflow, progress, stop, interruption, recovery of a dead server's run,
+// back-off, fencing, timeouts, and two scheduler processes sharing jobs.
+#define CATCH_CONFIG_RUNNER
+#include "backend.hpp"
+#include "error_of.hpp"
+
+#include <jobrepo/jobrepo.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+using namespace std::chrono_literals;
+using jobrepo::CancelReason;
+using jobrepo::ErrorCode;
+using jobrepo::SchedulerEvent;
+using jobrepo::test::code_of;
+using Steady = std::chrono::steady_clock;
+
+namespace {
+
+jobrepo::test::Databases databases;
+
+// Events seen, with the moment each arrived.
+struct Recorder {
+  struct Entry {
+    SchedulerEvent event;
+    Steady::time_point at;
+  };
+  mutable std::mutex mutex;
+  std::vector<Entry> entries;
+
+  std::function<void(const SchedulerEvent&)> callback() {
+    return [this](const SchedulerEvent& e) {
+      const std::lock_guard lock(mutex);
+      entries.push_back({e, Steady::now()});
+    };
+  }
+  int count(SchedulerEvent::Kind kind, const std::string& job) const {
+    const std::lock_guard lock(mutex);
+    return static_cast<int>(std::count_if(entries.begin(), entries.end(), [&](const Entry& e) {
+      return e.event.kind == kind && e.event.job_name == job;
+    }));
+  }
+  std::vector<Entry> of(SchedulerEvent::Kind kind, const std::string& job) const {
+    const std::lock_guard lock(mutex);
+    std::vector<Entry> out;
+    for (const auto& e : entries) {
+      if (e.event.kind == kind && e.event.job_name == job) out.push_back(e);
+    }
+    return out;
+  }
+  std::string dump() const {
+    const std::lock_guard lock(mutex);
+    std::string out;
+    for (const auto& e : entries) {
+      out += std::string(jobrepo::to_string(e.event.kind)) + " " + e.event.job_name + " " + e.event.detail + "\n";
+    }
+    return out;
+  }
+};
+
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto end = Steady::now() + timeout;
+  while (Steady::now() < end) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return condition();
+}
+
+jobrepo::SchedulerOptions fast_options(Recorder& recorder) {
+  jobrepo::SchedulerOptions options;
+  options.worker_threads = 2;
+  options.claim_interval = 100ms;
+  options.monitor_interval = 100ms;
+  options.interrupt_threshold = 1s;
+  options.stop_timeout = 5s;
+  options.backoff.initial = 200ms;
+  options.backoff.jitter = 0.0;
+  options.on_event = recorder.callback();
+  return options;
+}
+
+struct Fixture {
+  std::string url = databases.make();
+  std::unique_ptr<jobrepo::Store> store = jobrepo::open_store(url);
+  jobrepo::Repository repo = (store->migrate(), jobrepo::Repository(*store));
+  Recorder recorder;
+};
+
+// A job that blocks until cancelled and records why it stopped.
+std::shared_ptr<jobrepo::JobHandler> blocking_job(const std::string& name, std::atomic<int>& reason) {
+  return jobrepo::make_job(name, "blocks until cancelled", [&reason](jobrepo::JobContext& c) {
+    c.report_progress(3, 10);
+    while (c.sleep_for(1h)) {
+    }
+    reason = static_cast<int>(c.cancel_reason());
+    c.throw_if_cancelled();
+    return std::chrono::microseconds(0);
+  });
+}
+
+}  // namespace
+
+TEST_CASE("scheduler: the failed job reruns after its back-off, the completed one waits; run_now") {
+  Fixture f;
+  jobrepo::Scheduler scheduler("s1", *f.store, fast_options(f.recorder));
+  std::atomic<int> a_runs{0}, b_runs{0};
+  scheduler.register_job(
+      jobrepo::make_job("a-fails", "always fails", [&](jobrepo::JobContext&) -> std::chrono::microseconds {
+        ++a_runs;
+        throw std::runtime_error("boom");
+      }));
+  scheduler.register_job(jobrepo::make_job("b-completes", "completes hourly", [&](jobrepo::JobContext&) {
+    ++b_runs;
+    return std::chrono::microseconds(1h);
+  }));
+  scheduler.start();
+  REQUIRE(wait_until([&] { return a_runs >= 3; }, 10s));
+  INFO(f.recorder.dump());
+  CHECK(b_runs == 1);
+  CHECK(f.recorder.count(SchedulerEvent::Kind::completed, "b-completes") == 1);
+  CHECK(f.recorder.count(SchedulerEvent::Kind::failed, "a-fails") >= 2);
+  // b is due in an hour; run_now makes it run again at once.
+  const auto asked = Steady::now();
+  scheduler.run_now("b-completes");
+  REQUIRE(wait_until([&] { return b_runs == 2; }, 3s));
+  CHECK(Steady::now() - asked < 1s);
+  CHECK(code_of([&] { scheduler.run_now("no-such-job"); }) == ErrorCode::record_not_found);
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE("scheduler: progress is stored with the heartbeat; executing() shows the run") {
+  Fixture f;
+  jobrepo::Scheduler scheduler("s1", *f.store, fast_options(f.recorder));
+  std::atomic<int> reason{-1};
+  scheduler.register_job(blocking_job("slow", reason));
+  scheduler.start();
+  REQUIRE(wait_until([&] { return scheduler.executing().size() == 1; }, 5s));
+  const auto local = scheduler.executing().front();
+  CHECK(local.job_name == "slow");
+  REQUIRE(wait_until(
+      [&] {
+        const auto run = f.repo.lookup_run(local.run_id);
+        return run && run->completed_count == 3 && run->total_count == 10;
+      },
+      2s));
+  CHECK(scheduler.executing().front().completed_count == 3);
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE("scheduler: stop() cancels a blocked handler and leaves its run interrupted") {
+  Fixture f;
+  jobrepo::Scheduler scheduler("s1", *f.store, fast_options(f.recorder));
+  std::atomic<int> reason{-1};
+  scheduler.register_job(blocking_job("blocked", reason));
+  scheduler.start();
+  REQUIRE(wait_until([&] { return scheduler.executing().size() == 1; }, 5s));
+  const std::string run_id = scheduler.executing().front().run_id;
+  const auto asked = Steady::now();
+  CHECK(scheduler.stop());
+  CHECK(Steady::now() - asked < 2s);
+  CHECK(reason == static_cast<int>(CancelReason::stopping));
+  CHECK(f.repo.lookup_run(run_id)->status == jobrepo::Status::interrupted);
+  CHECK(f.repo.run_jobs("s2").size() == 1);  // a peer may take the job at once
+}
+
+TEST_CASE("scheduler: a run interrupted in the store is cancelled here within a monitor interval") {
+  Fixture f;
+  jobrepo::Scheduler scheduler("s1", *f.store, fast_options(f.recorder));
+  std::atomic<int> reason{-1};
+  scheduler.register_job(blocking_job("victim", reason));
+  scheduler.start();
+  REQUIRE(wait_until([&] { return scheduler.executing().size() == 1; }, 5s));
+  const auto interrupted_at = Steady::now();
+  REQUIRE(f.repo.interrupt_runs(0s).size() == 1);  // as a peer would
+  REQUIRE(wait_until([&] { return reason >= 0; }, 2s));
+  const auto took = Steady::now() - interrupted_at;
+  CHECK(reason == static_cast<int>(CancelReason::interrupted));
+  CHECK(took < 100ms + 150ms);  // one monitor interval, plus scheduling slack
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE("scheduler: a dead server's run is interrupted after the threshold and run here") {
+  Fixture f;
+  f.repo.create_job("orphan", "d");
+  const auto dead = f.repo.run_jobs("dead-server");  // claimed, then never heard of again
+  REQUIRE(dead.size() == 1);
+  const auto claimed_at = Steady::now();
+  jobrepo::Scheduler scheduler("s1", *f.store, fast_options(f.recorder));
+  std::atomic<int> runs{0};
+  scheduler.register_job(jobrepo::make_job("orphan", "d", [&](jobrepo::JobContext&) {
+    ++runs;
+    return std::chrono::microseconds(1h);
+  }));
+  scheduler.start();
+  REQUIRE(wait_until([&] { return runs == 1; }, 5s));
+  const auto took = Steady::now() - claimed_at;
+  INFO(f.recorder.dump());
+  CHECK(took >= 1s);                 // never before the threshold
+  CHECK(took < 1s + 100ms + 300ms);  // threshold + one monitor interval, plus slack
+  CHECK(f.repo.lookup_run(dead.front().private_id)->status == jobrepo::Status::interrupted);
+  CHECK(f.recorder.count(SchedulerEvent::Kind::interrupted_peer, "orphan") == 1);
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE("scheduler: back-off grows with each failure and resets after a success") {
+  Fixture f;
+  auto options = fast_options(f.recorder);
+  options.backoff.initial = 100ms;
+  options.backoff.multiplier = 2.0;
+  jobrepo::Scheduler scheduler("s1", *f.store, options);
+  std::atomic<int> calls{0};
+  // Fails three times, succeeds once (due again at once), then fails.
+  scheduler.register_job(jobrepo::make_job("flaky", "d", [&](jobrepo::JobContext&) -> std::chrono::microseconds {
+    const int call = ++calls;
+    if (call == 4) return std::chrono::microseconds(0);
+    throw std::runtime_error("failure " + std::to_string(call));
+  }));
+  scheduler.start();
+  REQUIRE(wait_until([&] { return f.recorder.count(SchedulerEvent::Kind::failed, "flaky") >= 4; }, 10s));
+  CHECK(scheduler.stop());
+  const auto failed = f.recorder.of(SchedulerEvent::Kind::failed, "flaky");
+  std::vector<long> retry_ms;
+  for (const auto& e : failed) {
+    const auto at = e.event.detail.find("retry in ");
+    REQUIRE(at != std::string::npos);
+    retry_ms.push_back(std::stol(e.event.detail.substr(at + 9)));
+  }
+  INFO(f.recorder.dump());
+  CHECK(retry_ms[0] == 100);
+  CHECK(retry_ms[1] == 200);
+  CHECK(retry_ms[2] == 400);
+  CHECK(retry_ms[3] == 100);  // reset by the success
+  CHECK(f.recorder.count(SchedulerEvent::Kind::completed, "flaky") == 1);
+  // The gaps between failures follow the back-off (the store reschedules).
+  CHECK(failed[1].at - failed[0].at >= 100ms - 20ms);
+  CHECK(failed[2].at - failed[1].at >= 200ms - 20ms);
+}
+
+TEST_CASE("scheduler: only registered jobs are claimed") {
+  Fixture f;
+  f.repo.create_job("foreign", "a job of another server's code");
+  jobrepo::Scheduler scheduler("s1", *f.store, fast_options(f.recorder));
+  std::atomic<int> runs{0};
+  scheduler.register_job(jobrepo::make_job("mine", "d", [&](jobrepo::JobContext&) {
+    ++runs;
+    return std::chrono::microseconds(1h);
+  }));
+  scheduler.start();
+  REQUIRE(wait_until([&] { return runs == 1; }, 5s));
+  std::this_thread::sleep_for(400ms);
+  CHECK(scheduler.stop());
+  CHECK(f.recorder.count(SchedulerEvent::Kind::claimed, "foreign") == 0);
+  const auto others = f.repo.run_jobs("s2", {.limit = -1});
+  REQUIRE(others.size() == 1);
+  CHECK(others.front().job_name == "foreign");
+}
+
+TEST_CASE("scheduler: a run that cannot heartbeat is fenced before a peer may interrupt it") {
+  Fixture f;
+  struct HeartbeatsFail : jobrepo::StoreWrapper {
+    using StoreWrapper::StoreWrapper;
+    std::atomic<bool> failing{false};
+    std::vector<std::optional<jobrepo::Run>> transition_runs(std::span<const jobrepo::RunTransition> c) override {
+      if (failing && c.size() == 1 && c.front().to == jobrepo::Status::running) {
+        throw jobrepo::Error(ErrorCode::unavailable, "update_run: injected outage");
+      }
+      return StoreWrapper::transition_runs(c);
+    }
+  } store(*f.store);
+  jobrepo::Scheduler scheduler("s1", store, fast_options(f.recorder));
+  std::atomic<int> reason{-1};
+  scheduler.register_job(blocking_job("fenced", reason));
+  scheduler.start();
+  REQUIRE(wait_until([&] { return scheduler.executing().size() == 1; }, 5s));
+  std::this_thread::sleep_for(250ms);  // a few good heartbeats first
+  const auto outage = Steady::now();
+  store.failing = true;
+  REQUIRE(wait_until([&] { return reason >= 0; }, 3s));
+  const auto took = Steady::now() - outage;
+  CHECK(reason == static_cast<int>(CancelReason::fenced));
+  CHECK(took < 1s);                     // before the threshold: before any peer could interrupt
+  CHECK(took >= 750ms - 100ms - 20ms);  // 3/4 of it after the last good heartbeat
+  store.failing = false;
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE("scheduler: a run past its timeout is cancelled and failed") {
+  Fixture f;
+  jobrepo::Scheduler scheduler("s1", *f.store, fast_options(f.recorder));
+  std::atomic<int> reason{-1};
+  scheduler.register_job(blocking_job("slowpoke", reason), {.timeout = 300ms});
+  scheduler.start();
+  REQUIRE(wait_until([&] { return f.recorder.count(SchedulerEvent::Kind::failed, "slowpoke") >= 1; }, 5s));
+  CHECK(reason == static_cast<int>(CancelReason::deadline));
+  CHECK(f.recorder.of(SchedulerEvent::Kind::failed, "slowpoke").front().event.detail.find("timed out") !=
+        std::string::npos);
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE("scheduler: bad options are refused") {
+  Fixture f;
+  jobrepo::SchedulerOptions options;
+  CHECK(code_of([&] { jobrepo::Scheduler("", *f.store); }) == ErrorCode::invalid_parameter);
+  options.worker_threads = 0;
+  CHECK(code_of([&] { jobrepo::Scheduler("s", *f.store, options); }) == ErrorCode::invalid_parameter);
+  options = {};
+  options.monitor_interval = 10s;  // more than threshold / 4
+  CHECK(code_of([&] { jobrepo::Scheduler("s", *f.store, options); }) == ErrorCode::invalid_parameter);
+  options = {};
+  options.claim_interval = 0s;
+  CHECK(code_of([&] { jobrepo::Scheduler("s", *f.store, options); }) == ErrorCode::invalid_parameter);
+}
+
+// --- two scheduler processes -------------------------------------------------
+
+namespace {
+
+struct Node {
+  pid_t pid = 0;
+  std::string output;
+  Node(const std::string& url, const std::string& server, const std::string& mode, int seconds,
+       const std::string& output_path)
+      : output(output_path) {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, output.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    std::vector<std::string> args = {JOBREPO_NODE_PATH, url, server, mode, std::to_string(seconds)};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    REQUIRE(posix_spawn(&pid, JOBREPO_NODE_PATH, &actions, nullptr, argv.data(), environ) == 0);
+    posix_spawn_file_actions_destroy(&actions);
+  }
+  int wait() {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    pid = 0;
+    return status;
+  }
+  ~Node() {
+    if (pid != 0) {
+      kill(pid, SIGKILL);
+      wait();
+    }
+    std::remove(output.c_str());
+  }
+  // Lines "<ms> <event> <job> <run> <detail>" printed so far.
+  std::vector<std::vector<std::string>> events(const std::string& kind = "") const {
+    std::ifstream in(output);
+    std::vector<std::vector<std::string>> out;
+    std::string line;
+    while (std::getline(in, line)) {
+      std::istringstream words(line);
+      std::vector<std::string> fields(4);
+      words >> fields[0] >> fields[1] >> fields[2] >> fields[3];
+      if (kind.empty() || fields[1] == kind) out.push_back(fields);
+    }
+    return out;
+  }
+};
+
+std::string temp_file(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / (name + "-" + std::to_string(getpid()))).string();
+}
+
+}  // namespace
+
+TEST_CASE("scheduler: two processes churning short jobs for 30 s never run one job twice at once") {
+  const std::string url = databases.make();
+  auto store = jobrepo::open_store(url);
+  store->migrate();
+  jobrepo::Repository repo(*store);
+  Node a(url, "node-a", "churn", 30, temp_file("node-a"));
+  Node b(url, "node-b", "churn", 30, temp_file("node-b"));
+  CHECK(a.wait() == 0);
+  CHECK(b.wait() == 0);
+  std::map<std::string, std::vector<jobrepo::Run>> runs_of;
+  std::size_t runs = 0, from_a = 0;
+  for (const Node* node : {&a, &b}) {
+    for (const auto& e : node->events("completed")) {
+      const auto run = repo.lookup_run(e[3]);
+      REQUIRE(run.has_value());
+      runs_of[run->job_name].push_back(*run);
+      ++runs;
+      if (node == &a) ++from_a;
+    }
+  }
+  int overlaps = 0;
+  for (auto& [name, list] : runs_of) {
+    std::sort(list.begin(), list.end(), [](const auto& x, const auto& y) { return x.create_time < y.create_time; });
+    for (std::size_t i = 0; i + 1 < list.size(); ++i) {
+      if (*list[i].end_time > list[i + 1].create_time) ++overlaps;
+    }
+  }
+  const auto failures = a.events("failed").size() + b.events("failed").size();
+  const auto errors = a.events("error").size() + b.events("error").size();
+  std::printf(
+      "scheduler churn audit [%s]: 2 processes, 30 s: runs %zu (node-a %zu, node-b %zu), jobs %zu, "
+      "overlaps %d, failed %zu, errors %zu\n",
+      jobrepo::test::scheduler_on_postgres() ? "postgres" : "sqlite", runs, from_a, runs - from_a, runs_of.size(),
+      overlaps, failures, errors);
+  CHECK(runs > 100);
+  CHECK(from_a > 0);
+  CHECK(runs - from_a > 0);
+  CHECK(overlaps == 0);
+  CHECK(failures == 0);
+  CHECK(errors == 0);
+}
+
+TEST_CASE("scheduler: after kill -9 of the process running a long job, the other runs it within threshold + monitor") {
+  const std::string url = databases.make();
+  Node a(url, "node-a", "long", 60, temp_file("long-a"));
+  Node b(url, "node-b", "long", 60, temp_file("long-b"));
+  REQUIRE(wait_until([&] { return a.events("started").size() + b.events("started").size() == 1; }, 20s));
+  std::this_thread::sleep_for(500ms);  // the job is well under way, with heartbeats
+  Node& owner = a.events("started").empty() ? b : a;
+  Node& other = &owner == &a ? b : a;
+  REQUIRE(other.events("started").empty());
+  const auto killed_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(jobrepo::Clock::now().time_since_epoch()).count();
+  kill(owner.pid, SIGKILL);
+  owner.wait();
+  REQUIRE(wait_until([&] { return !other.events("started").empty(); }, 10s));
+  const long long started_ms = std::stoll(other.events("started").front()[0]);
+  const long long took = started_ms - killed_ms;
+  std::printf(
+      "kill -9 recovery [%s]: threshold 2000 ms, monitor 250 ms: the other process started the job %lld ms "
+      "after the kill\n",
+      jobrepo::test::scheduler_on_postgres() ? "postgres" : "sqlite", took);
+  CHECK(took <= 2000 + 250 + 100);  // threshold + one monitor interval (+ claim and clock slack)
+  CHECK(other.events("interrupted").size() == 1);
+}
+
+int main(int argc, char* argv[]) {
+  if (jobrepo::test::scheduler_on_postgres()) {
+    if (const auto why = jobrepo::test::postgres_unavailable_reason(); !why.empty()) {
+      std::cout << "scheduler tests on postgres: " << (jobrepo::test::postgres_required() ? "FAILED" : "SKIPPED")
+                << ": " << why << std::endl;
+      return jobrepo::test::postgres_required() ? 1 : 77;
+    }
+  }
+  return Catch::Session().run(argc, argv);
+}
