@@ -315,6 +315,45 @@ TEST_CASE("scheduler: a run past its timeout is cancelled and failed") {
   CHECK(scheduler.stop());
 }
 
+TEST_CASE("scheduler: start() interrupts this server's own leftover runs, and the job runs again") {
+  Fixture f;
+  f.repo.create_job("left", "d");
+  const auto leftover = f.repo.run_jobs("s1").at(0);  // as if s1 had crashed mid-run
+  jobrepo::Scheduler scheduler("s1", *f.store, fast_options(f.recorder));
+  std::atomic<int> runs{0};
+  scheduler.register_job(jobrepo::make_job("left", "d", [&](jobrepo::JobContext&) {
+    ++runs;
+    return std::chrono::microseconds(1h);
+  }));
+  const auto started = Steady::now();
+  scheduler.start();
+  CHECK(f.repo.lookup_run(leftover.private_id)->status == jobrepo::Status::interrupted);
+  REQUIRE(wait_until([&] { return runs == 1; }, 5s));
+  CHECK(Steady::now() - started < 1s);  // no waiting for the threshold
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE("scheduler: the claim loop wakes when a job becomes due, not at the next interval") {
+  Fixture f;
+  auto options = fast_options(f.recorder);
+  options.claim_interval = 10s;
+  jobrepo::Scheduler scheduler("s1", *f.store, options);
+  std::atomic<int> runs{0};
+  scheduler.register_job(jobrepo::make_job("soon", "d",
+                                           [&](jobrepo::JobContext&) {
+                                             ++runs;
+                                             return std::chrono::microseconds(1h);
+                                           }),
+                         {.next_run_in = 700ms});
+  const auto started = Steady::now();
+  scheduler.start();
+  REQUIRE(wait_until([&] { return runs == 1; }, 5s));
+  const auto took = Steady::now() - started;
+  CHECK(took >= 600ms);
+  CHECK(took < 700ms + 300ms);  // far from the 10 s claim interval
+  CHECK(scheduler.stop());
+}
+
 TEST_CASE("scheduler: bad options are refused") {
   Fixture f;
   jobrepo::SchedulerOptions options;
