@@ -1,10 +1,11 @@
 # Writes a C++ source holding the migrations of one backend, so that the
 # library carries its own schema. Run as a script at build time:
-#   cmake -DNAMESPACE=jobrepo::sqlite_backend -DOUTPUT=file.cpp -DSQL_FILES="a.sql;b.sql" -P EmbedSql.cmake
+#   cmake -DNAMESPACE=jobrepo::sqlite_backend -DOUTPUT=file.cpp -DSQL_FILES="a.sql|b.sql" -P EmbedSql.cmake
 # Files must be named NNNN_name.sql and numbered 1, 2, 3... without gaps.
 if(NOT NAMESPACE OR NOT OUTPUT OR NOT SQL_FILES)
   message(FATAL_ERROR "EmbedSql.cmake needs NAMESPACE, OUTPUT and SQL_FILES")
 endif()
+string(REPLACE "|" ";" SQL_FILES "${SQL_FILES}")
 list(SORT SQL_FILES)
 set(entries "")
 set(expected 1)

@@ -9,12 +9,15 @@ function(jobrepo_add_backend)
   set(target jobrepo_${arg_NAME})
   file(GLOB migrations CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/schema/${arg_NAME}/*.sql")
   set(schema_cpp "${CMAKE_CURRENT_BINARY_DIR}/schema.cpp")
+  # A list cannot pass through a command line as is: join it with '|'.
+  string(REPLACE ";" "|" migration_list "${migrations}")
   add_custom_command(
     OUTPUT "${schema_cpp}"
     COMMAND ${CMAKE_COMMAND} -DNAMESPACE=jobrepo::${arg_NAME}_backend "-DOUTPUT=${schema_cpp}"
-            "-DSQL_FILES=${migrations}" -P "${PROJECT_SOURCE_DIR}/cmake/EmbedSql.cmake"
+            "-DSQL_FILES=${migration_list}" -P "${PROJECT_SOURCE_DIR}/cmake/EmbedSql.cmake"
     DEPENDS ${migrations} "${PROJECT_SOURCE_DIR}/cmake/EmbedSql.cmake"
-    COMMENT "Embedding schema/${arg_NAME} migrations")
+    COMMENT "Embedding schema/${arg_NAME} migrations"
+    VERBATIM)
 
   add_library(${target} ${arg_SOURCES} "${schema_cpp}")
   add_library(jobrepo::${arg_NAME} ALIAS ${target})

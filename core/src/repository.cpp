@@ -123,6 +123,15 @@ Job Repository::update_job_next_run(std::string_view name, std::chrono::microsec
   return std::move(*job);
 }
 
+void Repository::delete_job(std::string_view name) {
+  constexpr const char* op = "delete_job";
+  require_non_empty(op, "name", name);
+  if (!store_.delete_job(plugin_id_, std::string(name))) {
+    throw Error(ErrorCode::record_not_found,
+                std::string(op) + ": no job " + quoted(name) + " in plugin " + quoted(plugin_id_));
+  }
+}
+
 std::vector<Run> Repository::run_jobs(std::string_view server_id, RunJobsOptions options) {
   constexpr const char* op = "run_jobs";
   require_non_empty(op, "server_id", server_id);
@@ -188,6 +197,17 @@ std::vector<Run> Repository::interrupt_runs(std::chrono::microseconds threshold,
 std::optional<Run> Repository::lookup_run(std::string_view run_id) {
   require_non_empty("lookup_run", "run id", run_id);
   return store_.lookup_run(plugin_id_, std::string(run_id));
+}
+
+std::vector<Run> Repository::list_runs(ListRunsOptions options) {
+  RunQuery query{plugin_id_, std::nullopt, options.status, options.limit == 0 ? default_limit_ : options.limit};
+  if (!options.job_name.empty()) query.job_name = options.job_name;
+  return store_.list_runs(query);
+}
+
+std::int64_t Repository::prune_runs(std::chrono::microseconds older_than) {
+  require_non_negative("prune_runs", "older_than", older_than);
+  return store_.prune_runs(plugin_id_, older_than);
 }
 
 }  // namespace jobrepo

@@ -1,6 +1,7 @@
 // The SQLite backend's own behaviour: error mapping, file creation, busy
 // handling, URLs. The Repository contract itself is in the conformance suite.
 #include "sqlite/src/errors.hpp"
+#include "sqlite/src/store.hpp"
 
 #include <jobrepo/jobrepo.hpp>
 
@@ -170,6 +171,34 @@ TEST_CASE("sqlite: processes opening and migrating one new file at once all succ
     }
     CHECK(failures == 0);
   }
+}
+
+TEST_CASE("sqlite: a database at an older schema version is refused until migrate() upgrades it") {
+  TempDir dir;
+  const auto path = (dir.path / "old.db").string();
+  const auto all = jobrepo::sqlite_backend::migrations();
+  REQUIRE(all.size() >= 2);
+  {
+    // What the first release left behind: version 1 only, with a job.
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, std::string(all[0].sql).c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db,
+                         "CREATE TABLE jobrepo_schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                         " applied_at INTEGER NOT NULL) STRICT;"
+                         " INSERT INTO jobrepo_schema_version VALUES (1, '0001_initial', 0);"
+                         " INSERT INTO job VALUES ('pi_system', 'kept', 'd', 0);",
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto store = jobrepo::open_store("sqlite:" + path);
+  jobrepo::Repository repo(*store);
+  std::string message;
+  CHECK(code_of([&] { repo.lookup_job("kept"); }, &message) == ErrorCode::schema_mismatch);
+  CHECK(message.find("run migrate()") != std::string::npos);
+  store->migrate();
+  CHECK(repo.lookup_job("kept")->description == "d");
+  CHECK(repo.list_runs().empty());
 }
 
 TEST_CASE("sqlite: the schema enforces the rules for SQL written by hand") {

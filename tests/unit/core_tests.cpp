@@ -32,6 +32,11 @@ class NoIoStore : public jobrepo::Store {
                                              std::chrono::microseconds) override {
     return touch(), std::nullopt;
   }
+  bool delete_job(const std::string&, const std::string&) override { return touch(), false; }
+  std::vector<jobrepo::Run> list_runs(const jobrepo::RunQuery&) override {
+    return touch(), std::vector<jobrepo::Run>{};
+  }
+  std::int64_t prune_runs(const std::string&, std::chrono::microseconds) override { return touch(), 0; }
   std::vector<jobrepo::Run> claim_runs(const jobrepo::ClaimRequest&) override {
     return touch(), std::vector<jobrepo::Run>{};
   }
@@ -137,6 +142,8 @@ TEST_CASE("Repository checks its arguments before any I/O") {
   CHECK(code_of([&] { repo.fail_run(""); }) == ErrorCode::invalid_parameter);
   CHECK(code_of([&] { repo.interrupt_runs(-1us); }) == ErrorCode::invalid_parameter);
   CHECK(code_of([&] { repo.lookup_run(""); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.delete_job(""); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.prune_runs(-1s); }) == ErrorCode::invalid_parameter);
   CHECK(code_of([&] { jobrepo::Repository bad(store, {.plugin_id = ""}); }) == ErrorCode::invalid_parameter);
   CHECK(store.calls == 0);
 }

@@ -121,6 +121,19 @@ inline constexpr const char* interrupt_stale_runs =
 inline constexpr const char* lookup_run =
     "SELECT " JR_RUN_COLUMNS("") " FROM job_run WHERE private_id = :id AND job_plugin_id = :plugin";
 
+inline constexpr const char* delete_job = "DELETE FROM job WHERE plugin_id = :plugin AND name = :name";
+
+// LIMIT NULL is no limit.
+inline constexpr const char* list_runs =
+    "SELECT " JR_RUN_COLUMNS("") " FROM job_run WHERE job_plugin_id = :plugin"
+    " AND (CAST(:has_job AS integer) = 0 OR job_name = :job)"
+    " AND (CAST(:has_status AS integer) = 0 OR status = :status)"
+    " ORDER BY create_time DESC, private_id LIMIT CAST(:limit AS bigint)";
+
+inline constexpr const char* prune_runs =
+    "DELETE FROM job_run WHERE job_plugin_id = :plugin AND status <> 'running'"
+    " AND end_time <= current_timestamp + CAST(:delta AS bigint) * interval '1 microsecond'";
+
 #undef JR_EPOCH_US
 #undef JR_RUN_COLUMNS
 #undef JR_JOB_COLUMNS

@@ -459,6 +459,42 @@ class PostgresStore final : public Store {
     });
   }
 
+  bool delete_job(const std::string& plugin_id, const std::string& name) override {
+    return run("delete_job", job_subject(plugin_id, name), [&](Connection& c) {
+      soci::statement st = (c.sql.prepare << queries::delete_job, soci::use(plugin_id), soci::use(name));
+      st.execute(true);
+      return st.get_affected_rows() > 0;
+    });
+  }
+
+  std::vector<Run> list_runs(const RunQuery& query) override {
+    return run("list_runs", "plugin " + quoted(query.plugin_id), [&](Connection& c) {
+      RunRow row;
+      std::string plugin = query.plugin_id;
+      int has_job = query.job_name ? 1 : 0;
+      std::string job = query.job_name.value_or("");
+      int has_status = query.status ? 1 : 0;
+      std::string status(query.status ? to_string(*query.status) : "");
+      long long limit = query.limit;
+      soci::indicator limit_ind = query.limit < 0 ? soci::i_null : soci::i_ok;
+      soci::statement st(c.sql);
+      row.bind(st);
+      use_all(st, plugin, has_job, job, has_status, status);
+      st.exchange(soci::use(limit, limit_ind));
+      prepare(st, queries::list_runs);
+      return fetch_runs(st, row);
+    });
+  }
+
+  std::int64_t prune_runs(const std::string& plugin_id, microseconds older_than) override {
+    return run("prune_runs", "plugin " + quoted(plugin_id), [&](Connection& c) {
+      Micros delta = clock_offset().count() - older_than.count();
+      soci::statement st = (c.sql.prepare << queries::prune_runs, soci::use(plugin_id), soci::use(delta));
+      st.execute(true);
+      return static_cast<std::int64_t>(st.get_affected_rows());
+    });
+  }
+
   std::vector<Run> claim_runs(const ClaimRequest& request) override {
     return run("run_jobs", "server " + quoted(request.server_id), [&](Connection& c) {
       auto& s = prepared(c.claim, c.sql);

@@ -350,6 +350,53 @@ class SqliteStore final : public Store {
                  });
   }
 
+  bool delete_job(const std::string& plugin_id, const std::string& name) override {
+    return write("delete_job", job_subject(plugin_id, name), [&](soci::session& sql, Micros) {
+      soci::statement st =
+          (sql.prepare << "DELETE FROM job WHERE plugin_id = :p AND name = :n", soci::use(plugin_id), soci::use(name));
+      st.execute(true);
+      return st.get_affected_rows() > 0;
+    });
+  }
+
+  std::vector<Run> list_runs(const RunQuery& query) override {
+    return read("list_runs", "plugin " + quoted(query.plugin_id), [&](soci::session& sql) {
+      RunRow row;
+      const int has_job = query.job_name ? 1 : 0;
+      const std::string job = query.job_name.value_or("");
+      const int has_status = query.status ? 1 : 0;
+      const std::string status(query.status ? to_string(*query.status) : "");
+      long long limit = query.limit < 0 ? -1 : query.limit;
+      soci::statement st(sql);
+      row.bind(st);
+      st.exchange(soci::use(query.plugin_id));
+      st.exchange(soci::use(has_job));
+      st.exchange(soci::use(job));
+      st.exchange(soci::use(has_status));
+      st.exchange(soci::use(status));
+      st.exchange(soci::use(limit));
+      prepare(st, "SELECT " + std::string(run_columns) +
+                      " FROM job_run WHERE job_plugin_id = :p AND (:has_job = 0 OR job_name = :j)"
+                      " AND (:has_status = 0 OR status = :s)"
+                      " ORDER BY create_time DESC, private_id LIMIT :l");
+      st.execute();
+      std::vector<Run> runs;
+      while (st.fetch()) runs.push_back(row.to_run());
+      return runs;
+    });
+  }
+
+  std::int64_t prune_runs(const std::string& plugin_id, microseconds older_than) override {
+    return write("prune_runs", "plugin " + quoted(plugin_id), [&](soci::session& sql, Micros now) {
+      Micros cutoff = now - older_than.count();
+      soci::statement st = (sql.prepare << "DELETE FROM job_run WHERE job_plugin_id = :p AND status <> 'running'"
+                                           " AND end_time <= :c",
+                            soci::use(plugin_id), soci::use(cutoff));
+      st.execute(true);
+      return static_cast<std::int64_t>(st.get_affected_rows());
+    });
+  }
+
   std::vector<Run> claim_runs(const ClaimRequest& request) override {
     return write("run_jobs", "server " + quoted(request.server_id), [&](soci::session& sql, Micros now) {
       std::vector<std::string> due;

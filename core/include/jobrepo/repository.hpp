@@ -51,6 +51,12 @@ struct FailRunOptions {
   std::optional<std::chrono::microseconds> retry_in{};
 };
 
+struct ListRunsOptions {
+  std::string job_name{};          // when non-empty, only this job's runs
+  std::optional<Status> status{};  // when set, only runs in this status
+  int limit = 0;                   // 0: the repository default; negative: unlimited
+};
+
 struct InterruptRunsOptions {
   std::string server_id{};  // when non-empty, only this server's runs
 };
@@ -84,6 +90,11 @@ class Repository {
   // Throws invalid_parameter (empty name), record_not_found.
   Job update_job_next_run(std::string_view name, std::chrono::microseconds next_run_in);
 
+  // Deletes the job and all its runs (running ones too: their owners' next
+  // heartbeat finds them gone and cancels them). Throws invalid_parameter
+  // (empty name), record_not_found.
+  void delete_job(std::string_view name);
+
   // The claim: a running run owned by server_id for each due job that has no
   // running run, earliest due first (ties by name), at most options.limit.
   // Returns the new runs in claim order, or none. Never fails because another
@@ -115,6 +126,14 @@ class Repository {
 
   // The run, or empty. Throws invalid_parameter for an empty id.
   std::optional<Run> lookup_run(std::string_view run_id);
+
+  // This plugin's runs, newest first.
+  std::vector<Run> list_runs(ListRunsOptions options = {});
+
+  // Deletes final runs that ended at least `older_than` ago, so that history
+  // stays bounded; returns how many. Running runs are kept. Throws
+  // invalid_parameter for a negative duration.
+  std::int64_t prune_runs(std::chrono::microseconds older_than);
 
  private:
   Run transition(const char* operation, std::string_view run_id, RunTransition change);

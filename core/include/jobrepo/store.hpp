@@ -69,6 +69,14 @@ struct RunTransition {
   std::optional<std::chrono::microseconds> reschedule_in{};
 };
 
+// Arguments of Store::list_runs.
+struct RunQuery {
+  std::string plugin_id{};
+  std::optional<std::string> job_name{};
+  std::optional<Status> status{};
+  std::int64_t limit = -1;  // negative: no limit
+};
+
 // Arguments of Store::interrupt_stale_runs.
 struct StaleRunQuery {
   std::string plugin_id{};
@@ -101,6 +109,9 @@ class Store {
   virtual std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name,
                                             std::chrono::microseconds next_run_in) = 0;
 
+  // Deletes the job and all its runs; false when it does not exist.
+  virtual bool delete_job(const std::string& plugin_id, const std::string& name) = 0;
+
   // The claim. Atomically inserts a running run owned by request.server_id for
   // each job of request.plugin_id that is due (next_scheduled_run <= now) and
   // has no running run, earliest due first, ties by name, at most
@@ -121,6 +132,14 @@ class Store {
   virtual std::vector<Run> interrupt_stale_runs(const StaleRunQuery& query) = 0;
 
   virtual std::optional<Run> lookup_run(const std::string& plugin_id, const std::string& run_id) = 0;
+
+  // Runs of query.plugin_id (of one job, in one status, when given), newest
+  // first (create_time descending, then private_id).
+  virtual std::vector<Run> list_runs(const RunQuery& query) = 0;
+
+  // Deletes the final runs of plugin_id whose end_time <= now - older_than
+  // (>= 0); returns how many. Running runs are never deleted.
+  virtual std::int64_t prune_runs(const std::string& plugin_id, std::chrono::microseconds older_than) = 0;
 
   // Test clock hook: from now on the store's clock reads (database time + offset).
   // Lets tests move time without sleeping. Backends read it through clock_offset().

@@ -26,6 +26,9 @@ class StoreWrapper : public Store {
                                     std::chrono::microseconds next_run_in) override {
     return target_.reschedule_job(plugin_id, name, next_run_in);
   }
+  bool delete_job(const std::string& plugin_id, const std::string& name) override {
+    return target_.delete_job(plugin_id, name);
+  }
   std::vector<Run> claim_runs(const ClaimRequest& request) override { return target_.claim_runs(request); }
   std::vector<std::optional<Run>> transition_runs(std::span<const RunTransition> changes) override {
     return target_.transition_runs(changes);
@@ -35,6 +38,10 @@ class StoreWrapper : public Store {
   }
   std::optional<Run> lookup_run(const std::string& plugin_id, const std::string& run_id) override {
     return target_.lookup_run(plugin_id, run_id);
+  }
+  std::vector<Run> list_runs(const RunQuery& query) override { return target_.list_runs(query); }
+  std::int64_t prune_runs(const std::string& plugin_id, std::chrono::microseconds older_than) override {
+    return target_.prune_runs(plugin_id, older_than);
   }
   void set_clock_offset(std::chrono::microseconds offset) override { target_.set_clock_offset(offset); }
 

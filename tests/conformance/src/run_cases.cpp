@@ -317,6 +317,67 @@ TEST_CASE("lookup_run finds a run of its own plugin or nothing", "[conformance][
   JR_REQUIRE_ERROR(f.repo.lookup_run(""), ErrorCode::invalid_parameter);
 }
 
+TEST_CASE("list_runs lists newest first, filters by job and status, honours limits", "[conformance][history]") {
+  Fixture f;
+  const Run a1 = claimed(f.repo, "a");
+  f.store.set_clock_offset(1s);
+  f.repo.complete_run(a1.private_id, 0s);
+  f.store.set_clock_offset(2s);
+  const Run a2 = f.repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{"a"}}).at(0);
+  f.store.set_clock_offset(3s);
+  const Run b1 = claimed(f.repo, "b");
+  f.other_plugin().create_job("theirs", "d");
+  f.other_plugin().run_jobs("s1");
+
+  std::vector<std::string> ids;
+  for (const auto& run : f.repo.list_runs()) ids.push_back(run.private_id);
+  CHECK(ids == std::vector<std::string>{b1.private_id, a2.private_id, a1.private_id});
+  CHECK(f.repo.list_runs({.job_name = "a"}).size() == 2);
+  const auto done = f.repo.list_runs({.status = Status::completed});
+  REQUIRE(done.size() == 1);
+  CHECK(done.front().private_id == a1.private_id);
+  CHECK(done.front().status == Status::completed);
+  CHECK(f.repo.list_runs({.job_name = "a", .status = Status::running}).front().private_id == a2.private_id);
+  CHECK(f.repo.list_runs({.limit = 1}).front().private_id == b1.private_id);
+  CHECK(f.repo.list_runs({.limit = -1}).size() == 3);
+  CHECK(f.repo.list_runs({.job_name = "nope"}).empty());
+}
+
+TEST_CASE("prune_runs deletes old final runs and keeps running ones", "[conformance][history]") {
+  Fixture f;
+  const Run old_done = claimed(f.repo, "old");
+  f.repo.complete_run(old_done.private_id, 0s);
+  const Run still_running = claimed(f.repo, "busy");
+  f.store.set_clock_offset(2h);
+  const Run recent = f.repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{"old"}}).at(0);
+  f.repo.fail_run(recent.private_id);
+  JR_REQUIRE_ERROR(f.repo.prune_runs(-1s), ErrorCode::invalid_parameter);
+  CHECK(f.repo.prune_runs(1h) == 1);
+  CHECK(!f.repo.lookup_run(old_done.private_id).has_value());
+  CHECK(f.repo.lookup_run(recent.private_id).has_value());
+  CHECK(f.repo.lookup_run(still_running.private_id)->status == Status::running);
+  CHECK(f.repo.prune_runs(0s) == 1);  // every final run
+  CHECK(f.repo.lookup_run(still_running.private_id).has_value());
+  CHECK(f.repo.prune_runs(0s) == 0);
+}
+
+TEST_CASE("delete_job deletes the job and its runs", "[conformance][jobs]") {
+  Fixture f;
+  const Run run = claimed(f.repo, "doomed");
+  f.repo.create_job("kept", "d");
+  f.repo.delete_job("doomed");
+  CHECK(!f.repo.lookup_job("doomed").has_value());
+  CHECK(!f.repo.lookup_run(run.private_id).has_value());
+  CHECK(f.repo.lookup_job("kept").has_value());
+  JR_REQUIRE_ERROR_WITH(f.repo.delete_job("doomed"), ErrorCode::record_not_found, "doomed");
+  JR_REQUIRE_ERROR(f.repo.delete_job(""), ErrorCode::invalid_parameter);
+  f.other_plugin().create_job("theirs", "d");
+  JR_REQUIRE_ERROR(f.repo.delete_job("theirs"), ErrorCode::record_not_found);
+  CHECK(f.other_plugin().lookup_job("theirs").has_value());
+  // The owner of a deleted running run learns it at its next heartbeat.
+  JR_REQUIRE_ERROR(f.repo.update_progress(run.private_id, 1, 1), ErrorCode::record_not_found);
+}
+
 TEST_CASE("a final run never changes again", "[conformance][states]") {
   Fixture f;
   const Run completed = claimed(f.repo, "completed");
