@@ -92,6 +92,7 @@ Error database_error(ErrorCode code, std::string_view operation, std::string_vie
     case ErrorCode::schema_mismatch: message.append("the database is not migrated (run migrate()): "); break;
     case ErrorCode::busy: message.append("lock conflicts outlasted the retries: "); break;
     case ErrorCode::unavailable: message.append("the database is unavailable: "); break;
+    case ErrorCode::not_unique: message.append("already exists: "); break;
     default: break;
   }
   message.append(driver_message);

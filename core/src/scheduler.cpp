@@ -122,6 +122,12 @@ class LocalRun final : public JobContext {
   std::atomic<SteadyClock::rep> last_heartbeat_;
 };
 
+// "1.2s"
+std::string seconds_text(std::chrono::milliseconds ms) {
+  const auto tenths = (ms.count() + 50) / 100;
+  return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + "s";
+}
+
 microseconds positive_or_throw(const char* what, microseconds value) {
   if (value.count() <= 0) {
     throw Error(ErrorCode::invalid_parameter, std::string("Scheduler: ") + what + " must be positive");
@@ -324,12 +330,17 @@ struct Scheduler::State {
     const auto reason = local.cancel_reason();
     try {
       if (next && reason != CancelReason::interrupted) {
+        // Progress reported since the last heartbeat is stored first, so
+        // that a finished run shows its final counts.
+        if (const auto [completed, total] = local.counts(); completed != 0 || total != 0) {
+          repo.update_progress(local.run_id(), completed, total);
+        }
         repo.complete_run(local.run_id(), *next);
         {
           const std::lock_guard lock(mutex);
           jobs.at(name).failures = 0;
         }
-        emit(SchedulerEvent::Kind::completed, name, local.run_id(), "in " + std::to_string(took.count()) + " ms");
+        emit(SchedulerEvent::Kind::completed, name, local.run_id(), "in " + seconds_text(took));
       } else if (!next && (reason == CancelReason::none || reason == CancelReason::deadline)) {
         if (reason == CancelReason::deadline) failure = "timed out: " + failure;
         microseconds retry{0};

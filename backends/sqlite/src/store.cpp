@@ -220,7 +220,12 @@ class SqliteStore final : public Store {
   static std::string driver_message(soci::session& sql, const soci::sqlite3_soci_error& e) {
     const char* message = sqlite_api::sqlite3_errmsg(native(sql));
     if (message && std::strcmp(message, "not an error") != 0) return message;
-    return e.get_error_message();
+    // SOCI prefixes its own location ("sqlite3_statement_backend::loadOne: ").
+    std::string text = e.get_error_message();
+    if (text.rfind("sqlite3_", 0) == 0) {
+      if (const auto colon = text.find(": "); colon != std::string::npos) text.erase(0, colon + 2);
+    }
+    return text;
   }
 
   const SqliteOptions options_;

@@ -1,0 +1,115 @@
+#include "duration.hpp"
+
+#include <cstdio>
+#include <ctime>
+#include <iterator>
+
+namespace jobctl {
+
+using std::chrono::microseconds;
+
+std::optional<microseconds> parse_duration(std::string_view text) {
+  if (text == "0") return microseconds(0);
+  bool negative = false;
+  if (!text.empty() && text.front() == '-') {
+    negative = true;
+    text.remove_prefix(1);
+  }
+  if (text.empty()) return std::nullopt;
+  long double total = 0;
+  while (!text.empty()) {
+    std::size_t digits = 0;
+    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+    if (digits == 0 || digits > 12) return std::nullopt;
+    const long double value = std::stold(std::string(text.substr(0, digits)));
+    text.remove_prefix(digits);
+    std::size_t letters = 0;
+    while (letters < text.size() && text[letters] >= 'a' && text[letters] <= 'z') ++letters;
+    const auto unit = text.substr(0, letters);
+    text.remove_prefix(letters);
+    long double scale = 0;
+    if (unit == "d")
+      scale = 86400e6L;
+    else if (unit == "h")
+      scale = 3600e6L;
+    else if (unit == "m")
+      scale = 60e6L;
+    else if (unit == "s")
+      scale = 1e6L;
+    else if (unit == "ms")
+      scale = 1e3L;
+    else if (unit == "us")
+      scale = 1;
+    else
+      return std::nullopt;
+    total += value * scale;
+  }
+  if (total > 1e17L) return std::nullopt;
+  const auto us = static_cast<std::int64_t>(total);
+  return microseconds(negative ? -us : us);
+}
+
+std::string format_duration(microseconds duration) {
+  std::int64_t us = duration.count();
+  std::string sign;
+  if (us < 0) {
+    sign = "-";
+    us = -us;
+  }
+  if (us < 1000000) return sign + (us % 1000 == 0 ? std::to_string(us / 1000) + "ms" : std::to_string(us) + "us");
+  struct Unit {
+    const char* name;
+    std::int64_t size;
+  };
+  static constexpr Unit units[] = {{"d", 86400000000LL}, {"h", 3600000000LL}, {"m", 60000000LL}, {"s", 1000000LL}};
+  // The largest unit that applies, then the next one when it is not zero.
+  std::string out;
+  for (std::size_t i = 0; i < std::size(units); ++i) {
+    if (us < units[i].size) continue;
+    out = std::to_string(us / units[i].size) + units[i].name;
+    const auto rest = us % units[i].size;
+    if (i + 1 < std::size(units) && rest >= units[i + 1].size) {
+      out += std::to_string(rest / units[i + 1].size) + units[i + 1].name;
+    }
+    break;
+  }
+  return sign + out;
+}
+
+std::string relative(jobrepo::Timestamp t, jobrepo::Timestamp now) {
+  const auto d = std::chrono::duration_cast<microseconds>(t - now);
+  if (d.count() >= 0 && d < std::chrono::seconds(1)) return "now";
+  if (d.count() < 0 && -d < std::chrono::seconds(1)) return "just now";
+  const auto rounded = std::chrono::duration_cast<std::chrono::seconds>(d.count() < 0 ? -d : d);
+  const std::string text = format_duration(rounded);
+  return d.count() > 0 ? "in " + text : text + " ago";
+}
+
+std::string local_time(jobrepo::Timestamp t) {
+  const std::time_t seconds = jobrepo::Clock::to_time_t(t);
+  std::tm local{};
+  localtime_r(&seconds, &local);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &local);
+  return text;
+}
+
+std::string iso_utc(jobrepo::Timestamp t) {
+  const auto us = std::chrono::duration_cast<microseconds>(t.time_since_epoch()).count();
+  std::int64_t seconds = us / 1000000;
+  std::int64_t fraction = us % 1000000;
+  if (fraction < 0) {
+    fraction += 1000000;
+    --seconds;
+  }
+  const std::time_t whole = static_cast<std::time_t>(seconds);
+  std::tm utc{};
+  gmtime_r(&whole, &utc);
+  char text[40];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &utc);
+  char out[48];
+  std::snprintf(out, sizeof out, "%s.%06lldZ", text, static_cast<long long>(fraction));
+  return out;
+}
+
+}  // namespace jobctl

@@ -1,0 +1,31 @@
+// Durations as operators write them: 90s, 5m, 1h30m, 250ms, 2d, -10s, 0.
+#pragma once
+
+#include <jobrepo/types.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace jobctl {
+
+// Units: d, h, m, s, ms, us; components add up ("1h30m"); a leading '-'
+// makes it negative; "0" alone is zero. Empty on anything else.
+std::optional<std::chrono::microseconds> parse_duration(std::string_view text);
+
+// "1h30m", "5m", "12s", "250ms", "0s" (the largest two units that apply).
+std::string format_duration(std::chrono::microseconds duration);
+
+// "in 5m" or "3s ago", relative to now.
+std::string relative(jobrepo::Timestamp t, jobrepo::Timestamp now);
+
+// Local time, "2026-11-27 04:34:30".
+std::string local_time(jobrepo::Timestamp t);
+
+// UTC with microseconds, "2026-11-27T04:34:30.123456Z" (the JSON form).
+std::string iso_utc(jobrepo::Timestamp t);
+
+inline constexpr const char* duration_hint = "like 90s, 5m, 1h30m, 250ms";
+
+}  // namespace jobctl

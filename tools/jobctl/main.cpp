@@ -1,0 +1,447 @@
+// jobctl: the operator's tool for jobrepo. See docs/cli.md, or jobctl --help.
+#include "duration.hpp"
+#include "serve.hpp"
+
+#include <jobrepo/jobrepo.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace {
+
+using nlohmann::json;
+using std::chrono::microseconds;
+using namespace jobctl;
+
+constexpr int exit_ok = 0;
+constexpr int exit_failed = 1;
+constexpr int exit_usage = 2;
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// One subcommand: its words ("job create"), arguments, options, summary.
+struct Command {
+  std::string words;
+  std::string arguments;  // e.g. "NAME DESCRIPTION [--next-run-in D]"
+  std::string summary;
+  std::vector<std::string> positional;  // names of the required positional arguments
+  std::set<std::string> options;        // accepted --options taking a value
+};
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> all = {
+      {"migrate", "", "Create or upgrade the database schema", {}, {}},
+      {"jobs", "", "List the jobs", {}, {}},
+      {"job show", "NAME", "Show one job", {"NAME"}, {}},
+      {"job create",
+       "NAME DESCRIPTION [--next-run-in D]",
+       "Create a job (due now by default)",
+       {"NAME", "DESCRIPTION"},
+       {"--next-run-in"}},
+      {"job next-run", "NAME D", "Set when a job runs next, D from now", {"NAME", "D"}, {}},
+      {"job run-now", "NAME", "Make a job due now", {"NAME"}, {}},
+      {"job delete", "NAME", "Delete a job and its runs", {"NAME"}, {}},
+      {"runs",
+       "[--job NAME] [--status S] [--limit N]",
+       "List runs, newest first",
+       {},
+       {"--job", "--status", "--limit"}},
+      {"run show", "ID", "Show one run", {"ID"}, {}},
+      {"claim", "--server ID [--limit N]", "Claim due jobs as server ID", {}, {"--server", "--limit"}},
+      {"run progress", "ID COMPLETED TOTAL", "Report the progress of a running run", {"ID", "COMPLETED", "TOTAL"}, {}},
+      {"run complete", "ID --next-run-in D", "Complete a run; its job runs again D later", {"ID"}, {"--next-run-in"}},
+      {"run fail", "ID", "Fail a run (its job stays due)", {"ID"}, {}},
+      {"interrupt",
+       "--threshold D [--server ID]",
+       "Interrupt running runs not updated for D",
+       {},
+       {"--threshold", "--server"}},
+      {"prune", "--older-than D", "Delete final runs that ended at least D ago", {}, {"--older-than"}},
+      {"audit", "", "Check that no job ever had two runs at the same time", {}, {}},
+      {"serve",
+       "--config FILE [--server-id ID]",
+       "Run the commands of a config file as jobs",
+       {},
+       {"--config", "--server-id"}},
+  };
+  return all;
+}
+
+std::string usage_text() {
+  std::ostringstream out;
+  out << "usage: jobctl [--db URL] [--json] [--plugin ID] COMMAND [ARGS]\n\n"
+      << "Jobs that run on one server at a time, kept in SQLite or PostgreSQL.\n\n"
+      << "Commands:\n";
+  for (const auto& c : commands()) {
+    std::string line = "  " + c.words + (c.arguments.empty() ? "" : " " + c.arguments);
+    if (line.size() < 48) line.append(48 - line.size(), ' ');
+    out << line << "  " << c.summary << "\n";
+  }
+  out << "\nOptions:\n"
+      << "  --db URL      sqlite:PATH, sqlite::memory:, postgresql://... (default: $JOBREPO_DATABASE_URL,\n"
+      << "                else sqlite:jobrepo.db)\n"
+      << "  --json        machine-readable output (schema in docs/cli.md)\n"
+      << "  --plugin ID   the plugin whose jobs to act on (default pi_system)\n"
+      << "  --help        this text; COMMAND --help for one command\n\n"
+      << "Durations read like 90s, 5m, 1h30m, 250ms, 2d. Exit status: 0 ok, 1 the operation failed\n"
+      << "(the message names the error code), 2 usage error.\n";
+  return out.str();
+}
+
+struct Invocation {
+  const Command* command = nullptr;
+  std::vector<std::string> args;              // positional, after the command words
+  std::map<std::string, std::string> values;  // --option value
+  std::string url;
+  std::string plugin = "pi_system";
+  bool json_output = false;
+  bool help = false;
+};
+
+Invocation parse(int argc, char* argv[]) {
+  Invocation in;
+  std::vector<std::string> words;
+  std::map<std::string, std::string> values;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--json") {
+      in.json_output = true;
+    } else if (arg == "--help" || arg == "-h") {
+      in.help = true;
+    } else if (arg.rfind("--", 0) == 0 && arg.size() > 2) {
+      std::string value;
+      if (const auto eq = arg.find('='); eq != std::string::npos) {
+        value = arg.substr(eq + 1);
+        arg.resize(eq);
+      } else {
+        if (i + 1 >= argc) throw UsageError("option " + arg + " needs a value");
+        value = argv[++i];
+      }
+      values[arg] = value;
+    } else {
+      words.push_back(arg);
+    }
+  }
+  if (values.count("--db")) in.url = values["--db"], values.erase("--db");
+  if (values.count("--plugin")) in.plugin = values["--plugin"], values.erase("--plugin");
+  if (in.url.empty()) {
+    const char* env = std::getenv("JOBREPO_DATABASE_URL");
+    in.url = env && *env ? env : "sqlite:jobrepo.db";
+  }
+  if (words.empty()) {
+    if (in.help) return in;
+    throw UsageError("missing command");
+  }
+  // The longest command whose words start the argument list.
+  for (const auto& c : commands()) {
+    std::istringstream split(c.words);
+    std::vector<std::string> cw;
+    for (std::string w; split >> w;) cw.push_back(w);
+    if (cw.size() <= words.size() && std::equal(cw.begin(), cw.end(), words.begin()) &&
+        (!in.command || c.words.size() > in.command->words.size())) {
+      in.command = &c;
+      in.args.assign(words.begin() + static_cast<long>(cw.size()), words.end());
+    }
+  }
+  if (!in.command)
+    throw UsageError("unknown command \"" + words.front() + (words.size() > 1 ? " " + words[1] : "") + "\"");
+  if (in.help) return in;
+  for (const auto& [name, value] : values) {
+    if (!in.command->options.count(name)) throw UsageError(in.command->words + ": unknown option " + name);
+  }
+  in.values = values;
+  if (in.args.size() != in.command->positional.size()) {
+    throw UsageError(in.command->words + ": expected " + std::to_string(in.command->positional.size()) +
+                     " argument(s), got " + std::to_string(in.args.size()));
+  }
+  return in;
+}
+
+microseconds duration_arg(const std::string& what, const std::string& text) {
+  const auto d = parse_duration(text);
+  if (!d) throw UsageError(what + ": \"" + text + "\" is not a duration (" + duration_hint + ")");
+  return *d;
+}
+
+int int_arg(const std::string& what, const std::string& text) {
+  try {
+    std::size_t used = 0;
+    const long long value = std::stoll(text, &used);
+    if (used == text.size() && value >= INT32_MIN && value <= INT32_MAX) return static_cast<int>(value);
+  } catch (const std::exception&) {
+  }
+  throw UsageError(what + ": \"" + text + "\" is not an integer");
+}
+
+std::int64_t count_arg(const std::string& what, const std::string& text) {
+  try {
+    std::size_t used = 0;
+    const long long value = std::stoll(text, &used);
+    if (used == text.size()) return value;
+  } catch (const std::exception&) {
+  }
+  throw UsageError(what + ": \"" + text + "\" is not an integer");
+}
+
+std::string required(const Invocation& in, const std::string& option) {
+  const auto it = in.values.find(option);
+  if (it == in.values.end()) throw UsageError(in.command->words + ": missing " + option);
+  return it->second;
+}
+
+// --- output ------------------------------------------------------------------
+
+json to_json(const jobrepo::Job& job) {
+  return {{"plugin_id", job.plugin_id},
+          {"name", job.name},
+          {"description", job.description},
+          {"next_scheduled_run", iso_utc(job.next_scheduled_run)}};
+}
+
+json to_json(const jobrepo::Run& run) {
+  return {{"private_id", run.private_id},
+          {"job_plugin_id", run.job_plugin_id},
+          {"job_name", run.job_name},
+          {"server_id", run.server_id},
+          {"create_time", iso_utc(run.create_time)},
+          {"update_time", iso_utc(run.update_time)},
+          {"end_time", run.end_time ? json(iso_utc(*run.end_time)) : json(nullptr)},
+          {"completed_count", run.completed_count},
+          {"total_count", run.total_count},
+          {"status", std::string(jobrepo::to_string(run.status))}};
+}
+
+template <class T>
+json to_json(const std::vector<T>& items) {
+  json out = json::array();
+  for (const auto& item : items) out.push_back(to_json(item));
+  return out;
+}
+
+void print_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> width(header.size());
+  for (std::size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
+  for (const auto& row : rows) {
+    for (std::size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  const auto line = [&](const std::vector<std::string>& cells) {
+    std::string out;
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+      out += cells[i];
+      if (i + 1 < cells.size()) out.append(width[i] - cells[i].size() + 2, ' ');
+    }
+    std::cout << out << "\n";
+  };
+  line(header);
+  for (const auto& row : rows) line(row);
+  if (rows.empty()) std::cout << "(none)\n";
+}
+
+std::string when(jobrepo::Timestamp t, jobrepo::Timestamp now) { return local_time(t) + " (" + relative(t, now) + ")"; }
+
+void print_jobs(const std::vector<jobrepo::Job>& jobs) {
+  const auto now = jobrepo::Clock::now();
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& j : jobs) rows.push_back({j.name, when(j.next_scheduled_run, now), j.description});
+  print_table({"NAME", "NEXT RUN", "DESCRIPTION"}, rows);
+}
+
+void print_runs(const std::vector<jobrepo::Run>& runs) {
+  const auto now = jobrepo::Clock::now();
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& r : runs) {
+    const auto took = std::chrono::duration_cast<microseconds>(r.end_time.value_or(now) - r.create_time);
+    rows.push_back(
+        {r.private_id, r.job_name, std::string(jobrepo::to_string(r.status)), r.server_id,
+         std::to_string(r.completed_count) + "/" + std::to_string(r.total_count), when(r.create_time, now),
+         format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(took)) + (r.end_time ? "" : " so far")});
+  }
+  print_table({"RUN", "JOB", "STATUS", "SERVER", "PROGRESS", "STARTED", "DURATION"}, rows);
+}
+
+void print_job(const jobrepo::Job& j) {
+  const auto now = jobrepo::Clock::now();
+  std::cout << "name:         " << j.name << "\n"
+            << "plugin:       " << j.plugin_id << "\n"
+            << "description:  " << j.description << "\n"
+            << "next run:     " << when(j.next_scheduled_run, now) << "\n";
+}
+
+void print_run(const jobrepo::Run& r) {
+  const auto now = jobrepo::Clock::now();
+  std::cout << "run:          " << r.private_id << "\n"
+            << "job:          " << r.job_name << " (plugin " << r.job_plugin_id << ")\n"
+            << "status:       " << jobrepo::to_string(r.status) << "\n"
+            << "server:       " << r.server_id << "\n"
+            << "progress:     " << r.completed_count << "/" << r.total_count << "\n"
+            << "started:      " << when(r.create_time, now) << "\n"
+            << "updated:      " << when(r.update_time, now) << "\n"
+            << "ended:        " << (r.end_time ? when(*r.end_time, now) : "-") << "\n";
+}
+
+// --- the commands --------------------------------------------------------------
+
+struct Audit {
+  std::size_t jobs = 0, runs = 0;
+  std::vector<std::string> overlaps;  // "job: run A (server) overlaps run B (server)"
+};
+
+Audit audit(jobrepo::Repository& repo) {
+  Audit a;
+  std::map<std::string, std::vector<jobrepo::Run>> by_job;
+  for (auto& run : repo.list_runs({.limit = -1})) by_job[run.job_name].push_back(std::move(run));
+  for (auto& [name, runs] : by_job) {
+    std::sort(runs.begin(), runs.end(), [](const auto& x, const auto& y) { return x.create_time < y.create_time; });
+    for (std::size_t i = 0; i + 1 < runs.size(); ++i) {
+      const auto end = runs[i].end_time.value_or(jobrepo::Timestamp::max());
+      if (end > runs[i + 1].create_time) {
+        a.overlaps.push_back(name + ": run " + runs[i].private_id + " (" + runs[i].server_id + ") overlaps run " +
+                             runs[i + 1].private_id + " (" + runs[i + 1].server_id + ")");
+      }
+    }
+    a.runs += runs.size();
+  }
+  a.jobs = by_job.size();
+  return a;
+}
+
+int execute(const Invocation& in) {
+  const std::string& name = in.command->words;
+  if (name == "serve") {
+    // The config is checked before anything touches the database.
+    ServeConfig config = load_config(required(in, "--config"));
+    const std::string server = in.values.count("--server-id") ? in.values.at("--server-id") : default_server_id();
+    if (in.plugin != "pi_system") config.plugin_id = in.plugin;
+    return serve(in.url, config, server);
+  }
+  auto store = jobrepo::open_store(in.url);
+  if (name == "migrate") {
+    store->migrate();
+    if (in.json_output)
+      std::cout << json{{"migrated", true}}.dump() << "\n";
+    else
+      std::cout << "migrated " << jobrepo::redact_postgres_url(in.url) << "\n";
+    return exit_ok;
+  }
+  jobrepo::Repository repo(*store, {in.plugin, 0});
+  const auto output = [&](const json& j, const std::function<void()>& human) {
+    if (in.json_output)
+      std::cout << j.dump(2) << "\n";
+    else
+      human();
+  };
+  if (name == "jobs") {
+    const auto jobs = repo.list_jobs({.limit = -1});
+    output(to_json(jobs), [&] { print_jobs(jobs); });
+  } else if (name == "job show") {
+    const auto job = repo.lookup_job(in.args[0]);
+    if (!job) throw jobrepo::Error(jobrepo::ErrorCode::record_not_found, "job show: no job \"" + in.args[0] + "\"");
+    output(to_json(*job), [&] { print_job(*job); });
+  } else if (name == "job create") {
+    const auto next = in.values.count("--next-run-in") ? duration_arg("--next-run-in", in.values.at("--next-run-in"))
+                                                       : microseconds(0);
+    const auto job = repo.create_job(in.args[0], in.args[1], {.next_run_in = next});
+    output(to_json(job), [&] { print_job(job); });
+  } else if (name == "job next-run") {
+    const auto job = repo.update_job_next_run(in.args[0], duration_arg("job next-run", in.args[1]));
+    output(to_json(job), [&] { print_job(job); });
+  } else if (name == "job run-now") {
+    const auto job = repo.update_job_next_run(in.args[0], microseconds(0));
+    output(to_json(job), [&] { print_job(job); });
+  } else if (name == "job delete") {
+    repo.delete_job(in.args[0]);
+    output(json{{"deleted", in.args[0]}}, [&] { std::cout << "deleted job " << in.args[0] << "\n"; });
+  } else if (name == "runs") {
+    jobrepo::ListRunsOptions options;
+    if (in.values.count("--job")) options.job_name = in.values.at("--job");
+    if (in.values.count("--status")) {
+      options.status = jobrepo::parse_status(in.values.at("--status"));
+      if (!options.status) {
+        throw UsageError("--status: \"" + in.values.at("--status") +
+                         "\" is not one of running, completed, failed, interrupted");
+      }
+    }
+    options.limit = in.values.count("--limit") ? int_arg("--limit", in.values.at("--limit")) : 50;
+    const auto runs = repo.list_runs(options);
+    output(to_json(runs), [&] { print_runs(runs); });
+  } else if (name == "run show") {
+    const auto run = repo.lookup_run(in.args[0]);
+    if (!run) throw jobrepo::Error(jobrepo::ErrorCode::record_not_found, "run show: no run \"" + in.args[0] + "\"");
+    output(to_json(*run), [&] { print_run(*run); });
+  } else if (name == "claim") {
+    const int limit = in.values.count("--limit") ? int_arg("--limit", in.values.at("--limit")) : 1;
+    const auto runs = repo.run_jobs(required(in, "--server"), {.limit = limit});
+    output(to_json(runs), [&] { print_runs(runs); });
+  } else if (name == "run progress") {
+    const auto run =
+        repo.update_progress(in.args[0], count_arg("COMPLETED", in.args[1]), count_arg("TOTAL", in.args[2]));
+    output(to_json(run), [&] { print_run(run); });
+  } else if (name == "run complete") {
+    const auto run = repo.complete_run(in.args[0], duration_arg("--next-run-in", required(in, "--next-run-in")));
+    output(to_json(run), [&] { print_run(run); });
+  } else if (name == "run fail") {
+    const auto run = repo.fail_run(in.args[0]);
+    output(to_json(run), [&] { print_run(run); });
+  } else if (name == "interrupt") {
+    const auto threshold = duration_arg("--threshold", required(in, "--threshold"));
+    const auto runs =
+        repo.interrupt_runs(threshold, {.server_id = in.values.count("--server") ? in.values.at("--server") : ""});
+    output(to_json(runs), [&] { print_runs(runs); });
+  } else if (name == "prune") {
+    const auto deleted = repo.prune_runs(duration_arg("--older-than", required(in, "--older-than")));
+    output(json{{"deleted", deleted}}, [&] { std::cout << "deleted " << deleted << " final runs\n"; });
+  } else if (name == "audit") {
+    const auto a = audit(repo);
+    output(json{{"jobs", a.jobs}, {"runs", a.runs}, {"overlaps", a.overlaps}}, [&] {
+      std::cout << "audited " << a.runs << " runs of " << a.jobs << " jobs: " << a.overlaps.size()
+                << " overlapping pairs" << (a.overlaps.empty() ? " (each job ran on one server at a time)" : "")
+                << "\n";
+      for (const auto& o : a.overlaps) std::cout << "  " << o << "\n";
+    });
+    return a.overlaps.empty() ? exit_ok : exit_failed;
+  }
+  return exit_ok;
+}
+
+}  // namespace
+
+int main(int argc, char* argv[]) {
+  bool json_output = false;
+  for (int i = 1; i < argc; ++i) json_output = json_output || std::string(argv[i]) == "--json";
+  try {
+    const Invocation in = parse(argc, argv);
+    if (in.help) {
+      if (!in.command) {
+        std::cout << usage_text();
+      } else {
+        std::cout << "usage: jobctl [--db URL] [--json] " << in.command->words
+                  << (in.command->arguments.empty() ? "" : " " + in.command->arguments) << "\n\n"
+                  << in.command->summary << ".\n";
+      }
+      return exit_ok;
+    }
+    return execute(in);
+  } catch (const UsageError& e) {
+    std::cerr << "jobctl: " << e.what() << "\n(jobctl --help lists the commands)\n";
+    return exit_usage;
+  } catch (const ConfigError& e) {
+    std::cerr << "jobctl serve: " << e.what() << "\n";
+    return exit_usage;
+  } catch (const jobrepo::Error& e) {
+    if (json_output) {
+      std::cout << json{{"error", {{"code", std::string(jobrepo::to_string(e.code()))}, {"message", e.what()}}}}.dump()
+                << "\n";
+    }
+    std::cerr << "jobctl: " << e.what() << " (" << jobrepo::to_string(e.code()) << ")\n";
+    return exit_failed;
+  }
+}

@@ -1,0 +1,51 @@
+// jobctl serve: commands from a JSON config, run as cluster-exclusive
+// recurring jobs by a jobrepo::Scheduler.
+#pragma once
+
+#include <jobrepo/scheduler.hpp>
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace jobctl {
+
+struct CommandJob {
+  std::string name;
+  std::string description;
+  std::vector<std::string> command;  // argv; no shell unless the user writes one
+  std::chrono::microseconds every{0};
+  std::chrono::microseconds timeout{0};  // 0: none
+  std::string working_directory;         // empty: jobctl's own
+  std::map<std::string, std::string> environment;
+};
+
+struct ServeConfig {
+  std::string plugin_id = "pi_system";
+  int worker_threads = 4;
+  std::chrono::microseconds claim_interval = std::chrono::seconds(1);
+  std::chrono::microseconds monitor_interval = std::chrono::seconds(1);
+  std::chrono::microseconds interrupt_threshold = std::chrono::seconds(30);
+  std::chrono::microseconds grace = std::chrono::seconds(5);  // SIGTERM, then SIGKILL after this
+  std::vector<CommandJob> jobs;
+};
+
+// A configuration error: what() names the file and the field.
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Reads and checks a config file; throws ConfigError. Touches no database.
+ServeConfig load_config(const std::string& path);
+
+// Runs the jobs until SIGINT or SIGTERM, then stops gracefully. Returns the
+// process exit status.
+int serve(const std::string& url, const ServeConfig& config, const std::string& server_id);
+
+// hostname-pid
+std::string default_server_id();
+
+}  // namespace jobctl
