@@ -1,5 +1,5 @@
 // The database a scheduler test runs on: SQLite on a file, or PostgreSQL
-// (JOBREPO_SCHEDULER_BACKEND=postgres and the test server), a new one per call.
+// (JOBREPO_TEST_BACKEND=postgres and the test server), a new one per call.
 #pragma once
 
 #include "test_server.hpp"
@@ -14,7 +14,7 @@
 namespace jobrepo::test {
 
 inline bool scheduler_on_postgres() {
-  const char* backend = std::getenv("JOBREPO_SCHEDULER_BACKEND");
+  const char* backend = std::getenv("JOBREPO_TEST_BACKEND");
   return backend && std::string(backend) == "postgres";
 }
 

@@ -1,0 +1,411 @@
+// jobctl, run as a user would: every subcommand (happy path, bad input, JSON
+// schema), serve (success, failure, timeout, progress, cancellation, two
+// processes, config errors), and --help against docs/cli.md. On SQLite or
+// PostgreSQL (JOBREPO_TEST_BACKEND, see ../scheduler/backend.hpp).
+#define CATCH_CONFIG_RUNNER
+#include "backend.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+jobrepo::test::Databases databases;
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "jobrepo-cli-XXXXXX").string();
+    REQUIRE(mkdtemp(pattern.data()) != nullptr);
+    path = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+  }
+};
+
+std::string slurp(const fs::path& file) {
+  std::ifstream in(file);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+struct Result {
+  int status = -1;
+  std::string out, err;
+  json parsed() const { return json::parse(out); }
+};
+
+// A jobctl process with stdout and stderr in files.
+struct Process {
+  pid_t pid = 0;
+  fs::path out, err;
+  Process(const std::vector<std::string>& args, const fs::path& dir, const std::string& tag,
+          const std::vector<std::string>& extra_env = {}) {
+    static int count = 0;
+    out = dir / (tag + std::to_string(++count) + ".out");
+    err = dir / (tag + std::to_string(count) + ".err");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    std::vector<std::string> all = {JOBCTL_PATH};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_text;
+    for (char** e = environ; *e; ++e) {
+      if (std::string(*e).rfind("JOBREPO_DATABASE_URL=", 0) != 0) env_text.push_back(*e);
+    }
+    env_text.insert(env_text.end(), extra_env.begin(), extra_env.end());
+    std::vector<char*> envp;
+    for (auto& e : env_text) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    REQUIRE(posix_spawn(&pid, JOBCTL_PATH, &actions, nullptr, argv.data(), envp.data()) == 0);
+    posix_spawn_file_actions_destroy(&actions);
+  }
+  Result wait() {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    pid = 0;
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(out), slurp(err)};
+  }
+  ~Process() {
+    if (pid) {
+      kill(pid, SIGKILL);
+      wait();
+    }
+  }
+};
+
+struct Cli {
+  TempDir dir;
+  std::string url = databases.make();
+  Result operator()(std::vector<std::string> args, const std::vector<std::string>& env = {}) {
+    args.insert(args.begin(), {"--db", url});
+    return Process(args, dir.path, "jobctl", env).wait();
+  }
+  Result bare(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
+    return Process(args, dir.path, "jobctl", env).wait();
+  }
+};
+
+const std::set<std::string> job_keys = {"plugin_id", "name", "description", "next_scheduled_run"};
+const std::set<std::string> run_keys = {"private_id",  "job_plugin_id", "job_name",        "server_id",   "create_time",
+                                        "update_time", "end_time",      "completed_count", "total_count", "status"};
+
+std::set<std::string> keys(const json& object) {
+  std::set<std::string> out;
+  for (const auto& [key, value] : object.items()) out.insert(key);
+  return out;
+}
+
+bool iso_time(const json& value) {
+  return value.is_string() &&
+         std::regex_match(value.get<std::string>(), std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)"));
+}
+
+// The command words of lines like "  job create NAME ..." or "### `jobctl job create NAME ...`".
+std::string command_words(const std::string& syntax) {
+  std::istringstream words(syntax);
+  std::string out;
+  for (std::string w; words >> w;) {
+    if (w.front() == '[' || w.front() == '-' || std::isupper(static_cast<unsigned char>(w.front())) || w == "D") break;
+    out += (out.empty() ? "" : " ") + w;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("cli: --help and docs/cli.md list the same commands") {
+  Cli cli;
+  const auto help = cli.bare({"--help"});
+  REQUIRE(help.status == 0);
+  std::set<std::string> from_help, from_docs;
+  bool in_commands = false;
+  std::istringstream lines(help.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line == "Commands:") {
+      in_commands = true;
+    } else if (in_commands && line.empty()) {
+      break;
+    } else if (in_commands) {
+      from_help.insert(command_words(line.substr(0, line.find("  ", 2))));
+    }
+  }
+  std::istringstream doc(slurp(fs::path(JOBREPO_SOURCE_DIR) / "docs" / "cli.md"));
+  for (std::string line; std::getline(doc, line);) {
+    if (line.rfind("### `jobctl ", 0) == 0) from_docs.insert(command_words(line.substr(12, line.rfind('`') - 12)));
+  }
+  CHECK(from_help.size() == 17);
+  CHECK(from_help == from_docs);
+  // Each command has its own --help.
+  const auto one = cli.bare({"job", "create", "--help"});
+  CHECK(one.status == 0);
+  CHECK(one.out.find("job create NAME DESCRIPTION") != std::string::npos);
+}
+
+TEST_CASE("cli: jobs are created, shown, listed, rescheduled and deleted; JSON has the documented schema") {
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  auto created = cli({"job", "create", "report", "Builds the report", "--next-run-in", "1h30m", "--json"});
+  REQUIRE(created.status == 0);
+  const auto job = created.parsed();
+  CHECK(keys(job) == job_keys);
+  CHECK(job["name"] == "report");
+  CHECK(iso_time(job["next_scheduled_run"]));
+  REQUIRE(cli({"job", "create", "cleanup", "Deletes sessions"}).status == 0);
+
+  const auto listed = cli({"jobs", "--json"}).parsed();
+  REQUIRE(listed.size() == 2);
+  CHECK(listed[0]["name"] == "cleanup");
+  const auto table = cli({"jobs"});
+  CHECK(table.out.find("NAME") == 0);
+  CHECK(table.out.find("in 1h29m") != std::string::npos);
+  CHECK(cli({"job", "show", "report"}).out.find("Builds the report") != std::string::npos);
+
+  const auto moved = cli({"job", "next-run", "report", "-5m", "--json"}).parsed();
+  CHECK(moved["next_scheduled_run"] < job["next_scheduled_run"]);
+  CHECK(cli({"job", "run-now", "report"}).status == 0);
+  CHECK(cli({"job", "delete", "cleanup", "--json"}).parsed() == json{{"deleted", "cleanup"}});
+  CHECK(cli({"jobs", "--json"}).parsed().size() == 1);
+}
+
+TEST_CASE("cli: bad input gets exit 2 with a clear message; failed operations exit 1 with the code") {
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  REQUIRE(cli({"job", "create", "j", "d"}).status == 0);
+  const auto dup = cli({"job", "create", "j", "d"});
+  CHECK(dup.status == 1);
+  CHECK(dup.err.find("(not_unique)") != std::string::npos);
+  const auto dup_json = cli({"job", "create", "j", "d", "--json"});
+  CHECK(dup_json.status == 1);
+  CHECK(dup_json.parsed()["error"]["code"] == "not_unique");
+  CHECK(cli({"job", "show", "nope"}).err.find("(record_not_found)") != std::string::npos);
+  CHECK(cli({"run", "show", "nope-nope-nope-nope"}).status == 1);
+  CHECK(cli({"run", "fail", "nope-nope-nope-nope"}).err.find("record_not_found") != std::string::npos);
+
+  const auto bad_duration = cli({"job", "next-run", "j", "10x"});
+  CHECK(bad_duration.status == 2);
+  CHECK(bad_duration.err.find("\"10x\" is not a duration (like 90s, 5m, 1h30m, 250ms)") != std::string::npos);
+  CHECK(cli({"job", "create", "only-name"}).status == 2);
+  CHECK(cli({"frobnicate"}).status == 2);
+  CHECK(cli({"jobs", "--limit", "3"}).status == 2);  // not an option of jobs
+  CHECK(cli({"runs", "--status", "sleeping"}).status == 2);
+  CHECK(cli({"runs", "--limit", "many"}).status == 2);
+  CHECK(cli({"claim"}).err.find("missing --server") != std::string::npos);
+  CHECK(cli({"job", "create", "x", "   "}).err.find("(check_constraint)") != std::string::npos);
+  CHECK(cli.bare({}).status == 2);
+  const auto no_backend = cli.bare({"--db", "mysql://u:hunter2@h/db", "jobs"});
+  CHECK(no_backend.status == 1);
+  CHECK(no_backend.err.find("(invalid_parameter)") != std::string::npos);
+  CHECK(no_backend.err.find("hunter2") == std::string::npos);
+  // JOBREPO_DATABASE_URL is the default database.
+  const auto from_env = cli.bare({"jobs", "--json"}, {"JOBREPO_DATABASE_URL=" + cli.url});
+  CHECK(from_env.status == 0);
+  CHECK(from_env.parsed().size() == 1);
+}
+
+TEST_CASE("cli: claim, progress, complete, fail, runs, interrupt, prune and audit") {
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  for (const auto* name : {"a", "b", "c"}) REQUIRE(cli({"job", "create", name, "d"}).status == 0);
+  const auto claimed = cli({"claim", "--server", "s1", "--limit", "2", "--json"}).parsed();
+  REQUIRE(claimed.size() == 2);
+  CHECK(keys(claimed[0]) == run_keys);
+  CHECK(claimed[0]["end_time"].is_null());
+  CHECK(iso_time(claimed[0]["create_time"]));
+  const std::string a = claimed[0]["private_id"], b = claimed[1]["private_id"];
+
+  const auto progressed = cli({"run", "progress", a, "3", "10", "--json"}).parsed();
+  CHECK(progressed["completed_count"] == 3);
+  CHECK(progressed["total_count"] == 10);
+  CHECK(cli({"run", "progress", a, "11", "10"}).err.find("(check_constraint)") != std::string::npos);
+  const auto done = cli({"run", "complete", a, "--next-run-in", "1h", "--json"}).parsed();
+  CHECK(done["status"] == "completed");
+  CHECK(iso_time(done["end_time"]));
+  CHECK(cli({"run", "complete", a, "--next-run-in", "1h"}).err.find("completed (invalid_job_run_state)") !=
+        std::string::npos);
+  CHECK(cli({"run", "complete", b}).status == 2);  // --next-run-in is required
+  CHECK(cli({"run", "fail", b, "--json"}).parsed()["status"] == "failed");
+
+  const auto c = cli({"claim", "--server", "s2", "--limit", "-1", "--json"}).parsed();
+  REQUIRE(c.size() == 2);  // c, and b again (failed: due at once)
+  CHECK(cli({"runs", "--json"}).parsed().size() == 4);
+  CHECK(cli({"runs", "--job", "b", "--json"}).parsed().size() == 2);
+  CHECK(cli({"runs", "--status", "running", "--json"}).parsed().size() == 2);
+  CHECK(cli({"runs", "--limit", "1", "--json"}).parsed().size() == 1);
+  CHECK(cli({"run", "show", a}).out.find("completed") != std::string::npos);
+  CHECK(cli({"runs"}).out.find("RUN") == 0);
+
+  CHECK(cli({"interrupt", "--threshold", "1h", "--json"}).parsed().empty());
+  CHECK(cli({"interrupt", "--threshold", "0s", "--server", "nobody", "--json"}).parsed().empty());
+  CHECK(cli({"interrupt", "--threshold", "0s", "--json"}).parsed().size() == 2);
+  const auto audit = cli({"audit", "--json"});
+  CHECK(audit.status == 0);
+  CHECK(audit.parsed()["runs"] == 4);
+  CHECK(audit.parsed()["overlaps"].empty());
+  CHECK(cli({"prune", "--older-than", "1h", "--json"}).parsed()["deleted"] == 0);
+  CHECK(cli({"prune", "--older-than", "0s", "--json"}).parsed()["deleted"] == 4);
+  CHECK(cli({"runs", "--json"}).parsed().empty());
+}
+
+namespace {
+
+// A config with short intervals; `jobs` is the JSON of the jobs array.
+fs::path write_config(const fs::path& dir, const std::string& jobs) {
+  const auto path = dir / "jobs.json";
+  std::ofstream(path) << R"({"claim_interval": "200ms", "monitor_interval": "250ms", "interrupt_threshold": "2s",
+    "grace": "1s", "worker_threads": 6, "jobs": )"
+                      << jobs << "}";
+  return path;
+}
+
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return condition();
+}
+
+}  // namespace
+
+TEST_CASE("cli: serve runs commands: success, failure, timeout, progress, cancellation") {
+  Cli cli;
+  const auto marker = cli.dir.path / "got-sigterm";
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "ok", "command": ["sh", "-c", "echo hello from $JOBREPO_JOB_NAME $GREETING"], "every": "1h",
+     "environment": {"GREETING": "hi"}},
+    {"name": "fails", "command": ["sh", "-c", "exit 3"], "every": "1h"},
+    {"name": "slow", "command": ["sleep", "30"], "every": "1h", "timeout": "500ms"},
+    {"name": "progress", "command": ["sh", "-c", "echo progress 2/4; echo progress 3/4"], "every": "1h"},
+    {"name": "sleeper", "command": ["sh", "-c", "trap 'touch )" +
+                                                     marker.string() + R"(; exit 0' TERM; sleep 60 & wait"],
+     "every": "1h", "working_directory": ")" + cli.dir.path.string() +
+                                                     R"("}
+  ])");
+  Process serve({"--db", cli.url, "serve", "--config", config.string(), "--server-id", "node-1"}, cli.dir.path,
+                "serve");
+  const auto run_of = [&](const std::string& job) {
+    const auto runs = cli({"runs", "--job", job, "--json"});
+    return runs.status == 0 && !runs.parsed().empty() ? runs.parsed()[0] : json();
+  };
+  REQUIRE(wait_until(
+      [&] {
+        const auto s = run_of("slow");
+        return !s.is_null() && s["status"] == "failed";
+      },
+      15s));
+  REQUIRE(wait_until([&] { return run_of("progress")["status"] == "completed"; }, 5s));
+  CHECK(run_of("ok")["status"] == "completed");
+  CHECK(run_of("fails")["status"] == "failed");
+  CHECK(run_of("progress")["completed_count"] == 3);
+  CHECK(run_of("progress")["total_count"] == 4);
+  CHECK(run_of("sleeper")["status"] == "running");
+  kill(serve.pid, SIGTERM);
+  const auto result = serve.wait();
+  CHECK(result.status == 0);
+  CHECK(fs::exists(marker));  // the command got SIGTERM
+  CHECK(run_of("sleeper")["status"] == "interrupted");
+  INFO(result.err);
+  CHECK(result.out.find("[ok] hello from ok hi") != std::string::npos);
+  CHECK(result.err.find("failed fails run") != std::string::npos);
+  CHECK(result.err.find("with exit 3") != std::string::npos);
+  CHECK(result.err.find("timed out") != std::string::npos);
+  CHECK(result.err.find("completed ok run") != std::string::npos);
+  CHECK(result.err.find("stopping on SIGTERM") != std::string::npos);
+}
+
+TEST_CASE("cli: two serve processes share the jobs, one server at a time") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "tick-1", "command": ["sh", "-c", "sleep 0.05"], "every": "10ms"},
+    {"name": "tick-2", "command": ["sh", "-c", "sleep 0.05"], "every": "10ms"},
+    {"name": "tick-3", "command": ["true"], "every": "10ms"},
+    {"name": "tick-4", "command": ["true"], "every": "10ms"}
+  ])");
+  Process a({"--db", cli.url, "serve", "--config", config.string(), "--server-id", "a"}, cli.dir.path, "serve-a");
+  Process b({"--db", cli.url, "serve", "--config", config.string(), "--server-id", "b"}, cli.dir.path, "serve-b");
+  std::this_thread::sleep_for(6s);
+  kill(a.pid, SIGTERM);
+  kill(b.pid, SIGTERM);
+  CHECK(a.wait().status == 0);
+  CHECK(b.wait().status == 0);
+  const auto runs = cli({"runs", "--limit", "-1", "--json"}).parsed();
+  std::set<std::string> servers;
+  for (const auto& run : runs) servers.insert(run["server_id"]);
+  CHECK(runs.size() > 20);
+  CHECK(servers == std::set<std::string>{"a", "b"});
+  const auto audit = cli({"audit", "--json"});
+  CHECK(audit.status == 0);
+  CHECK(audit.parsed()["overlaps"].empty());
+  CHECK(cli({"runs", "--status", "failed", "--json"}).parsed().empty());
+}
+
+TEST_CASE("cli: a bad serve config exits 2 naming the field, before touching the database") {
+  TempDir dir;
+  const auto db = dir.path / "untouched.db";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"jobs": []})", "jobs: must be a non-empty array"},
+      {R"({"jobs": [{"name": "x", "command": ["true"], "every": "10x"}]})", "jobs[0].every: \"10x\" is not a duration"},
+      {R"({"jobs": [{"name": "x", "command": "true", "every": "1s"}]})", "jobs[0].command: must be a non-empty array"},
+      {R"({"jobs": [{"name": "x", "command": ["true"]}]})", "jobs[0].every: is missing"},
+      {R"({"jobs": [{"name": "x", "command": ["true"], "every": "1s", "evry": "1s"}]})", "jobs[0].evry: unknown field"},
+      {R"({"jobs": [{"name": "x", "command": ["true"], "every": "1s"}, {"name": "x", "command": ["true"], "every": "1s"}]})",
+       "jobs[1].name: \"x\" is defined twice"},
+      {R"({"jobs": [{"name": "x", "command": ["true"], "every": "1s", "working_directory": "/no/such/dir"}]})",
+       "jobs[0].working_directory"},
+      {R"({"worker_threads": 0, "jobs": [{"name": "x", "command": ["true"], "every": "1s"}]})", "worker_threads"},
+      {R"({"jobs": [)", "not valid JSON"},
+  };
+  for (const auto& [text, expected] : cases) {
+    const auto path = dir.path / "bad.json";
+    std::ofstream(path) << text;
+    const auto result =
+        Process({"--db", "sqlite:" + db.string(), "serve", "--config", path.string()}, dir.path, "bad").wait();
+    INFO(text << "\n" << result.err);
+    CHECK(result.status == 2);
+    CHECK(result.err.find(expected) != std::string::npos);
+    CHECK(result.err.find("bad.json") != std::string::npos);
+  }
+  CHECK(!fs::exists(db));
+  const auto missing = Process({"serve", "--config", (dir.path / "none.json").string()}, dir.path, "bad").wait();
+  CHECK(missing.status == 2);
+  CHECK(missing.err.find("cannot read") != std::string::npos);
+}
+
+int main(int argc, char* argv[]) {
+  if (jobrepo::test::scheduler_on_postgres()) {
+    if (const auto why = jobrepo::test::postgres_unavailable_reason(); !why.empty()) {
+      std::cout << "cli tests on postgres: " << (jobrepo::test::postgres_required() ? "FAILED" : "SKIPPED") << ": "
+                << why << std::endl;
+      return jobrepo::test::postgres_required() ? 1 : 77;
+    }
+  }
+  return Catch::Session().run(argc, argv);
+}
