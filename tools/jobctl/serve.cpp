@@ -17,6 +17,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -136,6 +137,7 @@ microseconds run_command(const CommandJob& job, const ServeConfig& config, jobre
 
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) {
     close(out[0]);
@@ -146,6 +148,10 @@ microseconds run_command(const CommandJob& job, const ServeConfig& config, jobre
     // The child: its own process group (signals reach what it starts too),
     // default signal mask, stdout into the pipe.
     setpgid(0, 0);
+    // If jobctl dies (even by kill -9), the command gets SIGKILL: otherwise it
+    // would run on as an orphan while another server runs the job again.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(125);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
