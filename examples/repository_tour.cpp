@@ -1,9 +1,9 @@
-// jobrepo demo: two servers share one SQLite database. They claim due jobs at
+// A tour of the Repository API: two servers share one SQLite database. They claim due jobs at
 // the same moment (each job goes to exactly one of them), report progress,
 // complete and fail runs; one server "crashes" mid-run and the other
 // interrupts its stale run and runs the job again. Ends with a table.
 //
-// Usage: jobrepo-demo [URL]   (default: sqlite:jobrepo-demo.db)
+// Usage: repository_tour [URL]   (default: sqlite:repository-tour.db)
 #include <jobrepo/jobrepo.hpp>
 
 #include <barrier>
@@ -72,8 +72,8 @@ std::string pad(std::string text, std::size_t width) {
 }  // namespace
 
 int main(int argc, char* argv[]) try {
-  const std::string url = argc > 1 ? argv[1] : "sqlite:jobrepo-demo.db";
-  std::cout << "jobrepo demo on " << url << "\n\n";
+  const std::string url = argc > 1 ? argv[1] : "sqlite:repository-tour.db";
+  std::cout << "repository tour on " << url << "\n\n";
   {
     auto store = jobrepo::open_store(url);
     store->migrate();
@@ -182,6 +182,6 @@ int main(int argc, char* argv[]) try {
   }
   return 0;
 } catch (const jobrepo::Error& e) {
-  std::cerr << "jobrepo-demo: " << e.what() << " (" << jobrepo::to_string(e.code()) << ")\n";
+  std::cerr << "repository_tour: " << e.what() << " (" << jobrepo::to_string(e.code()) << ")\n";
   return 1;
 }
