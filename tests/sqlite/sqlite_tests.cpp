@@ -63,7 +63,8 @@ TEST_CASE("sqlite: driver errors map to one ErrorCode each") {
   const auto error = jobrepo::sqlite_backend::make_error("create_job", "job \"x\"", SQLITE_CONSTRAINT_UNIQUE,
                                                          "UNIQUE constraint failed: job.plugin_id, job.name");
   CHECK(error.code() == ErrorCode::not_unique);
-  CHECK(std::string(error.what()) == "create_job: job \"x\": UNIQUE constraint failed: job.plugin_id, job.name");
+  CHECK(std::string(error.what()) ==
+        "create_job: job \"x\": already exists: UNIQUE constraint failed: job.plugin_id, job.name");
   CHECK(error.native_code() == "sqlite 2067 (constraint failed)");
 }
 
