@@ -307,7 +307,8 @@ TEST_CASE("cli: serve runs commands: success, failure, timeout, progress, cancel
     {"name": "sleeper", "command": ["sh", "-c", "trap 'touch )" +
                                                      marker.string() + R"(; exit 0' TERM; sleep 60 & wait"],
      "every": "1h", "working_directory": ")" + cli.dir.path.string() +
-                                                     R"("}
+                                                     R"("},
+    {"name": "stubborn", "command": ["sh", "-c", "trap '' TERM; sleep 60"], "every": "1h"}
   ])");
   Process serve({"--db", cli.url, "serve", "--config", config.string(), "--server-id", "node-1"}, cli.dir.path,
                 "serve");
@@ -326,18 +327,36 @@ TEST_CASE("cli: serve runs commands: success, failure, timeout, progress, cancel
   CHECK(run_of("fails")["status"] == "failed");
   CHECK(run_of("progress")["completed_count"] == 3);
   CHECK(run_of("progress")["total_count"] == 4);
-  CHECK(run_of("sleeper")["status"] == "running");
+  REQUIRE(wait_until([&] { return run_of("sleeper")["status"] == "running"; }, 5s));
+
+  // Interrupted elsewhere (as a peer would): the command gets SIGTERM.
+  const std::string first_sleeper = run_of("sleeper")["private_id"];
+  REQUIRE(cli({"interrupt", "--threshold", "0s"}).status == 0);
+  CHECK(wait_until([&] { return fs::exists(marker); }, 3s));
+  fs::remove(marker);
+  // The job is still due: it runs again.
+  REQUIRE(wait_until(
+      [&] { return run_of("sleeper")["status"] == "running" && run_of("sleeper")["private_id"] != first_sleeper; },
+      5s));
+  REQUIRE(wait_until([&] { return run_of("stubborn")["status"] == "running"; }, 5s));
+
+  // SIGTERM stops serve: commands get SIGTERM; one that ignores it gets SIGKILL after the 1 s grace.
+  const auto stopping = std::chrono::steady_clock::now();
   kill(serve.pid, SIGTERM);
   const auto result = serve.wait();
+  const auto took = std::chrono::steady_clock::now() - stopping;
   CHECK(result.status == 0);
-  CHECK(fs::exists(marker));  // the command got SIGTERM
+  CHECK(took < 4s);
+  CHECK(fs::exists(marker));
   CHECK(run_of("sleeper")["status"] == "interrupted");
+  CHECK(run_of("stubborn")["status"] == "interrupted");
   INFO(result.err);
   CHECK(result.out.find("[ok] hello from ok hi") != std::string::npos);
   CHECK(result.err.find("failed fails run") != std::string::npos);
   CHECK(result.err.find("with exit 3") != std::string::npos);
   CHECK(result.err.find("timed out") != std::string::npos);
   CHECK(result.err.find("completed ok run") != std::string::npos);
+  CHECK(result.err.find("cancelled sleeper run") != std::string::npos);
   CHECK(result.err.find("stopping on SIGTERM") != std::string::npos);
 }
 
