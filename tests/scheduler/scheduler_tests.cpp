@@ -442,13 +442,9 @@ TEST_CASE("scheduler: two processes churning short jobs for 30 s never run one j
       if (node == &a) ++from_a;
     }
   }
-  int overlaps = 0;
-  for (auto& [name, list] : runs_of) {
-    std::sort(list.begin(), list.end(), [](const auto& x, const auto& y) { return x.create_time < y.create_time; });
-    for (std::size_t i = 0; i + 1 < list.size(); ++i) {
-      if (*list[i].end_time > list[i + 1].create_time) ++overlaps;
-    }
-  }
+  std::vector<jobrepo::Run> all;
+  for (const auto& [name, list] : runs_of) all.insert(all.end(), list.begin(), list.end());
+  const int overlaps = static_cast<int>(jobrepo::find_overlaps(all).size());
   const auto failures = a.events("failed").size() + b.events("failed").size();
   const auto errors = a.events("error").size() + b.events("error").size();
   std::printf(

@@ -206,3 +206,28 @@ TEST_CASE("a StoreWrapper injects faults; a failed call writes nothing") {
   flaky.set_clock_offset(2h);
   CHECK(repo.run_jobs("s1").size() == 1);
 }
+
+TEST_CASE("find_overlaps reports runs of one job that overlap, and only those") {
+  using namespace std::chrono;
+  const auto at = [](int ms) { return jobrepo::Timestamp(milliseconds(ms)); };
+  const auto run = [&](std::string id, std::string job, int start, std::optional<int> end) {
+    jobrepo::Run r;
+    r.private_id = std::move(id);
+    r.job_plugin_id = "p";
+    r.job_name = std::move(job);
+    r.create_time = at(start);
+    r.end_time = end ? std::optional<jobrepo::Timestamp>(at(*end)) : std::nullopt;
+    return r;
+  };
+  // Back to back within one millisecond tick, in any order: no overlap.
+  CHECK(jobrepo::find_overlaps({run("b", "j", 5, 6), run("a", "j", 5, 5), run("c", "j", 6, 7)}).empty());
+  // Another job at the same time: no overlap.
+  CHECK(jobrepo::find_overlaps({run("a", "j", 0, 10), run("b", "k", 5, 6)}).empty());
+  // A run that started before the previous one ended.
+  const auto found = jobrepo::find_overlaps({run("a", "j", 0, 10), run("b", "j", 5, 12)});
+  REQUIRE(found.size() == 1);
+  CHECK(found.front().first.private_id == "a");
+  CHECK(found.front().second.private_id == "b");
+  // A run still running when a later one started.
+  CHECK(jobrepo::find_overlaps({run("a", "j", 0, std::nullopt), run("b", "j", 50, 60)}).size() == 1);
+}

@@ -297,20 +297,15 @@ struct Audit {
 
 Audit audit(jobrepo::Repository& repo) {
   Audit a;
-  std::map<std::string, std::vector<jobrepo::Run>> by_job;
-  for (auto& run : repo.list_runs({.limit = -1})) by_job[run.job_name].push_back(std::move(run));
-  for (auto& [name, runs] : by_job) {
-    std::sort(runs.begin(), runs.end(), [](const auto& x, const auto& y) { return x.create_time < y.create_time; });
-    for (std::size_t i = 0; i + 1 < runs.size(); ++i) {
-      const auto end = runs[i].end_time.value_or(jobrepo::Timestamp::max());
-      if (end > runs[i + 1].create_time) {
-        a.overlaps.push_back(name + ": run " + runs[i].private_id + " (" + runs[i].server_id + ") overlaps run " +
-                             runs[i + 1].private_id + " (" + runs[i + 1].server_id + ")");
-      }
-    }
-    a.runs += runs.size();
+  auto runs = repo.list_runs({.limit = -1});
+  std::set<std::string> jobs;
+  for (const auto& run : runs) jobs.insert(run.job_name);
+  a.jobs = jobs.size();
+  a.runs = runs.size();
+  for (const auto& o : jobrepo::find_overlaps(std::move(runs))) {
+    a.overlaps.push_back(o.first.job_name + ": run " + o.first.private_id + " (" + o.first.server_id +
+                         ") overlaps run " + o.second.private_id + " (" + o.second.server_id + ")");
   }
-  a.jobs = by_job.size();
   return a;
 }
 

@@ -7,6 +7,7 @@
 // Third-party backends call register_backend() (backend.hpp) first.
 #pragma once
 
+#include <jobrepo/audit.hpp>
 #include <jobrepo/backend.hpp>
 #include <jobrepo/error.hpp>
 #include <jobrepo/repository.hpp>

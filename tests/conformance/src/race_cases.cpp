@@ -2,6 +2,8 @@
 #include "support.hpp"
 #include "workers.hpp"
 
+#include <jobrepo/audit.hpp>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -30,28 +32,22 @@ struct Audit {
 // Reads every run back from the store: per job, ordered by start, a run must
 // end before (or when) the next one starts.
 Audit audit_runs(Repository& repo, const std::vector<std::string>& run_ids) {
-  std::map<std::string, std::vector<Run>> runs_of;
   Audit audit;
+  std::vector<Run> runs;
+  std::set<std::string> jobs;
   for (const auto& id : run_ids) {
     const auto run = repo.lookup_run(id);
     if (!run) {
       ++audit.missing;
       continue;
     }
-    runs_of[run->job_name].push_back(*run);
+    if (!run->end_time) ++audit.unfinished;
+    jobs.insert(run->job_name);
+    runs.push_back(*run);
   }
-  for (auto& [name, runs] : runs_of) {
-    std::sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) { return a.create_time < b.create_time; });
-    for (std::size_t i = 0; i < runs.size(); ++i) {
-      if (!runs[i].end_time) {
-        ++audit.unfinished;
-        continue;
-      }
-      if (i + 1 < runs.size() && *runs[i].end_time > runs[i + 1].create_time) ++audit.overlaps;
-    }
-  }
+  audit.overlaps = static_cast<int>(find_overlaps(std::move(runs)).size());
   audit.runs = run_ids.size();
-  audit.jobs = runs_of.size();
+  audit.jobs = jobs.size();
   return audit;
 }
 
