@@ -14,6 +14,7 @@
 #include <mutex>
 #include <random>
 #include <thread>
+#include <type_traits>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -45,7 +46,102 @@ constexpr const char* run_columns =
     "private_id, job_plugin_id, job_name, server_id, create_time, update_time, end_time, "
     "completed_count, total_count, status";
 
-// One connection and the state of its busy handler.
+// The statements of the hot path (the claim, run transitions, the clock),
+// each prepared once per connection and bound to the buffers of its struct.
+struct NowStatement {
+  Micros value = 0;
+  soci::statement st;
+  explicit NowStatement(soci::session& sql) : st(sql) {
+    st.exchange(soci::into(value));
+    prepare(st,
+            "SELECT CAST(strftime('%s', 'now') AS INTEGER) * 1000000"
+            " + CAST(substr(strftime('%f', 'now'), 4) AS INTEGER) * 1000");
+  }
+};
+
+struct DueStatement {
+  std::string name, plugin, names;
+  Micros now = 0;
+  int filtered = 0;
+  long long limit = 0;
+  soci::statement st;
+  explicit DueStatement(soci::session& sql) : st(sql) {
+    st.exchange(soci::into(name));
+    st.exchange(soci::use(plugin));
+    st.exchange(soci::use(now));
+    st.exchange(soci::use(filtered));
+    st.exchange(soci::use(names));
+    st.exchange(soci::use(limit));
+    // The NOT EXISTS probe reads the small partial index of running runs,
+    // so its cost does not grow with the run history.
+    prepare(st,
+            "SELECT name FROM job"
+            " WHERE plugin_id = :p AND next_scheduled_run <= :now"
+            " AND (:filtered = 0 OR name IN (SELECT value FROM json_each(:names)))"
+            " AND NOT EXISTS (SELECT 1 FROM job_run r WHERE r.job_plugin_id = job.plugin_id"
+            "   AND r.job_name = job.name AND r.status = 'running')"
+            " ORDER BY next_scheduled_run, name LIMIT :l");
+  }
+};
+
+struct InsertRunStatement {
+  std::string id, plugin, name, server;
+  Micros now = 0;
+  soci::statement st;
+  explicit InsertRunStatement(soci::session& sql) : st(sql) {
+    st.exchange(soci::use(id));
+    st.exchange(soci::use(plugin));
+    st.exchange(soci::use(name));
+    st.exchange(soci::use(server));
+    st.exchange(soci::use(now));
+    prepare(st,
+            "INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time,"
+            " update_time, completed_count, total_count, status)"
+            " VALUES (:id, :p, :n, :s, :c, :c, 0, 0, 'running')");
+  }
+};
+
+struct UpdateRunStatement {
+  RunRow row;
+  std::string to, id, plugin;
+  Micros now = 0, end = 0;
+  soci::indicator end_ind = soci::i_null;
+  long long completed = 0, total = 0;
+  soci::indicator completed_ind = soci::i_null, total_ind = soci::i_null;
+  soci::statement st;
+  explicit UpdateRunStatement(soci::session& sql) : st(sql) {
+    row.bind(st);
+    st.exchange(soci::use(to));
+    st.exchange(soci::use(now));
+    st.exchange(soci::use(end, end_ind));
+    st.exchange(soci::use(completed, completed_ind));
+    st.exchange(soci::use(total, total_ind));
+    st.exchange(soci::use(id));
+    st.exchange(soci::use(plugin));
+    prepare(st,
+            "UPDATE job_run SET status = :s, update_time = :u, end_time = :e,"
+            " completed_count = coalesce(:c, completed_count),"
+            " total_count = coalesce(:t, total_count)"
+            " WHERE private_id = :id AND job_plugin_id = :p AND status = 'running'"
+            " RETURNING " +
+                std::string(run_columns));
+  }
+};
+
+struct RescheduleStatement {
+  Micros next = 0;
+  std::string plugin, name;
+  soci::statement st;
+  explicit RescheduleStatement(soci::session& sql) : st(sql) {
+    st.exchange(soci::use(next));
+    st.exchange(soci::use(plugin));
+    st.exchange(soci::use(name));
+    prepare(st, "UPDATE job SET next_scheduled_run = :t WHERE plugin_id = :p AND name = :n");
+  }
+};
+
+// One connection, the state of its busy handler, and its prepared statements
+// (declared after the session, so that they are finalized first).
 struct Connection {
   Connection(const std::string& connect_string, std::chrono::milliseconds timeout)
       : sql(soci::sqlite3, connect_string), busy_timeout(timeout) {}
@@ -53,7 +149,25 @@ struct Connection {
   std::chrono::milliseconds busy_timeout{0};
   std::chrono::steady_clock::time_point busy_since{};
   std::minstd_rand jitter{std::random_device{}()};
+  std::unique_ptr<NowStatement> now;
+  std::unique_ptr<DueStatement> due;
+  std::unique_ptr<InsertRunStatement> insert_run;
+  std::unique_ptr<UpdateRunStatement> update_run;
+  std::unique_ptr<RescheduleStatement> reschedule;
 };
+
+// Resets a cached statement after use: one that was not stepped to its end
+// (a SELECT or RETURNING read for one row) would keep its read open and make
+// COMMIT fail with "SQL statements in progress".
+void finish(soci::statement& st) {
+  sqlite_api::sqlite3_reset(static_cast<soci::sqlite3_statement_backend*>(st.get_backend())->stmt_);
+}
+
+template <class S>
+S& prepared(std::unique_ptr<S>& slot, soci::session& sql) {
+  if (!slot) slot = std::make_unique<S>(sql);
+  return *slot;
+}
 
 // SQLite's busy handler for every connection. SQLite's default one sleeps in
 // growing steps (up to 100 ms), and a waiter that sleeps long loses every
@@ -126,12 +240,11 @@ class SqliteStore final : public Store {
 
   // The store's clock: SQLite's 'now' (read once, so that every timestamp of
   // one operation is equal) plus the test clock offset.
-  Micros now(soci::session& sql) {
-    Micros now_us = 0;
-    sql << "SELECT CAST(strftime('%s', 'now') AS INTEGER) * 1000000"
-           " + CAST(substr(strftime('%f', 'now'), 4) AS INTEGER) * 1000",
-        soci::into(now_us);
-    return now_us + clock_offset().count();
+  Micros now(Connection& c) {
+    auto& s = prepared(c.now, c.sql);
+    s.st.execute(true);
+    finish(s.st);
+    return s.value + clock_offset().count();
   }
 
   static int schema_version(soci::session& sql) {
@@ -176,7 +289,13 @@ class SqliteStore final : public Store {
       try {
         Transaction tx(sql, /*immediate=*/true);
         if (check) check_schema(operation, sql);
-        auto result = body(sql, now(sql));
+        auto result = [&] {
+          if constexpr (std::is_invocable_v<Body, Connection&, Micros>) {
+            return body(*lease, now(*lease));
+          } else {
+            return body(sql, now(*lease));
+          }
+        }();
         tx.commit();
         return result;
       } catch (const soci::sqlite3_soci_error& e) {
@@ -403,43 +522,31 @@ class SqliteStore final : public Store {
   }
 
   std::vector<Run> claim_runs(const ClaimRequest& request) override {
-    return write("run_jobs", "server " + quoted(request.server_id), [&](soci::session& sql, Micros now) {
-      std::vector<std::string> due;
-      {
-        std::string name;
-        long long limit = request.limit < 0 ? -1 : request.limit;
-        const int filtered = request.only_jobs ? 1 : 0;
-        const std::string names = request.only_jobs ? json_array(*request.only_jobs) : "[]";
-        // The NOT EXISTS probe reads the small partial index of running runs,
-        // so its cost does not grow with the run history.
-        soci::statement st =
-            (sql.prepare << "SELECT name FROM job"
-                            " WHERE plugin_id = :p AND next_scheduled_run <= :now"
-                            " AND (:filtered = 0 OR name IN (SELECT value FROM json_each(:names)))"
-                            " AND NOT EXISTS (SELECT 1 FROM job_run r WHERE r.job_plugin_id = job.plugin_id"
-                            "   AND r.job_name = job.name AND r.status = 'running')"
-                            " ORDER BY next_scheduled_run, name LIMIT :l",
-             soci::into(name), soci::use(request.plugin_id), soci::use(now), soci::use(filtered), soci::use(names),
-             soci::use(limit));
-        st.execute();
-        while (st.fetch()) due.push_back(name);
-      }
+    return write("run_jobs", "server " + quoted(request.server_id), [&](Connection& c, Micros now) {
+      auto& due = prepared(c.due, c.sql);
+      due.plugin = request.plugin_id;
+      due.now = now;
+      due.filtered = request.only_jobs ? 1 : 0;
+      due.names = request.only_jobs ? json_array(*request.only_jobs) : "[]";
+      due.limit = request.limit < 0 ? -1 : request.limit;
+      std::vector<std::string> names;
+      due.st.execute();
+      while (due.st.fetch()) names.push_back(due.name);
+      finish(due.st);
       std::vector<Run> runs;
-      if (due.empty()) return runs;
-      std::string id, name;
-      soci::statement insert =
-          (sql.prepare << "INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time,"
-                          " update_time, completed_count, total_count, status)"
-                          " VALUES (:id, :p, :n, :s, :c, :u, 0, 0, 'running')",
-           soci::use(id), soci::use(request.plugin_id), soci::use(name), soci::use(request.server_id), soci::use(now),
-           soci::use(now));
-      runs.reserve(due.size());
-      for (auto& job_name : due) {
-        id = generate_run_id();
-        name = job_name;
-        insert.execute(true);
-        runs.push_back(Run{id, request.plugin_id, name, request.server_id, to_timestamp(now), to_timestamp(now),
-                           std::nullopt, 0, 0, Status::running});
+      if (names.empty()) return runs;
+      auto& insert = prepared(c.insert_run, c.sql);
+      insert.plugin = request.plugin_id;
+      insert.server = request.server_id;
+      insert.now = now;
+      runs.reserve(names.size());
+      for (auto& job_name : names) {
+        insert.id = generate_run_id();
+        insert.name = job_name;
+        insert.st.execute(true);
+        finish(insert.st);
+        runs.push_back(Run{insert.id, request.plugin_id, job_name, request.server_id, to_timestamp(now),
+                           to_timestamp(now), std::nullopt, 0, 0, Status::running});
       }
       return runs;
     });
@@ -448,44 +555,35 @@ class SqliteStore final : public Store {
   std::vector<std::optional<Run>> transition_runs(std::span<const RunTransition> changes) override {
     const std::string subject =
         changes.size() == 1 ? "run " + quoted(changes.front().run_id) : std::to_string(changes.size()) + " runs";
-    return write("update_run", subject, [&](soci::session& sql, Micros now) {
+    return write("update_run", subject, [&](Connection& c, Micros now) {
       std::vector<std::optional<Run>> results;
       results.reserve(changes.size());
+      auto& update = prepared(c.update_run, c.sql);
       for (const auto& change : changes) {
-        RunRow row;
-        std::string to(to_string(change.to));
-        Micros end = now;
-        soci::indicator end_ind = is_final(change.to) ? soci::i_ok : soci::i_null;
-        long long completed = change.completed_count.value_or(0);
-        soci::indicator completed_ind = change.completed_count ? soci::i_ok : soci::i_null;
-        long long total = change.total_count.value_or(0);
-        soci::indicator total_ind = change.total_count ? soci::i_ok : soci::i_null;
-        soci::statement st(sql);
-        row.bind(st);
-        st.exchange(soci::use(to));
-        st.exchange(soci::use(now));
-        st.exchange(soci::use(end, end_ind));
-        st.exchange(soci::use(completed, completed_ind));
-        st.exchange(soci::use(total, total_ind));
-        st.exchange(soci::use(change.run_id));
-        st.exchange(soci::use(change.plugin_id));
-        prepare(st,
-                "UPDATE job_run SET status = :s, update_time = :u, end_time = :e,"
-                " completed_count = coalesce(:c, completed_count),"
-                " total_count = coalesce(:t, total_count)"
-                " WHERE private_id = :id AND job_plugin_id = :p AND status = 'running'"
-                " RETURNING " +
-                    std::string(run_columns));
-        st.execute();
-        if (!st.fetch()) {
+        update.to = std::string(to_string(change.to));
+        update.now = now;
+        update.end = now;
+        update.end_ind = is_final(change.to) ? soci::i_ok : soci::i_null;
+        update.completed = change.completed_count.value_or(0);
+        update.completed_ind = change.completed_count ? soci::i_ok : soci::i_null;
+        update.total = change.total_count.value_or(0);
+        update.total_ind = change.total_count ? soci::i_ok : soci::i_null;
+        update.id = change.run_id;
+        update.plugin = change.plugin_id;
+        const bool found = update.st.execute(true);
+        finish(update.st);
+        if (!found) {
           results.emplace_back();
           continue;
         }
-        Run run = row.to_run();
+        Run run = update.row.to_run();
         if (change.reschedule_in) {
-          Micros next = now + change.reschedule_in->count();
-          sql << "UPDATE job SET next_scheduled_run = :t WHERE plugin_id = :p AND name = :n", soci::use(next),
-              soci::use(run.job_plugin_id), soci::use(run.job_name);
+          auto& reschedule = prepared(c.reschedule, c.sql);
+          reschedule.next = now + change.reschedule_in->count();
+          reschedule.plugin = run.job_plugin_id;
+          reschedule.name = run.job_name;
+          reschedule.st.execute(true);
+          finish(reschedule.st);
         }
         results.emplace_back(std::move(run));
       }
