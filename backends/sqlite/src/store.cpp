@@ -149,6 +149,8 @@ struct Connection {
   std::chrono::milliseconds busy_timeout{0};
   std::chrono::steady_clock::time_point busy_since{};
   std::minstd_rand jitter{std::random_device{}()};
+  // Where the busy handler records that another process held the lock.
+  std::atomic<std::chrono::steady_clock::rep>* contention = nullptr;
   std::unique_ptr<NowStatement> now;
   std::unique_ptr<DueStatement> due;
   std::unique_ptr<InsertRunStatement> insert_run;
@@ -178,6 +180,7 @@ int on_busy(void* context, int count) {
   auto& connection = *static_cast<Connection*>(context);
   const auto now = std::chrono::steady_clock::now();
   if (count == 0) connection.busy_since = now;
+  if (connection.contention) connection.contention->store(now.time_since_epoch().count());
   if (now - connection.busy_since >= connection.busy_timeout) return 0;
   std::this_thread::sleep_for(std::chrono::microseconds(50 + connection.jitter() % 450));
   return 1;
@@ -216,6 +219,7 @@ class SqliteStore final : public Store {
     soci::session* sql = &connection->sql;
     auto* db = native(*sql);
     sqlite_api::sqlite3_extended_result_codes(db, 1);
+    connection->contention = &contention_;
     sqlite_api::sqlite3_busy_handler(db, on_busy, connection.get());
     exec_native(*sql, "PRAGMA foreign_keys = ON");
     exec_native(*sql, options_.synchronous == SqliteSynchronous::full ? "PRAGMA synchronous = FULL"
@@ -282,6 +286,11 @@ class SqliteStore final : public Store {
   template <class Body>
   auto write(const char* operation, const std::string& subject, Body&& body, bool check = true) {
     const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
+    // Writers of this process take turns on a mutex (no polling among
+    // threads); only the one at the front waits in SQLite's busy handler for
+    // other processes. Mutex first, then a connection: a writer never waits
+    // for a connection that a queued writer holds.
+    std::unique_lock writer(writer_mutex_);
     auto lease = pool_.acquire();
     soci::session& sql = lease->sql;
     std::minstd_rand jitter(static_cast<unsigned>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
@@ -297,6 +306,7 @@ class SqliteStore final : public Store {
           }
         }();
         tx.commit();
+        yield_to_other_processes();
         return result;
       } catch (const soci::sqlite3_soci_error& e) {
         const int code = e.result();
@@ -309,6 +319,16 @@ class SqliteStore final : public Store {
         throw Error(ErrorCode::internal, std::string(operation) + ": " + subject + ": " + e.get_error_message());
       }
     }
+  }
+
+  // When another process waited for the lock lately, the next writer of this
+  // process waits a moment after a commit, so that the other process gets the
+  // lock: without it the mutex hands the lock from thread to thread here at
+  // once, and other processes starve (the cross-process race saw 0 claims).
+  void yield_to_other_processes() {
+    const auto now = std::chrono::steady_clock::now();
+    const auto last = std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(contention_.load()));
+    if (now - last < std::chrono::milliseconds(50)) std::this_thread::sleep_for(std::chrono::microseconds(300));
   }
 
   // Runs a read-only `body(session)`; a single SELECT is atomic on its own.
@@ -350,6 +370,8 @@ class SqliteStore final : public Store {
   const SqliteOptions options_;
   const bool in_memory_;
   std::atomic<bool> schema_ok_{false};
+  std::mutex writer_mutex_;
+  std::atomic<std::chrono::steady_clock::rep> contention_{0};
   Pool<Connection> pool_;
 
  public:
