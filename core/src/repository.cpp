@@ -76,6 +76,15 @@ constexpr std::size_t max_server_id = 255;
 
 }  // namespace
 
+NewJob Repository::new_job(const char* operation, std::string_view name, std::string_view description,
+                           const CreateJobOptions& options) const {
+  require_non_empty(operation, "name", name);
+  require_non_empty(operation, "description", description);
+  require_text_in_range(operation, "name", name, max_name);
+  require_text_in_range(operation, "description", description, max_description);
+  return NewJob{plugin_id_, std::string(name), std::string(description), options.next_run_in};
+}
+
 Repository::Repository(Store& store, RepositoryOptions options)
     : store_(store),
       plugin_id_(std::move(options.plugin_id)),
@@ -84,21 +93,11 @@ Repository::Repository(Store& store, RepositoryOptions options)
 }
 
 Job Repository::create_job(std::string_view name, std::string_view description, CreateJobOptions options) {
-  constexpr const char* op = "create_job";
-  require_non_empty(op, "name", name);
-  require_non_empty(op, "description", description);
-  require_text_in_range(op, "name", name, max_name);
-  require_text_in_range(op, "description", description, max_description);
-  return store_.create_job(NewJob{plugin_id_, std::string(name), std::string(description), options.next_run_in});
+  return store_.create_job(new_job("create_job", name, description, options));
 }
 
 Job Repository::ensure_job(std::string_view name, std::string_view description, CreateJobOptions options) {
-  constexpr const char* op = "ensure_job";
-  require_non_empty(op, "name", name);
-  require_non_empty(op, "description", description);
-  require_text_in_range(op, "name", name, max_name);
-  require_text_in_range(op, "description", description, max_description);
-  return store_.ensure_job(NewJob{plugin_id_, std::string(name), std::string(description), options.next_run_in});
+  return store_.ensure_job(new_job("ensure_job", name, description, options));
 }
 
 std::optional<Job> Repository::lookup_job(std::string_view name) {

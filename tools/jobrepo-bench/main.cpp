@@ -220,6 +220,20 @@ struct Measure {
   double rate() const { return seconds > 0 ? static_cast<double>(cycles) / seconds : 0; }
 };
 
+// The measures of all workers as one.
+Measure merge(const std::vector<Measure>& per, double seconds) {
+  Measure all;
+  all.seconds = seconds;
+  for (const auto& m : per) {
+    all.cycles += m.cycles;
+    all.empty += m.empty;
+    all.errors += m.errors;
+    all.claim_ms.insert(all.claim_ms.end(), m.claim_ms.begin(), m.claim_ms.end());
+    all.complete_ms.insert(all.complete_ms.end(), m.complete_ms.begin(), m.complete_ms.end());
+  }
+  return all;
+}
+
 Measure run_ours(const Target& t, int workers, double seconds, int batch) {
   auto store = jobrepo::open_store(t.url, {workers, std::chrono::milliseconds(10000)});
   std::vector<Measure> per(static_cast<std::size_t>(workers));
@@ -255,16 +269,7 @@ Measure run_ours(const Target& t, int workers, double seconds, int batch) {
     });
   }
   for (auto& th : threads) th.join();
-  Measure all;
-  all.seconds = seconds;
-  for (const auto& m : per) {
-    all.cycles += m.cycles;
-    all.empty += m.empty;
-    all.errors += m.errors;
-    all.claim_ms.insert(all.claim_ms.end(), m.claim_ms.begin(), m.claim_ms.end());
-    all.complete_ms.insert(all.complete_ms.end(), m.complete_ms.begin(), m.complete_ms.end());
-  }
-  return all;
+  return merge(per, seconds);
 }
 
 // --- the ceilings ------------------------------------------------------------------
@@ -363,16 +368,7 @@ Measure run_sqlite_ceiling(const Target& t, int workers, double seconds, const s
     });
   }
   for (auto& th : threads) th.join();
-  Measure all;
-  all.seconds = seconds;
-  for (const auto& m : per) {
-    all.cycles += m.cycles;
-    all.empty += m.empty;
-    all.errors += m.errors;
-    all.claim_ms.insert(all.claim_ms.end(), m.claim_ms.begin(), m.claim_ms.end());
-    all.complete_ms.insert(all.complete_ms.end(), m.complete_ms.begin(), m.complete_ms.end());
-  }
-  return all;
+  return merge(per, seconds);
 }
 
 // pgbench -M prepared over the store's own claim and completion statements.

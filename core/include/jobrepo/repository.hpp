@@ -136,6 +136,9 @@ class Repository {
   std::int64_t prune_runs(std::chrono::microseconds older_than);
 
  private:
+  // The checked arguments of create_job / ensure_job.
+  NewJob new_job(const char* operation, std::string_view name, std::string_view description,
+                 const CreateJobOptions& options) const;
   Run transition(const char* operation, std::string_view run_id, RunTransition change);
   [[noreturn]] void throw_transition_error(const char* operation, const std::string& run_id,
                                            const std::string& counts_problem);
