@@ -4,6 +4,7 @@
 // PostgreSQL (JOBREPO_TEST_BACKEND, see ../scheduler/backend.hpp).
 #define CATCH_CONFIG_RUNNER
 #include "backend.hpp"
+#include "temp_dir.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -29,20 +30,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-jobrepo::test::Databases databases;
+using jobrepo::test::TempDir;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "jobrepo-cli-XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-};
+jobrepo::test::Databases databases;
 
 std::string slurp(const fs::path& file) {
   std::ifstream in(file);
@@ -101,7 +91,7 @@ struct Process {
 };
 
 struct Cli {
-  TempDir dir;
+  TempDir dir{"jobrepo-cli"};
   std::string url = databases.make();
   Result operator()(std::vector<std::string> args, const std::vector<std::string>& env = {}) {
     args.insert(args.begin(), {"--db", url});
@@ -387,7 +377,7 @@ TEST_CASE("cli: two serve processes share the jobs, one server at a time") {
 }
 
 TEST_CASE("cli: a bad serve config exits 2 naming the field, before touching the database") {
-  TempDir dir;
+  TempDir dir{"jobrepo-cli"};
   const auto db = dir.path / "untouched.db";
   const std::vector<std::pair<std::string, std::string>> cases = {
       {R"({"jobs": []})", "jobs: must be a non-empty array"},

@@ -6,6 +6,7 @@
 #include <jobrepo/jobrepo.hpp>
 
 #include "error_of.hpp"
+#include "temp_dir.hpp"
 
 #include <sqlite3.h>
 #include <catch2/catch.hpp>
@@ -21,24 +22,8 @@
 using namespace std::chrono_literals;
 using jobrepo::ErrorCode;
 using jobrepo::test::code_of;
+using jobrepo::test::TempDir;
 namespace fs = std::filesystem;
-
-namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "jobrepo-sqlite-test-XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-};
-
-}  // namespace
 
 TEST_CASE("sqlite: driver errors map to one ErrorCode each") {
   using jobrepo::sqlite_backend::error_code_for;
@@ -69,7 +54,7 @@ TEST_CASE("sqlite: driver errors map to one ErrorCode each") {
 }
 
 TEST_CASE("sqlite: a new database file is readable by its owner only") {
-  TempDir dir;
+  TempDir dir{"jobrepo-sqlite-test"};
   const auto path = dir.path / "jobs.db";
   auto store = jobrepo::open_store("sqlite:" + path.string());
   store->migrate();
@@ -84,7 +69,7 @@ TEST_CASE("sqlite: a new database file is readable by its owner only") {
 }
 
 TEST_CASE("sqlite: URLs and options") {
-  TempDir dir;
+  TempDir dir{"jobrepo-sqlite-test"};
   CHECK(code_of([] { jobrepo::open_store("sqlite:"); }) == ErrorCode::invalid_parameter);
   CHECK(code_of([] { jobrepo::open_store("sqlite:x.db?journal=off"); }) == ErrorCode::invalid_parameter);
   CHECK(code_of([&] { jobrepo::open_store("sqlite:" + (dir.path / "missing" / "x.db").string()); }) ==
@@ -106,7 +91,7 @@ TEST_CASE("sqlite: URLs and options") {
 }
 
 TEST_CASE("sqlite: a lock held elsewhere is waited out, then reported as busy") {
-  TempDir dir;
+  TempDir dir{"jobrepo-sqlite-test"};
   const auto path = (dir.path / "locked.db").string();
   jobrepo::StoreOptions options;
   options.busy_timeout = 300ms;
@@ -143,7 +128,7 @@ TEST_CASE("sqlite: a lock held elsewhere is waited out, then reported as busy") 
 TEST_CASE("sqlite: processes opening and migrating one new file at once all succeed") {
   // Processes, not threads: SQLite's file locks only conflict between processes.
   for (int round = 0; round < 5; ++round) {
-    TempDir dir;
+    TempDir dir{"jobrepo-sqlite-test"};
     const std::string url = "sqlite:" + (dir.path / "fresh.db").string();
     const auto start = std::chrono::steady_clock::now() + 200ms;
     std::vector<pid_t> children;
@@ -175,7 +160,7 @@ TEST_CASE("sqlite: processes opening and migrating one new file at once all succ
 }
 
 TEST_CASE("sqlite: a database at an older schema version is refused until migrate() upgrades it") {
-  TempDir dir;
+  TempDir dir{"jobrepo-sqlite-test"};
   const auto path = (dir.path / "old.db").string();
   const auto all = jobrepo::sqlite_backend::migrations();
   REQUIRE(all.size() >= 2);
@@ -203,7 +188,7 @@ TEST_CASE("sqlite: a database at an older schema version is refused until migrat
 }
 
 TEST_CASE("sqlite: the schema enforces the rules for SQL written by hand") {
-  TempDir dir;
+  TempDir dir{"jobrepo-sqlite-test"};
   const auto path = (dir.path / "rules.db").string();
   auto store = jobrepo::open_store("sqlite:" + path);
   store->migrate();
