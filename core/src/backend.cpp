@@ -129,3 +129,49 @@ std::string generate_run_id() {
 }
 
 }  // namespace jobrepo
+
+namespace jobrepo {
+
+class DueNotifier::Subscription final : public DueSubscription {
+ public:
+  Subscription(std::shared_ptr<Shared> shared, std::uint64_t id) : shared_(std::move(shared)), id_(id) {}
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+  ~Subscription() override {
+    const std::lock_guard lock(shared_->mutex);
+    shared_->subscribers.erase(id_);
+  }
+
+ private:
+  std::shared_ptr<Shared> shared_;
+  std::uint64_t id_;
+};
+
+DueNotifier::DueNotifier() : shared_(std::make_shared<Shared>()) {}
+
+std::unique_ptr<DueSubscription> DueNotifier::subscribe(std::string plugin_id, std::function<void()> on_due) {
+  if (!on_due) throw Error(ErrorCode::invalid_parameter, "subscribe_due: missing callback");
+  const std::lock_guard lock(shared_->mutex);
+  const auto id = shared_->next_id++;
+  shared_->subscribers.emplace(id, Subscriber{std::move(plugin_id), std::move(on_due)});
+  return std::make_unique<Subscription>(shared_, id);
+}
+
+void DueNotifier::notify(std::string_view plugin_id) const {
+  const std::lock_guard lock(shared_->mutex);
+  for (const auto& [id, subscriber] : shared_->subscribers) {
+    if (subscriber.plugin_id == plugin_id) subscriber.on_due();
+  }
+}
+
+void DueNotifier::notify_all() const {
+  const std::lock_guard lock(shared_->mutex);
+  for (const auto& [id, subscriber] : shared_->subscribers) subscriber.on_due();
+}
+
+bool DueNotifier::empty() const {
+  const std::lock_guard lock(shared_->mutex);
+  return shared_->subscribers.empty();
+}
+
+}  // namespace jobrepo

@@ -166,6 +166,58 @@ Run Repository::transition(const char* operation, std::string_view run_id, RunTr
   throw_transition_error(operation, change.run_id, counts_problem);
 }
 
+std::vector<RunUpdateResult> Repository::update_runs(std::span<const RunUpdate> updates) {
+  constexpr const char* op = "update_runs";
+  std::vector<RunUpdateResult> results(updates.size());
+  std::vector<RunTransition> changes;
+  std::vector<std::size_t> sent;  // index in `updates` of each change
+  for (std::size_t i = 0; i < updates.size(); ++i) {
+    const auto& update = updates[i];
+    try {
+      require_non_empty(op, "run id", update.run_id);
+      if (update.status != Status::running && update.status != Status::completed && update.status != Status::failed) {
+        throw Error(ErrorCode::invalid_parameter, std::string(op) + ": run " + quoted(update.run_id) + ": status " +
+                                                      std::string(to_string(update.status)) +
+                                                      " is not running, completed or failed");
+      }
+      if (update.completed_count.has_value() != update.total_count.has_value()) {
+        throw Error(ErrorCode::invalid_parameter,
+                    std::string(op) + ": run " + quoted(update.run_id) + ": give both counts or neither");
+      }
+    } catch (const Error& e) {
+      results[i].error = e;
+      continue;
+    }
+    RunTransition change{plugin_id_,         update.run_id,     update.status, update.completed_count,
+                         update.total_count, update.next_run_in};
+    if (const auto problem = describe_invalid_counts(change); !problem.empty()) {
+      // Which error wins depends on the run as it is before this call.
+      try {
+        throw_transition_error(op, update.run_id, problem);
+      } catch (const Error& e) {
+        results[i].error = e;
+      }
+      continue;
+    }
+    changes.push_back(std::move(change));
+    sent.push_back(i);
+  }
+  const auto applied = changes.empty() ? std::vector<std::optional<Run>>{}
+                                       : store_.transition_runs(std::span<const RunTransition>(changes));
+  for (std::size_t k = 0; k < sent.size() && k < applied.size(); ++k) results[sent[k]].run = applied[k];
+  // Whatever the store did not apply found its run missing or final (which
+  // it stays): the error its single call would have had.
+  for (std::size_t i = 0; i < updates.size(); ++i) {
+    if (results[i].run || results[i].error) continue;
+    try {
+      throw_transition_error(op, updates[i].run_id, "");
+    } catch (const Error& e) {
+      results[i].error = e;
+    }
+  }
+  return results;
+}
+
 void Repository::throw_transition_error(const char* operation, const std::string& run_id,
                                         const std::string& counts_problem) {
   const auto run = store_.lookup_run(plugin_id_, run_id);

@@ -7,7 +7,10 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <queue>
 #include <random>
+#include <set>
 #include <thread>
 
 namespace jobrepo {
@@ -161,8 +164,22 @@ struct Scheduler::State {
   std::condition_variable run_finished;  // a run left `executing`
   std::condition_variable loops_wake;    // monitor and fence loops: stop
   std::map<std::string, Registered, std::less<>> jobs;
-  std::map<std::string, std::shared_ptr<LocalRun>> executing;  // queued or running here
+  // Queued, running, or waiting for its final write here.
+  std::map<std::string, std::shared_ptr<LocalRun>> executing;
   std::deque<std::shared_ptr<LocalRun>> queue;
+  // Ended runs whose outcome the writer stores, many per transaction.
+  struct Outcome {
+    std::shared_ptr<LocalRun> local;
+    RunUpdate update;
+    std::string detail;  // for the event
+  };
+  std::vector<Outcome> outcomes;
+  std::condition_variable outcomes_ready;
+  // Future due times of registered jobs known here (from the last scan of
+  // the jobs and from this server's own completions), earliest on top.
+  std::priority_queue<Timestamp, std::vector<Timestamp>, std::greater<>> known_due;
+  SteadyClock::time_point last_scan{};
+  std::unique_ptr<DueSubscription> subscription;
   bool wake_requested = false;
   bool started = false;
   bool stopping = false;        // no more claims, no new handlers
@@ -171,7 +188,7 @@ struct Scheduler::State {
   int busy_workers = 0;
   std::minstd_rand random{std::random_device{}()};
 
-  std::thread claimer, monitor, fence;
+  std::thread claimer, monitor, fence, writer;
   std::vector<std::thread> workers;
 
   void emit(SchedulerEvent::Kind kind, const std::string& job, const std::string& run, std::string detail) const {
@@ -222,7 +239,9 @@ struct Scheduler::State {
       {
         const std::lock_guard lock(mutex);
         if (stopping) return;
-        free = options.worker_threads - static_cast<int>(executing.size());
+        // Runs waiting for their final write hold no worker (their jobs
+        // cannot be claimed again until it is stored).
+        free = options.worker_threads - static_cast<int>(queue.size()) - busy_workers;
       }
       bool maybe_more = false;
       if (free > 0) {
@@ -245,21 +264,35 @@ struct Scheduler::State {
     }
   }
 
-  // How long the claim loop may sleep: until the earliest future due time of
-  // a job registered here, bounded by claim_interval (and at least 1 ms).
+  // How long the claim loop may sleep: until the earliest known future due
+  // time of a job registered here, bounded by claim_interval (and at least
+  // 1 ms). The jobs are read at most once per claim_interval; in between,
+  // this server's own completions tell when their jobs are due, and pushed
+  // wake-ups (subscribe_due) or the next read tell of changes elsewhere.
   std::chrono::microseconds next_wake(Repository& repo, std::unique_lock<std::mutex>& lock) {
-    microseconds wait = options.claim_interval;
-    lock.unlock();
-    try {
-      const auto now = Clock::now();
-      for (const auto& job : repo.list_jobs({.limit = -1})) {
-        if (jobs.count(job.name) == 0 || job.next_scheduled_run <= now) continue;
-        wait = std::min(wait, std::chrono::duration_cast<microseconds>(job.next_scheduled_run - now));
+    if (SteadyClock::now() - last_scan >= options.claim_interval) {
+      lock.unlock();
+      std::vector<Timestamp> due;
+      bool read = false;
+      try {
+        const auto now = Clock::now();
+        for (const auto& job : repo.list_jobs({.limit = -1})) {
+          if (jobs.count(job.name) != 0 && job.next_scheduled_run > now) due.push_back(job.next_scheduled_run);
+        }
+        read = true;
+      } catch (const Error& e) {
+        emit(SchedulerEvent::Kind::error, "", "", std::string("list_jobs: ") + e.what());
       }
-    } catch (const Error& e) {
-      emit(SchedulerEvent::Kind::error, "", "", std::string("list_jobs: ") + e.what());
+      lock.lock();
+      if (read) {
+        known_due = decltype(known_due)(std::greater<>(), std::move(due));
+        last_scan = SteadyClock::now();
+      }
     }
-    lock.lock();
+    const auto now = Clock::now();
+    while (!known_due.empty() && known_due.top() <= now) known_due.pop();
+    microseconds wait = options.claim_interval;
+    if (!known_due.empty()) wait = std::min(wait, std::chrono::duration_cast<microseconds>(known_due.top() - now));
     return std::max(wait, microseconds(1000));
   }
 
@@ -291,73 +324,129 @@ struct Scheduler::State {
         queue.pop_front();
         ++busy_workers;
       }
+      std::optional<Outcome> outcome;
       if (local->cancelled()) {
         emit(SchedulerEvent::Kind::cancelled, local->job_name(), local->run_id(),
              std::string(to_string(local->cancel_reason())) + " before it started");
       } else {
-        execute(repo, *local);
+        outcome = execute(local);
       }
       {
         const std::lock_guard lock(mutex);
-        executing.erase(local->run_id());
+        if (outcome) {
+          outcomes.push_back(std::move(*outcome));
+        } else {
+          executing.erase(local->run_id());
+        }
         --busy_workers;
         wake_requested = true;
       }
+      if (outcome) outcomes_ready.notify_one();
       run_finished.notify_all();
       claim_wake.notify_all();
     }
   }
 
-  void execute(Repository& repo, LocalRun& local) {
-    const std::string& name = local.job_name();
+  // Runs the handler; returns what to store, or nothing when there is
+  // nothing to store (the run was cancelled).
+  std::optional<Outcome> execute(const std::shared_ptr<LocalRun>& local) {
+    const std::string& name = local->job_name();
     std::shared_ptr<JobHandler> handler;
     {
       const std::lock_guard lock(mutex);
       handler = jobs.at(name).handler;
     }
-    emit(SchedulerEvent::Kind::started, name, local.run_id(), "");
+    emit(SchedulerEvent::Kind::started, name, local->run_id(), "");
     const auto started = SteadyClock::now();
     std::optional<microseconds> next;
     std::string failure;
     try {
-      next = handler->run(local);
+      next = handler->run(*local);
     } catch (const std::exception& e) {
       failure = e.what();
     } catch (...) {
       failure = "unknown exception";
     }
     const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started);
-    const auto reason = local.cancel_reason();
-    try {
-      if (next && reason != CancelReason::interrupted) {
-        // Progress reported since the last heartbeat is stored first, so
-        // that a finished run shows its final counts.
-        if (const auto [completed, total] = local.counts(); completed != 0 || total != 0) {
-          repo.update_progress(local.run_id(), completed, total);
-        }
-        repo.complete_run(local.run_id(), *next);
-        {
-          const std::lock_guard lock(mutex);
-          jobs.at(name).failures = 0;
-        }
-        emit(SchedulerEvent::Kind::completed, name, local.run_id(), "in " + seconds_text(took));
-      } else if (!next && (reason == CancelReason::none || reason == CancelReason::deadline)) {
-        if (reason == CancelReason::deadline) failure = "timed out: " + failure;
-        microseconds retry{0};
-        {
-          const std::lock_guard lock(mutex);
-          retry = backoff(++jobs.at(name).failures);
-        }
-        repo.fail_run(local.run_id(), {.retry_in = retry});
-        emit(SchedulerEvent::Kind::failed, name, local.run_id(),
-             failure + "; retry in " + std::to_string(retry.count() / 1000) + " ms");
-      } else {
-        // Interrupted elsewhere (already final), fenced (a peer will
-        // interrupt it) or stopping (stop() interrupts it): nothing to write.
-        emit(SchedulerEvent::Kind::cancelled, name, local.run_id(), std::string(to_string(reason)));
+    const auto reason = local->cancel_reason();
+    RunUpdate update{.run_id = local->run_id()};
+    // Progress reported since the last heartbeat is stored with the outcome,
+    // so that a finished run shows its final counts.
+    if (const auto [completed, total] = local->counts(); completed != 0 || total != 0) {
+      update.completed_count = completed;
+      update.total_count = total;
+    }
+    if (next && reason != CancelReason::interrupted) {
+      update.status = Status::completed;
+      update.next_run_in = *next;
+      return Outcome{local, std::move(update), "in " + seconds_text(took)};
+    }
+    if (!next && (reason == CancelReason::none || reason == CancelReason::deadline)) {
+      if (reason == CancelReason::deadline) failure = "timed out: " + failure;
+      {
+        const std::lock_guard lock(mutex);
+        update.next_run_in = backoff(++jobs.at(name).failures);
       }
-    } catch (const Error& e) {
-      emit(SchedulerEvent::Kind::error, name, local.run_id(), e.what());
+      update.status = Status::failed;
+      std::string detail = failure + "; retry in " + std::to_string(update.next_run_in->count() / 1000) + " ms";
+      return Outcome{local, std::move(update), std::move(detail)};
+    }
+    // Interrupted elsewhere (already final), fenced (a peer will interrupt
+    // it) or stopping (stop() interrupts it): nothing to write.
+    emit(SchedulerEvent::Kind::cancelled, name, local->run_id(), std::string(to_string(reason)));
+    return std::nullopt;
+  }
+
+  // --- the writer: outcomes of ended runs, many per transaction ------------
+
+  // Stores every outcome queued meanwhile in one update_runs call (one
+  // commit), so that the cost of a commit is shared when runs end quickly.
+  void writer_loop() {
+    Repository repo = repository();
+    for (;;) {
+      std::vector<Outcome> batch;
+      {
+        std::unique_lock lock(mutex);
+        outcomes_ready.wait(lock, [&] { return !outcomes.empty() || loops_stopping; });
+        if (outcomes.empty()) return;
+        batch.swap(outcomes);
+      }
+      std::vector<RunUpdate> updates;
+      updates.reserve(batch.size());
+      for (const auto& outcome : batch) updates.push_back(outcome.update);
+      std::vector<RunUpdateResult> results;
+      std::string failure;
+      try {
+        results = repo.update_runs(updates);
+      } catch (const Error& e) {
+        failure = e.what();
+      }
+      const auto now = Clock::now();
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        const auto& outcome = batch[i];
+        const auto& name = outcome.local->job_name();
+        const auto& id = outcome.local->run_id();
+        const bool completed = outcome.update.status == Status::completed;
+        if (!failure.empty() || !results[i].run) {
+          emit(SchedulerEvent::Kind::error, name, id,
+               (completed ? "complete_run: " : "fail_run: ") +
+                   (failure.empty() ? std::string(results[i].error->what()) : failure));
+          continue;
+        }
+        emit(completed ? SchedulerEvent::Kind::completed : SchedulerEvent::Kind::failed, name, id, outcome.detail);
+        const std::lock_guard lock(mutex);
+        if (completed) jobs.at(name).failures = 0;
+        if (const auto& run = *results[i].run; run.end_time && outcome.update.next_run_in) {
+          if (const auto due = *run.end_time + *outcome.update.next_run_in; due > now) known_due.push(due);
+        }
+      }
+      {
+        const std::lock_guard lock(mutex);
+        for (const auto& outcome : batch) executing.erase(outcome.local->run_id());
+        wake_requested = true;  // their jobs may be due again
+      }
+      run_finished.notify_all();
+      claim_wake.notify_all();
     }
   }
 
@@ -368,22 +457,7 @@ struct Scheduler::State {
     std::unique_lock lock(mutex);
     while (!loops_stopping) {
       lock.unlock();
-      for (const auto& local : local_runs()) {
-        if (local->deadline() <= SteadyClock::now()) local->cancel(CancelReason::deadline);
-        const auto [completed, total] = local->counts();
-        const auto sent = SteadyClock::now();
-        try {
-          repo.update_progress(local->run_id(), completed, total);
-          local->heartbeat_sent_at(sent);
-        } catch (const Error& e) {
-          if (e.code() == ErrorCode::record_not_found || e.code() == ErrorCode::invalid_job_run_state) {
-            local->cancel(CancelReason::interrupted);
-          } else {
-            emit(SchedulerEvent::Kind::error, local->job_name(), local->run_id(),
-                 std::string("heartbeat: ") + e.what());
-          }
-        }
-      }
+      heartbeat(repo);
       try {
         const auto stale = repo.interrupt_runs(options.interrupt_threshold);
         for (const auto& run : stale) {
@@ -396,6 +470,45 @@ struct Scheduler::State {
       }
       lock.lock();
       loops_wake.wait_for(lock, options.monitor_interval, [&] { return loops_stopping; });
+    }
+  }
+
+  // One transaction refreshes every local run that has not ended; a run
+  // that is gone or final in the store was interrupted by a peer.
+  void heartbeat(Repository& repo) {
+    std::vector<std::shared_ptr<LocalRun>> live;
+    {
+      const std::lock_guard lock(mutex);
+      std::set<std::string> ended;
+      for (const auto& outcome : outcomes) ended.insert(outcome.local->run_id());
+      for (const auto& [id, local] : executing) {
+        if (ended.count(id) == 0) live.push_back(local);
+      }
+    }
+    if (live.empty()) return;
+    std::vector<RunUpdate> updates;
+    for (const auto& local : live) {
+      if (local->deadline() <= SteadyClock::now()) local->cancel(CancelReason::deadline);
+      const auto [completed, total] = local->counts();
+      updates.push_back(RunUpdate{.run_id = local->run_id(), .completed_count = completed, .total_count = total});
+    }
+    const auto sent = SteadyClock::now();
+    try {
+      const auto results = repo.update_runs(updates);
+      for (std::size_t i = 0; i < live.size(); ++i) {
+        const auto& local = live[i];
+        if (results[i].run) {
+          local->heartbeat_sent_at(sent);
+        } else if (const auto code = results[i].error->code();
+                   code == ErrorCode::record_not_found || code == ErrorCode::invalid_job_run_state) {
+          local->cancel(CancelReason::interrupted);
+        } else {
+          emit(SchedulerEvent::Kind::error, local->job_name(), local->run_id(),
+               std::string("heartbeat: ") + results[i].error->what());
+        }
+      }
+    } catch (const Error& e) {
+      emit(SchedulerEvent::Kind::error, "", "", std::string("heartbeat: ") + e.what());
     }
   }
 
@@ -474,9 +587,14 @@ void Scheduler::start() {
   for (const auto& run : s.repository().interrupt_runs(microseconds(0), {.server_id = s.server_id})) {
     s.emit(SchedulerEvent::Kind::interrupted_peer, run.job_name, run.private_id, "left over by this server");
   }
+  // Changes elsewhere that make jobs due wake the claim loop at once, when
+  // the store can push them; otherwise it polls every claim_interval.
+  auto subscription = s.store.subscribe_due(s.options.plugin_id, [&s] { s.wake_claimer(); });
   const std::lock_guard lock(s.mutex);
+  s.subscription = std::move(subscription);
   s.started = true;
   for (int i = 0; i < s.options.worker_threads; ++i) s.workers.emplace_back([&s] { s.worker_loop(); });
+  s.writer = std::thread([&s] { s.writer_loop(); });
   s.monitor = std::thread([&s] { s.monitor_loop(); });
   s.fence = std::thread([&s] { s.fence_loop(); });
   s.claimer = std::thread([&s] { s.claim_loop(); });
@@ -491,6 +609,7 @@ bool Scheduler::stop() {
   }
   s.claim_wake.notify_all();
   s.claimer.join();
+  s.subscription.reset();  // not under the mutex: it waits for a callback in progress
   for (const auto& local : s.local_runs()) local->cancel(CancelReason::stopping);
   bool all_returned = false;
   {
@@ -500,8 +619,10 @@ bool Scheduler::stop() {
     s.loops_stopping = true;
   }
   s.loops_wake.notify_all();
+  s.outcomes_ready.notify_all();
   s.monitor.join();
   s.fence.join();
+  s.writer.join();
   try {
     // Whatever is still running here ends now, so that peers can take it.
     s.repository().interrupt_runs(microseconds(0), {.server_id = s.server_id});

@@ -178,6 +178,45 @@ TEST_CASE("postgres: a server that stops gives unavailable; the first call after
   CHECK(repo.list_jobs().size() == 1);
 }
 
+TEST_CASE("postgres: wake-ups arrive from another store, and again after the server restarts") {
+  PrivateServer server;
+  REQUIRE(!server.url.empty());
+  auto listening = jobrepo::open_store(server.url);
+  listening->migrate();
+  auto other = jobrepo::open_store(server.url);
+  jobrepo::Repository repo(*other);
+  repo.create_job("j", "d", {.next_run_in = 1h});
+  std::atomic<int> calls{0};
+  auto subscription = listening->subscribe_due("pi_system", [&] { ++calls; });
+  REQUIRE(subscription);
+  const auto told_after = [&](const std::function<void()>& change) {
+    std::this_thread::sleep_for(200ms);  // a reconnect's own call comes first
+    const int before = calls;
+    change();
+    const auto end = std::chrono::steady_clock::now() + 5s;
+    while (calls == before && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(2ms);
+    return calls > before;
+  };
+  CHECK(told_after([&] { repo.update_job_next_run("j", 0s); }));
+  const int before_restart = calls;
+  REQUIRE(server.pg("stop") == 0);
+  REQUIRE(server.pg("start") == 0);
+  // The listener reconnects by itself and says so with a call, since news
+  // may have been lost meanwhile; later changes are heard again.
+  const auto end = std::chrono::steady_clock::now() + 10s;
+  while (calls == before_restart && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(5ms);
+  CHECK(calls > before_restart);
+  bool heard = false;
+  for (int attempt = 0; attempt < 20 && !heard; ++attempt) {
+    try {
+      heard = told_after([&] { repo.update_job_next_run("j", 0s); });
+    } catch (const jobrepo::Error&) {
+      // the pool's connections broke with the restart: the next call reconnects
+    }
+  }
+  CHECK(heard);
+}
+
 TEST_CASE("postgres: servers that start at once migrate once") {
   jobrepo::test::TestDatabase db;
   std::atomic<int> failures{0};

@@ -354,6 +354,38 @@ TEST_CASE("scheduler: the claim loop wakes when a job becomes due, not at the ne
   CHECK(scheduler.stop());
 }
 
+TEST_CASE("scheduler: a job made due elsewhere wakes an idle scheduler at once, not at the next interval") {
+  Fixture f;
+  auto options = fast_options(f.recorder);
+  options.claim_interval = 30s;
+  jobrepo::Scheduler scheduler("s1", *f.store, options);
+  std::atomic<int> runs{0};
+  scheduler.register_job(jobrepo::make_job("later", "d",
+                                           [&](jobrepo::JobContext&) {
+                                             ++runs;
+                                             return std::chrono::microseconds(1h);
+                                           }),
+                         {.next_run_in = 1h});
+  scheduler.start();
+  std::this_thread::sleep_for(300ms);  // the claim loop is asleep for 30 s now
+  REQUIRE(runs == 0);
+  // PostgreSQL: another store, as another process has (NOTIFY reaches every
+  // listener). SQLite: the same store (the wake-up is in-process).
+  std::unique_ptr<jobrepo::Store> other;
+  if (jobrepo::test::scheduler_on_postgres()) other = jobrepo::open_store(f.url);
+  jobrepo::Repository elsewhere(other ? *other : *f.store);
+  for (int i = 1; i <= 3; ++i) {
+    const auto asked = Steady::now();
+    elsewhere.update_job_next_run("later", 0s);
+    REQUIRE(wait_until([&] { return runs == i; }, 5s));
+    INFO("wake-up " << i << " took "
+                    << std::chrono::duration_cast<std::chrono::milliseconds>(Steady::now() - asked).count() << " ms");
+    CHECK(Steady::now() - asked < 1s);
+    std::this_thread::sleep_for(100ms);
+  }
+  CHECK(scheduler.stop());
+}
+
 TEST_CASE("scheduler: bad options are refused") {
   Fixture f;
   jobrepo::SchedulerOptions options;

@@ -15,17 +15,26 @@ namespace jobrepo::postgres_backend::queries {
 
 inline constexpr const char* schema_version = "SELECT max(version) FROM jobrepo_schema_version";
 
+// A WHERE condition that is always true and, evaluated once, sends NOTIFY
+// jobrepo_due (payload: the plugin id) at commit when the CTE `cte` has rows:
+// the wake-up of schedulers that wait (listener.hpp).
+#define JR_NOTIFY_DUE(cte, plugin_column)                                                           \
+  " WHERE (SELECT count(*) FROM (SELECT pg_notify('jobrepo_due', min(" plugin_column ")) FROM " cte \
+  " HAVING count(*) > 0) notified) >= 0"
+
 inline constexpr const char* create_job =
-    "INSERT INTO job (plugin_id, name, description, next_scheduled_run)"
+    "WITH created AS (INSERT INTO job (plugin_id, name, description, next_scheduled_run)"
     " VALUES (:plugin, :name, :description, current_timestamp + CAST(:delta AS bigint) * interval '1 microsecond')"
-    " RETURNING " JR_EPOCH_US("next_scheduled_run");
+    " RETURNING *)"
+    " SELECT " JR_EPOCH_US("next_scheduled_run") " FROM created" JR_NOTIFY_DUE("created", "plugin_id");
 
 // Registration: insert, or keep the schedule and update the description.
 inline constexpr const char* ensure_job =
-    "INSERT INTO job (plugin_id, name, description, next_scheduled_run)"
+    "WITH ensured AS (INSERT INTO job (plugin_id, name, description, next_scheduled_run)"
     " VALUES (:plugin, :name, :description, current_timestamp + CAST(:delta AS bigint) * interval '1 microsecond')"
     " ON CONFLICT (plugin_id, name) DO UPDATE SET description = excluded.description"
-    " RETURNING " JR_JOB_COLUMNS;
+    " RETURNING *)"
+    " SELECT " JR_JOB_COLUMNS " FROM ensured" JR_NOTIFY_DUE("ensured", "plugin_id");
 
 inline constexpr const char* lookup_job =
     "SELECT " JR_JOB_COLUMNS " FROM job WHERE plugin_id = :plugin AND name = :name";
@@ -37,8 +46,10 @@ inline constexpr const char* list_jobs = "SELECT " JR_JOB_COLUMNS
                                          " ORDER BY name LIMIT CAST(:limit AS bigint)";
 
 inline constexpr const char* reschedule_job =
-    "UPDATE job SET next_scheduled_run = current_timestamp + CAST(:delta AS bigint) * interval '1 microsecond'"
-    " WHERE plugin_id = :plugin AND name = :name RETURNING " JR_JOB_COLUMNS;
+    "WITH rescheduled AS (UPDATE job"
+    " SET next_scheduled_run = current_timestamp + CAST(:delta AS bigint) * interval '1 microsecond'"
+    " WHERE plugin_id = :plugin AND name = :name RETURNING *)"
+    " SELECT " JR_JOB_COLUMNS " FROM rescheduled" JR_NOTIFY_DUE("rescheduled", "plugin_id");
 
 // The claim, one statement: lock due jobs that have no running run (skipping
 // rows other claims hold), insert a running run for each (a run inserted by a
@@ -111,12 +122,14 @@ inline constexpr const char* update_run_and_reschedule =
 
 inline constexpr const char* interrupt_stale_runs =
     "WITH " JR_CLOCK
+    ", interrupted AS ("
     " UPDATE job_run r SET status = 'interrupted', update_time = c.now, end_time = c.now"
     " FROM clock c"
     " WHERE r.job_plugin_id = :plugin AND r.status = 'running'"
     " AND r.update_time <= c.now - CAST(:threshold AS bigint) * interval '1 microsecond'"
     " AND (CAST(:filtered AS integer) = 0 OR r.server_id = :server)"
-    " RETURNING " JR_RUN_COLUMNS("r.");
+    " RETURNING r.*)"
+    " SELECT " JR_RUN_COLUMNS("interrupted.") " FROM interrupted" JR_NOTIFY_DUE("interrupted", "job_plugin_id");
 
 inline constexpr const char* lookup_run =
     "SELECT " JR_RUN_COLUMNS("") " FROM job_run WHERE private_id = :id AND job_plugin_id = :plugin";
@@ -138,5 +151,6 @@ inline constexpr const char* prune_runs =
 #undef JR_RUN_COLUMNS
 #undef JR_JOB_COLUMNS
 #undef JR_CLOCK
+#undef JR_NOTIFY_DUE
 
 }  // namespace jobrepo::postgres_backend::queries

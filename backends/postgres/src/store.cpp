@@ -1,6 +1,7 @@
 #include "store.hpp"
 
 #include "errors.hpp"
+#include "listener.hpp"
 #include "queries.hpp"
 #include "soci_support.hpp"
 
@@ -344,6 +345,11 @@ class PostgresStore final : public Store {
   const StoreOptions options_;
   std::atomic<bool> schema_ok_{false};
   Pool<Connection> pool_;
+  // Declared in this order so that the listener (which calls the notifier's
+  // subscribers) stops first.
+  DueNotifier due_;
+  std::mutex listener_mutex_;
+  std::unique_ptr<DueListener> listener_;
 
  public:
   PostgresStore(std::string url, const StoreOptions& options)
@@ -557,6 +563,15 @@ class PostgresStore final : public Store {
       s.server = query.server_id.value_or("");
       return fetch_runs(s.st, s.row);
     });
+  }
+
+  // LISTEN on a connection of its own (not from the pool), opened by the
+  // first subscription and kept until the store is destroyed.
+  std::unique_ptr<DueSubscription> subscribe_due(const std::string& plugin_id, std::function<void()> on_due) override {
+    auto subscription = due_.subscribe(plugin_id, std::move(on_due));
+    const std::lock_guard lock(listener_mutex_);
+    if (!listener_) listener_ = std::make_unique<DueListener>(connection_uri_, due_);
+    return subscription;
   }
 
   std::optional<Run> lookup_run(const std::string& plugin_id, const std::string& run_id) override {

@@ -370,6 +370,7 @@ class SqliteStore final : public Store {
   const SqliteOptions options_;
   const bool in_memory_;
   std::atomic<bool> schema_ok_{false};
+  DueNotifier due_;
   std::mutex writer_mutex_;
   std::atomic<std::chrono::steady_clock::rep> contention_{0};
   Pool<Connection> pool_;
@@ -409,16 +410,18 @@ class SqliteStore final : public Store {
   }
 
   Job create_job(const NewJob& job) override {
-    return write("create_job", job_subject(job.plugin_id, job.name), [&](soci::session& sql, Micros now) {
+    auto created = write("create_job", job_subject(job.plugin_id, job.name), [&](soci::session& sql, Micros now) {
       Micros next = now + job.next_run_in.count();
       sql << "INSERT INTO job (plugin_id, name, description, next_scheduled_run) VALUES (:p, :n, :d, :t)",
           soci::use(job.plugin_id), soci::use(job.name), soci::use(job.description), soci::use(next);
       return Job{job.plugin_id, job.name, job.description, to_timestamp(next)};
     });
+    due_.notify(job.plugin_id);
+    return created;
   }
 
   Job ensure_job(const NewJob& job) override {
-    return write("ensure_job", job_subject(job.plugin_id, job.name), [&](soci::session& sql, Micros now) {
+    auto ensured = write("ensure_job", job_subject(job.plugin_id, job.name), [&](soci::session& sql, Micros now) {
       JobRow row;
       Micros next = now + job.next_run_in.count();
       soci::statement st(sql);
@@ -434,6 +437,8 @@ class SqliteStore final : public Store {
       st.execute(true);
       return row.to_job();
     });
+    due_.notify(job.plugin_id);
+    return ensured;
   }
 
   std::optional<Job> lookup_job(const std::string& plugin_id, const std::string& name) override {
@@ -477,23 +482,25 @@ class SqliteStore final : public Store {
 
   std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name,
                                     microseconds next_run_in) override {
-    return write("update_job_next_run", job_subject(plugin_id, name),
-                 [&](soci::session& sql, Micros now) -> std::optional<Job> {
-                   JobRow row;
-                   Micros next = now + next_run_in.count();
-                   soci::statement st(sql);
-                   row.bind(st);
-                   st.exchange(soci::use(next));
-                   st.exchange(soci::use(plugin_id));
-                   st.exchange(soci::use(name));
-                   prepare(st,
-                           "UPDATE job SET next_scheduled_run = :t"
-                           " WHERE plugin_id = :p AND name = :n"
-                           " RETURNING plugin_id, name, description, next_scheduled_run");
-                   st.execute();
-                   if (!st.fetch()) return std::nullopt;
-                   return row.to_job();
-                 });
+    auto job = write("update_job_next_run", job_subject(plugin_id, name),
+                     [&](soci::session& sql, Micros now) -> std::optional<Job> {
+                       JobRow row;
+                       Micros next = now + next_run_in.count();
+                       soci::statement st(sql);
+                       row.bind(st);
+                       st.exchange(soci::use(next));
+                       st.exchange(soci::use(plugin_id));
+                       st.exchange(soci::use(name));
+                       prepare(st,
+                               "UPDATE job SET next_scheduled_run = :t"
+                               " WHERE plugin_id = :p AND name = :n"
+                               " RETURNING plugin_id, name, description, next_scheduled_run");
+                       st.execute();
+                       if (!st.fetch()) return std::nullopt;
+                       return row.to_job();
+                     });
+    if (job) due_.notify(plugin_id);
+    return job;
   }
 
   bool delete_job(const std::string& plugin_id, const std::string& name) override {
@@ -614,7 +621,7 @@ class SqliteStore final : public Store {
   }
 
   std::vector<Run> interrupt_stale_runs(const StaleRunQuery& query) override {
-    return write("interrupt_runs", "plugin " + quoted(query.plugin_id), [&](soci::session& sql, Micros now) {
+    auto runs = write("interrupt_runs", "plugin " + quoted(query.plugin_id), [&](soci::session& sql, Micros now) {
       RunRow row;
       Micros cutoff = now - query.threshold.count();
       const int filtered = query.server_id ? 1 : 0;
@@ -635,9 +642,18 @@ class SqliteStore final : public Store {
                   std::string(run_columns));
       st.execute();
       std::vector<Run> runs;
-      while (st.fetch()) runs.push_back(row.to_run());
-      return runs;
+      std::vector<Run> interrupted;
+      while (st.fetch()) interrupted.push_back(row.to_run());
+      return interrupted;
     });
+    if (!runs.empty()) due_.notify(query.plugin_id);
+    return runs;
+  }
+
+  // In-process only: other processes on the same file are not told (their
+  // schedulers poll).
+  std::unique_ptr<DueSubscription> subscribe_due(const std::string& plugin_id, std::function<void()> on_due) override {
+    return due_.subscribe(plugin_id, std::move(on_due));
   }
 
   std::optional<Run> lookup_run(const std::string& plugin_id, const std::string& run_id) override {

@@ -9,8 +9,11 @@
 #include <jobrepo/error.hpp>
 #include <jobrepo/store.hpp>
 
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -55,6 +58,37 @@ struct Migration {
   int version;
   std::string_view name;
   std::string_view sql;
+};
+
+}  // namespace jobrepo
+
+namespace jobrepo {
+
+// The in-process side of Store::subscribe_due: keeps the subscribers and
+// calls those of a plugin. A backend calls notify() after committing a change
+// that may make jobs due (and notify_all() when news may have been lost).
+// Callbacks run on the notifying thread, one at a time; destroying a
+// subscription waits for a call in progress. Thread-safe.
+class DueNotifier {
+ public:
+  DueNotifier();
+  std::unique_ptr<DueSubscription> subscribe(std::string plugin_id, std::function<void()> on_due);
+  void notify(std::string_view plugin_id) const;
+  void notify_all() const;
+  bool empty() const;
+
+ private:
+  struct Subscriber {
+    std::string plugin_id;
+    std::function<void()> on_due;
+  };
+  struct Shared {
+    mutable std::mutex mutex;
+    std::map<std::uint64_t, Subscriber> subscribers;
+    std::uint64_t next_id = 0;
+  };
+  class Subscription;
+  std::shared_ptr<Shared> shared_;
 };
 
 }  // namespace jobrepo

@@ -13,11 +13,13 @@
 // loss (seconds, milliseconds, minutes, hours...). Negative means "in the past".
 #pragma once
 
+#include <jobrepo/error.hpp>
 #include <jobrepo/store.hpp>
 #include <jobrepo/types.hpp>
 
 #include <chrono>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -59,6 +61,28 @@ struct ListRunsOptions {
 
 struct InterruptRunsOptions {
   std::string server_id{};  // when non-empty, only this server's runs
+};
+
+// One change of update_runs: what update_progress, complete_run or fail_run
+// would do, by status.
+struct RunUpdate {
+  std::string run_id{};
+  // running: a progress report / heartbeat (update_progress); completed or
+  // failed: the run ends (complete_run, fail_run).
+  Status status = Status::running;
+  // New counts, both or neither; neither keeps the stored ones.
+  std::optional<std::int64_t> completed_count{};
+  std::optional<std::int64_t> total_count{};
+  // When set, the run's job becomes due at now + next_run_in in the same
+  // transaction (complete_run's next_run_in, fail_run's retry_in).
+  std::optional<std::chrono::microseconds> next_run_in{};
+};
+
+// What became of one RunUpdate: the run after it, or the error the single
+// call would have thrown for it (nothing was written for it).
+struct RunUpdateResult {
+  std::optional<Run> run{};
+  std::optional<Error> error{};
 };
 
 class Repository {
@@ -117,6 +141,15 @@ class Repository {
   // The run becomes failed with end_time = now; the job is not rescheduled
   // (it is due at once) unless options.retry_in is set. Errors as update_progress.
   Run fail_run(std::string_view run_id, FailRunOptions options = {});
+
+  // Many updates in one transaction, applied in order: the way to complete
+  // or heartbeat many runs at the cost of one commit. Element i of the result
+  // tells what became of update i; an update that fails (invalid_parameter,
+  // record_not_found, invalid_job_run_state, check_constraint, in that
+  // order, as the single calls) writes nothing and does not stop the others.
+  // Throws only what fails the whole call (unavailable, busy, ...; then
+  // nothing is written).
+  std::vector<RunUpdateResult> update_runs(std::span<const RunUpdate> updates);
 
   // Every running run of this plugin (of options.server_id, when given) not
   // updated for `threshold` becomes interrupted with end_time = now. Threshold

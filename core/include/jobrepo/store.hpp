@@ -24,6 +24,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -84,6 +86,16 @@ struct StaleRunQuery {
   std::optional<std::string> server_id{};  // only that server's runs
 };
 
+// A subscription of Store::subscribe_due. Destroying it ends the calls: once
+// the destructor returns, its callback is not running and never runs again.
+class DueSubscription {
+ public:
+  DueSubscription() = default;
+  DueSubscription(const DueSubscription&) = delete;
+  DueSubscription& operator=(const DueSubscription&) = delete;
+  virtual ~DueSubscription() = default;
+};
+
 class Store {
  public:
   Store() = default;
@@ -140,6 +152,20 @@ class Store {
   // Deletes the final runs of plugin_id whose end_time <= now - older_than
   // (>= 0); returns how many. Running runs are never deleted.
   virtual std::int64_t prune_runs(const std::string& plugin_id, std::chrono::microseconds older_than) = 0;
+
+  // Push wake-ups, optional. Calls on_due, on a thread of the store, soon
+  // after any process commits a change that may make jobs of plugin_id
+  // claimable sooner than before: create_job, ensure_job, reschedule_job, and
+  // interrupt_stale_runs when it interrupted runs. Also calls it when such
+  // news may have been lost (e.g. after a reconnect); spurious calls are
+  // allowed, so the callee re-reads the store. on_due must be quick and must
+  // not subscribe or unsubscribe. Returns nullptr when the store cannot push
+  // (the default): callers poll. The store outlives its subscriptions.
+  virtual std::unique_ptr<DueSubscription> subscribe_due(const std::string& plugin_id, std::function<void()> on_due) {
+    (void)plugin_id;
+    (void)on_due;
+    return nullptr;
+  }
 
   // Test clock hook: from now on the store's clock reads (database time + offset).
   // Lets tests move time without sleeping. Backends read it through clock_offset().

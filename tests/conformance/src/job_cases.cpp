@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 namespace jobrepo::conformance {
@@ -226,6 +228,55 @@ TEST_CASE("update_job_next_run moves the schedule either way", "[conformance][jo
   f.other_plugin().create_job("theirs", "d");
   JR_REQUIRE_ERROR(f.repo.update_job_next_run("theirs", 1h), ErrorCode::record_not_found);
   CHECK(!f.repo.lookup_job("missing").has_value());
+}
+
+TEST_CASE("subscribe_due, when the store offers it, tells of jobs made due, per plugin", "[conformance][wakeup]") {
+  Fixture f;
+  std::mutex mutex;
+  std::condition_variable changed;
+  int calls = 0;
+  auto subscription = f.store.subscribe_due(default_plugin_id.data(), [&] {
+    const std::lock_guard lock(mutex);
+    ++calls;
+    changed.notify_all();
+  });
+  if (!subscription) {
+    WARN("this store does not push wake-ups (subscribe_due returned nullptr): schedulers poll");
+    return;
+  }
+  // A subscription may be told once at the start (e.g. when its listener
+  // connects): wait for that to settle.
+  std::this_thread::sleep_for(300ms);
+  const auto mark = [&] {
+    const std::lock_guard lock(mutex);
+    return calls;
+  };
+  // True when called after `since` = mark() within `timeout`.
+  const auto told_since = [&](int since, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex);
+    return changed.wait_for(lock, timeout, [&] { return calls > since; });
+  };
+  int since = mark();
+  f.repo.create_job("j", "d", {.next_run_in = 1h});
+  CHECK(told_since(since, 5s));
+  since = mark();
+  f.repo.update_job_next_run("j", 0s);
+  CHECK(told_since(since, 5s));
+  f.repo.run_jobs("s1");
+  f.store.set_clock_offset(1h);
+  since = mark();
+  CHECK(f.repo.interrupt_runs(1min).size() == 1);
+  CHECK(told_since(since, 5s));
+  // Another plugin's changes do not call this plugin's subscribers.
+  std::this_thread::sleep_for(300ms);
+  since = mark();
+  f.other_plugin().create_job("k", "d");
+  CHECK_FALSE(told_since(since, 500ms));
+  // Once the subscription is destroyed, its callback is not called.
+  subscription.reset();
+  since = mark();
+  f.repo.update_job_next_run("j", 0s);
+  CHECK_FALSE(told_since(since, 300ms));
 }
 
 TEST_CASE("a Repository needs a plugin id", "[conformance][jobs][errors]") {

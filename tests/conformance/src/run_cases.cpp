@@ -262,6 +262,65 @@ TEST_CASE("fail_run with retry_in reschedules the job in the same step", "[confo
   CHECK(f.repo.run_jobs("s2").size() == 1);
 }
 
+TEST_CASE("update_runs applies many updates in one call; a bad one writes nothing, the others apply",
+          "[conformance][batch]") {
+  Fixture f;
+  const Run a = claimed(f.repo, "a");
+  const Run b = claimed(f.repo, "b");
+  const Run c = claimed(f.repo, "c");
+  const Run d = claimed(f.repo, "d");
+  f.repo.complete_run(d.private_id, 1h);
+  f.store.set_clock_offset(1min);
+  const std::vector<RunUpdate> updates = {
+      {.run_id = a.private_id,
+       .status = Status::completed,
+       .completed_count = 7,
+       .total_count = 7,
+       .next_run_in = 2h},                                                             // 0: completes a
+      {.run_id = b.private_id, .completed_count = 1, .total_count = 4},                // 1: b's progress
+      {.run_id = "no-such-run-0000", .status = Status::completed, .next_run_in = 0s},  // 2: unknown
+      {.run_id = d.private_id, .status = Status::failed},                              // 3: d is final
+      {.run_id = c.private_id, .completed_count = 5, .total_count = 2},                // 4: bad counts
+      {.run_id = "", .status = Status::completed},                                     // 5: no id
+      {.run_id = c.private_id, .status = Status::interrupted},                         // 6: not allowed
+      {.run_id = c.private_id, .status = Status::failed, .next_run_in = 10min},        // 7: fails c
+      {.run_id = a.private_id, .status = Status::completed, .next_run_in = 0s},        // 8: a is final now
+  };
+  const auto results = f.repo.update_runs(updates);
+  REQUIRE(results.size() == updates.size());
+  const auto code = [&](std::size_t i) {
+    INFO("update " << i);
+    REQUIRE(!results[i].run);
+    REQUIRE(results[i].error.has_value());
+    return results[i].error->code();
+  };
+  REQUIRE(results[0].run);
+  CHECK(results[0].run->status == Status::completed);
+  CHECK(results[0].run->completed_count == 7);
+  CHECK(results[0].run->end_time.has_value());
+  CHECK(f.repo.lookup_job("a")->next_scheduled_run == *results[0].run->end_time + 2h);
+  REQUIRE(results[1].run);
+  CHECK(results[1].run->status == Status::running);
+  CHECK(results[1].run->total_count == 4);
+  CHECK(results[1].run->update_time >= b.update_time + 1min);
+  CHECK(code(2) == ErrorCode::record_not_found);
+  CHECK(code(3) == ErrorCode::invalid_job_run_state);
+  CHECK(code(4) == ErrorCode::check_constraint);
+  CHECK(code(5) == ErrorCode::invalid_parameter);
+  CHECK(code(6) == ErrorCode::invalid_parameter);
+  REQUIRE(results[7].run);
+  CHECK(results[7].run->status == Status::failed);
+  CHECK(results[7].run->completed_count == 0);  // update 4 wrote nothing
+  CHECK(f.repo.lookup_job("c")->next_scheduled_run == *results[7].run->end_time + 10min);
+  CHECK(code(8) == ErrorCode::invalid_job_run_state);
+  // What the results say is what is stored.
+  CHECK(*f.repo.lookup_run(a.private_id) == *results[0].run);
+  CHECK(*f.repo.lookup_run(b.private_id) == *results[1].run);
+  CHECK(*f.repo.lookup_run(c.private_id) == *results[7].run);
+  CHECK(f.repo.lookup_run(d.private_id)->status == Status::completed);
+  CHECK(f.repo.update_runs({}).empty());
+}
+
 TEST_CASE("interrupt_runs ends the runs not updated within the threshold", "[conformance][interrupt]") {
   Fixture f;
   const Run stale = claimed(f.repo, "stale", "s1");
