@@ -30,27 +30,32 @@ inline std::string job_subject(const std::string& plugin_id, const std::string& 
   return "job " + quoted(name) + " in plugin " + quoted(plugin_id);
 }
 
+// Appends `text` to `out` as a JSON string (quoted and escaped).
+inline void append_json_string(std::string& out, std::string_view text) {
+  out.push_back('"');
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (u < 0x20) {
+      static constexpr char hex[] = "0123456789abcdef";
+      out.append("\\u00");
+      out.push_back(hex[u >> 4U]);
+      out.push_back(hex[u & 0xFU]);
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+}
+
 // A JSON array of strings: binds a whole list of names as one value.
 inline std::string json_array(const std::vector<std::string>& items) {
   std::string out = "[";
   for (const auto& item : items) {
     if (out.size() > 1) out.push_back(',');
-    out.push_back('"');
-    for (const char c : item) {
-      const auto u = static_cast<unsigned char>(c);
-      if (c == '"' || c == '\\') {
-        out.push_back('\\');
-        out.push_back(c);
-      } else if (u < 0x20) {
-        static constexpr char hex[] = "0123456789abcdef";
-        out.append("\\u00");
-        out.push_back(hex[u >> 4U]);
-        out.push_back(hex[u & 0xFU]);
-      } else {
-        out.push_back(c);
-      }
-    }
-    out.push_back('"');
+    append_json_string(out, item);
   }
   out.push_back(']');
   return out;

@@ -1,6 +1,7 @@
 #include <jobrepo/error.hpp>
 #include <jobrepo/repository.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 
@@ -202,9 +203,20 @@ std::vector<RunUpdateResult> Repository::update_runs(std::span<const RunUpdate> 
     changes.push_back(std::move(change));
     sent.push_back(i);
   }
-  const auto applied = changes.empty() ? std::vector<std::optional<Run>>{}
-                                       : store_.transition_runs(std::span<const RunTransition>(changes));
-  for (std::size_t k = 0; k < sent.size() && k < applied.size(); ++k) results[sent[k]].run = applied[k];
+  // The store gets the changes ordered by run id (stably: changes of one run
+  // keep their order), so that concurrent batches, say one server's
+  // completions and its heartbeats, lock rows in one order and cannot
+  // deadlock each other.
+  std::vector<std::size_t> order(changes.size());
+  for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return changes[a].run_id < changes[b].run_id; });
+  std::vector<RunTransition> sorted;
+  sorted.reserve(changes.size());
+  for (const auto k : order) sorted.push_back(std::move(changes[k]));
+  const auto applied = sorted.empty() ? std::vector<std::optional<Run>>{}
+                                      : store_.transition_runs(std::span<const RunTransition>(sorted));
+  for (std::size_t k = 0; k < order.size() && k < applied.size(); ++k) results[sent[order[k]]].run = applied[k];
   // Whatever the store did not apply found its run missing or final (which
   // it stays): the error its single call would have had.
   for (std::size_t i = 0; i < updates.size(); ++i) {

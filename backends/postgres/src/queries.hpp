@@ -120,6 +120,33 @@ inline constexpr const char* update_run_and_reschedule =
     "  FROM run, clock c WHERE j.plugin_id = run.job_plugin_id AND j.name = run.job_name)"
     " SELECT " JR_RUN_COLUMNS("run.") " FROM run";
 
+// Many run transitions in one statement (Repository::update_runs): the
+// changes arrive as one JSON array; the runs and their jobs are locked in
+// run id order first, so that two batches (one server's completions and its
+// heartbeats) never deadlock; each result row carries its change's position.
+inline constexpr const char* update_runs_batch =
+    "WITH " JR_CLOCK
+    ","
+    " input AS (SELECT * FROM jsonb_to_recordset(CAST(:changes AS jsonb)) AS i(ord integer, id text, plugin text,"
+    "  status text, final integer, completed bigint, total bigint, reschedule integer, delta bigint)),"
+    " locked AS ("
+    "  SELECT r.private_id FROM job_run r JOIN input i ON i.id = r.private_id AND i.plugin = r.job_plugin_id"
+    "  JOIN job j ON j.plugin_id = r.job_plugin_id AND j.name = r.job_name"
+    "  WHERE r.status = 'running' ORDER BY r.private_id FOR UPDATE OF r, j),"
+    " run AS ("
+    "  UPDATE job_run r SET status = i.status, update_time = c.now,"
+    "   end_time = CASE WHEN i.final = 1 THEN c.now END,"
+    "   completed_count = COALESCE(i.completed, r.completed_count),"
+    "   total_count = COALESCE(i.total, r.total_count)"
+    "  FROM locked l, input i, clock c"
+    "  WHERE r.private_id = l.private_id AND i.id = r.private_id AND i.plugin = r.job_plugin_id"
+    "  AND r.status = 'running'"
+    "  RETURNING r.*, i.ord, i.reschedule, i.delta),"
+    " rescheduled AS ("
+    "  UPDATE job j SET next_scheduled_run = c.now + run.delta * interval '1 microsecond'"
+    "  FROM run, clock c WHERE run.reschedule = 1 AND j.plugin_id = run.job_plugin_id AND j.name = run.job_name)"
+    " SELECT run.ord, " JR_RUN_COLUMNS("run.") " FROM run ORDER BY run.ord";
+
 inline constexpr const char* interrupt_stale_runs =
     "WITH " JR_CLOCK
     ", interrupted AS ("

@@ -143,6 +143,51 @@ struct UpdateRunStatement {
   }
 };
 
+struct UpdateRunsBatchStatement {
+  int ord = 0;
+  RunRow row;
+  Micros clock = 0;
+  std::string changes;  // JSON
+  soci::statement st;
+  explicit UpdateRunsBatchStatement(soci::session& sql) : st(sql) {
+    st.exchange(soci::into(ord));
+    row.bind(st);
+    use_all(st, clock, changes);
+    prepare(st, queries::update_runs_batch);
+  }
+};
+
+// The changes as the JSON array update_runs_batch reads.
+std::string changes_json(std::span<const RunTransition> changes) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < changes.size(); ++i) {
+    const auto& change = changes[i];
+    if (i > 0) out.push_back(',');
+    out.append("{\"ord\":").append(std::to_string(i)).append(",\"id\":");
+    append_json_string(out, change.run_id);
+    out.append(",\"plugin\":");
+    append_json_string(out, change.plugin_id);
+    out.append(",\"status\":");
+    append_json_string(out, to_string(change.to));
+    out.append(",\"final\":").append(is_final(change.to) ? "1" : "0");
+    out.append(",\"completed\":").append(change.completed_count ? std::to_string(*change.completed_count) : "null");
+    out.append(",\"total\":").append(change.total_count ? std::to_string(*change.total_count) : "null");
+    out.append(",\"reschedule\":").append(change.reschedule_in ? "1" : "0");
+    out.append(",\"delta\":").append(std::to_string(change.reschedule_in.value_or(microseconds(0)).count()));
+    out.push_back('}');
+  }
+  out.push_back(']');
+  return out;
+}
+
+bool has_duplicate_runs(std::span<const RunTransition> changes) {
+  std::vector<std::string_view> ids;
+  ids.reserve(changes.size());
+  for (const auto& change : changes) ids.emplace_back(change.run_id);
+  std::sort(ids.begin(), ids.end());
+  return std::adjacent_find(ids.begin(), ids.end()) != ids.end();
+}
+
 struct InterruptStatement {
   RunRow row;
   Micros clock = 0;
@@ -182,6 +227,7 @@ struct Connection {
   std::unique_ptr<ClaimStatement> claim;
   std::unique_ptr<UpdateRunStatement> update_run;
   std::unique_ptr<UpdateRunStatement> update_run_and_reschedule;
+  std::unique_ptr<UpdateRunsBatchStatement> update_runs_batch;
   std::unique_ptr<InterruptStatement> interrupt;
   std::unique_ptr<LookupRunStatement> lookup_run;
 
@@ -518,8 +564,26 @@ class PostgresStore final : public Store {
   std::vector<std::optional<Run>> transition_runs(std::span<const RunTransition> changes) override {
     const std::string subject =
         changes.size() == 1 ? "run " + quoted(changes.front().run_id) : std::to_string(changes.size()) + " runs";
+    if (changes.size() > 1 && !has_duplicate_runs(changes)) {
+      // The common batch (the Scheduler's completions and heartbeats): one
+      // statement, one round trip, whatever the number of runs.
+      return run("update_run", subject, [&](Connection& c) {
+        auto& s = prepared(c.update_runs_batch, c.sql);
+        s.clock = clock_offset().count();
+        s.changes = changes_json(changes);
+        std::vector<std::optional<Run>> results(changes.size());
+        s.st.execute();
+        while (s.st.fetch()) {
+          if (s.ord >= 0 && static_cast<std::size_t>(s.ord) < results.size()) {
+            results[static_cast<std::size_t>(s.ord)] = s.row.to_run();
+          }
+        }
+        return results;
+      });
+    }
     return run("update_run", subject, [&](Connection& c) {
-      // Several changes share one transaction; one change is one statement.
+      // Changes of one run more than once: applied in order, one statement
+      // each, in one transaction.
       const bool batch = changes.size() > 1;
       if (batch) exec_native(c, "BEGIN");
       try {

@@ -148,7 +148,8 @@ class Repository {
   // record_not_found, invalid_job_run_state, check_constraint, in that
   // order, as the single calls) writes nothing and does not stop the others.
   // Throws only what fails the whole call (unavailable, busy, ...; then
-  // nothing is written).
+  // nothing is written). Rows are locked in run id order, so concurrent
+  // batches do not deadlock.
   std::vector<RunUpdateResult> update_runs(std::span<const RunUpdate> updates);
 
   // Every running run of this plugin (of options.server_id, when given) not

@@ -43,8 +43,7 @@ class StoreWrapper : public Store {
   std::int64_t prune_runs(const std::string& plugin_id, std::chrono::microseconds older_than) override {
     return target_.prune_runs(plugin_id, older_than);
   }
-  std::unique_ptr<DueSubscription> subscribe_due(const std::string& plugin_id,
-                                                 std::function<void()> on_due) override {
+  std::unique_ptr<DueSubscription> subscribe_due(const std::string& plugin_id, std::function<void()> on_due) override {
     return target_.subscribe_due(plugin_id, std::move(on_due));
   }
   void set_clock_offset(std::chrono::microseconds offset) override { target_.set_clock_offset(offset); }

@@ -319,6 +319,29 @@ TEST_CASE("update_runs applies many updates in one call; a bad one writes nothin
   CHECK(*f.repo.lookup_run(c.private_id) == *results[7].run);
   CHECK(f.repo.lookup_run(d.private_id)->status == Status::completed);
   CHECK(f.repo.update_runs({}).empty());
+
+  // A batch naming each run once (a backend may take a faster path for it).
+  const Run e = claimed(f.repo, "e");
+  const std::vector<RunUpdate> second = {
+      {.run_id = e.private_id, .status = Status::completed, .next_run_in = 30min},
+      {.run_id = "no-such-run-0001", .completed_count = 1, .total_count = 1},
+      {.run_id = b.private_id, .completed_count = 2, .total_count = 4},
+      {.run_id = a.private_id, .status = Status::failed},
+  };
+  const auto again = f.repo.update_runs(second);
+  REQUIRE(again.size() == 4);
+  REQUIRE(again[0].run);
+  CHECK(again[0].run->status == Status::completed);
+  CHECK(f.repo.lookup_job("e")->next_scheduled_run == *again[0].run->end_time + 30min);
+  REQUIRE(again[1].error);
+  CHECK(again[1].error->code() == ErrorCode::record_not_found);
+  REQUIRE(again[2].run);
+  CHECK(again[2].run->completed_count == 2);
+  CHECK(again[2].run->status == Status::running);
+  REQUIRE(again[3].error);
+  CHECK(again[3].error->code() == ErrorCode::invalid_job_run_state);
+  CHECK(*f.repo.lookup_run(e.private_id) == *again[0].run);
+  CHECK(*f.repo.lookup_run(b.private_id) == *again[2].run);
 }
 
 TEST_CASE("interrupt_runs ends the runs not updated within the threshold", "[conformance][interrupt]") {

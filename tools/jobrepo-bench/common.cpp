@@ -1,0 +1,179 @@
+#include "common.hpp"
+
+#include <jobrepo/jobrepo.hpp>
+
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <stdexcept>
+
+#include <unistd.h>
+
+namespace jobrepo_bench {
+
+void pg_exec(const std::string& url, const std::string& sql) {
+  PGconn* c = PQconnectdb(url.c_str());
+  PGresult* r = PQexec(c, sql.c_str());
+  const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+  const std::string message = ok ? "" : PQresultErrorMessage(r);
+  PQclear(r);
+  PQfinish(c);
+  if (!ok) throw std::runtime_error(sql.substr(0, 60) + ": " + message);
+}
+
+namespace {
+
+std::string with_database(const std::string& url, const std::string& db) {
+  const auto slash = url.find('/', url.find("://") + 3);
+  return url.substr(0, slash) + "/" + db;
+}
+
+void sqlite_exec(sqlite3* db, const std::string& sql) {
+  char* error = nullptr;
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
+    const std::string message = error ? error : "unknown error";
+    sqlite3_free(error);
+    throw std::runtime_error("sqlite: " + sql.substr(0, 60) + ": " + message);
+  }
+}
+
+}  // namespace
+
+void raw_exec(const Target& t, const std::string& sql) {
+  if (t.backend != "sqlite") {
+    pg_exec(t.raw, sql);
+    return;
+  }
+  sqlite3* db = nullptr;
+  if (sqlite3_open(t.raw.c_str(), &db) != SQLITE_OK) throw std::runtime_error("sqlite: cannot open " + t.raw);
+  sqlite3_busy_timeout(db, 10000);
+  try {
+    sqlite_exec(db, sql);
+  } catch (...) {
+    sqlite3_close(db);
+    throw;
+  }
+  sqlite3_close(db);
+}
+
+Target make_target(const std::string& backend, const Options& o, int n, const std::string& synchronous) {
+  Target t{backend, synchronous, "", "", ""};
+  if (backend == "sqlite") {
+    t.raw = (std::filesystem::temp_directory_path() /
+             ("jobrepo-bench-" + std::to_string(getpid()) + "-" + std::to_string(n) + ".db"))
+                .string();
+    t.url = "sqlite:" + t.raw + "?synchronous=" + synchronous;
+  } else if (backend == "postgres") {
+    if (o.postgres_url.empty()) throw std::runtime_error("postgres: give --postgres URL or JOBREPO_BENCH_POSTGRES_URL");
+    t.cleanup = "jobrepo_bench_" + std::to_string(getpid()) + "_" + std::to_string(n);
+    pg_exec(o.postgres_url, "CREATE DATABASE " + t.cleanup);
+    t.raw = with_database(o.postgres_url, t.cleanup);
+    t.url = t.raw;
+  } else {
+    throw std::runtime_error("unknown backend \"" + backend + "\" (sqlite, postgres or both)");
+  }
+  auto store = jobrepo::open_store(t.url);
+  store->migrate();
+  return t;
+}
+
+void drop_target(const Target& t, const Options& o) {
+  if (t.backend == "sqlite") {
+    for (const auto* suffix : {"", "-wal", "-shm"}) std::remove((t.raw + suffix).c_str());
+  } else {
+    pg_exec(o.postgres_url, "DROP DATABASE IF EXISTS " + t.cleanup + " WITH (FORCE)");
+  }
+}
+
+// Seeding is plain SQL on the tables (the same columns the stores write),
+// one statement per table, so that a million rows take seconds.
+void reset(const Target& t, int jobs, int due_every, int history) {
+  const auto now_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  const std::string n = std::to_string(jobs);
+  const std::string every = std::to_string(std::max(1, due_every));
+  const std::string h = std::to_string(history);
+  if (t.backend == "sqlite") {
+    sqlite3* db = nullptr;
+    if (sqlite3_open(t.raw.c_str(), &db) != SQLITE_OK) throw std::runtime_error("sqlite: cannot open " + t.raw);
+    sqlite3_busy_timeout(db, 10000);
+    try {
+      const std::string past = std::to_string(now_us - 3600LL * 1000000);
+      const std::string future = std::to_string(now_us + 86400LL * 1000000);
+      sqlite_exec(db, "BEGIN IMMEDIATE; DELETE FROM job_run; DELETE FROM job;");
+      if (jobs > 0) {
+        sqlite_exec(db, "WITH RECURSIVE g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < " + n +
+                            ") INSERT INTO job (plugin_id, name, description, next_scheduled_run)"
+                            " SELECT 'pi_system', 'job-' || i, 'bench job', CASE WHEN i % " +
+                            every + " = 0 THEN " + past + " ELSE " + future + " END FROM g");
+      }
+      if (jobs > 0 && history > 0) {
+        sqlite_exec(db, "WITH RECURSIVE g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < " + h +
+                            ") INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time,"
+                            " update_time, end_time, completed_count, total_count, status)"
+                            " SELECT printf('history-%010d', i), 'pi_system', 'job-' || (i % " +
+                            n + "), 'history', " + past + " + i, " + past + " + i, " + past +
+                            " + i, 0, 0, 'completed' FROM g");
+      }
+      sqlite_exec(db, "COMMIT; ANALYZE; PRAGMA wal_checkpoint(TRUNCATE);");
+    } catch (...) {
+      sqlite3_close(db);
+      throw;
+    }
+    sqlite3_close(db);
+  } else {
+    pg_exec(t.raw,
+            "TRUNCATE job_run, job; INSERT INTO job SELECT 'pi_system', 'job-' || g, 'bench job',"
+            " CASE WHEN g % " +
+                every +
+                " = 0 THEN now() - interval '1 hour' ELSE now() + interval '1 day' END"
+                " FROM generate_series(0, " +
+                std::to_string(jobs - 1) + ") g");
+    if (jobs > 0 && history > 0) {
+      pg_exec(t.raw,
+              "INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time, update_time,"
+              " end_time, completed_count, total_count, status)"
+              " SELECT 'history-' || lpad(g::text, 10, '0'), 'pi_system', 'job-' || (g % " +
+                  n + "), 'history', t, t, t, 0, 0, 'completed' FROM generate_series(0, " +
+                  std::to_string(history - 1) +
+                  ") g, LATERAL (SELECT now() - interval '1 hour' + g * interval '1 microsecond' AS t) x");
+    }
+    pg_exec(t.raw, "VACUUM ANALYZE job");
+    pg_exec(t.raw, "VACUUM ANALYZE job_run");
+  }
+}
+
+Measure merge(const std::vector<Measure>& per, double seconds) {
+  Measure all;
+  all.seconds = seconds;
+  for (const auto& m : per) {
+    all.cycles += m.cycles;
+    all.empty += m.empty;
+    all.errors += m.errors;
+    all.claim_ms.insert(all.claim_ms.end(), m.claim_ms.begin(), m.claim_ms.end());
+    all.complete_ms.insert(all.complete_ms.end(), m.complete_ms.begin(), m.complete_ms.end());
+  }
+  return all;
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
+}
+
+std::string thousands(double value) {
+  const std::string digits = std::to_string(static_cast<long long>(value + 0.5));
+  std::string out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && digits[i] != '-' && (digits.size() - i) % 3 == 0 && digits[i - 1] != '-') out.push_back(',');
+    out.push_back(digits[i]);
+  }
+  return out;
+}
+
+}  // namespace jobrepo_bench
