@@ -21,6 +21,7 @@ struct Options {
   int jobs = 10000;
   double seconds = 3;
   bool ceiling = false;
+  int rounds = 1;  // claim cycle with the ceiling: ours and the ceiling alternate this often
   bool json_output = false;
   std::vector<std::string> sqlite_synchronous{"full"};  // the claim cycle runs for each; others: the first
   std::string write_pgbench_script;

@@ -19,7 +19,7 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
 
 [[noreturn]] void usage(int status) {
   std::cout << "usage: jobrepo-bench [--backend sqlite|postgres|both] [--postgres URL] [--workloads LIST]\n"
-               "                     [--workers 1,2,4,8] [--jobs N] [--seconds S] [--with-ceiling]\n"
+               "                     [--workers 1,2,4,8] [--jobs N] [--seconds S] [--with-ceiling] [--rounds R]\n"
                "                     [--sqlite-synchronous full,normal] [--scale-jobs 10000,100000,1000000]\n"
                "                     [--history N] [--scheduler-workers 8,64] [--wakeups N] [--jobctl PATH]\n"
                "                     [--json] [--json-out FILE] [--plot FILE.png]\n"
@@ -30,7 +30,7 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
                "               complete_run(next_run_in 0) for S seconds: cycles/s, claim/complete latency.\n"
                "               --with-ceiling also runs the same statements without jobrepo (raw sqlite3 with\n"
                "               each --sqlite-synchronous setting, or pgbench -M prepared) right after each\n"
-               "               setting and prints ours/ceiling.\n"
+               "               setting and prints ours/ceiling; --rounds R alternates them R times (S seconds each).\n"
                "  batch-100    the same with run_jobs(limit 100), then a completion per run: runs/s.\n"
                "  scheduler    a Scheduler with N no-op jobs (each due again at once) and --scheduler-workers\n"
                "               worker threads: runs/s, lag from due time to handler start (p50/p99).\n"
@@ -131,6 +131,8 @@ Parsed parse(int argc, char* argv[]) {
         std::cerr << "jobrepo-bench: --seconds: \"" << text << "\" is not a positive number\n";
         std::exit(2);
       }
+    } else if (a == "--rounds") {
+      o.rounds = positive_int(a, value());
     } else if (a == "--with-ceiling") {
       o.ceiling = true;
     } else if (a == "--json") {
@@ -305,6 +307,13 @@ bool wanted(const Options& o, const std::string& workload) {
   return std::find(o.workloads.begin(), o.workloads.end(), workload) != o.workloads.end();
 }
 
+// The rounds of one setting as one measure (their time and cycles added).
+Measure merge_rounds(const std::vector<Measure>& rounds) {
+  double seconds = 0;
+  for (const auto& m : rounds) seconds += m.seconds;
+  return merge(rounds, seconds);
+}
+
 json claim_row(const std::string& workload, const Target& t, const Options& o, int workers, const Measure& ours,
                const Measure* ceiling) {
   const double ratio = ceiling && ceiling->rate() > 0 ? ours.rate() / ceiling->rate() : 0;
@@ -312,7 +321,8 @@ json claim_row(const std::string& workload, const Target& t, const Options& o, i
               {"backend", t.backend},
               {"workers", workers},
               {"jobs", o.jobs},
-              {"seconds", o.seconds},
+              {"seconds", ours.seconds},
+              {"rounds", ceiling ? o.rounds : 1},
               {"sqlite_synchronous", t.backend == "sqlite" ? json(t.synchronous) : json(nullptr)},
               {"runs_per_second", ours.rate()},
               {"claim_p50_ms", percentile(ours.claim_ms, 0.5)},
@@ -347,16 +357,21 @@ int run(const Options& o) {
           if (workload == "claim-cycle" || workload == "batch-100") {
             const int batch = workload == "claim-cycle" ? 1 : 100;
             for (const int workers : o.workers) {
-              reset(t, o.jobs);
-              const Measure ours = run_ours(t, workers, o.seconds, batch);
-              if (o.ceiling && batch == 1) {
+              // With the ceiling, ours and the ceiling alternate for
+              // --rounds rounds of --seconds each, so that the machine's
+              // drift hits both alike; the figures are over all rounds.
+              const bool with_ceiling = o.ceiling && batch == 1;
+              std::vector<Measure> ours, ceiling;
+              for (int round = 0; round < (with_ceiling ? o.rounds : 1); ++round) {
                 reset(t, o.jobs);
-                const Measure ceiling = backend == "sqlite" ? run_sqlite_ceiling(t, workers, o.seconds, sync)
-                                                            : run_pgbench(t, workers, o.seconds);
-                emit(claim_row(workload, t, o, workers, ours, &ceiling));
-              } else {
-                emit(claim_row(workload, t, o, workers, ours, nullptr));
+                ours.push_back(run_ours(t, workers, o.seconds, batch));
+                if (!with_ceiling) continue;
+                reset(t, o.jobs);
+                ceiling.push_back(backend == "sqlite" ? run_sqlite_ceiling(t, workers, o.seconds, sync)
+                                                      : run_pgbench(t, workers, o.seconds));
               }
+              const Measure all_ceiling = merge_rounds(ceiling);
+              emit(claim_row(workload, t, o, workers, merge_rounds(ours), with_ceiling ? &all_ceiling : nullptr));
             }
           } else if (workload == "scheduler") {
             for (const int workers : o.scheduler_workers) {
