@@ -137,6 +137,11 @@ TEST_CASE("postgres: run updates find the run by its primary key, not the partia
            {"update_run_and_reschedule",
             queries::update_run_and_reschedule,
             {"0", id, "'pi_system'", "'completed'", "1", "NULL", "NULL", "0"}},
+           {"update_runs_batch",
+            queries::update_runs_batch,
+            {"0",
+             "'[{\"ord\":0,\"id\":\"AAAAAAAAAAAAAAAAAAAAAA\",\"plugin\":\"pi_system\",\"status\":\"completed\","
+             "\"final\":1,\"completed\":null,\"total\":null,\"reschedule\":1,\"delta\":0}]'"}},
            {"lookup_run", queries::lookup_run, {id, "'pi_system'"}}}) {
     const std::string plan = generic_plan(db.url(), query, values);
     INFO(name << "\n" << plan);

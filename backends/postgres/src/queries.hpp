@@ -121,18 +121,21 @@ inline constexpr const char* update_run_and_reschedule =
     " SELECT " JR_RUN_COLUMNS("run.") " FROM run";
 
 // Many run transitions in one statement (Repository::update_runs): the
-// changes arrive as one JSON array; the runs and their jobs are locked in
-// run id order first, so that two batches (one server's completions and its
-// heartbeats) never deadlock; each result row carries its change's position.
+// changes arrive as one JSON array; the runs (found through the primary key:
+// ANY of an array, whatever the planner guesses of the JSON's size) and
+// their jobs are locked in run id order first, so that two batches (one
+// server's completions and its heartbeats) never deadlock; each result row
+// carries its change's position.
 inline constexpr const char* update_runs_batch =
     "WITH " JR_CLOCK
     ","
     " input AS (SELECT * FROM jsonb_to_recordset(CAST(:changes AS jsonb)) AS i(ord integer, id text, plugin text,"
     "  status text, final integer, completed bigint, total bigint, reschedule integer, delta bigint)),"
     " locked AS ("
-    "  SELECT r.private_id FROM job_run r JOIN input i ON i.id = r.private_id AND i.plugin = r.job_plugin_id"
-    "  JOIN job j ON j.plugin_id = r.job_plugin_id AND j.name = r.job_name"
-    "  WHERE r.status = 'running' ORDER BY r.private_id FOR UPDATE OF r, j),"
+    "  SELECT r.private_id FROM job_run r JOIN job j ON j.plugin_id = r.job_plugin_id AND j.name = r.job_name"
+    "  WHERE r.private_id = ANY (ARRAY(SELECT id FROM input)) AND r.status = 'running'"
+    "  AND EXISTS (SELECT 1 FROM input i WHERE i.id = r.private_id AND i.plugin = r.job_plugin_id)"
+    "  ORDER BY r.private_id FOR UPDATE OF r, j),"
     " run AS ("
     "  UPDATE job_run r SET status = i.status, update_time = c.now,"
     "   end_time = CASE WHEN i.final = 1 THEN c.now END,"
