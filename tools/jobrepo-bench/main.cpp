@@ -23,7 +23,7 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
                "                     [--sqlite-synchronous full,normal] [--scale-jobs 10000,100000,1000000]\n"
                "                     [--history N] [--scheduler-workers 8,64] [--wakeups N] [--jobctl PATH]\n"
                "                     [--json] [--json-out FILE] [--plot FILE.png]\n"
-               "                     [--plot-json FILE.json --plot FILE.png]\n"
+               "                     [--plot-json FILE.json [--plot FILE.png] [--markdown]]\n"
                "                     [--write-pgbench-script FILE]\n\n"
                "Workloads (--workloads, comma-separated; default all):\n"
                "  claim-cycle  N due jobs; W workers, each with its own Repository, loop run_jobs(limit 1) +\n"
@@ -41,7 +41,8 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
                "  memory       peak RSS of a Scheduler process and of `jobctl serve`, idle and under load.\n\n"
                "--json prints the figures as JSON instead of the table; --json-out also writes them to FILE.\n"
                "--plot writes a PNG of claim-cycle cycles/s against workers (ours and the ceiling);\n"
-               "--plot-json makes it from the JSON of an earlier run (--json) without measuring.\n"
+               "--plot-json makes it from the JSON of an earlier run (--json-out) without measuring; with\n"
+               "--markdown it prints that run's tables in Markdown (docs/performance.md).\n"
                "PostgreSQL needs --postgres URL (a database is created and dropped per run) or\n"
                "JOBREPO_BENCH_POSTGRES_URL. ./tools/bench runs the standard sweep with its own server.\n";
   std::exit(status);
@@ -84,6 +85,7 @@ std::vector<int> int_list(const std::string& option, const std::string& text) {
 struct Parsed {
   Options options;
   std::string plot_json;
+  bool markdown = false;
 };
 
 Parsed parse(int argc, char* argv[]) {
@@ -161,6 +163,8 @@ Parsed parse(int argc, char* argv[]) {
       o.plot = value();
     } else if (a == "--plot-json") {
       p.plot_json = value();
+    } else if (a == "--markdown") {
+      p.markdown = true;
     } else if (a == "--write-pgbench-script") {
       o.write_pgbench_script = value();
     } else {
@@ -266,6 +270,29 @@ const char* title_of(const std::string& workload) {
   if (workload == "wakeup") return "wake-up latency: an idle scheduler's job made due elsewhere -> handler start";
   if (workload == "scale") return "scale: 1 worker's claim cycle, 1% of the jobs due, with and without history";
   return "memory: peak resident set (VmHWM)";
+}
+
+// The figures of a JSON as Markdown tables, a table per workload (for
+// docs/performance.md).
+void print_markdown(const json& results) {
+  for (const auto& workload : all_workloads) {
+    bool any = false;
+    for (const auto& row : results) any = any || row["workload"] == workload;
+    if (!any) continue;
+    std::cout << "\n**" << title_of(workload) << "**\n\n|";
+    std::string rule = "|";
+    for (const auto& c : columns_of(workload)) {
+      std::cout << " " << c.header << " |";
+      rule += "---|";
+    }
+    std::cout << "\n" << rule << "\n";
+    for (const auto& row : results) {
+      if (row["workload"] != workload) continue;
+      std::cout << "|";
+      for (const auto& c : columns_of(workload)) std::cout << " " << cell(row, c) << " |";
+      std::cout << "\n";
+    }
+  }
 }
 
 // --- the plot ------------------------------------------------------------------------
@@ -437,14 +464,18 @@ int main(int argc, char* argv[]) try {
     return 0;
   }
   if (!parsed.plot_json.empty()) {
-    if (o.plot.empty()) {
-      std::cerr << "jobrepo-bench: --plot-json needs --plot FILE.png\n";
+    if (o.plot.empty() && !parsed.markdown) {
+      std::cerr << "jobrepo-bench: --plot-json needs --plot FILE.png or --markdown\n";
       return 2;
     }
     std::ifstream in(parsed.plot_json);
     if (!in) throw std::runtime_error("--plot-json: cannot read " + parsed.plot_json);
-    write_plot(json::parse(in), o.plot);
-    std::cerr << "jobrepo-bench: wrote " << o.plot << "\n";
+    const json results = json::parse(in);
+    if (parsed.markdown) print_markdown(results);
+    if (!o.plot.empty()) {
+      write_plot(results, o.plot);
+      std::cerr << "jobrepo-bench: wrote " << o.plot << "\n";
+    }
     return 0;
   }
   return run(o);
