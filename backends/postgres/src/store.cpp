@@ -12,9 +12,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <mutex>
 #include <random>
 #include <thread>
+#include <utility>
 
 namespace jobrepo::postgres_backend {
 
@@ -95,52 +97,105 @@ struct RescheduleStatement {
   }
 };
 
-struct ClaimStatement {
-  RunRow row;
-  Micros clock = 0;
-  std::string plugin;
-  int filtered = 0;
-  std::string names, server;
-  std::string& plugin2 = plugin;
-  long long limit = 0;
-  soci::indicator limit_ind = soci::i_ok;
-  soci::statement st;
-  explicit ClaimStatement(soci::session& sql) : st(sql) {
-    row.bind(st);
-    use_all(st, clock, plugin, plugin2, filtered, names);
-    st.exchange(soci::use(limit, limit_ind));
-    use_all(st, server);
-    prepare(st, queries::claim_runs);
-  }
-};
+// The hot path (claim, run updates) goes to libpq directly: SOCI's
+// per-call conversions cost as much CPU as libpq itself (callgrind of the
+// claim cycle), and on a small machine the client's CPU is the server's.
 
-// update_run and update_run_and_reschedule, which bind the same values
-// (the latter also the reschedule delta).
-struct UpdateRunStatement {
-  RunRow row;
-  Micros clock = 0;
-  std::string id, plugin, status;
-  int final = 0;
-  long long completed = 0, total = 0;
-  soci::indicator completed_ind = soci::i_null, total_ind = soci::i_null;
-  Micros delta = 0;
-  soci::statement st;
-  UpdateRunStatement(soci::session& sql, bool reschedule) : st(sql) {
-    row.bind(st);
-    if (reschedule) {
-      use_all(st, clock, id, plugin, status, final);
-      st.exchange(soci::use(completed, completed_ind));
-      st.exchange(soci::use(total, total_ind));
-      use_all(st, delta);
-      prepare(st, queries::update_run_and_reschedule);
-    } else {
-      use_all(st, clock, status, final);
-      st.exchange(soci::use(completed, completed_ind));
-      st.exchange(soci::use(total, total_ind));
-      use_all(st, id, plugin);
-      prepare(st, queries::update_run);
+// `query` with SOCI's :name placeholders numbered $1, $2... in order of
+// appearance (each occurrence is a parameter of its own, as SOCI binds them).
+std::string numbered_placeholders(std::string_view query, int& count) {
+  std::string out;
+  count = 0;
+  for (std::size_t i = 0; i < query.size(); ++i) {
+    const bool starts = query[i] == ':' && i + 1 < query.size() &&
+                        (std::islower(static_cast<unsigned char>(query[i + 1])) != 0 || query[i + 1] == '_') &&
+                        (i == 0 || query[i - 1] != ':');
+    if (!starts) {
+      out.push_back(query[i]);
+      continue;
+    }
+    out += "$" + std::to_string(++count);
+    while (i + 1 < query.size() &&
+           (std::isalnum(static_cast<unsigned char>(query[i + 1])) != 0 || query[i + 1] == '_')) {
+      ++i;
     }
   }
+  return out;
+}
+
+// A PGresult, cleared when it goes.
+class NativeResult {
+ public:
+  explicit NativeResult(PGresult* result) : result_(result) {}
+  NativeResult(NativeResult&& other) noexcept : result_(std::exchange(other.result_, nullptr)) {}
+  NativeResult(const NativeResult&) = delete;
+  NativeResult& operator=(const NativeResult&) = delete;
+  NativeResult& operator=(NativeResult&&) = delete;
+  ~NativeResult() { PQclear(result_); }
+  int rows() const { return PQntuples(result_); }
+  const char* text(int row, int column) const { return PQgetvalue(result_, row, column); }
+  bool null(int row, int column) const { return PQgetisnull(result_, row, column) != 0; }
+  long long number(int row, int column) const { return std::strtoll(text(row, column), nullptr, 10); }
+
+  // The run in columns JR_RUN_COLUMNS of `row`.
+  Run run(int row) const {
+    Run run{text(row, 0),
+            text(row, 1),
+            text(row, 2),
+            text(row, 3),
+            to_timestamp(number(row, 4)),
+            to_timestamp(number(row, 5)),
+            std::nullopt,
+            number(row, 7),
+            number(row, 8),
+            Status::running};
+    if (!null(row, 6)) run.end_time = to_timestamp(number(row, 6));
+    const auto status = parse_status(text(row, 9));
+    if (!status) {
+      throw Error(ErrorCode::internal, "run " + quoted(run.private_id) + " has unknown status " + text(row, 9));
+    }
+    run.status = *status;
+    return run;
+  }
+
+ private:
+  PGresult* result_;
+};
+
+// A statement prepared on one connection with PQprepare; its parameters go
+// as text (nullptr: NULL). Failures throw soci::postgresql_soci_error, so
+// that the store's retry and error mapping treat them as SOCI's.
+class NativeStatement {
+ public:
+  NativeStatement(PGconn* connection, std::string name, std::string_view query)
+      : connection_(connection), name_(std::move(name)) {
+    const std::string text = numbered_placeholders(query, parameters_);
+    check(PQprepare(connection_, name_.c_str(), text.c_str(), parameters_, nullptr));
+  }
+
+  NativeResult execute(std::initializer_list<const char*> values) const {
+    if (static_cast<int>(values.size()) != parameters_) {
+      throw Error(ErrorCode::internal, "statement " + name_ + ": " + std::to_string(values.size()) + " values for " +
+                                           std::to_string(parameters_) + " parameters");
+    }
+    return check(PQexecPrepared(connection_, name_.c_str(), parameters_, std::data(values), nullptr, nullptr, 0));
+  }
+
+ private:
+  static NativeResult check(PGresult* result) {
+    NativeResult owned(result);
+    const auto status = PQresultStatus(result);
+    if (result == nullptr || (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)) {
+      const char* sqlstate = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
+      throw soci::postgresql_soci_error(result ? PQresultErrorMessage(result) : "no result from the server",
+                                        sqlstate ? sqlstate : "     ");
+    }
+    return owned;
+  }
+
+  PGconn* connection_;
+  std::string name_;
+  int parameters_ = 0;
 };
 
 struct UpdateRunsBatchStatement {
@@ -224,9 +279,9 @@ struct Connection {
   std::unique_ptr<LookupJobStatement> lookup_job;
   std::unique_ptr<ListJobsStatement> list_jobs;
   std::unique_ptr<RescheduleStatement> reschedule;
-  std::unique_ptr<ClaimStatement> claim;
-  std::unique_ptr<UpdateRunStatement> update_run;
-  std::unique_ptr<UpdateRunStatement> update_run_and_reschedule;
+  std::unique_ptr<NativeStatement> claim;
+  std::unique_ptr<NativeStatement> update_run;
+  std::unique_ptr<NativeStatement> update_run_and_reschedule;
   std::unique_ptr<UpdateRunsBatchStatement> update_runs_batch;
   std::unique_ptr<InterruptStatement> interrupt;
   std::unique_ptr<LookupRunStatement> lookup_run;
@@ -547,18 +602,53 @@ class PostgresStore final : public Store {
     });
   }
 
+  // The statement in `slot`, prepared with libpq on this connection at first use.
+  static NativeStatement& native_statement(std::unique_ptr<NativeStatement>& slot, Connection& c, const char* name,
+                                           const char* query) {
+    if (!slot) slot = std::make_unique<NativeStatement>(c.native(), name, query);
+    return *slot;
+  }
+
   std::vector<Run> claim_runs(const ClaimRequest& request) override {
     return run("run_jobs", "server " + quoted(request.server_id), [&](Connection& c) {
-      auto& s = prepared(c.claim, c.sql);
-      s.clock = clock_offset().count();
-      s.plugin = request.plugin_id;
-      s.filtered = request.only_jobs ? 1 : 0;
-      s.names = request.only_jobs ? json_array(*request.only_jobs) : "[]";
-      s.limit = request.limit;
-      s.limit_ind = request.limit < 0 ? soci::i_null : soci::i_ok;
-      s.server = request.server_id;
-      return fetch_runs(s.st, s.row);
+      const auto& st = native_statement(c.claim, c, "jobrepo_claim", queries::claim_runs);
+      const std::string clock = std::to_string(clock_offset().count());
+      const std::string names = request.only_jobs ? json_array(*request.only_jobs) : "[]";
+      const std::string limit = std::to_string(request.limit);
+      const auto result = st.execute({clock.c_str(), request.plugin_id.c_str(), request.plugin_id.c_str(),
+                                      request.only_jobs ? "1" : "0", names.c_str(),
+                                      request.limit < 0 ? nullptr : limit.c_str(), request.server_id.c_str()});
+      std::vector<Run> runs;
+      runs.reserve(static_cast<std::size_t>(result.rows()));
+      for (int row = 0; row < result.rows(); ++row) runs.push_back(result.run(row));
+      return runs;
     });
+  }
+
+  // One change, one statement (the caller holds the transaction when there
+  // are several).
+  std::optional<Run> transition_one(Connection& c, const RunTransition& change) {
+    const std::string clock = std::to_string(clock_offset().count());
+    const std::string status(to_string(change.to));
+    const char* final = is_final(change.to) ? "1" : "0";
+    const std::string completed = change.completed_count ? std::to_string(*change.completed_count) : "";
+    const std::string total = change.total_count ? std::to_string(*change.total_count) : "";
+    const char* completed_value = change.completed_count ? completed.c_str() : nullptr;
+    const char* total_value = change.total_count ? total.c_str() : nullptr;
+    if (change.reschedule_in) {
+      const std::string delta = std::to_string(change.reschedule_in->count());
+      const auto& st = native_statement(c.update_run_and_reschedule, c, "jobrepo_update_run_and_reschedule",
+                                        queries::update_run_and_reschedule);
+      const auto result = st.execute({clock.c_str(), change.run_id.c_str(), change.plugin_id.c_str(), status.c_str(),
+                                      final, completed_value, total_value, delta.c_str()});
+      if (result.rows() == 0) return std::nullopt;
+      return result.run(0);
+    }
+    const auto& st = native_statement(c.update_run, c, "jobrepo_update_run", queries::update_run);
+    const auto result = st.execute({clock.c_str(), status.c_str(), final, completed_value, total_value,
+                                    change.run_id.c_str(), change.plugin_id.c_str()});
+    if (result.rows() == 0) return std::nullopt;
+    return result.run(0);
   }
 
   std::vector<std::optional<Run>> transition_runs(std::span<const RunTransition> changes) override {
@@ -582,32 +672,14 @@ class PostgresStore final : public Store {
       });
     }
     return run("update_run", subject, [&](Connection& c) {
-      // Changes of one run more than once: applied in order, one statement
-      // each, in one transaction.
+      // One change, or changes of one run more than once: applied in
+      // order, one statement each, in one transaction.
       const bool batch = changes.size() > 1;
       if (batch) exec_native(c, "BEGIN");
       try {
         std::vector<std::optional<Run>> results;
         results.reserve(changes.size());
-        for (const auto& change : changes) {
-          auto& s = change.reschedule_in ? prepared(c.update_run_and_reschedule, c.sql, true)
-                                         : prepared(c.update_run, c.sql, false);
-          s.clock = clock_offset().count();
-          s.id = change.run_id;
-          s.plugin = change.plugin_id;
-          s.status = std::string(to_string(change.to));
-          s.final = is_final(change.to) ? 1 : 0;
-          s.completed = change.completed_count.value_or(0);
-          s.completed_ind = change.completed_count ? soci::i_ok : soci::i_null;
-          s.total = change.total_count.value_or(0);
-          s.total_ind = change.total_count ? soci::i_ok : soci::i_null;
-          s.delta = change.reschedule_in.value_or(microseconds(0)).count();
-          if (s.st.execute(true)) {
-            results.emplace_back(s.row.to_run());
-          } else {
-            results.emplace_back();
-          }
-        }
+        for (const auto& change : changes) results.push_back(transition_one(c, change));
         if (batch) exec_native(c, "COMMIT");
         return results;
       } catch (...) {
