@@ -170,8 +170,7 @@ Run Repository::transition(const char* operation, std::string_view run_id, RunTr
 std::vector<RunUpdateResult> Repository::update_runs(std::span<const RunUpdate> updates) {
   constexpr const char* op = "update_runs";
   std::vector<RunUpdateResult> results(updates.size());
-  std::vector<RunTransition> changes;
-  std::vector<std::size_t> sent;  // index in `updates` of each change
+  std::vector<std::size_t> sent;  // the updates that go to the store
   for (std::size_t i = 0; i < updates.size(); ++i) {
     const auto& update = updates[i];
     try {
@@ -185,38 +184,32 @@ std::vector<RunUpdateResult> Repository::update_runs(std::span<const RunUpdate> 
         throw Error(ErrorCode::invalid_parameter,
                     std::string(op) + ": run " + quoted(update.run_id) + ": give both counts or neither");
       }
+      // Which error wins for bad counts depends on the run as it is before this call.
+      const RunTransition change{{}, {}, Status::running, update.completed_count, update.total_count, {}};
+      if (const auto problem = describe_invalid_counts(change); !problem.empty()) {
+        throw_transition_error(op, update.run_id, problem);
+      }
     } catch (const Error& e) {
       results[i].error = e;
       continue;
     }
-    RunTransition change{plugin_id_,         update.run_id,     update.status, update.completed_count,
-                         update.total_count, update.next_run_in};
-    if (const auto problem = describe_invalid_counts(change); !problem.empty()) {
-      // Which error wins depends on the run as it is before this call.
-      try {
-        throw_transition_error(op, update.run_id, problem);
-      } catch (const Error& e) {
-        results[i].error = e;
-      }
-      continue;
-    }
-    changes.push_back(std::move(change));
     sent.push_back(i);
   }
   // The store gets the changes ordered by run id (stably: changes of one run
   // keep their order), so that concurrent batches, say one server's
   // completions and its heartbeats, lock rows in one order and cannot
   // deadlock each other.
-  std::vector<std::size_t> order(changes.size());
-  for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::size_t a, std::size_t b) { return changes[a].run_id < changes[b].run_id; });
-  std::vector<RunTransition> sorted;
-  sorted.reserve(changes.size());
-  for (const auto k : order) sorted.push_back(std::move(changes[k]));
-  const auto applied = sorted.empty() ? std::vector<std::optional<Run>>{}
-                                      : store_.transition_runs(std::span<const RunTransition>(sorted));
-  for (std::size_t k = 0; k < order.size() && k < applied.size(); ++k) results[sent[order[k]]].run = applied[k];
+  std::stable_sort(sent.begin(), sent.end(),
+                   [&](std::size_t a, std::size_t b) { return updates[a].run_id < updates[b].run_id; });
+  std::vector<RunTransition> changes;
+  changes.reserve(sent.size());
+  for (const auto i : sent) {
+    const auto& u = updates[i];
+    changes.push_back(RunTransition{plugin_id_, u.run_id, u.status, u.completed_count, u.total_count, u.next_run_in});
+  }
+  const auto applied = changes.empty() ? std::vector<std::optional<Run>>{}
+                                       : store_.transition_runs(std::span<const RunTransition>(changes));
+  for (std::size_t k = 0; k < sent.size() && k < applied.size(); ++k) results[sent[k]].run = applied[k];
   // Whatever the store did not apply found its run missing or final (which
   // it stays): the error its single call would have had.
   for (std::size_t i = 0; i < updates.size(); ++i) {

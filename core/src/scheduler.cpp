@@ -10,7 +10,6 @@
 #include <optional>
 #include <queue>
 #include <random>
-#include <set>
 #include <thread>
 
 namespace jobrepo {
@@ -112,6 +111,10 @@ class LocalRun final : public JobContext {
   void heartbeat_sent_at(SteadyClock::time_point sent) { last_heartbeat_.store(sent.time_since_epoch().count()); }
 
   const Run& run() const { return run_; }
+
+  // The handler returned and the outcome waits for the writer: no more
+  // heartbeats. Read and written under the scheduler's mutex.
+  bool ended = false;
 
  private:
   const Run run_;
@@ -334,6 +337,7 @@ struct Scheduler::State {
       {
         const std::lock_guard lock(mutex);
         if (outcome) {
+          local->ended = true;
           outcomes.push_back(std::move(*outcome));
         } else {
           executing.erase(local->run_id());
@@ -479,10 +483,8 @@ struct Scheduler::State {
     std::vector<std::shared_ptr<LocalRun>> live;
     {
       const std::lock_guard lock(mutex);
-      std::set<std::string> ended;
-      for (const auto& outcome : outcomes) ended.insert(outcome.local->run_id());
       for (const auto& [id, local] : executing) {
-        if (ended.count(id) == 0) live.push_back(local);
+        if (!local->ended) live.push_back(local);
       }
     }
     if (live.empty()) return;

@@ -98,33 +98,23 @@ void reset(const Target& t, int jobs, int due_every, int history) {
   const std::string every = std::to_string(std::max(1, due_every));
   const std::string h = std::to_string(history);
   if (t.backend == "sqlite") {
-    sqlite3* db = nullptr;
-    if (sqlite3_open(t.raw.c_str(), &db) != SQLITE_OK) throw std::runtime_error("sqlite: cannot open " + t.raw);
-    sqlite3_busy_timeout(db, 10000);
-    try {
-      const std::string past = std::to_string(now_us - 3600LL * 1000000);
-      const std::string future = std::to_string(now_us + 86400LL * 1000000);
-      sqlite_exec(db, "BEGIN IMMEDIATE; DELETE FROM job_run; DELETE FROM job;");
-      if (jobs > 0) {
-        sqlite_exec(db, "WITH RECURSIVE g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < " + n +
-                            ") INSERT INTO job (plugin_id, name, description, next_scheduled_run)"
-                            " SELECT 'pi_system', 'job-' || i, 'bench job', CASE WHEN i % " +
-                            every + " = 0 THEN " + past + " ELSE " + future + " END FROM g");
-      }
-      if (jobs > 0 && history > 0) {
-        sqlite_exec(db, "WITH RECURSIVE g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < " + h +
-                            ") INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time,"
-                            " update_time, end_time, completed_count, total_count, status)"
-                            " SELECT printf('history-%010d', i), 'pi_system', 'job-' || (i % " +
-                            n + "), 'history', " + past + " + i, " + past + " + i, " + past +
-                            " + i, 0, 0, 'completed' FROM g");
-      }
-      sqlite_exec(db, "COMMIT; ANALYZE; PRAGMA wal_checkpoint(TRUNCATE);");
-    } catch (...) {
-      sqlite3_close(db);
-      throw;
+    const std::string past = std::to_string(now_us - 3600LL * 1000000);
+    const std::string future = std::to_string(now_us + 86400LL * 1000000);
+    std::string sql = "BEGIN IMMEDIATE; DELETE FROM job_run; DELETE FROM job;";
+    if (jobs > 0) {
+      sql += "WITH RECURSIVE g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < " + n +
+             ") INSERT INTO job (plugin_id, name, description, next_scheduled_run)"
+             " SELECT 'pi_system', 'job-' || i, 'bench job', CASE WHEN i % " +
+             every + " = 0 THEN " + past + " ELSE " + future + " END FROM g;";
     }
-    sqlite3_close(db);
+    if (jobs > 0 && history > 0) {
+      sql += "WITH RECURSIVE g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < " + h +
+             ") INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time,"
+             " update_time, end_time, completed_count, total_count, status)"
+             " SELECT printf('history-%010d', i), 'pi_system', 'job-' || (i % " +
+             n + "), 'history', " + past + " + i, " + past + " + i, " + past + " + i, 0, 0, 'completed' FROM g;";
+    }
+    raw_exec(t, sql + "COMMIT; ANALYZE; PRAGMA wal_checkpoint(TRUNCATE);");
   } else {
     pg_exec(t.raw,
             "TRUNCATE job_run, job; INSERT INTO job SELECT 'pi_system', 'job-' || g, 'bench job',"

@@ -57,7 +57,6 @@ void DueListener::loop() {
       PQclear(result);
     }
     if (ok) {
-      listening_ = true;
       backoff = std::chrono::milliseconds(50);
       notifier_.notify_all();  // news may have been lost while not listening
       for (;;) {
@@ -68,7 +67,6 @@ void DueListener::loop() {
           break;
         }
         if (fds[1].revents != 0) {
-          listening_ = false;
           PQfinish(conn);
           return;
         }
@@ -79,7 +77,6 @@ void DueListener::loop() {
         }
         if (PQstatus(conn) != CONNECTION_OK) break;
       }
-      listening_ = false;
     }
     PQfinish(conn);
     if (wait_for_stop(backoff)) return;

@@ -4,7 +4,6 @@
 
 #include <jobrepo/backend.hpp>
 
-#include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -26,9 +25,6 @@ class DueListener {
   DueListener& operator=(const DueListener&) = delete;
   ~DueListener();
 
-  // True while LISTEN is in effect (for tests).
-  bool listening() const { return listening_.load(); }
-
  private:
   void loop();
   bool wait_for_stop(std::chrono::milliseconds duration) const;
@@ -37,7 +33,6 @@ class DueListener {
   const DueNotifier& notifier_;
   const std::chrono::milliseconds max_backoff_;
   int stop_fd_ = -1;  // eventfd: readable once the destructor runs
-  std::atomic<bool> listening_{false};
   std::thread thread_;
 };
 

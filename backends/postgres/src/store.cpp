@@ -290,9 +290,10 @@ struct Connection {
   bool broken() { return PQstatus(native()) != CONNECTION_OK; }
 };
 
+// The statement in `slot`, made from `args` at first use on its connection.
 template <class S, class... Args>
-S& prepared(std::unique_ptr<S>& slot, soci::session& sql, Args... args) {
-  if (!slot) slot = std::make_unique<S>(sql, args...);
+S& prepared(std::unique_ptr<S>& slot, Args&&... args) {
+  if (!slot) slot = std::make_unique<S>(std::forward<Args>(args)...);
   return *slot;
 }
 
@@ -602,16 +603,9 @@ class PostgresStore final : public Store {
     });
   }
 
-  // The statement in `slot`, prepared with libpq on this connection at first use.
-  static NativeStatement& native_statement(std::unique_ptr<NativeStatement>& slot, Connection& c, const char* name,
-                                           const char* query) {
-    if (!slot) slot = std::make_unique<NativeStatement>(c.native(), name, query);
-    return *slot;
-  }
-
   std::vector<Run> claim_runs(const ClaimRequest& request) override {
     return run("run_jobs", "server " + quoted(request.server_id), [&](Connection& c) {
-      const auto& st = native_statement(c.claim, c, "jobrepo_claim", queries::claim_runs);
+      const auto& st = prepared(c.claim, c.native(), "jobrepo_claim", queries::claim_runs);
       const std::string clock = std::to_string(clock_offset().count());
       const std::string names = request.only_jobs ? json_array(*request.only_jobs) : "[]";
       const std::string limit = std::to_string(request.limit);
@@ -637,14 +631,14 @@ class PostgresStore final : public Store {
     const char* total_value = change.total_count ? total.c_str() : nullptr;
     if (change.reschedule_in) {
       const std::string delta = std::to_string(change.reschedule_in->count());
-      const auto& st = native_statement(c.update_run_and_reschedule, c, "jobrepo_update_run_and_reschedule",
-                                        queries::update_run_and_reschedule);
+      const auto& st = prepared(c.update_run_and_reschedule, c.native(), "jobrepo_update_run_and_reschedule",
+                                queries::update_run_and_reschedule);
       const auto result = st.execute({clock.c_str(), change.run_id.c_str(), change.plugin_id.c_str(), status.c_str(),
                                       final, completed_value, total_value, delta.c_str()});
       if (result.rows() == 0) return std::nullopt;
       return result.run(0);
     }
-    const auto& st = native_statement(c.update_run, c, "jobrepo_update_run", queries::update_run);
+    const auto& st = prepared(c.update_run, c.native(), "jobrepo_update_run", queries::update_run);
     const auto result = st.execute({clock.c_str(), status.c_str(), final, completed_value, total_value,
                                     change.run_id.c_str(), change.plugin_id.c_str()});
     if (result.rows() == 0) return std::nullopt;
