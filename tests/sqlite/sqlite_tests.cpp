@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <thread>
 
 #include <sys/stat.h>
@@ -220,4 +221,104 @@ TEST_CASE("sqlite: the schema enforces the rules for SQL written by hand") {
   CHECK(exec("DELETE FROM job WHERE name = 'j'") == SQLITE_OK);
   sqlite3_close(db);
   CHECK(!repo.lookup_run(run.private_id).has_value());
+}
+
+namespace {
+
+// Removes the database file and its WAL companions, as `rm jobs.db*` would.
+void remove_database(const fs::path& path) {
+  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path.string() + suffix);
+}
+
+// What a call threw, as "code: message", or "nothing". Never fails the test
+// itself, so it may run on any thread.
+std::string outcome(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const jobrepo::Error& e) {
+    return std::string(jobrepo::to_string(e.code())) + ": " + e.what();
+  }
+  return "nothing";
+}
+
+// The call must fail with unavailable, naming the file.
+void check_moved(const std::string& what, const fs::path& path) {
+  INFO(what);
+  CHECK(what.rfind("unavailable: ", 0) == 0);
+  CHECK(what.find(path.string()) != std::string::npos);
+  CHECK(what.find("deleted or replaced") != std::string::npos);
+}
+
+void check_moved(const std::function<void()>& call, const fs::path& path) { check_moved(outcome(call), path); }
+
+}  // namespace
+
+TEST_CASE("sqlite: a database file deleted under an open store makes every call unavailable") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  auto store = jobrepo::open_store("sqlite:" + path.string());
+  store->migrate();
+  jobrepo::Repository repo(*store);
+  repo.create_job("j", "d");
+  remove_database(path);
+
+  check_moved([&] { repo.create_job("k", "d"); }, path);
+  check_moved([&] { repo.run_jobs("s1"); }, path);
+  check_moved([&] { repo.list_jobs(); }, path);
+  check_moved([&] { repo.lookup_job("j"); }, path);
+  check_moved([&] { store->migrate(); }, path);
+  // Still unavailable on later calls, whichever pooled connection they get.
+  for (int i = 0; i < 20; ++i) check_moved([&] { repo.lookup_job("j"); }, path);
+  CHECK(!fs::exists(path));
+}
+
+TEST_CASE("sqlite: a database file replaced under an open store is not written by it") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  jobrepo::StoreOptions options;
+  options.busy_timeout = 2s;
+  auto old_store = jobrepo::open_store("sqlite:" + path.string(), options);
+  old_store->migrate();
+  jobrepo::Repository old_repo(*old_store);
+  old_repo.create_job("j", "d");
+
+  // A writer of the old store waits for a lock held elsewhere, holding the
+  // store's only open connection.
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &other) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  std::string waiting_writer;
+  std::thread writer([&] {
+    jobrepo::Repository repo(*old_store);
+    waiting_writer = outcome([&] { repo.create_job("k", "d"); });
+  });
+  std::this_thread::sleep_for(200ms);
+
+  // Another deployment moves the file aside (its -wal and -shm belong to it
+  // and go too) and starts a new database at the same path.
+  fs::rename(path, dir.path / "jobs.db.old");
+  remove_database(path);
+  auto new_store = jobrepo::open_store("sqlite:" + path.string());
+  new_store->migrate();
+  jobrepo::Repository new_repo(*new_store);
+  new_repo.create_job("j", "d");
+
+  // This call opens a new connection, which must not reach the new file.
+  check_moved([&] { old_repo.lookup_job("j"); }, path);
+  // The waiting writer gets the lock on the old file, then sees it moved.
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+  writer.join();
+  check_moved(waiting_writer, path);
+
+  check_moved([&] { old_repo.create_job("k", "d"); }, path);
+  check_moved([&] { old_repo.run_jobs("s1"); }, path);
+  check_moved([&] { old_repo.list_jobs(); }, path);
+  check_moved([&] { old_repo.lookup_job("j"); }, path);
+  check_moved([&] { old_store->migrate(); }, path);
+
+  CHECK(new_repo.list_jobs().size() == 1);
+  CHECK(!new_repo.lookup_job("k").has_value());
+  CHECK(new_repo.list_runs().empty());
+  CHECK(new_repo.run_jobs("s2").size() == 1);
 }
