@@ -9,14 +9,17 @@
 #include <soci/sqlite3/soci-sqlite3.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <random>
 #include <thread>
 #include <type_traits>
+#include <utility>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace jobrepo::sqlite_backend {
@@ -211,9 +214,16 @@ class Transaction {
   bool done_ = false;
 };
 
+// Thrown by SqliteStore::connect() when the path no longer holds the store's
+// file; acquire() turns it into the error of the operation that asked.
+struct FileMoved {};
+
 class SqliteStore final : public Store {
  private:
   std::unique_ptr<Connection> connect() {
+    // Once the file moved, a new connection would open (or create) another
+    // database at the path: refuse (see check_not_moved()).
+    refuse_if_moved();
     // SOCI's connect string splits on spaces and quotes; the path is quoted.
     auto connection = std::make_unique<Connection>("db=\"" + options_.path + "\"", options_.busy_timeout);
     soci::session* sql = &connection->sql;
@@ -239,7 +249,52 @@ class SqliteStore final : public Store {
         }
       }
     }
+    refuse_if_moved();  // replaced between the check above and the open
     return connection;
+  }
+
+  // Throws FileMoved when the path no longer names the file that the store's
+  // first connection opened (nothing to compare while that one opens).
+  void refuse_if_moved() {
+    if (in_memory_ || file_name_.empty()) return;
+    struct stat st {};
+    if (moved_ || ::stat(file_name_.c_str(), &st) != 0 || std::pair(st.st_dev, st.st_ino) != file_id_) {
+      moved_ = true;
+      throw FileMoved{};
+    }
+  }
+
+  // A connection for `operation`; unavailable once the file moved.
+  Pool<Connection>::Lease acquire(const char* operation) {
+    if (moved_) throw moved_error(operation);
+    try {
+      return pool_.acquire();
+    } catch (const FileMoved&) {
+      throw moved_error(operation);
+    }
+  }
+
+  // Throws unavailable when the database file was deleted or replaced since
+  // the store opened it. SQLite would go on reading and writing the old
+  // inode, which no one else sees, while other processes use the new file
+  // and run the same jobs again. Once seen, the store stays unavailable:
+  // switching to the new file behind the caller's back would mix two
+  // histories. One stat() per call (SQLITE_FCNTL_HAS_MOVED).
+  void check_not_moved(const char* operation, Connection& c) {
+    if (in_memory_) return;
+    if (!moved_) {
+      int moved = 0;
+      sqlite_api::sqlite3_file_control(native(c.sql), "main", SQLITE_FCNTL_HAS_MOVED, &moved);
+      if (moved == 0) return;
+      moved_ = true;
+    }
+    throw moved_error(operation);
+  }
+
+  Error moved_error(const char* operation) const {
+    return Error(ErrorCode::unavailable, std::string(operation) + ": sqlite database " + quoted(file_name_) +
+                                             " was deleted or replaced after this store opened it;"
+                                             " reopen the store (restart the process) to use the file now there");
   }
 
   // The store's clock: SQLite's 'now' (read once, so that every timestamp of
@@ -291,12 +346,15 @@ class SqliteStore final : public Store {
     // other processes. Mutex first, then a connection: a writer never waits
     // for a connection that a queued writer holds.
     std::unique_lock writer(writer_mutex_);
-    auto lease = pool_.acquire();
+    auto lease = acquire(operation);
     soci::session& sql = lease->sql;
     std::minstd_rand jitter(static_cast<unsigned>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
     for (int attempt = 1;; ++attempt) {
       try {
         Transaction tx(sql, /*immediate=*/true);
+        // After BEGIN IMMEDIATE: waiting for the lock may take long, and a
+        // replacement meanwhile must not go unseen.
+        check_not_moved(operation, *lease);
         if (check) check_schema(operation, sql);
         auto result = [&] {
           if constexpr (std::is_invocable_v<Body, Connection&, Micros>) {
@@ -335,7 +393,8 @@ class SqliteStore final : public Store {
   template <class Body>
   auto read(const char* operation, const std::string& subject, Body&& body) {
     const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
-    auto lease = pool_.acquire();
+    auto lease = acquire(operation);
+    check_not_moved(operation, *lease);
     soci::session& sql = lease->sql;
     for (;;) {
       try {
@@ -369,6 +428,11 @@ class SqliteStore final : public Store {
 
   const SqliteOptions options_;
   const bool in_memory_;
+  // A file store's file: SQLite's absolute name for it, and its device and
+  // inode when the store opened it. Set by the constructor.
+  std::string file_name_;
+  std::pair<dev_t, ino_t> file_id_{};
+  std::atomic<bool> moved_{false};
   std::atomic<bool> schema_ok_{false};
   DueNotifier due_;
   std::mutex writer_mutex_;
@@ -382,6 +446,14 @@ class SqliteStore final : public Store {
         pool_(in_memory_ ? 1 : (options.pool_size > 0 ? options.pool_size : 8), [this] { return connect(); }) {
     // Open one connection now, so that a bad path fails here, not later.
     auto lease = pool_.acquire();
+    if (in_memory_) return;
+    file_name_ = sqlite_api::sqlite3_db_filename(native(lease->sql), "main");
+    struct stat st {};
+    if (::stat(file_name_.c_str(), &st) == 0) {
+      file_id_ = {st.st_dev, st.st_ino};
+    } else {
+      moved_ = true;  // deleted already
+    }
   }
 
   void migrate() override {

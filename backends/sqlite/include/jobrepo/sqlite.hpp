@@ -9,7 +9,9 @@
 // and SQLITE_BUSY is retried inside the store until StoreOptions::busy_timeout
 // has passed, then thrown as ErrorCode::busy. Several processes may share one
 // file. Timestamps are SQLite's own clock ('now', millisecond resolution),
-// stored as microseconds since the Unix epoch (UTC).
+// stored as microseconds since the Unix epoch (UTC). Once the file is deleted
+// or replaced under an open store, every call throws unavailable until the
+// store is reopened.
 #pragma once
 
 #include <jobrepo/store.hpp>
