@@ -2,6 +2,7 @@
 #include <jobrepo/repository.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <string>
 
@@ -52,11 +53,23 @@ void require_text_in_range(const char* operation, const char* what, std::string_
   }
 }
 
-void require_non_negative(const char* operation, const char* what, std::chrono::microseconds value) {
-  if (value.count() < 0) {
-    throw Error(ErrorCode::invalid_parameter,
-                std::string(operation) + ": " + what + " " + std::to_string(value.count()) + "us is negative");
+// Durations within max_offset either way: beyond it, now + value would leave
+// the times a database stores, or overflow 64-bit microseconds.
+void require_in_range(const char* operation, std::string_view what, std::chrono::microseconds value) {
+  if (value > max_offset || value < -max_offset) {
+    const auto years = std::chrono::duration_cast<std::chrono::years>(max_offset).count();
+    throw Error(ErrorCode::invalid_parameter, std::string(operation) + ": " + std::string(what) + " " +
+                                                  std::to_string(value.count()) + "us is out of range (more than " +
+                                                  std::to_string(years) + " years)");
   }
+}
+
+void require_non_negative(const char* operation, std::string_view what, std::chrono::microseconds value) {
+  if (value.count() < 0) {
+    throw Error(ErrorCode::invalid_parameter, std::string(operation) + ": " + std::string(what) + " " +
+                                                  std::to_string(value.count()) + "us is negative");
+  }
+  require_in_range(operation, what, value);
 }
 
 // Empty when the counts of a transition are valid, else what is wrong with them.
@@ -83,6 +96,7 @@ NewJob Repository::new_job(const char* operation, std::string_view name, std::st
   require_non_empty(operation, "description", description);
   require_text_in_range(operation, "name", name, max_name);
   require_text_in_range(operation, "description", description, max_description);
+  require_in_range(operation, "next_run_in", options.next_run_in);
   return NewJob{plugin_id_, std::string(name), std::string(description), options.next_run_in};
 }
 
@@ -115,6 +129,7 @@ std::vector<Job> Repository::list_jobs(ListJobsOptions options) {
 Job Repository::update_job_next_run(std::string_view name, std::chrono::microseconds next_run_in) {
   constexpr const char* op = "update_job_next_run";
   require_non_empty(op, "name", name);
+  require_in_range(op, "next_run_in", next_run_in);
   auto job = store_.reschedule_job(plugin_id_, std::string(name), next_run_in);
   if (!job) {
     throw Error(ErrorCode::record_not_found,
@@ -146,10 +161,12 @@ Run Repository::update_progress(std::string_view run_id, std::int64_t completed,
 }
 
 Run Repository::complete_run(std::string_view run_id, std::chrono::microseconds next_run_in) {
+  require_in_range("complete_run", "next_run_in", next_run_in);
   return transition("complete_run", run_id, RunTransition{{}, {}, Status::completed, {}, {}, next_run_in});
 }
 
 Run Repository::fail_run(std::string_view run_id, FailRunOptions options) {
+  if (options.retry_in) require_in_range("fail_run", "retry_in", *options.retry_in);
   return transition("fail_run", run_id, RunTransition{{}, {}, Status::failed, {}, {}, options.retry_in});
 }
 
@@ -183,6 +200,9 @@ std::vector<RunUpdateResult> Repository::update_runs(std::span<const RunUpdate> 
       if (update.completed_count.has_value() != update.total_count.has_value()) {
         throw Error(ErrorCode::invalid_parameter,
                     std::string(op) + ": run " + quoted(update.run_id) + ": give both counts or neither");
+      }
+      if (update.next_run_in) {
+        require_in_range(op, "run " + quoted(update.run_id) + ": next_run_in", *update.next_run_in);
       }
       // Which error wins for bad counts depends on the run as it is before this call.
       const RunTransition change{{}, {}, Status::running, update.completed_count, update.total_count, {}};

@@ -11,6 +11,7 @@
 //
 // Durations: any std::chrono duration that converts to microseconds without
 // loss (seconds, milliseconds, minutes, hours...). Negative means "in the past".
+// Each must lie within max_offset (below) of zero.
 #pragma once
 
 #include <jobrepo/error.hpp>
@@ -25,6 +26,13 @@
 #include <vector>
 
 namespace jobrepo {
+
+// The range of every duration argument of a Repository: a duration d is
+// accepted when -max_offset <= d <= max_offset (0 <= d <= max_offset where it
+// must not be negative); outside it the call throws invalid_parameter before
+// any I/O (in update_runs: that update's own error). 100 years (36525 days):
+// far beyond any schedule, and now +/- it is a time every backend can store.
+inline constexpr std::chrono::microseconds max_offset{std::chrono::days(36525)};
 
 struct RepositoryOptions {
   std::string plugin_id = std::string(default_plugin_id);  // non-empty
@@ -93,7 +101,8 @@ class Repository {
   const std::string& plugin_id() const noexcept { return plugin_id_; }
 
   // Inserts a job due at now + next_run_in.
-  // Throws invalid_parameter (empty name, then empty description),
+  // Throws invalid_parameter (empty name, then empty description; next_run_in
+  // beyond max_offset),
   // check_constraint (name blank or over 127 characters, description blank or
   // over 1023), not_unique (the name exists in this plugin).
   Job create_job(std::string_view name, std::string_view description, CreateJobOptions options = {});
@@ -111,7 +120,8 @@ class Repository {
   std::vector<Job> list_jobs(ListJobsOptions options = {});
 
   // Sets the job's next_scheduled_run to now + next_run_in, earlier or later.
-  // Throws invalid_parameter (empty name), record_not_found.
+  // Throws invalid_parameter (empty name, next_run_in beyond max_offset),
+  // record_not_found.
   Job update_job_next_run(std::string_view name, std::chrono::microseconds next_run_in);
 
   // Deletes the job and all its runs (running ones too: their owners' next
@@ -135,11 +145,13 @@ class Repository {
   Run update_progress(std::string_view run_id, std::int64_t completed, std::int64_t total);
 
   // The run becomes completed with end_time = now; its job becomes due at
-  // now + next_run_in, in the same transaction. Errors as update_progress.
+  // now + next_run_in, in the same transaction. Errors as update_progress,
+  // and invalid_parameter for next_run_in beyond max_offset.
   Run complete_run(std::string_view run_id, std::chrono::microseconds next_run_in);
 
   // The run becomes failed with end_time = now; the job is not rescheduled
-  // (it is due at once) unless options.retry_in is set. Errors as update_progress.
+  // (it is due at once) unless options.retry_in is set. Errors as
+  // update_progress, and invalid_parameter for retry_in beyond max_offset.
   Run fail_run(std::string_view run_id, FailRunOptions options = {});
 
   // Many updates in one transaction, applied in order: the way to complete
@@ -155,7 +167,8 @@ class Repository {
   // Every running run of this plugin (of options.server_id, when given) not
   // updated for `threshold` becomes interrupted with end_time = now. Threshold
   // 0: all running runs. Returns those runs in no promised order. Jobs are not
-  // rescheduled. Throws invalid_parameter for a negative threshold.
+  // rescheduled. Throws invalid_parameter for a threshold that is negative
+  // or beyond max_offset.
   std::vector<Run> interrupt_runs(std::chrono::microseconds threshold, InterruptRunsOptions options = {});
 
   // The run, or empty. Throws invalid_parameter for an empty id.
@@ -166,7 +179,7 @@ class Repository {
 
   // Deletes final runs that ended at least `older_than` ago, so that history
   // stays bounded; returns how many. Running runs are kept. Throws
-  // invalid_parameter for a negative duration.
+  // invalid_parameter for a duration that is negative or beyond max_offset.
   std::int64_t prune_runs(std::chrono::microseconds older_than);
 
  private:

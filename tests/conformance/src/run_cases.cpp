@@ -344,6 +344,79 @@ TEST_CASE("update_runs applies many updates in one call; a bad one writes nothin
   CHECK(*f.repo.lookup_run(b.private_id) == *again[2].run);
 }
 
+TEST_CASE("a duration beyond max_offset is invalid_parameter; in update_runs, only for its own update",
+          "[conformance][batch][errors]") {
+  constexpr auto too_late = std::chrono::microseconds::max();
+  constexpr auto too_early = -std::chrono::microseconds::max();
+  Fixture f;
+  const Run a = claimed(f.repo, "a");
+  const Run b = claimed(f.repo, "b");
+  const Job b_job = f.repo.lookup_job("b").value();
+  // Two handlers end together; one asks for a next run no store can hold.
+  const std::vector<RunUpdate> updates = {
+      {.run_id = a.private_id, .status = Status::completed, .next_run_in = 1h},
+      {.run_id = b.private_id, .status = Status::completed, .next_run_in = too_late},
+  };
+  const auto results = f.repo.update_runs(updates);
+  REQUIRE(results.size() == 2);
+  REQUIRE(results[0].run);
+  CHECK(results[0].run->status == Status::completed);
+  REQUIRE(results[0].run->end_time.has_value());
+  CHECK(f.repo.lookup_job("a")->next_scheduled_run == *results[0].run->end_time + 1h);
+  CHECK(near_system_now(f.repo.lookup_job("a")->next_scheduled_run - 1h));
+  CHECK(*f.repo.lookup_run(a.private_id) == *results[0].run);
+  CHECK(!results[1].run);
+  REQUIRE(results[1].error);
+  CHECK(results[1].error->code() == ErrorCode::invalid_parameter);
+  CHECK_THAT(std::string(results[1].error->what()), Catch::Contains("next_run_in"));
+  CHECK(f.repo.lookup_run(b.private_id)->status == Status::running);
+  const std::vector<RunUpdate> backwards = {
+      {.run_id = b.private_id, .status = Status::failed, .next_run_in = too_early}};
+  const auto rejected = f.repo.update_runs(backwards);
+  REQUIRE(rejected.size() == 1);
+  REQUIRE(rejected[0].error);
+  CHECK(rejected[0].error->code() == ErrorCode::invalid_parameter);
+  CHECK(f.repo.lookup_run(b.private_id)->status == Status::running);
+
+  // The single calls refuse such durations too, and write nothing.
+  for (const auto bad : {too_late, too_early, max_offset + 1us, -max_offset - 1us}) {
+    INFO("duration " << bad.count() << "us");
+    JR_REQUIRE_ERROR_WITH(f.repo.create_job("c", "d", {.next_run_in = bad}), ErrorCode::invalid_parameter,
+                          std::to_string(bad.count()));
+    JR_REQUIRE_ERROR(f.repo.ensure_job("c", "d", {.next_run_in = bad}), ErrorCode::invalid_parameter);
+    JR_REQUIRE_ERROR(f.repo.update_job_next_run("b", bad), ErrorCode::invalid_parameter);
+    JR_REQUIRE_ERROR_WITH(f.repo.complete_run(b.private_id, bad), ErrorCode::invalid_parameter, "next_run_in");
+    JR_REQUIRE_ERROR_WITH(f.repo.fail_run(b.private_id, {.retry_in = bad}), ErrorCode::invalid_parameter, "retry_in");
+    JR_REQUIRE_ERROR(f.repo.interrupt_runs(bad), ErrorCode::invalid_parameter);
+    JR_REQUIRE_ERROR(f.repo.prune_runs(bad), ErrorCode::invalid_parameter);
+  }
+  CHECK(!f.repo.lookup_job("c").has_value());
+  CHECK(*f.repo.lookup_job("b") == b_job);
+  CHECK(f.repo.lookup_run(b.private_id)->status == Status::running);
+  CHECK(*f.repo.lookup_run(a.private_id) == *results[0].run);
+
+  // max_offset itself, either way, is accepted.
+  const Job late = f.repo.create_job("late", "d", {.next_run_in = max_offset});
+  CHECK(near_system_now(late.next_scheduled_run - max_offset));
+  CHECK(*f.repo.lookup_job("late") == late);
+  const Job early = f.repo.create_job("early", "d", {.next_run_in = -max_offset});
+  CHECK(near_system_now(early.next_scheduled_run + max_offset));
+  CHECK(*f.repo.lookup_job("early") == early);
+  CHECK(
+      near_system_now(f.repo.ensure_job("ensured", "d", {.next_run_in = max_offset}).next_scheduled_run - max_offset));
+  CHECK(near_system_now(f.repo.update_job_next_run("late", -max_offset).next_scheduled_run + max_offset));
+  CHECK(near_system_now(f.repo.update_job_next_run("early", max_offset).next_scheduled_run - max_offset));
+  CHECK(near_system_now(f.repo.lookup_job("early")->next_scheduled_run - max_offset));
+  const Run done = f.repo.complete_run(b.private_id, max_offset);
+  CHECK(f.repo.lookup_job("b")->next_scheduled_run == *done.end_time + max_offset);
+  const Run late_run = f.repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{"late"}}).at(0);
+  const Run failed = f.repo.fail_run(late_run.private_id, {.retry_in = -max_offset});
+  CHECK(f.repo.lookup_job("late")->next_scheduled_run == *failed.end_time - max_offset);
+  CHECK(f.repo.interrupt_runs(max_offset).empty());
+  CHECK(f.repo.prune_runs(max_offset) == 0);
+  CHECK(f.repo.list_runs().size() == 3);
+}
+
 TEST_CASE("interrupt_runs ends the runs not updated within the threshold", "[conformance][interrupt]") {
   Fixture f;
   const Run stale = claimed(f.repo, "stale", "s1");
