@@ -72,6 +72,9 @@ void require_non_negative(const char* operation, std::string_view what, std::chr
   require_in_range(operation, what, value);
 }
 
+// Failures that a retry of the same call may cure (error.hpp: "retry").
+bool is_transient(ErrorCode code) { return code == ErrorCode::unavailable || code == ErrorCode::busy; }
+
 // Empty when the counts of a transition are valid, else what is wrong with them.
 std::string describe_invalid_counts(const RunTransition& change) {
   const auto& completed = change.completed_count;
@@ -227,8 +230,30 @@ std::vector<RunUpdateResult> Repository::update_runs(std::span<const RunUpdate> 
     const auto& u = updates[i];
     changes.push_back(RunTransition{plugin_id_, u.run_id, u.status, u.completed_count, u.total_count, u.next_run_in});
   }
-  const auto applied = changes.empty() ? std::vector<std::optional<Run>>{}
-                                       : store_.transition_runs(std::span<const RunTransition>(changes));
+  std::vector<std::optional<Run>> applied;
+  if (!changes.empty()) {
+    try {
+      applied = store_.transition_runs(std::span<const RunTransition>(changes));
+    } catch (const Error& e) {
+      // One change the store cannot take (a value its database rejects, say)
+      // fails the whole batch, and must not cost the others theirs: apply
+      // them one at a time, each its own transaction, so that each gets its
+      // own run or error. A transient failure is the whole call's: its
+      // caller retries it, and nothing was written.
+      if (changes.size() == 1 || is_transient(e.code())) throw;
+      applied.assign(changes.size(), std::nullopt);
+      for (std::size_t k = 0; k < changes.size(); ++k) {
+        try {
+          auto one = store_.transition_runs(std::span<const RunTransition>(&changes[k], 1));
+          if (!one.empty()) applied[k] = std::move(one.front());
+        } catch (const Error& single) {
+          // The changes before it may be committed: even a transient error
+          // is now this change's alone.
+          results[sent[k]].error = single;
+        }
+      }
+    }
+  }
   for (std::size_t k = 0; k < sent.size() && k < applied.size(); ++k) results[sent[k]].run = applied[k];
   // Whatever the store did not apply found its run missing or final (which
   // it stays): the error its single call would have had.

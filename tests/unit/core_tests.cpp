@@ -225,6 +225,72 @@ TEST_CASE("a StoreWrapper injects faults; a failed call writes nothing") {
   CHECK(repo.run_jobs("s1").size() == 1);
 }
 
+TEST_CASE("update_runs: a batch the store fails goes one change at a time; a transient failure fails the call") {
+  auto real = jobrepo::open_store("sqlite::memory:");
+  real->migrate();
+  // Fails every transition_runs call that names the poisoned run (as
+  // PostgreSQL fails a whole statement), and with batch_error every call of
+  // more than one change.
+  struct Poisoned : jobrepo::StoreWrapper {
+    using StoreWrapper::StoreWrapper;
+    std::string poisoned_run;
+    std::optional<ErrorCode> batch_error;
+    int calls = 0;
+    std::vector<std::optional<jobrepo::Run>> transition_runs(std::span<const jobrepo::RunTransition> c) override {
+      ++calls;
+      if (batch_error && c.size() > 1) throw jobrepo::Error(*batch_error, "update_run: injected batch failure");
+      for (const auto& change : c) {
+        if (change.run_id == poisoned_run) throw jobrepo::Error(ErrorCode::internal, "update_run: injected poison");
+      }
+      return StoreWrapper::transition_runs(c);
+    }
+  } store(*real);
+  jobrepo::Repository repo(store);
+  for (const auto* name : {"a", "b", "c"}) repo.create_job(name, "d");
+  const auto runs = repo.run_jobs("s1", {.limit = -1});
+  REQUIRE(runs.size() == 3);
+  const auto& good = runs[0];
+  const auto& poisoned = runs[1];
+  const auto& other = runs[2];
+  store.poisoned_run = poisoned.private_id;
+
+  const std::vector<jobrepo::RunUpdate> updates = {
+      {.run_id = good.private_id, .status = Status::completed, .next_run_in = 1h},
+      {.run_id = poisoned.private_id, .status = Status::completed, .next_run_in = 1h},
+      {.run_id = other.private_id, .completed_count = 2, .total_count = 3},
+  };
+  const auto results = repo.update_runs(updates);
+  REQUIRE(results.size() == 3);
+  REQUIRE(results[0].run);
+  CHECK(results[0].run->status == Status::completed);
+  CHECK(repo.lookup_job(good.job_name)->next_scheduled_run == *results[0].run->end_time + 1h);
+  CHECK(!results[1].run);
+  REQUIRE(results[1].error);
+  CHECK(results[1].error->code() == ErrorCode::internal);
+  CHECK(std::string(results[1].error->what()) == "update_run: injected poison");
+  CHECK(repo.lookup_run(poisoned.private_id)->status == Status::running);
+  REQUIRE(results[2].run);
+  CHECK(results[2].run->completed_count == 2);
+  CHECK(*repo.lookup_run(good.private_id) == *results[0].run);
+  CHECK(*repo.lookup_run(other.private_id) == *results[2].run);
+  CHECK(store.calls == 4);  // the batch, then each change alone
+
+  // A transient failure of the batch is the whole call's: the caller retries it.
+  store.poisoned_run.clear();
+  for (const auto code : {ErrorCode::busy, ErrorCode::unavailable}) {
+    store.batch_error = code;
+    store.calls = 0;
+    const std::vector<jobrepo::RunUpdate> retry = {
+        {.run_id = poisoned.private_id, .status = Status::completed, .next_run_in = 1h},
+        {.run_id = other.private_id, .status = Status::failed},
+    };
+    CHECK(code_of([&] { repo.update_runs(retry); }) == code);
+    CHECK(store.calls == 1);
+    CHECK(repo.lookup_run(poisoned.private_id)->status == Status::running);
+    CHECK(*repo.lookup_run(other.private_id) == *results[2].run);
+  }
+}
+
 TEST_CASE("find_overlaps reports runs of one job that overlap, and only those") {
   using namespace std::chrono;
   const auto at = [](int ms) { return jobrepo::Timestamp(milliseconds(ms)); };

@@ -159,9 +159,16 @@ class Repository {
   // tells what became of update i; an update that fails (invalid_parameter,
   // record_not_found, invalid_job_run_state, check_constraint, in that
   // order, as the single calls) writes nothing and does not stop the others.
-  // Throws only what fails the whole call (unavailable, busy, ...; then
-  // nothing is written). Rows are locked in run id order, so concurrent
-  // batches do not deadlock.
+  // Rows are locked in run id order, so concurrent batches do not deadlock.
+  // When the store fails a batch of several changes with an error that is
+  // not transient (anything but unavailable and busy; say a value its
+  // database rejects), the changes are applied again one at a time, each in
+  // its own transaction, so that one bad change never costs the others
+  // theirs: each gets its run or the error its single call would have had
+  // (then even unavailable or busy is that update's error alone).
+  // Throws only what fails the whole call, and then nothing is written:
+  // unavailable or busy for the batch (retry the call), or, when a single
+  // change went to the store, what the store threw.
   std::vector<RunUpdateResult> update_runs(std::span<const RunUpdate> updates);
 
   // Every running run of this plugin (of options.server_id, when given) not
