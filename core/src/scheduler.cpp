@@ -10,6 +10,7 @@
 #include <optional>
 #include <queue>
 #include <random>
+#include <set>
 #include <thread>
 
 namespace jobrepo {
@@ -66,12 +67,18 @@ class FunctionJob final : public JobHandler {
 // One run executing (or queued) here: its context and its liveness.
 class LocalRun final : public JobContext {
  public:
-  LocalRun(Run run, SteadyClock::time_point claimed, SteadyClock::time_point deadline)
-      : run_(std::move(run)), deadline_(deadline), last_heartbeat_(claimed.time_since_epoch().count()) {}
+  LocalRun(Run run, std::shared_ptr<JobHandler> handler, SteadyClock::time_point claimed,
+           SteadyClock::time_point deadline, microseconds fence_after)
+      : run_(std::move(run)),
+        handler_(std::move(handler)),
+        deadline_(deadline),
+        fence_after_(fence_after),
+        last_heartbeat_(claimed.time_since_epoch().count()) {}
 
   const std::string& run_id() const override { return run_.private_id; }
   const std::string& job_name() const override { return run_.job_name; }
   SteadyClock::time_point deadline() const override { return deadline_; }
+  SteadyClock::time_point fence_deadline() const override { return last_heartbeat() + fence_after_; }
   std::stop_token stop_token() const override { return stop_.get_token(); }
   CancelReason cancel_reason() const override { return reason_.load(); }
 
@@ -100,8 +107,14 @@ class LocalRun final : public JobContext {
   // First reason wins; later requests only repeat the stop.
   void cancel(CancelReason reason) {
     CancelReason none = CancelReason::none;
-    reason_.compare_exchange_strong(none, reason);
+    if (reason_.compare_exchange_strong(none, reason)) {
+      cancelled_at_.store(SteadyClock::now().time_since_epoch().count());
+    }
     stop_.request_stop();
+  }
+  // When it was first cancelled (meaningful once cancelled()).
+  SteadyClock::time_point cancelled_at() const {
+    return SteadyClock::time_point(SteadyClock::duration(cancelled_at_.load()));
   }
 
   // The steady time at which the last successful heartbeat was sent.
@@ -111,14 +124,20 @@ class LocalRun final : public JobContext {
   void heartbeat_sent_at(SteadyClock::time_point sent) { last_heartbeat_.store(sent.time_since_epoch().count()); }
 
   const Run& run() const { return run_; }
+  JobHandler& handler() const { return *handler_; }
 
   // The handler returned and the outcome waits for the writer: no more
   // heartbeats. Read and written under the scheduler's mutex.
   bool ended = false;
+  // The fence loop said that the handler outlived its grace. Fence loop only.
+  bool late_reported = false;
 
  private:
   const Run run_;
+  const std::shared_ptr<JobHandler> handler_;
   const SteadyClock::time_point deadline_;
+  const microseconds fence_after_;
+  std::atomic<SteadyClock::rep> cancelled_at_{0};
   std::stop_source stop_;
   std::atomic<CancelReason> reason_{CancelReason::none};
   mutable std::mutex sleep_mutex_;
@@ -134,14 +153,62 @@ std::string seconds_text(std::chrono::milliseconds ms) {
   return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + "s";
 }
 
-microseconds positive_or_throw(const char* what, microseconds value) {
-  if (value.count() <= 0) {
-    throw Error(ErrorCode::invalid_parameter, std::string("Scheduler: ") + what + " must be positive");
+// A duration as the config and docs write it: "250ms", "4s", "22.5s", "1500us".
+std::string duration_text(microseconds d) {
+  const auto us = d.count();
+  if (us % 1000 != 0 && (us < 0 ? -us : us) < 1000000) return std::to_string(us) + "us";
+  if ((us < 0 ? -us : us) < 1000000) return std::to_string(us / 1000) + "ms";
+  std::string text = std::to_string(us / 1000000);
+  if (auto fraction = (us < 0 ? -us : us) % 1000000; fraction != 0) {
+    std::string digits = std::to_string(1000000 + fraction).substr(1);
+    digits.erase(digits.find_last_not_of('0') + 1);
+    text += "." + digits;
   }
-  return value;
+  return text + "s";
 }
 
+// The fence rule's parts (see SchedulerOptions::grace).
+microseconds fence_after(const SchedulerOptions& o) { return o.interrupt_threshold - o.interrupt_threshold / 4; }
+microseconds fence_check_period(const SchedulerOptions& o) {
+  return std::min<microseconds>(o.monitor_interval / 2, std::chrono::milliseconds(100));
+}
+microseconds fenced_run_ends_after(const SchedulerOptions& o) {
+  return fence_after(o) + fence_check_period(o) + o.grace + kill_allowance;
+}
+
+bool transient(ErrorCode code) { return code == ErrorCode::busy || code == ErrorCode::unavailable; }
+
 }  // namespace
+
+std::string scheduler_options_problem(const SchedulerOptions& o) {
+  if (o.worker_threads < 1) return "worker_threads " + std::to_string(o.worker_threads) + " is less than 1";
+  for (const auto& [name, value] :
+       {std::pair{"claim_interval", o.claim_interval}, std::pair{"monitor_interval", o.monitor_interval},
+        std::pair{"interrupt_threshold", o.interrupt_threshold}}) {
+    if (value.count() <= 0) return std::string(name) + " " + duration_text(value) + " must be positive";
+    if (value > max_offset) return std::string(name) + " " + duration_text(value) + " is more than 100 years";
+  }
+  if (o.grace.count() < 0) return "grace " + duration_text(o.grace) + " must not be negative";
+  if (o.grace > max_offset) return "grace " + duration_text(o.grace) + " is more than 100 years";
+  if (o.monitor_interval > o.interrupt_threshold / 4) {
+    return "monitor_interval " + duration_text(o.monitor_interval) +
+           " must be at most a quarter of interrupt_threshold " + duration_text(o.interrupt_threshold);
+  }
+  if (const auto ends = fenced_run_ends_after(o); ends >= o.interrupt_threshold) {
+    // The largest grace that fits, and the smallest threshold for this grace.
+    const auto room = o.interrupt_threshold - fence_after(o) - fence_check_period(o) - kill_allowance;
+    const auto smallest = 4 * (fence_check_period(o) + o.grace + kill_allowance) + microseconds(1000);
+    return "grace " + duration_text(o.grace) + " does not fit in interrupt_threshold " +
+           duration_text(o.interrupt_threshold) + ": a run fenced " + duration_text(fence_after(o)) +
+           " after its last heartbeat (3/4 of the threshold, checked every " + duration_text(fence_check_period(o)) +
+           ") could live " + duration_text(ends) + " after it with grace and " + duration_text(kill_allowance) +
+           " to stop, not less than the " + duration_text(o.interrupt_threshold) +
+           " after which a peer may take its job; make grace " +
+           (room.count() > 0 ? "less than " + duration_text(room) + " or " : "") + "interrupt_threshold at least " +
+           duration_text(smallest);
+  }
+  return {};
+}
 
 std::shared_ptr<JobHandler> make_job(std::string name, std::string description,
                                      std::function<microseconds(JobContext&)> run) {
@@ -152,7 +219,6 @@ struct Scheduler::State {
   struct Registered {
     std::shared_ptr<JobHandler> handler;
     microseconds timeout{0};
-    int failures = 0;  // consecutive, on this server
   };
 
   State(std::string id, Store& s, SchedulerOptions o) : server_id(std::move(id)), store(s), options(std::move(o)) {}
@@ -167,6 +233,9 @@ struct Scheduler::State {
   std::condition_variable run_finished;  // a run left `executing`
   std::condition_variable loops_wake;    // monitor and fence loops: stop
   std::map<std::string, Registered, std::less<>> jobs;
+  int jobs_version = 0;  // changes with every (un)registration
+  // Consecutive failures of each job on this server (the back-off's count).
+  std::map<std::string, int, std::less<>> failures;
   // Queued, running, or waiting for its final write here.
   std::map<std::string, std::shared_ptr<LocalRun>> executing;
   std::deque<std::shared_ptr<LocalRun>> queue;
@@ -174,7 +243,9 @@ struct Scheduler::State {
   struct Outcome {
     std::shared_ptr<LocalRun> local;
     RunUpdate update;
-    std::string detail;  // for the event
+    std::string detail;       // for the event
+    bool retried = false;     // a transient error was reported for it
+    bool as_failure = false;  // a completion the store refused, now stored as a failure
   };
   std::vector<Outcome> outcomes;
   std::condition_variable outcomes_ready;
@@ -205,8 +276,6 @@ struct Scheduler::State {
 
   Repository repository() const { return Repository(store, {options.plugin_id, 0}); }
 
-  microseconds fence_after() const { return options.interrupt_threshold * 3 / 4; }
-
   microseconds backoff(int failures) {
     const auto& b = options.backoff;
     double delay = static_cast<double>(b.initial.count());
@@ -235,13 +304,22 @@ struct Scheduler::State {
 
   void claim_loop() {
     Repository repo = repository();
+    // The jobs registered here as of jobs_version: the names the claim asks
+    // for and the handlers their runs get.
+    std::map<std::string, Registered, std::less<>> registered;
     std::vector<std::string> names;
-    for (const auto& entry : jobs) names.push_back(entry.first);
+    int version = -1;
     for (;;) {
       int free = 0;
       {
         const std::lock_guard lock(mutex);
         if (stopping) return;
+        if (version != jobs_version) {
+          registered = jobs;
+          names.clear();
+          for (const auto& entry : registered) names.push_back(entry.first);
+          version = jobs_version;
+        }
         // Runs waiting for their final write hold no worker (their jobs
         // cannot be claimed again until it is stored).
         free = options.worker_threads - static_cast<int>(queue.size()) - busy_workers;
@@ -253,7 +331,10 @@ struct Scheduler::State {
         try {
           auto runs = repo.run_jobs(server_id, {.limit = limit, .only_jobs = names});
           maybe_more = static_cast<int>(runs.size()) == limit;
-          for (auto& run : runs) dispatch(std::move(run), claimed_at);
+          for (auto& run : runs) {
+            const auto& job = registered.at(run.job_name);
+            dispatch(std::move(run), job, claimed_at);
+          }
         } catch (const Error& e) {
           emit(SchedulerEvent::Kind::error, "", "", std::string("claim: ") + e.what());
         }
@@ -274,13 +355,15 @@ struct Scheduler::State {
   // wake-ups (subscribe_due) or the next read tell of changes elsewhere.
   std::chrono::microseconds next_wake(Repository& repo, std::unique_lock<std::mutex>& lock) {
     if (SteadyClock::now() - last_scan >= options.claim_interval) {
+      std::set<std::string, std::less<>> names;
+      for (const auto& entry : jobs) names.insert(entry.first);
       lock.unlock();
       std::vector<Timestamp> due;
       bool read = false;
       try {
         const auto now = Clock::now();
         for (const auto& job : repo.list_jobs({.limit = -1})) {
-          if (jobs.count(job.name) != 0 && job.next_scheduled_run > now) due.push_back(job.next_scheduled_run);
+          if (names.count(job.name) != 0 && job.next_scheduled_run > now) due.push_back(job.next_scheduled_run);
         }
         read = true;
       } catch (const Error& e) {
@@ -299,11 +382,9 @@ struct Scheduler::State {
     return std::max(wait, microseconds(1000));
   }
 
-  void dispatch(Run run, SteadyClock::time_point claimed_at) {
-    const auto& registered = jobs.at(run.job_name);
-    const auto deadline =
-        registered.timeout.count() > 0 ? claimed_at + registered.timeout : SteadyClock::time_point::max();
-    auto local = std::make_shared<LocalRun>(run, claimed_at, deadline);
+  void dispatch(Run run, const Registered& job, SteadyClock::time_point claimed_at) {
+    const auto deadline = job.timeout.count() > 0 ? claimed_at + job.timeout : SteadyClock::time_point::max();
+    auto local = std::make_shared<LocalRun>(run, job.handler, claimed_at, deadline, fence_after(options));
     emit(SchedulerEvent::Kind::claimed, run.job_name, run.private_id, "");
     {
       const std::lock_guard lock(mutex);
@@ -355,17 +436,12 @@ struct Scheduler::State {
   // nothing to store (the run was cancelled).
   std::optional<Outcome> execute(const std::shared_ptr<LocalRun>& local) {
     const std::string& name = local->job_name();
-    std::shared_ptr<JobHandler> handler;
-    {
-      const std::lock_guard lock(mutex);
-      handler = jobs.at(name).handler;
-    }
     emit(SchedulerEvent::Kind::started, name, local->run_id(), "");
     const auto started = SteadyClock::now();
     std::optional<microseconds> next;
     std::string failure;
     try {
-      next = handler->run(*local);
+      next = local->handler().run(*local);
     } catch (const std::exception& e) {
       failure = e.what();
     } catch (...) {
@@ -382,14 +458,15 @@ struct Scheduler::State {
     }
     if (next && reason != CancelReason::interrupted) {
       update.status = Status::completed;
-      update.next_run_in = *next;
+      // microseconds::max() means "not again": the farthest the store takes.
+      update.next_run_in = std::clamp(*next, -max_offset, max_offset);
       return Outcome{local, std::move(update), "in " + seconds_text(took)};
     }
     if (!next && (reason == CancelReason::none || reason == CancelReason::deadline)) {
       if (reason == CancelReason::deadline) failure = "timed out: " + failure;
       {
         const std::lock_guard lock(mutex);
-        update.next_run_in = backoff(++jobs.at(name).failures);
+        update.next_run_in = std::min(backoff(++failures[name]), max_offset);
       }
       update.status = Status::failed;
       std::string detail = failure + "; retry in " + std::to_string(update.next_run_in->count() / 1000) + " ms";
@@ -405,53 +482,102 @@ struct Scheduler::State {
 
   // Stores every outcome queued meanwhile in one update_runs call (one
   // commit), so that the cost of a commit is shared when runs end quickly.
+  // A transient error (busy, unavailable) never drops an outcome: it is
+  // tried again after a pause that grows to monitor_interval, until it is
+  // stored, its run is final or gone in the store (a peer interrupted it
+  // meanwhile), or stop() has waited stop_timeout for it.
   void writer_loop() {
     Repository repo = repository();
-    for (;;) {
+    std::vector<Outcome> retry;
+    int failed_rounds = 0;
+    for (bool last = false; !last;) {
       std::vector<Outcome> batch;
       {
         std::unique_lock lock(mutex);
-        outcomes_ready.wait(lock, [&] { return !outcomes.empty() || loops_stopping; });
-        if (outcomes.empty()) return;
-        batch.swap(outcomes);
-      }
-      std::vector<RunUpdate> updates;
-      updates.reserve(batch.size());
-      for (const auto& outcome : batch) updates.push_back(outcome.update);
-      std::vector<RunUpdateResult> results;
-      std::string failure;
-      try {
-        results = repo.update_runs(updates);
-      } catch (const Error& e) {
-        failure = e.what();
-      }
-      const auto now = Clock::now();
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        const auto& outcome = batch[i];
-        const auto& name = outcome.local->job_name();
-        const auto& id = outcome.local->run_id();
-        const bool completed = outcome.update.status == Status::completed;
-        if (!failure.empty() || !results[i].run) {
-          emit(SchedulerEvent::Kind::error, name, id,
-               (completed ? "complete_run: " : "fail_run: ") +
-                   (failure.empty() ? std::string(results[i].error->what()) : failure));
-          continue;
+        if (retry.empty()) {
+          outcomes_ready.wait(lock, [&] { return !outcomes.empty() || loops_stopping; });
+        } else {
+          const auto pause = std::min<microseconds>(std::chrono::milliseconds(10) * (1 << std::min(failed_rounds, 10)),
+                                                    options.monitor_interval);
+          outcomes_ready.wait_for(lock, pause, [&] { return loops_stopping; });
         }
+        last = loops_stopping;
+        batch = std::move(retry);
+        retry.clear();
+        std::move(outcomes.begin(), outcomes.end(), std::back_inserter(batch));
+        outcomes.clear();
+      }
+      if (batch.empty()) continue;
+      retry = store_outcomes(repo, std::move(batch), last);
+      failed_rounds = retry.empty() ? 0 : failed_rounds + 1;
+    }
+  }
+
+  // One attempt at storing `batch`; returns the outcomes to try again.
+  std::vector<Outcome> store_outcomes(Repository& repo, std::vector<Outcome> batch, bool last) {
+    std::vector<RunUpdate> updates;
+    updates.reserve(batch.size());
+    for (const auto& outcome : batch) updates.push_back(outcome.update);
+    std::vector<RunUpdateResult> results(batch.size());
+    try {
+      results = repo.update_runs(updates);
+    } catch (const Error& e) {
+      for (auto& result : results) result.error = e;
+    } catch (const std::exception& e) {
+      for (auto& result : results) result.error = Error(ErrorCode::internal, std::string("update_runs: ") + e.what());
+    }
+    std::vector<Outcome> retry;
+    std::vector<std::string> finished;  // leave `executing`
+    const auto now = Clock::now();
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      auto& outcome = batch[i];
+      const auto& name = outcome.local->job_name();
+      const auto& id = outcome.local->run_id();
+      const bool completed = outcome.update.status == Status::completed;
+      if (const auto& run = results[i].run) {
         emit(completed ? SchedulerEvent::Kind::completed : SchedulerEvent::Kind::failed, name, id, outcome.detail);
         const std::lock_guard lock(mutex);
-        if (completed) jobs.at(name).failures = 0;
-        if (const auto& run = *results[i].run; run.end_time && outcome.update.next_run_in) {
-          if (const auto due = *run.end_time + *outcome.update.next_run_in; due > now) known_due.push(due);
+        if (completed) failures.erase(name);
+        if (run->end_time && outcome.update.next_run_in) {
+          if (const auto due = *run->end_time + *outcome.update.next_run_in; due > now) known_due.push(due);
         }
+        finished.push_back(id);
+        continue;
       }
+      const Error& error = *results[i].error;
+      const std::string what = std::string(completed ? "complete_run: " : "fail_run: ") + error.what();
+      const auto code = error.code();
+      if (transient(code) && !last) {
+        if (!outcome.retried) emit(SchedulerEvent::Kind::error, name, id, what + "; retrying until it is stored");
+        outcome.retried = true;
+        retry.push_back(std::move(outcome));
+      } else if (completed && !transient(code) && code != ErrorCode::record_not_found &&
+                 code != ErrorCode::invalid_job_run_state) {
+        // The store refused this completion itself: the run must not stay
+        // running, so it fails (and the job backs off).
+        emit(SchedulerEvent::Kind::error, name, id, what + "; storing the run as failed");
+        outcome.update.status = Status::failed;
+        outcome.detail = "its completion could not be stored: " + std::string(error.what());
+        {
+          const std::lock_guard lock(mutex);
+          outcome.update.next_run_in = std::min(backoff(++failures[name]), max_offset);
+        }
+        retry.push_back(std::move(outcome));
+      } else {
+        emit(SchedulerEvent::Kind::error, name, id, what + (last && transient(code) ? "; not stored before stop" : ""));
+        finished.push_back(id);
+      }
+    }
+    if (!finished.empty()) {
       {
         const std::lock_guard lock(mutex);
-        for (const auto& outcome : batch) executing.erase(outcome.local->run_id());
+        for (const auto& id : finished) executing.erase(id);
         wake_requested = true;  // their jobs may be due again
       }
       run_finished.notify_all();
       claim_wake.notify_all();
     }
+    return retry;
   }
 
   // --- the monitor: heartbeats, peers' stale runs, deadlines ---------------
@@ -517,16 +643,31 @@ struct Scheduler::State {
   // --- fencing: no I/O here, so a hung database cannot delay it ----------
 
   void fence_loop() {
-    const auto period = std::min<microseconds>(options.monitor_interval / 2, std::chrono::milliseconds(100));
+    const auto period = fence_check_period(options);
+    const auto fence = fence_after(options);
+    const auto late = options.grace + kill_allowance;
     std::unique_lock lock(mutex);
     while (!loops_stopping) {
+      std::vector<std::shared_ptr<LocalRun>> running;
+      for (const auto& [id, local] : executing) {
+        if (!local->ended) running.push_back(local);
+      }
       lock.unlock();
       const auto now = SteadyClock::now();
-      for (const auto& local : local_runs()) {
-        if (!local->cancelled() && now - local->last_heartbeat() >= fence_after()) {
+      for (const auto& local : running) {
+        const auto reason = local->cancel_reason();
+        if (!local->cancelled() && now - local->last_heartbeat() >= fence) {
           local->cancel(CancelReason::fenced);
           emit(SchedulerEvent::Kind::cancelled, local->job_name(), local->run_id(),
                "fenced: no successful heartbeat for 3/4 of the interrupt threshold");
+        } else if ((reason == CancelReason::fenced || reason == CancelReason::interrupted) && !local->late_reported &&
+                   now - local->cancelled_at() > late) {
+          // A peer may run the job now: say so, once.
+          local->late_reported = true;
+          emit(SchedulerEvent::Kind::error, local->job_name(), local->run_id(),
+               "the handler is still running " + duration_text(late) + " after it was " +
+                   std::string(to_string(reason)) + " (grace " + duration_text(options.grace) +
+                   "): another server may run the job at the same time");
         }
       }
       lock.lock();
@@ -537,16 +678,8 @@ struct Scheduler::State {
 
 Scheduler::Scheduler(std::string server_id, Store& store, SchedulerOptions options) {
   if (server_id.empty()) throw Error(ErrorCode::invalid_parameter, "Scheduler: missing server_id");
-  if (options.worker_threads < 1) {
-    throw Error(ErrorCode::invalid_parameter,
-                "Scheduler: worker_threads " + std::to_string(options.worker_threads) + " is less than 1");
-  }
-  positive_or_throw("claim_interval", options.claim_interval);
-  positive_or_throw("monitor_interval", options.monitor_interval);
-  positive_or_throw("interrupt_threshold", options.interrupt_threshold);
-  if (options.monitor_interval > options.interrupt_threshold / 4) {
-    throw Error(ErrorCode::invalid_parameter,
-                "Scheduler: monitor_interval must be at most a quarter of interrupt_threshold");
+  if (const auto problem = scheduler_options_problem(options); !problem.empty()) {
+    throw Error(ErrorCode::invalid_parameter, "Scheduler: " + problem);
   }
   Repository check(store, {options.plugin_id, 0});  // validates the plugin id
   state_ = std::make_unique<State>(std::move(server_id), store, std::move(options));
@@ -570,13 +703,23 @@ void Scheduler::register_job(std::shared_ptr<JobHandler> handler, RegisterJobOpt
   if (!handler) throw Error(ErrorCode::invalid_parameter, "register_job: missing handler");
   auto& s = *state_;
   const std::string name = handler->name();
+  s.repository().ensure_job(name, handler->description(), {.next_run_in = options.next_run_in});
   {
     const std::lock_guard lock(s.mutex);
-    if (s.started) throw Error(ErrorCode::invalid_parameter, "register_job: \"" + name + "\" after start()");
+    s.jobs[name] = State::Registered{std::move(handler), options.timeout};
+    ++s.jobs_version;
   }
-  s.repository().ensure_job(name, handler->description(), {.next_run_in = options.next_run_in});
+  s.wake_claimer();
+}
+
+bool Scheduler::unregister_job(std::string_view job_name) {
+  auto& s = *state_;
   const std::lock_guard lock(s.mutex);
-  s.jobs[name] = State::Registered{std::move(handler), options.timeout, 0};
+  const auto found = s.jobs.find(job_name);
+  if (found == s.jobs.end()) return false;
+  s.jobs.erase(found);
+  ++s.jobs_version;
+  return true;
 }
 
 void Scheduler::start() {

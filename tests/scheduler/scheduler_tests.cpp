@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <fstream>
@@ -300,6 +301,71 @@ TEST_CASE("scheduler: a run that cannot heartbeat is fenced before a peer may in
   CHECK(took >= 750ms - 100ms - 20ms);  // 3/4 of it after the last good heartbeat
   store.failing = false;
   CHECK(scheduler.stop());
+}
+
+TEST_CASE("scheduler: an outcome that meets busy or unavailable is stored later, never lost") {
+  Fixture f;
+  // The first completions fail as a lock conflict or an outage would.
+  struct OutcomesFail : jobrepo::StoreWrapper {
+    using StoreWrapper::StoreWrapper;
+    std::atomic<int> failures{0};
+    std::vector<std::optional<jobrepo::Run>> transition_runs(std::span<const jobrepo::RunTransition> c) override {
+      const bool ends = std::any_of(c.begin(), c.end(), [](const auto& t) { return jobrepo::is_final(t.to); });
+      if (ends && failures < 4) {
+        ++failures;
+        throw jobrepo::Error(failures % 2 ? ErrorCode::busy : ErrorCode::unavailable, "update_run: injected");
+      }
+      return StoreWrapper::transition_runs(c);
+    }
+  } store(*f.store);
+  jobrepo::Scheduler scheduler("s1", store, fast_options(f.recorder));
+  std::atomic<int> runs{0};
+  scheduler.register_job(jobrepo::make_job("once", "d", [&](jobrepo::JobContext&) {
+    ++runs;
+    return std::chrono::microseconds(1h);
+  }));
+  scheduler.start();
+  REQUIRE(wait_until([&] { return f.recorder.count(SchedulerEvent::Kind::completed, "once") == 1; }, 5s));
+  CHECK(store.failures == 4);
+  const auto stored = f.repo.list_runs({.job_name = "once"});
+  REQUIRE(stored.size() == 1);
+  CHECK(stored.front().status == jobrepo::Status::completed);
+  CHECK(f.repo.lookup_job("once")->next_scheduled_run > jobrepo::Clock::now() + 50min);
+  CHECK(scheduler.stop());
+  CHECK(runs == 1);
+  CHECK(f.repo.lookup_run(stored.front().private_id)->status == jobrepo::Status::completed);
+}
+
+TEST_CASE("scheduler: a handler returning microseconds::max() means 'not again', and loses no other outcome") {
+  Fixture f;
+  auto options = fast_options(f.recorder);
+  jobrepo::Scheduler scheduler("s1", *f.store, options);
+  // Both handlers return at the same moment, so that their outcomes share a batch.
+  std::atomic<int> arrived{0};
+  const auto together = [&] {
+    ++arrived;
+    while (arrived < 2) std::this_thread::sleep_for(1ms);
+  };
+  std::atomic<int> never_runs{0};
+  scheduler.register_job(jobrepo::make_job("never", "d", [&](jobrepo::JobContext&) {
+    ++never_runs;
+    together();
+    return std::chrono::microseconds::max();
+  }));
+  scheduler.register_job(jobrepo::make_job("hourly", "d", [&](jobrepo::JobContext&) {
+    together();
+    return std::chrono::microseconds(1h);
+  }));
+  scheduler.start();
+  REQUIRE(wait_until([&] { return f.recorder.count(SchedulerEvent::Kind::completed, "hourly") == 1; }, 5s));
+  REQUIRE(wait_until([&] { return f.recorder.count(SchedulerEvent::Kind::completed, "never") == 1; }, 5s));
+  std::this_thread::sleep_for(500ms);
+  CHECK(scheduler.stop());
+  INFO(f.recorder.dump());
+  CHECK(never_runs == 1);
+  CHECK(f.recorder.count(SchedulerEvent::Kind::error, "hourly") == 0);
+  CHECK(f.repo.lookup_job("never")->next_scheduled_run > jobrepo::Clock::now() + std::chrono::hours(24 * 365 * 50));
+  CHECK(f.repo.list_runs({.job_name = "hourly"}).front().status == jobrepo::Status::completed);
 }
 
 TEST_CASE("scheduler: a run past its timeout is cancelled and failed") {

@@ -54,6 +54,12 @@ class JobContext {
   virtual const std::string& job_name() const = 0;
   // When the run is cancelled for its timeout (time_point::max() when none).
   virtual std::chrono::steady_clock::time_point deadline() const = 0;
+  // When the run is fenced (cancelled, see SchedulerOptions::grace) unless a
+  // heartbeat succeeds before: 3/4 of interrupt_threshold after the last
+  // successful one. Moves on with every heartbeat. Work that the handler
+  // runs outside this process (a child process) must be stopped by then,
+  // and gone within grace, even when this process hangs.
+  virtual std::chrono::steady_clock::time_point fence_deadline() const = 0;
   // Requested when the handler should stop; check it, or wait on it.
   virtual std::stop_token stop_token() const = 0;
   virtual CancelReason cancel_reason() const = 0;
@@ -75,7 +81,9 @@ class JobHandler {
   virtual std::string name() const = 0;         // 1-127 characters
   virtual std::string description() const = 0;  // 1-1023 characters
   // Does the work. Returns when the job should run next (from the end of this
-  // run). Throwing fails the run; the job is retried after a back-off.
+  // run), at most max_offset (100 years) either way: microseconds::max()
+  // means "not again" (100 years). Throwing fails the run; the job is retried
+  // after a back-off.
   virtual std::chrono::microseconds run(JobContext& context) = 0;
 };
 
@@ -105,6 +113,11 @@ struct SchedulerEvent {
 };
 std::string_view to_string(SchedulerEvent::Kind kind) noexcept;
 
+// The fence rule's allowance for a cancelled run's work to end once its
+// grace is over: signals delivered and processes gone, or a handler seeing
+// its stop token and returning.
+inline constexpr std::chrono::milliseconds kill_allowance{100};
+
 struct SchedulerOptions {
   std::string plugin_id = std::string(default_plugin_id);
   int worker_threads = 4;
@@ -117,6 +130,15 @@ struct SchedulerOptions {
   // A run not updated for this long is interrupted by any server. A local run
   // whose heartbeats failed for 3/4 of it is cancelled here first (fencing).
   std::chrono::microseconds interrupt_threshold = std::chrono::seconds(30);
+  // How long a cancelled handler may take to end its work (for jobctl
+  // serve: from SIGTERM to SIGKILL). A fenced run must be over before a peer
+  // may take its job, so the scheduler requires
+  //   3/4 interrupt_threshold + fence check + grace + kill_allowance
+  //     < interrupt_threshold,
+  // the fence check being every min(monitor_interval / 2, 100 ms). A handler
+  // that goes on longer after cancellation may overlap the peer's run: that
+  // is the handler's choice (see docs/scheduler.md).
+  std::chrono::microseconds grace{0};
   // How long stop() waits for cancelled handlers.
   std::chrono::microseconds stop_timeout = std::chrono::seconds(10);
   BackoffOptions backoff{};
@@ -133,10 +155,16 @@ struct ExecutingRun {
   CancelReason cancel_reason = CancelReason::none;
 };
 
+// Why `options` cannot run a Scheduler, in one line naming the options and
+// their values, or empty: worker_threads < 1, a non-positive interval, a
+// negative grace, monitor_interval > interrupt_threshold / 4, or grace
+// breaking the fence rule (see SchedulerOptions::grace).
+std::string scheduler_options_problem(const SchedulerOptions& options);
+
 class Scheduler {
  public:
-  // Throws invalid_parameter for an empty server_id, worker_threads < 1, a
-  // non-positive interval, or monitor_interval > interrupt_threshold / 4.
+  // Throws invalid_parameter for an empty server_id or for options with a
+  // problem (scheduler_options_problem).
   Scheduler(std::string server_id, Store& store, SchedulerOptions options = {});
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -144,8 +172,16 @@ class Scheduler {
   ~Scheduler();
 
   // Registers the job's code here and the job in the store (ensure_job: the
-  // first server creates it, later ones keep its schedule). Before start().
+  // first server creates it, later ones keep its schedule and update its
+  // description). Before or after start(); registering a name again
+  // replaces its handler and timeout for the runs that start from then on.
+  // Throws what ensure_job throws (then nothing changes here).
   void register_job(std::shared_ptr<JobHandler> handler, RegisterJobOptions options = {});
+
+  // This server stops claiming the job; a run of it executing here goes on
+  // to its end. The job stays in the store (other servers may run it).
+  // Returns false when the job was not registered here.
+  bool unregister_job(std::string_view job_name);
 
   // Interrupts this server's own leftover runs (from a crash), then starts
   // claiming. Throws what the store throws.
