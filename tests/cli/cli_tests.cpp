@@ -3,8 +3,7 @@
 // processes, config errors), and --help against docs/cli.md. On SQLite or
 // PostgreSQL (JOBREPO_TEST_BACKEND, see ../scheduler/backend.hpp).
 #define CATCH_CONFIG_RUNNER
-#include "backend.hpp"
-#include "temp_dir.hpp"
+#include "cli_support.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -17,90 +16,17 @@
 #include <sstream>
 #include <thread>
 
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-extern char** environ;
-
 using namespace std::chrono_literals;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
 
+using jobrepo::test::Cli;
+using jobrepo::test::Process;
+using jobrepo::test::slurp;
 using jobrepo::test::TempDir;
-
-jobrepo::test::Databases databases;
-
-std::string slurp(const fs::path& file) {
-  std::ifstream in(file);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-struct Result {
-  int status = -1;
-  std::string out, err;
-  json parsed() const { return json::parse(out); }
-};
-
-// A jobctl process with stdout and stderr in files.
-struct Process {
-  pid_t pid = 0;
-  fs::path out, err;
-  Process(const std::vector<std::string>& args, const fs::path& dir, const std::string& tag,
-          const std::vector<std::string>& extra_env = {}) {
-    static int count = 0;
-    out = dir / (tag + std::to_string(++count) + ".out");
-    err = dir / (tag + std::to_string(count) + ".err");
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    std::vector<std::string> all = {JOBCTL_PATH};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_text;
-    for (char** e = environ; *e; ++e) {
-      if (std::string(*e).rfind("JOBREPO_DATABASE_URL=", 0) != 0) env_text.push_back(*e);
-    }
-    env_text.insert(env_text.end(), extra_env.begin(), extra_env.end());
-    std::vector<char*> envp;
-    for (auto& e : env_text) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    REQUIRE(posix_spawn(&pid, JOBCTL_PATH, &actions, nullptr, argv.data(), envp.data()) == 0);
-    posix_spawn_file_actions_destroy(&actions);
-  }
-  Result wait() {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    pid = 0;
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(out), slurp(err)};
-  }
-  ~Process() {
-    if (pid) {
-      kill(pid, SIGKILL);
-      wait();
-    }
-  }
-};
-
-struct Cli {
-  TempDir dir{"jobrepo-cli"};
-  std::string url = databases.make();
-  Result operator()(std::vector<std::string> args, const std::vector<std::string>& env = {}) {
-    args.insert(args.begin(), {"--db", url});
-    return Process(args, dir.path, "jobctl", env).wait();
-  }
-  Result bare(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
-    return Process(args, dir.path, "jobctl", env).wait();
-  }
-};
+using jobrepo::test::wait_until;
 
 const std::set<std::string> job_keys = {"plugin_id", "name", "description", "next_scheduled_run"};
 const std::set<std::string> run_keys = {"private_id",  "job_plugin_id", "job_name",        "server_id",   "create_time",
@@ -266,22 +192,7 @@ TEST_CASE("cli: claim, progress, complete, fail, runs, interrupt, prune and audi
 namespace {
 
 // A config with short intervals; `jobs` is the JSON of the jobs array.
-fs::path write_config(const fs::path& dir, const std::string& jobs) {
-  const auto path = dir / "jobs.json";
-  std::ofstream(path) << R"({"claim_interval": "200ms", "monitor_interval": "250ms", "interrupt_threshold": "2s",
-    "grace": "1s", "worker_threads": 6, "jobs": )"
-                      << jobs << "}";
-  return path;
-}
-
-bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-  const auto end = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < end) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return condition();
-}
+fs::path write_config(const fs::path& dir, const std::string& jobs) { return jobrepo::test::write_config(dir, jobs); }
 
 }  // namespace
 
@@ -330,7 +241,7 @@ TEST_CASE("cli: serve runs commands: success, failure, timeout, progress, cancel
       5s));
   REQUIRE(wait_until([&] { return run_of("stubborn")["status"] == "running"; }, 5s));
 
-  // SIGTERM stops serve: commands get SIGTERM; one that ignores it gets SIGKILL after the 1 s grace.
+  // SIGTERM stops serve: commands get SIGTERM; one that ignores it gets SIGKILL after the 250 ms grace.
   const auto stopping = std::chrono::steady_clock::now();
   kill(serve.pid, SIGTERM);
   const auto result = serve.wait();

@@ -1,6 +1,7 @@
 // jobctl: the operator's tool for jobrepo. See docs/cli.md, or jobctl --help.
 #include "duration.hpp"
 #include "serve.hpp"
+#include "supervisor.hpp"
 
 #include <jobrepo/jobrepo.hpp>
 
@@ -312,11 +313,13 @@ Audit audit(jobrepo::Repository& repo) {
 int execute(const Invocation& in) {
   const std::string& name = in.command->words;
   if (name == "serve") {
-    // The config is checked before anything touches the database.
-    ServeConfig config = load_config(required(in, "--config"));
+    const std::string path = required(in, "--config");
     const std::string server = in.values.count("--server-id") ? in.values.at("--server-id") : default_server_id();
-    if (in.plugin != "pi_system") config.plugin_id = in.plugin;
-    return serve(in.url, config, server);
+    return serve(in.url, server, [&] {
+      ServeConfig config = load_config(path);
+      if (in.plugin != "pi_system") config.plugin_id = in.plugin;
+      return config;
+    });
   }
   auto store = jobrepo::open_store(in.url);
   if (name == "migrate") {
@@ -410,6 +413,8 @@ int execute(const Invocation& in) {
 }  // namespace
 
 int main(int argc, char* argv[]) {
+  // jobctl serve starts itself again as the supervisor of each run.
+  if (argc > 0 && std::string_view(argv[0]) == supervisor_name) return supervisor_main(argc, argv);
   bool json_output = false;
   for (int i = 1; i < argc; ++i) json_output = json_output || std::string(argv[i]) == "--json";
   try {
@@ -431,6 +436,9 @@ int main(int argc, char* argv[]) {
   } catch (const ConfigError& e) {
     std::cerr << "jobctl serve: " << e.what() << "\n";
     return exit_usage;
+  } catch (const ServeError& e) {
+    std::cerr << "jobctl serve: " << e.what() << "\n";
+    return exit_failed;
   } catch (const jobrepo::Error& e) {
     if (json_output) {
       std::cout << json{{"error", {{"code", std::string(jobrepo::to_string(e.code()))}, {"message", e.what()}}}}.dump()

@@ -1,6 +1,7 @@
 #include "serve.hpp"
 
 #include "duration.hpp"
+#include "supervisor.hpp"
 
 #include <jobrepo/jobrepo.hpp>
 
@@ -8,17 +9,19 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <mutex>
 #include <set>
+#include <thread>
 
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 extern char** environ;
@@ -112,14 +115,18 @@ CommandJob read_job(const Reader& r, const json& item, const std::string& where)
 
 // --- running a command -----------------------------------------------------
 
-// Runs the command of `job` as a child process for one run; see docs/cli.md.
-microseconds run_command(const CommandJob& job, const ServeConfig& config, jobrepo::JobContext& context,
-                         const std::string& server) {
-  // Everything the child needs is built before fork().
-  std::vector<std::string> argv_text = job.command;
-  std::vector<char*> argv;
-  for (auto& a : argv_text) argv.push_back(a.data());
-  argv.push_back(nullptr);
+// What every run of this serve process shares.
+struct Runtime {
+  std::string server_id;
+  std::chrono::microseconds grace{0};
+  int lock_fd = -1;  // the server lock, held by every supervisor too
+};
+
+// Runs the command of `job` for one run, under its own supervisor (see
+// supervisor.hpp and docs/cli.md). Returns `every` on exit status 0.
+microseconds run_command(const CommandJob& job, const Runtime& runtime, jobrepo::JobContext& context) {
+  SupervisedCommand command{context.run_id(),      job.name,      job.command,    {},
+                            job.working_directory, runtime.grace, runtime.lock_fd};
   std::map<std::string, std::string> env_map;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string entry = *e;
@@ -129,105 +136,171 @@ microseconds run_command(const CommandJob& job, const ServeConfig& config, jobre
   for (const auto& [key, value] : job.environment) env_map[key] = value;
   env_map["JOBREPO_RUN_ID"] = context.run_id();
   env_map["JOBREPO_JOB_NAME"] = job.name;
-  std::vector<std::string> env_text;
-  for (const auto& [key, value] : env_map) env_text.push_back(key + "=" + value);
-  std::vector<char*> envp;
-  for (auto& e : env_text) envp.push_back(e.data());
-  envp.push_back(nullptr);
+  for (const auto& [key, value] : env_map) command.environment.push_back(key + "=" + value);
 
-  int out[2];
-  if (pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) {
-    close(out[0]);
-    close(out[1]);
-    throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
-  }
-  if (pid == 0) {
-    // The child: its own process group (signals reach what it starts too),
-    // default signal mask, stdout into the pipe.
-    setpgid(0, 0);
-    // If jobctl dies (even by kill -9), the command gets SIGKILL: otherwise it
-    // would run on as an orphan while another server runs the job again.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(125);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    dup2(out[1], STDOUT_FILENO);
-    if (!job.working_directory.empty() && chdir(job.working_directory.c_str()) != 0) _exit(126);
-    execvpe(argv[0], argv.data(), envp.data());
-    _exit(127);
-  }
-  close(out[1]);
-  setpgid(pid, pid);  // also from here, so that no signal can precede it
-
-  std::string pending;
-  bool eof = false, term_sent = false, kill_sent = false;
-  Steady::time_point term_at{};
-  int status = 0;
-  bool exited = false;
-  const auto handle_line = [&](const std::string& line) {
+  const auto on_line = [&](std::string_view line) {
     unsigned long long completed = 0, total = 0;
     char tail = 0;
-    if (std::sscanf(line.c_str(), "progress %llu/%llu%c", &completed, &total, &tail) == 2) {
+    if (std::sscanf(std::string(line).c_str(), "progress %llu/%llu%c", &completed, &total, &tail) == 2) {
       try {
         context.report_progress(static_cast<std::int64_t>(completed), static_cast<std::int64_t>(total));
       } catch (const jobrepo::Error& e) {
-        log_line(server, job.name + ": ignored " + e.what());
+        log_line(runtime.server_id, job.name + ": ignored " + e.what());
       }
       return;
     }
     const std::lock_guard lock(log_mutex);
     std::cout << "[" << job.name << "] " << line << std::endl;
   };
-  while (!exited) {
-    if (context.cancelled() && !term_sent) {
-      kill(-pid, SIGTERM);
-      term_sent = true;
-      term_at = Steady::now();
-    }
-    if (term_sent && !kill_sent && Steady::now() - term_at >= config.grace) {
-      kill(-pid, SIGKILL);
-      kill_sent = true;
-    }
-    if (!eof) {
-      pollfd fd{out[0], POLLIN, 0};
-      if (poll(&fd, 1, 100) > 0) {
-        char buffer[4096];
-        const auto got = read(out[0], buffer, sizeof buffer);
-        if (got <= 0) {
-          eof = true;
-        } else {
-          pending.append(buffer, static_cast<std::size_t>(got));
-          for (auto nl = pending.find('\n'); nl != std::string::npos; nl = pending.find('\n')) {
-            handle_line(pending.substr(0, nl));
-            pending.erase(0, nl + 1);
-          }
-        }
-      }
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    const pid_t done = waitpid(pid, &status, eof ? WNOHANG : WNOHANG);
-    if (done == pid) exited = true;
+  const auto end = run_supervised(command, context, on_line);
+  if (end.leftovers > 0) {
+    log_line(runtime.server_id, job.name + " run " + context.run_id() + ": stopped " + std::to_string(end.leftovers) +
+                                    " processes the command left behind");
   }
-  if (!pending.empty()) handle_line(pending);
-  close(out[0]);
-  kill(-pid, SIGKILL);  // anything the command left behind in its group
-
   context.throw_if_cancelled();
-  if (WIFEXITED(status)) {
-    const int code = WEXITSTATUS(status);
-    if (code == 0) return job.every;
-    if (code == 127) throw std::runtime_error("exit 127 (command not found: " + job.command.front() + ")");
-    throw std::runtime_error("exit " + std::to_string(code));
+  switch (end.how) {
+    case CommandEnd::How::not_started:
+      if (end.code == ENOENT) throw std::runtime_error("exit 127 (command not found: " + job.command.front() + ")");
+      throw std::runtime_error("cannot run " + job.command.front() + ": " + std::strerror(end.code));
+    case CommandEnd::How::killed:
+      if (end.fenced) {
+        throw std::runtime_error("ended by its supervisor at the fence deadline (no heartbeat reached it), signal " +
+                                 std::to_string(end.code));
+      }
+      throw std::runtime_error("killed by signal " + std::to_string(end.code));
+    case CommandEnd::How::exited:
+      if (end.code == 0) return job.every;
+      throw std::runtime_error("exit " + std::to_string(end.code));
   }
-  throw std::runtime_error("killed by signal " + std::to_string(WTERMSIG(status)));
+  return job.every;
+}
+
+// --- the server lock --------------------------------------------------------
+
+// One jobctl serve per (database, plugin, server id) on this machine, and
+// none while the supervisors of a previous one with that id still live: a
+// datagram socket bound to an abstract name (no file to clean up), inherited
+// by every supervisor, so the name is taken until the last of them exits.
+// Returns the socket. Waits up to `wait` for a previous holder.
+int hold_server_lock(const std::string& url, const std::string& plugin_id, const std::string& server_id,
+                     microseconds wait) {
+  std::uint64_t hash = 14695981039346656037ULL;  // FNV-1a: the name must fit in 108 bytes
+  for (const auto& part : {url, plugin_id, server_id}) {
+    for (const char c : part + '\n') hash = (hash ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  }
+  char name[64];
+  std::snprintf(name, sizeof name, "jobrepo-serve-%016llx", static_cast<unsigned long long>(hash));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path + 1, name, std::strlen(name));  // sun_path[0] = 0: abstract
+  const auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + std::strlen(name));
+  const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw ServeError(std::string("cannot create the server lock: ") + std::strerror(errno));
+  const auto started = Steady::now();
+  bool said = false;
+  while (::bind(fd, reinterpret_cast<const sockaddr*>(&address), length) != 0) {
+    if (errno != EADDRINUSE) {
+      ::close(fd);
+      throw ServeError(std::string("cannot take the server lock: ") + std::strerror(errno));
+    }
+    if (Steady::now() - started >= wait) {
+      ::close(fd);
+      throw ServeError("server id \"" + server_id + "\" is in use on this machine for this database: another jobctl " +
+                       "serve with it is running, or processes of its runs have not ended after " +
+                       format_duration(wait) + " (abstract socket @" + name + ")");
+    }
+    if (!said) {
+      log_line(server_id, "waiting for the processes of runs of a previous jobctl serve with this server id to end");
+      said = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (said) {
+    log_line(server_id,
+             "they ended after " + format_duration(std::chrono::duration_cast<microseconds>(Steady::now() - started)));
+  }
+  return fd;
+}
+
+// A handler of `job` for the Scheduler (it keeps its own copy of the job).
+std::shared_ptr<jobrepo::JobHandler> command_handler(const CommandJob& job, const Runtime& runtime) {
+  auto shared = std::make_shared<const CommandJob>(job);
+  return jobrepo::make_job(job.name, job.description, [shared, &runtime](jobrepo::JobContext& context) {
+    return run_command(*shared, runtime, context);
+  });
+}
+
+// SIGHUP: reads the config again and applies its jobs; anything else in it
+// takes effect at the next start. A bad config changes nothing.
+ServeConfig reload(jobrepo::Scheduler& scheduler, const ServeConfig& current, const std::function<ServeConfig()>& load,
+                   const Runtime& runtime) {
+  const auto& server = runtime.server_id;
+  ServeConfig next;
+  try {
+    next = load();
+  } catch (const std::exception& e) {
+    log_line(server, std::string("reload: ") + e.what() + "; keeping the current config");
+    return current;
+  }
+  const auto changed = [&](const char* field, bool differs) {
+    if (differs) log_line(server, std::string("reload: ") + field + " changed; it takes effect when serve restarts");
+  };
+  changed("plugin_id", next.plugin_id != current.plugin_id);
+  changed("worker_threads", next.worker_threads != current.worker_threads);
+  changed("claim_interval", next.claim_interval != current.claim_interval);
+  changed("monitor_interval", next.monitor_interval != current.monitor_interval);
+  changed("interrupt_threshold", next.interrupt_threshold != current.interrupt_threshold);
+  changed("grace", next.grace != current.grace);
+  std::map<std::string, const CommandJob*> before;
+  for (const auto& job : current.jobs) before[job.name] = &job;
+  ServeConfig applied = next;
+  applied.jobs.clear();
+  std::vector<std::string> added, removed, updated;
+  for (const auto& job : next.jobs) {
+    const auto old = before.find(job.name);
+    if (old != before.end() && *old->second == job) {
+      applied.jobs.push_back(job);
+      before.erase(old);
+      continue;
+    }
+    try {
+      scheduler.register_job(command_handler(job, runtime), {.next_run_in = microseconds(0), .timeout = job.timeout});
+      applied.jobs.push_back(job);
+      (old == before.end() ? added : updated).push_back(job.name);
+    } catch (const jobrepo::Error& e) {
+      log_line(server, "reload: job " + job.name + " not registered: " + e.what());
+      if (old != before.end()) applied.jobs.push_back(*old->second);
+    }
+    if (old != before.end()) before.erase(old);
+  }
+  for (const auto& [name, job] : before) {
+    scheduler.unregister_job(name);
+    removed.push_back(name);
+  }
+  const auto list = [](const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+    return out.empty() ? std::string("none") : out;
+  };
+  log_line(server, "reloaded the config: " + std::to_string(applied.jobs.size()) + " jobs; added " + list(added) +
+                       "; removed " + list(removed) + "; changed " + list(updated));
+  return applied;
 }
 
 }  // namespace
+
+jobrepo::SchedulerOptions scheduler_options(const ServeConfig& config) {
+  jobrepo::SchedulerOptions options;
+  options.plugin_id = config.plugin_id;
+  options.worker_threads = config.worker_threads;
+  options.claim_interval = config.claim_interval;
+  options.monitor_interval = config.monitor_interval;
+  options.interrupt_threshold = config.interrupt_threshold;
+  options.grace = config.grace;
+  // stop(): SIGTERM, grace, SIGKILL, and a moment for the outcome.
+  options.stop_timeout = config.grace + std::chrono::seconds(1);
+  return options;
+}
 
 ServeConfig load_config(const std::string& path) {
   std::ifstream in(path);
@@ -258,10 +331,12 @@ ServeConfig load_config(const std::string& path) {
   if (root.contains("interrupt_threshold")) {
     config.interrupt_threshold = r.duration(root["interrupt_threshold"], "interrupt_threshold", true);
   }
-  if (config.monitor_interval > config.interrupt_threshold / 4) {
-    r.fail("monitor_interval", "must be at most a quarter of interrupt_threshold");
-  }
   if (root.contains("grace")) config.grace = r.duration(root["grace"], "grace", false);
+  // The Scheduler's own rules (monitor_interval, and the fence: a fenced
+  // command must be gone before a peer may take its job).
+  if (const auto problem = jobrepo::scheduler_options_problem(scheduler_options(config)); !problem.empty()) {
+    throw ConfigError(path + ": " + problem);
+  }
   if (!root.contains("jobs")) r.fail("jobs", "is missing");
   if (!root["jobs"].is_array() || root["jobs"].empty()) r.fail("jobs", "must be a non-empty array");
   std::set<std::string> names;
@@ -280,25 +355,27 @@ std::string default_server_id() {
   return std::string(host) + "-" + std::to_string(getpid());
 }
 
-int serve(const std::string& url, const ServeConfig& config, const std::string& server_id) {
-  // A closed stdout (e.g. piped into head) must not kill the daemon.
+int serve(const std::string& url, const std::string& server_id, const std::function<ServeConfig()>& load) {
+  ServeConfig config = load();  // checked before anything touches the database
+  // A closed stdout (e.g. piped into head) must not kill the daemon; commands
+  // get the default action back (their supervisor resets every signal).
   std::signal(SIGPIPE, SIG_IGN);
-  // SIGINT and SIGTERM are taken by sigwait() below, in this thread only.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // SIGINT, SIGTERM and SIGHUP are taken by sigwait() below, in this thread
+  // only: every thread started from here on inherits the blocked mask.
+  sigset_t handled;
+  sigemptyset(&handled);
+  sigaddset(&handled, SIGINT);
+  sigaddset(&handled, SIGTERM);
+  sigaddset(&handled, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &handled, nullptr);
+  become_subreaper();
 
+  Runtime runtime{server_id, config.grace, -1};
+  runtime.lock_fd = hold_server_lock(url, config.plugin_id, server_id,
+                                     std::max<microseconds>(config.interrupt_threshold, std::chrono::seconds(10)));
   auto store = jobrepo::open_store(url);
   store->migrate();
-  jobrepo::SchedulerOptions options;
-  options.plugin_id = config.plugin_id;
-  options.worker_threads = config.worker_threads;
-  options.claim_interval = config.claim_interval;
-  options.monitor_interval = config.monitor_interval;
-  options.interrupt_threshold = config.interrupt_threshold;
-  options.stop_timeout = config.grace + std::chrono::seconds(1);
+  auto options = scheduler_options(config);
   options.on_event = [server_id](const jobrepo::SchedulerEvent& e) {
     std::string text = std::string(jobrepo::to_string(e.kind));
     if (!e.job_name.empty()) text += " " + e.job_name;
@@ -308,18 +385,22 @@ int serve(const std::string& url, const ServeConfig& config, const std::string& 
   };
   jobrepo::Scheduler scheduler(server_id, *store, options);
   for (const auto& job : config.jobs) {
-    scheduler.register_job(jobrepo::make_job(job.name, job.description,
-                                             [&job, &config, server_id](jobrepo::JobContext& context) {
-                                               return run_command(job, config, context, server_id);
-                                             }),
-                           {.next_run_in = microseconds(0), .timeout = job.timeout});
+    scheduler.register_job(command_handler(job, runtime), {.next_run_in = microseconds(0), .timeout = job.timeout});
   }
   scheduler.start();
   log_line(server_id,
            "serving " + std::to_string(config.jobs.size()) + " jobs on " + jobrepo::redact_postgres_url(url));
-  int signal = 0;
-  sigwait(&stop_signals, &signal);
-  log_line(server_id, std::string("stopping on ") + (signal == SIGINT ? "SIGINT" : "SIGTERM"));
+  for (;;) {
+    int signal = 0;
+    sigwait(&handled, &signal);
+    if (signal == SIGHUP) {
+      log_line(server_id, "reloading the config on SIGHUP");
+      config = reload(scheduler, config, load, runtime);
+      continue;
+    }
+    log_line(server_id, std::string("stopping on ") + (signal == SIGINT ? "SIGINT" : "SIGTERM"));
+    break;
+  }
   const bool clean = scheduler.stop();
   log_line(server_id, clean ? "stopped" : "stopped; some commands did not end in time");
   return 0;

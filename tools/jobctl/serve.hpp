@@ -5,6 +5,7 @@
 #include <jobrepo/scheduler.hpp>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -21,6 +22,8 @@ struct CommandJob {
   std::chrono::microseconds timeout{0};  // 0: none
   std::string working_directory;         // empty: jobctl's own
   std::map<std::string, std::string> environment;
+
+  friend bool operator==(const CommandJob&, const CommandJob&) = default;
 };
 
 struct ServeConfig {
@@ -38,12 +41,23 @@ struct ConfigError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Reads and checks a config file; throws ConfigError. Touches no database.
+// jobctl serve cannot run (exit 1): e.g. its server id is in use here.
+struct ServeError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Reads and checks a config file, the Scheduler's rules included (the
+// fence: see docs/cli.md); throws ConfigError. Touches no database.
 ServeConfig load_config(const std::string& path);
 
-// Runs the jobs until SIGINT or SIGTERM, then stops gracefully. Returns the
+// The Scheduler's options for a config (without on_event).
+jobrepo::SchedulerOptions scheduler_options(const ServeConfig& config);
+
+// Loads the config with `load` (ConfigError before anything else), then runs
+// its jobs until SIGINT or SIGTERM and stops gracefully; SIGHUP loads it
+// again and applies its jobs. Throws ServeError, jobrepo::Error. Returns the
 // process exit status.
-int serve(const std::string& url, const ServeConfig& config, const std::string& server_id);
+int serve(const std::string& url, const std::string& server_id, const std::function<ServeConfig()>& load);
 
 // hostname-pid
 std::string default_server_id();

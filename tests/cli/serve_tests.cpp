@@ -1,0 +1,410 @@
+// jobctl serve and the processes of its runs, observed from the kernel, not
+// from the database: every process a command starts ends with its server
+// (kill -9 included), a fenced command is gone before a peer may take its
+// job, a restarted server waits for its old runs' processes, signals, and
+// the output of commands. The "[kill]" cases kill serve 20 times under load
+// and audit real overlaps with flock(1). On SQLite or PostgreSQL
+// (JOBREPO_TEST_BACKEND, see ../scheduler/backend.hpp).
+#define CATCH_CONFIG_RUNNER
+#include "cli_support.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <sys/prctl.h>
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+namespace fs = std::filesystem;
+using Steady = std::chrono::steady_clock;
+
+namespace {
+
+using jobrepo::test::Cli;
+using jobrepo::test::describe;
+using jobrepo::test::Process;
+using jobrepo::test::processes_of_serve;
+using jobrepo::test::run_processes;
+using jobrepo::test::slurp;
+using jobrepo::test::wait_until;
+using jobrepo::test::write_config;
+
+// The runs of the database in a given status.
+json runs_in(Cli& cli, const std::string& status) {
+  return cli({"runs", "--status", status, "--limit", "-1", "--json"}).parsed();
+}
+
+long long to_ms(Steady::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+
+// The peak resident memory of a live process, in KiB (VmHWM).
+long peak_kib(pid_t pid) {
+  std::istringstream status(slurp("/proc/" + std::to_string(pid) + "/status"));
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+// The supervisor processes (argv[0] "jobrepo-run") of the serve with that tag.
+std::vector<pid_t> supervisors_of(const fs::path& dir, const std::string& tag) {
+  std::vector<pid_t> out;
+  for (const auto& p : processes_of_serve(dir, tag)) {
+    if (p.command.rfind("jobrepo-run ", 0) == 0) out.push_back(p.pid);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("serve: kill -9 of serve ends every process of its runs within 1 s, whatever the commands did") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "pipeline", "command": ["sh", "-c", "sleep 20 | cat; echo done"], "every": "1h"},
+    {"name": "setsid", "command": ["sh", "-c", "setsid sleep 20; echo done"], "every": "1h"},
+    {"name": "setsid-fork", "command": ["sh", "-c", "setsid -f sleep 20; sleep 20"], "every": "1h"},
+    {"name": "double-fork", "command": ["sh", "-c", "(sleep 20 &); sleep 20"], "every": "1h"},
+    {"name": "background", "command": ["sh", "-c", "sleep 20 & sleep 20"], "every": "1h"}
+  ])");
+  auto serve = cli.serve(config, "node-1");
+  // Each command is a shell with two sleeps or a sleep and a cat below it.
+  REQUIRE(wait_until([&] { return runs_in(cli, "running").size() == 5; }, 10s));
+  REQUIRE(wait_until([&] { return processes_of_serve(cli.dir.path, "node-1").size() >= 14; }, 5s));
+  INFO(describe(processes_of_serve(cli.dir.path, "node-1")));
+  kill(serve->pid, SIGKILL);
+  serve->wait();
+  const auto killed = Steady::now();
+  const bool all_gone = wait_until([&] { return processes_of_serve(cli.dir.path, "node-1").empty(); }, 1s);
+  INFO("alive " << to_ms(Steady::now() - killed) << " ms after the kill:\n"
+                << describe(processes_of_serve(cli.dir.path, "node-1")));
+  CHECK(all_gone);
+}
+
+TEST_CASE("serve: the processes a command leaves behind end before its run ends") {
+  Cli cli;
+  const auto marker = cli.dir.path / "leftover-stopped";
+  const auto config =
+      write_config(cli.dir.path, R"([
+    {"name": "leaves-one", "command": ["sh", "-c", "sh -c 'trap \"touch )" +
+                                     marker.string() + R"(; exit 0\" TERM; sleep 30 & wait' & echo left"],
+     "every": "1h"}
+  ])");
+  auto serve = cli.serve(config, "node-1");
+  REQUIRE(wait_until([&] { return cli.last_run("leaves-one")["status"] == "completed"; }, 10s));
+  // The leftover got SIGTERM (its trap ran) and is gone.
+  CHECK(fs::exists(marker));
+  CHECK(processes_of_serve(cli.dir.path, "node-1").empty());
+  kill(serve->pid, SIGTERM);
+  const auto result = serve->wait();
+  CHECK(result.status == 0);
+  CHECK(result.out.find("[leaves-one] left") != std::string::npos);
+}
+
+TEST_CASE("serve: a grace that does not fit in the interrupt threshold is refused, naming the fields") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([{"name": "x", "command": ["true"], "every": "1s"}])",
+                                   R"("interrupt_threshold": "4s",)");
+  const auto result =
+      Process({"--db", cli.url, "serve", "--config", config.string()}, cli.dir.path, "serve").wait_at_most(5s);
+  INFO(result.err);
+  CHECK(result.status == 2);
+  CHECK(result.err.find("grace") != std::string::npos);
+  CHECK(result.err.find("interrupt_threshold") != std::string::npos);
+  CHECK(result.err.find("5s") != std::string::npos);
+  CHECK(result.err.find("4s") != std::string::npos);
+  CHECK(cli({"jobs", "--json"}).status != 0);  // the database was not touched (not migrated)
+}
+
+TEST_CASE("serve: a command ignoring SIGTERM under a hung serve is gone before a peer may take its job") {
+  Cli cli;
+  // T = 2 s: fenced 1.5 s after the last heartbeat, SIGKILL 250 ms later.
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "stubborn", "command": ["sh", "-c", "trap '' TERM; sleep 60 | cat"], "every": "1h"}
+  ])");
+  auto serve = cli.serve(config, "node-1");
+  REQUIRE(wait_until([&] { return runs_in(cli, "running").size() == 1; }, 10s));
+  REQUIRE(wait_until([&] { return processes_of_serve(cli.dir.path, "node-1").size() >= 3; }, 5s));
+  std::this_thread::sleep_for(600ms);  // a few heartbeats
+  // serve hangs (as a deadlocked or swapped-out process would): no more heartbeats.
+  kill(serve->pid, SIGSTOP);
+  const auto stopped = Steady::now();
+  const bool gone = wait_until([&] { return processes_of_serve(cli.dir.path, "node-1").empty(); }, 4s);
+  const auto took = Steady::now() - stopped;
+  kill(serve->pid, SIGCONT);
+  INFO("gone " << to_ms(took) << " ms after serve stopped:\n" << describe(processes_of_serve(cli.dir.path, "node-1")));
+  REQUIRE(gone);
+  // The last heartbeat was at most 250 ms before the stop; a peer may take the
+  // job 2 s after it: the processes must be gone by then.
+  CHECK(took < 2s);
+  CHECK(took >= 1500ms - 250ms - 50ms);  // not before the fence
+  kill(serve->pid, SIGTERM);
+  serve->wait();
+}
+
+TEST_CASE("serve: a restarted serve with the same server id waits until its old runs' processes are gone") {
+  // The old supervisor is stopped below, as a stuck one would be. Orphaned,
+  // a stopped process group gets SIGHUP and SIGCONT from the kernel; as a
+  // subreaper this test keeps it from being orphaned (and reaps it).
+  REQUIRE(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
+  struct Reap {
+    ~Reap() {
+      prctl(PR_SET_CHILD_SUBREAPER, 0);
+      while (waitpid(-1, nullptr, WNOHANG) > 0) {
+      }
+    }
+  } reap;
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "long", "command": ["sh", "-c", "sleep 30 | cat"], "every": "1h"}
+  ])");
+  auto first = cli.serve(config, "node-1", "first");
+  REQUIRE(wait_until([&] { return runs_in(cli, "running").size() == 1; }, 10s));
+  REQUIRE(wait_until([&] { return supervisors_of(cli.dir.path, "first").size() == 1; }, 5s));
+  const std::string old_run = runs_in(cli, "running")[0]["private_id"];
+  // Its supervisor cannot end the old run's processes for now.
+  const pid_t supervisor = supervisors_of(cli.dir.path, "first").front();
+  kill(supervisor, SIGSTOP);
+  kill(first->pid, SIGKILL);
+  first->wait();
+  auto second = cli.serve(config, "node-1", "second");
+  std::this_thread::sleep_for(1500ms);
+  INFO(second->errors());
+  // The old run's processes still live: the new server has not touched the job.
+  CHECK(!processes_of_serve(cli.dir.path, "first").empty());
+  CHECK(cli({"run", "show", old_run, "--json"}).parsed()["status"] == "running");
+  CHECK(processes_of_serve(cli.dir.path, "second").empty());
+  CHECK(second->errors().find("waiting") != std::string::npos);
+  kill(supervisor, SIGCONT);
+  // Now they end, and the new server runs the job again.
+  REQUIRE(wait_until([&] { return processes_of_serve(cli.dir.path, "first").empty(); }, 2s));
+  REQUIRE(wait_until([&] { return !processes_of_serve(cli.dir.path, "second").empty(); }, 5s));
+  CHECK(cli({"run", "show", old_run, "--json"}).parsed()["status"] == "interrupted");
+  kill(second->pid, SIGTERM);
+  CHECK(second->wait().status == 0);
+}
+
+TEST_CASE("serve: SIGHUP reloads the config; a bad one is logged and the old one kept") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "kept", "command": ["true"], "every": "100ms"},
+    {"name": "removed", "command": ["true"], "every": "100ms"},
+    {"name": "busy", "command": ["sleep", "2"], "every": "1h"}
+  ])");
+  auto serve = cli.serve(config, "node-1");
+  REQUIRE(wait_until([&] { return cli.last_run("removed")["status"] == "completed"; }, 10s));
+  REQUIRE(wait_until([&] { return cli.last_run("busy")["status"] == "running"; }, 5s));
+  const std::string busy_run = cli.last_run("busy")["private_id"];
+  write_config(cli.dir.path, R"([
+    {"name": "kept", "command": ["true"], "every": "100ms"},
+    {"name": "added", "command": ["true"], "every": "100ms"},
+    {"name": "busy", "command": ["sleep", "2"], "every": "1h"}
+  ])");
+  kill(serve->pid, SIGHUP);
+  REQUIRE(wait_until([&] { return cli.last_run("added")["status"] == "completed"; }, 5s));
+  const auto removed_runs = cli({"runs", "--job", "removed", "--limit", "-1", "--json"}).parsed().size();
+  std::this_thread::sleep_for(600ms);
+  // The removed job is not claimed here any more; the running run went on.
+  CHECK(cli({"runs", "--job", "removed", "--limit", "-1", "--json"}).parsed().size() == removed_runs);
+  REQUIRE(wait_until([&] { return cli.last_run("busy")["status"] == "completed"; }, 5s));
+  CHECK(cli.last_run("busy")["private_id"] == busy_run);
+
+  std::ofstream(config) << R"({"jobs": [{"name": "x", "command": ["true"], "every": "10x"}]})";
+  kill(serve->pid, SIGHUP);
+  const auto added_runs = cli({"runs", "--job", "added", "--limit", "-1", "--json"}).parsed().size();
+  REQUIRE(wait_until(
+      [&] {
+        return cli({"runs", "--job", "added", "--limit", "-1", "--json"}).parsed().size() > added_runs + 2;
+      },
+      5s));
+  kill(serve->pid, SIGTERM);
+  const auto result = serve->wait();
+  INFO(result.err);
+  CHECK(result.status == 0);
+  CHECK(result.err.find("reloaded") != std::string::npos);
+  CHECK(result.err.find("jobs[0].every: \"10x\" is not a duration") != std::string::npos);
+  CHECK(result.err.find("keeping the current config") != std::string::npos);
+}
+
+TEST_CASE("serve: commands start with SIGPIPE at its default action") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "pipe", "command": ["sh", "-c", "kill -PIPE $$; echo survived"], "every": "1h"}
+  ])");
+  auto serve = cli.serve(config, "node-1");
+  REQUIRE(wait_until(
+      [&] { return cli.last_run("pipe")["status"].is_string() && cli.last_run("pipe")["status"] != "running"; }, 10s));
+  CHECK(cli.last_run("pipe")["status"] == "failed");
+  kill(serve->pid, SIGTERM);
+  const auto result = serve->wait();
+  CHECK(result.out.find("survived") == std::string::npos);
+  CHECK(result.err.find("killed by signal 13") != std::string::npos);
+}
+
+TEST_CASE("serve: a command's output is read to the end; long lines are cut; memory stays bounded") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "many-lines", "command": ["sh", "-c", "seq 1 20000; echo progress 7/9"], "every": "1h"},
+    {"name": "no-newline", "command": ["head", "-c", "300000000", "/dev/zero"], "every": "1h"}
+  ])");
+  auto serve = cli.serve(config, "node-1");
+  REQUIRE(wait_until([&] { return cli.last_run("many-lines")["status"] == "completed"; }, 20s));
+  REQUIRE(wait_until([&] { return cli.last_run("no-newline")["status"] == "completed"; }, 30s));
+  const long peak = peak_kib(serve->pid);
+  kill(serve->pid, SIGTERM);
+  const auto result = serve->wait();
+  const auto run = cli.last_run("many-lines");
+  CHECK(run["completed_count"] == 7);
+  CHECK(run["total_count"] == 9);
+  std::istringstream out(result.out);
+  int numbered = 0;
+  std::string cut;
+  for (std::string line; std::getline(out, line);) {
+    if (line.rfind("[many-lines] ", 0) == 0) ++numbered;
+    if (line.rfind("[no-newline] ", 0) == 0) cut = line;
+  }
+  CHECK(numbered == 20000);
+  CHECK(result.out.find("[many-lines] 20000\n") != std::string::npos);
+  CHECK(cut.size() < 70 * 1024);
+  CHECK(cut.find("bytes cut") != std::string::npos);
+  INFO("serve's peak RSS " << peak << " KiB");
+  CHECK(peak > 0);
+  CHECK(peak < 64 * 1024);
+}
+
+namespace {
+
+// The test jobs of the kill audit: each run takes flock(1) on its job's lock
+// file and keeps the descriptor in every process it starts, so the kernel
+// holds the lock exactly as long as any process of the run lives. A run that
+// finds the lock taken is a real overlap: it records itself and exits 99.
+constexpr const char* job_script = R"(#!/bin/sh
+name=$1 mode=$2 dir=$JOBREPO_TEST_DIR
+exec 9>>"$dir/locks/$name"
+if ! flock -n 9; then echo "$name $JOBREPO_RUN_ID" >> "$dir/overlaps"; exit 99; fi
+echo "start $name $JOBREPO_RUN_ID" >> "$dir/events"
+t=$(( $(od -An -N1 -tu1 /dev/urandom) % 30 + 1 ))
+d=$((t / 10)).$((t % 10))
+case $mode in
+  pipeline) sleep $d | cat ;;
+  setsid) setsid sleep $d ;;
+  setsid-fork) setsid -f sleep $d; sleep 0.05 ;;
+  double-fork) (sleep $d &); sleep 0.05 ;;
+  background) sleep $d & sleep 0.05 ;;
+esac
+echo "end $name $JOBREPO_RUN_ID" >> "$dir/events"
+)";
+
+// Lines of a file that start with `prefix`.
+std::size_t lines_of(const fs::path& file, const std::string& prefix = "") {
+  std::ifstream in(file);
+  std::size_t n = 0;
+  for (std::string line; std::getline(in, line);) n += line.rfind(prefix, 0) == 0 ? 1 : 0;
+  return n;
+}
+
+void kill_audit(bool same_id) {
+  Cli cli;
+  fs::create_directory(cli.dir.path / "locks");
+  const auto script = cli.dir.path / "job.sh";
+  std::ofstream(script) << job_script;
+  fs::permissions(script, fs::perms::owner_all);
+  std::string jobs = "[";
+  for (const auto* mode : {"pipeline", "setsid", "setsid-fork", "double-fork", "background"}) {
+    for (int i = 1; i <= 2; ++i) {
+      const std::string name = std::string(mode) + "-" + std::to_string(i);
+      jobs += std::string(jobs.size() > 1 ? ", " : "") + R"({"name": ")" + name + R"(", "command": [")" +
+              script.string() + R"(", ")" + name + R"(", ")" + mode + R"("], "every": "50ms"})";
+    }
+  }
+  jobs += "]";
+  const auto config = write_config(cli.dir.path, jobs, R"("claim_interval": "100ms", "monitor_interval": "250ms",
+    "interrupt_threshold": "2s", "grace": "250ms", "worker_threads": 10,)");
+  REQUIRE(cli({"migrate"}).status == 0);
+
+  std::map<std::string, std::unique_ptr<Process>> servers;  // by server id
+  std::map<std::string, std::string> tags;                  // server id -> tag of its current process
+  int generation = 0;
+  const auto start = [&](const std::string& id) {
+    tags[id] = id + "." + std::to_string(++generation);
+    servers[id] = cli.serve(config, id, tags[id]);
+  };
+  start("a");
+  start("b");
+  std::mt19937 random(std::random_device{}());
+  int alive_after_a_second = 0;
+  std::string alive_report;
+  constexpr int kills = 20;
+  for (int k = 0; k < kills; ++k) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(400 + random() % 1600));
+    const std::string victim = random() % 2 == 0 ? "a" : "b";
+    const std::string old_tag = tags[victim];
+    kill(servers[victim]->pid, SIGKILL);
+    servers[victim]->wait();
+    const auto killed = Steady::now();
+    // Same id: at once. New id: after the check, as a new server.
+    if (same_id) start(victim);
+    std::this_thread::sleep_until(killed + 1s);
+    if (const auto alive = processes_of_serve(cli.dir.path, old_tag); !alive.empty()) {
+      ++alive_after_a_second;
+      alive_report += describe(alive);
+    }
+    if (!same_id) start(victim);
+  }
+  // Peers interrupt the runs of the server killed last (threshold + monitor).
+  std::this_thread::sleep_for(2500ms);
+  for (auto& [id, server] : servers) kill(server->pid, SIGTERM);
+  for (auto& [id, server] : servers) {
+    const auto result = server->wait();
+    INFO(result.err);
+    CHECK(result.status == 0);
+  }
+  const auto runs = cli({"runs", "--limit", "-1", "--json"}).parsed();
+  const auto audit = cli({"audit", "--json"}).parsed();
+  const auto overlaps = lines_of(cli.dir.path / "overlaps");
+  const auto left_running = runs_in(cli, "running").size();
+  std::size_t interrupted = 0;
+  for (const auto& run : runs) interrupted += run["status"] == "interrupted" ? 1 : 0;
+  std::printf(
+      "serve kill audit [%s, %s]: %d kill -9s, runs %zu (interrupted %zu), command starts %zu, real overlaps %zu, "
+      "jobctl audit overlaps %zu, processes alive 1 s after a kill %d, left running %zu\n",
+      jobrepo::test::scheduler_on_postgres() ? "postgres" : "sqlite", same_id ? "same id" : "new ids", kills,
+      runs.size(), interrupted, lines_of(cli.dir.path / "events", "start "), overlaps, audit["overlaps"].size(),
+      alive_after_a_second, left_running);
+  INFO(alive_report);
+  INFO(slurp(cli.dir.path / "overlaps"));
+  CHECK(overlaps == 0);
+  CHECK(audit["overlaps"].empty());
+  CHECK(alive_after_a_second == 0);
+  CHECK(left_running == 0);
+  CHECK(runs.size() > 100);
+  CHECK(interrupted > 0);
+  CHECK(run_processes(cli.dir.path).empty());
+}
+
+}  // namespace
+
+TEST_CASE("serve: 20 kill -9s under load, new server ids: no real overlap, nothing left alive", "[kill]") {
+  kill_audit(false);
+}
+
+TEST_CASE("serve: 20 kill -9s under load, restarted at once with the same id: no real overlap", "[kill]") {
+  kill_audit(true);
+}
+
+int main(int argc, char* argv[]) {
+  if (jobrepo::test::scheduler_on_postgres()) {
+    if (const auto why = jobrepo::test::postgres_unavailable_reason(); !why.empty()) {
+      std::cout << "serve tests on postgres: " << (jobrepo::test::postgres_required() ? "FAILED" : "SKIPPED") << ": "
+                << why << std::endl;
+      return jobrepo::test::postgres_required() ? 1 : 77;
+    }
+  }
+  return Catch::Session().run(argc, argv);
+}
