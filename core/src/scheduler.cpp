@@ -195,17 +195,17 @@ std::string scheduler_options_problem(const SchedulerOptions& o) {
            " must be at most a quarter of interrupt_threshold " + duration_text(o.interrupt_threshold);
   }
   if (const auto ends = fenced_run_ends_after(o); ends >= o.interrupt_threshold) {
-    // The largest grace that fits, and the smallest threshold for this grace.
+    // The largest grace that fits, and the threshold this grace needs.
     const auto room = o.interrupt_threshold - fence_after(o) - fence_check_period(o) - kill_allowance;
-    const auto smallest = 4 * (fence_check_period(o) + o.grace + kill_allowance) + microseconds(1000);
+    const auto needed = 4 * (fence_check_period(o) + o.grace + kill_allowance);
     return "grace " + duration_text(o.grace) + " does not fit in interrupt_threshold " +
-           duration_text(o.interrupt_threshold) + ": a run fenced " + duration_text(fence_after(o)) +
-           " after its last heartbeat (3/4 of the threshold, checked every " + duration_text(fence_check_period(o)) +
-           ") could live " + duration_text(ends) + " after it with grace and " + duration_text(kill_allowance) +
-           " to stop, not less than the " + duration_text(o.interrupt_threshold) +
-           " after which a peer may take its job; make grace " +
-           (room.count() > 0 ? "less than " + duration_text(room) + " or " : "") + "interrupt_threshold at least " +
-           duration_text(smallest);
+           duration_text(o.interrupt_threshold) + ": a fenced run's processes may live until " + duration_text(ends) +
+           " after its last heartbeat (fenced at " + duration_text(fence_after(o)) +
+           ", 3/4 of the threshold, checked every " + duration_text(fence_check_period(o)) + ", + grace " +
+           duration_text(o.grace) + " + " + duration_text(kill_allowance) +
+           " to end), but a peer may take its job at " + duration_text(o.interrupt_threshold) + "; make " +
+           (room.count() > 0 ? "grace less than " + duration_text(room) + " or " : std::string()) +
+           "interrupt_threshold more than " + duration_text(needed);
   }
   return {};
 }
