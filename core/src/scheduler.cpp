@@ -243,9 +243,8 @@ struct Scheduler::State {
   struct Outcome {
     std::shared_ptr<LocalRun> local;
     RunUpdate update;
-    std::string detail;       // for the event
-    bool retried = false;     // a transient error was reported for it
-    bool as_failure = false;  // a completion the store refused, now stored as a failure
+    std::string detail;    // for the event
+    bool retried = false;  // a transient error was reported for it
   };
   std::vector<Outcome> outcomes;
   std::condition_variable outcomes_ready;
