@@ -3,6 +3,7 @@
 // processes, config errors), and --help against docs/cli.md. On SQLite or
 // PostgreSQL (JOBREPO_TEST_BACKEND, see ../scheduler/backend.hpp).
 #define CATCH_CONFIG_RUNNER
+#include "backend_main.hpp"
 #include "cli_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -319,13 +320,4 @@ TEST_CASE("cli: a bad serve config exits 2 naming the field, before touching the
   CHECK(missing.err.find("cannot read") != std::string::npos);
 }
 
-int main(int argc, char* argv[]) {
-  if (jobrepo::test::scheduler_on_postgres()) {
-    if (const auto why = jobrepo::test::postgres_unavailable_reason(); !why.empty()) {
-      std::cout << "cli tests on postgres: " << (jobrepo::test::postgres_required() ? "FAILED" : "SKIPPED") << ": "
-                << why << std::endl;
-      return jobrepo::test::postgres_required() ? 1 : 77;
-    }
-  }
-  return Catch::Session().run(argc, argv);
-}
+int main(int argc, char* argv[]) { return jobrepo::test::run_on_backend(argc, argv, "cli tests"); }

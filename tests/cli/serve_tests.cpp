@@ -6,6 +6,7 @@
 // and audit real overlaps with flock(1). On SQLite or PostgreSQL
 // (JOBREPO_TEST_BACKEND, see ../scheduler/backend.hpp).
 #define CATCH_CONFIG_RUNNER
+#include "backend_main.hpp"
 #include "cli_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -398,13 +399,4 @@ TEST_CASE("serve: 20 kill -9s under load, restarted at once with the same id: no
   kill_audit(true);
 }
 
-int main(int argc, char* argv[]) {
-  if (jobrepo::test::scheduler_on_postgres()) {
-    if (const auto why = jobrepo::test::postgres_unavailable_reason(); !why.empty()) {
-      std::cout << "serve tests on postgres: " << (jobrepo::test::postgres_required() ? "FAILED" : "SKIPPED") << ": "
-                << why << std::endl;
-      return jobrepo::test::postgres_required() ? 1 : 77;
-    }
-  }
-  return Catch::Session().run(argc, argv);
-}
+int main(int argc, char* argv[]) { return jobrepo::test::run_on_backend(argc, argv, "serve tests"); }

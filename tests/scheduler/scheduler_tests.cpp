@@ -3,6 +3,7 @@
 // back-off, fencing, timeouts, and two scheduler processes sharing jobs.
 #define CATCH_CONFIG_RUNNER
 #include "backend.hpp"
+#include "backend_main.hpp"
 #include "error_of.hpp"
 
 #include <jobrepo/jobrepo.hpp>
@@ -582,13 +583,4 @@ TEST_CASE("scheduler: after kill -9 of the process running a long job, the other
   CHECK(other.events("interrupted").size() == 1);
 }
 
-int main(int argc, char* argv[]) {
-  if (jobrepo::test::scheduler_on_postgres()) {
-    if (const auto why = jobrepo::test::postgres_unavailable_reason(); !why.empty()) {
-      std::cout << "scheduler tests on postgres: " << (jobrepo::test::postgres_required() ? "FAILED" : "SKIPPED")
-                << ": " << why << std::endl;
-      return jobrepo::test::postgres_required() ? 1 : 77;
-    }
-  }
-  return Catch::Session().run(argc, argv);
-}
+int main(int argc, char* argv[]) { return jobrepo::test::run_on_backend(argc, argv, "scheduler tests"); }
