@@ -188,6 +188,20 @@ std::string scheduler_options_problem(const SchedulerOptions& o) {
     if (value.count() <= 0) return std::string(name) + " " + duration_text(value) + " must be positive";
     if (value > max_offset) return std::string(name) + " " + duration_text(value) + " is more than 100 years";
   }
+  if (o.claim_limit < 0) return "claim_limit " + std::to_string(o.claim_limit) + " is negative";
+  if (o.stop_timeout.count() < 0) return "stop_timeout " + duration_text(o.stop_timeout) + " is negative";
+  if (o.stop_timeout > max_offset) return "stop_timeout " + duration_text(o.stop_timeout) + " is more than 100 years";
+  const auto& b = o.backoff;
+  if (b.initial.count() < 0 || b.initial > max_offset) {
+    return "backoff.initial " + duration_text(b.initial) + " is not between 0 and 100 years";
+  }
+  if (b.max < b.initial || b.max > max_offset) {
+    return "backoff.max " + duration_text(b.max) + " is not between backoff.initial and 100 years";
+  }
+  if (!(b.multiplier >= 1.0 && b.multiplier <= 1000.0)) {
+    return "backoff.multiplier " + std::to_string(b.multiplier) + " is not between 1 and 1000";
+  }
+  if (!(b.jitter >= 0.0 && b.jitter < 1.0)) return "backoff.jitter " + std::to_string(b.jitter) + " is not in [0, 1)";
   if (o.grace.count() < 0) return "grace " + duration_text(o.grace) + " must not be negative";
   if (o.grace > max_offset) return "grace " + duration_text(o.grace) + " is more than 100 years";
   if (o.monitor_interval > o.interrupt_threshold / 4) {
@@ -264,12 +278,27 @@ struct Scheduler::State {
   std::thread claimer, monitor, fence, writer;
   std::vector<std::thread> workers;
 
-  void emit(SchedulerEvent::Kind kind, const std::string& job, const std::string& run, std::string detail) const {
+  void emit(SchedulerEvent::Kind kind, const std::string& job, const std::string& run,
+            std::string detail) const noexcept {
     if (!options.on_event) return;
     try {
       options.on_event(SchedulerEvent{kind, job, run, std::move(detail)});
     } catch (...) {
       // A failing observer must not stop the scheduler.
+    }
+  }
+
+  // Runs one step of a loop; an exception of any kind (a third-party
+  // store's, bad_alloc) becomes an error event, so that no scheduler thread,
+  // and with it the process, ends because of it.
+  template <class Step>
+  void guarded(const char* what, Step&& step) noexcept {
+    try {
+      step();
+    } catch (const std::exception& e) {
+      emit(SchedulerEvent::Kind::error, "", "", std::string(what) + ": " + e.what());
+    } catch (...) {
+      emit(SchedulerEvent::Kind::error, "", "", std::string(what) + ": unknown exception");
     }
   }
 
@@ -327,16 +356,14 @@ struct Scheduler::State {
       if (free > 0) {
         const int limit = options.claim_limit > 0 ? std::min(options.claim_limit, free) : free;
         const auto claimed_at = SteadyClock::now();
-        try {
+        guarded("claim", [&] {
           auto runs = repo.run_jobs(server_id, {.limit = limit, .only_jobs = names});
           maybe_more = static_cast<int>(runs.size()) == limit;
           for (auto& run : runs) {
             const auto& job = registered.at(run.job_name);
             dispatch(std::move(run), job, claimed_at);
           }
-        } catch (const Error& e) {
-          emit(SchedulerEvent::Kind::error, "", "", std::string("claim: ") + e.what());
-        }
+        });
       }
       std::unique_lock lock(mutex);
       if (stopping) return;
@@ -359,15 +386,13 @@ struct Scheduler::State {
       lock.unlock();
       std::vector<Timestamp> due;
       bool read = false;
-      try {
+      guarded("list_jobs", [&] {
         const auto now = Clock::now();
         for (const auto& job : repo.list_jobs({.limit = -1})) {
           if (names.count(job.name) != 0 && job.next_scheduled_run > now) due.push_back(job.next_scheduled_run);
         }
         read = true;
-      } catch (const Error& e) {
-        emit(SchedulerEvent::Kind::error, "", "", std::string("list_jobs: ") + e.what());
-      }
+      });
       lock.lock();
       if (read) {
         known_due = decltype(known_due)(std::greater<>(), std::move(due));
@@ -524,6 +549,8 @@ struct Scheduler::State {
       for (auto& result : results) result.error = e;
     } catch (const std::exception& e) {
       for (auto& result : results) result.error = Error(ErrorCode::internal, std::string("update_runs: ") + e.what());
+    } catch (...) {
+      for (auto& result : results) result.error = Error(ErrorCode::internal, "update_runs: unknown exception");
     }
     std::vector<Outcome> retry;
     std::vector<std::string> finished;  // leave `executing`
@@ -546,6 +573,13 @@ struct Scheduler::State {
       const Error& error = *results[i].error;
       const std::string what = std::string(completed ? "complete_run: " : "fail_run: ") + error.what();
       const auto code = error.code();
+      if (outcome.retried && code == ErrorCode::invalid_job_run_state && stored_before(repo, outcome)) {
+        // The earlier attempt was committed, its answer lost (a connection
+        // that broke after the commit): the outcome is stored.
+        emit(completed ? SchedulerEvent::Kind::completed : SchedulerEvent::Kind::failed, name, id, outcome.detail);
+        finished.push_back(id);
+        continue;
+      }
       if (transient(code) && !last) {
         if (!outcome.retried) emit(SchedulerEvent::Kind::error, name, id, what + "; retrying until it is stored");
         outcome.retried = true;
@@ -579,24 +613,33 @@ struct Scheduler::State {
     return retry;
   }
 
-  // --- the monitor: heartbeats, peers' stale runs, deadlines ---------------
+  // Whether the run is final in the status this outcome gives it (only its
+  // owner, this server, completes or fails a run; peers only interrupt).
+  bool stored_before(Repository& repo, const Outcome& outcome) noexcept {
+    try {
+      const auto run = repo.lookup_run(outcome.local->run_id());
+      return run && run->status == outcome.update.status;
+    } catch (...) {
+      return false;
+    }
+  }
+
+  // --- the monitor: heartbeats and peers' stale runs ------------------------
 
   void monitor_loop() {
     Repository repo = repository();
     std::unique_lock lock(mutex);
     while (!loops_stopping) {
       lock.unlock();
-      heartbeat(repo);
-      try {
+      guarded("heartbeat", [&] { heartbeat(repo); });
+      guarded("interrupt_runs", [&] {
         const auto stale = repo.interrupt_runs(options.interrupt_threshold);
         for (const auto& run : stale) {
           emit(SchedulerEvent::Kind::interrupted_peer, run.job_name, run.private_id,
                "no heartbeat from " + run.server_id);
         }
         if (!stale.empty()) wake_claimer();
-      } catch (const Error& e) {
-        emit(SchedulerEvent::Kind::error, "", "", std::string("interrupt_runs: ") + e.what());
-      }
+      });
       lock.lock();
       loops_wake.wait_for(lock, options.monitor_interval, [&] { return loops_stopping; });
     }
@@ -615,31 +658,26 @@ struct Scheduler::State {
     if (live.empty()) return;
     std::vector<RunUpdate> updates;
     for (const auto& local : live) {
-      if (local->deadline() <= SteadyClock::now()) local->cancel(CancelReason::deadline);
       const auto [completed, total] = local->counts();
       updates.push_back(RunUpdate{.run_id = local->run_id(), .completed_count = completed, .total_count = total});
     }
     const auto sent = SteadyClock::now();
-    try {
-      const auto results = repo.update_runs(updates);
-      for (std::size_t i = 0; i < live.size(); ++i) {
-        const auto& local = live[i];
-        if (results[i].run) {
-          local->heartbeat_sent_at(sent);
-        } else if (const auto code = results[i].error->code();
-                   code == ErrorCode::record_not_found || code == ErrorCode::invalid_job_run_state) {
-          local->cancel(CancelReason::interrupted);
-        } else {
-          emit(SchedulerEvent::Kind::error, local->job_name(), local->run_id(),
-               std::string("heartbeat: ") + results[i].error->what());
-        }
+    const auto results = repo.update_runs(updates);  // what it throws, the monitor reports
+    for (std::size_t i = 0; i < live.size(); ++i) {
+      const auto& local = live[i];
+      if (results[i].run) {
+        local->heartbeat_sent_at(sent);
+      } else if (const auto code = results[i].error->code();
+                 code == ErrorCode::record_not_found || code == ErrorCode::invalid_job_run_state) {
+        local->cancel(CancelReason::interrupted);
+      } else {
+        emit(SchedulerEvent::Kind::error, local->job_name(), local->run_id(),
+             std::string("heartbeat: ") + results[i].error->what());
       }
-    } catch (const Error& e) {
-      emit(SchedulerEvent::Kind::error, "", "", std::string("heartbeat: ") + e.what());
     }
   }
 
-  // --- fencing: no I/O here, so a hung database cannot delay it ----------
+  // --- fencing and deadlines: no I/O here, so a hung database cannot delay them
 
   void fence_loop() {
     const auto period = fence_check_period(options);
@@ -655,7 +693,9 @@ struct Scheduler::State {
       const auto now = SteadyClock::now();
       for (const auto& local : running) {
         const auto reason = local->cancel_reason();
-        if (!local->cancelled() && now - local->last_heartbeat() >= fence) {
+        if (!local->cancelled() && local->deadline() <= now) {
+          local->cancel(CancelReason::deadline);
+        } else if (!local->cancelled() && now - local->last_heartbeat() >= fence) {
           local->cancel(CancelReason::fenced);
           emit(SchedulerEvent::Kind::cancelled, local->job_name(), local->run_id(),
                "fenced: no successful heartbeat for 3/4 of the interrupt threshold");
@@ -702,6 +742,17 @@ void Scheduler::register_job(std::shared_ptr<JobHandler> handler, RegisterJobOpt
   if (!handler) throw Error(ErrorCode::invalid_parameter, "register_job: missing handler");
   auto& s = *state_;
   const std::string name = handler->name();
+  if (options.timeout.count() < 0 || options.timeout > max_offset) {
+    throw Error(ErrorCode::invalid_parameter, "register_job: \"" + name + "\": timeout " +
+                                                  duration_text(options.timeout) + " is not between 0 and 100 years");
+  }
+  {
+    const std::lock_guard lock(s.mutex);
+    if (!options.replace && s.jobs.count(name) != 0) {
+      throw Error(ErrorCode::invalid_parameter,
+                  "register_job: \"" + name + "\" is registered already (RegisterJobOptions::replace replaces it)");
+    }
+  }
   s.repository().ensure_job(name, handler->description(), {.next_run_in = options.next_run_in});
   {
     const std::lock_guard lock(s.mutex);

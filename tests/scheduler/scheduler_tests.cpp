@@ -5,6 +5,7 @@
 #include "backend.hpp"
 #include "backend_main.hpp"
 #include "error_of.hpp"
+#include "fault_store.hpp"
 
 #include <jobrepo/jobrepo.hpp>
 
@@ -17,6 +18,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -465,6 +467,227 @@ TEST_CASE("scheduler: bad options are refused") {
   options = {};
   options.claim_interval = 0s;
   CHECK(code_of([&] { jobrepo::Scheduler("s", *f.store, options); }) == ErrorCode::invalid_parameter);
+  // Each of these was accepted once, and misbehaved later.
+  const std::vector<std::pair<std::string, std::function<void(jobrepo::SchedulerOptions&)>>> bad = {
+      {"interrupt_threshold", [](auto& o) { o.interrupt_threshold = std::chrono::microseconds::max(); }},
+      {"grace", [](auto& o) { o.grace = -1s; }},
+      {"claim_limit", [](auto& o) { o.claim_limit = -1; }},
+      {"stop_timeout", [](auto& o) { o.stop_timeout = -1s; }},
+      {"backoff.initial", [](auto& o) { o.backoff.initial = -1s; }},
+      {"backoff.max", [](auto& o) { o.backoff.max = 1ms; }},
+      {"backoff.multiplier", [](auto& o) { o.backoff.multiplier = 0.5; }},
+      {"backoff.jitter", [](auto& o) { o.backoff.jitter = 1.0; }},
+      {"backoff.jitter", [](auto& o) { o.backoff.jitter = -0.1; }},
+  };
+  for (const auto& [field, change] : bad) {
+    options = {};
+    change(options);
+    std::string message;
+    CHECK(code_of([&] { jobrepo::Scheduler("s", *f.store, options); }, &message) == ErrorCode::invalid_parameter);
+    CHECK(message.find(field) != std::string::npos);
+  }
+  // A job registered twice is a mistake, unless it says it replaces.
+  jobrepo::Scheduler scheduler("s", *f.store, fast_options(f.recorder));
+  const auto job = [] { return jobrepo::make_job("twice", "d", [](jobrepo::JobContext&) { return 1s; }); };
+  scheduler.register_job(job());
+  std::string message;
+  CHECK(code_of([&] { scheduler.register_job(job()); }, &message) == ErrorCode::invalid_parameter);
+  CHECK(message.find("twice") != std::string::npos);
+  scheduler.register_job(job(), {.replace = true});
+  CHECK(code_of([&] {
+          scheduler.register_job(jobrepo::make_job("t", "d", [](auto&) { return 1s; }), {.timeout = -1s});
+        }) == ErrorCode::invalid_parameter);
+}
+
+TEST_CASE("scheduler: whatever a store throws, no scheduler thread dies") {
+  Fixture f;
+  // A third-party store that throws what it should not, for a while.
+  struct Throwing : jobrepo::StoreWrapper {
+    using StoreWrapper::StoreWrapper;
+    std::atomic<int> left{0};  // set after start(), which throws what the store throws
+    void misbehave() {
+      if (--left >= 0) {
+        if (left % 2 == 0) throw std::runtime_error("not a jobrepo::Error");
+        throw 42;
+      }
+    }
+    std::vector<jobrepo::Run> claim_runs(const jobrepo::ClaimRequest& r) override {
+      misbehave();
+      return StoreWrapper::claim_runs(r);
+    }
+    std::vector<jobrepo::Job> list_jobs(const jobrepo::JobQuery& q) override {
+      misbehave();
+      return StoreWrapper::list_jobs(q);
+    }
+    std::vector<std::optional<jobrepo::Run>> transition_runs(std::span<const jobrepo::RunTransition> c) override {
+      misbehave();
+      return StoreWrapper::transition_runs(c);
+    }
+    std::vector<jobrepo::Run> interrupt_stale_runs(const jobrepo::StaleRunQuery& q) override {
+      misbehave();
+      return StoreWrapper::interrupt_stale_runs(q);
+    }
+  } store(*f.store);
+  jobrepo::Scheduler scheduler("s1", store, fast_options(f.recorder));
+  std::atomic<int> runs{0};
+  scheduler.register_job(jobrepo::make_job("steady", "d", [&](jobrepo::JobContext& c) {
+    ++runs;
+    c.sleep_for(150ms);
+    return std::chrono::microseconds(100ms);
+  }));
+  scheduler.start();
+  store.left = 12;
+  REQUIRE(wait_until([&] { return store.left < 0 && f.recorder.count(SchedulerEvent::Kind::completed, "steady") >= 2; },
+                     10s));
+  CHECK(scheduler.stop());
+  const auto log = f.recorder.dump();
+  INFO(log);
+  CHECK(log.find("not a jobrepo::Error") != std::string::npos);
+  CHECK(log.find("unknown exception") != std::string::npos);
+}
+
+TEST_CASE("scheduler: a job's timeout fires on time while the store hangs") {
+  Fixture f;
+  struct Hanging : jobrepo::StoreWrapper {
+    using StoreWrapper::StoreWrapper;
+    std::atomic<bool> hang{false};
+    std::vector<std::optional<jobrepo::Run>> transition_runs(std::span<const jobrepo::RunTransition> c) override {
+      if (hang) std::this_thread::sleep_for(3s);
+      return StoreWrapper::transition_runs(c);
+    }
+  } store(*f.store);
+  jobrepo::Scheduler scheduler("s1", store, fast_options(f.recorder));
+  std::atomic<int> reason{-1};
+  std::atomic<long long> cancelled_after_ms{-1};
+  scheduler.register_job(
+      jobrepo::make_job("limited", "d",
+                        [&](jobrepo::JobContext& c) {
+                          const auto started = Steady::now();
+                          store.hang = true;  // every heartbeat from now on hangs
+                          c.sleep_for(10s);
+                          cancelled_after_ms =
+                              std::chrono::duration_cast<std::chrono::milliseconds>(Steady::now() - started).count();
+                          reason = static_cast<int>(c.cancel_reason());
+                          c.throw_if_cancelled();
+                          return std::chrono::microseconds(1h);
+                        }),
+      {.timeout = 300ms});
+  scheduler.start();
+  REQUIRE(wait_until([&] { return reason >= 0; }, 5s));
+  CHECK(reason == static_cast<int>(CancelReason::deadline));
+  CHECK(cancelled_after_ms < 300 + 150);  // the fence loop looks every 50 ms here
+  store.hang = false;
+  scheduler.stop();
+}
+
+TEST_CASE("scheduler: under random store faults no outcome is lost, no job overlaps, timeouts fire") {
+  Fixture f;
+  jobrepo::test::Faults faults{.fail = 0.15, .hang = 0.05, .lose_reply = 0.05, .max_hang = 150ms};
+  jobrepo::test::FaultStore store_a(*f.store, faults, 1), store_b(*f.store, faults, 2);
+  auto options = fast_options(f.recorder);
+  options.worker_threads = 3;
+  options.monitor_interval = 250ms;
+  options.interrupt_threshold = 2s;
+  options.backoff.initial = 50ms;
+  options.backoff.max = 200ms;
+  std::mutex mutex;
+  std::set<std::string> returned, threw;  // run ids, by what their handler did
+  std::map<std::string, int> active;      // job -> handlers running it now (both schedulers)
+  std::atomic<int> overlaps{0}, late_timeouts{0}, timeouts{0};
+  const auto enter = [&](const std::string& job) {
+    const std::lock_guard lock(mutex);
+    if (++active[job] > 1) ++overlaps;
+  };
+  const auto leave = [&](const std::string& job) {
+    const std::lock_guard lock(mutex);
+    --active[job];
+  };
+  const auto register_all = [&](jobrepo::Scheduler& scheduler) {
+    for (int i = 1; i <= 4; ++i) {
+      const std::string name = "quick-" + std::to_string(i);
+      scheduler.register_job(jobrepo::make_job(name, "d", [&, name](jobrepo::JobContext& c) {
+        enter(name);
+        c.sleep_for(30ms);
+        leave(name);
+        c.throw_if_cancelled();
+        const std::lock_guard lock(mutex);
+        returned.insert(c.run_id());
+        return std::chrono::microseconds(20ms);
+      }));
+    }
+    scheduler.register_job(jobrepo::make_job("flaky", "d", [&](jobrepo::JobContext& c) -> std::chrono::microseconds {
+      enter("flaky");
+      c.sleep_for(20ms);
+      leave("flaky");
+      c.throw_if_cancelled();
+      const std::lock_guard lock(mutex);
+      threw.insert(c.run_id());
+      throw std::runtime_error("flaky fails");
+    }));
+    scheduler.register_job(jobrepo::make_job("slow", "d",
+                                             [&](jobrepo::JobContext& c) {
+                                               enter("slow");
+                                               const auto started = Steady::now();
+                                               c.sleep_for(5s);
+                                               leave("slow");
+                                               if (c.cancel_reason() == CancelReason::deadline) {
+                                                 ++timeouts;
+                                                 if (Steady::now() - started > 300ms + 200ms) ++late_timeouts;
+                                               }
+                                               c.throw_if_cancelled();
+                                               return std::chrono::microseconds(0);
+                                             }),
+                           {.timeout = 300ms});
+  };
+  // Registration goes through the faulty store too: retry it as a caller would.
+  const auto start = [&](jobrepo::Scheduler& scheduler) {
+    for (int attempt = 0;; ++attempt) {
+      try {
+        register_all(scheduler);
+        scheduler.start();
+        return;
+      } catch (const jobrepo::Error& e) {
+        REQUIRE(attempt < 50);
+      }
+    }
+  };
+  jobrepo::Scheduler a("a", store_a, options), b("b", store_b, options);
+  store_a.set_faults({});
+  store_b.set_faults({});
+  start(a);
+  start(b);
+  store_a.set_faults(faults);
+  store_b.set_faults(faults);
+  std::this_thread::sleep_for(8s);
+  store_a.set_faults({});
+  store_b.set_faults({});
+  a.stop();
+  b.stop();
+  INFO("faults: failed " << store_a.failed + store_b.failed << ", hung " << store_a.hung + store_b.hung
+                         << ", lost replies " << store_a.lost + store_b.lost);
+  CHECK(store_a.failed + store_b.failed > 20);
+  CHECK(store_a.lost + store_b.lost > 5);
+  CHECK(overlaps == 0);
+  CHECK(timeouts > 0);
+  CHECK(late_timeouts == 0);
+  // Every outcome a handler produced is in the store as that outcome.
+  std::size_t lost = 0;
+  std::string lost_ids;
+  for (const auto& [ids, status] :
+       {std::pair{&returned, jobrepo::Status::completed}, std::pair{&threw, jobrepo::Status::failed}}) {
+    for (const auto& id : *ids) {
+      const auto run = f.repo.lookup_run(id);
+      if (!run || run->status != status) {
+        ++lost;
+        lost_ids += id + " " + (run ? std::string(jobrepo::to_string(run->status)) : "missing") + "\n";
+      }
+    }
+  }
+  INFO(lost_ids);
+  CHECK(returned.size() > 50);
+  CHECK(threw.size() > 5);
+  CHECK(lost == 0);
+  CHECK(jobrepo::find_overlaps(f.repo.list_runs({.limit = -1})).empty());
 }
 
 // --- two scheduler processes -------------------------------------------------

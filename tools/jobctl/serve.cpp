@@ -264,7 +264,8 @@ ServeConfig reload(jobrepo::Scheduler& scheduler, const ServeConfig& current, co
       continue;
     }
     try {
-      scheduler.register_job(command_handler(job, runtime), {.next_run_in = microseconds(0), .timeout = job.timeout});
+      scheduler.register_job(command_handler(job, runtime),
+                             {.next_run_in = microseconds(0), .timeout = job.timeout, .replace = true});
       applied.jobs.push_back(job);
       (old == before.end() ? added : updated).push_back(job.name);
     } catch (const jobrepo::Error& e) {

@@ -9,7 +9,15 @@
 // See docs/scheduler.md (usage) and docs/architecture.md (timing).
 //
 // Thread-safety: every public method may be called from any thread.
-// Handlers run on the scheduler's worker threads.
+// Handlers run on the scheduler's worker threads; on_event is called from
+// several scheduler threads, possibly at the same time.
+//
+// Lifetime: the Store must outlive the Scheduler (the destructor stops it
+// and waits for every handler).
+//
+// No scheduler thread ends because of an exception: whatever a store, a
+// handler or an observer throws is reported as an error event (or fails the
+// run, for a handler).
 #pragma once
 
 #include <jobrepo/repository.hpp>
@@ -94,6 +102,9 @@ std::shared_ptr<JobHandler> make_job(std::string name, std::string description,
 struct RegisterJobOptions {
   std::chrono::microseconds next_run_in{0};  // first run, when the job is new
   std::chrono::microseconds timeout{0};      // 0: none; else the run is cancelled after it
+  // Replace a job registered here already (its handler and timeout, for
+  // the runs that start from then on); without it that is invalid_parameter.
+  bool replace = false;
 };
 
 struct BackoffOptions {
@@ -121,7 +132,7 @@ inline constexpr std::chrono::milliseconds kill_allowance{100};
 struct SchedulerOptions {
   std::string plugin_id = std::string(default_plugin_id);
   int worker_threads = 4;
-  int claim_limit = 0;  // per claim; 0: as many as free workers
+  int claim_limit = 0;  // per claim; 0: as many as free workers (>= 0)
   // The longest the claim loop sleeps; it wakes earlier when a known job
   // becomes due, on run_now(), and when a worker becomes free.
   std::chrono::microseconds claim_interval = std::chrono::seconds(1);
@@ -156,9 +167,11 @@ struct ExecutingRun {
 };
 
 // Why `options` cannot run a Scheduler, in one line naming the options and
-// their values, or empty: worker_threads < 1, a non-positive interval, a
-// negative grace, monitor_interval > interrupt_threshold / 4, or grace
-// breaking the fence rule (see SchedulerOptions::grace).
+// their values, or empty: worker_threads < 1, an interval not in
+// (0, 100 years], a negative claim_limit, stop_timeout or grace, back-off
+// settings out of range (initial <= max <= 100 years, 1 <= multiplier <=
+// 1000, 0 <= jitter < 1), monitor_interval > interrupt_threshold / 4, or
+// grace breaking the fence rule (see SchedulerOptions::grace).
 std::string scheduler_options_problem(const SchedulerOptions& options);
 
 class Scheduler {
@@ -173,9 +186,10 @@ class Scheduler {
 
   // Registers the job's code here and the job in the store (ensure_job: the
   // first server creates it, later ones keep its schedule and update its
-  // description). Before or after start(); registering a name again
-  // replaces its handler and timeout for the runs that start from then on.
-  // Throws what ensure_job throws (then nothing changes here).
+  // description). Before or after start(). Throws invalid_parameter for a
+  // missing handler, a timeout out of [0, 100 years], or a name registered
+  // here already unless options.replace; and what ensure_job throws (then
+  // nothing changes here).
   void register_job(std::shared_ptr<JobHandler> handler, RegisterJobOptions options = {});
 
   // This server stops claiming the job; a run of it executing here goes on
