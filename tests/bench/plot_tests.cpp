@@ -1,6 +1,5 @@
 // jobrepo-bench's PNG line plot (tools/jobrepo-bench/plot.hpp), read back the way a
 // PNG decoder reads it: signature, chunks and their CRCs, inflated and un-filtered pixels.
-#define CATCH_CONFIG_MAIN
 #include <catch2/catch.hpp>
 
 #include "plot.hpp"

@@ -2,8 +2,6 @@
 // schema), serve (success, failure, timeout, progress, cancellation, two
 // processes, config errors), and --help against docs/cli.md. On SQLite or
 // PostgreSQL (JOBREPO_TEST_BACKEND, see ../scheduler/backend.hpp).
-#define CATCH_CONFIG_RUNNER
-#include "backend_main.hpp"
 #include "cli_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -319,5 +317,3 @@ TEST_CASE("cli: a bad serve config exits 2 naming the field, before touching the
   CHECK(missing.status == 2);
   CHECK(missing.err.find("cannot read") != std::string::npos);
 }
-
-int main(int argc, char* argv[]) { return jobrepo::test::run_on_backend(argc, argv, "cli tests"); }

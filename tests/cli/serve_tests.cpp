@@ -5,8 +5,6 @@
 // the output of commands. The "[kill]" cases kill serve 20 times under load
 // and audit real overlaps with flock(1). On SQLite or PostgreSQL
 // (JOBREPO_TEST_BACKEND, see ../scheduler/backend.hpp).
-#define CATCH_CONFIG_RUNNER
-#include "backend_main.hpp"
 #include "cli_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -398,5 +396,3 @@ TEST_CASE("serve: 20 kill -9s under load, new server ids: no real overlap, nothi
 TEST_CASE("serve: 20 kill -9s under load, restarted at once with the same id: no real overlap", "[kill]") {
   kill_audit(true);
 }
-
-int main(int argc, char* argv[]) { return jobrepo::test::run_on_backend(argc, argv, "serve tests"); }

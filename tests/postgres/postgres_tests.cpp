@@ -2,7 +2,6 @@
 // (the known traps), connection loss and recovery, concurrent migrations,
 // libpq parameters, the pool, deadlock retries. The Repository contract
 // itself is in the conformance suite.
-#define CATCH_CONFIG_RUNNER
 #include "queries.hpp"
 #include "test_server.hpp"
 
@@ -315,17 +314,8 @@ TEST_CASE("postgres: a deadlock with another transaction is retried, not reporte
   CHECK(repo.lookup_run(run.private_id)->status == jobrepo::Status::completed);
 }
 
-int main(int argc, char* argv[]) {
-  if (const auto why = jobrepo::test::postgres_unavailable_reason(); !why.empty()) {
-    if (jobrepo::test::postgres_required()) {
-      std::cout << "postgres tests: FAILED: PostgreSQL is required here but " << why << std::endl;
-      return 1;
-    }
-    std::cout << "postgres tests: SKIPPED: " << why << std::endl;
-    return 77;
-  }
-  return Catch::Session().run(argc, argv);
-}
+// Every test here needs the server (see tests/support/catch_main.cpp).
+bool jobrepo_test_needs_postgres() { return true; }
 
 TEST_CASE("postgres: a runtime role with the documented grants runs everything but migrations") {
   jobrepo::test::TestDatabase db;

@@ -1,9 +1,7 @@
 // The Scheduler on SQLite or PostgreSQL (see backend.hpp): the Boundary
 // workflow, progress, stop, interruption, recovery of a dead server's run,
 // back-off, fencing, timeouts, and two scheduler processes sharing jobs.
-#define CATCH_CONFIG_RUNNER
 #include "backend.hpp"
-#include "backend_main.hpp"
 #include "error_of.hpp"
 #include "fault_store.hpp"
 
@@ -805,5 +803,3 @@ TEST_CASE("scheduler: after kill -9 of the process running a long job, the other
   CHECK(took <= 2000 + 250 + 100);  // threshold + one monitor interval (+ claim and clock slack)
   CHECK(other.events("interrupted").size() == 1);
 }
-
-int main(int argc, char* argv[]) { return jobrepo::test::run_on_backend(argc, argv, "scheduler tests"); }

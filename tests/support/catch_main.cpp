@@ -1,0 +1,30 @@
+// Catch2's implementation and main(), compiled once for the test executables
+// (Catch2 is most of their build time; the conformance suite, an installed
+// library, carries its own). An executable that needs the PostgreSQL test
+// server (run with JOBREPO_TEST_BACKEND=postgres, or one that defines
+// jobrepo_test_needs_postgres() to return true) reports itself skipped
+// (exit 77) without one, or failed when the server is required (tools/test
+// sets that).
+#define CATCH_CONFIG_RUNNER
+#include "test_server.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+
+// Overridden (a strong definition) by the executables of PostgreSQL only.
+__attribute__((weak)) bool jobrepo_test_needs_postgres() { return false; }
+
+int main(int argc, char* argv[]) {
+  const char* backend = std::getenv("JOBREPO_TEST_BACKEND");
+  if ((backend && std::string(backend) == "postgres") || jobrepo_test_needs_postgres()) {
+    if (const auto why = jobrepo::test::postgres_unavailable_reason(); !why.empty()) {
+      const bool required = jobrepo::test::postgres_required();
+      std::cout << argv[0] << " on postgres: " << (required ? "FAILED" : "SKIPPED") << ": " << why << std::endl;
+      return required ? 1 : 77;
+    }
+  }
+  return Catch::Session().run(argc, argv);
+}
