@@ -288,6 +288,22 @@ struct Connection {
 
   PGconn* native() { return static_cast<soci::postgresql_session_backend*>(sql.get_backend())->conn_; }
   bool broken() { return PQstatus(native()) != CONNECTION_OK; }
+
+  // SOCI 4.0.3 formats each bound value into a buffer before a statement
+  // runs and frees it only after the statement succeeded; the next run
+  // allocates a new one. So a SOCI statement that failed (a unique
+  // violation, say) is dropped, which frees its buffers, and is prepared
+  // again when next used. (The libpq statements keep nothing.)
+  void drop_soci_statements() {
+    create_job.reset();
+    ensure_job.reset();
+    lookup_job.reset();
+    list_jobs.reset();
+    reschedule.reset();
+    update_runs_batch.reset();
+    interrupt.reset();
+    lookup_run.reset();
+  }
 };
 
 // The statement in `slot`, made from `args` at first use on its connection.
@@ -419,6 +435,7 @@ class PostgresStore final : public Store {
         pool_.clear_idle();
         throw make_error(operation, subject, "", first_line(message));
       }
+      lease->drop_soci_statements();
       if (is_retryable(sqlstate) && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(microseconds(200 + jitter() % 5000));
         continue;
