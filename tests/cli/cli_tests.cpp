@@ -146,6 +146,50 @@ TEST_CASE("cli: bad input gets exit 2 with a clear message; failed operations ex
   CHECK(from_env.parsed().size() == 1);
 }
 
+TEST_CASE("cli: a password in a URL never reaches stdout or stderr, whatever its shape") {
+  Cli cli;
+  // Each holds the password "hunter2" (or pieces of it); port 1 refuses at once.
+  const std::vector<std::string> urls = {
+      "postgresql://u:hunter2@127.0.0.1:1/db",
+      "postgresql://u:hun%zzter2@127.0.0.1:1/db",  // a raw '%'
+      "postgresql://u:hun/ter2@127.0.0.1:1/db",    // an unencoded '/'
+      "postgresql://u:12/hunter2@127.0.0.1:1/db",
+      "postgresql://u:hun@ter2@127.0.0.1:1/db",  // an unencoded '@'
+      "postgresql://u@127.0.0.1:1/db?passwor%64=hunter2",
+      "postgresql://u@127.0.0.1:1/db?password=hunter2=x",
+      "postgresql://u:hunter2@[::1/db",
+      "postgresql://u:hunter2@[::1]:1/db",
+      "postgresql:u:hunter2@127.0.0.1:1/db",
+      "postgres://u:hunter2",
+  };
+  const auto config =
+      jobrepo::test::write_config(cli.dir.path, R"([{"name": "x", "command": ["true"], "every": "1h"}])");
+  for (const auto& url : urls) {
+    INFO(url);
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"--db", url, "jobs"}, {"--db", url, "jobs", "--json"}, {"--db", url, "migrate"}}) {
+      const auto result = cli.bare(args);
+      INFO(result.out << result.err);
+      CHECK(result.status == 1);
+      for (const auto* piece : {"hunter2", "ter2", "zzter"}) {
+        CHECK(result.out.find(piece) == std::string::npos);
+        CHECK(result.err.find(piece) == std::string::npos);
+      }
+    }
+    const auto from_env = cli.bare({"jobs", "--json"}, {"JOBREPO_DATABASE_URL=" + url});
+    INFO(from_env.out << from_env.err);
+    CHECK(from_env.status == 1);
+    CHECK(from_env.parsed()["error"]["message"].get<std::string>().find("ter2") == std::string::npos);
+    CHECK(from_env.err.find("ter2") == std::string::npos);
+    // serve: refused at once, or (unreachable) waiting and logging what it waits for.
+    Process serve({"--db", url, "serve", "--config", config.string(), "--server-id", "leak"}, cli.dir.path, "leak");
+    const auto served = serve.wait_at_most(1500ms);
+    INFO(served.out << served.err);
+    CHECK(served.err.find("ter2") == std::string::npos);
+    CHECK(served.out.find("ter2") == std::string::npos);
+  }
+}
+
 TEST_CASE("cli: claim, progress, complete, fail, runs, interrupt, prune and audit") {
   Cli cli;
   REQUIRE(cli({"migrate"}).status == 0);

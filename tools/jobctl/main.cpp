@@ -327,7 +327,7 @@ int execute(const Invocation& in) {
     if (in.json_output)
       std::cout << json{{"migrated", true}}.dump() << "\n";
     else
-      std::cout << "migrated " << jobrepo::redact_postgres_url(in.url) << "\n";
+      std::cout << "migrated " << jobrepo::redact_url(in.url) << "\n";
     return exit_ok;
   }
   jobrepo::Repository repo(*store, {in.plugin, 0});

@@ -388,8 +388,7 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
     scheduler.register_job(command_handler(job, runtime), {.next_run_in = microseconds(0), .timeout = job.timeout});
   }
   scheduler.start();
-  log_line(server_id,
-           "serving " + std::to_string(config.jobs.size()) + " jobs on " + jobrepo::redact_postgres_url(url));
+  log_line(server_id, "serving " + std::to_string(config.jobs.size()) + " jobs on " + jobrepo::redact_url(url));
   for (;;) {
     int signal = 0;
     sigwait(&handled, &signal);

@@ -786,7 +786,7 @@ std::unique_ptr<Store> open_sqlite_store(const SqliteOptions& options) {
 void register_sqlite_backend() {
   static std::once_flag once;
   std::call_once(once, [] {
-    register_backend("sqlite", [](const std::string& url, const StoreOptions& store_options) {
+    const auto factory = [](const std::string& url, const StoreOptions& store_options) {
       // sqlite:PATH[?synchronous=full|normal], sqlite::memory:
       std::string rest = url.substr(url.find(':') + 1);
       SqliteOptions options;
@@ -806,7 +806,9 @@ void register_sqlite_backend() {
       }
       options.path = rest;
       return open_sqlite_store(options);
-    });
+    };
+    // Paths are not secret: messages show sqlite URLs as they are.
+    register_backend("sqlite", factory, [](const std::string& url) { return url; });
   });
 }
 
