@@ -306,6 +306,29 @@ TEST_CASE("cli: serve runs commands: success, failure, timeout, progress, cancel
   CHECK(result.err.find("stopping on SIGTERM") != std::string::npos);
 }
 
+TEST_CASE("cli: serve does not pass the database URL or password to its commands") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "env", "every": "1h", "command": ["sh", "-c",
+      "echo url=${JOBREPO_DATABASE_URL-unset} file=${JOBREPO_DATABASE_URL_FILE-unset} pw=${PGPASSWORD-unset} own=$OWN"],
+     "environment": {"OWN": "kept"}},
+    {"name": "given", "every": "1h", "command": ["sh", "-c", "echo given=$JOBREPO_DATABASE_URL"],
+     "environment": {"JOBREPO_DATABASE_URL": "sqlite:its-own.db"}}
+  ])");
+  // The URL from the environment, as a service would give it.
+  Process serve({"serve", "--config", config.string(), "--server-id", "env"}, cli.dir.path, "serve-env",
+                {"JOBREPO_DATABASE_URL=" + cli.url, "PGPASSWORD=hunter2", "JOBREPO_TEST_SERVE=env"});
+  REQUIRE(wait_until([&] { return cli.last_run("env")["status"] == "completed"; }, 10s));
+  REQUIRE(wait_until([&] { return cli.last_run("given")["status"] == "completed"; }, 5s));
+  kill(serve.pid, SIGTERM);
+  const auto result = serve.wait();
+  INFO(result.out << result.err);
+  CHECK(result.status == 0);
+  CHECK(result.out.find("[env] url=unset file=unset pw=unset own=kept") != std::string::npos);
+  CHECK(result.out.find("[given] given=sqlite:its-own.db") != std::string::npos);
+  CHECK(result.out.find("hunter2") == std::string::npos);
+}
+
 TEST_CASE("cli: two serve processes share the jobs, one server at a time") {
   Cli cli;
   const auto config = write_config(cli.dir.path, R"([

@@ -133,6 +133,9 @@ microseconds run_command(const CommandJob& job, const Runtime& runtime, jobrepo:
     const auto eq = entry.find('=');
     if (eq != std::string::npos) env_map[entry.substr(0, eq)] = entry.substr(eq + 1);
   }
+  // serve's own database credentials are not the commands' (a job that needs
+  // the database gets its own in `environment`, set below).
+  for (const char* secret : {"JOBREPO_DATABASE_URL", "JOBREPO_DATABASE_URL_FILE", "PGPASSWORD"}) env_map.erase(secret);
   for (const auto& [key, value] : job.environment) env_map[key] = value;
   env_map["JOBREPO_RUN_ID"] = context.run_id();
   env_map["JOBREPO_JOB_NAME"] = job.name;
