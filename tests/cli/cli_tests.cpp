@@ -6,12 +6,14 @@
 #include "backend_main.hpp"
 #include "cli_support.hpp"
 
+#include <libpq-fe.h>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include <csignal>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -188,6 +190,113 @@ TEST_CASE("cli: a password in a URL never reaches stdout or stderr, whatever its
     CHECK(served.err.find("ter2") == std::string::npos);
     CHECK(served.out.find("ter2") == std::string::npos);
   }
+}
+
+namespace {
+
+// Writes `text` to `path` with `mode`.
+fs::path write_file(const fs::path& path, const std::string& text, fs::perms mode) {
+  std::ofstream(path) << text;
+  fs::permissions(path, mode);
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("cli: --db-file and JOBREPO_DATABASE_URL_FILE give the URL where ps cannot see it") {
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  REQUIRE(cli({"job", "create", "j", "d"}).status == 0);
+  const auto owner_only = fs::perms::owner_read | fs::perms::owner_write;
+  const auto file = write_file(cli.dir.path / "db-url", cli.url + "\n# the rest is ignored\n", owner_only);
+  const auto from_option = cli.bare({"--db-file", file.string(), "jobs", "--json"});
+  INFO(from_option.err);
+  CHECK(from_option.status == 0);
+  CHECK(from_option.parsed().size() == 1);
+  const auto from_env = cli.bare({"jobs", "--json"}, {"JOBREPO_DATABASE_URL_FILE=" + file.string()});
+  INFO(from_env.err);
+  CHECK(from_env.status == 0);
+  CHECK(from_env.parsed().size() == 1);
+  CHECK(cli.bare({"--db-file=" + file.string(), "job", "show", "j"}).status == 0);
+
+  // Ambiguous or unreadable: usage errors that name the file, never its text.
+  CHECK(cli.bare({"--db", cli.url, "--db-file", file.string(), "jobs"}).status == 2);
+  CHECK(cli.bare({"jobs"}, {"JOBREPO_DATABASE_URL=" + cli.url, "JOBREPO_DATABASE_URL_FILE=" + file.string()}).status ==
+        2);
+  const auto missing = cli.bare({"--db-file", (cli.dir.path / "none").string(), "jobs"});
+  CHECK(missing.status == 2);
+  CHECK(missing.err.find("none") != std::string::npos);
+  const auto empty = cli.bare({"--db-file", write_file(cli.dir.path / "empty", "\n", owner_only).string(), "jobs"});
+  CHECK(empty.status == 2);
+  CHECK(empty.err.find("empty") != std::string::npos);
+
+  // A password in a file others may read: refused (world) or warned about (group).
+  const std::string secret = "postgresql://u:hunter2@127.0.0.1:1/db";
+  const auto world = write_file(cli.dir.path / "world", secret + "\n", owner_only | fs::perms::others_read);
+  for (const auto& result : {cli.bare({"--db-file", world.string(), "jobs"}),
+                             cli.bare({"jobs"}, {"JOBREPO_DATABASE_URL_FILE=" + world.string()})}) {
+    INFO(result.err);
+    CHECK(result.status == 2);
+    CHECK(result.err.find(world.string()) != std::string::npos);
+    CHECK(result.err.find("chmod 600") != std::string::npos);
+    CHECK(result.err.find("hunter2") == std::string::npos);
+  }
+  const auto group = write_file(cli.dir.path / "group", secret + "\n", owner_only | fs::perms::group_read);
+  const auto warned = cli.bare({"--db-file", group.string(), "jobs"});
+  INFO(warned.err);
+  CHECK(warned.status == 1);  // unreachable, but read
+  CHECK(warned.err.find("warning") != std::string::npos);
+  CHECK(warned.err.find("hunter2") == std::string::npos);
+  // Without a password the file is no secret.
+  const auto open_file = write_file(cli.dir.path / "open", cli.url + "\n", owner_only | fs::perms::others_read);
+  CHECK(cli.bare({"--db-file", open_file.string(), "jobs"}).status == 0);
+
+  const auto help = cli.bare({"--help"});
+  CHECK(help.out.find("--db-file PATH") != std::string::npos);
+  CHECK(help.out.find("JOBREPO_DATABASE_URL_FILE") != std::string::npos);
+}
+
+TEST_CASE("cli: libpq's own ways to give the password work: a service file, PGPASSFILE") {
+  if (!jobrepo::test::scheduler_on_postgres()) return;  // PostgreSQL only
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  REQUIRE(cli({"job", "create", "j", "d"}).status == 0);
+  // The test database's URL, taken apart by libpq.
+  std::map<std::string, std::string> parts;
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(cli.url.c_str(), &error);
+  REQUIRE(options != nullptr);
+  for (auto* o = options; o->keyword; ++o) {
+    if (o->val) parts[o->keyword] = o->val;
+  }
+  PQconninfoFree(options);
+  const auto owner_only = fs::perms::owner_read | fs::perms::owner_write;
+  // A service file names host, port, database, user and password: the URL
+  // names only the service, so it works only when libpq reads the file.
+  const auto services =
+      write_file(cli.dir.path / "pg_service.conf",
+                 "[jobrepo]\nhost=" + parts["host"] + "\nport=" + parts["port"] + "\ndbname=" + parts["dbname"] +
+                     "\nuser=" + parts["user"] + "\noptions=" + parts["options"] + "\npassword=hunter2\n",
+                 owner_only);
+  const auto by_service =
+      cli.bare({"--db", "postgresql://?service=jobrepo", "jobs", "--json"}, {"PGSERVICEFILE=" + services.string()});
+  INFO(by_service.err);
+  CHECK(by_service.status == 0);
+  CHECK(by_service.parsed().size() == 1);
+  const auto by_env = cli.bare({"--db", "postgresql://", "jobs", "--json"},
+                               {"PGSERVICEFILE=" + services.string(), "PGSERVICE=jobrepo"});
+  CHECK(by_env.status == 0);
+  // A password file and PGPASSWORD with a URL that has no password (the test
+  // server trusts local logins: this shows the URL needs none, not that
+  // libpq sent it).
+  const auto passfile = write_file(
+      cli.dir.path / "pgpass", parts["host"] + ":" + parts["port"] + ":*:" + parts["user"] + ":hunter2\n", owner_only);
+  CHECK(cli({"jobs", "--json"}, {"PGPASSFILE=" + passfile.string()}).status == 0);
+  CHECK(cli({"jobs", "--json"}, {"PGPASSWORD=hunter2"}).status == 0);
+  const auto bad_service =
+      cli.bare({"--db", "postgresql://?service=nosuch", "jobs"}, {"PGSERVICEFILE=" + services.string()});
+  CHECK(bad_service.status == 1);
+  CHECK(bad_service.err.find("hunter2") == std::string::npos);
 }
 
 TEST_CASE("cli: claim, progress, complete, fail, runs, interrupt, prune and audit") {
