@@ -30,6 +30,8 @@ TEST_CASE("postgres: SQLSTATEs map to one ErrorCode each") {
   CHECK(error_code_for("28P01", "password authentication failed") == ErrorCode::unavailable);
   CHECK(error_code_for("", "server closed the connection unexpectedly") == ErrorCode::unavailable);
   CHECK(error_code_for("42P01", "relation \"job\" does not exist") == ErrorCode::schema_mismatch);
+  // A standby, a failover target, default_transaction_read_only: retry elsewhere or later.
+  CHECK(error_code_for("25006", "cannot execute INSERT in a read-only transaction") == ErrorCode::unavailable);
   CHECK(error_code_for("42601", "syntax error") == ErrorCode::internal);
   CHECK(jobrepo::postgres_backend::is_retryable("40001"));
   CHECK(jobrepo::postgres_backend::is_retryable("40P01"));

@@ -398,7 +398,7 @@ class PostgresStore final : public Store {
   // Runs `body(connection)` with a pooled connection. Serialization failures
   // and deadlocks are retried until busy_timeout has passed. A broken
   // connection is closed with every idle one (after a server restart they
-  // are all dead) and the call fails with `unavailable`.
+  // are all dead) and the call fails with `unavailable`; so is a read-only one.
   template <class Body>
   auto run(const char* operation, const std::string& subject, Body&& body, bool check = true) {
     const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
@@ -421,6 +421,14 @@ class PostgresStore final : public Store {
         lease.discard();
         pool_.clear_idle();
         throw make_error(operation, subject, "", first_line(message));
+      }
+      if (sqlstate == "25006") {
+        // Read-only: a connection keeps the default_transaction_read_only
+        // it began with after the database takes writes again, so those
+        // that met it go; new ones get the current setting.
+        lease.discard();
+        pool_.clear_idle();
+        throw make_error(operation, subject, sqlstate, first_line(message));
       }
       if (is_retryable(sqlstate) && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(microseconds(200 + jitter() % 5000));
