@@ -438,6 +438,107 @@ TEST_CASE("cli: serve does not pass the database URL or password to its commands
   CHECK(result.out.find("hunter2") == std::string::npos);
 }
 
+namespace {
+
+// Alive, not a zombie (without reaping it: Process::wait() does).
+bool running(const Process& process) {
+  const std::string stat = slurp("/proc/" + std::to_string(process.pid) + "/stat");
+  const auto close = stat.rfind(')');
+  return process.pid != 0 && close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
+}
+
+std::size_t count(const std::string& text, const std::string& word) {
+  std::size_t n = 0;
+  for (auto at = text.find(word); at != std::string::npos; at = text.find(word, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("cli: serve waits at start while the database is unavailable, then serves") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([{"name": "hello", "command": ["echo", "hi"], "every": "1h"}])");
+  // SQLite: the directory of the database is not there yet (a mount at boot).
+  const auto later = cli.dir.path / "later";
+  const std::string url = "sqlite:" + (later / "jobs.db").string();
+  Process serve({"--db", url, "serve", "--config", config.string(), "--server-id", "wait"}, cli.dir.path, "wait");
+  REQUIRE(wait_until([&] { return serve.errors().find("waiting for the database") != std::string::npos; }, 5s));
+  std::this_thread::sleep_for(1500ms);
+  CHECK(running(serve));
+  CHECK(count(serve.errors(), "waiting for the database") == 1);  // said once
+  fs::create_directory(later);
+  const auto run_of_hello = [&] {
+    const auto runs = cli.bare({"--db", url, "runs", "--json"});
+    return runs.status == 0 && !runs.parsed().empty() ? runs.parsed()[0] : json();
+  };
+  CHECK(wait_until([&] { return run_of_hello()["status"] == "completed"; }, 15s));
+  kill(serve.pid, SIGTERM);
+  const auto result = serve.wait();
+  INFO(result.err);
+  CHECK(result.status == 0);
+  CHECK(result.err.find("the database is ready after") != std::string::npos);
+  CHECK(result.err.find("serving 1 jobs") != std::string::npos);
+
+  // SIGTERM while waiting stops it at once, cleanly.
+  Process waiting({"--db", "sqlite:" + (cli.dir.path / "never" / "jobs.db").string(), "serve", "--config",
+                   config.string(), "--server-id", "never"},
+                  cli.dir.path, "never");
+  REQUIRE(wait_until([&] { return waiting.errors().find("waiting for the database") != std::string::npos; }, 5s));
+  kill(waiting.pid, SIGTERM);
+  const auto stopped = waiting.wait_at_most(2s);
+  INFO(stopped.err);
+  CHECK(stopped.status == 0);
+  CHECK(stopped.err.find("stopping on SIGTERM") != std::string::npos);
+
+  // Errors that waiting cannot cure still end serve with exit 1.
+  const auto bad_url = Process({"--db", "postgresql://u:ab/cd@127.0.0.1:1/db", "serve", "--config", config.string()},
+                               cli.dir.path, "bad")
+                           .wait_at_most(5s);
+  CHECK(bad_url.status == 1);
+  CHECK(bad_url.err.find("(invalid_parameter)") != std::string::npos);
+}
+
+TEST_CASE("cli: serve waits at start while PostgreSQL is read-only, then serves once it takes writes") {
+  if (!jobrepo::test::scheduler_on_postgres()) return;  // PostgreSQL only
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  const auto name = jobrepo::test::postgres_value(cli.url, "SELECT current_database()");
+  const auto server = jobrepo::test::postgres_server_url();
+  jobrepo::test::postgres_exec(server, "ALTER DATABASE " + name + " SET default_transaction_read_only = on");
+  struct Reset {
+    std::string server, name;
+    ~Reset() {
+      jobrepo::test::postgres_exec(server, "ALTER DATABASE " + name + " RESET default_transaction_read_only");
+    }
+  } reset{server, name};
+  const auto config = write_config(cli.dir.path, R"([{"name": "hello", "command": ["echo", "hi"], "every": "1h"}])");
+  auto serve = cli.serve(config, "standby");
+  REQUIRE(wait_until([&] { return serve->errors().find("waiting for the database") != std::string::npos; }, 5s));
+  std::this_thread::sleep_for(2s);
+  CHECK(running(*serve));
+  const auto waiting = serve->errors();
+  INFO(waiting);
+  CHECK(waiting.find("read-only") != std::string::npos);
+  CHECK(waiting.find("(unavailable)") != std::string::npos);
+  CHECK(count(waiting, "waiting for the database") == 1);
+  CHECK(cli.last_run("hello").is_null());
+
+  jobrepo::test::postgres_exec(server, "ALTER DATABASE " + name + " RESET default_transaction_read_only");
+  CHECK(wait_until([&] { return cli.last_run("hello")["status"] == "completed"; }, 15s));
+  kill(serve->pid, SIGTERM);
+  const auto result = serve->wait();
+  INFO(result.err);
+  CHECK(result.status == 0);
+  CHECK(result.out.find("[hello] hi") != std::string::npos);
+  CHECK(result.err.find("the database is ready after") != std::string::npos);
+
+  // A database migrated by a newer jobrepo cannot be waited out: exit 1.
+  jobrepo::test::postgres_exec(cli.url, "INSERT INTO jobrepo_schema_version (version, name) VALUES (9999, 'future')");
+  const auto newer = cli.serve(config, "newer")->wait_at_most(5s);
+  CHECK(newer.status == 1);
+  CHECK(newer.err.find("(schema_mismatch)") != std::string::npos);
+}
+
 TEST_CASE("cli: two serve processes share the jobs, one server at a time") {
   Cli cli;
   const auto config = write_config(cli.dir.path, R"([
