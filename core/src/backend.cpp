@@ -17,6 +17,7 @@ namespace {
 struct Registry {
   std::mutex mutex;
   std::map<std::string, StoreFactory, std::less<>> factories;
+  std::map<std::string, UrlRedactor, std::less<>> redactors;
 };
 
 Registry& registry() {
@@ -39,7 +40,7 @@ std::string_view url_scheme(std::string_view url) noexcept {
   return valid_scheme(scheme) ? scheme : std::string_view{};
 }
 
-void register_backend(const std::string& scheme, StoreFactory factory) {
+void register_backend(const std::string& scheme, StoreFactory factory, UrlRedactor redactor) {
   if (!valid_scheme(scheme)) {
     throw Error(ErrorCode::invalid_parameter, "register_backend: invalid scheme \"" + scheme + "\"");
   }
@@ -49,6 +50,19 @@ void register_backend(const std::string& scheme, StoreFactory factory) {
   auto& r = registry();
   const std::lock_guard lock(r.mutex);
   r.factories[scheme] = std::move(factory);
+  r.redactors[scheme] = std::move(redactor);
+}
+
+std::string redact_registered_url(const std::string& url) {
+  const auto scheme = url_scheme(url);
+  if (scheme.empty()) return "***";
+  UrlRedactor redactor;
+  {
+    auto& r = registry();
+    const std::lock_guard lock(r.mutex);
+    if (const auto it = r.redactors.find(scheme); it != r.redactors.end()) redactor = it->second;
+  }
+  return redactor ? redactor(url) : std::string(scheme) + ":***";
 }
 
 std::vector<std::string> registered_backends() {

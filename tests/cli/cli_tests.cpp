@@ -4,12 +4,14 @@
 // PostgreSQL (JOBREPO_TEST_BACKEND, see ../scheduler/backend.hpp).
 #include "cli_support.hpp"
 
+#include <libpq-fe.h>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include <csignal>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -144,6 +146,157 @@ TEST_CASE("cli: bad input gets exit 2 with a clear message; failed operations ex
   CHECK(from_env.parsed().size() == 1);
 }
 
+TEST_CASE("cli: a password in a URL never reaches stdout or stderr, whatever its shape") {
+  Cli cli;
+  // Each holds the password "hunter2" (or pieces of it); port 1 refuses at once.
+  const std::vector<std::string> urls = {
+      "postgresql://u:hunter2@127.0.0.1:1/db",
+      "postgresql://u:hun%zzter2@127.0.0.1:1/db",  // a raw '%'
+      "postgresql://u:hun/ter2@127.0.0.1:1/db",    // an unencoded '/'
+      "postgresql://u:12/hunter2@127.0.0.1:1/db",
+      "postgresql://u:hun@ter2@127.0.0.1:1/db",  // an unencoded '@'
+      "postgresql://u@127.0.0.1:1/db?passwor%64=hunter2",
+      "postgresql://u@127.0.0.1:1/db?password=hunter2=x",
+      "postgresql://u:hunter2@[::1/db",
+      "postgresql://u:hunter2@[::1]:1/db",
+      "postgresql:u:hunter2@127.0.0.1:1/db",
+      "postgres://u:hunter2",
+  };
+  const auto config =
+      jobrepo::test::write_config(cli.dir.path, R"([{"name": "x", "command": ["true"], "every": "1h"}])");
+  for (const auto& url : urls) {
+    INFO(url);
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"--db", url, "jobs"}, {"--db", url, "jobs", "--json"}, {"--db", url, "migrate"}}) {
+      const auto result = cli.bare(args);
+      INFO(result.out << result.err);
+      CHECK(result.status == 1);
+      for (const auto* piece : {"hunter2", "ter2", "zzter"}) {
+        CHECK(result.out.find(piece) == std::string::npos);
+        CHECK(result.err.find(piece) == std::string::npos);
+      }
+    }
+    const auto from_env = cli.bare({"jobs", "--json"}, {"JOBREPO_DATABASE_URL=" + url});
+    INFO(from_env.out << from_env.err);
+    CHECK(from_env.status == 1);
+    CHECK(from_env.parsed()["error"]["message"].get<std::string>().find("ter2") == std::string::npos);
+    CHECK(from_env.err.find("ter2") == std::string::npos);
+    // serve: refused at once, or (unreachable) waiting and logging what it waits for.
+    Process serve({"--db", url, "serve", "--config", config.string(), "--server-id", "leak"}, cli.dir.path, "leak");
+    const auto served = serve.wait_at_most(1500ms);
+    INFO(served.out << served.err);
+    CHECK(served.err.find("ter2") == std::string::npos);
+    CHECK(served.out.find("ter2") == std::string::npos);
+  }
+}
+
+namespace {
+
+// Writes `text` to `path` with `mode`.
+fs::path write_file(const fs::path& path, const std::string& text, fs::perms mode) {
+  std::ofstream(path) << text;
+  fs::permissions(path, mode);
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("cli: --db-file and JOBREPO_DATABASE_URL_FILE give the URL where ps cannot see it") {
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  REQUIRE(cli({"job", "create", "j", "d"}).status == 0);
+  const auto owner_only = fs::perms::owner_read | fs::perms::owner_write;
+  const auto file = write_file(cli.dir.path / "db-url", cli.url + "\n# the rest is ignored\n", owner_only);
+  const auto from_option = cli.bare({"--db-file", file.string(), "jobs", "--json"});
+  INFO(from_option.err);
+  CHECK(from_option.status == 0);
+  CHECK(from_option.parsed().size() == 1);
+  const auto from_env = cli.bare({"jobs", "--json"}, {"JOBREPO_DATABASE_URL_FILE=" + file.string()});
+  INFO(from_env.err);
+  CHECK(from_env.status == 0);
+  CHECK(from_env.parsed().size() == 1);
+  CHECK(cli.bare({"--db-file=" + file.string(), "job", "show", "j"}).status == 0);
+
+  // Ambiguous or unreadable: usage errors that name the file, never its text.
+  CHECK(cli.bare({"--db", cli.url, "--db-file", file.string(), "jobs"}).status == 2);
+  CHECK(cli.bare({"jobs"}, {"JOBREPO_DATABASE_URL=" + cli.url, "JOBREPO_DATABASE_URL_FILE=" + file.string()}).status ==
+        2);
+  const auto missing = cli.bare({"--db-file", (cli.dir.path / "none").string(), "jobs"});
+  CHECK(missing.status == 2);
+  CHECK(missing.err.find("none") != std::string::npos);
+  const auto empty = cli.bare({"--db-file", write_file(cli.dir.path / "empty", "\n", owner_only).string(), "jobs"});
+  CHECK(empty.status == 2);
+  CHECK(empty.err.find("empty") != std::string::npos);
+
+  // A password in a file others may read: refused (world) or warned about (group).
+  const std::string secret = "postgresql://u:hunter2@127.0.0.1:1/db";
+  const auto world = write_file(cli.dir.path / "world", secret + "\n", owner_only | fs::perms::others_read);
+  for (const auto& result : {cli.bare({"--db-file", world.string(), "jobs"}),
+                             cli.bare({"jobs"}, {"JOBREPO_DATABASE_URL_FILE=" + world.string()})}) {
+    INFO(result.err);
+    CHECK(result.status == 2);
+    CHECK(result.err.find(world.string()) != std::string::npos);
+    CHECK(result.err.find("chmod 600") != std::string::npos);
+    CHECK(result.err.find("hunter2") == std::string::npos);
+  }
+  const auto group = write_file(cli.dir.path / "group", secret + "\n", owner_only | fs::perms::group_read);
+  const auto warned = cli.bare({"--db-file", group.string(), "jobs"});
+  INFO(warned.err);
+  CHECK(warned.status == 1);  // unreachable, but read
+  CHECK(warned.err.find("warning") != std::string::npos);
+  CHECK(warned.err.find("hunter2") == std::string::npos);
+  // Without a password the file is no secret.
+  const auto open_file = write_file(cli.dir.path / "open", cli.url + "\n", owner_only | fs::perms::others_read);
+  CHECK(cli.bare({"--db-file", open_file.string(), "jobs"}).status == 0);
+
+  const auto help = cli.bare({"--help"});
+  CHECK(help.out.find("--db-file PATH") != std::string::npos);
+  CHECK(help.out.find("JOBREPO_DATABASE_URL_FILE") != std::string::npos);
+}
+
+TEST_CASE("cli: libpq's own ways to give the password work: a service file, PGPASSFILE") {
+  if (!jobrepo::test::scheduler_on_postgres()) return;  // PostgreSQL only
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  REQUIRE(cli({"job", "create", "j", "d"}).status == 0);
+  // The test database's URL, taken apart by libpq.
+  std::map<std::string, std::string> parts;
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(cli.url.c_str(), &error);
+  REQUIRE(options != nullptr);
+  for (auto* o = options; o->keyword; ++o) {
+    if (o->val) parts[o->keyword] = o->val;
+  }
+  PQconninfoFree(options);
+  const auto owner_only = fs::perms::owner_read | fs::perms::owner_write;
+  // A service file names host, port, database, user and password: the URL
+  // names only the service, so it works only when libpq reads the file.
+  const auto services =
+      write_file(cli.dir.path / "pg_service.conf",
+                 "[jobrepo]\nhost=" + parts["host"] + "\nport=" + parts["port"] + "\ndbname=" + parts["dbname"] +
+                     "\nuser=" + parts["user"] + "\noptions=" + parts["options"] + "\npassword=hunter2\n",
+                 owner_only);
+  const auto by_service =
+      cli.bare({"--db", "postgresql://?service=jobrepo", "jobs", "--json"}, {"PGSERVICEFILE=" + services.string()});
+  INFO(by_service.err);
+  CHECK(by_service.status == 0);
+  CHECK(by_service.parsed().size() == 1);
+  const auto by_env = cli.bare({"--db", "postgresql://", "jobs", "--json"},
+                               {"PGSERVICEFILE=" + services.string(), "PGSERVICE=jobrepo"});
+  CHECK(by_env.status == 0);
+  // A password file and PGPASSWORD with a URL that has no password (the test
+  // server trusts local logins: this shows the URL needs none, not that
+  // libpq sent it).
+  const auto passfile = write_file(
+      cli.dir.path / "pgpass", parts["host"] + ":" + parts["port"] + ":*:" + parts["user"] + ":hunter2\n", owner_only);
+  CHECK(cli({"jobs", "--json"}, {"PGPASSFILE=" + passfile.string()}).status == 0);
+  CHECK(cli({"jobs", "--json"}, {"PGPASSWORD=hunter2"}).status == 0);
+  const auto bad_service =
+      cli.bare({"--db", "postgresql://?service=nosuch", "jobs"}, {"PGSERVICEFILE=" + services.string()});
+  CHECK(bad_service.status == 1);
+  CHECK(bad_service.err.find("hunter2") == std::string::npos);
+}
+
 TEST_CASE("cli: claim, progress, complete, fail, runs, interrupt, prune and audit") {
   Cli cli;
   REQUIRE(cli({"migrate"}).status == 0);
@@ -258,6 +411,130 @@ TEST_CASE("cli: serve runs commands: success, failure, timeout, progress, cancel
   CHECK(result.err.find("completed ok run") != std::string::npos);
   CHECK(result.err.find("cancelled sleeper run") != std::string::npos);
   CHECK(result.err.find("stopping on SIGTERM") != std::string::npos);
+}
+
+TEST_CASE("cli: serve does not pass the database URL or password to its commands") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "env", "every": "1h", "command": ["sh", "-c",
+      "echo url=${JOBREPO_DATABASE_URL-unset} file=${JOBREPO_DATABASE_URL_FILE-unset} pw=${PGPASSWORD-unset} own=$OWN"],
+     "environment": {"OWN": "kept"}},
+    {"name": "given", "every": "1h", "command": ["sh", "-c", "echo given=$JOBREPO_DATABASE_URL"],
+     "environment": {"JOBREPO_DATABASE_URL": "sqlite:its-own.db"}}
+  ])");
+  // The URL from the environment, as a service would give it.
+  Process serve({"serve", "--config", config.string(), "--server-id", "env"}, cli.dir.path, "serve-env",
+                {"JOBREPO_DATABASE_URL=" + cli.url, "PGPASSWORD=hunter2", "JOBREPO_TEST_SERVE=env"});
+  REQUIRE(wait_until([&] { return cli.last_run("env")["status"] == "completed"; }, 10s));
+  REQUIRE(wait_until([&] { return cli.last_run("given")["status"] == "completed"; }, 5s));
+  kill(serve.pid, SIGTERM);
+  const auto result = serve.wait();
+  INFO(result.out << result.err);
+  CHECK(result.status == 0);
+  CHECK(result.out.find("[env] url=unset file=unset pw=unset own=kept") != std::string::npos);
+  CHECK(result.out.find("[given] given=sqlite:its-own.db") != std::string::npos);
+  CHECK(result.out.find("hunter2") == std::string::npos);
+}
+
+namespace {
+
+// Alive, not a zombie (without reaping it: Process::wait() does).
+bool running(const Process& process) {
+  const std::string stat = slurp("/proc/" + std::to_string(process.pid) + "/stat");
+  const auto close = stat.rfind(')');
+  return process.pid != 0 && close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
+}
+
+std::size_t count(const std::string& text, const std::string& word) {
+  std::size_t n = 0;
+  for (auto at = text.find(word); at != std::string::npos; at = text.find(word, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("cli: serve waits at start while the database is unavailable, then serves") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([{"name": "hello", "command": ["echo", "hi"], "every": "1h"}])");
+  // SQLite: the directory of the database is not there yet (a mount at boot).
+  const auto later = cli.dir.path / "later";
+  const std::string url = "sqlite:" + (later / "jobs.db").string();
+  Process serve({"--db", url, "serve", "--config", config.string(), "--server-id", "wait"}, cli.dir.path, "wait");
+  REQUIRE(wait_until([&] { return serve.errors().find("waiting for the database") != std::string::npos; }, 5s));
+  std::this_thread::sleep_for(1500ms);
+  CHECK(running(serve));
+  CHECK(count(serve.errors(), "waiting for the database") == 1);  // said once
+  fs::create_directory(later);
+  const auto run_of_hello = [&] {
+    const auto runs = cli.bare({"--db", url, "runs", "--json"});
+    return runs.status == 0 && !runs.parsed().empty() ? runs.parsed()[0] : json();
+  };
+  CHECK(wait_until([&] { return run_of_hello()["status"] == "completed"; }, 15s));
+  kill(serve.pid, SIGTERM);
+  const auto result = serve.wait();
+  INFO(result.err);
+  CHECK(result.status == 0);
+  CHECK(result.err.find("the database is ready after") != std::string::npos);
+  CHECK(result.err.find("serving 1 jobs") != std::string::npos);
+
+  // SIGTERM while waiting stops it at once, cleanly.
+  Process waiting({"--db", "sqlite:" + (cli.dir.path / "never" / "jobs.db").string(), "serve", "--config",
+                   config.string(), "--server-id", "never"},
+                  cli.dir.path, "never");
+  REQUIRE(wait_until([&] { return waiting.errors().find("waiting for the database") != std::string::npos; }, 5s));
+  kill(waiting.pid, SIGTERM);
+  const auto stopped = waiting.wait_at_most(2s);
+  INFO(stopped.err);
+  CHECK(stopped.status == 0);
+  CHECK(stopped.err.find("stopping on SIGTERM") != std::string::npos);
+
+  // Errors that waiting cannot cure still end serve with exit 1.
+  const auto bad_url = Process({"--db", "postgresql://u:ab/cd@127.0.0.1:1/db", "serve", "--config", config.string()},
+                               cli.dir.path, "bad")
+                           .wait_at_most(5s);
+  CHECK(bad_url.status == 1);
+  CHECK(bad_url.err.find("(invalid_parameter)") != std::string::npos);
+}
+
+TEST_CASE("cli: serve waits at start while PostgreSQL is read-only, then serves once it takes writes") {
+  if (!jobrepo::test::scheduler_on_postgres()) return;  // PostgreSQL only
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  const auto name = jobrepo::test::postgres_value(cli.url, "SELECT current_database()");
+  const auto server = jobrepo::test::postgres_server_url();
+  jobrepo::test::postgres_exec(server, "ALTER DATABASE " + name + " SET default_transaction_read_only = on");
+  struct Reset {
+    std::string server, name;
+    ~Reset() {
+      jobrepo::test::postgres_exec(server, "ALTER DATABASE " + name + " RESET default_transaction_read_only");
+    }
+  } reset{server, name};
+  const auto config = write_config(cli.dir.path, R"([{"name": "hello", "command": ["echo", "hi"], "every": "1h"}])");
+  auto serve = cli.serve(config, "standby");
+  REQUIRE(wait_until([&] { return serve->errors().find("waiting for the database") != std::string::npos; }, 5s));
+  std::this_thread::sleep_for(2s);
+  CHECK(running(*serve));
+  const auto waiting = serve->errors();
+  INFO(waiting);
+  CHECK(waiting.find("read-only") != std::string::npos);
+  CHECK(waiting.find("(unavailable)") != std::string::npos);
+  CHECK(count(waiting, "waiting for the database") == 1);
+  CHECK(cli.last_run("hello").is_null());
+
+  jobrepo::test::postgres_exec(server, "ALTER DATABASE " + name + " RESET default_transaction_read_only");
+  CHECK(wait_until([&] { return cli.last_run("hello")["status"] == "completed"; }, 15s));
+  kill(serve->pid, SIGTERM);
+  const auto result = serve->wait();
+  INFO(result.err);
+  CHECK(result.status == 0);
+  CHECK(result.out.find("[hello] hi") != std::string::npos);
+  CHECK(result.err.find("the database is ready after") != std::string::npos);
+
+  // A database migrated by a newer jobrepo cannot be waited out: exit 1.
+  jobrepo::test::postgres_exec(cli.url, "INSERT INTO jobrepo_schema_version (version, name) VALUES (9999, 'future')");
+  const auto newer = cli.serve(config, "newer")->wait_at_most(5s);
+  CHECK(newer.status == 1);
+  CHECK(newer.err.find("(schema_mismatch)") != std::string::npos);
 }
 
 TEST_CASE("cli: two serve processes share the jobs, one server at a time") {

@@ -264,6 +264,39 @@ TEST_CASE("postgres: libpq parameters pass through; messages never show the pass
   CHECK(code_of([] { jobrepo::open_store("postgresql://h/db?no_such_parameter=1"); }) == ErrorCode::invalid_parameter);
 }
 
+TEST_CASE("postgres: a read-only database (standby, failover, default_transaction_read_only) is unavailable") {
+  jobrepo::test::TestDatabase db;
+  const auto name = jobrepo::test::postgres_value(db.url(), "SELECT current_database()");
+  {
+    auto store = jobrepo::open_store(db.url());
+    store->migrate();
+    jobrepo::Repository(*store).create_job("j", "d");
+  }
+  jobrepo::test::postgres_exec(jobrepo::test::postgres_server_url(),
+                               "ALTER DATABASE " + name + " SET default_transaction_read_only = on");
+  auto store = jobrepo::open_store(db.url());
+  store->migrate();  // up to date: nothing to write
+  jobrepo::Repository repo(*store);
+  CHECK(repo.list_jobs().size() == 1);  // reads work
+  std::string message;
+  CHECK(code_of([&] { repo.create_job("k", "d"); }, &message) == ErrorCode::unavailable);
+  CHECK(message.find("read-only") != std::string::npos);
+  CHECK(code_of([&] { repo.run_jobs("s1"); }) == ErrorCode::unavailable);
+  CHECK(code_of([&] { repo.ensure_job("j", "d"); }) == ErrorCode::unavailable);
+  // libpq refuses a read-only server when the URL asks for a writable one.
+  CHECK(
+      code_of([&] { jobrepo::open_store(jobrepo::test::with_parameter(db.url(), "target_session_attrs=read-write")); },
+              &message) == ErrorCode::unavailable);
+  CHECK(message.find("read-only") != std::string::npos);
+
+  jobrepo::test::postgres_exec(jobrepo::test::postgres_server_url(),
+                               "ALTER DATABASE " + name + " RESET default_transaction_read_only");
+  // A connection keeps the setting it began with: the store dropped those
+  // that met it, so the same store writes again at once.
+  CHECK(repo.create_job("k", "d").name == "k");
+  CHECK(repo.run_jobs("s1", {.limit = -1}).size() == 2);
+}
+
 TEST_CASE("postgres: the pool opens at most pool_size connections") {
   jobrepo::test::TestDatabase db;
   jobrepo::StoreOptions options;

@@ -14,6 +14,8 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <optional>
+#include <string>
 #include <thread>
 
 #include <sys/stat.h>
@@ -321,4 +323,69 @@ TEST_CASE("sqlite: a database file replaced under an open store is not written b
   CHECK(!new_repo.lookup_job("k").has_value());
   CHECK(new_repo.list_runs().empty());
   CHECK(new_repo.run_jobs("s2").size() == 1);
+}
+
+namespace {
+
+// Connections opened while it is above 0 cannot grow the database past this
+// many pages (PRAGMA max_page_count): SQLite then fails with SQLITE_FULL, as
+// on a full disk.
+std::atomic<int> page_limit{0};
+
+int limit_pages(sqlite3* db, const char**, const sqlite3_api_routines*) {
+  if (const int limit = page_limit.load(); limit > 0) {
+    sqlite3_exec(db, ("PRAGMA max_page_count = " + std::to_string(limit)).c_str(), nullptr, nullptr, nullptr);
+  }
+  return SQLITE_OK;
+}
+
+}  // namespace
+
+TEST_CASE("sqlite: a full disk is unavailable with SQLite's own words, not those of the rollback") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  jobrepo::open_store("sqlite:" + path.string())->migrate();
+  // Every connection opened from here on is limited to a few more pages.
+  sqlite3* probe = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &probe) == SQLITE_OK);
+  sqlite3_stmt* count = nullptr;
+  REQUIRE(sqlite3_prepare_v2(probe, "PRAGMA page_count", -1, &count, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(count) == SQLITE_ROW);
+  page_limit = sqlite3_column_int(count, 0) + 4;
+  sqlite3_finalize(count);
+  sqlite3_close(probe);
+  // NOLINTNEXTLINE: sqlite3_auto_extension takes the entry point as void(*)(void)
+  const auto entry = reinterpret_cast<void (*)()>(limit_pages);
+  REQUIRE(sqlite3_auto_extension(entry) == SQLITE_OK);
+  struct Cleanup {
+    void (*entry)();
+    ~Cleanup() {
+      sqlite3_cancel_auto_extension(entry);
+      page_limit = 0;
+    }
+  } cleanup{entry};
+
+  auto store = jobrepo::open_store("sqlite:" + path.string());
+  jobrepo::Repository repo(*store);
+  const std::string description(1000, 'd');
+  std::string message;
+  std::optional<ErrorCode> code;
+  std::string native;
+  for (int i = 0; i < 200 && !code; ++i) {
+    try {
+      repo.create_job("job-" + std::to_string(i), description);
+    } catch (const jobrepo::Error& e) {
+      code = e.code();
+      message = e.what();
+      native = e.native_code();
+    }
+  }
+  INFO(message);
+  REQUIRE(code.has_value());
+  CHECK(*code == ErrorCode::unavailable);
+  CHECK(message.find("database or disk is full") != std::string::npos);
+  CHECK(message.find("rollback") == std::string::npos);
+  CHECK(native.rfind("sqlite 13 ", 0) == 0);
+  // Reads still work, and so do writes once there is room again.
+  CHECK(!repo.list_jobs().empty());
 }

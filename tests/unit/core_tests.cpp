@@ -121,6 +121,18 @@ TEST_CASE("a third-party backend registers its scheme explicitly") {
   store->migrate();
   jobrepo::Repository repo(*store);
   CHECK(repo.create_job("j", "d").name == "j");
+  // Without a redactor of its own, messages show only its scheme.
+  CHECK(jobrepo::redact_url("memtest:user:hunter2@anything") == "memtest:***");
+}
+
+TEST_CASE("redact_url shows each backend's URLs without their secrets") {
+  CHECK(jobrepo::redact_url("sqlite:/srv/jobs.db?synchronous=normal") == "sqlite:/srv/jobs.db?synchronous=normal");
+  CHECK(jobrepo::redact_url("sqlite::memory:") == "sqlite::memory:");
+  CHECK(jobrepo::redact_url("postgresql://u:hunter2@db/jobs") == "postgresql://u:***@db/jobs");
+  CHECK(jobrepo::redact_url("postgres://u:hun%zzter2@db/jobs") == "postgres://***");
+  CHECK(jobrepo::redact_url("mysql://u:hunter2@db/jobs") == "mysql:***");
+  CHECK(jobrepo::redact_url("host=db password=hunter2") == "***");  // no scheme
+  CHECK(jobrepo::redact_url("") == "***");
 }
 
 TEST_CASE("Repository checks its arguments before any I/O") {

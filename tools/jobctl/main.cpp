@@ -8,12 +8,18 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
 #include <set>
 #include <sstream>
+
+#include <sys/stat.h>
 
 namespace {
 
@@ -79,7 +85,7 @@ const std::vector<Command>& commands() {
 
 std::string usage_text() {
   std::ostringstream out;
-  out << "usage: jobctl [--db URL] [--json] [--plugin ID] COMMAND [ARGS]\n\n"
+  out << "usage: jobctl [--db URL | --db-file PATH] [--json] [--plugin ID] COMMAND [ARGS]\n\n"
       << "Jobs that run on one server at a time, kept in SQLite or PostgreSQL.\n\n"
       << "Commands:\n";
   for (const auto& c : commands()) {
@@ -88,11 +94,13 @@ std::string usage_text() {
     out << line << "  " << c.summary << "\n";
   }
   out << "\nOptions:\n"
-      << "  --db URL      sqlite:PATH, sqlite::memory:, postgresql://... (default: $JOBREPO_DATABASE_URL,\n"
-      << "                else sqlite:jobrepo.db)\n"
-      << "  --json        machine-readable output (schema in docs/cli.md)\n"
-      << "  --plugin ID   the plugin whose jobs to act on (default pi_system)\n"
-      << "  --help        this text; COMMAND --help for one command\n\n"
+      << "  --db URL        sqlite:PATH, sqlite::memory:, postgresql://... (default: $JOBREPO_DATABASE_URL,\n"
+      << "                  else the URL in the file $JOBREPO_DATABASE_URL_FILE, else sqlite:jobrepo.db)\n"
+      << "  --db-file PATH  the URL from the first line of PATH, so that ps does not show a password\n"
+      << "                  (keep the file mode 0600; one others can read is refused)\n"
+      << "  --json          machine-readable output (schema in docs/cli.md)\n"
+      << "  --plugin ID     the plugin whose jobs to act on (default pi_system)\n"
+      << "  --help          this text; COMMAND --help for one command\n\n"
       << "Durations read like 90s, 5m, 1h30m, 250ms, 2d. Exit status: 0 ok, 1 the operation failed\n"
       << "(the message names the error code), 2 usage error.\n";
   return out.str();
@@ -102,7 +110,9 @@ struct Invocation {
   const Command* command = nullptr;
   std::vector<std::string> args;              // positional, after the command words
   std::map<std::string, std::string> values;  // --option value
-  std::string url;
+  std::string url;                            // --db or $JOBREPO_DATABASE_URL
+  std::string url_file;                       // else --db-file or $JOBREPO_DATABASE_URL_FILE
+  std::string url_file_source;                // which of those two
   std::string plugin = "pi_system";
   bool json_output = false;
   bool help = false;
@@ -132,11 +142,26 @@ Invocation parse(int argc, char* argv[]) {
       words.push_back(arg);
     }
   }
+  // The database: the command line before the environment; two sources at
+  // one level are ambiguous.
+  if (values.count("--db") && values.count("--db-file")) throw UsageError("give --db or --db-file, not both");
   if (values.count("--db")) in.url = values["--db"], values.erase("--db");
+  if (values.count("--db-file")) {
+    in.url_file = values["--db-file"], in.url_file_source = "--db-file", values.erase("--db-file");
+    if (in.url_file.empty()) throw UsageError("--db-file needs a file");
+  }
   if (values.count("--plugin")) in.plugin = values["--plugin"], values.erase("--plugin");
-  if (in.url.empty()) {
+  if (in.url.empty() && in.url_file.empty()) {
     const char* env = std::getenv("JOBREPO_DATABASE_URL");
-    in.url = env && *env ? env : "sqlite:jobrepo.db";
+    const char* file = std::getenv("JOBREPO_DATABASE_URL_FILE");
+    if (env && *env && file && *file) {
+      throw UsageError("JOBREPO_DATABASE_URL and JOBREPO_DATABASE_URL_FILE are both set: unset one");
+    }
+    if (file && *file) {
+      in.url_file = file, in.url_file_source = "JOBREPO_DATABASE_URL_FILE";
+    } else {
+      in.url = env && *env ? env : "sqlite:jobrepo.db";
+    }
   }
   if (words.empty()) {
     if (in.help) return in;
@@ -191,6 +216,39 @@ std::int64_t count_arg(const std::string& what, const std::string& text) {
   } catch (const std::exception&) {
   }
   throw UsageError(what + ": \"" + text + "\" is not an integer");
+}
+
+// The URL on the first line of `path` (given by `source`), without
+// surrounding blanks. A URL that holds a password (redact_url hides something)
+// is refused from a file everyone may read and warned about from one its
+// group may read. Messages name the file, never its text.
+std::string read_url_file(const std::string& source, const std::string& path) {
+  const std::string where = source + " " + path;
+  struct stat st {};
+  std::ifstream in(path);
+  if (!in || ::stat(path.c_str(), &st) != 0) throw UsageError(where + ": cannot read: " + std::strerror(errno));
+  std::string url;
+  if (!std::getline(in, url) && !in.eof()) throw UsageError(where + ": cannot read: " + std::strerror(errno));
+  const auto first = url.find_first_not_of(" \t\r");
+  url = first == std::string::npos ? "" : url.substr(first, url.find_last_not_of(" \t\r") - first + 1);
+  if (url.empty()) throw UsageError(where + ": the first line is empty (it should hold the database URL)");
+  if (jobrepo::redact_url(url) != url) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777U));
+    if ((st.st_mode & S_IROTH) != 0) {
+      throw UsageError(where + " holds a password and every user may read it (mode " + mode + "): chmod 600 " + path);
+    }
+    if ((st.st_mode & S_IRGRP) != 0) {
+      std::cerr << "jobctl: warning: " << where << " holds a password and its group may read it (mode " << mode
+                << "): chmod 600 " << path << "\n";
+    }
+  }
+  return url;
+}
+
+// The database URL of the invocation, read from its file if need be.
+std::string database_url(const Invocation& in) {
+  return in.url_file.empty() ? in.url : read_url_file(in.url_file_source, in.url_file);
 }
 
 std::string required(const Invocation& in, const std::string& option) {
@@ -312,22 +370,23 @@ Audit audit(jobrepo::Repository& repo) {
 
 int execute(const Invocation& in) {
   const std::string& name = in.command->words;
+  const std::string url = database_url(in);
   if (name == "serve") {
     const std::string path = required(in, "--config");
     const std::string server = in.values.count("--server-id") ? in.values.at("--server-id") : default_server_id();
-    return serve(in.url, server, [&] {
+    return serve(url, server, [&] {
       ServeConfig config = load_config(path);
       if (in.plugin != "pi_system") config.plugin_id = in.plugin;
       return config;
     });
   }
-  auto store = jobrepo::open_store(in.url);
+  auto store = jobrepo::open_store(url);
   if (name == "migrate") {
     store->migrate();
     if (in.json_output)
       std::cout << json{{"migrated", true}}.dump() << "\n";
     else
-      std::cout << "migrated " << jobrepo::redact_postgres_url(in.url) << "\n";
+      std::cout << "migrated " << jobrepo::redact_url(url) << "\n";
     return exit_ok;
   }
   jobrepo::Repository repo(*store, {in.plugin, 0});
@@ -423,7 +482,7 @@ int main(int argc, char* argv[]) {
       if (!in.command) {
         std::cout << usage_text();
       } else {
-        std::cout << "usage: jobctl [--db URL] [--json] " << in.command->words
+        std::cout << "usage: jobctl [--db URL | --db-file PATH] [--json] " << in.command->words
                   << (in.command->arguments.empty() ? "" : " " + in.command->arguments) << "\n\n"
                   << in.command->summary << ".\n";
       }

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -133,6 +134,9 @@ microseconds run_command(const CommandJob& job, const Runtime& runtime, jobrepo:
     const auto eq = entry.find('=');
     if (eq != std::string::npos) env_map[entry.substr(0, eq)] = entry.substr(eq + 1);
   }
+  // serve's own database credentials are not the commands' (a job that needs
+  // the database gets its own in `environment`, set below).
+  for (const char* secret : {"JOBREPO_DATABASE_URL", "JOBREPO_DATABASE_URL_FILE", "PGPASSWORD"}) env_map.erase(secret);
   for (const auto& [key, value] : job.environment) env_map[key] = value;
   env_map["JOBREPO_RUN_ID"] = context.run_id();
   env_map["JOBREPO_JOB_NAME"] = job.name;
@@ -356,6 +360,76 @@ std::string default_server_id() {
   return std::string(host) + "-" + std::to_string(getpid());
 }
 
+namespace {
+
+// A store and the Scheduler started on it (destroyed in the reverse order).
+struct Serving {
+  std::unique_ptr<jobrepo::Store> store;
+  std::unique_ptr<jobrepo::Scheduler> scheduler;
+};
+
+// Opens the store, migrates it, registers the jobs of `config` and starts the
+// Scheduler. While that fails with unavailable or busy (the database is down,
+// unreachable, read-only, locked) it tries again from a new store with a
+// back-off up to 5 s, logging what it waits for at once and then every 30 s
+// at most; other errors are thrown. Waiting, it takes the signals of
+// `handled`: SIGINT or SIGTERM return nullopt, SIGHUP reads the config's
+// jobs again.
+std::optional<Serving> start_serving(const std::string& url, ServeConfig& config,
+                                     const std::function<ServeConfig()>& load, const Runtime& runtime,
+                                     const jobrepo::SchedulerOptions& options, const sigset_t& handled) {
+  const auto& server = runtime.server_id;
+  const auto began = Steady::now();
+  const auto waited = [&] { return format_duration(std::chrono::duration_cast<microseconds>(Steady::now() - began)); };
+  std::chrono::milliseconds backoff(250);
+  std::optional<Steady::time_point> said;
+  for (;;) {
+    try {
+      Serving serving;
+      serving.store = jobrepo::open_store(url);
+      serving.store->migrate();
+      serving.scheduler = std::make_unique<jobrepo::Scheduler>(server, *serving.store, options);
+      for (const auto& job : config.jobs) {
+        serving.scheduler->register_job(command_handler(job, runtime),
+                                        {.next_run_in = microseconds(0), .timeout = job.timeout});
+      }
+      serving.scheduler->start();
+      if (said) log_line(server, "the database is ready after " + waited());
+      return serving;
+    } catch (const jobrepo::Error& e) {
+      if (e.code() != jobrepo::ErrorCode::unavailable && e.code() != jobrepo::ErrorCode::busy) throw;
+      const std::string error = std::string(e.what()) + " (" + std::string(jobrepo::to_string(e.code())) + ")";
+      if (!said) {
+        log_line(server, "waiting for the database: " + error);
+        said = Steady::now();
+      } else if (Steady::now() - *said >= std::chrono::seconds(30)) {
+        log_line(server, "still waiting for the database after " + waited() + ": " + error);
+        said = Steady::now();
+      }
+    }
+    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(backoff);
+    const timespec timeout{seconds.count(), static_cast<long>((backoff - seconds).count()) * 1000000L};
+    const int signal = sigtimedwait(&handled, nullptr, &timeout);
+    if (signal == SIGINT || signal == SIGTERM) {
+      log_line(server, std::string("stopping on ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") +
+                           " while waiting for the database");
+      return std::nullopt;
+    }
+    if (signal == SIGHUP) {
+      try {
+        config.jobs = load().jobs;
+        log_line(server, "reloaded the config's " + std::to_string(config.jobs.size()) +
+                             " jobs while waiting for the database; other fields take effect when serve restarts");
+      } catch (const std::exception& e) {
+        log_line(server, std::string("reload: ") + e.what() + "; keeping the current config");
+      }
+    }
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
+  }
+}
+
+}  // namespace
+
 int serve(const std::string& url, const std::string& server_id, const std::function<ServeConfig()>& load) {
   ServeConfig config = load();  // checked before anything touches the database
   // A closed stdout (e.g. piped into head) must not kill the daemon; commands
@@ -374,8 +448,6 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
   Runtime runtime{server_id, config.grace, -1};
   runtime.lock_fd = hold_server_lock(url, config.plugin_id, server_id,
                                      std::max<microseconds>(config.interrupt_threshold, std::chrono::seconds(10)));
-  auto store = jobrepo::open_store(url);
-  store->migrate();
   auto options = scheduler_options(config);
   options.on_event = [server_id](const jobrepo::SchedulerEvent& e) {
     std::string text = std::string(jobrepo::to_string(e.kind));
@@ -384,13 +456,13 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
     if (!e.detail.empty()) text += (e.kind == jobrepo::SchedulerEvent::Kind::failed ? " with " : " ") + e.detail;
     log_line(server_id, text);
   };
-  jobrepo::Scheduler scheduler(server_id, *store, options);
-  for (const auto& job : config.jobs) {
-    scheduler.register_job(command_handler(job, runtime), {.next_run_in = microseconds(0), .timeout = job.timeout});
+  auto serving = start_serving(url, config, load, runtime, options, handled);
+  if (!serving) {
+    log_line(server_id, "stopped");
+    return 0;
   }
-  scheduler.start();
-  log_line(server_id,
-           "serving " + std::to_string(config.jobs.size()) + " jobs on " + jobrepo::redact_postgres_url(url));
+  jobrepo::Scheduler& scheduler = *serving->scheduler;
+  log_line(server_id, "serving " + std::to_string(config.jobs.size()) + " jobs on " + jobrepo::redact_url(url));
   for (;;) {
     int signal = 0;
     sigwait(&handled, &signal);

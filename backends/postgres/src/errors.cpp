@@ -25,9 +25,12 @@ ErrorCode error_code_for(std::string_view sqlstate, std::string_view driver_mess
   if (sqlstate == "23502" || sqlstate == "22001" || sqlstate == "22003") return ErrorCode::check_constraint;
   if (sqlstate == "23503") return ErrorCode::record_not_found;
   if (sqlstate == "40001" || sqlstate == "40P01" || sqlstate == "55P03") return ErrorCode::busy;
-  // Connection exceptions, server shutdown, too many connections, auth failures.
+  // Connection exceptions, server shutdown, too many connections, auth
+  // failures, and a server that takes no writes (25006: a standby, a
+  // failover target not yet promoted, default_transaction_read_only): the
+  // database as a whole cannot serve the call now.
   if (sqlstate.empty() || starts_with(sqlstate, "08") || starts_with(sqlstate, "57P") || sqlstate == "53300" ||
-      starts_with(sqlstate, "28")) {
+      starts_with(sqlstate, "28") || sqlstate == "25006") {
     return ErrorCode::unavailable;
   }
   if (sqlstate == "42P01") return ErrorCode::schema_mismatch;  // undefined_table: never migrated

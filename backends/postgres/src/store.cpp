@@ -4,6 +4,7 @@
 #include "listener.hpp"
 #include "queries.hpp"
 #include "soci_support.hpp"
+#include "url.hpp"
 
 #include <jobrepo/error.hpp>
 
@@ -333,15 +334,16 @@ void ignore_notice(void*, const char*) {}
 // percent-encoded query parameters: SOCI splits its connect string at spaces
 // and '=' before handing it to libpq, which mangles quoted keyword values and
 // URIs without a query. Also names the application "jobrepo" in
-// pg_stat_activity unless the URL names one.
-std::string connection_uri(const std::string& url) {
+// pg_stat_activity unless the URL names one. `shown` is the URL for messages.
+std::string connection_uri(const std::string& url, const std::string& shown) {
   char* error = nullptr;
   PQconninfoOption* options = PQconninfoParse(url.c_str(), &error);
   if (options == nullptr) {
     std::string message = error ? error : "out of memory";
     PQfreemem(error);
     while (!message.empty() && message.back() == '\n') message.pop_back();
-    throw Error(ErrorCode::invalid_parameter, "open_store: invalid PostgreSQL URL: " + message);
+    throw Error(ErrorCode::invalid_parameter,
+                "open_store: invalid PostgreSQL URL " + shown + ": " + scrub_message(message, url, "", shown));
   }
   std::string uri = "postgresql://?fallback_application_name=jobrepo";
   static constexpr char hex[] = "0123456789ABCDEF";
@@ -370,10 +372,11 @@ class PostgresStore final : public Store {
       PQsetNoticeProcessor(connection->native(), ignore_notice, nullptr);
       return connection;
     } catch (const soci::soci_error& e) {
-      // libpq's message names host and port, never the password.
-      std::string message = e.get_error_message();
+      // libpq's message names parts of the URL (host, port, user, database),
+      // which read_url() found clear of the password.
+      std::string message = scrub_message(e.get_error_message(), url_, connection_uri_, shown_url_);
       std::replace(message.begin(), message.end(), '\n', ' ');
-      throw Error(ErrorCode::unavailable, "cannot connect to " + redact_postgres_url(url_) + ": " + message);
+      throw Error(ErrorCode::unavailable, "cannot connect to " + shown_url_ + ": " + message);
     }
   }
 
@@ -411,7 +414,7 @@ class PostgresStore final : public Store {
   // Runs `body(connection)` with a pooled connection. Serialization failures
   // and deadlocks are retried until busy_timeout has passed. A broken
   // connection is closed with every idle one (after a server restart they
-  // are all dead) and the call fails with `unavailable`.
+  // are all dead) and the call fails with `unavailable`; so is a read-only one.
   template <class Body>
   auto run(const char* operation, const std::string& subject, Body&& body, bool check = true) {
     const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
@@ -434,6 +437,14 @@ class PostgresStore final : public Store {
         lease.discard();
         pool_.clear_idle();
         throw make_error(operation, subject, "", first_line(message));
+      }
+      if (sqlstate == "25006") {
+        // Read-only: a connection keeps the default_transaction_read_only
+        // it began with after the database takes writes again, so those
+        // that met it go; new ones get the current setting.
+        lease.discard();
+        pool_.clear_idle();
+        throw make_error(operation, subject, sqlstate, first_line(message));
       }
       lease->drop_soci_statements();
       if (is_retryable(sqlstate) && std::chrono::steady_clock::now() < deadline) {
@@ -460,6 +471,7 @@ class PostgresStore final : public Store {
   }
 
   const std::string url_;
+  const std::string shown_url_;
   const std::string connection_uri_;
   const StoreOptions options_;
   std::atomic<bool> schema_ok_{false};
@@ -473,7 +485,8 @@ class PostgresStore final : public Store {
  public:
   PostgresStore(std::string url, const StoreOptions& options)
       : url_(std::move(url)),
-        connection_uri_(connection_uri(url_)),
+        shown_url_(redact_postgres_url(url_)),
+        connection_uri_(connection_uri(url_, shown_url_)),
         options_(options),
         pool_(options.pool_size > 0 ? options.pool_size : 4, [this] { return connect(); }) {
     // Connect now, so that a bad URL or an unreachable server fails here.
@@ -738,37 +751,17 @@ class PostgresStore final : public Store {
 
 namespace jobrepo {
 
-std::string redact_postgres_url(const std::string& url) {
-  std::string out = url;
-  // URI form: scheme://user:password@host...
-  if (const auto scheme_end = out.find("://"); scheme_end != std::string::npos) {
-    const auto authority = scheme_end + 3;
-    const auto at = out.find('@', authority);
-    const auto slash = out.find('/', authority);
-    if (at != std::string::npos && (slash == std::string::npos || at < slash)) {
-      const auto colon = out.find(':', authority);
-      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
-    }
-  }
-  // password=... as a URI query parameter or a keyword/value pair.
-  for (std::size_t at = out.find("password="); at != std::string::npos; at = out.find("password=", at + 1)) {
-    const auto value = at + 9;
-    auto end = value;
-    if (end < out.size() && out[end] == '\'') {
-      end = out.find('\'', end + 1);
-      end = end == std::string::npos ? out.size() : end + 1;
-    } else {
-      while (end < out.size() && out[end] != '&' && out[end] != ' ') ++end;
-    }
-    out.replace(value, end - value, "***");
-  }
-  return out;
-}
+std::string redact_postgres_url(const std::string& url) { return postgres_backend::read_url(url).shown; }
 
 std::unique_ptr<Store> open_postgres_store(const std::string& url, const StoreOptions& options) {
   if (url.empty()) throw Error(ErrorCode::invalid_parameter, "open_store: missing PostgreSQL URL");
   if (options.busy_timeout.count() < 0) {
     throw Error(ErrorCode::invalid_parameter, "open_store: negative busy_timeout");
+  }
+  // libpq would quote parts of an unclear URL in its messages, or read a
+  // password otherwise than meant: refused before libpq sees it.
+  if (const auto read = postgres_backend::read_url(url); !read.problem.empty()) {
+    throw Error(ErrorCode::invalid_parameter, "open_store: invalid PostgreSQL URL " + read.shown + ": " + read.problem);
   }
   return std::make_unique<postgres_backend::PostgresStore>(url, options);
 }
@@ -779,8 +772,8 @@ void register_postgres_backend() {
     const auto factory = [](const std::string& url, const StoreOptions& options) {
       return open_postgres_store(url, options);
     };
-    register_backend("postgresql", factory);
-    register_backend("postgres", factory);
+    register_backend("postgresql", factory, redact_postgres_url);
+    register_backend("postgres", factory, redact_postgres_url);
   });
 }
 

@@ -204,7 +204,8 @@ class Transaction {
     done_ = true;
   }
   ~Transaction() {
-    if (done_) return;
+    // SQLite may have ended the transaction itself (SQLITE_FULL, SQLITE_IOERR).
+    if (done_ || sqlite_api::sqlite3_get_autocommit(native(sql_)) != 0) return;
     // Never throws: a failed rollback leaves SQLite to roll back on its own.
     sqlite_api::sqlite3_exec(native(sql_), "ROLLBACK", nullptr, nullptr, nullptr);
   }
@@ -350,32 +351,43 @@ class SqliteStore final : public Store {
     soci::session& sql = lease->sql;
     std::minstd_rand jitter(static_cast<unsigned>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
     for (int attempt = 1;; ++attempt) {
+      int code = SQLITE_OK;
+      std::string message;
       try {
         Transaction tx(sql, /*immediate=*/true);
-        // After BEGIN IMMEDIATE: waiting for the lock may take long, and a
-        // replacement meanwhile must not go unseen.
-        check_not_moved(operation, *lease);
-        if (check) check_schema(operation, sql);
-        auto result = [&] {
-          if constexpr (std::is_invocable_v<Body, Connection&, Micros>) {
-            return body(*lease, now(*lease));
-          } else {
-            return body(sql, now(*lease));
-          }
-        }();
-        tx.commit();
-        yield_to_other_processes();
-        return result;
-      } catch (const soci::sqlite3_soci_error& e) {
-        const int code = e.result();
-        if (is_busy(code) && std::chrono::steady_clock::now() < deadline) {
-          std::this_thread::sleep_for(microseconds(500 + jitter() % 2000));
-          continue;
+        try {
+          // After BEGIN IMMEDIATE: waiting for the lock may take long, and a
+          // replacement meanwhile must not go unseen.
+          check_not_moved(operation, *lease);
+          if (check) check_schema(operation, sql);
+          auto result = [&] {
+            if constexpr (std::is_invocable_v<Body, Connection&, Micros>) {
+              return body(*lease, now(*lease));
+            } else {
+              return body(sql, now(*lease));
+            }
+          }();
+          tx.commit();
+          yield_to_other_processes();
+          return result;
+        } catch (const soci::sqlite3_soci_error& e) {
+          // SQLite's words, read before the rollback (tx's destructor)
+          // replaces them with its own (e.g. "cannot rollback - no
+          // transaction is active" after SQLITE_FULL ended the transaction).
+          code = e.result();
+          message = driver_message(sql, e);
         }
-        throw make_error(operation, subject, code, driver_message(sql, e));
+      } catch (const soci::sqlite3_soci_error& e) {  // BEGIN IMMEDIATE
+        code = e.result();
+        message = driver_message(sql, e);
       } catch (const soci::soci_error& e) {
         throw Error(ErrorCode::internal, std::string(operation) + ": " + subject + ": " + e.get_error_message());
       }
+      if (is_busy(code) && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(microseconds(500 + jitter() % 2000));
+        continue;
+      }
+      throw make_error(operation, subject, code, message);
     }
   }
 
@@ -786,7 +798,7 @@ std::unique_ptr<Store> open_sqlite_store(const SqliteOptions& options) {
 void register_sqlite_backend() {
   static std::once_flag once;
   std::call_once(once, [] {
-    register_backend("sqlite", [](const std::string& url, const StoreOptions& store_options) {
+    const auto factory = [](const std::string& url, const StoreOptions& store_options) {
       // sqlite:PATH[?synchronous=full|normal], sqlite::memory:
       std::string rest = url.substr(url.find(':') + 1);
       SqliteOptions options;
@@ -806,7 +818,9 @@ void register_sqlite_backend() {
       }
       options.path = rest;
       return open_sqlite_store(options);
-    });
+    };
+    // Paths are not secret: messages show sqlite URLs as they are.
+    register_backend("sqlite", factory, [](const std::string& url) { return url; });
   });
 }
 

@@ -23,12 +23,21 @@ namespace jobrepo {
 // Opens a store from a URL whose scheme the factory was registered for.
 using StoreFactory = std::function<std::unique_ptr<Store>(const std::string& url, const StoreOptions& options)>;
 
-// Registers (or replaces) the factory for URLs "scheme:...". REQUIRES: scheme
+// A URL as messages and logs may show it: without any password or other
+// secret. Must not throw; when in doubt it shows less (e.g. only the scheme).
+using UrlRedactor = std::function<std::string(const std::string& url)>;
+
+// Registers (or replaces) the factory for URLs "scheme:...", and how such URLs
+// are shown in messages (without a redactor: "scheme:***"). REQUIRES: scheme
 // is non-empty, letters, digits, '+', '-' or '.'; else throws invalid_parameter.
-void register_backend(const std::string& scheme, StoreFactory factory);
+void register_backend(const std::string& scheme, StoreFactory factory, UrlRedactor redactor = {});
 
 // The registered schemes, sorted.
 std::vector<std::string> registered_backends();
+
+// `url` as messages may show it: by the redactor registered for its scheme;
+// "scheme:***" when there is none; "***" when the URL has no scheme.
+std::string redact_registered_url(const std::string& url);
 
 // Opens `url` with the factory registered for its scheme.
 // Throws invalid_parameter when the URL has no scheme or no backend for it is registered.

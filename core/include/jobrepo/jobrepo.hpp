@@ -44,4 +44,17 @@ inline std::unique_ptr<Store> open_store(const std::string& url, const StoreOpti
   return open_registered_store(url, options);
 }
 
+// `url` as messages and logs may show it: SQLite URLs as they are (paths are
+// not secret), PostgreSQL URLs without their passwords (only the scheme when
+// the URL is unclear), other URLs as "scheme:***".
+inline std::string redact_url(const std::string& url) {
+#if defined(JOBREPO_WITH_SQLITE)
+  register_sqlite_backend();
+#endif
+#if defined(JOBREPO_WITH_POSTGRES)
+  register_postgres_backend();
+#endif
+  return redact_registered_url(url);
+}
+
 }  // namespace jobrepo

@@ -22,16 +22,21 @@
 
 namespace jobrepo {
 
-// Connects to PostgreSQL. Throws invalid_parameter for an empty URL,
-// unavailable when the server cannot be reached (the message never contains
-// the password).
+// Connects to PostgreSQL. Throws invalid_parameter for an empty URL and for
+// an unclear one (see redact_postgres_url: libpq would quote parts of it, or
+// could read its password otherwise than meant), unavailable when the server
+// cannot be reached. No message contains the password.
 std::unique_ptr<Store> open_postgres_store(const std::string& url, const StoreOptions& options = {});
 
 // Registers the "postgresql" and "postgres" URL schemes with open_store().
 // Idempotent, thread-safe.
 void register_postgres_backend();
 
-// `url` with any password replaced by "***", for messages and logs.
+// `url` for messages and logs: the user info's password and the value of
+// every key naming a password (password, sslpassword; any case, also
+// percent-encoded) replaced by "***". A URL that is unclear (a bad
+// percent-encoding, an '@' or '/' in a password left unencoded, a malformed
+// key=value string...) shows only its scheme: "postgresql://***", or "***".
 std::string redact_postgres_url(const std::string& url);
 
 }  // namespace jobrepo
