@@ -1,6 +1,7 @@
 #include "serve.hpp"
 
 #include "duration.hpp"
+#include "output.hpp"
 #include "supervisor.hpp"
 
 #include <jobrepo/jobrepo.hpp>
@@ -143,11 +144,9 @@ microseconds run_command(const CommandJob& job, const Runtime& runtime, jobrepo:
   for (const auto& [key, value] : env_map) command.environment.push_back(key + "=" + value);
 
   const auto on_line = [&](std::string_view line) {
-    unsigned long long completed = 0, total = 0;
-    char tail = 0;
-    if (std::sscanf(std::string(line).c_str(), "progress %llu/%llu%c", &completed, &total, &tail) == 2) {
+    if (const auto progress = parse_progress(line)) {
       try {
-        context.report_progress(static_cast<std::int64_t>(completed), static_cast<std::int64_t>(total));
+        context.report_progress(progress->completed, progress->total);
       } catch (const jobrepo::Error& e) {
         log_line(runtime.server_id, job.name + ": ignored " + e.what());
       }

@@ -1,5 +1,6 @@
 #include "supervisor.hpp"
 
+#include "output.hpp"
 #include "process_tree.hpp"
 
 #include <algorithm>
@@ -51,43 +52,6 @@ bool write_all(int fd, std::string_view text) {
   }
   return true;
 }
-
-// Splits a byte stream into lines for `on_line`, keeping at most
-// max_line_bytes of a line in memory.
-class LineSplitter {
- public:
-  explicit LineSplitter(const std::function<void(std::string_view)>& on_line) : on_line_(on_line) {}
-
-  void feed(std::string_view data) {
-    while (!data.empty()) {
-      const auto newline = data.find('\n');
-      const auto part = data.substr(0, newline);
-      const auto room = max_line_bytes - line_.size();
-      line_.append(part.substr(0, room));
-      cut_ += part.size() > room ? part.size() - room : 0;
-      if (newline == std::string_view::npos) return;
-      emit();
-      data.remove_prefix(newline + 1);
-    }
-  }
-
-  // The last line, when the output did not end with a newline.
-  void finish() {
-    if (!line_.empty() || cut_ > 0) emit();
-  }
-
- private:
-  void emit() {
-    if (cut_ > 0) line_ += " [... " + std::to_string(cut_) + " bytes cut]";
-    on_line_(line_);
-    line_.clear();
-    cut_ = 0;
-  }
-
-  const std::function<void(std::string_view)>& on_line_;
-  std::string line_;
-  std::size_t cut_ = 0;
-};
 
 // Supervisors alive (started by this process and not yet waited for). A
 // supervisor is added under the mutex in the same breath as it is spawned,

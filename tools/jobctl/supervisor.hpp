@@ -54,13 +54,10 @@ struct CommandEnd {
   bool fenced = false;  // the supervisor ended it at the fence deadline
 };
 
-// Lines of a command's output longer than this are cut (and say so).
-inline constexpr std::size_t max_line_bytes = 64 * 1024;
-
 // Runs the command under a new supervisor until the command and every
 // process it started have ended. Each line of its stdout goes to `on_line`
 // (read to the end, also after the command exited; a line over
-// max_line_bytes is cut and ends with "[... N bytes cut]"). Cancelling the
+// max_line_bytes (output.hpp) is cut and ends with "[... N bytes cut]"). Cancelling the
 // context ends the command; the supervisor's fence deadline follows
 // context.fence_deadline(). Throws std::runtime_error when the supervisor
 // cannot start or dies before it reports (then whatever it left is killed).
