@@ -322,3 +322,38 @@ TEST_CASE("sqlite: a database file replaced under an open store is not written b
   CHECK(new_repo.list_runs().empty());
   CHECK(new_repo.run_jobs("s2").size() == 1);
 }
+
+TEST_CASE("sqlite: times written by hand beyond what a Timestamp holds read back saturated, never wrapped") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = (dir.path / "times.db").string();
+  auto store = jobrepo::open_store("sqlite:" + path);
+  store->migrate();
+  jobrepo::Repository repo(*store);
+  repo.create_job("future", "d");
+  repo.create_job("past", "d");
+  const auto run = repo.run_jobs("s1").at(0);
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  // The year 3000, the year 1000, and the ends of 64-bit microseconds.
+  const std::string year3000 = "32503680000000000", year1000 = "-30610224000000000";
+  for (const auto& [future, past] :
+       {std::pair<std::string, std::string>{year3000, year1000}, {"9223372036854775807", "-9223372036854775808"}}) {
+    INFO(future << " " << past);
+    REQUIRE(sqlite3_exec(db, ("UPDATE job SET next_scheduled_run = " + future + " WHERE name = 'future'").c_str(),
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, ("UPDATE job SET next_scheduled_run = " + past + " WHERE name = 'past'").c_str(), nullptr,
+                         nullptr, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, ("UPDATE job_run SET create_time = " + past + ", update_time = " + future).c_str(),
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
+    const auto latest = std::chrono::time_point_cast<std::chrono::microseconds>(jobrepo::Timestamp::max());
+    const auto earliest = std::chrono::time_point_cast<std::chrono::microseconds>(jobrepo::Timestamp::min());
+    CHECK(repo.lookup_job("future")->next_scheduled_run == latest);
+    CHECK(repo.lookup_job("past")->next_scheduled_run == earliest);
+    const auto read = repo.lookup_run(run.private_id);
+    REQUIRE(read);
+    CHECK(read->create_time == earliest);
+    CHECK(read->update_time == latest);
+    CHECK(repo.list_jobs().at(0).next_scheduled_run == latest);
+  }
+  sqlite3_close(db);
+}
