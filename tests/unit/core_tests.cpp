@@ -270,7 +270,7 @@ TEST_CASE("update_runs: a batch the store fails goes one change at a time; a tra
   CHECK(!results[1].run);
   REQUIRE(results[1].error);
   CHECK(results[1].error->code() == ErrorCode::internal);
-  CHECK(std::string(results[1].error->what()) == "update_run: injected poison");
+  CHECK(std::string(results[1].error->what()) == "update_runs: injected poison");
   CHECK(repo.lookup_run(poisoned.private_id)->status == Status::running);
   REQUIRE(results[2].run);
   CHECK(results[2].run->completed_count == 2);
@@ -523,4 +523,43 @@ TEST_CASE("open_store refuses a negative pool size") {
   std::string message;
   CHECK(code_of([&] { jobrepo::open_store("sqlite::memory:", options); }, &message) == ErrorCode::invalid_parameter);
   CHECK(message == "open_store: pool_size -1 is negative");
+}
+
+TEST_CASE("text.hpp: the text rules, their codes and messages") {
+  using jobrepo::TextKind;
+  const auto code = [](TextKind kind, std::string_view value) {
+    const auto problem = jobrepo::text_problem(kind, value);
+    return problem ? std::optional<ErrorCode>(problem->code) : std::nullopt;
+  };
+  CHECK(!code(TextKind::job_name, "report"));
+  CHECK(!code(TextKind::job_name, "  padded  "));
+  CHECK(code(TextKind::job_name, "") == ErrorCode::invalid_parameter);
+  CHECK(jobrepo::text_problem(TextKind::job_name, "")->message == "is missing");
+  CHECK(code(TextKind::job_name, "   ") == ErrorCode::check_constraint);
+  // Limits in code points after trimming: 127, 1023, 255, 127.
+  for (const auto& [kind, limit] : std::vector<std::pair<TextKind, std::size_t>>{{TextKind::job_name, 127},
+                                                                                 {TextKind::description, 1023},
+                                                                                 {TextKind::server_id, 255},
+                                                                                 {TextKind::plugin_id, 127}}) {
+    std::string fits;
+    for (std::size_t i = 0; i < limit; ++i) fits += "\xc3\xa9";
+    CHECK(!code(kind, " " + fits + " "));
+    CHECK(code(kind, fits + "x") == ErrorCode::check_constraint);
+  }
+  for (const auto& bad : malformed_texts) {
+    CHECK(code(TextKind::description, bad) == ErrorCode::invalid_parameter);
+    CHECK(jobrepo::encoding_problem(bad).has_value());
+  }
+  CHECK(!jobrepo::encoding_problem(""));
+  CHECK(!jobrepo::encoding_problem("\xf0\x9f\x98\x80 \xe2\x82\xac \xc3\xa9 \x7f\t"));  // U+1F600, U+20AC, U+00E9
+  // Run ids: URL-safe characters, any length.
+  CHECK(!code(TextKind::run_id, "Ab9-_"));
+  CHECK(code(TextKind::run_id, "a b") == ErrorCode::invalid_parameter);
+  CHECK(code(TextKind::run_id, "") == ErrorCode::invalid_parameter);
+  CHECK(jobrepo::trimmed_length("  \xc3\xa9t\xc3\xa9  ") == 3);
+  CHECK(jobrepo::trimmed_length("   ") == 0);
+  // Quoting: escapes, one line, cut between characters.
+  CHECK(jobrepo::quote_text("a\"b\\c\n\x01\x7f\xff") == R"("a\"b\\c\x0a\x01\x7f\xff")");
+  CHECK(jobrepo::quote_text(std::string(61, 'x')) == "\"" + std::string(60, 'x') + "...\"");
+  CHECK(jobrepo::quote_text(std::string(60, 'x')) == "\"" + std::string(60, 'x') + "\"");
 }

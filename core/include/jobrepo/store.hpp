@@ -16,7 +16,9 @@
 // one place: unique violation -> not_unique, check violation -> check_constraint,
 // lock/serialization conflicts that outlast its retries -> busy, connection
 // failures -> unavailable, a missing or newer schema -> schema_mismatch,
-// anything else -> internal with the native code kept.
+// anything else -> internal with the native code kept. A message starts with
+// the name of the operation and ": " ("claim_runs: ..."); the Repository puts
+// the name of its own method, the one its caller called, in that place.
 #pragma once
 
 #include <jobrepo/types.hpp>
