@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <functional>
+#include <limits>
 #include <set>
 #include <string>
 #include <vector>
@@ -562,4 +563,23 @@ TEST_CASE("text.hpp: the text rules, their codes and messages") {
   CHECK(jobrepo::quote_text("a\"b\\c\n\x01\x7f\xff") == R"("a\"b\\c\x0a\x01\x7f\xff")");
   CHECK(jobrepo::quote_text(std::string(61, 'x')) == "\"" + std::string(60, 'x') + "...\"");
   CHECK(jobrepo::quote_text(std::string(60, 'x')) == "\"" + std::string(60, 'x') + "\"");
+}
+
+TEST_CASE("timestamp_from_us saturates at the ends of what a Timestamp holds") {
+  using std::chrono::microseconds;
+  const auto latest = std::chrono::time_point_cast<microseconds>(jobrepo::Timestamp::max());
+  const auto earliest = std::chrono::time_point_cast<microseconds>(jobrepo::Timestamp::min());
+  CHECK(jobrepo::timestamp_from_us(0) == jobrepo::Timestamp{});
+  CHECK(jobrepo::timestamp_from_us(1'700'000'000'123'456) == jobrepo::Timestamp(microseconds(1'700'000'000'123'456)));
+  CHECK(jobrepo::timestamp_from_us(-1) == jobrepo::Timestamp(microseconds(-1)));
+  CHECK(jobrepo::timestamp_from_us(latest.time_since_epoch().count()) == latest);
+  CHECK(jobrepo::timestamp_from_us(latest.time_since_epoch().count() + 1) == latest);
+  CHECK(jobrepo::timestamp_from_us(std::numeric_limits<std::int64_t>::max()) == latest);
+  CHECK(jobrepo::timestamp_from_us(earliest.time_since_epoch().count()) == earliest);
+  CHECK(jobrepo::timestamp_from_us(earliest.time_since_epoch().count() - 1) == earliest);
+  CHECK(jobrepo::timestamp_from_us(std::numeric_limits<std::int64_t>::min()) == earliest);
+  // Now +/- max_offset is well inside.
+  const auto now = std::chrono::duration_cast<microseconds>(jobrepo::Clock::now().time_since_epoch());
+  CHECK(jobrepo::timestamp_from_us((now + jobrepo::max_offset).count()) < latest);
+  CHECK(jobrepo::timestamp_from_us((now - jobrepo::max_offset).count()) > earliest);
 }
