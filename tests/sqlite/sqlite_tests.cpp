@@ -357,3 +357,51 @@ TEST_CASE("sqlite: times written by hand beyond what a Timestamp holds read back
   }
   sqlite3_close(db);
 }
+
+TEST_CASE("sqlite: a store with create_if_missing = false opens an existing file and never creates one") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  jobrepo::StoreOptions existing_only;
+  existing_only.create_if_missing = false;
+  std::string message;
+  const auto open_existing = [&] { jobrepo::open_store("sqlite:" + path.string(), existing_only); };
+  CHECK(code_of(open_existing, &message) == ErrorCode::unavailable);
+  CHECK(message == "open_store: sqlite database \"" + path.string() + "\" does not exist");
+  try {
+    open_existing();
+  } catch (const jobrepo::Error& e) {
+    CHECK(e.native_code() == "ENOENT");
+  }
+  CHECK(!fs::exists(path));
+  {
+    auto store = jobrepo::open_store("sqlite:" + path.string());
+    store->migrate();
+    jobrepo::Repository(*store).create_job("j", "d");
+  }
+  auto store = jobrepo::open_store("sqlite:" + path.string(), existing_only);
+  jobrepo::Repository repo(*store);
+  CHECK(repo.lookup_job("j").has_value());
+  CHECK(repo.create_job("k", "d").name == "k");
+  // Its connections open the file without SQLITE_OPEN_CREATE (through a VFS,
+  // as SOCI takes no open flags), so that a file deleted meanwhile is not
+  // created again; WAL files are created as usual.
+  const auto other = (dir.path / "other.db").string();
+  sqlite3* db = nullptr;
+  CHECK(sqlite3_open_v2(other.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        jobrepo::sqlite_backend::no_create_vfs()) == SQLITE_CANTOPEN);
+  sqlite3_close(db);
+  CHECK(!fs::exists(other));
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                          jobrepo::sqlite_backend::no_create_vfs()) == SQLITE_OK);
+  CHECK(sqlite3_exec(db, "PRAGMA journal_mode = WAL; SELECT count(*) FROM job", nullptr, nullptr, nullptr) ==
+        SQLITE_OK);
+  sqlite3_close(db);
+  jobrepo::SqliteOptions direct;
+  direct.path = other;
+  direct.create_if_missing = false;
+  CHECK(code_of([&] { jobrepo::open_sqlite_store(direct); }) == ErrorCode::unavailable);
+  CHECK(!fs::exists(other));
+  // In memory there is no file to find.
+  auto memory = jobrepo::open_store("sqlite::memory:", existing_only);
+  memory->migrate();
+}

@@ -583,3 +583,15 @@ TEST_CASE("timestamp_from_us saturates at the ends of what a Timestamp holds") {
   CHECK(jobrepo::timestamp_from_us((now + jobrepo::max_offset).count()) < latest);
   CHECK(jobrepo::timestamp_from_us((now - jobrepo::max_offset).count()) > earliest);
 }
+
+TEST_CASE("store_options_problem names a negative option") {
+  CHECK(jobrepo::store_options_problem({}).empty());
+  CHECK(jobrepo::store_options_problem({.pool_size = -2}) == "pool_size -2 is negative");
+  CHECK(jobrepo::store_options_problem({.busy_timeout = std::chrono::milliseconds(-1)}) ==
+        "busy_timeout -1ms is negative");
+  jobrepo::StoreOptions options;
+  options.busy_timeout = std::chrono::milliseconds(-1);
+  CHECK(code_of([&] { jobrepo::open_store("sqlite::memory:", options); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { jobrepo::open_sqlite_store({.path = ":memory:", .pool_size = -1}); }) ==
+        ErrorCode::invalid_parameter);
+}

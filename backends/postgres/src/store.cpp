@@ -750,8 +750,8 @@ std::string redact_postgres_url(const std::string& url) {
 
 std::unique_ptr<Store> open_postgres_store(const std::string& url, const StoreOptions& options) {
   if (url.empty()) throw Error(ErrorCode::invalid_parameter, "open_store: missing PostgreSQL URL");
-  if (options.busy_timeout.count() < 0) {
-    throw Error(ErrorCode::invalid_parameter, "open_store: negative busy_timeout");
+  if (const auto problem = store_options_problem(options); !problem.empty()) {
+    throw Error(ErrorCode::invalid_parameter, "open_store: " + problem);
   }
   return std::make_unique<postgres_backend::PostgresStore>(url, options);
 }

@@ -22,9 +22,10 @@
 
 namespace jobrepo {
 
-// Connects to PostgreSQL. Throws invalid_parameter for an empty URL,
-// unavailable when the server cannot be reached (the message never contains
-// the password).
+// Connects to PostgreSQL. Throws invalid_parameter for an empty URL or a
+// negative pool_size or busy_timeout, unavailable when the server cannot be
+// reached (the message never contains the password). create_if_missing is
+// ignored: the database must exist (migrate() creates the tables).
 std::unique_ptr<Store> open_postgres_store(const std::string& url, const StoreOptions& options = {});
 
 // Registers the "postgresql" and "postgres" URL schemes with open_store().
