@@ -22,7 +22,8 @@ namespace jobrepo::soci_support {
 
 using Micros = long long;  // SOCI binds 64-bit integers as long long
 
-inline Timestamp to_timestamp(Micros us) { return Timestamp(std::chrono::microseconds(us)); }
+// Every stored time becomes a Timestamp here (saturated: types.hpp).
+inline Timestamp to_timestamp(Micros us) { return timestamp_from_us(us); }
 
 inline std::string quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
 

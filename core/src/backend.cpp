@@ -73,7 +73,18 @@ std::vector<std::string> registered_backends() {
   return schemes;
 }
 
+std::string store_options_problem(const StoreOptions& options) {
+  if (options.pool_size < 0) return "pool_size " + std::to_string(options.pool_size) + " is negative";
+  if (options.busy_timeout.count() < 0) {
+    return "busy_timeout " + std::to_string(options.busy_timeout.count()) + "ms is negative";
+  }
+  return {};
+}
+
 std::unique_ptr<Store> open_registered_store(const std::string& url, const StoreOptions& options) {
+  if (const auto problem = store_options_problem(options); !problem.empty()) {
+    throw Error(ErrorCode::invalid_parameter, "open_store: " + problem);
+  }
   const auto scheme = url_scheme(url);
   if (scheme.empty()) {
     // The URL may hold a password: never echo it.

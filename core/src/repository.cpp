@@ -1,5 +1,6 @@
 #include <jobrepo/error.hpp>
 #include <jobrepo/repository.hpp>
+#include <jobrepo/text.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -12,44 +13,52 @@ namespace {
 
 constexpr std::int64_t builtin_default_limit = 10000;
 
-// Characters (UTF-8 code points) of `text` once leading and trailing spaces
-// are trimmed, as SQL's length(trim(x)) counts them.
-std::size_t trimmed_length(std::string_view text) {
-  const auto first = text.find_first_not_of(' ');
-  if (first == std::string_view::npos) return 0;
-  const auto last = text.find_last_not_of(' ');
-  std::size_t chars = 0;
-  for (std::size_t i = first; i <= last; ++i) {
-    if ((static_cast<unsigned char>(text[i]) & 0xC0U) != 0x80U) ++chars;
-  }
-  return chars;
+std::string quoted(std::string_view text) { return quote_text(text); }
+
+[[noreturn]] void throw_problem(const char* operation, std::string_view what, const TextProblem& problem) {
+  throw Error(problem.code, std::string(operation) + ": " + std::string(what) + " " + problem.message);
 }
 
-std::string quoted(std::string_view text) {
-  constexpr std::size_t shown = 60;
-  std::string out = "\"";
-  out.append(text.substr(0, shown));
-  if (text.size() > shown) out.append("...");
-  out.push_back('"');
-  return out;
+// A text that is stored (text.hpp: text_problem).
+void require_text(const char* operation, std::string_view what, TextKind kind, std::string_view value) {
+  if (auto problem = text_problem(kind, value)) throw_problem(operation, what, *problem);
 }
 
-void require_non_empty(const char* operation, const char* what, std::string_view value) {
-  if (value.empty()) {
-    throw Error(ErrorCode::invalid_parameter, std::string(operation) + ": missing " + what);
-  }
+// A text that is only compared: present and well-formed.
+void require_key(const char* operation, std::string_view what, std::string_view value) {
+  if (value.empty()) throw_problem(operation, what, TextProblem{ErrorCode::invalid_parameter, "is missing"});
+  if (auto problem = encoding_problem(value)) throw_problem(operation, what, *problem);
 }
 
-// The text rules the schema enforces too: 1..max characters after trimming spaces.
-void require_text_in_range(const char* operation, const char* what, std::string_view value, std::size_t max) {
-  const auto length = trimmed_length(value);
-  if (length == 0) {
-    throw Error(ErrorCode::check_constraint, std::string(operation) + ": " + what + " " + quoted(value) + " is blank");
+// An optional filter: empty means none; otherwise well-formed.
+void require_well_formed(const char* operation, std::string_view what, std::string_view value) {
+  if (auto problem = encoding_problem(value)) throw_problem(operation, what, *problem);
+}
+
+// The store's Error for the Repository method `operation`. A store's message
+// starts with the name of its own operation (store.hpp), which the caller
+// never called: that word goes, and the method's name leads the message.
+Error for_operation(const Error& error, const char* operation) {
+  const std::string prefix = std::string(operation) + ": ";
+  std::string_view message = error.what();
+  if (message.substr(0, prefix.size()) == prefix) return error;
+  std::size_t word = 0;
+  while (word < message.size() && ((message[word] >= 'a' && message[word] <= 'z') ||
+                                   (message[word] >= '0' && message[word] <= '9') || message[word] == '_')) {
+    ++word;
   }
-  if (length > max) {
-    throw Error(ErrorCode::check_constraint, std::string(operation) + ": " + what + " " + quoted(value) + " has " +
-                                                 std::to_string(length) + " characters, more than " +
-                                                 std::to_string(max));
+  if (word > 0 && message.substr(word, 2) == ": ") message.remove_prefix(word + 2);
+  return Error(error.code(), prefix + std::string(message), error.native_code());
+}
+
+// Runs `call`, the work of the Repository method `operation`, so that every
+// Error it throws names that method.
+template <class Call>
+auto as_operation(const char* operation, Call&& call) -> decltype(call()) {
+  try {
+    return call();
+  } catch (const Error& error) {
+    throw for_operation(error, operation);
   }
 }
 
@@ -87,18 +96,19 @@ std::string describe_invalid_counts(const RunTransition& change) {
   return {};
 }
 
-constexpr std::size_t max_name = 127;
-constexpr std::size_t max_description = 1023;
-constexpr std::size_t max_server_id = 255;
-
 }  // namespace
 
 NewJob Repository::new_job(const char* operation, std::string_view name, std::string_view description,
                            const CreateJobOptions& options) const {
-  require_non_empty(operation, "name", name);
-  require_non_empty(operation, "description", description);
-  require_text_in_range(operation, "name", name, max_name);
-  require_text_in_range(operation, "description", description, max_description);
+  // invalid_parameter before check_constraint, whichever text has it.
+  const auto name_problem = text_problem(TextKind::job_name, name);
+  const auto description_problem = text_problem(TextKind::description, description);
+  for (const auto code : {ErrorCode::invalid_parameter, ErrorCode::check_constraint}) {
+    if (name_problem && name_problem->code == code) throw_problem(operation, "name", *name_problem);
+    if (description_problem && description_problem->code == code) {
+      throw_problem(operation, "description", *description_problem);
+    }
+  }
   require_in_range(operation, "next_run_in", options.next_run_in);
   return NewJob{plugin_id_, std::string(name), std::string(description), options.next_run_in};
 }
@@ -107,33 +117,38 @@ Repository::Repository(Store& store, RepositoryOptions options)
     : store_(store),
       plugin_id_(std::move(options.plugin_id)),
       default_limit_(options.default_limit == 0 ? builtin_default_limit : options.default_limit) {
-  require_non_empty("Repository", "plugin_id", plugin_id_);
+  require_text("Repository", "plugin_id", TextKind::plugin_id, plugin_id_);
 }
 
 Job Repository::create_job(std::string_view name, std::string_view description, CreateJobOptions options) {
-  return store_.create_job(new_job("create_job", name, description, options));
+  constexpr const char* op = "create_job";
+  return as_operation(op, [&] { return store_.create_job(new_job(op, name, description, options)); });
 }
 
 Job Repository::ensure_job(std::string_view name, std::string_view description, CreateJobOptions options) {
-  return store_.ensure_job(new_job("ensure_job", name, description, options));
+  constexpr const char* op = "ensure_job";
+  return as_operation(op, [&] { return store_.ensure_job(new_job(op, name, description, options)); });
 }
 
 std::optional<Job> Repository::lookup_job(std::string_view name) {
-  require_non_empty("lookup_job", "name", name);
-  return store_.lookup_job(plugin_id_, std::string(name));
+  constexpr const char* op = "lookup_job";
+  require_key(op, "name", name);
+  return as_operation(op, [&] { return store_.lookup_job(plugin_id_, std::string(name)); });
 }
 
 std::vector<Job> Repository::list_jobs(ListJobsOptions options) {
+  constexpr const char* op = "list_jobs";
+  require_well_formed(op, "name", options.name);
   JobQuery query{plugin_id_, std::nullopt, options.limit == 0 ? default_limit_ : options.limit};
   if (!options.name.empty()) query.name = options.name;
-  return store_.list_jobs(query);
+  return as_operation(op, [&] { return store_.list_jobs(query); });
 }
 
 Job Repository::update_job_next_run(std::string_view name, std::chrono::microseconds next_run_in) {
   constexpr const char* op = "update_job_next_run";
-  require_non_empty(op, "name", name);
+  require_key(op, "name", name);
   require_in_range(op, "next_run_in", next_run_in);
-  auto job = store_.reschedule_job(plugin_id_, std::string(name), next_run_in);
+  auto job = as_operation(op, [&] { return store_.reschedule_job(plugin_id_, std::string(name), next_run_in); });
   if (!job) {
     throw Error(ErrorCode::record_not_found,
                 std::string(op) + ": no job " + quoted(name) + " in plugin " + quoted(plugin_id_));
@@ -143,8 +158,8 @@ Job Repository::update_job_next_run(std::string_view name, std::chrono::microsec
 
 void Repository::delete_job(std::string_view name) {
   constexpr const char* op = "delete_job";
-  require_non_empty(op, "name", name);
-  if (!store_.delete_job(plugin_id_, std::string(name))) {
+  require_key(op, "name", name);
+  if (!as_operation(op, [&] { return store_.delete_job(plugin_id_, std::string(name)); })) {
     throw Error(ErrorCode::record_not_found,
                 std::string(op) + ": no job " + quoted(name) + " in plugin " + quoted(plugin_id_));
   }
@@ -152,11 +167,13 @@ void Repository::delete_job(std::string_view name) {
 
 std::vector<Run> Repository::run_jobs(std::string_view server_id, RunJobsOptions options) {
   constexpr const char* op = "run_jobs";
-  require_non_empty(op, "server_id", server_id);
-  require_text_in_range(op, "server_id", server_id, max_server_id);
+  require_text(op, "server_id", TextKind::server_id, server_id);
+  if (options.only_jobs) {
+    for (const auto& name : *options.only_jobs) require_key(op, "only_jobs name", name);
+  }
   ClaimRequest request{plugin_id_, std::string(server_id), options.limit == 0 ? 1 : options.limit,
                        std::move(options.only_jobs)};
-  return store_.claim_runs(request);
+  return as_operation(op, [&] { return store_.claim_runs(request); });
 }
 
 Run Repository::update_progress(std::string_view run_id, std::int64_t completed, std::int64_t total) {
@@ -174,27 +191,33 @@ Run Repository::fail_run(std::string_view run_id, FailRunOptions options) {
 }
 
 Run Repository::transition(const char* operation, std::string_view run_id, RunTransition change) {
-  require_non_empty(operation, "run id", run_id);
+  require_text(operation, "run id", TextKind::run_id, run_id);
   change.plugin_id = plugin_id_;
   change.run_id = std::string(run_id);
-  const std::string counts_problem = describe_invalid_counts(change);
-  if (counts_problem.empty()) {
-    auto result = store_.transition_runs(std::span<const RunTransition>(&change, 1));
-    if (result.size() == 1 && result.front()) return std::move(*result.front());
-  }
-  // Nothing was written: find out which error the caller gets, in the
-  // documented order (record_not_found, invalid_job_run_state, check_constraint).
-  throw_transition_error(operation, change.run_id, counts_problem);
+  return as_operation(operation, [&] {
+    const std::string counts_problem = describe_invalid_counts(change);
+    if (counts_problem.empty()) {
+      auto result = store_.transition_runs(std::span<const RunTransition>(&change, 1));
+      if (result.size() == 1 && result.front()) return std::move(*result.front());
+    }
+    // Nothing was written: find out which error the caller gets, in the
+    // documented order (record_not_found, invalid_job_run_state, check_constraint).
+    throw_transition_error(operation, change.run_id, counts_problem);
+  });
 }
 
 std::vector<RunUpdateResult> Repository::update_runs(std::span<const RunUpdate> updates) {
   constexpr const char* op = "update_runs";
+  return as_operation(op, [&] { return apply_updates(op, updates); });
+}
+
+std::vector<RunUpdateResult> Repository::apply_updates(const char* op, std::span<const RunUpdate> updates) {
   std::vector<RunUpdateResult> results(updates.size());
   std::vector<std::size_t> sent;  // the updates that go to the store
   for (std::size_t i = 0; i < updates.size(); ++i) {
     const auto& update = updates[i];
     try {
-      require_non_empty(op, "run id", update.run_id);
+      require_text(op, "run id", TextKind::run_id, update.run_id);
       if (update.status != Status::running && update.status != Status::completed && update.status != Status::failed) {
         throw Error(ErrorCode::invalid_parameter, std::string(op) + ": run " + quoted(update.run_id) + ": status " +
                                                       std::string(to_string(update.status)) +
@@ -265,6 +288,10 @@ std::vector<RunUpdateResult> Repository::update_runs(std::span<const RunUpdate> 
       results[i].error = e;
     }
   }
+  // Each error names the method its caller called, the store's too.
+  for (auto& result : results) {
+    if (result.error) result.error = for_operation(*result.error, op);
+  }
   return results;
 }
 
@@ -289,26 +316,32 @@ void Repository::throw_transition_error(const char* operation, const std::string
 }
 
 std::vector<Run> Repository::interrupt_runs(std::chrono::microseconds threshold, InterruptRunsOptions options) {
-  require_non_negative("interrupt_runs", "threshold", threshold);
+  constexpr const char* op = "interrupt_runs";
+  require_non_negative(op, "threshold", threshold);
+  require_well_formed(op, "server_id", options.server_id);
   StaleRunQuery query{plugin_id_, threshold, std::nullopt};
   if (!options.server_id.empty()) query.server_id = options.server_id;
-  return store_.interrupt_stale_runs(query);
+  return as_operation(op, [&] { return store_.interrupt_stale_runs(query); });
 }
 
 std::optional<Run> Repository::lookup_run(std::string_view run_id) {
-  require_non_empty("lookup_run", "run id", run_id);
-  return store_.lookup_run(plugin_id_, std::string(run_id));
+  constexpr const char* op = "lookup_run";
+  require_text(op, "run id", TextKind::run_id, run_id);
+  return as_operation(op, [&] { return store_.lookup_run(plugin_id_, std::string(run_id)); });
 }
 
 std::vector<Run> Repository::list_runs(ListRunsOptions options) {
+  constexpr const char* op = "list_runs";
+  require_well_formed(op, "job_name", options.job_name);
   RunQuery query{plugin_id_, std::nullopt, options.status, options.limit == 0 ? default_limit_ : options.limit};
   if (!options.job_name.empty()) query.job_name = options.job_name;
-  return store_.list_runs(query);
+  return as_operation(op, [&] { return store_.list_runs(query); });
 }
 
 std::int64_t Repository::prune_runs(std::chrono::microseconds older_than) {
-  require_non_negative("prune_runs", "older_than", older_than);
-  return store_.prune_runs(plugin_id_, older_than);
+  constexpr const char* op = "prune_runs";
+  require_non_negative(op, "older_than", older_than);
+  return as_operation(op, [&] { return store_.prune_runs(plugin_id_, older_than); });
 }
 
 }  // namespace jobrepo

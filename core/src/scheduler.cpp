@@ -716,7 +716,11 @@ struct Scheduler::State {
 };
 
 Scheduler::Scheduler(std::string server_id, Store& store, SchedulerOptions options) {
-  if (server_id.empty()) throw Error(ErrorCode::invalid_parameter, "Scheduler: missing server_id");
+  // The rule of run_jobs: a server id its claims would be refused for must
+  // not start a claim loop that fails forever.
+  if (const auto problem = text_problem(TextKind::server_id, server_id)) {
+    throw Error(problem->code, "Scheduler: server_id " + problem->message);
+  }
   if (const auto problem = scheduler_options_problem(options); !problem.empty()) {
     throw Error(ErrorCode::invalid_parameter, "Scheduler: " + problem);
   }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <utility>
 
 namespace jobrepo {
@@ -17,6 +18,15 @@ constexpr std::array<std::pair<Status, std::string_view>, 4> status_names{{
 }};
 
 }  // namespace
+
+Timestamp timestamp_from_us(std::int64_t us) noexcept {
+  using std::chrono::duration_cast;
+  using std::chrono::microseconds;
+  // Whole microseconds, so that a saturated time converts back exactly.
+  constexpr auto earliest = duration_cast<microseconds>(Timestamp::duration::min()).count();
+  constexpr auto latest = duration_cast<microseconds>(Timestamp::duration::max()).count();
+  return Timestamp(duration_cast<Timestamp::duration>(microseconds(std::clamp<std::int64_t>(us, earliest, latest))));
+}
 
 std::string_view to_string(Status status) noexcept {
   for (const auto& [value, name] : status_names) {

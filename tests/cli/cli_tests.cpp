@@ -5,6 +5,7 @@
 #include "cli_support.hpp"
 
 #include <libpq-fe.h>
+#include <sqlite3.h>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -42,6 +43,12 @@ std::set<std::string> keys(const json& object) {
 bool iso_time(const json& value) {
   return value.is_string() &&
          std::regex_match(value.get<std::string>(), std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)"));
+}
+
+std::string repeat_text(const std::string& piece, int times) {
+  std::string out;
+  for (int i = 0; i < times; ++i) out += piece;
+  return out;
 }
 
 // The command words of lines like "  job create NAME ..." or "### `jobctl job create NAME ...`".
@@ -295,6 +302,136 @@ TEST_CASE("cli: libpq's own ways to give the password work: a service file, PGPA
       cli.bare({"--db", "postgresql://?service=nosuch", "jobs"}, {"PGSERVICEFILE=" + services.string()});
   CHECK(bad_service.status == 1);
   CHECK(bad_service.err.find("hunter2") == std::string::npos);
+TEST_CASE("cli: an error names the command as typed: jobctl COMMAND: MESSAGE (CODE)") {
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  const auto next = cli({"job", "next-run", "x", "1h"});
+  CHECK(next.status == 1);
+  CHECK(next.err == "jobctl job next-run: no job \"x\" in plugin \"pi_system\" (record_not_found)\n");
+  CHECK(cli({"job", "run-now", "x"}).err ==
+        "jobctl job run-now: no job \"x\" in plugin \"pi_system\" (record_not_found)\n");
+  CHECK(cli({"job", "show", "x"}).err == "jobctl job show: no job \"x\" in plugin \"pi_system\" (record_not_found)\n");
+  CHECK(cli({"run", "fail", "nope-nope-nope-nope"}).err ==
+        "jobctl run fail: no run \"nope-nope-nope-nope\" in plugin \"pi_system\" (record_not_found)\n");
+  // With --json, the same message in the error object, printed as every JSON output is (indented).
+  const auto as_json = cli({"job", "next-run", "x", "1h", "--json"});
+  CHECK(as_json.status == 1);
+  const json expected = {
+      {"error", {{"code", "record_not_found"}, {"message", "no job \"x\" in plugin \"pi_system\""}}}};
+  CHECK(as_json.out == expected.dump(2) + "\n");
+  CHECK(cli({"migrate", "--json"}).out == json{{"migrated", true}}.dump(2) + "\n");
+  // Usage errors name the command too.
+  const auto usage = cli({"job", "next-run", "x", "10x"});
+  CHECK(usage.status == 2);
+  CHECK(usage.err.rfind("jobctl job next-run: \"10x\" is not a duration (like 90s, 5m, 1h30m, 250ms)\n", 0) == 0);
+}
+
+TEST_CASE("cli: --json never aborts on text that is not UTF-8; such arguments are invalid_parameter") {
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"job", "create", "bad\xff", "d"},
+                                             {"job", "create", "ok", "bad\xc3("},
+                                             {"job", "show", "bad\xff"},
+                                             {"job", "next-run", "bad\xff", "1h"},
+                                             {"claim", "--server", "bad\xff"},
+                                             {"runs", "--job", "bad\xff"},
+                                             {"run", "show", "bad\xff"}}) {
+    auto with_json = args;
+    with_json.push_back("--json");
+    const auto result = cli(with_json);
+    INFO(args[0] << " " << args[1] << "\n" << result.err);
+    CHECK(result.status == 1);
+    REQUIRE_NOTHROW(result.parsed());
+    CHECK(result.parsed()["error"]["code"] == "invalid_parameter");
+    CHECK(result.err.find("(invalid_parameter)") != std::string::npos);
+  }
+  CHECK(cli({"jobs", "--json"}).parsed().empty());
+  if (jobrepo::test::scheduler_on_postgres()) return;  // PostgreSQL cannot hold such text
+  // SQLite holds what old versions or SQL written by hand stored: printed with U+FFFD.
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(cli.url.substr(7).c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db,
+                       "INSERT INTO job VALUES ('pi_system', CAST(X'726177FF' AS TEXT), CAST(X'64FE' AS TEXT), 0);"
+                       " INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time,"
+                       " update_time) VALUES ('AAAAAAAAAAAAAAAAAAAAAA', 'pi_system', CAST(X'726177FF' AS TEXT),"
+                       " CAST(X'73FF' AS TEXT), 0, 0)",
+                       nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  const auto jobs = cli({"jobs", "--json"});
+  CHECK(jobs.status == 0);
+  REQUIRE_NOTHROW(jobs.parsed());
+  CHECK(jobs.parsed()[0]["name"] == "raw\xef\xbf\xbd");
+  CHECK(jobs.parsed()[0]["description"] == "d\xef\xbf\xbd");
+  const auto runs = cli({"runs", "--json"});
+  CHECK(runs.status == 0);
+  REQUIRE_NOTHROW(runs.parsed());
+  CHECK(runs.parsed()[0]["server_id"] == "s\xef\xbf\xbd");
+  CHECK(cli({"run", "show", "AAAAAAAAAAAAAAAAAAAAAA", "--json"}).status == 0);
+  CHECK(cli({"audit", "--json"}).status == 0);
+}
+
+TEST_CASE("cli: an empty --db and a --limit other than >= 1 or -1 are usage errors") {
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  for (const auto& db : {std::vector<std::string>{"--db="}, {"--db", ""}}) {
+    auto args = db;
+    args.push_back("jobs");
+    const auto result = cli.bare(args);
+    CHECK(result.status == 2);
+    CHECK(result.err.find("--db") != std::string::npos);
+  }
+  CHECK(!fs::exists(cli.dir.path / "jobrepo.db"));
+  for (const auto* limit : {"0", "-5", "-2"}) {
+    INFO(limit);
+    const auto runs = cli({"runs", "--limit", limit});
+    CHECK(runs.status == 2);
+    CHECK(runs.err.find("--limit") != std::string::npos);
+    CHECK(cli({"claim", "--server", "s1", "--limit", limit}).status == 2);
+  }
+  CHECK(cli({"runs", "--limit", "-1"}).status == 0);
+  CHECK(cli({"runs", "--limit", "1"}).status == 0);
+}
+
+TEST_CASE("cli: a command other than migrate and serve never creates a missing SQLite database") {
+  Cli cli;
+  const auto typo = cli.dir.path / "typo.db";
+  const std::string url = "sqlite:" + typo.string();
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{{"jobs"},
+                                                                                    {"job", "show", "x"},
+                                                                                    {"runs"},
+                                                                                    {"run", "show", "0123456789abcdef"},
+                                                                                    {"audit"},
+                                                                                    {"job", "create", "x", "d"},
+                                                                                    {"claim", "--server", "s1"}}) {
+    auto all = std::vector<std::string>{"--db", url};
+    all.insert(all.end(), args.begin(), args.end());
+    const auto result = cli.bare(all);
+    INFO(args[0] << "\n" << result.err);
+    CHECK(result.status == 1);
+    CHECK(result.err.find("(unavailable)") != std::string::npos);
+    CHECK(result.err.find(typo.string()) != std::string::npos);
+    CHECK(result.err.find("jobctl migrate") != std::string::npos);
+    CHECK(!fs::exists(typo));
+  }
+  CHECK(cli.bare({"--db", url, "migrate"}).status == 0);
+  CHECK(cli.bare({"--db", url, "jobs", "--json"}).parsed().empty());
+}
+
+TEST_CASE("cli: a duration beyond 100 years is a usage error that says so") {
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  for (const auto* text :
+       {"36526d", "-36526d", "876625h", "9999999999999d", "99999999999999999999999999us", "36525d1us"}) {
+    INFO(text);
+    const auto result = cli({"job", "create", "j", "d", "--next-run-in", text});
+    CHECK(result.status == 2);
+    CHECK(result.err.find(std::string("\"") + text + "\" is more than 100 years") != std::string::npos);
+  }
+  CHECK(cli({"job", "next-run", "j", "36526d"}).status == 2);
+  CHECK(cli({"job", "create", "j", "d", "--next-run-in", "36525d"}).status == 0);
+  CHECK(cli({"job", "next-run", "j", "-36525d"}).status == 0);
+  CHECK(cli({"job", "create", "k", "d", "--next-run-in", "12x"}).err.find("is not a duration") != std::string::npos);
 }
 
 TEST_CASE("cli: claim, progress, complete, fail, runs, interrupt, prune and audit") {
@@ -578,12 +715,52 @@ TEST_CASE("cli: a bad serve config exits 2 naming the field, before touching the
        "jobs[0].working_directory"},
       {R"({"worker_threads": 0, "jobs": [{"name": "x", "command": ["true"], "every": "1s"}]})", "worker_threads"},
       {R"({"jobs": [)", "not valid JSON"},
+      {R"({"jobs": [{"name": "a\u0000b", "command": ["true"], "every": "1s"}]})",
+       R"(jobs[0].name: "a\x00b" contains a NUL byte)"},
+      {R"({"jobs": [{"name": "x", "description": "d\u0000", "command": ["true"], "every": "1s"}]})",
+       "jobs[0].description"},
+      {R"({"plugin_id": "p\u0000", "jobs": [{"name": "x", "command": ["true"], "every": "1s"}]})", "plugin_id"},
+      {R"({"jobs": [{"name": "x", "command": ["true", "a\u0000b"], "every": "1s"}]})", "jobs[0].command[1]"},
+      {R"({"jobs": [{"name": "x", "command": ["true"], "every": "1s", "every": "2s"}]})",
+       "jobs[0].every: appears twice"},
+      {R"({"jobs": [{"name": "x", "command": ["true"], "every": "1s"}], "jobs": []})", "jobs: appears twice"},
+      {R"({"jobs": [{"name": "x", "command": ["true"], "every": "1s", "environment": {"A": "1", "A": "2"}}]})",
+       "jobs[0].environment.A: appears twice"},
+      {R"({"worker_threads": 4294967297, "jobs": [{"name": "x", "command": ["true"], "every": "1s"}]})",
+       "worker_threads: must be an integer from 1 to 1024"},
+      {R"({"worker_threads": 1025, "jobs": [{"name": "x", "command": ["true"], "every": "1s"}]})",
+       "worker_threads: must be an integer from 1 to 1024"},
+      {R"({"worker_threads": -1, "jobs": [{"name": "x", "command": ["true"], "every": "1s"}]})",
+       "worker_threads: must be an integer from 1 to 1024"},
+      {R"({"jobs": [{"name": "x", "command": ["true"], "every": "1s", "environment": {"A\u0000B": "1"}}]})",
+       "jobs[0].environment"},
+      {R"({"jobs": [{"name": "x", "command": ["true"], "every": "1s", "environment": {"A=B": "1"}}]})",
+       "jobs[0].environment"},
+      {R"({"jobs": [{"name": "x", "command": ["true"], "every": "1s", "environment": {"A": "1\u00002"}}]})",
+       "jobs[0].environment.A"},
+      {R"({"jobs": [{"name": "x", "command": ["true"], "every": "36526d"}]})",
+       "jobs[0].every: \"36526d\" is more than 100 years"},
+      {R"({"jobs": [{"name": "x", "command": ["true"], "every": "1s", "working_directory": ")" +
+           std::string(5000, 'w') + R"("}]})",
+       "jobs[0].working_directory"},
+      {R"({"jobs": [{"name": "x", "command": ["true"], "every": "1s", "working_directory": ")" +
+           (dir.path / "loop" / "inside").string() + R"("}]})",
+       "jobs[0].working_directory"},
+      // Names are counted in characters as the library counts them: 100 two-byte characters are fine
+      // (the error is the next job's), 128 are too many.
+      {R"({"jobs": [{"name": ")" + repeat_text("\xc3\xa9", 100) +
+           R"(", "command": ["true"], "every": "1s"}, {"name": "y", "command": ["true"], "every": "1x"}]})",
+       "jobs[1].every"},
+      {R"({"jobs": [{"name": ")" + repeat_text("\xc3\xa9", 128) + R"(", "command": ["true"], "every": "1s"}]})",
+       "jobs[0].name: \"" + repeat_text("\xc3\xa9", 60) + "...\" has 128 characters, more than 127"},
+      {R"({"jobs": [{"name": "   ", "command": ["true"], "every": "1s"}]})", "jobs[0].name: \"   \" is blank"},
   };
+  fs::create_symlink(dir.path / "loop", dir.path / "loop");
   for (const auto& [text, expected] : cases) {
     const auto path = dir.path / "bad.json";
     std::ofstream(path) << text;
-    const auto result =
-        Process({"--db", "sqlite:" + db.string(), "serve", "--config", path.string()}, dir.path, "bad").wait();
+    const auto result = Process({"--db", "sqlite:" + db.string(), "serve", "--config", path.string()}, dir.path, "bad")
+                            .wait_at_most(std::chrono::seconds(20));
     INFO(text << "\n" << result.err);
     CHECK(result.status == 2);
     CHECK(result.err.find(expected) != std::string::npos);

@@ -150,6 +150,39 @@ TEST_CASE("postgres: run updates find the run by its primary key, not the partia
   }
 }
 
+TEST_CASE("postgres: times written by hand beyond what a Timestamp holds read back saturated, never wrapped") {
+  jobrepo::test::TestDatabase db;
+  auto store = jobrepo::open_store(db.url());
+  store->migrate();
+  jobrepo::Repository repo(*store);
+  repo.create_job("future", "d");
+  repo.create_job("past", "d");
+  const auto run = repo.run_jobs("s1").at(0);
+  const auto latest = std::chrono::time_point_cast<std::chrono::microseconds>(jobrepo::Timestamp::max());
+  const auto earliest = std::chrono::time_point_cast<std::chrono::microseconds>(jobrepo::Timestamp::min());
+  // The year 3000 and the year 1000; then far beyond both (near the ends of bigint microseconds).
+  for (const auto& [future, past] :
+       {std::pair<std::string, std::string>{"3000-01-01", "1000-01-01"}, {"290000-01-01", "4713-01-01 BC"}}) {
+    INFO(future << " " << past);
+    jobrepo::test::postgres_exec(db.url(), "UPDATE job SET next_scheduled_run = timestamptz '" + future +
+                                               "' WHERE name = 'future';"
+                                               " UPDATE job SET next_scheduled_run = timestamptz '" +
+                                               past +
+                                               "' WHERE name = 'past';"
+                                               " UPDATE job_run SET create_time = timestamptz '" +
+                                               past + "', update_time = timestamptz '" + future + "'");
+    CHECK(repo.lookup_job("future")->next_scheduled_run == latest);
+    CHECK(repo.lookup_job("past")->next_scheduled_run == earliest);
+    const auto read = repo.lookup_run(run.private_id);
+    REQUIRE(read);
+    CHECK(read->create_time == earliest);
+    CHECK(read->update_time == latest);
+    CHECK(repo.list_jobs().at(0).next_scheduled_run == latest);
+    // The libpq path (the claim and run updates) reads them alike.
+    CHECK(repo.update_progress(run.private_id, 1, 2).create_time == earliest);
+  }
+}
+
 TEST_CASE("postgres: a server that stops gives unavailable; the first call after it is back succeeds") {
   PrivateServer server;
   REQUIRE(!server.url.empty());

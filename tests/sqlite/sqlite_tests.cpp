@@ -388,4 +388,85 @@ TEST_CASE("sqlite: a full disk is unavailable with SQLite's own words, not those
   CHECK(native.rfind("sqlite 13 ", 0) == 0);
   // Reads still work, and so do writes once there is room again.
   CHECK(!repo.list_jobs().empty());
+TEST_CASE("sqlite: times written by hand beyond what a Timestamp holds read back saturated, never wrapped") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = (dir.path / "times.db").string();
+  auto store = jobrepo::open_store("sqlite:" + path);
+  store->migrate();
+  jobrepo::Repository repo(*store);
+  repo.create_job("future", "d");
+  repo.create_job("past", "d");
+  const auto run = repo.run_jobs("s1").at(0);
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  // The year 3000, the year 1000, and the ends of 64-bit microseconds.
+  const std::string year3000 = "32503680000000000", year1000 = "-30610224000000000";
+  for (const auto& [future, past] :
+       {std::pair<std::string, std::string>{year3000, year1000}, {"9223372036854775807", "-9223372036854775808"}}) {
+    INFO(future << " " << past);
+    REQUIRE(sqlite3_exec(db, ("UPDATE job SET next_scheduled_run = " + future + " WHERE name = 'future'").c_str(),
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, ("UPDATE job SET next_scheduled_run = " + past + " WHERE name = 'past'").c_str(), nullptr,
+                         nullptr, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, ("UPDATE job_run SET create_time = " + past + ", update_time = " + future).c_str(),
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
+    const auto latest = std::chrono::time_point_cast<std::chrono::microseconds>(jobrepo::Timestamp::max());
+    const auto earliest = std::chrono::time_point_cast<std::chrono::microseconds>(jobrepo::Timestamp::min());
+    CHECK(repo.lookup_job("future")->next_scheduled_run == latest);
+    CHECK(repo.lookup_job("past")->next_scheduled_run == earliest);
+    const auto read = repo.lookup_run(run.private_id);
+    REQUIRE(read);
+    CHECK(read->create_time == earliest);
+    CHECK(read->update_time == latest);
+    CHECK(repo.list_jobs().at(0).next_scheduled_run == latest);
+  }
+  sqlite3_close(db);
+}
+
+TEST_CASE("sqlite: a store with create_if_missing = false opens an existing file and never creates one") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  jobrepo::StoreOptions existing_only;
+  existing_only.create_if_missing = false;
+  std::string message;
+  const auto open_existing = [&] { jobrepo::open_store("sqlite:" + path.string(), existing_only); };
+  CHECK(code_of(open_existing, &message) == ErrorCode::unavailable);
+  CHECK(message == "open_store: sqlite database \"" + path.string() + "\" does not exist");
+  try {
+    open_existing();
+  } catch (const jobrepo::Error& e) {
+    CHECK(e.native_code() == "ENOENT");
+  }
+  CHECK(!fs::exists(path));
+  {
+    auto store = jobrepo::open_store("sqlite:" + path.string());
+    store->migrate();
+    jobrepo::Repository(*store).create_job("j", "d");
+  }
+  auto store = jobrepo::open_store("sqlite:" + path.string(), existing_only);
+  jobrepo::Repository repo(*store);
+  CHECK(repo.lookup_job("j").has_value());
+  CHECK(repo.create_job("k", "d").name == "k");
+  // Its connections open the file without SQLITE_OPEN_CREATE (through a VFS,
+  // as SOCI takes no open flags), so that a file deleted meanwhile is not
+  // created again; WAL files are created as usual.
+  const auto other = (dir.path / "other.db").string();
+  sqlite3* db = nullptr;
+  CHECK(sqlite3_open_v2(other.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        jobrepo::sqlite_backend::no_create_vfs()) == SQLITE_CANTOPEN);
+  sqlite3_close(db);
+  CHECK(!fs::exists(other));
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                          jobrepo::sqlite_backend::no_create_vfs()) == SQLITE_OK);
+  CHECK(sqlite3_exec(db, "PRAGMA journal_mode = WAL; SELECT count(*) FROM job", nullptr, nullptr, nullptr) ==
+        SQLITE_OK);
+  sqlite3_close(db);
+  jobrepo::SqliteOptions direct;
+  direct.path = other;
+  direct.create_if_missing = false;
+  CHECK(code_of([&] { jobrepo::open_sqlite_store(direct); }) == ErrorCode::unavailable);
+  CHECK(!fs::exists(other));
+  // In memory there is no file to find.
+  auto memory = jobrepo::open_store("sqlite::memory:", existing_only);
+  memory->migrate();
 }

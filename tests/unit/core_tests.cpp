@@ -6,7 +6,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <functional>
+#include <limits>
 #include <set>
+#include <string>
+#include <vector>
 
 using namespace std::chrono_literals;
 using jobrepo::ErrorCode;
@@ -279,7 +283,7 @@ TEST_CASE("update_runs: a batch the store fails goes one change at a time; a tra
   CHECK(!results[1].run);
   REQUIRE(results[1].error);
   CHECK(results[1].error->code() == ErrorCode::internal);
-  CHECK(std::string(results[1].error->what()) == "update_run: injected poison");
+  CHECK(std::string(results[1].error->what()) == "update_runs: injected poison");
   CHECK(repo.lookup_run(poisoned.private_id)->status == Status::running);
   REQUIRE(results[2].run);
   CHECK(results[2].run->completed_count == 2);
@@ -326,4 +330,280 @@ TEST_CASE("find_overlaps reports runs of one job that overlap, and only those") 
   CHECK(found.front().second.private_id == "b");
   // A run still running when a later one started.
   CHECK(jobrepo::find_overlaps({run("a", "j", 0, std::nullopt), run("b", "j", 50, 60)}).size() == 1);
+}
+
+namespace {
+
+using namespace std::string_literals;
+
+// Text that no entry point may take: a NUL byte (PostgreSQL would cut the
+// text there), or bytes that are not UTF-8 (SQLite would store them).
+const std::vector<std::string> malformed_texts = {
+    "nul\0b"s,          // a NUL byte
+    "bad\xff",          // a byte never in UTF-8
+    "\xc3(",            // a lead byte without its continuation
+    "cut\xe2\x82",      // a sequence cut short at the end
+    "\xc0\xaf",         // an overlong '/'
+    "\xed\xa0\x80",     // a UTF-16 surrogate
+    "\xf4\x90\x80\x80"  // beyond U+10FFFF
+};
+
+}  // namespace
+
+TEST_CASE("text with a NUL byte or invalid UTF-8 is invalid_parameter at every entry point, before any I/O") {
+  NoIoStore store;
+  jobrepo::Repository repo(store);
+  for (const auto& bad : malformed_texts) {
+    INFO("text of " << bad.size() << " bytes");
+    CHECK(code_of([&] { repo.create_job(bad, "d"); }) == ErrorCode::invalid_parameter);
+    CHECK(code_of([&] { repo.create_job("n", bad); }) == ErrorCode::invalid_parameter);
+    CHECK(code_of([&] { repo.ensure_job(bad, "d"); }) == ErrorCode::invalid_parameter);
+    CHECK(code_of([&] { repo.ensure_job("n", bad); }) == ErrorCode::invalid_parameter);
+    CHECK(code_of([&] { repo.lookup_job(bad); }) == ErrorCode::invalid_parameter);
+    CHECK(code_of([&] { repo.update_job_next_run(bad, 1s); }) == ErrorCode::invalid_parameter);
+    CHECK(code_of([&] { repo.delete_job(bad); }) == ErrorCode::invalid_parameter);
+    CHECK(code_of([&] { repo.list_jobs({.name = bad}); }) == ErrorCode::invalid_parameter);
+    CHECK(code_of([&] { repo.list_runs({.job_name = bad}); }) == ErrorCode::invalid_parameter);
+    CHECK(code_of([&] { repo.run_jobs(bad); }) == ErrorCode::invalid_parameter);
+    CHECK(code_of([&] {
+            repo.run_jobs("s", {.only_jobs = std::vector<std::string>{"ok", bad}});
+          }) == ErrorCode::invalid_parameter);
+    CHECK(code_of([&] { repo.interrupt_runs(1s, {.server_id = bad}); }) == ErrorCode::invalid_parameter);
+    CHECK(code_of([&] { jobrepo::Repository other(store, {.plugin_id = bad}); }) == ErrorCode::invalid_parameter);
+    // Run ids too.
+    CHECK(code_of([&] { repo.lookup_run(bad); }) == ErrorCode::invalid_parameter);
+    CHECK(code_of([&] { repo.update_progress(bad, 1, 2); }) == ErrorCode::invalid_parameter);
+    CHECK(code_of([&] { repo.complete_run(bad, 1s); }) == ErrorCode::invalid_parameter);
+    CHECK(code_of([&] { repo.fail_run(bad); }) == ErrorCode::invalid_parameter);
+    const std::vector<jobrepo::RunUpdate> updates = {{.run_id = bad, .status = Status::failed}};
+    const auto results = repo.update_runs(updates);
+    REQUIRE(results.size() == 1);
+    REQUIRE(results[0].error);
+    CHECK(results[0].error->code() == ErrorCode::invalid_parameter);
+  }
+  // A run id is URL-safe characters only (A-Z a-z 0-9 - _).
+  for (const std::string bad : {"has space 000000", "slash/000000000000", "dot.0000000000000", "quote\"00000000000",
+                                "\xc3\xa9t\xc3\xa9-0000000000000"}) {
+    INFO(bad);
+    CHECK(code_of([&] { repo.lookup_run(bad); }) == ErrorCode::invalid_parameter);
+    CHECK(code_of([&] { repo.complete_run(bad, 1s); }) == ErrorCode::invalid_parameter);
+  }
+  // invalid_parameter wins over check_constraint, whichever argument has it.
+  CHECK(code_of([&] { repo.create_job(std::string(128, 'n'), "\xff"); }) == ErrorCode::invalid_parameter);
+  // Plugin ids follow the schema's rule (1-127 characters after trimming), server ids theirs (1-255).
+  CHECK(code_of([&] { jobrepo::Repository other(store, {.plugin_id = std::string(128, 'p')}); }) ==
+        ErrorCode::check_constraint);
+  CHECK(code_of([&] { jobrepo::Repository other(store, {.plugin_id = "   "}); }) == ErrorCode::check_constraint);
+  CHECK(code_of([&] { repo.run_jobs(std::string(256, 's')); }) == ErrorCode::check_constraint);
+  // The message names the value, escaped, so that it is one line of valid UTF-8.
+  std::string message;
+  code_of([&] { repo.create_job("nul\0b"s, "d"); }, &message);
+  CHECK(message == R"(create_job: name "nul\x00b" contains a NUL byte)");
+  code_of([&] { repo.lookup_job("bad\xff"); }, &message);
+  CHECK(message == R"(lookup_job: name "bad\xff" is not valid UTF-8)");
+  code_of([&] { repo.lookup_run("a b"); }, &message);
+  CHECK(message == R"(lookup_run: run id "a b" has characters other than A-Z a-z 0-9 - _)");
+  CHECK(store.calls == 0);
+}
+
+TEST_CASE("a message cuts a long value between characters, never inside one") {
+  NoIoStore store;
+  jobrepo::Repository repo(store);
+  std::string message;
+  code_of([&] { repo.create_job(std::string(59, 'n') + "\xc3\xa9\xc3\xa9" + std::string(100, 'n'), "d"); }, &message);
+  CHECK(message == "create_job: name \"" + std::string(59, 'n') + "\xc3\xa9...\" has 161 characters, more than 127");
+}
+
+TEST_CASE("Scheduler refuses a server id that its claims would be refused for") {
+  auto store = jobrepo::open_store("sqlite::memory:");
+  store->migrate();
+  CHECK(code_of([&] { jobrepo::Scheduler scheduler(std::string(256, 's'), *store); }) == ErrorCode::check_constraint);
+  CHECK(code_of([&] { jobrepo::Scheduler scheduler("   ", *store); }) == ErrorCode::check_constraint);
+  CHECK(code_of([&] { jobrepo::Scheduler scheduler("nul\0b"s, *store); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { jobrepo::Scheduler scheduler("bad\xff", *store); }) == ErrorCode::invalid_parameter);
+  const jobrepo::Scheduler longest(std::string(255, 's'), *store);
+  CHECK(longest.server_id().size() == 255);
+}
+
+TEST_CASE("a Repository error names the method its caller called, whatever the store called it") {
+  auto real = jobrepo::open_store("sqlite::memory:");
+  real->migrate();
+  // Every call fails with a message in the store's own words: its method's
+  // name, or no operation at all.
+  struct Failing : jobrepo::StoreWrapper {
+    using StoreWrapper::StoreWrapper;
+    bool failing = false;
+    bool prefixed = true;
+    void fail(const char* method) const {
+      if (failing) {
+        throw jobrepo::Error(ErrorCode::unavailable,
+                             prefixed ? std::string(method) + ": injected" : std::string("injected"));
+      }
+    }
+    jobrepo::Job create_job(const jobrepo::NewJob& j) override {
+      return fail("create_job"), StoreWrapper::create_job(j);
+    }
+    jobrepo::Job ensure_job(const jobrepo::NewJob& j) override {
+      return fail("ensure_job"), StoreWrapper::ensure_job(j);
+    }
+    std::optional<jobrepo::Job> lookup_job(const std::string& p, const std::string& n) override {
+      return fail("lookup_job"), StoreWrapper::lookup_job(p, n);
+    }
+    std::vector<jobrepo::Job> list_jobs(const jobrepo::JobQuery& q) override {
+      return fail("list_jobs"), StoreWrapper::list_jobs(q);
+    }
+    std::optional<jobrepo::Job> reschedule_job(const std::string& p, const std::string& n,
+                                               std::chrono::microseconds d) override {
+      return fail("reschedule_job"), StoreWrapper::reschedule_job(p, n, d);
+    }
+    bool delete_job(const std::string& p, const std::string& n) override {
+      return fail("delete_job"), StoreWrapper::delete_job(p, n);
+    }
+    std::vector<jobrepo::Run> claim_runs(const jobrepo::ClaimRequest& r) override {
+      return fail("claim_runs"), StoreWrapper::claim_runs(r);
+    }
+    std::vector<std::optional<jobrepo::Run>> transition_runs(std::span<const jobrepo::RunTransition> c) override {
+      return fail("transition_runs"), StoreWrapper::transition_runs(c);
+    }
+    std::vector<jobrepo::Run> interrupt_stale_runs(const jobrepo::StaleRunQuery& q) override {
+      return fail("interrupt_stale_runs"), StoreWrapper::interrupt_stale_runs(q);
+    }
+    std::optional<jobrepo::Run> lookup_run(const std::string& p, const std::string& id) override {
+      return fail("lookup_run"), StoreWrapper::lookup_run(p, id);
+    }
+    std::vector<jobrepo::Run> list_runs(const jobrepo::RunQuery& q) override {
+      return fail("list_runs"), StoreWrapper::list_runs(q);
+    }
+    std::int64_t prune_runs(const std::string& p, std::chrono::microseconds d) override {
+      return fail("prune_runs"), StoreWrapper::prune_runs(p, d);
+    }
+  } store(*real);
+  jobrepo::Repository repo(store);
+  repo.create_job("j", "d");
+  const auto run = repo.run_jobs("s1").at(0);
+  const std::vector<jobrepo::RunUpdate> one = {{.run_id = run.private_id, .status = Status::failed}};
+  const std::vector<std::pair<std::string, std::function<void()>>> calls = {
+      {"create_job", [&] { repo.create_job("k", "d"); }},
+      {"ensure_job", [&] { repo.ensure_job("k", "d"); }},
+      {"lookup_job", [&] { repo.lookup_job("j"); }},
+      {"list_jobs", [&] { repo.list_jobs(); }},
+      {"update_job_next_run", [&] { repo.update_job_next_run("j", 1h); }},
+      {"delete_job", [&] { repo.delete_job("j"); }},
+      {"run_jobs", [&] { repo.run_jobs("s1"); }},
+      {"update_progress", [&] { repo.update_progress(run.private_id, 1, 2); }},
+      {"complete_run", [&] { repo.complete_run(run.private_id, 1h); }},
+      {"fail_run", [&] { repo.fail_run(run.private_id); }},
+      {"update_runs", [&] { repo.update_runs(one); }},
+      {"interrupt_runs", [&] { repo.interrupt_runs(0s); }},
+      {"lookup_run", [&] { repo.lookup_run(run.private_id); }},
+      {"list_runs", [&] { repo.list_runs(); }},
+      {"prune_runs", [&] { repo.prune_runs(1h); }},
+  };
+  store.failing = true;
+  for (const bool prefixed : {true, false}) {
+    store.prefixed = prefixed;
+    for (const auto& [method, call] : calls) {
+      std::string message;
+      CHECK(code_of(call, &message) == ErrorCode::unavailable);
+      CHECK(message == method + ": injected");
+    }
+  }
+  // In a batch that the store fails and that goes again one change at a
+  // time, each update's error names update_runs too.
+  store.failing = false;
+  repo.create_job("k", "d");
+  const auto other = repo.run_jobs("s1").at(0);
+  struct FailsSingles : jobrepo::StoreWrapper {
+    using StoreWrapper::StoreWrapper;
+    std::vector<std::optional<jobrepo::Run>> transition_runs(std::span<const jobrepo::RunTransition> c) override {
+      throw jobrepo::Error(ErrorCode::internal, c.size() > 1 ? "transition_runs: batch" : "transition_runs: single");
+    }
+  } singles(*real);
+  jobrepo::Repository batch(singles);
+  const std::vector<jobrepo::RunUpdate> two = {{.run_id = run.private_id, .status = Status::failed},
+                                               {.run_id = other.private_id, .status = Status::failed}};
+  const auto results = batch.update_runs(two);
+  REQUIRE(results.size() == 2);
+  for (const auto& result : results) {
+    REQUIRE(result.error);
+    CHECK(std::string(result.error->what()) == "update_runs: single");
+  }
+}
+
+TEST_CASE("open_store refuses a negative pool size") {
+  jobrepo::StoreOptions options;
+  options.pool_size = -1;
+  std::string message;
+  CHECK(code_of([&] { jobrepo::open_store("sqlite::memory:", options); }, &message) == ErrorCode::invalid_parameter);
+  CHECK(message == "open_store: pool_size -1 is negative");
+}
+
+TEST_CASE("text.hpp: the text rules, their codes and messages") {
+  using jobrepo::TextKind;
+  const auto code = [](TextKind kind, std::string_view value) {
+    const auto problem = jobrepo::text_problem(kind, value);
+    return problem ? std::optional<ErrorCode>(problem->code) : std::nullopt;
+  };
+  CHECK(!code(TextKind::job_name, "report"));
+  CHECK(!code(TextKind::job_name, "  padded  "));
+  CHECK(code(TextKind::job_name, "") == ErrorCode::invalid_parameter);
+  CHECK(jobrepo::text_problem(TextKind::job_name, "")->message == "is missing");
+  CHECK(code(TextKind::job_name, "   ") == ErrorCode::check_constraint);
+  // Limits in code points after trimming: 127, 1023, 255, 127.
+  for (const auto& [kind, limit] : std::vector<std::pair<TextKind, std::size_t>>{{TextKind::job_name, 127},
+                                                                                 {TextKind::description, 1023},
+                                                                                 {TextKind::server_id, 255},
+                                                                                 {TextKind::plugin_id, 127}}) {
+    std::string fits;
+    for (std::size_t i = 0; i < limit; ++i) fits += "\xc3\xa9";
+    CHECK(!code(kind, " " + fits + " "));
+    CHECK(code(kind, fits + "x") == ErrorCode::check_constraint);
+  }
+  for (const auto& bad : malformed_texts) {
+    CHECK(code(TextKind::description, bad) == ErrorCode::invalid_parameter);
+    CHECK(jobrepo::encoding_problem(bad).has_value());
+  }
+  CHECK(!jobrepo::encoding_problem(""));
+  CHECK(!jobrepo::encoding_problem("\xf0\x9f\x98\x80 \xe2\x82\xac \xc3\xa9 \x7f\t"));  // U+1F600, U+20AC, U+00E9
+  // Run ids: URL-safe characters, any length.
+  CHECK(!code(TextKind::run_id, "Ab9-_"));
+  CHECK(code(TextKind::run_id, "a b") == ErrorCode::invalid_parameter);
+  CHECK(code(TextKind::run_id, "") == ErrorCode::invalid_parameter);
+  CHECK(jobrepo::trimmed_length("  \xc3\xa9t\xc3\xa9  ") == 3);
+  CHECK(jobrepo::trimmed_length("   ") == 0);
+  // Quoting: escapes, one line, cut between characters.
+  CHECK(jobrepo::quote_text("a\"b\\c\n\x01\x7f\xff") == R"("a\"b\\c\x0a\x01\x7f\xff")");
+  CHECK(jobrepo::quote_text(std::string(61, 'x')) == "\"" + std::string(60, 'x') + "...\"");
+  CHECK(jobrepo::quote_text(std::string(60, 'x')) == "\"" + std::string(60, 'x') + "\"");
+}
+
+TEST_CASE("timestamp_from_us saturates at the ends of what a Timestamp holds") {
+  using std::chrono::microseconds;
+  const auto latest = std::chrono::time_point_cast<microseconds>(jobrepo::Timestamp::max());
+  const auto earliest = std::chrono::time_point_cast<microseconds>(jobrepo::Timestamp::min());
+  CHECK(jobrepo::timestamp_from_us(0) == jobrepo::Timestamp{});
+  CHECK(jobrepo::timestamp_from_us(1'700'000'000'123'456) == jobrepo::Timestamp(microseconds(1'700'000'000'123'456)));
+  CHECK(jobrepo::timestamp_from_us(-1) == jobrepo::Timestamp(microseconds(-1)));
+  CHECK(jobrepo::timestamp_from_us(latest.time_since_epoch().count()) == latest);
+  CHECK(jobrepo::timestamp_from_us(latest.time_since_epoch().count() + 1) == latest);
+  CHECK(jobrepo::timestamp_from_us(std::numeric_limits<std::int64_t>::max()) == latest);
+  CHECK(jobrepo::timestamp_from_us(earliest.time_since_epoch().count()) == earliest);
+  CHECK(jobrepo::timestamp_from_us(earliest.time_since_epoch().count() - 1) == earliest);
+  CHECK(jobrepo::timestamp_from_us(std::numeric_limits<std::int64_t>::min()) == earliest);
+  // Now +/- max_offset is well inside.
+  const auto now = std::chrono::duration_cast<microseconds>(jobrepo::Clock::now().time_since_epoch());
+  CHECK(jobrepo::timestamp_from_us((now + jobrepo::max_offset).count()) < latest);
+  CHECK(jobrepo::timestamp_from_us((now - jobrepo::max_offset).count()) > earliest);
+}
+
+TEST_CASE("store_options_problem names a negative option") {
+  CHECK(jobrepo::store_options_problem({}).empty());
+  CHECK(jobrepo::store_options_problem({.pool_size = -2}) == "pool_size -2 is negative");
+  CHECK(jobrepo::store_options_problem({.busy_timeout = std::chrono::milliseconds(-1)}) ==
+        "busy_timeout -1ms is negative");
+  jobrepo::StoreOptions options;
+  options.busy_timeout = std::chrono::milliseconds(-1);
+  CHECK(code_of([&] { jobrepo::open_store("sqlite::memory:", options); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { jobrepo::open_sqlite_store({.path = ":memory:", .pool_size = -1}); }) ==
+        ErrorCode::invalid_parameter);
 }

@@ -1,5 +1,7 @@
 #include "duration.hpp"
 
+#include <jobrepo/repository.hpp>
+
 #include <cstdio>
 #include <ctime>
 #include <iterator>
@@ -8,45 +10,65 @@ namespace jobctl {
 
 using std::chrono::microseconds;
 
-std::optional<microseconds> parse_duration(std::string_view text) {
+std::optional<microseconds> parse_duration(std::string_view text, std::string* problem) {
+  const std::string quoted = "\"" + std::string(text) + "\"";
+  const auto refuse = [&](const std::string& why) -> std::optional<microseconds> {
+    if (problem != nullptr) *problem = quoted + " " + why;
+    return std::nullopt;
+  };
+  const auto not_a_duration = [&] { return refuse(std::string("is not a duration (") + duration_hint + ")"); };
   if (text == "0") return microseconds(0);
   bool negative = false;
   if (!text.empty() && text.front() == '-') {
     negative = true;
     text.remove_prefix(1);
   }
-  if (text.empty()) return std::nullopt;
-  long double total = 0;
+  if (text.empty()) return not_a_duration();
+  // Exact integer arithmetic: every partial sum stays at most `limit`, or the
+  // text is too long (whatever the number of digits), never an overflow.
+  constexpr std::int64_t limit = jobrepo::max_offset.count();
+  std::int64_t total = 0;
+  bool too_long = false;
   while (!text.empty()) {
     std::size_t digits = 0;
-    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
-    if (digits == 0 || digits > 12) return std::nullopt;
-    const long double value = std::stold(std::string(text.substr(0, digits)));
+    std::int64_t value = 0;
+    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
+      if (value <= limit) value = value * 10 + (text[digits] - '0');
+      ++digits;
+    }
+    if (digits == 0) return not_a_duration();
     text.remove_prefix(digits);
     std::size_t letters = 0;
     while (letters < text.size() && text[letters] >= 'a' && text[letters] <= 'z') ++letters;
     const auto unit = text.substr(0, letters);
     text.remove_prefix(letters);
-    long double scale = 0;
+    std::int64_t scale = 0;
     if (unit == "d")
-      scale = 86400e6L;
+      scale = 86400000000LL;
     else if (unit == "h")
-      scale = 3600e6L;
+      scale = 3600000000LL;
     else if (unit == "m")
-      scale = 60e6L;
+      scale = 60000000LL;
     else if (unit == "s")
-      scale = 1e6L;
+      scale = 1000000LL;
     else if (unit == "ms")
-      scale = 1e3L;
+      scale = 1000LL;
     else if (unit == "us")
       scale = 1;
     else
-      return std::nullopt;
+      return not_a_duration();
+    if (too_long || value > (limit - total) / scale) {
+      too_long = true;  // the rest must still read as a duration
+      continue;
+    }
     total += value * scale;
   }
-  if (total > 1e17L) return std::nullopt;
-  const auto us = static_cast<std::int64_t>(total);
-  return microseconds(negative ? -us : us);
+  if (too_long) {
+    const auto years = std::chrono::duration_cast<std::chrono::years>(jobrepo::max_offset).count();
+    return refuse("is more than " + std::to_string(years) + " years (" +
+                  format_duration(std::chrono::duration_cast<std::chrono::hours>(jobrepo::max_offset)) + ")");
+  }
+  return microseconds(negative ? -total : total);
 }
 
 std::string format_duration(microseconds duration) {
@@ -77,12 +99,20 @@ std::string format_duration(microseconds duration) {
 }
 
 std::string relative(jobrepo::Timestamp t, jobrepo::Timestamp now) {
-  const auto d = std::chrono::duration_cast<microseconds>(t - now);
+  const auto d = between(now, t);
   if (d.count() >= 0 && d < std::chrono::seconds(1)) return "now";
   if (d.count() < 0 && -d < std::chrono::seconds(1)) return "just now";
   const auto rounded = std::chrono::duration_cast<std::chrono::seconds>(d.count() < 0 ? -d : d);
   const std::string text = format_duration(rounded);
   return d.count() > 0 ? "in " + text : text + " ago";
+}
+
+microseconds between(jobrepo::Timestamp from, jobrepo::Timestamp to) {
+  // In microseconds: a stored time may be as far as a Timestamp reaches
+  // (timestamp_from_us saturates), and the difference of two such times
+  // overflows the clock's nanoseconds.
+  return std::chrono::duration_cast<microseconds>(to.time_since_epoch()) -
+         std::chrono::duration_cast<microseconds>(from.time_since_epoch());
 }
 
 std::string local_time(jobrepo::Timestamp t) {

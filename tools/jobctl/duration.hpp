@@ -11,14 +11,21 @@
 namespace jobctl {
 
 // Units: d, h, m, s, ms, us; components add up ("1h30m"); a leading '-'
-// makes it negative; "0" alone is zero. Empty on anything else.
-std::optional<std::chrono::microseconds> parse_duration(std::string_view text);
+// makes it negative; "0" alone is zero. At most jobrepo::max_offset (100
+// years) either way, the range of every duration the library takes. Empty
+// on anything else, and then *problem (when given) says why, naming the
+// text: `"10x" is not a duration (like 90s, 5m, 1h30m, 250ms)` or
+// `"36526d" is more than 100 years (36525d)`.
+std::optional<std::chrono::microseconds> parse_duration(std::string_view text, std::string* problem = nullptr);
 
 // "1h30m", "5m", "12s", "250ms", "0s" (the largest two units that apply).
 std::string format_duration(std::chrono::microseconds duration);
 
 // "in 5m" or "3s ago", relative to now.
 std::string relative(jobrepo::Timestamp t, jobrepo::Timestamp now);
+
+// to - from, without overflow for any two Timestamps of the library.
+std::chrono::microseconds between(jobrepo::Timestamp from, jobrepo::Timestamp to);
 
 // Local time, "2026-11-27 04:34:30".
 std::string local_time(jobrepo::Timestamp t);

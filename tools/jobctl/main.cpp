@@ -95,14 +95,16 @@ std::string usage_text() {
   }
   out << "\nOptions:\n"
       << "  --db URL        sqlite:PATH, sqlite::memory:, postgresql://... (default: $JOBREPO_DATABASE_URL,\n"
-      << "                  else the URL in the file $JOBREPO_DATABASE_URL_FILE, else sqlite:jobrepo.db)\n"
+      << "                  else the URL in the file $JOBREPO_DATABASE_URL_FILE, else sqlite:jobrepo.db);\n"
+      << "                  only migrate and serve create a SQLite file\n"
       << "  --db-file PATH  the URL from the first line of PATH, so that ps does not show a password\n"
       << "                  (keep the file mode 0600; one others can read is refused)\n"
-      << "  --json          machine-readable output (schema in docs/cli.md)\n"
+      << "  --json          machine-readable output, indented (schema in docs/cli.md)\n"
       << "  --plugin ID     the plugin whose jobs to act on (default pi_system)\n"
       << "  --help          this text; COMMAND --help for one command\n\n"
-      << "Durations read like 90s, 5m, 1h30m, 250ms, 2d. Exit status: 0 ok, 1 the operation failed\n"
-      << "(the message names the error code), 2 usage error.\n";
+      << "Durations read like 90s, 5m, 1h30m, 250ms, 2d, at most 100 years; --limit N is at least 1,\n"
+      << "or -1 for all. Exit status: 0 ok, 1 the operation failed (jobctl COMMAND: MESSAGE (CODE)),\n"
+      << "2 usage error.\n";
   return out.str();
 }
 
@@ -118,8 +120,9 @@ struct Invocation {
   bool help = false;
 };
 
-Invocation parse(int argc, char* argv[]) {
-  Invocation in;
+// Fills `in` as it goes, so that a usage error can name the command once it
+// is known.
+void parse(int argc, char* argv[], Invocation& in) {
   std::vector<std::string> words;
   std::map<std::string, std::string> values;
   for (int i = 1; i < argc; ++i) {
@@ -143,9 +146,14 @@ Invocation parse(int argc, char* argv[]) {
     }
   }
   // The database: the command line before the environment; two sources at
-  // one level are ambiguous.
+  // one level are ambiguous. An empty URL is a mistake (an unset shell
+  // variable, say), not a wish for the default database.
   if (values.count("--db") && values.count("--db-file")) throw UsageError("give --db or --db-file, not both");
-  if (values.count("--db")) in.url = values["--db"], values.erase("--db");
+  if (values.count("--db")) {
+    if (values["--db"].empty()) throw UsageError("--db: empty URL");
+    in.url = values["--db"];
+    values.erase("--db");
+  }
   if (values.count("--db-file")) {
     in.url_file = values["--db-file"], in.url_file_source = "--db-file", values.erase("--db-file");
     if (in.url_file.empty()) throw UsageError("--db-file needs a file");
@@ -164,7 +172,7 @@ Invocation parse(int argc, char* argv[]) {
     }
   }
   if (words.empty()) {
-    if (in.help) return in;
+    if (in.help) return;
     throw UsageError("missing command");
   }
   // The longest command whose words start the argument list.
@@ -180,21 +188,22 @@ Invocation parse(int argc, char* argv[]) {
   }
   if (!in.command)
     throw UsageError("unknown command \"" + words.front() + (words.size() > 1 ? " " + words[1] : "") + "\"");
-  if (in.help) return in;
+  if (in.help) return;
   for (const auto& [name, value] : values) {
-    if (!in.command->options.count(name)) throw UsageError(in.command->words + ": unknown option " + name);
+    if (!in.command->options.count(name)) throw UsageError("unknown option " + name);
   }
   in.values = values;
   if (in.args.size() != in.command->positional.size()) {
-    throw UsageError(in.command->words + ": expected " + std::to_string(in.command->positional.size()) +
-                     " argument(s), got " + std::to_string(in.args.size()));
+    throw UsageError("expected " + std::to_string(in.command->positional.size()) + " argument(s), got " +
+                     std::to_string(in.args.size()));
   }
-  return in;
 }
 
+// `what` names an option ("--threshold"); empty for a positional argument.
 microseconds duration_arg(const std::string& what, const std::string& text) {
-  const auto d = parse_duration(text);
-  if (!d) throw UsageError(what + ": \"" + text + "\" is not a duration (" + duration_hint + ")");
+  std::string problem;
+  const auto d = parse_duration(text, &problem);
+  if (!d) throw UsageError(what.empty() ? problem : what + ": " + problem);
   return *d;
 }
 
@@ -251,11 +260,28 @@ std::string database_url(const Invocation& in) {
   return in.url_file.empty() ? in.url : read_url_file(in.url_file_source, in.url_file);
 }
 
+// --limit N: at least 1, or -1 for all (0 and other negatives would mean
+// something else to the library; they are refused rather than guessed).
+int limit_arg(const Invocation& in, int fallback) {
+  const auto it = in.values.find("--limit");
+  if (it == in.values.end()) return fallback;
+  const int limit = int_arg("--limit", it->second);
+  if (limit < 1 && limit != -1) {
+    throw UsageError("--limit: " + it->second + " is neither a count of at least 1 nor -1 (all)");
+  }
+  return limit;
+}
+
 std::string required(const Invocation& in, const std::string& option) {
   const auto it = in.values.find(option);
-  if (it == in.values.end()) throw UsageError(in.command->words + ": missing " + option);
+  if (it == in.values.end()) throw UsageError("missing " + option);
   return it->second;
 }
+
+// JSON as jobctl prints it, all of it: indented by 2, and text that is not
+// UTF-8 (stored by an older version or by hand) shown with U+FFFD instead of
+// aborting.
+std::string json_text(const json& value) { return value.dump(2, ' ', false, json::error_handler_t::replace); }
 
 // --- output ------------------------------------------------------------------
 
@@ -318,7 +344,7 @@ void print_runs(const std::vector<jobrepo::Run>& runs) {
   const auto now = jobrepo::Clock::now();
   std::vector<std::vector<std::string>> rows;
   for (const auto& r : runs) {
-    const auto took = std::chrono::duration_cast<microseconds>(r.end_time.value_or(now) - r.create_time);
+    const auto took = between(r.create_time, r.end_time.value_or(now));
     rows.push_back(
         {r.private_id, r.job_name, std::string(jobrepo::to_string(r.status)), r.server_id,
          std::to_string(r.completed_count) + "/" + std::to_string(r.total_count), when(r.create_time, now),
@@ -368,6 +394,24 @@ Audit audit(jobrepo::Repository& repo) {
   return a;
 }
 
+// The store for a command. Only migrate (and serve, which migrates) may
+// create a database: any other command on a missing SQLite file, a mistyped
+// path most likely, fails instead of leaving an empty database there.
+std::unique_ptr<jobrepo::Store> open_database(const Invocation& in, const std::string& url) {
+  jobrepo::StoreOptions options;
+  options.create_if_missing = in.command->words == "migrate";
+  try {
+    return jobrepo::open_store(url, options);
+  } catch (const jobrepo::Error& e) {
+    if (e.code() != jobrepo::ErrorCode::unavailable || e.native_code() != "ENOENT") throw;
+    throw jobrepo::Error(e.code(), std::string(e.what()) + "; jobctl migrate creates it", e.native_code());
+  }
+}
+
+std::string no_such(const Invocation& in, const std::string& what, const std::string& value) {
+  return "no " + what + " " + jobrepo::quote_text(value) + " in plugin " + jobrepo::quote_text(in.plugin);
+}
+
 int execute(const Invocation& in) {
   const std::string& name = in.command->words;
   const std::string url = database_url(in);
@@ -380,11 +424,11 @@ int execute(const Invocation& in) {
       return config;
     });
   }
-  auto store = jobrepo::open_store(url);
+  auto store = open_database(in, url);
   if (name == "migrate") {
     store->migrate();
     if (in.json_output)
-      std::cout << json{{"migrated", true}}.dump() << "\n";
+      std::cout << json_text(json{{"migrated", true}}) << "\n";
     else
       std::cout << "migrated " << jobrepo::redact_url(url) << "\n";
     return exit_ok;
@@ -392,7 +436,7 @@ int execute(const Invocation& in) {
   jobrepo::Repository repo(*store, {in.plugin, 0});
   const auto output = [&](const json& j, const std::function<void()>& human) {
     if (in.json_output)
-      std::cout << j.dump(2) << "\n";
+      std::cout << json_text(j) << "\n";
     else
       human();
   };
@@ -401,7 +445,7 @@ int execute(const Invocation& in) {
     output(to_json(jobs), [&] { print_jobs(jobs); });
   } else if (name == "job show") {
     const auto job = repo.lookup_job(in.args[0]);
-    if (!job) throw jobrepo::Error(jobrepo::ErrorCode::record_not_found, "job show: no job \"" + in.args[0] + "\"");
+    if (!job) throw jobrepo::Error(jobrepo::ErrorCode::record_not_found, no_such(in, "job", in.args[0]));
     output(to_json(*job), [&] { print_job(*job); });
   } else if (name == "job create") {
     const auto next = in.values.count("--next-run-in") ? duration_arg("--next-run-in", in.values.at("--next-run-in"))
@@ -409,7 +453,7 @@ int execute(const Invocation& in) {
     const auto job = repo.create_job(in.args[0], in.args[1], {.next_run_in = next});
     output(to_json(job), [&] { print_job(job); });
   } else if (name == "job next-run") {
-    const auto job = repo.update_job_next_run(in.args[0], duration_arg("job next-run", in.args[1]));
+    const auto job = repo.update_job_next_run(in.args[0], duration_arg("", in.args[1]));
     output(to_json(job), [&] { print_job(job); });
   } else if (name == "job run-now") {
     const auto job = repo.update_job_next_run(in.args[0], microseconds(0));
@@ -427,15 +471,15 @@ int execute(const Invocation& in) {
                          "\" is not one of running, completed, failed, interrupted");
       }
     }
-    options.limit = in.values.count("--limit") ? int_arg("--limit", in.values.at("--limit")) : 50;
+    options.limit = limit_arg(in, 50);
     const auto runs = repo.list_runs(options);
     output(to_json(runs), [&] { print_runs(runs); });
   } else if (name == "run show") {
     const auto run = repo.lookup_run(in.args[0]);
-    if (!run) throw jobrepo::Error(jobrepo::ErrorCode::record_not_found, "run show: no run \"" + in.args[0] + "\"");
+    if (!run) throw jobrepo::Error(jobrepo::ErrorCode::record_not_found, no_such(in, "run", in.args[0]));
     output(to_json(*run), [&] { print_run(*run); });
   } else if (name == "claim") {
-    const int limit = in.values.count("--limit") ? int_arg("--limit", in.values.at("--limit")) : 1;
+    const int limit = limit_arg(in, 1);
     const auto runs = repo.run_jobs(required(in, "--server"), {.limit = limit});
     output(to_json(runs), [&] { print_runs(runs); });
   } else if (name == "run progress") {
@@ -469,6 +513,16 @@ int execute(const Invocation& in) {
   return exit_ok;
 }
 
+// A library error's message without the library's operation that leads it
+// ("update_job_next_run: no job ..." -> "no job ..."): jobctl names the
+// command the user typed instead.
+std::string without_operation(std::string_view message) {
+  std::size_t word = 0;
+  while (word < message.size() && ((message[word] >= 'a' && message[word] <= 'z') || message[word] == '_')) ++word;
+  if (word > 0 && message.substr(word, 2) == ": ") message.remove_prefix(word + 2);
+  return std::string(message);
+}
+
 }  // namespace
 
 int main(int argc, char* argv[]) {
@@ -476,8 +530,12 @@ int main(int argc, char* argv[]) {
   if (argc > 0 && std::string_view(argv[0]) == supervisor_name) return supervisor_main(argc, argv);
   bool json_output = false;
   for (int i = 1; i < argc; ++i) json_output = json_output || std::string(argv[i]) == "--json";
+  Invocation in;
+  // "jobctl job next-run: ", once the command is known: every message names
+  // the command as the user typed it.
+  const auto prefix = [&] { return in.command ? "jobctl " + in.command->words + ": " : std::string("jobctl: "); };
   try {
-    const Invocation in = parse(argc, argv);
+    parse(argc, argv, in);
     if (in.help) {
       if (!in.command) {
         std::cout << usage_text();
@@ -490,7 +548,7 @@ int main(int argc, char* argv[]) {
     }
     return execute(in);
   } catch (const UsageError& e) {
-    std::cerr << "jobctl: " << e.what() << "\n(jobctl --help lists the commands)\n";
+    std::cerr << prefix() << e.what() << "\n(jobctl --help lists the commands)\n";
     return exit_usage;
   } catch (const ConfigError& e) {
     std::cerr << "jobctl serve: " << e.what() << "\n";
@@ -499,11 +557,13 @@ int main(int argc, char* argv[]) {
     std::cerr << "jobctl serve: " << e.what() << "\n";
     return exit_failed;
   } catch (const jobrepo::Error& e) {
+    const std::string message = without_operation(e.what());
     if (json_output) {
-      std::cout << json{{"error", {{"code", std::string(jobrepo::to_string(e.code()))}, {"message", e.what()}}}}.dump()
+      std::cout << json_text(
+                       json{{"error", {{"code", std::string(jobrepo::to_string(e.code()))}, {"message", message}}}})
                 << "\n";
     }
-    std::cerr << "jobctl: " << e.what() << " (" << jobrepo::to_string(e.code()) << ")\n";
+    std::cerr << prefix() << message << " (" << jobrepo::to_string(e.code()) << ")\n";
     return exit_failed;
   }
 }

@@ -17,10 +17,13 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <system_error>
 #include <thread>
+#include <vector>
 
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -35,6 +38,10 @@ namespace {
 using nlohmann::json;
 using std::chrono::microseconds;
 using Steady = std::chrono::steady_clock;
+
+// The most commands a server runs at once (worker_threads); far beyond what
+// one machine serves, small enough that a typo does not start a million threads.
+constexpr std::int64_t max_worker_threads = 1024;
 
 std::mutex log_mutex;
 
@@ -58,30 +65,81 @@ struct Reader {
     }
   }
 
-  std::string text(const json& value, const std::string& field, std::size_t max = 0) const {
+  // A string the library stores: the library's own rule (text.hpp).
+  std::string text(const json& value, const std::string& field, jobrepo::TextKind kind) const {
     if (!value.is_string()) fail(field, "must be a string");
-    const auto s = value.get<std::string>();
-    if (s.find_first_not_of(' ') == std::string::npos) fail(field, "must not be empty");
-    if (max > 0 && s.size() > max) fail(field, "is longer than " + std::to_string(max) + " characters");
+    auto s = value.get<std::string>();
+    if (const auto problem = jobrepo::text_problem(kind, s)) fail(field, problem->message);
+    return s;
+  }
+
+  // Any other string (an argument, a path, an environment value): no NUL
+  // byte, which would cut it short where it is used ("\u0000" in JSON).
+  std::string plain(const json& value, const std::string& field) const {
+    if (!value.is_string()) fail(field, "must be a string");
+    auto s = value.get<std::string>();
+    if (const auto problem = jobrepo::encoding_problem(s)) fail(field, problem->message);
     return s;
   }
 
   microseconds duration(const json& value, const std::string& field, bool positive) const {
     if (!value.is_string()) fail(field, std::string("must be a duration string, ") + duration_hint);
-    const auto parsed = parse_duration(value.get<std::string>());
-    if (!parsed) fail(field, "\"" + value.get<std::string>() + "\" is not a duration (" + duration_hint + ")");
+    std::string problem;
+    const auto parsed = parse_duration(value.get<std::string>(), &problem);
+    if (!parsed) fail(field, problem);
     if (positive && parsed->count() <= 0) fail(field, "must be positive");
     if (!positive && parsed->count() < 0) fail(field, "must not be negative");
     return *parsed;
   }
 };
 
+// A parser callback that refuses a key twice in one object (JSON allows it
+// and nlohmann keeps the last one, so a second "every" would silently win),
+// naming it as the config's fields are named: "jobs[0].every".
+json::parser_callback_t refuse_duplicate_keys(const std::string& file) {
+  struct Level {
+    bool array = false;
+    std::size_t index = 0;  // of the array's current element
+    std::string key;        // the object's current key
+    std::set<std::string> keys;
+  };
+  auto levels = std::make_shared<std::vector<Level>>();
+  return [levels, file](int /*depth*/, json::parse_event_t event, json& parsed) {
+    const auto element_done = [&] {
+      if (!levels->empty() && levels->back().array) ++levels->back().index;
+    };
+    switch (event) {
+      case json::parse_event_t::object_start: levels->push_back({}); break;
+      case json::parse_event_t::array_start: levels->push_back({true, 0, {}, {}}); break;
+      case json::parse_event_t::object_end:
+      case json::parse_event_t::array_end:
+        levels->pop_back();
+        element_done();
+        break;
+      case json::parse_event_t::value: element_done(); break;
+      case json::parse_event_t::key: {
+        auto& level = levels->back();
+        level.key = parsed.get<std::string>();
+        if (!level.keys.insert(level.key).second) {
+          std::string where;
+          for (const auto& l : *levels) {
+            where += l.array ? "[" + std::to_string(l.index) + "]" : (where.empty() ? "" : ".") + l.key;
+          }
+          throw ConfigError(file + ": " + where + ": appears twice");
+        }
+        break;
+      }
+    }
+    return true;
+  };
+}
+
 CommandJob read_job(const Reader& r, const json& item, const std::string& where) {
   if (!item.is_object()) r.fail(where, "must be an object");
   r.only(item, where, {"name", "description", "command", "every", "timeout", "working_directory", "environment"});
   CommandJob job;
   if (!item.contains("name")) r.fail(where + ".name", "is missing");
-  job.name = r.text(item["name"], where + ".name", 127);
+  job.name = r.text(item["name"], where + ".name", jobrepo::TextKind::job_name);
   if (!item.contains("command")) r.fail(where + ".command", "is missing");
   const auto& command = item["command"];
   if (!command.is_array() || command.empty()) {
@@ -89,27 +147,36 @@ CommandJob read_job(const Reader& r, const json& item, const std::string& where)
            "must be a non-empty array of strings (argv; use [\"sh\", \"-c\", \"...\"] for a shell)");
   }
   for (std::size_t i = 0; i < command.size(); ++i) {
-    if (!command[i].is_string()) r.fail(where + ".command[" + std::to_string(i) + "]", "must be a string");
-    job.command.push_back(command[i].get<std::string>());
+    job.command.push_back(r.plain(command[i], where + ".command[" + std::to_string(i) + "]"));
   }
-  job.description = item.contains("description") ? r.text(item["description"], where + ".description", 1023)
-                                                 : "runs " + job.command.front();
+  job.description = item.contains("description")
+                        ? r.text(item["description"], where + ".description", jobrepo::TextKind::description)
+                        : "runs " + job.command.front();
   if (!item.contains("every")) r.fail(where + ".every", "is missing");
   job.every = r.duration(item["every"], where + ".every", true);
   if (item.contains("timeout")) job.timeout = r.duration(item["timeout"], where + ".timeout", true);
   if (item.contains("working_directory")) {
-    job.working_directory = r.text(item["working_directory"], where + ".working_directory");
-    if (!std::filesystem::is_directory(job.working_directory)) {
-      r.fail(where + ".working_directory", "\"" + job.working_directory + "\" is not a directory");
-    }
+    const std::string field = where + ".working_directory";
+    job.working_directory = r.plain(item["working_directory"], field);
+    if (job.working_directory.empty()) r.fail(field, "must not be empty");
+    // The error_code overload: a path too long, a loop of links or a parent
+    // that cannot be searched is the config's error, not a crash.
+    std::error_code error;
+    const bool directory = std::filesystem::is_directory(job.working_directory, error);
+    if (error) r.fail(field, jobrepo::quote_text(job.working_directory) + ": " + error.message());
+    if (!directory) r.fail(field, jobrepo::quote_text(job.working_directory) + " is not a directory");
   }
   if (item.contains("environment")) {
     const auto& env = item["environment"];
     if (!env.is_object()) r.fail(where + ".environment", "must be an object of strings");
     for (const auto& [key, value] : env.items()) {
-      if (!value.is_string()) r.fail(where + ".environment." + key, "must be a string");
-      if (key.empty() || key.find('=') != std::string::npos) r.fail(where + ".environment." + key, "invalid name");
-      job.environment[key] = value.get<std::string>();
+      const std::string field = where + ".environment." + key;
+      if (key.empty() || key.find('=') != std::string::npos) {
+        r.fail(where + ".environment", "the name " + jobrepo::quote_text(key) + " is empty or has a '='");
+      }
+      if (const auto problem = jobrepo::encoding_problem(key))
+        r.fail(where + ".environment", "the name " + problem->message);
+      job.environment[key] = r.plain(value, field);
     }
   }
   return job;
@@ -311,7 +378,7 @@ ServeConfig load_config(const std::string& path) {
   if (!in) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
   json root;
   try {
-    root = json::parse(in);
+    root = json::parse(in, refuse_duplicate_keys(path));
   } catch (const json::parse_error& e) {
     throw ConfigError(path + ": not valid JSON: " + e.what());
   }
@@ -320,12 +387,23 @@ ServeConfig load_config(const std::string& path) {
   r.only(root, "",
          {"plugin_id", "worker_threads", "claim_interval", "monitor_interval", "interrupt_threshold", "grace", "jobs"});
   ServeConfig config;
-  if (root.contains("plugin_id")) config.plugin_id = r.text(root["plugin_id"], "plugin_id", 127);
+  if (root.contains("plugin_id"))
+    config.plugin_id = r.text(root["plugin_id"], "plugin_id", jobrepo::TextKind::plugin_id);
   if (root.contains("worker_threads")) {
-    if (!root["worker_threads"].is_number_integer() || root["worker_threads"].get<int>() < 1) {
-      r.fail("worker_threads", "must be an integer >= 1");
+    // Read as 64 bits (read as an int, 4294967297 wrapped to 1), then checked.
+    const auto& value = root["worker_threads"];
+    std::int64_t threads = 0;  // anything out of range
+    if (value.is_number_unsigned()) {
+      if (value.get<std::uint64_t>() <= static_cast<std::uint64_t>(max_worker_threads)) {
+        threads = value.get<std::int64_t>();
+      }
+    } else if (value.is_number_integer()) {
+      threads = value.get<std::int64_t>();
     }
-    config.worker_threads = root["worker_threads"].get<int>();
+    if (threads < 1 || threads > max_worker_threads) {
+      r.fail("worker_threads", "must be an integer from 1 to " + std::to_string(max_worker_threads));
+    }
+    config.worker_threads = static_cast<int>(threads);
   }
   if (root.contains("claim_interval"))
     config.claim_interval = r.duration(root["claim_interval"], "claim_interval", true);

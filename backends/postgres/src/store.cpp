@@ -755,8 +755,8 @@ std::string redact_postgres_url(const std::string& url) { return postgres_backen
 
 std::unique_ptr<Store> open_postgres_store(const std::string& url, const StoreOptions& options) {
   if (url.empty()) throw Error(ErrorCode::invalid_parameter, "open_store: missing PostgreSQL URL");
-  if (options.busy_timeout.count() < 0) {
-    throw Error(ErrorCode::invalid_parameter, "open_store: negative busy_timeout");
+  if (const auto problem = store_options_problem(options); !problem.empty()) {
+    throw Error(ErrorCode::invalid_parameter, "open_store: " + problem);
   }
   // libpq would quote parts of an unclear URL in its messages, or read a
   // password otherwise than meant: refused before libpq sees it.

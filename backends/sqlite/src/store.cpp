@@ -24,6 +24,26 @@
 
 namespace jobrepo::sqlite_backend {
 
+// SOCI 4.0.3 always opens with SQLITE_OPEN_CREATE and takes no open flags,
+// but it takes a VFS name: this VFS is the default one with an xOpen that
+// drops SQLITE_OPEN_CREATE for main database files.
+const char* no_create_vfs() {
+  static const char* const name = [] {
+    static sqlite_api::sqlite3_vfs* const base = sqlite_api::sqlite3_vfs_find(nullptr);
+    static sqlite_api::sqlite3_vfs vfs = *base;
+    vfs.zName = "jobrepo-no-create";
+    vfs.pNext = nullptr;
+    vfs.xOpen = [](sqlite_api::sqlite3_vfs*, const char* path, sqlite_api::sqlite3_file* file, int flags,
+                   int* out_flags) {
+      if ((flags & SQLITE_OPEN_MAIN_DB) != 0) flags &= ~SQLITE_OPEN_CREATE;
+      return base->xOpen(base, path, file, flags, out_flags);
+    };
+    sqlite_api::sqlite3_vfs_register(&vfs, 0);
+    return vfs.zName;
+  }();
+  return name;
+}
+
 namespace {
 
 using std::chrono::microseconds;
@@ -226,7 +246,9 @@ class SqliteStore final : public Store {
     // database at the path: refuse (see check_not_moved()).
     refuse_if_moved();
     // SOCI's connect string splits on spaces and quotes; the path is quoted.
-    auto connection = std::make_unique<Connection>("db=\"" + options_.path + "\"", options_.busy_timeout);
+    std::string connect_string = "db=\"" + options_.path + "\"";
+    if (!options_.create_if_missing && !in_memory_) connect_string += std::string(" vfs=") + no_create_vfs();
+    auto connection = std::make_unique<Connection>(connect_string, options_.busy_timeout);
     soci::session* sql = &connection->sql;
     auto* db = native(*sql);
     sqlite_api::sqlite3_extended_result_codes(db, 1);
@@ -768,6 +790,16 @@ void create_private_file(const std::string& path) {
               "open_store: cannot create sqlite database " + quoted(path) + ": " + std::strerror(errno));
 }
 
+// Throws unavailable (native code ENOENT) when the database file does not
+// exist, for stores that must not create it. Other failures are left to
+// SQLite's open, which names them.
+void require_existing_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
+    throw Error(ErrorCode::unavailable, "open_store: sqlite database " + quoted(path) + " does not exist", "ENOENT");
+  }
+}
+
 }  // namespace
 
 }  // namespace jobrepo::sqlite_backend
@@ -780,10 +812,17 @@ std::unique_ptr<Store> open_sqlite_store(const SqliteOptions& options) {
     throw Error(ErrorCode::invalid_parameter,
                 "open_store: sqlite database path " + options.path + " contains a double quote");
   }
-  if (options.busy_timeout.count() < 0) {
-    throw Error(ErrorCode::invalid_parameter, "open_store: negative busy_timeout");
+  if (const auto problem = store_options_problem({options.pool_size, options.busy_timeout, options.create_if_missing});
+      !problem.empty()) {
+    throw Error(ErrorCode::invalid_parameter, "open_store: " + problem);
   }
-  if (options.path != ":memory:") sqlite_backend::create_private_file(options.path);
+  if (options.path != ":memory:") {
+    if (options.create_if_missing) {
+      sqlite_backend::create_private_file(options.path);
+    } else {
+      sqlite_backend::require_existing_file(options.path);
+    }
+  }
   try {
     return std::make_unique<sqlite_backend::SqliteStore>(options);
   } catch (const soci::sqlite3_soci_error& e) {
@@ -804,6 +843,7 @@ void register_sqlite_backend() {
       SqliteOptions options;
       options.pool_size = store_options.pool_size;
       options.busy_timeout = store_options.busy_timeout;
+      options.create_if_missing = store_options.create_if_missing;
       if (const auto query = rest.find('?'); query != std::string::npos) {
         const std::string parameter = rest.substr(query + 1);
         rest.resize(query);

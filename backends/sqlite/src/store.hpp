@@ -11,4 +11,9 @@ namespace jobrepo::sqlite_backend {
 // The migrations of schema/sqlite, embedded at build time (schema.cpp).
 std::span<const Migration> migrations();
 
+// The name of a registered SQLite VFS that works as the default one but
+// never creates a main database file (it opens it without
+// SQLITE_OPEN_CREATE): the VFS of stores with create_if_missing = false.
+const char* no_create_vfs();
+
 }  // namespace jobrepo::sqlite_backend

@@ -40,8 +40,15 @@ std::vector<std::string> registered_backends();
 std::string redact_registered_url(const std::string& url);
 
 // Opens `url` with the factory registered for its scheme.
-// Throws invalid_parameter when the URL has no scheme or no backend for it is registered.
+// Throws invalid_parameter when the URL has no scheme, no backend for it is
+// registered, or the options have a problem (store_options_problem).
 std::unique_ptr<Store> open_registered_store(const std::string& url, const StoreOptions& options = {});
+
+// Why `options` cannot open a store, in one line naming the option and its
+// value ("pool_size -1 is negative"), or empty: a negative pool_size or
+// busy_timeout. open_registered_store() and the built-in backends' own open
+// functions throw it as invalid_parameter ("open_store: ...").
+std::string store_options_problem(const StoreOptions& options);
 
 // A new run id: 22 URL-safe characters (A-Z a-z 0-9 - _) carrying 128 random
 // bits from the operating system's generator. Thread-safe.

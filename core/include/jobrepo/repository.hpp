@@ -8,6 +8,16 @@
 // of invalid_parameter, record_not_found, invalid_job_run_state,
 // check_constraint wins. Every method may also throw unavailable, busy,
 // schema_mismatch or internal (see error.hpp). A failed call writes nothing.
+// An error's message starts with the name of the method called
+// ("complete_run: ..."), whatever the store called its own operation.
+//
+// Text: every name, description, server id, plugin id and run id follows
+// the rules of text.hpp. Text that is stored (create_job, ensure_job,
+// run_jobs' server_id, the plugin_id) must be valid UTF-8 without a NUL
+// byte (else invalid_parameter) and fit its length (else check_constraint);
+// text that is only compared (lookups, filters) must be valid UTF-8 without a
+// NUL byte (else invalid_parameter); run ids are A-Z a-z 0-9 - _ only (else
+// invalid_parameter).
 //
 // Durations: any std::chrono duration that converts to microseconds without
 // loss (seconds, milliseconds, minutes, hours...). Negative means "in the past".
@@ -16,6 +26,7 @@
 
 #include <jobrepo/error.hpp>
 #include <jobrepo/store.hpp>
+#include <jobrepo/text.hpp>
 #include <jobrepo/types.hpp>
 
 #include <chrono>
@@ -35,7 +46,7 @@ namespace jobrepo {
 inline constexpr std::chrono::microseconds max_offset{std::chrono::days(36525)};
 
 struct RepositoryOptions {
-  std::string plugin_id = std::string(default_plugin_id);  // non-empty
+  std::string plugin_id = std::string(default_plugin_id);  // 1-127 characters (text.hpp)
   int default_limit = 10000;  // list_jobs limit when the call gives none; 0: 10000, negative: unlimited
 };
 
@@ -95,16 +106,18 @@ struct RunUpdateResult {
 
 class Repository {
  public:
-  // Throws invalid_parameter when options.plugin_id is empty.
+  // Throws invalid_parameter when options.plugin_id is empty or malformed
+  // (a NUL byte, not UTF-8), check_constraint when it is blank or over 127
+  // characters.
   explicit Repository(Store& store, RepositoryOptions options = {});
 
   const std::string& plugin_id() const noexcept { return plugin_id_; }
 
   // Inserts a job due at now + next_run_in.
-  // Throws invalid_parameter (empty name, then empty description; next_run_in
-  // beyond max_offset),
-  // check_constraint (name blank or over 127 characters, description blank or
-  // over 1023), not_unique (the name exists in this plugin).
+  // Throws invalid_parameter (name, then description: empty, a NUL byte, not
+  // valid UTF-8; next_run_in beyond max_offset), check_constraint (name blank
+  // or over 127 characters, description blank or over 1023), not_unique (the
+  // name exists in this plugin).
   Job create_job(std::string_view name, std::string_view description, CreateJobOptions options = {});
 
   // Registers a job idempotently: creates it (due at now + next_run_in) when
@@ -113,33 +126,34 @@ class Repository {
   // create_job, except that an existing name is not an error.
   Job ensure_job(std::string_view name, std::string_view description, CreateJobOptions options = {});
 
-  // The job, or empty. Throws invalid_parameter for an empty name.
+  // The job, or empty. Throws invalid_parameter for an empty or malformed name.
   std::optional<Job> lookup_job(std::string_view name);
 
-  // This plugin's jobs ordered by name.
+  // This plugin's jobs ordered by name. Throws invalid_parameter for a
+  // malformed name filter.
   std::vector<Job> list_jobs(ListJobsOptions options = {});
 
   // Sets the job's next_scheduled_run to now + next_run_in, earlier or later.
-  // Throws invalid_parameter (empty name, next_run_in beyond max_offset),
-  // record_not_found.
+  // Throws invalid_parameter (empty or malformed name, next_run_in beyond
+  // max_offset), record_not_found.
   Job update_job_next_run(std::string_view name, std::chrono::microseconds next_run_in);
 
   // Deletes the job and all its runs (running ones too: their owners' next
   // heartbeat finds them gone and cancels them). Throws invalid_parameter
-  // (empty name), record_not_found.
+  // (empty or malformed name), record_not_found.
   void delete_job(std::string_view name);
 
   // The claim: a running run owned by server_id for each due job that has no
   // running run, earliest due first (ties by name), at most options.limit.
   // Returns the new runs in claim order, or none. Never fails because another
   // server claimed at the same time.
-  // Throws invalid_parameter (empty server_id), check_constraint (server_id
-  // blank or over 255 characters).
+  // Throws invalid_parameter (server_id empty or malformed, a malformed
+  // only_jobs name), check_constraint (server_id blank or over 255 characters).
   std::vector<Run> run_jobs(std::string_view server_id, RunJobsOptions options = {});
 
   // Sets the counts of a running run and refreshes its update_time (the
   // owner's proof of life, even when the counts did not change).
-  // Throws invalid_parameter (empty id), record_not_found,
+  // Throws invalid_parameter (empty id, or not A-Z a-z 0-9 - _), record_not_found,
   // invalid_job_run_state (the run is final), check_constraint (a negative
   // count or completed > total).
   Run update_progress(std::string_view run_id, std::int64_t completed, std::int64_t total);
@@ -175,13 +189,15 @@ class Repository {
   // updated for `threshold` becomes interrupted with end_time = now. Threshold
   // 0: all running runs. Returns those runs in no promised order. Jobs are not
   // rescheduled. Throws invalid_parameter for a threshold that is negative
-  // or beyond max_offset.
+  // or beyond max_offset, or a malformed server_id filter.
   std::vector<Run> interrupt_runs(std::chrono::microseconds threshold, InterruptRunsOptions options = {});
 
-  // The run, or empty. Throws invalid_parameter for an empty id.
+  // The run, or empty. Throws invalid_parameter for an empty id or one with
+  // characters other than A-Z a-z 0-9 - _.
   std::optional<Run> lookup_run(std::string_view run_id);
 
-  // This plugin's runs, newest first.
+  // This plugin's runs, newest first. Throws invalid_parameter for a
+  // malformed job_name filter.
   std::vector<Run> list_runs(ListRunsOptions options = {});
 
   // Deletes final runs that ended at least `older_than` ago, so that history
@@ -193,6 +209,7 @@ class Repository {
   // The checked arguments of create_job / ensure_job.
   NewJob new_job(const char* operation, std::string_view name, std::string_view description,
                  const CreateJobOptions& options) const;
+  std::vector<RunUpdateResult> apply_updates(const char* operation, std::span<const RunUpdate> updates);
   Run transition(const char* operation, std::string_view run_id, RunTransition change);
   [[noreturn]] void throw_transition_error(const char* operation, const std::string& run_id,
                                            const std::string& counts_problem);

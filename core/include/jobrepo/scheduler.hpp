@@ -176,7 +176,9 @@ std::string scheduler_options_problem(const SchedulerOptions& options);
 
 class Scheduler {
  public:
-  // Throws invalid_parameter for an empty server_id or for options with a
+  // Throws for a server_id that run_jobs refuses (text.hpp: invalid_parameter
+  // when empty, with a NUL byte or not valid UTF-8; check_constraint when
+  // blank or over 255 characters), and invalid_parameter for options with a
   // problem (scheduler_options_problem).
   Scheduler(std::string server_id, Store& store, SchedulerOptions options = {});
   Scheduler(const Scheduler&) = delete;

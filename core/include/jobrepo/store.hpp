@@ -16,7 +16,9 @@
 // one place: unique violation -> not_unique, check violation -> check_constraint,
 // lock/serialization conflicts that outlast its retries -> busy, connection
 // failures -> unavailable, a missing or newer schema -> schema_mismatch,
-// anything else -> internal with the native code kept.
+// anything else -> internal with the native code kept. A message starts with
+// the name of the operation and ": " ("claim_runs: ..."); the Repository puts
+// the name of its own method, the one its caller called, in that place.
 #pragma once
 
 #include <jobrepo/types.hpp>
@@ -179,10 +181,17 @@ class Store {
 };
 
 // Options every backend understands; a backend documents any it ignores.
+// open_store() refuses negative values with invalid_parameter
+// (store_options_problem(), backend.hpp).
 struct StoreOptions {
   int pool_size = 0;  // connections the store may open; 0: the backend's default
   // How long a lock conflict is waited out and retried before `busy` is thrown.
   std::chrono::milliseconds busy_timeout{5000};
+  // When false, a database that does not exist is not created: opening it
+  // throws unavailable (for a tool that only reads, where a mistyped path
+  // must not leave an empty database behind). SQLite files only; PostgreSQL
+  // never creates a database and ignores it.
+  bool create_if_missing = true;
 };
 
 }  // namespace jobrepo

@@ -16,6 +16,13 @@ namespace jobrepo {
 using Clock = std::chrono::system_clock;
 using Timestamp = Clock::time_point;
 
+// The Timestamp `us` microseconds after the Unix epoch: the one conversion
+// of a stored time. A time beyond what a Timestamp holds (with a nanosecond
+// system_clock, as libstdc++'s: before 1677-09-21 or after 2262-04-11, which
+// only SQL written by hand can store) saturates at the earliest or latest
+// whole microsecond a Timestamp holds instead of wrapping around.
+Timestamp timestamp_from_us(std::int64_t us) noexcept;
+
 // The plugin id a Repository uses when none is given.
 inline constexpr std::string_view default_plugin_id = "pi_system";
 

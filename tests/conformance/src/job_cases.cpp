@@ -116,6 +116,33 @@ TEST_CASE("create_job rejects bad input and writes nothing", "[conformance][jobs
   CHECK(f.repo.list_jobs().size() == 4);
 }
 
+TEST_CASE("text with a NUL byte or invalid UTF-8 is invalid_parameter, never cut short or stored",
+          "[conformance][jobs][errors]") {
+  using namespace std::string_literals;
+  Fixture f;
+  f.repo.create_job("nul", "d", {.next_run_in = 1h});
+  // A database that cut "nul\0b" at its NUL byte would act on the job "nul".
+  JR_REQUIRE_ERROR_WITH(f.repo.create_job("nul\0b"s, "d"), ErrorCode::invalid_parameter, "NUL");
+  JR_REQUIRE_ERROR(f.repo.ensure_job("nul\0b"s, "d"), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.create_job("other", "d\0d"s), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.lookup_job("nul\0b"s), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.update_job_next_run("nul\0b"s, -1h), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.delete_job("nul\0b"s), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.list_jobs({.name = "nul\0b"s}), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.run_jobs("s\0b"s), ErrorCode::invalid_parameter);
+  // Bytes that are not UTF-8 (one database would store them, another refuse them).
+  JR_REQUIRE_ERROR_WITH(f.repo.create_job("bad\xff", "d"), ErrorCode::invalid_parameter, "UTF-8");
+  JR_REQUIRE_ERROR(f.repo.create_job("other", "bad\xc3("), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.lookup_job("bad\xff"), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.run_jobs("server\xff"), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.lookup_run("0123456789abcde\xff"), ErrorCode::invalid_parameter);
+  // Nothing was written, and "nul" is as it was.
+  const auto jobs = f.repo.list_jobs();
+  REQUIRE(jobs.size() == 1);
+  CHECK(jobs.front().name == "nul");
+  CHECK(f.repo.run_jobs("s1").empty());
+}
+
 TEST_CASE("create_job with an existing name is not_unique and keeps the original", "[conformance][jobs][errors]") {
   Fixture f;
   const Job original = f.repo.create_job("dup", "first", {.next_run_in = 1h});

@@ -22,10 +22,12 @@
 
 namespace jobrepo {
 
-// Connects to PostgreSQL. Throws invalid_parameter for an empty URL and for
-// an unclear one (see redact_postgres_url: libpq would quote parts of it, or
-// could read its password otherwise than meant), unavailable when the server
-// cannot be reached. No message contains the password.
+// Connects to PostgreSQL. Throws invalid_parameter for an empty URL, for an
+// unclear one (see redact_postgres_url: libpq would quote parts of it, or
+// could read its password otherwise than meant), and for a negative pool_size
+// or busy_timeout; unavailable when the server cannot be reached. No message
+// contains the password. create_if_missing is ignored: the database must
+// exist (migrate() creates the tables).
 std::unique_ptr<Store> open_postgres_store(const std::string& url, const StoreOptions& options = {});
 
 // Registers the "postgresql" and "postgres" URL schemes with open_store().

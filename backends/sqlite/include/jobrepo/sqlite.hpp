@@ -28,10 +28,15 @@ struct SqliteOptions {
   SqliteSynchronous synchronous = SqliteSynchronous::full;
   int pool_size = 0;  // 0: 8 for a file, always 1 for ":memory:"
   std::chrono::milliseconds busy_timeout{5000};
+  // When false, a missing file is not created (SQLite opens it without
+  // SQLITE_OPEN_CREATE): opening it throws unavailable, native code ENOENT.
+  bool create_if_missing = true;
 };
 
-// Opens (creating when missing) a SQLite store. Throws invalid_parameter for
-// an empty path, unavailable when the file cannot be opened or created.
+// Opens (creating when missing, unless create_if_missing is false) a SQLite
+// store. Throws invalid_parameter for an empty path and for a negative
+// pool_size or busy_timeout, unavailable when the file cannot be opened or
+// created, or does not exist and must not be created.
 std::unique_ptr<Store> open_sqlite_store(const SqliteOptions& options);
 
 // Registers the "sqlite" URL scheme with open_store(). Idempotent, thread-safe.

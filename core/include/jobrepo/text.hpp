@@ -1,0 +1,63 @@
+// jobrepo: the rules for the text the API takes (job names, descriptions,
+// server ids, plugin ids, run ids), written once. The Repository and the
+// Scheduler check every such argument with them before any I/O; tools call
+// them to check text before it reaches the library (jobctl serve's config).
+//
+// Every text must be well-formed: valid UTF-8 without a NUL byte (a NUL
+// would cut the text short in PostgreSQL, so that "a\0b" acted on "a").
+// Text that is stored must also fit the schema's limits: 1 to 127
+// characters for job names and plugin ids, 1 to 1023 for descriptions, 1 to
+// 255 for server ids, counted in code points after trimming leading and
+// trailing spaces (as SQL's length(trim(x))). Run ids are URL-safe
+// characters only (A-Z a-z 0-9 - _). docs/architecture.md, "Inputs: ranges
+// and text rules", lists every rule with its error code. Thread-safe.
+#pragma once
+
+#include <jobrepo/error.hpp>
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace jobrepo {
+
+inline constexpr std::size_t max_name_length = 127;          // job names and plugin ids
+inline constexpr std::size_t max_description_length = 1023;  // job descriptions
+inline constexpr std::size_t max_server_id_length = 255;     // server ids
+
+// What a text is, for its rule.
+enum class TextKind { job_name, description, server_id, plugin_id, run_id };
+
+// Why a text is refused: the error code the API throws for it and a phrase
+// that follows the field's name in a message, naming the value as
+// quote_text() shows it: `is missing`, `"a\x00b" contains a NUL byte`,
+// `"\xff" is not valid UTF-8`, `"  " is blank`,
+// `"xx..." has 128 characters, more than 127`.
+struct TextProblem {
+  ErrorCode code;
+  std::string message;
+};
+
+// The problem of `value` as a text of `kind` that is stored (created,
+// claimed with, a Repository's plugin), or nothing when it is accepted:
+//   invalid_parameter: empty; a NUL byte; not valid UTF-8; for a run id, a
+//     character other than A-Z a-z 0-9 - _;
+//   check_constraint: blank, or longer than the kind's limit (above).
+std::optional<TextProblem> text_problem(TextKind kind, std::string_view value);
+
+// The problem of a text that is only compared (a lookup's name, a filter),
+// or nothing: a NUL byte or invalid UTF-8, both invalid_parameter. No length
+// rule applies: a text too long to be stored is simply never found.
+std::optional<TextProblem> encoding_problem(std::string_view value);
+
+// Code points of `text` after trimming leading and trailing spaces, as the
+// schema counts them. REQUIRES: `text` is valid UTF-8 (encoding_problem()).
+std::size_t trimmed_length(std::string_view text);
+
+// `text` as messages show it: in double quotes, cut after 60 code points
+// ("..." follows), with control characters, DEL and bytes that are not part
+// of valid UTF-8 written as \xNN. The result is one line of valid UTF-8.
+std::string quote_text(std::string_view text);
+
+}  // namespace jobrepo

@@ -1,0 +1,128 @@
+#include <jobrepo/text.hpp>
+
+#include <cstdio>
+
+namespace jobrepo {
+
+namespace {
+
+unsigned char byte_at(std::string_view text, std::size_t i) { return static_cast<unsigned char>(text[i]); }
+
+// The length of the well-formed UTF-8 sequence that starts at text[i], or 0
+// when the bytes there are not one (RFC 3629: no overlong forms, no UTF-16
+// surrogates, nothing beyond U+10FFFF; the set PostgreSQL accepts too).
+std::size_t sequence_length(std::string_view text, std::size_t i) {
+  const unsigned char lead = byte_at(text, i);
+  if (lead < 0x80) return 1;
+  std::size_t length = 0;
+  unsigned char low = 0x80;  // the range of the second byte
+  unsigned char high = 0xBF;
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    length = 2;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    length = 3;
+    if (lead == 0xE0) low = 0xA0;   // overlong
+    if (lead == 0xED) high = 0x9F;  // surrogates
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    length = 4;
+    if (lead == 0xF0) low = 0x90;   // overlong
+    if (lead == 0xF4) high = 0x8F;  // beyond U+10FFFF
+  } else {
+    return 0;
+  }
+  if (i + length > text.size()) return 0;
+  if (byte_at(text, i + 1) < low || byte_at(text, i + 1) > high) return 0;
+  for (std::size_t k = 2; k < length; ++k) {
+    if ((byte_at(text, i + k) & 0xC0U) != 0x80U) return 0;
+  }
+  return length;
+}
+
+bool url_safe(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+std::size_t limit_of(TextKind kind) {
+  switch (kind) {
+    case TextKind::description: return max_description_length;
+    case TextKind::server_id: return max_server_id_length;
+    case TextKind::job_name:
+    case TextKind::plugin_id:
+    case TextKind::run_id: break;
+  }
+  return max_name_length;
+}
+
+}  // namespace
+
+std::optional<TextProblem> encoding_problem(std::string_view value) {
+  for (std::size_t i = 0; i < value.size();) {
+    if (value[i] == '\0') return TextProblem{ErrorCode::invalid_parameter, quote_text(value) + " contains a NUL byte"};
+    const auto length = sequence_length(value, i);
+    if (length == 0) return TextProblem{ErrorCode::invalid_parameter, quote_text(value) + " is not valid UTF-8"};
+    i += length;
+  }
+  return std::nullopt;
+}
+
+std::optional<TextProblem> text_problem(TextKind kind, std::string_view value) {
+  if (value.empty()) return TextProblem{ErrorCode::invalid_parameter, "is missing"};
+  if (auto problem = encoding_problem(value)) return problem;
+  if (kind == TextKind::run_id) {
+    for (const char c : value) {
+      if (!url_safe(c)) {
+        return TextProblem{ErrorCode::invalid_parameter,
+                           quote_text(value) + " has characters other than A-Z a-z 0-9 - _"};
+      }
+    }
+    return std::nullopt;
+  }
+  const auto length = trimmed_length(value);
+  if (length == 0) return TextProblem{ErrorCode::check_constraint, quote_text(value) + " is blank"};
+  if (const auto limit = limit_of(kind); length > limit) {
+    return TextProblem{ErrorCode::check_constraint, quote_text(value) + " has " + std::to_string(length) +
+                                                        " characters, more than " + std::to_string(limit)};
+  }
+  return std::nullopt;
+}
+
+std::size_t trimmed_length(std::string_view text) {
+  const auto first = text.find_first_not_of(' ');
+  if (first == std::string_view::npos) return 0;
+  const auto last = text.find_last_not_of(' ');
+  std::size_t characters = 0;
+  for (std::size_t i = first; i <= last; ++i) {
+    if ((byte_at(text, i) & 0xC0U) != 0x80U) ++characters;
+  }
+  return characters;
+}
+
+std::string quote_text(std::string_view text) {
+  constexpr std::size_t shown = 60;  // code points
+  std::string out = "\"";
+  std::size_t characters = 0;
+  std::size_t i = 0;
+  const auto escape = [&](unsigned char c) {
+    char hex[5];
+    std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned>(c));
+    out.append(hex);
+  };
+  while (i < text.size() && characters < shown) {
+    const auto length = sequence_length(text, i);
+    const unsigned char c = byte_at(text, i);
+    if (length == 0 || c < 0x20 || c == 0x7F) {
+      escape(c);
+      i += 1;
+    } else {
+      if (c == '"' || c == '\\') out.push_back('\\');
+      out.append(text.substr(i, length));
+      i += length;
+    }
+    ++characters;
+  }
+  if (i < text.size()) out.append("...");
+  out.push_back('"');
+  return out;
+}
+
+}  // namespace jobrepo
