@@ -302,6 +302,8 @@ TEST_CASE("cli: libpq's own ways to give the password work: a service file, PGPA
       cli.bare({"--db", "postgresql://?service=nosuch", "jobs"}, {"PGSERVICEFILE=" + services.string()});
   CHECK(bad_service.status == 1);
   CHECK(bad_service.err.find("hunter2") == std::string::npos);
+}
+
 TEST_CASE("cli: an error names the command as typed: jobctl COMMAND: MESSAGE (CODE)") {
   Cli cli;
   REQUIRE(cli({"migrate"}).status == 0);
@@ -715,6 +717,8 @@ TEST_CASE("cli: a bad serve config exits 2 naming the field, before touching the
        "jobs[0].working_directory"},
       {R"({"worker_threads": 0, "jobs": [{"name": "x", "command": ["true"], "every": "1s"}]})", "worker_threads"},
       {R"({"jobs": [)", "not valid JSON"},
+      // A number no double holds (found by the config fuzzer: it aborted serve).
+      {R"({"jobs": [{"name": "x", "command": ["true"], "every": "1s"}], "n": 888e88887})", "not valid JSON"},
       {R"({"jobs": [{"name": "a\u0000b", "command": ["true"], "every": "1s"}]})",
        R"(jobs[0].name: "a\x00b" contains a NUL byte)"},
       {R"({"jobs": [{"name": "x", "description": "d\u0000", "command": ["true"], "every": "1s"}]})",

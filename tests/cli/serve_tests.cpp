@@ -349,10 +349,11 @@ void kill_audit(bool same_id) {
     const auto killed = Steady::now();
     // Same id: at once. New id: after the check, as a new server.
     if (same_id) start(victim);
-    std::this_thread::sleep_until(killed + 1s);
-    if (const auto alive = processes_of_serve(cli.dir.path, old_tag); !alive.empty()) {
+    const bool gone = wait_until([&] { return processes_of_serve(cli.dir.path, old_tag).empty(); },
+                                 std::chrono::duration_cast<std::chrono::milliseconds>(killed + 1s - Steady::now()));
+    if (!gone) {
       ++alive_after_a_second;
-      alive_report += describe(alive);
+      alive_report += describe(processes_of_serve(cli.dir.path, old_tag));
     }
     if (!same_id) start(victim);
   }

@@ -388,6 +388,8 @@ TEST_CASE("sqlite: a full disk is unavailable with SQLite's own words, not those
   CHECK(native.rfind("sqlite 13 ", 0) == 0);
   // Reads still work, and so do writes once there is room again.
   CHECK(!repo.list_jobs().empty());
+}
+
 TEST_CASE("sqlite: times written by hand beyond what a Timestamp holds read back saturated, never wrapped") {
   TempDir dir{"jobrepo-sqlite-test"};
   const auto path = (dir.path / "times.db").string();

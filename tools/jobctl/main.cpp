@@ -1,4 +1,5 @@
 // jobctl: the operator's tool for jobrepo. See docs/cli.md, or jobctl --help.
+#include "args.hpp"
 #include "duration.hpp"
 #include "serve.hpp"
 #include "supervisor.hpp"
@@ -9,17 +10,9 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <fstream>
 #include <functional>
 #include <iostream>
-#include <map>
 #include <set>
-#include <sstream>
-
-#include <sys/stat.h>
 
 namespace {
 
@@ -30,253 +23,6 @@ using namespace jobctl;
 constexpr int exit_ok = 0;
 constexpr int exit_failed = 1;
 constexpr int exit_usage = 2;
-
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-// One subcommand: its words ("job create"), arguments, options, summary.
-struct Command {
-  std::string words;
-  std::string arguments;  // e.g. "NAME DESCRIPTION [--next-run-in D]"
-  std::string summary;
-  std::vector<std::string> positional;  // names of the required positional arguments
-  std::set<std::string> options;        // accepted --options taking a value
-};
-
-const std::vector<Command>& commands() {
-  static const std::vector<Command> all = {
-      {"migrate", "", "Create or upgrade the database schema", {}, {}},
-      {"jobs", "", "List the jobs", {}, {}},
-      {"job show", "NAME", "Show one job", {"NAME"}, {}},
-      {"job create",
-       "NAME DESCRIPTION [--next-run-in D]",
-       "Create a job (due now by default)",
-       {"NAME", "DESCRIPTION"},
-       {"--next-run-in"}},
-      {"job next-run", "NAME D", "Set when a job runs next, D from now", {"NAME", "D"}, {}},
-      {"job run-now", "NAME", "Make a job due now", {"NAME"}, {}},
-      {"job delete", "NAME", "Delete a job and its runs", {"NAME"}, {}},
-      {"runs",
-       "[--job NAME] [--status S] [--limit N]",
-       "List runs, newest first",
-       {},
-       {"--job", "--status", "--limit"}},
-      {"run show", "ID", "Show one run", {"ID"}, {}},
-      {"claim", "--server ID [--limit N]", "Claim due jobs as server ID", {}, {"--server", "--limit"}},
-      {"run progress", "ID COMPLETED TOTAL", "Report the progress of a running run", {"ID", "COMPLETED", "TOTAL"}, {}},
-      {"run complete", "ID --next-run-in D", "Complete a run; its job runs again D later", {"ID"}, {"--next-run-in"}},
-      {"run fail", "ID", "Fail a run (its job stays due)", {"ID"}, {}},
-      {"interrupt",
-       "--threshold D [--server ID]",
-       "Interrupt running runs not updated for D",
-       {},
-       {"--threshold", "--server"}},
-      {"prune", "--older-than D", "Delete final runs that ended at least D ago", {}, {"--older-than"}},
-      {"audit", "", "Check that no job ever had two runs at the same time", {}, {}},
-      {"serve",
-       "--config FILE [--server-id ID]",
-       "Run the commands of a config file as jobs",
-       {},
-       {"--config", "--server-id"}},
-  };
-  return all;
-}
-
-std::string usage_text() {
-  std::ostringstream out;
-  out << "usage: jobctl [--db URL | --db-file PATH] [--json] [--plugin ID] COMMAND [ARGS]\n\n"
-      << "Jobs that run on one server at a time, kept in SQLite or PostgreSQL.\n\n"
-      << "Commands:\n";
-  for (const auto& c : commands()) {
-    std::string line = "  " + c.words + (c.arguments.empty() ? "" : " " + c.arguments);
-    if (line.size() < 48) line.append(48 - line.size(), ' ');
-    out << line << "  " << c.summary << "\n";
-  }
-  out << "\nOptions:\n"
-      << "  --db URL        sqlite:PATH, sqlite::memory:, postgresql://... (default: $JOBREPO_DATABASE_URL,\n"
-      << "                  else the URL in the file $JOBREPO_DATABASE_URL_FILE, else sqlite:jobrepo.db);\n"
-      << "                  only migrate and serve create a SQLite file\n"
-      << "  --db-file PATH  the URL from the first line of PATH, so that ps does not show a password\n"
-      << "                  (keep the file mode 0600; one others can read is refused)\n"
-      << "  --json          machine-readable output, indented (schema in docs/cli.md)\n"
-      << "  --plugin ID     the plugin whose jobs to act on (default pi_system)\n"
-      << "  --help          this text; COMMAND --help for one command\n\n"
-      << "Durations read like 90s, 5m, 1h30m, 250ms, 2d, at most 100 years; --limit N is at least 1,\n"
-      << "or -1 for all. Exit status: 0 ok, 1 the operation failed (jobctl COMMAND: MESSAGE (CODE)),\n"
-      << "2 usage error.\n";
-  return out.str();
-}
-
-struct Invocation {
-  const Command* command = nullptr;
-  std::vector<std::string> args;              // positional, after the command words
-  std::map<std::string, std::string> values;  // --option value
-  std::string url;                            // --db or $JOBREPO_DATABASE_URL
-  std::string url_file;                       // else --db-file or $JOBREPO_DATABASE_URL_FILE
-  std::string url_file_source;                // which of those two
-  std::string plugin = "pi_system";
-  bool json_output = false;
-  bool help = false;
-};
-
-// Fills `in` as it goes, so that a usage error can name the command once it
-// is known.
-void parse(int argc, char* argv[], Invocation& in) {
-  std::vector<std::string> words;
-  std::map<std::string, std::string> values;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--json") {
-      in.json_output = true;
-    } else if (arg == "--help" || arg == "-h") {
-      in.help = true;
-    } else if (arg.rfind("--", 0) == 0 && arg.size() > 2) {
-      std::string value;
-      if (const auto eq = arg.find('='); eq != std::string::npos) {
-        value = arg.substr(eq + 1);
-        arg.resize(eq);
-      } else {
-        if (i + 1 >= argc) throw UsageError("option " + arg + " needs a value");
-        value = argv[++i];
-      }
-      values[arg] = value;
-    } else {
-      words.push_back(arg);
-    }
-  }
-  // The database: the command line before the environment; two sources at
-  // one level are ambiguous. An empty URL is a mistake (an unset shell
-  // variable, say), not a wish for the default database.
-  if (values.count("--db") && values.count("--db-file")) throw UsageError("give --db or --db-file, not both");
-  if (values.count("--db")) {
-    if (values["--db"].empty()) throw UsageError("--db: empty URL");
-    in.url = values["--db"];
-    values.erase("--db");
-  }
-  if (values.count("--db-file")) {
-    in.url_file = values["--db-file"], in.url_file_source = "--db-file", values.erase("--db-file");
-    if (in.url_file.empty()) throw UsageError("--db-file needs a file");
-  }
-  if (values.count("--plugin")) in.plugin = values["--plugin"], values.erase("--plugin");
-  if (in.url.empty() && in.url_file.empty()) {
-    const char* env = std::getenv("JOBREPO_DATABASE_URL");
-    const char* file = std::getenv("JOBREPO_DATABASE_URL_FILE");
-    if (env && *env && file && *file) {
-      throw UsageError("JOBREPO_DATABASE_URL and JOBREPO_DATABASE_URL_FILE are both set: unset one");
-    }
-    if (file && *file) {
-      in.url_file = file, in.url_file_source = "JOBREPO_DATABASE_URL_FILE";
-    } else {
-      in.url = env && *env ? env : "sqlite:jobrepo.db";
-    }
-  }
-  if (words.empty()) {
-    if (in.help) return;
-    throw UsageError("missing command");
-  }
-  // The longest command whose words start the argument list.
-  for (const auto& c : commands()) {
-    std::istringstream split(c.words);
-    std::vector<std::string> cw;
-    for (std::string w; split >> w;) cw.push_back(w);
-    if (cw.size() <= words.size() && std::equal(cw.begin(), cw.end(), words.begin()) &&
-        (!in.command || c.words.size() > in.command->words.size())) {
-      in.command = &c;
-      in.args.assign(words.begin() + static_cast<long>(cw.size()), words.end());
-    }
-  }
-  if (!in.command)
-    throw UsageError("unknown command \"" + words.front() + (words.size() > 1 ? " " + words[1] : "") + "\"");
-  if (in.help) return;
-  for (const auto& [name, value] : values) {
-    if (!in.command->options.count(name)) throw UsageError("unknown option " + name);
-  }
-  in.values = values;
-  if (in.args.size() != in.command->positional.size()) {
-    throw UsageError("expected " + std::to_string(in.command->positional.size()) + " argument(s), got " +
-                     std::to_string(in.args.size()));
-  }
-}
-
-// `what` names an option ("--threshold"); empty for a positional argument.
-microseconds duration_arg(const std::string& what, const std::string& text) {
-  std::string problem;
-  const auto d = parse_duration(text, &problem);
-  if (!d) throw UsageError(what.empty() ? problem : what + ": " + problem);
-  return *d;
-}
-
-int int_arg(const std::string& what, const std::string& text) {
-  try {
-    std::size_t used = 0;
-    const long long value = std::stoll(text, &used);
-    if (used == text.size() && value >= INT32_MIN && value <= INT32_MAX) return static_cast<int>(value);
-  } catch (const std::exception&) {
-  }
-  throw UsageError(what + ": \"" + text + "\" is not an integer");
-}
-
-std::int64_t count_arg(const std::string& what, const std::string& text) {
-  try {
-    std::size_t used = 0;
-    const long long value = std::stoll(text, &used);
-    if (used == text.size()) return value;
-  } catch (const std::exception&) {
-  }
-  throw UsageError(what + ": \"" + text + "\" is not an integer");
-}
-
-// The URL on the first line of `path` (given by `source`), without
-// surrounding blanks. A URL that holds a password (redact_url hides something)
-// is refused from a file everyone may read and warned about from one its
-// group may read. Messages name the file, never its text.
-std::string read_url_file(const std::string& source, const std::string& path) {
-  const std::string where = source + " " + path;
-  struct stat st {};
-  std::ifstream in(path);
-  if (!in || ::stat(path.c_str(), &st) != 0) throw UsageError(where + ": cannot read: " + std::strerror(errno));
-  std::string url;
-  if (!std::getline(in, url) && !in.eof()) throw UsageError(where + ": cannot read: " + std::strerror(errno));
-  const auto first = url.find_first_not_of(" \t\r");
-  url = first == std::string::npos ? "" : url.substr(first, url.find_last_not_of(" \t\r") - first + 1);
-  if (url.empty()) throw UsageError(where + ": the first line is empty (it should hold the database URL)");
-  if (jobrepo::redact_url(url) != url) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777U));
-    if ((st.st_mode & S_IROTH) != 0) {
-      throw UsageError(where + " holds a password and every user may read it (mode " + mode + "): chmod 600 " + path);
-    }
-    if ((st.st_mode & S_IRGRP) != 0) {
-      std::cerr << "jobctl: warning: " << where << " holds a password and its group may read it (mode " << mode
-                << "): chmod 600 " << path << "\n";
-    }
-  }
-  return url;
-}
-
-// The database URL of the invocation, read from its file if need be.
-std::string database_url(const Invocation& in) {
-  return in.url_file.empty() ? in.url : read_url_file(in.url_file_source, in.url_file);
-}
-
-// --limit N: at least 1, or -1 for all (0 and other negatives would mean
-// something else to the library; they are refused rather than guessed).
-int limit_arg(const Invocation& in, int fallback) {
-  const auto it = in.values.find("--limit");
-  if (it == in.values.end()) return fallback;
-  const int limit = int_arg("--limit", it->second);
-  if (limit < 1 && limit != -1) {
-    throw UsageError("--limit: " + it->second + " is neither a count of at least 1 nor -1 (all)");
-  }
-  return limit;
-}
-
-std::string required(const Invocation& in, const std::string& option) {
-  const auto it = in.values.find(option);
-  if (it == in.values.end()) throw UsageError("missing " + option);
-  return it->second;
-}
 
 // JSON as jobctl prints it, all of it: indented by 2, and text that is not
 // UTF-8 (stored by an older version or by hand) shown with U+FFFD instead of
@@ -564,6 +310,11 @@ int main(int argc, char* argv[]) {
                 << "\n";
     }
     std::cerr << prefix() << message << " (" << jobrepo::to_string(e.code()) << ")\n";
+    return exit_failed;
+  } catch (const std::exception& e) {
+    // Anything else (bad_alloc, a library's own exception) is a bug to
+    // report, never a crash.
+    std::cerr << prefix() << e.what() << " (internal)\n";
     return exit_failed;
   }
 }

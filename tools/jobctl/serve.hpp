@@ -1,6 +1,8 @@
-// jobctl serve: commands from a JSON config, run as cluster-exclusive
-// recurring jobs by a jobrepo::Scheduler.
+// jobctl serve: the commands of a config (config.hpp), run as
+// cluster-exclusive recurring jobs by a jobrepo::Scheduler.
 #pragma once
+
+#include "config.hpp"
 
 #include <jobrepo/scheduler.hpp>
 
@@ -14,44 +16,10 @@
 
 namespace jobctl {
 
-struct CommandJob {
-  std::string name;
-  std::string description;
-  std::vector<std::string> command;  // argv; no shell unless the user writes one
-  std::chrono::microseconds every{0};
-  std::chrono::microseconds timeout{0};  // 0: none
-  std::string working_directory;         // empty: jobctl's own
-  std::map<std::string, std::string> environment;
-
-  friend bool operator==(const CommandJob&, const CommandJob&) = default;
-};
-
-struct ServeConfig {
-  std::string plugin_id = "pi_system";
-  int worker_threads = 4;  // 1 to 1024
-  std::chrono::microseconds claim_interval = std::chrono::seconds(1);
-  std::chrono::microseconds monitor_interval = std::chrono::seconds(1);
-  std::chrono::microseconds interrupt_threshold = std::chrono::seconds(30);
-  std::chrono::microseconds grace = std::chrono::seconds(5);  // SIGTERM, then SIGKILL after this
-  std::vector<CommandJob> jobs;
-};
-
-// A configuration error: what() names the file and the field.
-struct ConfigError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 // jobctl serve cannot run (exit 1): e.g. its server id is in use here.
 struct ServeError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
-
-// Reads and checks a config file, the Scheduler's rules included (the
-// fence: see docs/cli.md); throws ConfigError. Touches no database.
-ServeConfig load_config(const std::string& path);
-
-// The Scheduler's options for a config (without on_event).
-jobrepo::SchedulerOptions scheduler_options(const ServeConfig& config);
 
 // Loads the config with `load` (ConfigError before anything else), then runs
 // its jobs until SIGINT or SIGTERM and stops gracefully; SIGHUP loads it

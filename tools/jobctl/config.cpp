@@ -1,0 +1,240 @@
+#include "config.hpp"
+
+#include "duration.hpp"
+
+#include <jobrepo/text.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <system_error>
+
+namespace jobctl {
+
+namespace {
+
+using nlohmann::json;
+using std::chrono::microseconds;
+
+// The most commands a server runs at once (worker_threads); far beyond what
+// one machine serves, small enough that a typo does not start a million threads.
+constexpr std::int64_t max_worker_threads = 1024;
+
+struct Reader {
+  std::string file;
+
+  [[noreturn]] void fail(const std::string& field, const std::string& problem) const {
+    throw ConfigError(file + ": " + field + ": " + problem);
+  }
+
+  void only(const json& object, const std::string& where, const std::set<std::string>& known) const {
+    for (const auto& [key, value] : object.items()) {
+      if (known.count(key) == 0) fail(where.empty() ? key : where + "." + key, "unknown field");
+    }
+  }
+
+  // A string the library stores: the library's own rule (text.hpp).
+  std::string text(const json& value, const std::string& field, jobrepo::TextKind kind) const {
+    if (!value.is_string()) fail(field, "must be a string");
+    auto s = value.get<std::string>();
+    if (const auto problem = jobrepo::text_problem(kind, s)) fail(field, problem->message);
+    return s;
+  }
+
+  // Any other string (an argument, a path, an environment value): no NUL
+  // byte, which would cut it short where it is used ("\u0000" in JSON).
+  std::string plain(const json& value, const std::string& field) const {
+    if (!value.is_string()) fail(field, "must be a string");
+    auto s = value.get<std::string>();
+    if (const auto problem = jobrepo::encoding_problem(s)) fail(field, problem->message);
+    return s;
+  }
+
+  microseconds duration(const json& value, const std::string& field, bool positive) const {
+    if (!value.is_string()) fail(field, std::string("must be a duration string, ") + duration_hint);
+    std::string problem;
+    const auto parsed = parse_duration(value.get<std::string>(), &problem);
+    if (!parsed) fail(field, problem);
+    if (positive && parsed->count() <= 0) fail(field, "must be positive");
+    if (!positive && parsed->count() < 0) fail(field, "must not be negative");
+    return *parsed;
+  }
+};
+
+// A parser callback that refuses a key twice in one object (JSON allows it
+// and nlohmann keeps the last one, so a second "every" would silently win),
+// naming it as the config's fields are named: "jobs[0].every".
+json::parser_callback_t refuse_duplicate_keys(const std::string& file) {
+  struct Level {
+    bool array = false;
+    std::size_t index = 0;  // of the array's current element
+    std::string key;        // the object's current key
+    std::set<std::string> keys;
+  };
+  auto levels = std::make_shared<std::vector<Level>>();
+  return [levels, file](int /*depth*/, json::parse_event_t event, json& parsed) {
+    const auto element_done = [&] {
+      if (!levels->empty() && levels->back().array) ++levels->back().index;
+    };
+    switch (event) {
+      case json::parse_event_t::object_start: levels->push_back({}); break;
+      case json::parse_event_t::array_start: levels->push_back({true, 0, {}, {}}); break;
+      case json::parse_event_t::object_end:
+      case json::parse_event_t::array_end:
+        levels->pop_back();
+        element_done();
+        break;
+      case json::parse_event_t::value: element_done(); break;
+      case json::parse_event_t::key: {
+        auto& level = levels->back();
+        level.key = parsed.get<std::string>();
+        if (!level.keys.insert(level.key).second) {
+          std::string where;
+          for (const auto& l : *levels) {
+            where += l.array ? "[" + std::to_string(l.index) + "]" : (where.empty() ? "" : ".") + l.key;
+          }
+          throw ConfigError(file + ": " + where + ": appears twice");
+        }
+        break;
+      }
+    }
+    return true;
+  };
+}
+
+CommandJob read_job(const Reader& r, const json& item, const std::string& where) {
+  if (!item.is_object()) r.fail(where, "must be an object");
+  r.only(item, where, {"name", "description", "command", "every", "timeout", "working_directory", "environment"});
+  CommandJob job;
+  if (!item.contains("name")) r.fail(where + ".name", "is missing");
+  job.name = r.text(item["name"], where + ".name", jobrepo::TextKind::job_name);
+  if (!item.contains("command")) r.fail(where + ".command", "is missing");
+  const auto& command = item["command"];
+  if (!command.is_array() || command.empty()) {
+    r.fail(where + ".command",
+           "must be a non-empty array of strings (argv; use [\"sh\", \"-c\", \"...\"] for a shell)");
+  }
+  for (std::size_t i = 0; i < command.size(); ++i) {
+    job.command.push_back(r.plain(command[i], where + ".command[" + std::to_string(i) + "]"));
+  }
+  job.description = item.contains("description")
+                        ? r.text(item["description"], where + ".description", jobrepo::TextKind::description)
+                        : "runs " + job.command.front();
+  if (!item.contains("every")) r.fail(where + ".every", "is missing");
+  job.every = r.duration(item["every"], where + ".every", true);
+  if (item.contains("timeout")) job.timeout = r.duration(item["timeout"], where + ".timeout", true);
+  if (item.contains("working_directory")) {
+    const std::string field = where + ".working_directory";
+    job.working_directory = r.plain(item["working_directory"], field);
+    if (job.working_directory.empty()) r.fail(field, "must not be empty");
+    // The error_code overload: a path too long, a loop of links or a parent
+    // that cannot be searched is the config's error, not a crash.
+    std::error_code error;
+    const bool directory = std::filesystem::is_directory(job.working_directory, error);
+    if (error) r.fail(field, jobrepo::quote_text(job.working_directory) + ": " + error.message());
+    if (!directory) r.fail(field, jobrepo::quote_text(job.working_directory) + " is not a directory");
+  }
+  if (item.contains("environment")) {
+    const auto& env = item["environment"];
+    if (!env.is_object()) r.fail(where + ".environment", "must be an object of strings");
+    for (const auto& [key, value] : env.items()) {
+      const std::string field = where + ".environment." + key;
+      if (key.empty() || key.find('=') != std::string::npos) {
+        r.fail(where + ".environment", "the name " + jobrepo::quote_text(key) + " is empty or has a '='");
+      }
+      if (const auto problem = jobrepo::encoding_problem(key))
+        r.fail(where + ".environment", "the name " + problem->message);
+      job.environment[key] = r.plain(value, field);
+    }
+  }
+  return job;
+}
+
+}  // namespace
+
+jobrepo::SchedulerOptions scheduler_options(const ServeConfig& config) {
+  jobrepo::SchedulerOptions options;
+  options.plugin_id = config.plugin_id;
+  options.worker_threads = config.worker_threads;
+  options.claim_interval = config.claim_interval;
+  options.monitor_interval = config.monitor_interval;
+  options.interrupt_threshold = config.interrupt_threshold;
+  options.grace = config.grace;
+  // stop(): SIGTERM, grace, SIGKILL, and a moment for the outcome.
+  options.stop_timeout = config.grace + std::chrono::seconds(1);
+  return options;
+}
+
+ServeConfig load_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
+  std::stringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
+  return parse_config(text.str(), path);
+}
+
+ServeConfig parse_config(std::string_view text, const std::string& path) {
+  json root;
+  try {
+    root = json::parse(text, refuse_duplicate_keys(path));
+  } catch (const json::exception& e) {
+    // parse_error, and out_of_range for a number no double holds (1e999).
+    throw ConfigError(path + ": not valid JSON: " + e.what());
+  }
+  const Reader r{path};
+  if (!root.is_object()) r.fail("(top level)", "must be an object");
+  r.only(root, "",
+         {"plugin_id", "worker_threads", "claim_interval", "monitor_interval", "interrupt_threshold", "grace", "jobs"});
+  ServeConfig config;
+  if (root.contains("plugin_id"))
+    config.plugin_id = r.text(root["plugin_id"], "plugin_id", jobrepo::TextKind::plugin_id);
+  if (root.contains("worker_threads")) {
+    // Read as 64 bits (read as an int, 4294967297 wrapped to 1), then checked.
+    const auto& value = root["worker_threads"];
+    std::int64_t threads = 0;  // anything out of range
+    if (value.is_number_unsigned()) {
+      if (value.get<std::uint64_t>() <= static_cast<std::uint64_t>(max_worker_threads)) {
+        threads = value.get<std::int64_t>();
+      }
+    } else if (value.is_number_integer()) {
+      threads = value.get<std::int64_t>();
+    }
+    if (threads < 1 || threads > max_worker_threads) {
+      r.fail("worker_threads", "must be an integer from 1 to " + std::to_string(max_worker_threads));
+    }
+    config.worker_threads = static_cast<int>(threads);
+  }
+  if (root.contains("claim_interval"))
+    config.claim_interval = r.duration(root["claim_interval"], "claim_interval", true);
+  if (root.contains("monitor_interval")) {
+    config.monitor_interval = r.duration(root["monitor_interval"], "monitor_interval", true);
+  }
+  if (root.contains("interrupt_threshold")) {
+    config.interrupt_threshold = r.duration(root["interrupt_threshold"], "interrupt_threshold", true);
+  }
+  if (root.contains("grace")) config.grace = r.duration(root["grace"], "grace", false);
+  // The Scheduler's own rules (monitor_interval, and the fence: a fenced
+  // command must be gone before a peer may take its job).
+  if (const auto problem = jobrepo::scheduler_options_problem(scheduler_options(config)); !problem.empty()) {
+    throw ConfigError(path + ": " + problem);
+  }
+  if (!root.contains("jobs")) r.fail("jobs", "is missing");
+  if (!root["jobs"].is_array() || root["jobs"].empty()) r.fail("jobs", "must be a non-empty array");
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < root["jobs"].size(); ++i) {
+    const std::string where = "jobs[" + std::to_string(i) + "]";
+    auto job = read_job(r, root["jobs"][i], where);
+    if (!names.insert(job.name).second) r.fail(where + ".name", "\"" + job.name + "\" is defined twice");
+    config.jobs.push_back(std::move(job));
+  }
+  return config;
+}
+
+}  // namespace jobctl
