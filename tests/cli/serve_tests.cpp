@@ -89,10 +89,13 @@ TEST_CASE("serve: kill -9 of serve ends every process of its runs within 1 s, wh
 TEST_CASE("serve: the processes a command leaves behind end before its run ends") {
   Cli cli;
   const auto marker = cli.dir.path / "leftover-stopped";
-  const auto config =
-      write_config(cli.dir.path, R"([
-    {"name": "leaves-one", "command": ["sh", "-c", "sh -c 'trap \"touch )" +
-                                     marker.string() + R"(; exit 0\" TERM; sleep 30 & wait' & echo left"],
+  const auto ready = cli.dir.path / "leftover-ready";
+  // The command leaves a shell behind, once that shell has set its trap.
+  const std::string leftover = "trap \\\"touch " + marker.string() + "; exit 0\\\" TERM; touch " + ready.string() +
+                               "; sleep 30 & wait";
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "leaves-one", "command": ["sh", "-c", "sh -c ')" + leftover + R"(' & while [ ! -e )" +
+                                                     ready.string() + R"( ]; do sleep 0.01; done; echo left"],
      "every": "1h"}
   ])");
   auto serve = cli.serve(config, "node-1");
