@@ -9,6 +9,7 @@
 
 #include <jobrepo/audit.hpp>
 #include <jobrepo/backend.hpp>
+#include <jobrepo/cron.hpp>
 #include <jobrepo/error.hpp>
 #include <jobrepo/repository.hpp>
 #include <jobrepo/scheduler.hpp>

@@ -1,0 +1,64 @@
+// jobrepo: CronSchedule, a calendar schedule: a cron expression in a time
+// zone, and the instants at which it fires.
+//
+// Syntax (docs/scheduler.md, "Calendar schedules"): 5 fields (minute hour
+// day-of-month month day-of-week) or 6 (a leading seconds field); `*`,
+// lists, ranges, steps (`*/15`, `1-10/3`), month and day names (`JAN`,
+// `MON-FRI`, any case), day-of-week 0-7 (0 and 7 are Sunday), and the macros
+// @yearly @annually @monthly @weekly @daily @midnight @hourly. When both
+// day-of-month and day-of-week are restricted (neither starts with `*`), a
+// day matches when either matches (Vixie cron).
+//
+// Time zones are IANA names read from the system's tz database; the default
+// is UTC, never the machine's local zone. Daylight-saving rules: a matching
+// local time that does not exist (spring forward) fires once, at the first
+// instant after the gap (all matches inside one gap collapse into that one
+// fire); a matching local time that occurs twice (fall back) fires once, at
+// its first occurrence.
+//
+// A CronSchedule is an immutable value: cheap to copy, safe to share between
+// threads.
+#pragma once
+
+#include <jobrepo/types.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace jobrepo {
+
+// What a job with a calendar schedule does about fire times that passed
+// while no server could run it.
+enum class Misfire {
+  run_once,  // runs once as soon as possible, then at the next future fire time
+  skip,      // waits for the next future fire time
+};
+std::string_view to_string(Misfire misfire) noexcept;
+// The Misfire spelled as to_string() spells it, or empty.
+std::optional<Misfire> parse_misfire(std::string_view text) noexcept;
+
+class CronSchedule {
+ public:
+  // Parses `expression` in the IANA time zone `time_zone`. Throws
+  // invalid_parameter naming the field and the offending text (or the zone),
+  // also for an expression that never fires (e.g. "0 0 30 2 *").
+  explicit CronSchedule(std::string_view expression, std::string_view time_zone = "UTC");
+
+  // The first fire time strictly after `after`, in whole seconds; empty when
+  // there is none before the end of what a Timestamp holds.
+  std::optional<Timestamp> next_after(Timestamp after) const;
+
+  const std::string& expression() const noexcept;  // as given
+  const std::string& time_zone() const noexcept;   // as given
+
+  // "cron 0 3 * * * in Europe/Berlin": how jobctl shows it.
+  std::string to_string() const;
+
+ private:
+  struct Parsed;
+  std::shared_ptr<const Parsed> parsed_;
+};
+
+}  // namespace jobrepo
