@@ -102,9 +102,13 @@ struct RunRow {
   }
 };
 
-// Destination of one row of: plugin_id, name, description, next_scheduled_run.
+// The columns JobRow binds, in its order (SQL of both backends).
+#define JR_JOB_ROW_COLUMNS "plugin_id, name, description, next_scheduled_run, schedule"
+
+// Destination of one row of: plugin_id, name, description,
+// next_scheduled_run (microseconds since the epoch), schedule.
 struct JobRow {
-  std::string plugin_id, name, description;
+  std::string plugin_id, name, description, schedule;
   Micros next = 0;
 
   void bind(soci::statement& st) {
@@ -112,9 +116,18 @@ struct JobRow {
     st.exchange(soci::into(name));
     st.exchange(soci::into(description));
     st.exchange(soci::into(next));
+    st.exchange(soci::into(schedule));
   }
-  Job to_job() const { return Job{plugin_id, name, description, to_timestamp(next)}; }
+  Job to_job() const { return Job{plugin_id, name, description, to_timestamp(next), schedule}; }
 };
+
+// Microseconds since the epoch of an absolute due time.
+inline Micros to_micros(Timestamp t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+
+// The next_scheduled_run of `due` for a store whose now is `now`.
+inline Micros due_micros(const Due& due, Micros now) { return due.at ? to_micros(*due.at) : now + due.in.count(); }
 
 // A pool of connections of type C, opened on demand up to `max`; callers
 // wait when all are in use. A Lease returns its connection when it ends,

@@ -81,6 +81,40 @@ void require_non_negative(const char* operation, std::string_view what, std::chr
   require_in_range(operation, what, value);
 }
 
+// An absolute time within [earliest_time, latest_time].
+void require_time_in_range(const char* operation, std::string_view what, Timestamp value) {
+  if (value < earliest_time || value > latest_time) {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(value.time_since_epoch()).count();
+    throw Error(ErrorCode::invalid_parameter, std::string(operation) + ": " + std::string(what) + " " +
+                                                  std::to_string(us) +
+                                                  "us since the epoch is out of range (1970-01-01 to 2262-01-01)");
+  }
+}
+
+// The Due of a duration or (when set) an absolute time, checked.
+Due due_of(const char* operation, std::string_view in_name, std::chrono::microseconds in, std::string_view at_name,
+           const std::optional<Timestamp>& at) {
+  require_in_range(operation, in_name, in);
+  if (!at) return Due{in, std::nullopt};
+  if (in.count() != 0) {
+    throw Error(ErrorCode::invalid_parameter, std::string(operation) + ": give " + std::string(in_name) + " or " +
+                                                  std::string(at_name) + ", not both");
+  }
+  require_time_in_range(operation, at_name, *at);
+  return Due{std::chrono::microseconds(0), at};
+}
+
+// The schedule text of a job: for people, so any well-formed text up to the
+// length of a description (empty: unknown).
+void require_schedule(const char* operation, std::string_view schedule) {
+  if (auto problem = encoding_problem(schedule)) throw_problem(operation, "schedule", *problem);
+  if (trimmed_length(schedule) > max_description_length) {
+    throw Error(ErrorCode::check_constraint, std::string(operation) + ": schedule " + quoted(schedule) + " has " +
+                                                 std::to_string(trimmed_length(schedule)) + " characters, more than " +
+                                                 std::to_string(max_description_length));
+  }
+}
+
 // Failures that a retry of the same call may cure (error.hpp: "retry").
 bool is_transient(ErrorCode code) { return code == ErrorCode::unavailable || code == ErrorCode::busy; }
 
@@ -109,8 +143,9 @@ NewJob Repository::new_job(const char* operation, std::string_view name, std::st
       throw_problem(operation, "description", *description_problem);
     }
   }
-  require_in_range(operation, "next_run_in", options.next_run_in);
-  return NewJob{plugin_id_, std::string(name), std::string(description), options.next_run_in};
+  const auto due = due_of(operation, "next_run_in", options.next_run_in, "next_run_at", options.next_run_at);
+  require_schedule(operation, options.schedule);
+  return NewJob{plugin_id_, std::string(name), std::string(description), due, options.schedule};
 }
 
 Repository::Repository(Store& store, RepositoryOptions options)
@@ -144,11 +179,23 @@ std::vector<Job> Repository::list_jobs(ListJobsOptions options) {
   return as_operation(op, [&] { return store_.list_jobs(query); });
 }
 
+Timestamp Repository::database_time() {
+  return as_operation("database_time", [&] { return store_.now(); });
+}
+
 Job Repository::update_job_next_run(std::string_view name, std::chrono::microseconds next_run_in) {
-  constexpr const char* op = "update_job_next_run";
+  require_in_range("update_job_next_run", "next_run_in", next_run_in);
+  return reschedule("update_job_next_run", name, Due{next_run_in, std::nullopt});
+}
+
+Job Repository::update_job_next_run(std::string_view name, Timestamp next_run_at) {
+  require_time_in_range("update_job_next_run", "next_run_at", next_run_at);
+  return reschedule("update_job_next_run", name, Due{std::chrono::microseconds(0), next_run_at});
+}
+
+Job Repository::reschedule(const char* op, std::string_view name, const Due& due) {
   require_key(op, "name", name);
-  require_in_range(op, "next_run_in", next_run_in);
-  auto job = as_operation(op, [&] { return store_.reschedule_job(plugin_id_, std::string(name), next_run_in); });
+  auto job = as_operation(op, [&] { return store_.reschedule_job(plugin_id_, std::string(name), due); });
   if (!job) {
     throw Error(ErrorCode::record_not_found,
                 std::string(op) + ": no job " + quoted(name) + " in plugin " + quoted(plugin_id_));
@@ -181,13 +228,25 @@ Run Repository::update_progress(std::string_view run_id, std::int64_t completed,
 }
 
 Run Repository::complete_run(std::string_view run_id, std::chrono::microseconds next_run_in) {
-  require_in_range("complete_run", "next_run_in", next_run_in);
-  return transition("complete_run", run_id, RunTransition{{}, {}, Status::completed, {}, {}, next_run_in});
+  const auto due = due_of("complete_run", "next_run_in", next_run_in, "next_run_at", std::nullopt);
+  return transition("complete_run", run_id, RunTransition{{}, {}, Status::completed, {}, {}, due});
+}
+
+Run Repository::complete_run(std::string_view run_id, Timestamp next_run_at) {
+  const auto due = due_of("complete_run", "next_run_in", std::chrono::microseconds(0), "next_run_at", next_run_at);
+  return transition("complete_run", run_id, RunTransition{{}, {}, Status::completed, {}, {}, due});
 }
 
 Run Repository::fail_run(std::string_view run_id, FailRunOptions options) {
-  if (options.retry_in) require_in_range("fail_run", "retry_in", *options.retry_in);
-  return transition("fail_run", run_id, RunTransition{{}, {}, Status::failed, {}, {}, options.retry_in});
+  std::optional<Due> due;
+  if (options.retry_in && options.retry_at) {
+    throw Error(ErrorCode::invalid_parameter, "fail_run: give retry_in or retry_at, not both");
+  }
+  if (options.retry_in || options.retry_at) {
+    due = due_of("fail_run", "retry_in", options.retry_in.value_or(std::chrono::microseconds(0)), "retry_at",
+                 options.retry_at);
+  }
+  return transition("fail_run", run_id, RunTransition{{}, {}, Status::failed, {}, {}, due});
 }
 
 Run Repository::transition(const char* operation, std::string_view run_id, RunTransition change) {
@@ -227,8 +286,14 @@ std::vector<RunUpdateResult> Repository::apply_updates(const char* op, std::span
         throw Error(ErrorCode::invalid_parameter,
                     std::string(op) + ": run " + quoted(update.run_id) + ": give both counts or neither");
       }
-      if (update.next_run_in) {
-        require_in_range(op, "run " + quoted(update.run_id) + ": next_run_in", *update.next_run_in);
+      if (update.next_run_in && update.next_run_at) {
+        throw Error(ErrorCode::invalid_parameter,
+                    std::string(op) + ": run " + quoted(update.run_id) + ": give next_run_in or next_run_at, not both");
+      }
+      if (update.next_run_in || update.next_run_at) {
+        const std::string run = "run " + quoted(update.run_id) + ": ";
+        due_of(op, run + "next_run_in", update.next_run_in.value_or(std::chrono::microseconds(0)), run + "next_run_at",
+               update.next_run_at);
       }
       // Which error wins for bad counts depends on the run as it is before this call.
       const RunTransition change{{}, {}, Status::running, update.completed_count, update.total_count, {}};
@@ -251,7 +316,13 @@ std::vector<RunUpdateResult> Repository::apply_updates(const char* op, std::span
   changes.reserve(sent.size());
   for (const auto i : sent) {
     const auto& u = updates[i];
-    changes.push_back(RunTransition{plugin_id_, u.run_id, u.status, u.completed_count, u.total_count, u.next_run_in});
+    std::optional<Due> due;
+    if (u.next_run_at) {
+      due = Due{std::chrono::microseconds(0), u.next_run_at};
+    } else if (u.next_run_in) {
+      due = Due{*u.next_run_in, std::nullopt};
+    }
+    changes.push_back(RunTransition{plugin_id_, u.run_id, u.status, u.completed_count, u.total_count, due});
   }
   std::vector<std::optional<Run>> applied;
   if (!changes.empty()) {

@@ -30,7 +30,7 @@ using jobrepo::test::slurp;
 using jobrepo::test::TempDir;
 using jobrepo::test::wait_until;
 
-const std::set<std::string> job_keys = {"plugin_id", "name", "description", "next_scheduled_run"};
+const std::set<std::string> job_keys = {"plugin_id", "name", "description", "next_scheduled_run", "schedule"};
 const std::set<std::string> run_keys = {"private_id",  "job_plugin_id", "job_name",        "server_id",   "create_time",
                                         "update_time", "end_time",      "completed_count", "total_count", "status"};
 
@@ -354,7 +354,8 @@ TEST_CASE("cli: --json never aborts on text that is not UTF-8; such arguments ar
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open(cli.url.substr(7).c_str(), &db) == SQLITE_OK);
   REQUIRE(sqlite3_exec(db,
-                       "INSERT INTO job VALUES ('pi_system', CAST(X'726177FF' AS TEXT), CAST(X'64FE' AS TEXT), 0);"
+                       "INSERT INTO job (plugin_id, name, description, next_scheduled_run)"
+                       " VALUES ('pi_system', CAST(X'726177FF' AS TEXT), CAST(X'64FE' AS TEXT), 0);"
                        " INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time,"
                        " update_time) VALUES ('AAAAAAAAAAAAAAAAAAAAAA', 'pi_system', CAST(X'726177FF' AS TEXT),"
                        " CAST(X'73FF' AS TEXT), 0, 0)",

@@ -135,12 +135,12 @@ TEST_CASE("postgres: run updates find the run by its primary key, not the partia
            {"update_run", queries::update_run, {"0", "'running'", "0", "1", "2", id, "'pi_system'"}},
            {"update_run_and_reschedule",
             queries::update_run_and_reschedule,
-            {"0", id, "'pi_system'", "'completed'", "1", "NULL", "NULL", "0"}},
+            {"0", id, "'pi_system'", "'completed'", "1", "NULL", "NULL", "NULL", "0"}},
            {"update_runs_batch",
             queries::update_runs_batch,
             {"0",
              "'[{\"ord\":0,\"id\":\"AAAAAAAAAAAAAAAAAAAAAA\",\"plugin\":\"pi_system\",\"status\":\"completed\","
-             "\"final\":1,\"completed\":null,\"total\":null,\"reschedule\":1,\"delta\":0}]'"}},
+             "\"final\":1,\"completed\":null,\"total\":null,\"reschedule\":1,\"delta\":0,\"at\":null}]'"}},
            {"lookup_run", queries::lookup_run, {id, "'pi_system'"}}}) {
     const std::string plan = generic_plan(db.url(), query, values);
     INFO(name << "\n" << plan);

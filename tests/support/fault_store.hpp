@@ -53,9 +53,11 @@ class FaultStore : public StoreWrapper {
   std::vector<Job> list_jobs(const JobQuery& query) override {
     return call("list_jobs", [&] { return StoreWrapper::list_jobs(query); });
   }
-  std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name,
-                                    std::chrono::microseconds next_run_in) override {
-    return call("reschedule_job", [&] { return StoreWrapper::reschedule_job(plugin_id, name, next_run_in); });
+  std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name, const Due& due) override {
+    return call("reschedule_job", [&] { return StoreWrapper::reschedule_job(plugin_id, name, due); });
+  }
+  Timestamp now() override {
+    return call("now", [&] { return StoreWrapper::now(); });
   }
   bool delete_job(const std::string& plugin_id, const std::string& name) override {
     return call("delete_job", [&] { return StoreWrapper::delete_job(plugin_id, name); });

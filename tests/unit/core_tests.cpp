@@ -32,10 +32,10 @@ class NoIoStore : public jobrepo::Store {
   std::vector<jobrepo::Job> list_jobs(const jobrepo::JobQuery&) override {
     return touch(), std::vector<jobrepo::Job>{};
   }
-  std::optional<jobrepo::Job> reschedule_job(const std::string&, const std::string&,
-                                             std::chrono::microseconds) override {
+  std::optional<jobrepo::Job> reschedule_job(const std::string&, const std::string&, const jobrepo::Due&) override {
     return touch(), std::nullopt;
   }
+  jobrepo::Timestamp now() override { return touch(), jobrepo::Timestamp{}; }
   bool delete_job(const std::string&, const std::string&) override { return touch(), false; }
   std::vector<jobrepo::Run> list_runs(const jobrepo::RunQuery&) override {
     return touch(), std::vector<jobrepo::Run>{};
@@ -453,7 +453,7 @@ TEST_CASE("a Repository error names the method its caller called, whatever the s
       return fail("list_jobs"), StoreWrapper::list_jobs(q);
     }
     std::optional<jobrepo::Job> reschedule_job(const std::string& p, const std::string& n,
-                                               std::chrono::microseconds d) override {
+                                               const jobrepo::Due& d) override {
       return fail("reschedule_job"), StoreWrapper::reschedule_job(p, n, d);
     }
     bool delete_job(const std::string& p, const std::string& n) override {

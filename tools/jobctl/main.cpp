@@ -35,7 +35,8 @@ json to_json(const jobrepo::Job& job) {
   return {{"plugin_id", job.plugin_id},
           {"name", job.name},
           {"description", job.description},
-          {"next_scheduled_run", iso_utc(job.next_scheduled_run)}};
+          {"next_scheduled_run", iso_utc(job.next_scheduled_run)},
+          {"schedule", job.schedule}};
 }
 
 json to_json(const jobrepo::Run& run) {
@@ -82,8 +83,10 @@ std::string when(jobrepo::Timestamp t, jobrepo::Timestamp now) { return local_ti
 void print_jobs(const std::vector<jobrepo::Job>& jobs) {
   const auto now = jobrepo::Clock::now();
   std::vector<std::vector<std::string>> rows;
-  for (const auto& j : jobs) rows.push_back({j.name, when(j.next_scheduled_run, now), j.description});
-  print_table({"NAME", "NEXT RUN", "DESCRIPTION"}, rows);
+  for (const auto& j : jobs) {
+    rows.push_back({j.name, when(j.next_scheduled_run, now), j.schedule.empty() ? "-" : j.schedule, j.description});
+  }
+  print_table({"NAME", "NEXT RUN", "SCHEDULE", "DESCRIPTION"}, rows);
 }
 
 void print_runs(const std::vector<jobrepo::Run>& runs) {
@@ -104,6 +107,7 @@ void print_job(const jobrepo::Job& j) {
   std::cout << "name:         " << j.name << "\n"
             << "plugin:       " << j.plugin_id << "\n"
             << "description:  " << j.description << "\n"
+            << "schedule:     " << (j.schedule.empty() ? "-" : j.schedule) << "\n"
             << "next run:     " << when(j.next_scheduled_run, now) << "\n";
 }
 

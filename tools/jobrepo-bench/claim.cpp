@@ -56,7 +56,8 @@ std::string pgbench_script() {
   std::string complete = q::update_run_and_reschedule;
   const std::vector<std::pair<std::string, std::string>> complete_values = {
       {":clock", "0"}, {":id", ":private_id"}, {":plugin", "'pi_system'"}, {":status", "'completed'"},
-      {":final", "1"}, {":completed", "NULL"}, {":total", "NULL"},         {":delta", "0"}};
+      {":final", "1"}, {":completed", "NULL"}, {":total", "NULL"},         {":at", "NULL"},
+      {":delta", "0"}};
   for (const auto& [name, value] : complete_values) {
     complete = std::regex_replace(complete, std::regex(name + "\\b"), value);
   }

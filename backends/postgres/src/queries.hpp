@@ -10,8 +10,15 @@ namespace jobrepo::postgres_backend::queries {
 #define JR_RUN_COLUMNS(p)                                                                                            \
   p "private_id, " p "job_plugin_id, " p "job_name, " p "server_id, " JR_EPOCH_US(p "create_time") ", " JR_EPOCH_US( \
       p "update_time") ", " JR_EPOCH_US(p "end_time") ", " p "completed_count, " p "total_count, " p "status"
-#define JR_JOB_COLUMNS "plugin_id, name, description, " JR_EPOCH_US("next_scheduled_run")
+#define JR_JOB_COLUMNS "plugin_id, name, description, " JR_EPOCH_US("next_scheduled_run") ", schedule"
 #define JR_CLOCK "clock AS (SELECT current_timestamp + CAST(:clock AS bigint) * interval '1 microsecond' AS now)"
+// A due time (store.hpp's Due): `at` (microseconds since the epoch) when not
+// NULL, else `now` + `delta` microseconds.
+#define JR_DUE(now, delta, at)                                                                \
+  "COALESCE(timestamptz 'epoch' + CAST(" at " AS bigint) * interval '1 microsecond', " now " + CAST(" delta \
+  " AS bigint) * interval '1 microsecond')"
+
+inline constexpr const char* now = "SELECT " JR_EPOCH_US("current_timestamp + CAST(:clock AS bigint) * interval '1 microsecond'");
 
 inline constexpr const char* schema_version = "SELECT max(version) FROM jobrepo_schema_version";
 
@@ -23,16 +30,17 @@ inline constexpr const char* schema_version = "SELECT max(version) FROM jobrepo_
   " HAVING count(*) > 0) notified) >= 0"
 
 inline constexpr const char* create_job =
-    "WITH created AS (INSERT INTO job (plugin_id, name, description, next_scheduled_run)"
-    " VALUES (:plugin, :name, :description, current_timestamp + CAST(:delta AS bigint) * interval '1 microsecond')"
+    "WITH created AS (INSERT INTO job (plugin_id, name, description, schedule, next_scheduled_run)"
+    " VALUES (:plugin, :name, :description, :schedule, " JR_DUE("current_timestamp", ":delta", ":at") ")"
     " RETURNING *)"
     " SELECT " JR_EPOCH_US("next_scheduled_run") " FROM created" JR_NOTIFY_DUE("created", "plugin_id");
 
-// Registration: insert, or keep the schedule and update the description.
+// Registration: insert, or keep the due time and update the description and
+// the schedule text.
 inline constexpr const char* ensure_job =
-    "WITH ensured AS (INSERT INTO job (plugin_id, name, description, next_scheduled_run)"
-    " VALUES (:plugin, :name, :description, current_timestamp + CAST(:delta AS bigint) * interval '1 microsecond')"
-    " ON CONFLICT (plugin_id, name) DO UPDATE SET description = excluded.description"
+    "WITH ensured AS (INSERT INTO job (plugin_id, name, description, schedule, next_scheduled_run)"
+    " VALUES (:plugin, :name, :description, :schedule, " JR_DUE("current_timestamp", ":delta", ":at") ")"
+    " ON CONFLICT (plugin_id, name) DO UPDATE SET description = excluded.description, schedule = excluded.schedule"
     " RETURNING *)"
     " SELECT " JR_JOB_COLUMNS " FROM ensured" JR_NOTIFY_DUE("ensured", "plugin_id");
 
@@ -47,7 +55,7 @@ inline constexpr const char* list_jobs = "SELECT " JR_JOB_COLUMNS
 
 inline constexpr const char* reschedule_job =
     "WITH rescheduled AS (UPDATE job"
-    " SET next_scheduled_run = current_timestamp + CAST(:delta AS bigint) * interval '1 microsecond'"
+    " SET next_scheduled_run = " JR_DUE("current_timestamp", ":delta", ":at")
     " WHERE plugin_id = :plugin AND name = :name RETURNING *)"
     " SELECT " JR_JOB_COLUMNS " FROM rescheduled" JR_NOTIFY_DUE("rescheduled", "plugin_id");
 
@@ -116,7 +124,7 @@ inline constexpr const char* update_run_and_reschedule =
     "  WHERE r.private_id = l.private_id AND r.status = 'running'"
     "  RETURNING r.*),"
     " rescheduled AS ("
-    "  UPDATE job j SET next_scheduled_run = c.now + CAST(:delta AS bigint) * interval '1 microsecond'"
+    "  UPDATE job j SET next_scheduled_run = " JR_DUE("c.now", ":delta", ":at")
     "  FROM run, clock c WHERE j.plugin_id = run.job_plugin_id AND j.name = run.job_name)"
     " SELECT " JR_RUN_COLUMNS("run.") " FROM run";
 
@@ -130,7 +138,7 @@ inline constexpr const char* update_runs_batch =
     "WITH " JR_CLOCK
     ","
     " input AS (SELECT * FROM jsonb_to_recordset(CAST(:changes AS jsonb)) AS i(ord integer, id text, plugin text,"
-    "  status text, final integer, completed bigint, total bigint, reschedule integer, delta bigint)),"
+    "  status text, final integer, completed bigint, total bigint, reschedule integer, delta bigint, at bigint)),"
     " locked AS ("
     "  SELECT r.private_id FROM job_run r JOIN job j ON j.plugin_id = r.job_plugin_id AND j.name = r.job_name"
     "  WHERE r.private_id = ANY (ARRAY(SELECT id FROM input)) AND r.status = 'running'"
@@ -144,9 +152,9 @@ inline constexpr const char* update_runs_batch =
     "  FROM locked l, input i, clock c"
     "  WHERE r.private_id = l.private_id AND i.id = r.private_id AND i.plugin = r.job_plugin_id"
     "  AND r.status = 'running'"
-    "  RETURNING r.*, i.ord, i.reschedule, i.delta),"
+    "  RETURNING r.*, i.ord, i.reschedule, i.delta, i.at),"
     " rescheduled AS ("
-    "  UPDATE job j SET next_scheduled_run = c.now + run.delta * interval '1 microsecond'"
+    "  UPDATE job j SET next_scheduled_run = " JR_DUE("c.now", "run.delta", "run.at")
     "  FROM run, clock c WHERE run.reschedule = 1 AND j.plugin_id = run.job_plugin_id AND j.name = run.job_name)"
     " SELECT run.ord, " JR_RUN_COLUMNS("run.") " FROM run ORDER BY run.ord";
 
@@ -182,5 +190,6 @@ inline constexpr const char* prune_runs =
 #undef JR_JOB_COLUMNS
 #undef JR_CLOCK
 #undef JR_NOTIFY_DUE
+#undef JR_DUE
 
 }  // namespace jobrepo::postgres_backend::queries

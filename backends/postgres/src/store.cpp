@@ -37,25 +37,44 @@ void use_all(soci::statement& st, Values&... values) {
 
 // Each statement is prepared once per connection, bound to the buffers of
 // its struct; a call fills the inputs, executes, and reads the outputs.
+// A due time as the statements bind it (queries.hpp JR_DUE): `at` first,
+// NULL unless absolute, then `delta` (the clock offset included).
+struct DueParameters {
+  Micros at = 0, delta = 0;
+  soci::indicator at_ind = soci::i_null;
+  void bind(soci::statement& st) {
+    st.exchange(soci::use(at, at_ind));
+    st.exchange(soci::use(delta));
+  }
+  void set(const Due& due, std::chrono::microseconds clock_offset) {
+    at = due.at ? to_micros(*due.at) : 0;
+    at_ind = due.at ? soci::i_ok : soci::i_null;
+    delta = clock_offset.count() + due.in.count();
+  }
+};
+
 struct CreateJobStatement {
-  std::string plugin, name, description;
-  Micros delta = 0, next = 0;
+  std::string plugin, name, description, schedule;
+  DueParameters due;
+  Micros next = 0;
   soci::statement st;
   explicit CreateJobStatement(soci::session& sql) : st(sql) {
     st.exchange(soci::into(next));
-    use_all(st, plugin, name, description, delta);
+    use_all(st, plugin, name, description, schedule);
+    due.bind(st);
     prepare(st, queries::create_job);
   }
 };
 
 struct EnsureJobStatement {
   JobRow row;
-  std::string plugin, name, description;
-  Micros delta = 0;
+  std::string plugin, name, description, schedule;
+  DueParameters due;
   soci::statement st;
   explicit EnsureJobStatement(soci::session& sql) : st(sql) {
     row.bind(st);
-    use_all(st, plugin, name, description, delta);
+    use_all(st, plugin, name, description, schedule);
+    due.bind(st);
     prepare(st, queries::ensure_job);
   }
 };
@@ -88,12 +107,13 @@ struct ListJobsStatement {
 
 struct RescheduleStatement {
   JobRow row;
-  Micros delta = 0;
+  DueParameters due;
   std::string plugin, name;
   soci::statement st;
   explicit RescheduleStatement(soci::session& sql) : st(sql) {
     row.bind(st);
-    use_all(st, delta, plugin, name);
+    due.bind(st);
+    use_all(st, plugin, name);
     prepare(st, queries::reschedule_job);
   }
 };
@@ -228,8 +248,11 @@ std::string changes_json(std::span<const RunTransition> changes) {
     out.append(",\"final\":").append(is_final(change.to) ? "1" : "0");
     out.append(",\"completed\":").append(change.completed_count ? std::to_string(*change.completed_count) : "null");
     out.append(",\"total\":").append(change.total_count ? std::to_string(*change.total_count) : "null");
-    out.append(",\"reschedule\":").append(change.reschedule_in ? "1" : "0");
-    out.append(",\"delta\":").append(std::to_string(change.reschedule_in.value_or(microseconds(0)).count()));
+    out.append(",\"reschedule\":").append(change.reschedule ? "1" : "0");
+    out.append(",\"delta\":").append(std::to_string(change.reschedule ? change.reschedule->in.count() : 0));
+    out.append(",\"at\":").append(change.reschedule && change.reschedule->at
+                                       ? std::to_string(to_micros(*change.reschedule->at))
+                                       : "null");
     out.push_back('}');
   }
   out.push_back(']');
@@ -536,15 +559,25 @@ class PostgresStore final : public Store {
     schema_ok_ = true;
   }
 
+  Timestamp now() override {
+    return run("now", "database " + shown_url_, [&](Connection& c) {
+      Micros now = 0;
+      Micros clock = clock_offset().count();
+      c.sql << queries::now, soci::use(clock), soci::into(now);
+      return to_timestamp(now);
+    });
+  }
+
   Job create_job(const NewJob& job) override {
     return run("create_job", job_subject(job.plugin_id, job.name), [&](Connection& c) {
       auto& s = prepared(c.create_job, c.sql);
       s.plugin = job.plugin_id;
       s.name = job.name;
       s.description = job.description;
-      s.delta = clock_offset().count() + job.next_run_in.count();
+      s.schedule = job.schedule;
+      s.due.set(job.due, clock_offset());
       s.st.execute(true);
-      return Job{job.plugin_id, job.name, job.description, to_timestamp(s.next)};
+      return Job{job.plugin_id, job.name, job.description, to_timestamp(s.next), job.schedule};
     });
   }
 
@@ -554,7 +587,8 @@ class PostgresStore final : public Store {
       s.plugin = job.plugin_id;
       s.name = job.name;
       s.description = job.description;
-      s.delta = clock_offset().count() + job.next_run_in.count();
+      s.schedule = job.schedule;
+      s.due.set(job.due, clock_offset());
       s.st.execute(true);
       return s.row.to_job();
     });
@@ -585,11 +619,10 @@ class PostgresStore final : public Store {
     });
   }
 
-  std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name,
-                                    microseconds next_run_in) override {
+  std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name, const Due& due) override {
     return run("update_job_next_run", job_subject(plugin_id, name), [&](Connection& c) -> std::optional<Job> {
       auto& s = prepared(c.reschedule, c.sql);
-      s.delta = clock_offset().count() + next_run_in.count();
+      s.due.set(due, clock_offset());
       s.plugin = plugin_id;
       s.name = name;
       if (!s.st.execute(true)) return std::nullopt;
@@ -659,12 +692,14 @@ class PostgresStore final : public Store {
     const std::string total = change.total_count ? std::to_string(*change.total_count) : "";
     const char* completed_value = change.completed_count ? completed.c_str() : nullptr;
     const char* total_value = change.total_count ? total.c_str() : nullptr;
-    if (change.reschedule_in) {
-      const std::string delta = std::to_string(change.reschedule_in->count());
+    if (change.reschedule) {
+      const std::string delta = std::to_string(change.reschedule->in.count());
+      const std::string at = change.reschedule->at ? std::to_string(to_micros(*change.reschedule->at)) : "";
       const auto& st = prepared(c.update_run_and_reschedule, c.native(), "jobrepo_update_run_and_reschedule",
                                 queries::update_run_and_reschedule);
-      const auto result = st.execute({clock.c_str(), change.run_id.c_str(), change.plugin_id.c_str(), status.c_str(),
-                                      final, completed_value, total_value, delta.c_str()});
+      const auto result =
+          st.execute({clock.c_str(), change.run_id.c_str(), change.plugin_id.c_str(), status.c_str(), final,
+                      completed_value, total_value, change.reschedule->at ? at.c_str() : nullptr, delta.c_str()});
       if (result.rows() == 0) return std::nullopt;
       return result.run(0);
     }

@@ -433,7 +433,11 @@ class SqliteStore final : public Store {
     for (;;) {
       try {
         check_schema(operation, sql);
-        return body(sql);
+        if constexpr (std::is_invocable_v<Body, Connection&>) {
+          return body(*lease);
+        } else {
+          return body(sql);
+        }
       } catch (const soci::sqlite3_soci_error& e) {
         const int code = e.result();
         if (is_busy(code) && std::chrono::steady_clock::now() < deadline) {
@@ -515,12 +519,18 @@ class SqliteStore final : public Store {
     schema_ok_ = true;
   }
 
+  Timestamp now() override {
+    return read("now", "sqlite database " + quoted(options_.path), [&](Connection& c) { return to_timestamp(now(c)); });
+  }
+
   Job create_job(const NewJob& job) override {
     auto created = write("create_job", job_subject(job.plugin_id, job.name), [&](soci::session& sql, Micros now) {
-      Micros next = now + job.next_run_in.count();
-      sql << "INSERT INTO job (plugin_id, name, description, next_scheduled_run) VALUES (:p, :n, :d, :t)",
-          soci::use(job.plugin_id), soci::use(job.name), soci::use(job.description), soci::use(next);
-      return Job{job.plugin_id, job.name, job.description, to_timestamp(next)};
+      Micros next = due_micros(job.due, now);
+      sql << "INSERT INTO job (plugin_id, name, description, next_scheduled_run, schedule)"
+             " VALUES (:p, :n, :d, :t, :s)",
+          soci::use(job.plugin_id), soci::use(job.name), soci::use(job.description), soci::use(next),
+          soci::use(job.schedule);
+      return Job{job.plugin_id, job.name, job.description, to_timestamp(next), job.schedule};
     });
     due_.notify(job.plugin_id);
     return created;
@@ -529,17 +539,20 @@ class SqliteStore final : public Store {
   Job ensure_job(const NewJob& job) override {
     auto ensured = write("ensure_job", job_subject(job.plugin_id, job.name), [&](soci::session& sql, Micros now) {
       JobRow row;
-      Micros next = now + job.next_run_in.count();
+      Micros next = due_micros(job.due, now);
       soci::statement st(sql);
       row.bind(st);
       st.exchange(soci::use(job.plugin_id));
       st.exchange(soci::use(job.name));
       st.exchange(soci::use(job.description));
       st.exchange(soci::use(next));
+      st.exchange(soci::use(job.schedule));
       prepare(st,
-              "INSERT INTO job (plugin_id, name, description, next_scheduled_run) VALUES (:p, :n, :d, :t)"
-              " ON CONFLICT (plugin_id, name) DO UPDATE SET description = excluded.description"
-              " RETURNING plugin_id, name, description, next_scheduled_run");
+              "INSERT INTO job (plugin_id, name, description, next_scheduled_run, schedule)"
+              " VALUES (:p, :n, :d, :t, :s)"
+              " ON CONFLICT (plugin_id, name) DO UPDATE SET description = excluded.description,"
+              " schedule = excluded.schedule"
+              " RETURNING " JR_JOB_ROW_COLUMNS);
       st.execute(true);
       return row.to_job();
     });
@@ -555,7 +568,7 @@ class SqliteStore final : public Store {
       st.exchange(soci::use(plugin_id));
       st.exchange(soci::use(name));
       prepare(st,
-              "SELECT plugin_id, name, description, next_scheduled_run FROM job"
+              "SELECT " JR_JOB_ROW_COLUMNS " FROM job"
               " WHERE plugin_id = :p AND name = :n");
       st.execute();
       if (!st.fetch()) return std::nullopt;
@@ -576,7 +589,7 @@ class SqliteStore final : public Store {
       st.exchange(soci::use(name));
       st.exchange(soci::use(limit));
       prepare(st,
-              "SELECT plugin_id, name, description, next_scheduled_run FROM job"
+              "SELECT " JR_JOB_ROW_COLUMNS " FROM job"
               " WHERE plugin_id = :p AND (:has_name = 0 OR name = :n)"
               " ORDER BY name LIMIT :l");
       st.execute();
@@ -586,12 +599,11 @@ class SqliteStore final : public Store {
     });
   }
 
-  std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name,
-                                    microseconds next_run_in) override {
+  std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name, const Due& due) override {
     auto job = write("update_job_next_run", job_subject(plugin_id, name),
                      [&](soci::session& sql, Micros now) -> std::optional<Job> {
                        JobRow row;
-                       Micros next = now + next_run_in.count();
+                       Micros next = due_micros(due, now);
                        soci::statement st(sql);
                        row.bind(st);
                        st.exchange(soci::use(next));
@@ -600,7 +612,7 @@ class SqliteStore final : public Store {
                        prepare(st,
                                "UPDATE job SET next_scheduled_run = :t"
                                " WHERE plugin_id = :p AND name = :n"
-                               " RETURNING plugin_id, name, description, next_scheduled_run");
+                               " RETURNING " JR_JOB_ROW_COLUMNS);
                        st.execute();
                        if (!st.fetch()) return std::nullopt;
                        return row.to_job();
@@ -712,9 +724,9 @@ class SqliteStore final : public Store {
           continue;
         }
         Run run = update.row.to_run();
-        if (change.reschedule_in) {
+        if (change.reschedule) {
           auto& reschedule = prepared(c.reschedule, c.sql);
-          reschedule.next = now + change.reschedule_in->count();
+          reschedule.next = due_micros(*change.reschedule, now);
           reschedule.plugin = run.job_plugin_id;
           reschedule.name = run.job_name;
           reschedule.st.execute(true);

@@ -22,6 +22,11 @@
 // Durations: any std::chrono duration that converts to microseconds without
 // loss (seconds, milliseconds, minutes, hours...). Negative means "in the past".
 // Each must lie within max_offset (below) of zero.
+//
+// Due times may be given either way: as a duration from the store's now
+// (next_run_in, retry_in) or as an absolute time (next_run_at, retry_at: a
+// calendar schedule's fire time), never both. An absolute time must lie in
+// [earliest_time, latest_time] (below), else invalid_parameter.
 #pragma once
 
 #include <jobrepo/error.hpp>
@@ -45,6 +50,11 @@ namespace jobrepo {
 // far beyond any schedule, and now +/- it is a time every backend can store.
 inline constexpr std::chrono::microseconds max_offset{std::chrono::days(36525)};
 
+// The range of every absolute time argument: the Unix epoch to 2262-01-01,
+// what every backend stores and a Timestamp reads back exactly.
+inline constexpr Timestamp earliest_time{};
+inline constexpr Timestamp latest_time{std::chrono::sys_days{std::chrono::year{2262} / 1 / 1}};
+
 struct RepositoryOptions {
   std::string plugin_id = std::string(default_plugin_id);  // 1-127 characters (text.hpp)
   int default_limit = 10000;  // list_jobs limit when the call gives none; 0: 10000, negative: unlimited
@@ -52,6 +62,9 @@ struct RepositoryOptions {
 
 struct CreateJobOptions {
   std::chrono::microseconds next_run_in{0};  // 0: due at once
+  std::optional<Timestamp> next_run_at{};    // instead: due at this time
+  // Job::schedule: how the job is scheduled, for people; 0-1023 characters.
+  std::string schedule{};
 };
 
 struct ListJobsOptions {
@@ -70,6 +83,7 @@ struct FailRunOptions {
   // When set, the job becomes due at now + retry_in in the same transaction
   // (back-off); by default it is not rescheduled, so it is due at once.
   std::optional<std::chrono::microseconds> retry_in{};
+  std::optional<Timestamp> retry_at{};  // instead: due at this time
 };
 
 struct ListRunsOptions {
@@ -93,8 +107,10 @@ struct RunUpdate {
   std::optional<std::int64_t> completed_count{};
   std::optional<std::int64_t> total_count{};
   // When set, the run's job becomes due at now + next_run_in in the same
-  // transaction (complete_run's next_run_in, fail_run's retry_in).
+  // transaction (complete_run's next_run_in, fail_run's retry_in)...
   std::optional<std::chrono::microseconds> next_run_in{};
+  // ... or at this time (never both).
+  std::optional<Timestamp> next_run_at{};
 };
 
 // What became of one RunUpdate: the run after it, or the error the single
@@ -113,15 +129,22 @@ class Repository {
 
   const std::string& plugin_id() const noexcept { return plugin_id_; }
 
-  // Inserts a job due at now + next_run_in.
-  // Throws invalid_parameter (name, then description: empty, a NUL byte, not
-  // valid UTF-8; next_run_in beyond max_offset), check_constraint (name blank
-  // or over 127 characters, description blank or over 1023), not_unique (the
-  // name exists in this plugin).
+  // The store's clock now (the time its next operation would write): the
+  // reference for due times computed outside the store, such as a calendar
+  // schedule's next fire time.
+  Timestamp database_time();
+
+  // Inserts a job due at now + next_run_in (or at next_run_at).
+  // Throws invalid_parameter (name, then description, then schedule: empty, a
+  // NUL byte, not valid UTF-8; next_run_in beyond max_offset, next_run_at out
+  // of range, both given), check_constraint (name blank or over 127
+  // characters, description blank or over 1023, schedule over 1023),
+  // not_unique (the name exists in this plugin).
   Job create_job(std::string_view name, std::string_view description, CreateJobOptions options = {});
 
-  // Registers a job idempotently: creates it (due at now + next_run_in) when
-  // missing, otherwise updates only its description and keeps its schedule.
+  // Registers a job idempotently: creates it (due as create_job's) when
+  // missing, otherwise updates only its description and schedule text and
+  // keeps its due time.
   // Safe when several servers register the same job at once. Errors as
   // create_job, except that an existing name is not an error.
   Job ensure_job(std::string_view name, std::string_view description, CreateJobOptions options = {});
@@ -137,6 +160,8 @@ class Repository {
   // Throws invalid_parameter (empty or malformed name, next_run_in beyond
   // max_offset), record_not_found.
   Job update_job_next_run(std::string_view name, std::chrono::microseconds next_run_in);
+  // The same with an absolute time (invalid_parameter when out of range).
+  Job update_job_next_run(std::string_view name, Timestamp next_run_at);
 
   // Deletes the job and all its runs (running ones too: their owners' next
   // heartbeat finds them gone and cancels them). Throws invalid_parameter
@@ -162,10 +187,13 @@ class Repository {
   // now + next_run_in, in the same transaction. Errors as update_progress,
   // and invalid_parameter for next_run_in beyond max_offset.
   Run complete_run(std::string_view run_id, std::chrono::microseconds next_run_in);
+  // The same with an absolute time for the job's next run.
+  Run complete_run(std::string_view run_id, Timestamp next_run_at);
 
   // The run becomes failed with end_time = now; the job is not rescheduled
-  // (it is due at once) unless options.retry_in is set. Errors as
-  // update_progress, and invalid_parameter for retry_in beyond max_offset.
+  // (it is due at once) unless options.retry_in or retry_at is set. Errors as
+  // update_progress, and invalid_parameter for retry_in beyond max_offset,
+  // retry_at out of range, or both.
   Run fail_run(std::string_view run_id, FailRunOptions options = {});
 
   // Many updates in one transaction, applied in order: the way to complete
@@ -210,6 +238,7 @@ class Repository {
   NewJob new_job(const char* operation, std::string_view name, std::string_view description,
                  const CreateJobOptions& options) const;
   std::vector<RunUpdateResult> apply_updates(const char* operation, std::span<const RunUpdate> updates);
+  Job reschedule(const char* operation, std::string_view name, const Due& due);
   Run transition(const char* operation, std::string_view run_id, RunTransition change);
   [[noreturn]] void throw_transition_error(const char* operation, const std::string& run_id,
                                            const std::string& counts_problem);

@@ -36,11 +36,19 @@
 namespace jobrepo {
 
 // Arguments of Store::create_job.
+// When a job is due next: at `at` when set, else at the store's now + `in`.
+struct Due {
+  std::chrono::microseconds in{0};
+  std::optional<Timestamp> at{};
+};
+
+// Arguments of Store::create_job and ensure_job.
 struct NewJob {
   std::string plugin_id{};
   std::string name{};
   std::string description{};
-  std::chrono::microseconds next_run_in{0};  // next_scheduled_run = now + next_run_in
+  Due due{};              // next_scheduled_run of a new job
+  std::string schedule{};  // Job::schedule
 };
 
 // Arguments of Store::list_jobs.
@@ -68,9 +76,8 @@ struct RunTransition {
   // New counts; empty keeps the stored ones.
   std::optional<std::int64_t> completed_count{};
   std::optional<std::int64_t> total_count{};
-  // When set, the run's job gets next_scheduled_run = now + reschedule_in in
-  // the same transaction.
-  std::optional<std::chrono::microseconds> reschedule_in{};
+  // When set, the run's job becomes due then, in the same transaction.
+  std::optional<Due> reschedule{};
 };
 
 // Arguments of Store::list_runs.
@@ -110,18 +117,23 @@ class Store {
   // Throws schema_mismatch when the database was migrated by a newer jobrepo.
   virtual void migrate() = 0;
 
-  // Inserts the job. Throws not_unique when (plugin_id, name) exists.
+  // The store's clock: what "now" would be for an operation starting now.
+  virtual Timestamp now() = 0;
+
+  // Inserts the job, due at job.due. Throws not_unique when (plugin_id, name)
+  // exists.
   virtual Job create_job(const NewJob& job) = 0;
-  // Inserts the job when (plugin_id, name) does not exist (due at now +
-  // next_run_in); otherwise sets only its description and keeps its schedule.
-  // Returns the job as stored. Concurrent calls never fail with not_unique.
+  // Inserts the job when (plugin_id, name) does not exist (due at job.due);
+  // otherwise sets only its description and schedule text and keeps its due
+  // time. Returns the job as stored. Concurrent calls never fail with
+  // not_unique.
   virtual Job ensure_job(const NewJob& job) = 0;
   virtual std::optional<Job> lookup_job(const std::string& plugin_id, const std::string& name) = 0;
   // Jobs of query.plugin_id ordered by name.
   virtual std::vector<Job> list_jobs(const JobQuery& query) = 0;
-  // Sets next_scheduled_run = now + next_run_in; empty when the job does not exist.
+  // Sets next_scheduled_run to `due`; empty when the job does not exist.
   virtual std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name,
-                                            std::chrono::microseconds next_run_in) = 0;
+                                            const Due& due) = 0;
 
   // Deletes the job and all its runs; false when it does not exist.
   virtual bool delete_job(const std::string& plugin_id, const std::string& name) = 0;

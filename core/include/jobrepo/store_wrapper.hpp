@@ -16,15 +16,15 @@ class StoreWrapper : public Store {
   Store& target() const { return target_; }
 
   void migrate() override { target_.migrate(); }
+  Timestamp now() override { return target_.now(); }
   Job create_job(const NewJob& job) override { return target_.create_job(job); }
   Job ensure_job(const NewJob& job) override { return target_.ensure_job(job); }
   std::optional<Job> lookup_job(const std::string& plugin_id, const std::string& name) override {
     return target_.lookup_job(plugin_id, name);
   }
   std::vector<Job> list_jobs(const JobQuery& query) override { return target_.list_jobs(query); }
-  std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name,
-                                    std::chrono::microseconds next_run_in) override {
-    return target_.reschedule_job(plugin_id, name, next_run_in);
+  std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name, const Due& due) override {
+    return target_.reschedule_job(plugin_id, name, due);
   }
   bool delete_job(const std::string& plugin_id, const std::string& name) override {
     return target_.delete_job(plugin_id, name);

@@ -43,6 +43,9 @@ struct Job {
   std::string name;
   std::string description;
   Timestamp next_scheduled_run;
+  // How the servers that run it schedule it, for people ("every 1h", "cron 0
+  // 3 * * * in Europe/Berlin"); empty when unknown. Set by registration.
+  std::string schedule{};
 
   friend bool operator==(const Job&, const Job&) = default;
 };

@@ -327,3 +327,68 @@ TEST_CASE("the test clock moves the store's time", "[conformance][clock]") {
 }
 
 }  // namespace jobrepo::conformance
+
+namespace jobrepo::conformance {
+
+TEST_CASE("due times may be absolute; ensure_job keeps the due time and updates the schedule text; the store's clock",
+          "[conformance][jobs]") {
+  Fixture f;
+  using std::chrono::microseconds;
+  // An absolute time with microseconds, stored exactly.
+  const Timestamp at = std::chrono::sys_days{std::chrono::year{2030} / 3 / 31} + 2h + 30min + 1s + microseconds(123456);
+  const Job created = f.repo.create_job("nightly", "d", {.next_run_at = at, .schedule = "cron 30 2 * * *"});
+  CHECK(created.next_scheduled_run == at);
+  CHECK(created.schedule == "cron 30 2 * * *");
+  CHECK(f.repo.lookup_job("nightly")->next_scheduled_run == at);
+  CHECK(f.repo.lookup_job("nightly")->schedule == "cron 30 2 * * *");
+  CHECK(f.repo.list_jobs().front().schedule == "cron 30 2 * * *");
+
+  // Registration again: the description and the schedule text change, the due time stays.
+  const Job ensured =
+      f.repo.ensure_job("nightly", "d2", {.next_run_at = at + 24h, .schedule = "cron 30 3 * * * in Europe/Berlin"});
+  CHECK(ensured.next_scheduled_run == at);
+  CHECK(ensured.description == "d2");
+  CHECK(ensured.schedule == "cron 30 3 * * * in Europe/Berlin");
+  const Job fresh = f.repo.ensure_job("fresh", "d", {.next_run_at = at});
+  CHECK(fresh.next_scheduled_run == at);
+  CHECK(fresh.schedule.empty());
+
+  // update_job_next_run, complete_run, fail_run and update_runs with absolute times.
+  CHECK(f.repo.update_job_next_run("nightly", at - 1h).next_scheduled_run == at - 1h);
+  f.repo.create_job("a", "d");
+  f.repo.create_job("b", "d");
+  f.repo.create_job("c", "d");
+  const auto runs = f.repo.run_jobs("s1", {.limit = -1});
+  REQUIRE(runs.size() == 3);
+  f.repo.complete_run(runs[0].private_id, at + 1s);
+  CHECK(f.repo.lookup_job(runs[0].job_name)->next_scheduled_run == at + 1s);
+  f.repo.fail_run(runs[1].private_id, {.retry_at = at + 2s});
+  CHECK(f.repo.lookup_job(runs[1].job_name)->next_scheduled_run == at + 2s);
+  const std::vector<RunUpdate> updates = {
+      {.run_id = runs[2].private_id, .status = Status::completed, .next_run_at = at}};
+  const auto results = f.repo.update_runs(updates);
+  REQUIRE(results[0].run);
+  CHECK(f.repo.lookup_job(runs[2].job_name)->next_scheduled_run == at);
+
+  // Out of range, or both forms at once: invalid_parameter, nothing written.
+  JR_REQUIRE_ERROR(f.repo.create_job("x", "d", {.next_run_at = earliest_time - microseconds(1)}),
+                   ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.update_job_next_run("nightly", latest_time + microseconds(1)), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.create_job("x", "d", {.next_run_in = 1h, .next_run_at = at}), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.fail_run(runs[0].private_id, {.retry_in = 1s, .retry_at = at}), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.create_job("x", "d", {.schedule = std::string(1024, 's')}), ErrorCode::check_constraint);
+  JR_REQUIRE_ERROR(f.repo.create_job("x", "d", {.schedule = std::string("a\0b", 3)}), ErrorCode::invalid_parameter);
+  CHECK(!f.repo.lookup_job("x"));
+
+  // The store's clock: near real time, moved by the test clock offset, and
+  // what a write made right after stamps (never earlier).
+  const Timestamp before = f.repo.database_time();
+  CHECK(near_system_now(before));
+  const Job now_job = f.repo.create_job("now", "d");
+  CHECK(now_job.next_scheduled_run >= before);
+  f.store.set_clock_offset(1h);
+  CHECK(f.repo.database_time() > before + 59min);
+  f.store.set_clock_offset(0s);
+}
+
+}  // namespace jobrepo::conformance
