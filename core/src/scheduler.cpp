@@ -38,6 +38,7 @@ std::string_view to_string(SchedulerEvent::Kind kind) noexcept {
     case SchedulerEvent::Kind::cancelled: return "cancelled";
     case SchedulerEvent::Kind::interrupted_peer: return "interrupted";
     case SchedulerEvent::Kind::error: return "error";
+    case SchedulerEvent::Kind::skipped: return "skipped";
   }
   return "unknown";
 }
@@ -67,10 +68,13 @@ class FunctionJob final : public JobHandler {
 // One run executing (or queued) here: its context and its liveness.
 class LocalRun final : public JobContext {
  public:
-  LocalRun(Run run, std::shared_ptr<JobHandler> handler, SteadyClock::time_point claimed,
-           SteadyClock::time_point deadline, microseconds fence_after)
+  LocalRun(Run run, std::shared_ptr<JobHandler> handler, std::optional<CronSchedule> schedule, Misfire misfire,
+           SteadyClock::time_point claimed, SteadyClock::time_point deadline, microseconds fence_after)
       : run_(std::move(run)),
         handler_(std::move(handler)),
+        schedule_(std::move(schedule)),
+        misfire_(misfire),
+        claimed_(claimed),
         deadline_(deadline),
         fence_after_(fence_after),
         last_heartbeat_(claimed.time_since_epoch().count()) {}
@@ -125,6 +129,15 @@ class LocalRun final : public JobContext {
 
   const Run& run() const { return run_; }
   JobHandler& handler() const { return *handler_; }
+  const std::optional<CronSchedule>& schedule() const { return schedule_; }
+  Misfire misfire() const { return misfire_; }
+
+  // The database's time now, as this process knows it: the claim's database
+  // timestamp plus the time since, on this process's monotonic clock (no
+  // server clock involved).
+  Timestamp database_now() const {
+    return run_.create_time + std::chrono::duration_cast<Clock::duration>(SteadyClock::now() - claimed_);
+  }
 
   // The handler returned and the outcome waits for the writer: no more
   // heartbeats. Read and written under the scheduler's mutex.
@@ -135,6 +148,9 @@ class LocalRun final : public JobContext {
  private:
   const Run run_;
   const std::shared_ptr<JobHandler> handler_;
+  const std::optional<CronSchedule> schedule_;
+  const Misfire misfire_;
+  const SteadyClock::time_point claimed_;
   const SteadyClock::time_point deadline_;
   const microseconds fence_after_;
   std::atomic<SteadyClock::rep> cancelled_at_{0};
@@ -233,6 +249,8 @@ struct Scheduler::State {
   struct Registered {
     std::shared_ptr<JobHandler> handler;
     microseconds timeout{0};
+    std::optional<CronSchedule> schedule{};
+    Misfire misfire = Misfire::run_once;
   };
 
   State(std::string id, Store& s, SchedulerOptions o) : server_id(std::move(id)), store(s), options(std::move(o)) {}
@@ -266,6 +284,7 @@ struct Scheduler::State {
   // the jobs and from this server's own completions), earliest on top.
   std::priority_queue<Timestamp, std::vector<Timestamp>, std::greater<>> known_due;
   SteadyClock::time_point last_scan{};
+  SteadyClock::time_point last_sweep{};  // of skip_missed(), by the claim loop
   std::unique_ptr<DueSubscription> subscription;
   bool wake_requested = false;
   bool started = false;
@@ -353,6 +372,10 @@ struct Scheduler::State {
         free = options.worker_threads - static_cast<int>(queue.size()) - busy_workers;
       }
       bool maybe_more = false;
+      if (free > 0 && SteadyClock::now() - last_sweep >= options.claim_interval) {
+        guarded("misfire", [&] { skip_missed(repo); });
+        last_sweep = SteadyClock::now();
+      }
       if (free > 0) {
         const int limit = options.claim_limit > 0 ? std::min(options.claim_limit, free) : free;
         const auto claimed_at = SteadyClock::now();
@@ -371,6 +394,43 @@ struct Scheduler::State {
       const auto wait = next_wake(repo, lock);
       claim_wake.wait_for(lock, wait, [&] { return wake_requested || stopping; });
       wake_requested = false;
+    }
+  }
+
+  // Jobs with a calendar schedule and Misfire::skip whose due fire time
+  // passed while no server ran them (all down, busy, or cut off from the
+  // database) become due at their next fire time still to come, before a
+  // claim could run them late. A fire time is missed when it is older than
+  // half the time to the next one (at least claim_interval, at most a
+  // minute), by the database's clock.
+  void skip_missed(Repository& repo) {
+    std::map<std::string, Registered, std::less<>> skipping;
+    {
+      const std::lock_guard lock(mutex);
+      for (const auto& [name, job] : jobs) {
+        if (job.schedule && job.misfire == Misfire::skip) skipping.emplace(name, job);
+      }
+    }
+    if (skipping.empty()) return;
+    const auto now = repo.database_time();
+    for (const auto& job : repo.list_jobs({.limit = -1})) {
+      const auto found = skipping.find(job.name);
+      if (found == skipping.end() || job.next_scheduled_run >= now) continue;
+      const auto& schedule = *found->second.schedule;
+      const auto due = job.next_scheduled_run;
+      const auto following = schedule.next_after(due);
+      const auto period = following ? std::chrono::duration_cast<microseconds>(*following - due) : max_offset;
+      const auto tolerance =
+          std::min<microseconds>(std::max<microseconds>(period / 2, options.claim_interval), std::chrono::minutes(1));
+      if (now - due <= tolerance) continue;
+      const auto next = std::min(schedule.next_after(now).value_or(latest_time), latest_time);
+      repo.update_job_next_run(job.name, next);
+      emit(SchedulerEvent::Kind::skipped, job.name, "",
+           "missed the fire time " + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - due).count()) +
+               " s ago; next in " +
+               std::to_string(std::chrono::duration_cast<std::chrono::seconds>(next - now).count()) + " s");
+      const std::lock_guard lock(mutex);
+      known_due.push(next);
     }
   }
 
@@ -408,7 +468,8 @@ struct Scheduler::State {
 
   void dispatch(Run run, const Registered& job, SteadyClock::time_point claimed_at) {
     const auto deadline = job.timeout.count() > 0 ? claimed_at + job.timeout : SteadyClock::time_point::max();
-    auto local = std::make_shared<LocalRun>(run, job.handler, claimed_at, deadline, fence_after(options));
+    auto local = std::make_shared<LocalRun>(run, job.handler, job.schedule, job.misfire, claimed_at, deadline,
+                                            fence_after(options));
     emit(SchedulerEvent::Kind::claimed, run.job_name, run.private_id, "");
     {
       const std::lock_guard lock(mutex);
@@ -456,6 +517,37 @@ struct Scheduler::State {
     }
   }
 
+  // When a run of a job with a calendar schedule makes the job due next:
+  // the first fire time after the run's start (the claim's database time:
+  // fire times missed while it ran, or while no server could run the job,
+  // make one run at once), or, with Misfire::skip, the first one still to
+  // come. Past what a Timestamp holds: latest_time (practically never).
+  Timestamp next_fire(const LocalRun& local) const {
+    const auto& schedule = *local.schedule();
+    const auto after = local.misfire() == Misfire::skip ? std::max(local.run().create_time, local.database_now())
+                                                        : local.run().create_time;
+    return std::min(schedule.next_after(after).value_or(latest_time), latest_time);
+  }
+
+  // Makes a failed run's update retry after the back-off (the job's
+  // consecutive failures here counted), but for a calendar schedule never
+  // later than its next fire time. Returns the delay from now.
+  microseconds set_retry(RunUpdate& update, const LocalRun& local) {
+    microseconds delay{};
+    {
+      const std::lock_guard lock(mutex);
+      delay = std::min(backoff(++failures[local.job_name()]), max_offset);
+    }
+    if (!local.schedule()) {
+      update.next_run_in = delay;
+      return delay;
+    }
+    const auto now = local.database_now();
+    const auto retry_at = std::min(now + delay, next_fire(local));
+    update.next_run_at = std::max(retry_at, earliest_time);
+    return std::chrono::duration_cast<microseconds>(*update.next_run_at - now);
+  }
+
   // Runs the handler; returns what to store, or nothing when there is
   // nothing to store (the run was cancelled).
   std::optional<Outcome> execute(const std::shared_ptr<LocalRun>& local) {
@@ -482,18 +574,19 @@ struct Scheduler::State {
     }
     if (next && reason != CancelReason::interrupted) {
       update.status = Status::completed;
-      // microseconds::max() means "not again": the farthest the store takes.
-      update.next_run_in = std::clamp(*next, -max_offset, max_offset);
+      if (local->schedule()) {
+        update.next_run_at = next_fire(*local);
+      } else {
+        // microseconds::max() means "not again": the farthest the store takes.
+        update.next_run_in = std::clamp(*next, -max_offset, max_offset);
+      }
       return Outcome{local, std::move(update), "in " + seconds_text(took)};
     }
     if (!next && (reason == CancelReason::none || reason == CancelReason::deadline)) {
       if (reason == CancelReason::deadline) failure = "timed out: " + failure;
-      {
-        const std::lock_guard lock(mutex);
-        update.next_run_in = std::min(backoff(++failures[name]), max_offset);
-      }
       update.status = Status::failed;
-      std::string detail = failure + "; retry in " + std::to_string(update.next_run_in->count() / 1000) + " ms";
+      const auto retry = set_retry(update, *local);
+      std::string detail = failure + "; retry in " + std::to_string(retry.count() / 1000) + " ms";
       return Outcome{local, std::move(update), std::move(detail)};
     }
     // Interrupted elsewhere (already final), fenced (a peer will interrupt
@@ -564,9 +657,9 @@ struct Scheduler::State {
         emit(completed ? SchedulerEvent::Kind::completed : SchedulerEvent::Kind::failed, name, id, outcome.detail);
         const std::lock_guard lock(mutex);
         if (completed) failures.erase(name);
-        if (run->end_time && outcome.update.next_run_in) {
-          if (const auto due = *run->end_time + *outcome.update.next_run_in; due > now) known_due.push(due);
-        }
+        std::optional<Timestamp> due = outcome.update.next_run_at;
+        if (run->end_time && outcome.update.next_run_in) due = *run->end_time + *outcome.update.next_run_in;
+        if (due && *due > now) known_due.push(*due);
         finished.push_back(id);
         continue;
       }
@@ -590,11 +683,10 @@ struct Scheduler::State {
         // running, so it fails (and the job backs off).
         emit(SchedulerEvent::Kind::error, name, id, what + "; storing the run as failed");
         outcome.update.status = Status::failed;
+        outcome.update.next_run_in.reset();
+        outcome.update.next_run_at.reset();
         outcome.detail = "its completion could not be stored: " + std::string(error.what());
-        {
-          const std::lock_guard lock(mutex);
-          outcome.update.next_run_in = std::min(backoff(++failures[name]), max_offset);
-        }
+        set_retry(outcome.update, *outcome.local);
         retry.push_back(std::move(outcome));
       } else {
         emit(SchedulerEvent::Kind::error, name, id, what + (last && transient(code) ? "; not stored before stop" : ""));
@@ -757,10 +849,31 @@ void Scheduler::register_job(std::shared_ptr<JobHandler> handler, RegisterJobOpt
                   "register_job: \"" + name + "\" is registered already (RegisterJobOptions::replace replaces it)");
     }
   }
-  s.repository().ensure_job(name, handler->description(), {.next_run_in = options.next_run_in});
+  CreateJobOptions job{.next_run_in = options.next_run_in, .schedule = options.schedule_text};
+  if (options.schedule) {
+    if (options.next_run_in.count() != 0) {
+      throw Error(ErrorCode::invalid_parameter, "register_job: \"" + name +
+                                                    "\": give a calendar schedule or next_run_in, not both");
+    }
+    // The first run: the next fire time after now, as the database tells it.
+    auto repo = s.repository();
+    const auto first = options.schedule->next_after(repo.database_time());
+    job.next_run_at = std::min(first.value_or(latest_time), latest_time);
+    if (job.schedule.empty()) {
+      job.schedule = options.schedule->to_string();
+      if (options.misfire == Misfire::skip) job.schedule += ", missed fire times skipped";
+    }
+    // A job that was scheduled otherwise until now (another expression, a
+    // duration) is due at this schedule's next fire time, not at the old one.
+    const auto existing = repo.lookup_job(name);
+    repo.ensure_job(name, handler->description(), job);
+    if (existing && existing->schedule != job.schedule) repo.update_job_next_run(name, *job.next_run_at);
+  } else {
+    s.repository().ensure_job(name, handler->description(), job);
+  }
   {
     const std::lock_guard lock(s.mutex);
-    s.jobs[name] = State::Registered{std::move(handler), options.timeout};
+    s.jobs[name] = State::Registered{std::move(handler), options.timeout, options.schedule, options.misfire};
     ++s.jobs_version;
   }
   s.wake_claimer();

@@ -10,7 +10,9 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <csignal>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <random>
@@ -91,11 +93,12 @@ TEST_CASE("serve: the processes a command leaves behind end before its run ends"
   const auto marker = cli.dir.path / "leftover-stopped";
   const auto ready = cli.dir.path / "leftover-ready";
   // The command leaves a shell behind, once that shell has set its trap.
-  const std::string leftover = "trap \\\"touch " + marker.string() + "; exit 0\\\" TERM; touch " + ready.string() +
-                               "; sleep 30 & wait";
+  const std::string leftover =
+      "trap \\\"touch " + marker.string() + "; exit 0\\\" TERM; touch " + ready.string() + "; sleep 30 & wait";
   const auto config = write_config(cli.dir.path, R"([
-    {"name": "leaves-one", "command": ["sh", "-c", "sh -c ')" + leftover + R"(' & while [ ! -e )" +
-                                                     ready.string() + R"( ]; do sleep 0.01; done; echo left"],
+    {"name": "leaves-one", "command": ["sh", "-c", "sh -c ')" +
+                                                     leftover + R"(' & while [ ! -e )" + ready.string() +
+                                                     R"( ]; do sleep 0.01; done; echo left"],
      "every": "1h"}
   ])");
   auto serve = cli.serve(config, "node-1");
@@ -278,6 +281,104 @@ TEST_CASE("serve: a command's output is read to the end; long lines are cut; mem
   INFO("serve's peak RSS " << peak << " KiB");
   CHECK(peak > 0);
   CHECK(peak < 64 * 1024);
+}
+
+namespace {
+
+// Microseconds since the epoch of a run's time field ("2026-...Z").
+long long micros_of(const json& text) {
+  std::tm tm{};
+  int micros = 0;
+  const std::string s = text.get<std::string>();
+  REQUIRE(std::sscanf(s.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+                      &tm.tm_sec, &micros) == 7);
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<long long>(timegm(&tm)) * 1000000 + micros;
+}
+
+// The runs of a job, oldest first.
+std::vector<json> runs_of(Cli& cli, const std::string& job) {
+  auto runs = cli({"runs", "--job", job, "--limit", "-1", "--json"}).parsed();
+  std::vector<json> out(runs.begin(), runs.end());
+  std::reverse(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("serve: a cron job every 2 s on two servers: runs start on the even seconds, one at a time, none missed") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "tick", "cron": "*/2 * * * * *", "command": ["true"]}
+  ])");
+  auto a = cli.serve(config, "a");
+  auto b = cli.serve(config, "b");
+  std::this_thread::sleep_for(20s);
+  kill(a->pid, SIGTERM);
+  kill(b->pid, SIGTERM);
+  CHECK(a->wait().status == 0);
+  CHECK(b->wait().status == 0);
+  const auto runs = runs_of(cli, "tick");
+  REQUIRE(runs.size() >= 8);
+  std::set<long long> fires;
+  std::string late;
+  for (const auto& run : runs) {
+    const auto start = micros_of(run["create_time"]);
+    const long long fire = start / 2000000 * 2000000;
+    // Within the claim latency of its fire time (claim_interval is 200 ms).
+    if (start - fire > 500000) late += std::to_string(start) + " ";
+    CHECK(fires.insert(fire).second);  // one run per fire time
+    CHECK(run["status"] == "completed");
+  }
+  INFO("late starts (us since the epoch): " << late);
+  CHECK(late.empty());
+  // None missed: every fire time between the first and the last has its run.
+  CHECK(static_cast<long long>(fires.size()) == (*fires.rbegin() - *fires.begin()) / 2000000 + 1);
+  const auto audit = cli({"audit", "--json"}).parsed();
+  CHECK(audit["overlaps"].empty());
+  // jobs shows the schedule.
+  CHECK(cli({"jobs", "--json"}).parsed()[0]["schedule"] == "cron */2 * * * * * in UTC");
+}
+
+TEST_CASE("serve: after every server was down over fire times, run_once runs once at once and skip waits") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "catch-up", "cron": "*/4 * * * * *", "command": ["true"]},
+    {"name": "skipper", "cron": "*/4 * * * * *", "misfire": "skip", "command": ["true"]}
+  ])");
+  auto first = cli.serve(config, "a");
+  REQUIRE(wait_until([&] { return runs_of(cli, "catch-up").size() >= 1 && runs_of(cli, "skipper").size() >= 1; }, 10s));
+  kill(first->pid, SIGTERM);
+  CHECK(first->wait().status == 0);
+  const auto before_catch_up = runs_of(cli, "catch-up").size(), before_skipper = runs_of(cli, "skipper").size();
+  std::this_thread::sleep_for(9s);  // two or more fire times pass with no server
+  const long long restarted =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  auto second = cli.serve(config, "a");
+  std::this_thread::sleep_for(6s);
+  kill(second->pid, SIGTERM);
+  const auto result = second->wait();
+  INFO(result.err);
+  const auto catch_up = runs_of(cli, "catch-up"), skipper = runs_of(cli, "skipper");
+  REQUIRE(catch_up.size() > before_catch_up);
+  REQUIRE(skipper.size() > before_skipper);
+  // run_once: one run at once for all the fire times missed, then the fire times again.
+  const auto catch_up_start = micros_of(catch_up[before_catch_up]["create_time"]);
+  CHECK(catch_up_start - restarted < 1500000);
+  const auto next_fire = (catch_up_start / 4000000 + 1) * 4000000;
+  if (catch_up.size() > before_catch_up + 1) {
+    const auto second_start = micros_of(catch_up[before_catch_up + 1]["create_time"]);
+    CHECK(second_start >= next_fire);
+    CHECK(second_start - next_fire < 500000);
+  }
+  // skip: the missed fire times are dropped; the first run after the restart is at a fire time to come.
+  const auto skipper_start = micros_of(skipper[before_skipper]["create_time"]);
+  CHECK(skipper_start > restarted);
+  CHECK(skipper_start % 4000000 < 500000);
+  CHECK(result.err.find("skipped skipper") != std::string::npos);
+  CHECK(result.err.find("skipped catch-up") == std::string::npos);
 }
 
 namespace {

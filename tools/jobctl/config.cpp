@@ -108,9 +108,26 @@ json::parser_callback_t refuse_duplicate_keys(const std::string& file) {
   };
 }
 
-CommandJob read_job(const Reader& r, const json& item, const std::string& where) {
+// A cron expression in a zone, checked by core (its message shows the
+// offending text) and reported at `field`.
+void check_cron(const Reader& r, const std::string& field, const std::string& expression, const std::string& zone) {
+  try {
+    jobrepo::CronSchedule(expression, zone);
+  } catch (const jobrepo::Error& e) {
+    r.fail(field, e.what());
+  }
+}
+
+// A time zone of the tz database (checked with an expression that is fine).
+void check_zone(const Reader& r, const std::string& field, const std::string& zone) {
+  check_cron(r, field, "0 0 1 1 *", zone);
+}
+
+CommandJob read_job(const Reader& r, const json& item, const std::string& where, const std::string& time_zone) {
   if (!item.is_object()) r.fail(where, "must be an object");
-  r.only(item, where, {"name", "description", "command", "every", "timeout", "working_directory", "environment"});
+  r.only(item, where,
+         {"name", "description", "command", "every", "cron", "time_zone", "misfire", "timeout", "working_directory",
+          "environment"});
   CommandJob job;
   if (!item.contains("name")) r.fail(where + ".name", "is missing");
   job.name = r.text(item["name"], where + ".name", jobrepo::TextKind::job_name);
@@ -126,8 +143,30 @@ CommandJob read_job(const Reader& r, const json& item, const std::string& where)
   job.description = item.contains("description")
                         ? r.text(item["description"], where + ".description", jobrepo::TextKind::description)
                         : "runs " + job.command.front();
-  if (!item.contains("every")) r.fail(where + ".every", "is missing");
-  job.every = r.duration(item["every"], where + ".every", true);
+  if (item.contains("every") == item.contains("cron")) {
+    r.fail(where, item.contains("every") ? "give \"every\" or \"cron\", not both"
+                                         : "needs \"every\" (a duration) or \"cron\" (a cron expression)");
+  }
+  if (item.contains("every")) {
+    job.every = r.duration(item["every"], where + ".every", true);
+    for (const char* field : {"time_zone", "misfire"}) {
+      if (item.contains(field)) r.fail(where + "." + field, "applies to \"cron\" jobs only");
+    }
+  } else {
+    job.cron = r.plain(item["cron"], where + ".cron");
+    job.time_zone = time_zone;
+    if (item.contains("time_zone")) {
+      job.time_zone = r.plain(item["time_zone"], where + ".time_zone");
+      check_zone(r, where + ".time_zone", job.time_zone);
+    }
+    check_cron(r, where + ".cron", job.cron, job.time_zone);
+    if (item.contains("misfire")) {
+      const auto text = r.plain(item["misfire"], where + ".misfire");
+      const auto misfire = jobrepo::parse_misfire(text);
+      if (!misfire) r.fail(where + ".misfire", jobrepo::quote_text(text) + " is not run_once or skip");
+      job.misfire = *misfire;
+    }
+  }
   if (item.contains("timeout")) job.timeout = r.duration(item["timeout"], where + ".timeout", true);
   if (item.contains("working_directory")) {
     const std::string field = where + ".working_directory";
@@ -157,6 +196,17 @@ CommandJob read_job(const Reader& r, const json& item, const std::string& where)
 }
 
 }  // namespace
+
+jobrepo::RegisterJobOptions register_options(const CommandJob& job) {
+  jobrepo::RegisterJobOptions options{.next_run_in = microseconds(0), .timeout = job.timeout};
+  if (job.cron.empty()) {
+    options.schedule_text = "every " + format_duration(job.every);
+  } else {
+    options.schedule = jobrepo::CronSchedule(job.cron, job.time_zone);
+    options.misfire = job.misfire;
+  }
+  return options;
+}
 
 jobrepo::SchedulerOptions scheduler_options(const ServeConfig& config) {
   jobrepo::SchedulerOptions options;
@@ -191,10 +241,15 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
   const Reader r{path};
   if (!root.is_object()) r.fail("(top level)", "must be an object");
   r.only(root, "",
-         {"plugin_id", "worker_threads", "claim_interval", "monitor_interval", "interrupt_threshold", "grace", "jobs"});
+         {"plugin_id", "time_zone", "worker_threads", "claim_interval", "monitor_interval", "interrupt_threshold",
+          "grace", "jobs"});
   ServeConfig config;
   if (root.contains("plugin_id"))
     config.plugin_id = r.text(root["plugin_id"], "plugin_id", jobrepo::TextKind::plugin_id);
+  if (root.contains("time_zone")) {
+    config.time_zone = r.plain(root["time_zone"], "time_zone");
+    check_zone(r, "time_zone", config.time_zone);
+  }
   if (root.contains("worker_threads")) {
     // Read as 64 bits (read as an int, 4294967297 wrapped to 1), then checked.
     const auto& value = root["worker_threads"];
@@ -230,7 +285,7 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
   std::set<std::string> names;
   for (std::size_t i = 0; i < root["jobs"].size(); ++i) {
     const std::string where = "jobs[" + std::to_string(i) + "]";
-    auto job = read_job(r, root["jobs"][i], where);
+    auto job = read_job(r, root["jobs"][i], where, config.time_zone);
     if (!names.insert(job.name).second) r.fail(where + ".name", "\"" + job.name + "\" is defined twice");
     config.jobs.push_back(std::move(job));
   }

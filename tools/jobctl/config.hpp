@@ -2,6 +2,7 @@
 // reader that checks every field before anything touches a database.
 #pragma once
 
+#include <jobrepo/cron.hpp>
 #include <jobrepo/scheduler.hpp>
 
 #include <chrono>
@@ -17,7 +18,12 @@ struct CommandJob {
   std::string name;
   std::string description;
   std::vector<std::string> command;  // argv; no shell unless the user writes one
+  // Exactly one of: `every` (from the end of a successful run) or `cron` (a
+  // calendar schedule in `time_zone`, with `misfire`).
   std::chrono::microseconds every{0};
+  std::string cron;
+  std::string time_zone;  // of cron: the job's own, else the config's, else UTC
+  jobrepo::Misfire misfire = jobrepo::Misfire::run_once;
   std::chrono::microseconds timeout{0};  // 0: none
   std::string working_directory;         // empty: jobctl's own
   std::map<std::string, std::string> environment;
@@ -27,6 +33,7 @@ struct CommandJob {
 
 struct ServeConfig {
   std::string plugin_id = "pi_system";
+  std::string time_zone = "UTC";  // of the cron jobs that name none
   int worker_threads = 4;  // 1 to 1024
   std::chrono::microseconds claim_interval = std::chrono::seconds(1);
   std::chrono::microseconds monitor_interval = std::chrono::seconds(1);
@@ -49,5 +56,9 @@ ServeConfig parse_config(std::string_view text, const std::string& path);
 
 // The Scheduler's options for a config (without on_event).
 jobrepo::SchedulerOptions scheduler_options(const ServeConfig& config);
+
+// The registration of a job of a config: timeout, calendar schedule, and the
+// schedule's words for Job::schedule ("every 1h", "cron ... in ZONE").
+jobrepo::RegisterJobOptions register_options(const CommandJob& job);
 
 }  // namespace jobctl

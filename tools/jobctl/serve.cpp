@@ -198,8 +198,9 @@ ServeConfig reload(jobrepo::Scheduler& scheduler, const ServeConfig& current, co
       continue;
     }
     try {
-      scheduler.register_job(command_handler(job, runtime),
-                             {.next_run_in = microseconds(0), .timeout = job.timeout, .replace = true});
+      auto options = register_options(job);
+      options.replace = true;
+      scheduler.register_job(command_handler(job, runtime), options);
       applied.jobs.push_back(job);
       (old == before.end() ? added : updated).push_back(job.name);
     } catch (const jobrepo::Error& e) {
@@ -260,8 +261,7 @@ std::optional<Serving> start_serving(const std::string& url, ServeConfig& config
       serving.store->migrate();
       serving.scheduler = std::make_unique<jobrepo::Scheduler>(server, *serving.store, options);
       for (const auto& job : config.jobs) {
-        serving.scheduler->register_job(command_handler(job, runtime),
-                                        {.next_run_in = microseconds(0), .timeout = job.timeout});
+        serving.scheduler->register_job(command_handler(job, runtime), register_options(job));
       }
       serving.scheduler->start();
       if (said) log_line(server, "the database is ready after " + waited());

@@ -20,6 +20,7 @@
 // run, for a handler).
 #pragma once
 
+#include <jobrepo/cron.hpp>
 #include <jobrepo/repository.hpp>
 #include <jobrepo/store.hpp>
 
@@ -102,6 +103,16 @@ std::shared_ptr<JobHandler> make_job(std::string name, std::string description,
 struct RegisterJobOptions {
   std::chrono::microseconds next_run_in{0};  // first run, when the job is new
   std::chrono::microseconds timeout{0};      // 0: none; else the run is cancelled after it
+  // A calendar schedule: the job runs at its fire times, first at the next
+  // one after registration (when the job is new; next_run_in must be 0), and
+  // the handler's return value is ignored. After a run the job is due at the
+  // next fire time after the run's start (the claim's database time), or,
+  // with Misfire::skip, at the next one still to come; a failed run is
+  // retried after the back-off, but never later than that next fire time.
+  std::optional<CronSchedule> schedule{};
+  Misfire misfire = Misfire::run_once;
+  // Job::schedule, for people; empty: the calendar schedule's own words.
+  std::string schedule_text{};
   // Replace a job registered here already (its handler and timeout, for
   // the runs that start from then on); without it that is invalid_parameter.
   bool replace = false;
@@ -116,7 +127,8 @@ struct BackoffOptions {
 
 // Something that happened, for logs and metrics (called on scheduler threads).
 struct SchedulerEvent {
-  enum class Kind { claimed, started, completed, failed, cancelled, interrupted_peer, error };
+  // skipped: a job with Misfire::skip missed a fire time, which is dropped.
+  enum class Kind { claimed, started, completed, failed, cancelled, interrupted_peer, error, skipped };
   Kind kind;
   std::string job_name;  // empty for errors not tied to a job
   std::string run_id;
