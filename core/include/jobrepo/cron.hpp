@@ -50,7 +50,7 @@ class CronSchedule {
 
   // The first fire time strictly after `after`, in whole seconds; empty when
   // there is none before the end of what a Timestamp holds (2262-04-11).
-  // No I/O; a few microseconds at most (the search skips field by field).
+  // No I/O; the search skips field by field, never second by second.
   std::optional<Timestamp> next_after(Timestamp after) const;
 
   const std::string& expression() const noexcept;  // as given
