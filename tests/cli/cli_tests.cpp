@@ -84,12 +84,85 @@ TEST_CASE("cli: --help and docs/cli.md list the same commands") {
   for (std::string line; std::getline(doc, line);) {
     if (line.rfind("### `jobctl ", 0) == 0) from_docs.insert(command_words(line.substr(12, line.rfind('`') - 12)));
   }
-  CHECK(from_help.size() == 17);
+  CHECK(from_help.size() == 18);
   CHECK(from_help == from_docs);
   // Each command has its own --help.
   const auto one = cli.bare({"job", "create", "--help"});
   CHECK(one.status == 0);
   CHECK(one.out.find("job create NAME DESCRIPTION") != std::string::npos);
+}
+
+TEST_CASE("cli: cron next shows fire times in UTC and in the zone, and touches no database") {
+  Cli cli;
+  const auto berlin = cli.bare(
+      {"cron", "next", "30 2 * * *", "--time-zone", "Europe/Berlin", "--from", "2026-03-28T12:00:00Z", "--count", "2"});
+  CHECK(berlin.status == 0);
+  CHECK(berlin.out ==
+        "2026-03-29T01:00:00Z  2026-03-29 03:00:00 CEST (+02:00)\n"
+        "2026-03-30T00:30:00Z  2026-03-30 02:30:00 CEST (+02:00)\n");
+  // The same instant with an offset; JSON: UTC in whole seconds.
+  const auto fall = cli.bare({"cron", "next", "*/15 2 * * *", "--time-zone=Europe/Berlin", "--from",
+                              "2026-10-24T14:00:00.250+02:00", "--count", "5", "--json"});
+  CHECK(fall.status == 0);
+  CHECK(fall.parsed() == json{"2026-10-25T00:00:00Z", "2026-10-25T00:15:00Z", "2026-10-25T00:30:00Z",
+                              "2026-10-25T00:45:00Z", "2026-10-26T01:00:00Z"});
+  // Defaults: UTC, from now, 5 fire times, each after the one before.
+  const auto defaults = cli.bare({"cron", "next", "@hourly", "--json"});
+  CHECK(defaults.status == 0);
+  const auto times = defaults.parsed();
+  REQUIRE(times.size() == 5);
+  for (std::size_t i = 0; i < times.size(); ++i) {
+    CHECK(std::regex_match(times[i].get<std::string>(), std::regex(R"(\d{4}-\d\d-\d\dT\d\d:00:00Z)")));
+    if (i > 0) CHECK(times[i - 1] < times[i]);
+  }
+  CHECK(cli.bare({"cron", "next", "0 0 1 1 *", "--from", "2026-06-01T00:00:00-07:00", "--count", "1"}).out ==
+        "2027-01-01T00:00:00Z  2027-01-01 00:00:00 UTC (+00:00)\n");
+  // The end of what a Timestamp holds.
+  const auto last = cli.bare({"cron", "next", "@yearly", "--from", "2261-06-01T00:00:00Z", "--count", "3"});
+  CHECK(last.status == 0);
+  CHECK(last.out.find("2262-01-01T00:00:00Z  2262-01-01 00:00:00 UTC (+00:00)\n(no later fire time") == 0);
+
+  // No database: an unreadable URL file, a missing SQLite file are not touched.
+  const auto no_db = cli.bare({"--db", "sqlite:" + (cli.dir.path / "none.db").string(), "cron", "next", "@daily"},
+                              {"JOBREPO_DATABASE_URL_FILE=/nonexistent/url"});
+  CHECK(no_db.status == 0);
+  CHECK(!fs::exists(cli.dir.path / "none.db"));
+  CHECK(cli.bare({"cron", "next", "@daily"}, {"JOBREPO_DATABASE_URL_FILE=/nonexistent/url"}).status == 0);
+
+  // Bad input: exit 2 with the message.
+  const std::vector<std::pair<std::vector<std::string>, std::string>> bad = {
+      {{"cron", "next", "61 * * * *"},
+       R"(jobctl cron next: cron expression "61 * * * *": minute field "61": 61 is not between 0 and 59)"},
+      {{"cron", "next", "@reboot"}, R"(jobctl cron next: cron expression "@reboot": unknown macro)"},
+      {{"cron", "next", "0 0 30 2 *"}, R"(jobctl cron next: cron expression "0 0 30 2 *": never fires)"},
+      {{"cron", "next", "@daily", "--time-zone", "Mars/Olympus"},
+       R"(jobctl cron next: cron time zone "Mars/Olympus": not in the tz database)"},
+      {{"cron", "next", "@daily", "--time-zone", "localtime"}, R"(jobctl cron next: cron time zone "localtime")"},
+      {{"cron", "next", "@daily", "--from", "2026-03-28T12:00:00"},
+       R"(jobctl cron next: --from: "2026-03-28T12:00:00" is not a time with an offset)"},
+      {{"cron", "next", "@daily", "--from", "2026-02-29T12:00:00Z"},
+       R"(jobctl cron next: --from: "2026-02-29T12:00:00Z" is not a valid date and time)"},
+      {{"cron", "next", "@daily", "--from", "now"}, R"(jobctl cron next: --from: "now" is not a time)"},
+      {{"cron", "next", "@daily", "--from", "2300-01-01T00:00:00Z"},
+       R"(jobctl cron next: --from: "2300-01-01T00:00:00Z" is outside what jobrepo handles)"},
+      {{"cron", "next", "@daily", "--count", "0"}, "jobctl cron next: --count: 0 is not between 1 and 1000"},
+      {{"cron", "next", "@daily", "--count", "1001"}, "jobctl cron next: --count: 1001 is not between 1 and 1000"},
+      {{"cron", "next", "@daily", "--count", "x"}, R"(jobctl cron next: --count: "x" is not an integer)"},
+      {{"cron", "next", "0", "3", "*", "*", "*"},
+       R"(jobctl cron next: expected 1 argument(s), got 5 (quote the expression: jobctl cron next "0 3 * * *"))"},
+      {{"cron", "next"}, "jobctl cron next: expected 1 argument(s), got 0"},
+      {{"cron", "next", "@daily", "--limit", "3"}, "jobctl cron next: unknown option --limit"},
+  };
+  for (const auto& [args, message] : bad) {
+    INFO(message);
+    const auto result = cli.bare(args);
+    CHECK(result.status == 2);
+    CHECK(result.out.empty());
+    CHECK(result.err.rfind(message, 0) == 0);
+  }
+  const auto json_bad = cli.bare({"cron", "next", "* * *", "--json"});
+  CHECK(json_bad.status == 2);
+  CHECK(json_bad.out.empty());
 }
 
 TEST_CASE("cli: jobs are created, shown, listed, rescheduled and deleted; JSON has the documented schema") {

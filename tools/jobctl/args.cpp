@@ -57,6 +57,11 @@ const std::vector<Command>& commands() {
        "Run the commands of a config file as jobs",
        {},
        {"--config", "--server-id"}},
+      {"cron next",
+       "EXPR [--time-zone TZ] [--from TIME] [--count N]",
+       "When a cron expression fires next (no database)",
+       {"EXPR"},
+       {"--time-zone", "--from", "--count"}},
   };
   return all;
 }
@@ -160,8 +165,11 @@ void parse(int argc, char* argv[], Invocation& in) {
   }
   in.values = values;
   if (in.args.size() != in.command->positional.size()) {
+    // An unquoted cron expression is five arguments (or the shell's expansion of *).
+    const bool expression = !in.command->positional.empty() && in.command->positional.front() == "EXPR";
     throw UsageError("expected " + std::to_string(in.command->positional.size()) + " argument(s), got " +
-                     std::to_string(in.args.size()));
+                     std::to_string(in.args.size()) +
+                     (expression ? " (quote the expression: jobctl cron next \"0 3 * * *\")" : ""));
   }
 }
 

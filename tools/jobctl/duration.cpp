@@ -1,10 +1,12 @@
 #include "duration.hpp"
 
 #include <jobrepo/repository.hpp>
+#include <jobrepo/text.hpp>
 
 #include <cstdio>
 #include <ctime>
 #include <iterator>
+#include <utility>
 
 namespace jobctl {
 
@@ -124,7 +126,10 @@ std::string local_time(jobrepo::Timestamp t) {
   return text;
 }
 
-std::string iso_utc(jobrepo::Timestamp t) {
+namespace {
+
+// "2026-11-27T04:34:30" of `t` in UTC, and the microseconds after it.
+std::pair<std::string, std::int64_t> utc_seconds(jobrepo::Timestamp t) {
   const auto us = std::chrono::duration_cast<microseconds>(t.time_since_epoch()).count();
   std::int64_t seconds = us / 1000000;
   std::int64_t fraction = us % 1000000;
@@ -137,9 +142,83 @@ std::string iso_utc(jobrepo::Timestamp t) {
   gmtime_r(&whole, &utc);
   char text[40];
   std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &utc);
+  return {text, fraction};
+}
+
+}  // namespace
+
+std::string iso_utc(jobrepo::Timestamp t) {
+  const auto [text, fraction] = utc_seconds(t);
   char out[48];
-  std::snprintf(out, sizeof out, "%s.%06lldZ", text, static_cast<long long>(fraction));
+  std::snprintf(out, sizeof out, "%s.%06lldZ", text.c_str(), static_cast<long long>(fraction));
   return out;
+}
+
+std::string iso_utc_seconds(jobrepo::Timestamp t) { return utc_seconds(t).first + "Z"; }
+
+std::optional<jobrepo::Timestamp> parse_iso_time(std::string_view text, std::string* problem) {
+  using namespace std::chrono;
+  const auto refuse = [&](const std::string& why) -> std::optional<jobrepo::Timestamp> {
+    if (problem != nullptr) *problem = jobrepo::quote_text(text) + " " + why;
+    return std::nullopt;
+  };
+  const auto not_a_time = [&] {
+    return refuse("is not a time with an offset, like 2026-03-28T12:00:00Z or 2026-03-28T13:00:00+01:00");
+  };
+  // The number of `count` digits at `at`, or -1.
+  const auto number = [&](std::size_t at, std::size_t count) {
+    int value = 0;
+    for (std::size_t i = at; i < at + count; ++i) {
+      if (i >= text.size() || text[i] < '0' || text[i] > '9') return -1;
+      value = value * 10 + (text[i] - '0');
+    }
+    return value;
+  };
+  const auto is = [&](std::size_t at, std::string_view one_of) {
+    return at < text.size() && one_of.find(text[at]) != std::string_view::npos;
+  };
+  // YYYY-MM-DDTHH:MM:SS
+  const int y = number(0, 4), mo = number(5, 2), d = number(8, 2), h = number(11, 2), mi = number(14, 2),
+            s = number(17, 2);
+  if (y < 0 || mo < 0 || d < 0 || h < 0 || mi < 0 || s < 0 || !is(4, "-") || !is(7, "-") || !is(10, "Tt") ||
+      !is(13, ":") || !is(16, ":")) {
+    return not_a_time();
+  }
+  std::size_t at = 19;
+  std::int64_t nanos = 0;
+  if (is(at, ".")) {
+    std::size_t digits = 0;
+    for (++at; is(at, "0123456789"); ++at, ++digits) {
+      if (digits < 9) nanos = nanos * 10 + (text[at] - '0');
+    }
+    if (digits == 0 || digits > 9) return not_a_time();
+    for (; digits < 9; ++digits) nanos *= 10;
+  }
+  int offset_minutes = 0;
+  if (is(at, "Zz")) {
+    ++at;
+  } else if (is(at, "+-")) {
+    const int oh = number(at + 1, 2), om = number(at + 4, 2);
+    if (oh < 0 || om < 0 || !is(at + 3, ":") || oh > 23 || om > 59) return not_a_time();
+    offset_minutes = (text[at] == '-' ? -1 : 1) * (oh * 60 + om);
+    at += 6;
+  } else {
+    return not_a_time();
+  }
+  if (at != text.size()) return not_a_time();
+  const year_month_day date{year(y), month(static_cast<unsigned>(mo)), day(static_cast<unsigned>(d))};
+  if (!date.ok() || h > 23 || mi > 59 || s > 59) return refuse("is not a valid date and time");
+  const std::int64_t seconds_since_epoch =
+      sys_days(date).time_since_epoch().count() * 86400LL + h * 3600 + mi * 60 + s - offset_minutes * 60LL;
+  // Whole seconds inside what a Timestamp holds, so that the fraction fits too.
+  const auto earliest = ceil<seconds>(jobrepo::Timestamp::min()).time_since_epoch().count();
+  const auto latest = floor<seconds>(jobrepo::Timestamp::max()).time_since_epoch().count();
+  if (seconds_since_epoch < earliest || seconds_since_epoch >= latest) {
+    return refuse("is outside what jobrepo handles (" +
+                  iso_utc_seconds(time_point_cast<jobrepo::Timestamp::duration>(sys_seconds(seconds(earliest)))) +
+                  " to " + iso_utc_seconds(jobrepo::Timestamp::max()) + ")");
+  }
+  return jobrepo::Timestamp(seconds(seconds_since_epoch)) + nanoseconds(nanos);
 }
 
 }  // namespace jobctl

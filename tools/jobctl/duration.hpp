@@ -1,4 +1,5 @@
-// Durations as operators write them: 90s, 5m, 1h30m, 250ms, 2d, -10s, 0.
+// Durations as operators write them: 90s, 5m, 1h30m, 250ms, 2d, -10s, 0;
+// and times as jobctl shows and reads them.
 #pragma once
 
 #include <jobrepo/types.hpp>
@@ -32,6 +33,15 @@ std::string local_time(jobrepo::Timestamp t);
 
 // UTC with microseconds, "2026-11-27T04:34:30.123456Z" (the JSON form).
 std::string iso_utc(jobrepo::Timestamp t);
+
+// UTC in whole seconds (the fraction cut), "2026-11-27T04:34:30Z".
+std::string iso_utc_seconds(jobrepo::Timestamp t);
+
+// An ISO 8601 (RFC 3339) time with its offset: "2026-03-28T12:00:00Z" or
+// "2026-03-28T13:00:00+01:00", a fraction of a second allowed (up to 9
+// digits), within what a Timestamp holds. Empty on anything else, and then
+// *problem (when given) says why, naming the text.
+std::optional<jobrepo::Timestamp> parse_iso_time(std::string_view text, std::string* problem = nullptr);
 
 inline constexpr const char* duration_hint = "like 90s, 5m, 1h30m, 250ms";
 

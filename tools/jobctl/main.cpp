@@ -12,7 +12,9 @@
 #include <cerrno>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <set>
+#include <vector>
 
 namespace {
 
@@ -162,8 +164,51 @@ std::string no_such(const Invocation& in, const std::string& what, const std::st
   return "no " + what + " " + jobrepo::quote_text(value) + " in plugin " + jobrepo::quote_text(in.plugin);
 }
 
+// jobctl cron next: the fire times of an expression, from the library's
+// CronSchedule; no database is opened (nor its URL read).
+int cron_next(const Invocation& in) {
+  const auto value = [&](const std::string& option, const std::string& fallback) {
+    const auto it = in.values.find(option);
+    return it == in.values.end() ? fallback : it->second;
+  };
+  std::optional<jobrepo::CronSchedule> schedule;
+  try {
+    schedule.emplace(in.args[0], value("--time-zone", "UTC"));
+  } catch (const jobrepo::Error& e) {
+    throw UsageError(e.what());  // a bad expression or zone is a bad argument
+  }
+  auto from = jobrepo::Clock::now();
+  if (in.values.count("--from")) {
+    std::string problem;
+    const auto parsed = parse_iso_time(in.values.at("--from"), &problem);
+    if (!parsed) throw UsageError("--from: " + problem);
+    from = *parsed;
+  }
+  const std::string count_text = value("--count", "5");
+  const auto count = count_arg("--count", count_text);
+  if (count < 1 || count > 1000) throw UsageError("--count: " + count_text + " is not between 1 and 1000");
+  std::vector<jobrepo::Timestamp> fires;
+  for (auto next = schedule->next_after(from); next && static_cast<std::int64_t>(fires.size()) < count;
+       next = schedule->next_after(*next)) {
+    fires.push_back(*next);
+  }
+  if (in.json_output) {
+    json out = json::array();
+    for (const auto t : fires) out.push_back(iso_utc_seconds(t));
+    std::cout << json_text(out) << "\n";
+  } else {
+    for (const auto t : fires) std::cout << iso_utc_seconds(t) << "  " << schedule->format_local(t) << "\n";
+    if (static_cast<std::int64_t>(fires.size()) < count) {
+      std::cout << "(no later fire time: jobrepo's times end at " << iso_utc_seconds(jobrepo::Timestamp::max())
+                << ")\n";
+    }
+  }
+  return exit_ok;
+}
+
 int execute(const Invocation& in) {
   const std::string& name = in.command->words;
+  if (name == "cron next") return cron_next(in);
   const std::string url = database_url(in);
   if (name == "serve") {
     const std::string path = required(in, "--config");

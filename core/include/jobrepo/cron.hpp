@@ -3,18 +3,19 @@
 //
 // Syntax (docs/scheduler.md, "Calendar schedules"): 5 fields (minute hour
 // day-of-month month day-of-week) or 6 (a leading seconds field); `*`,
-// lists, ranges, steps (`*/15`, `1-10/3`), month and day names (`JAN`,
-// `MON-FRI`, any case), day-of-week 0-7 (0 and 7 are Sunday), and the macros
-// @yearly @annually @monthly @weekly @daily @midnight @hourly. When both
-// day-of-month and day-of-week are restricted (neither starts with `*`), a
-// day matches when either matches (Vixie cron).
+// lists, ranges, steps (`*/15`, `1-10/3`; a step follows `*` or a range),
+// month and day names (`JAN`, `MON-FRI`, any case; SUN ending a range is 7,
+// so `MON-SUN` is every day), day-of-week 0-7 (0 and 7 are Sunday), and the
+// macros @yearly @annually @monthly @weekly @daily @midnight @hourly. When
+// both day-of-month and day-of-week are restricted (neither starts with `*`,
+// as `*/2` does), a day matches when either matches (Vixie cron).
 //
 // Time zones are IANA names read from the system's tz database; the default
-// is UTC, never the machine's local zone. Daylight-saving rules: a matching
-// local time that does not exist (spring forward) fires once, at the first
-// instant after the gap (all matches inside one gap collapse into that one
-// fire); a matching local time that occurs twice (fall back) fires once, at
-// its first occurrence.
+// is UTC, never the machine's local zone ("localtime" and paths are
+// refused). Daylight-saving rules: a matching local time that does not exist
+// (spring forward) fires once, at the first instant after the gap (all
+// matches inside one gap collapse into that one fire); a matching local time
+// that occurs twice (fall back) fires once, at its first occurrence.
 //
 // A CronSchedule is an immutable value: cheap to copy, safe to share between
 // threads.
@@ -42,12 +43,14 @@ std::optional<Misfire> parse_misfire(std::string_view text) noexcept;
 class CronSchedule {
  public:
   // Parses `expression` in the IANA time zone `time_zone`. Throws
-  // invalid_parameter naming the field and the offending text (or the zone),
-  // also for an expression that never fires (e.g. "0 0 30 2 *").
+  // invalid_parameter with a one-line message naming the field and the
+  // offending text (or the zone), also for an expression that never fires
+  // (e.g. "0 0 30 2 *"). The zone is read once, here.
   explicit CronSchedule(std::string_view expression, std::string_view time_zone = "UTC");
 
   // The first fire time strictly after `after`, in whole seconds; empty when
-  // there is none before the end of what a Timestamp holds.
+  // there is none before the end of what a Timestamp holds (2262-04-11).
+  // No I/O; the search skips field by field, never second by second.
   std::optional<Timestamp> next_after(Timestamp after) const;
 
   const std::string& expression() const noexcept;  // as given
@@ -55,6 +58,10 @@ class CronSchedule {
 
   // "cron 0 3 * * * in Europe/Berlin": how jobctl shows it.
   std::string to_string() const;
+
+  // `t` in the schedule's time zone, to the second, with the zone's
+  // abbreviation and offset then: "2026-03-29 03:00:00 CEST (+02:00)".
+  std::string format_local(Timestamp t) const;
 
  private:
   struct Parsed;
