@@ -426,7 +426,8 @@ struct Scheduler::State {
       const auto next = std::min(schedule.next_after(now).value_or(latest_time), latest_time);
       repo.update_job_next_run(job.name, next);
       emit(SchedulerEvent::Kind::skipped, job.name, "",
-           "missed the fire time " + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - due).count()) +
+           "missed the fire time " +
+               std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - due).count()) +
                " s ago; next in " +
                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(next - now).count()) + " s");
       const std::lock_guard lock(mutex);
@@ -852,8 +853,8 @@ void Scheduler::register_job(std::shared_ptr<JobHandler> handler, RegisterJobOpt
   CreateJobOptions job{.next_run_in = options.next_run_in, .schedule = options.schedule_text};
   if (options.schedule) {
     if (options.next_run_in.count() != 0) {
-      throw Error(ErrorCode::invalid_parameter, "register_job: \"" + name +
-                                                    "\": give a calendar schedule or next_run_in, not both");
+      throw Error(ErrorCode::invalid_parameter,
+                  "register_job: \"" + name + "\": give a calendar schedule or next_run_in, not both");
     }
     // The first run: the next fire time after now, as the database tells it.
     auto repo = s.repository();

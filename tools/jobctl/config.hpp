@@ -34,7 +34,7 @@ struct CommandJob {
 struct ServeConfig {
   std::string plugin_id = "pi_system";
   std::string time_zone = "UTC";  // of the cron jobs that name none
-  int worker_threads = 4;  // 1 to 1024
+  int worker_threads = 4;         // 1 to 1024
   std::chrono::microseconds claim_interval = std::chrono::seconds(1);
   std::chrono::microseconds monitor_interval = std::chrono::seconds(1);
   std::chrono::microseconds interrupt_threshold = std::chrono::seconds(30);

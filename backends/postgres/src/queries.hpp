@@ -14,11 +14,12 @@ namespace jobrepo::postgres_backend::queries {
 #define JR_CLOCK "clock AS (SELECT current_timestamp + CAST(:clock AS bigint) * interval '1 microsecond' AS now)"
 // A due time (store.hpp's Due): `at` (microseconds since the epoch) when not
 // NULL, else `now` + `delta` microseconds.
-#define JR_DUE(now, delta, at)                                                                \
+#define JR_DUE(now, delta, at)                                                                              \
   "COALESCE(timestamptz 'epoch' + CAST(" at " AS bigint) * interval '1 microsecond', " now " + CAST(" delta \
   " AS bigint) * interval '1 microsecond')"
 
-inline constexpr const char* now = "SELECT " JR_EPOCH_US("current_timestamp + CAST(:clock AS bigint) * interval '1 microsecond'");
+inline constexpr const char* now =
+    "SELECT " JR_EPOCH_US("current_timestamp + CAST(:clock AS bigint) * interval '1 microsecond'");
 
 inline constexpr const char* schema_version = "SELECT max(version) FROM jobrepo_schema_version";
 

@@ -250,9 +250,9 @@ std::string changes_json(std::span<const RunTransition> changes) {
     out.append(",\"total\":").append(change.total_count ? std::to_string(*change.total_count) : "null");
     out.append(",\"reschedule\":").append(change.reschedule ? "1" : "0");
     out.append(",\"delta\":").append(std::to_string(change.reschedule ? change.reschedule->in.count() : 0));
-    out.append(",\"at\":").append(change.reschedule && change.reschedule->at
-                                       ? std::to_string(to_micros(*change.reschedule->at))
-                                       : "null");
+    out.append(",\"at\":")
+        .append(change.reschedule && change.reschedule->at ? std::to_string(to_micros(*change.reschedule->at))
+                                                           : "null");
     out.push_back('}');
   }
   out.push_back(']');

@@ -567,9 +567,9 @@ class SqliteStore final : public Store {
       row.bind(st);
       st.exchange(soci::use(plugin_id));
       st.exchange(soci::use(name));
-      prepare(st,
-              "SELECT " JR_JOB_ROW_COLUMNS " FROM job"
-              " WHERE plugin_id = :p AND name = :n");
+      prepare(st, "SELECT " JR_JOB_ROW_COLUMNS
+                  " FROM job"
+                  " WHERE plugin_id = :p AND name = :n");
       st.execute();
       if (!st.fetch()) return std::nullopt;
       return row.to_job();
@@ -588,10 +588,10 @@ class SqliteStore final : public Store {
       st.exchange(soci::use(has_name));
       st.exchange(soci::use(name));
       st.exchange(soci::use(limit));
-      prepare(st,
-              "SELECT " JR_JOB_ROW_COLUMNS " FROM job"
-              " WHERE plugin_id = :p AND (:has_name = 0 OR name = :n)"
-              " ORDER BY name LIMIT :l");
+      prepare(st, "SELECT " JR_JOB_ROW_COLUMNS
+                  " FROM job"
+                  " WHERE plugin_id = :p AND (:has_name = 0 OR name = :n)"
+                  " ORDER BY name LIMIT :l");
       st.execute();
       std::vector<Job> jobs;
       while (st.fetch()) jobs.push_back(row.to_job());

@@ -47,7 +47,7 @@ struct NewJob {
   std::string plugin_id{};
   std::string name{};
   std::string description{};
-  Due due{};              // next_scheduled_run of a new job
+  Due due{};               // next_scheduled_run of a new job
   std::string schedule{};  // Job::schedule
 };
 
@@ -132,8 +132,7 @@ class Store {
   // Jobs of query.plugin_id ordered by name.
   virtual std::vector<Job> list_jobs(const JobQuery& query) = 0;
   // Sets next_scheduled_run to `due`; empty when the job does not exist.
-  virtual std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name,
-                                            const Due& due) = 0;
+  virtual std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name, const Due& due) = 0;
 
   // Deletes the job and all its runs; false when it does not exist.
   virtual bool delete_job(const std::string& plugin_id, const std::string& name) = 0;
