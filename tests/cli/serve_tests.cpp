@@ -307,7 +307,8 @@ std::vector<json> runs_of(Cli& cli, const std::string& job) {
 
 }  // namespace
 
-TEST_CASE("serve: a cron job every 2 s on two servers: runs start on the even seconds, one at a time, none missed") {
+TEST_CASE("serve: a cron job every 2 s on two servers: runs start on the even seconds, one at a time, none missed",
+          "[calendar]") {
   Cli cli;
   const auto config = write_config(cli.dir.path, R"([
     {"name": "tick", "cron": "*/2 * * * * *", "command": ["true"]}
@@ -341,7 +342,8 @@ TEST_CASE("serve: a cron job every 2 s on two servers: runs start on the even se
   CHECK(cli({"jobs", "--json"}).parsed()[0]["schedule"] == "cron */2 * * * * * in UTC");
 }
 
-TEST_CASE("serve: after every server was down over fire times, run_once runs once at once and skip waits") {
+TEST_CASE("serve: after every server was down over fire times, run_once runs once at once and skip waits",
+          "[calendar]") {
   Cli cli;
   const auto config = write_config(cli.dir.path, R"([
     {"name": "catch-up", "cron": "*/4 * * * * *", "command": ["true"]},
