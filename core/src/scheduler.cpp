@@ -1,9 +1,13 @@
 #include <jobrepo/error.hpp>
 #include <jobrepo/scheduler.hpp>
+#include <jobrepo/text.hpp>
+
+#include "operation.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -156,10 +160,12 @@ std::string seconds_text(std::chrono::milliseconds ms) {
 // A duration as the config and docs write it: "250ms", "4s", "22.5s", "1500us".
 std::string duration_text(microseconds d) {
   const auto us = d.count();
-  if (us % 1000 != 0 && (us < 0 ? -us : us) < 1000000) return std::to_string(us) + "us";
-  if ((us < 0 ? -us : us) < 1000000) return std::to_string(us / 1000) + "ms";
-  std::string text = std::to_string(us / 1000000);
-  if (auto fraction = (us < 0 ? -us : us) % 1000000; fraction != 0) {
+  // The magnitude in unsigned arithmetic: -us overflows for microseconds::min().
+  const auto magnitude = us < 0 ? 0 - static_cast<std::uint64_t>(us) : static_cast<std::uint64_t>(us);
+  if (us % 1000 != 0 && magnitude < 1000000) return std::to_string(us) + "us";
+  if (magnitude < 1000000) return std::to_string(us / 1000) + "ms";
+  std::string text = (us < 0 ? "-" : "") + std::to_string(magnitude / 1000000);
+  if (auto fraction = magnitude % 1000000; fraction != 0) {
     std::string digits = std::to_string(1000000 + fraction).substr(1);
     digits.erase(digits.find_last_not_of('0') + 1);
     text += "." + digits;
@@ -724,7 +730,10 @@ Scheduler::Scheduler(std::string server_id, Store& store, SchedulerOptions optio
   if (const auto problem = scheduler_options_problem(options); !problem.empty()) {
     throw Error(ErrorCode::invalid_parameter, "Scheduler: " + problem);
   }
-  Repository check(store, {options.plugin_id, 0});  // validates the plugin id
+  // The Repository's rule for its plugin id, named as the caller knows it.
+  if (const auto problem = text_problem(TextKind::plugin_id, options.plugin_id)) {
+    throw Error(problem->code, "Scheduler: plugin_id " + problem->message);
+  }
   state_ = std::make_unique<State>(std::move(server_id), store, std::move(options));
 }
 
@@ -747,17 +756,21 @@ void Scheduler::register_job(std::shared_ptr<JobHandler> handler, RegisterJobOpt
   auto& s = *state_;
   const std::string name = handler->name();
   if (options.timeout.count() < 0 || options.timeout > max_offset) {
-    throw Error(ErrorCode::invalid_parameter, "register_job: \"" + name + "\": timeout " +
+    throw Error(ErrorCode::invalid_parameter, "register_job: " + quote_text(name) + ": timeout " +
                                                   duration_text(options.timeout) + " is not between 0 and 100 years");
   }
   {
     const std::lock_guard lock(s.mutex);
     if (!options.replace && s.jobs.count(name) != 0) {
-      throw Error(ErrorCode::invalid_parameter,
-                  "register_job: \"" + name + "\" is registered already (RegisterJobOptions::replace replaces it)");
+      throw Error(ErrorCode::invalid_parameter, "register_job: " + quote_text(name) +
+                                                    " is registered already (RegisterJobOptions::replace replaces it)");
     }
   }
-  s.repository().ensure_job(name, handler->description(), {.next_run_in = options.next_run_in});
+  try {
+    s.repository().ensure_job(name, handler->description(), {.next_run_in = options.next_run_in});
+  } catch (const Error& e) {
+    throw for_operation(e, "register_job");
+  }
   {
     const std::lock_guard lock(s.mutex);
     s.jobs[name] = State::Registered{std::move(handler), options.timeout};
@@ -840,7 +853,11 @@ bool Scheduler::stop() {
 }
 
 void Scheduler::run_now(std::string_view job_name) {
-  state_->repository().update_job_next_run(job_name, microseconds(0));
+  try {
+    state_->repository().update_job_next_run(job_name, microseconds(0));
+  } catch (const Error& e) {
+    throw for_operation(e, "run_now");
+  }
   state_->wake_claimer();
 }
 
