@@ -1,6 +1,7 @@
 #include "args.hpp"
 
 #include "duration.hpp"
+#include "shown.hpp"
 
 #include <jobrepo/jobrepo.hpp>
 
@@ -103,7 +104,7 @@ void parse(int argc, char* argv[], Invocation& in) {
         value = arg.substr(eq + 1);
         arg.resize(eq);
       } else {
-        if (i + 1 >= argc) throw UsageError("option " + arg + " needs a value");
+        if (i + 1 >= argc) throw UsageError("option " + shown(arg) + " needs a value");
         value = argv[++i];
       }
       values[arg] = value;
@@ -153,10 +154,11 @@ void parse(int argc, char* argv[], Invocation& in) {
     }
   }
   if (!in.command)
-    throw UsageError("unknown command \"" + words.front() + (words.size() > 1 ? " " + words[1] : "") + "\"");
+    throw UsageError("unknown command " +
+                     jobrepo::quote_text(words.front() + (words.size() > 1 ? " " + words[1] : "")));
   if (in.help) return;
   for (const auto& [name, value] : values) {
-    if (!in.command->options.count(name)) throw UsageError("unknown option " + name);
+    if (!in.command->options.count(name)) throw UsageError("unknown option " + shown(name));
   }
   in.values = values;
   if (in.args.size() != in.command->positional.size()) {
@@ -180,7 +182,7 @@ int int_arg(const std::string& what, const std::string& text) {
     if (used == text.size() && value >= INT32_MIN && value <= INT32_MAX) return static_cast<int>(value);
   } catch (const std::exception&) {
   }
-  throw UsageError(what + ": \"" + text + "\" is not an integer");
+  throw UsageError(what + ": " + jobrepo::quote_text(text) + " is not an integer");
 }
 
 std::int64_t count_arg(const std::string& what, const std::string& text) {
@@ -190,7 +192,7 @@ std::int64_t count_arg(const std::string& what, const std::string& text) {
     if (used == text.size()) return value;
   } catch (const std::exception&) {
   }
-  throw UsageError(what + ": \"" + text + "\" is not an integer");
+  throw UsageError(what + ": " + jobrepo::quote_text(text) + " is not an integer");
 }
 
 // The URL on the first line of `path` (given by `source`), without

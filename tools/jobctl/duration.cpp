@@ -1,6 +1,7 @@
 #include "duration.hpp"
 
 #include <jobrepo/repository.hpp>
+#include <jobrepo/text.hpp>
 
 #include <cstdio>
 #include <ctime>
@@ -11,7 +12,7 @@ namespace jobctl {
 using std::chrono::microseconds;
 
 std::optional<microseconds> parse_duration(std::string_view text, std::string* problem) {
-  const std::string quoted = "\"" + std::string(text) + "\"";
+  const std::string quoted = jobrepo::quote_text(text);
   const auto refuse = [&](const std::string& why) -> std::optional<microseconds> {
     if (problem != nullptr) *problem = quoted + " " + why;
     return std::nullopt;
