@@ -47,7 +47,7 @@ constexpr std::string_view password_middle = "7f3kq9";
 
 // The rows of each table (at least), so that a table cannot shrink silently.
 constexpr std::size_t min_library_rows = 229;
-constexpr std::size_t min_cli_rows = 164;
+constexpr std::size_t min_cli_rows = 169;
 constexpr std::size_t min_config_rows = 122;
 static_assert(min_library_rows + min_cli_rows + min_config_rows >= 150);
 
@@ -972,6 +972,26 @@ std::vector<CliRow> cli_rows(const Seeded& db, const fs::path& dir) {
        2,
        "jobctl jobs: --db-file " + dir.string() + ": cannot read"},
       {"--db-file below a file", {"--db-file", not_a_dir, "jobs"}, 2, ": cannot read: Not a directory"},
+      {"--db-file missing, its name not UTF-8",
+       {"--db-file", (dir / "none\xff").string(), "jobs"},
+       2,
+       "jobctl jobs: --db-file " + jobrepo::quote_text((dir / "none\xff").string()) + ": cannot read"},
+      {"--db-file missing, a line break in its name",
+       {"--db-file", (dir / "a\nb").string(), "jobs"},
+       2,
+       "jobctl jobs: --db-file " + jobrepo::quote_text((dir / "a\nb").string()) + ": cannot read"},
+      {"serve --config missing",
+       {"serve", "--config", (dir / "none.json").string()},
+       2,
+       "jobctl serve: " + (dir / "none.json").string() + ": cannot read: No such file or directory"},
+      {"serve --config missing, its name not UTF-8",
+       {"serve", "--config", (dir / "none\xff.json").string()},
+       2,
+       "jobctl serve: " + jobrepo::quote_text((dir / "none\xff.json").string()) + ": cannot read"},
+      {"serve --config a directory",
+       {"serve", "--config", dir.string()},
+       2,
+       "jobctl serve: " + dir.string() + ": cannot read: Is a directory"},
       {"--db-file whose first line is blank",
        {"--db-file", blank, "jobs"},
        2,

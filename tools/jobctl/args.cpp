@@ -200,7 +200,7 @@ std::int64_t count_arg(const std::string& what, const std::string& text) {
 // is refused from a file everyone may read and warned about from one its
 // group may read. Messages name the file, never its text.
 std::string read_url_file(const std::string& source, const std::string& path) {
-  const std::string where = source + " " + path;
+  const std::string where = source + " " + shown(path);
   struct stat st {};
   std::ifstream in(path);
   if (!in || ::stat(path.c_str(), &st) != 0) throw UsageError(where + ": cannot read: " + std::strerror(errno));
@@ -213,11 +213,12 @@ std::string read_url_file(const std::string& source, const std::string& path) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777U));
     if ((st.st_mode & S_IROTH) != 0) {
-      throw UsageError(where + " holds a password and every user may read it (mode " + mode + "): chmod 600 " + path);
+      throw UsageError(where + " holds a password and every user may read it (mode " + mode + "): chmod 600 " +
+                       shown(path));
     }
     if ((st.st_mode & S_IRGRP) != 0) {
       std::cerr << "jobctl: warning: " << where << " holds a password and its group may read it (mode " << mode
-                << "): chmod 600 " << path << "\n";
+                << "): chmod 600 " << shown(path) << "\n";
     }
   }
   return url;

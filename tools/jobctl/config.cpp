@@ -176,12 +176,17 @@ jobrepo::SchedulerOptions scheduler_options(const ServeConfig& config) {
 }
 
 ServeConfig load_config(const std::string& path) {
+  const std::string name = shown(path);  // as messages show it
+  // A directory opens, and reads as an empty file: "not valid JSON" would
+  // hide what is wrong.
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored)) throw ConfigError(name + ": cannot read: " + std::strerror(EISDIR));
   std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
+  if (!in) throw ConfigError(name + ": cannot read: " + std::strerror(errno));
   std::stringstream text;
   text << in.rdbuf();
-  if (in.bad()) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
-  return parse_config(text.str(), path);
+  if (in.bad()) throw ConfigError(name + ": cannot read: " + std::strerror(errno));
+  return parse_config(text.str(), name);
 }
 
 ServeConfig parse_config(std::string_view text, const std::string& path) {
