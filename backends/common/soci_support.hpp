@@ -5,6 +5,7 @@
 #pragma once
 
 #include <jobrepo/error.hpp>
+#include <jobrepo/text.hpp>
 #include <jobrepo/types.hpp>
 
 #include <soci/soci.h>
@@ -25,7 +26,8 @@ using Micros = long long;  // SOCI binds 64-bit integers as long long
 // Every stored time becomes a Timestamp here (saturated: types.hpp).
 inline Timestamp to_timestamp(Micros us) { return timestamp_from_us(us); }
 
-inline std::string quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
+// A value in a message, as core shows it (text.hpp: escaped, cut, one line).
+inline std::string quoted(std::string_view text) { return quote_text(text); }
 
 inline std::string job_subject(const std::string& plugin_id, const std::string& name) {
   return "job " + quoted(name) + " in plugin " + quoted(plugin_id);

@@ -85,6 +85,11 @@ std::unique_ptr<Store> open_registered_store(const std::string& url, const Store
   if (const auto problem = store_options_problem(options); !problem.empty()) {
     throw Error(ErrorCode::invalid_parameter, "open_store: " + problem);
   }
+  if (url.find('\0') != std::string::npos) {
+    // A C API (a file name, libpq) would read the URL cut at the NUL byte:
+    // a database other than the one named. Never echoed (a password).
+    throw Error(ErrorCode::invalid_parameter, "open_store: the URL contains a NUL byte");
+  }
   const auto scheme = url_scheme(url);
   if (scheme.empty()) {
     // The URL may hold a password: never echo it.

@@ -2,6 +2,8 @@
 #include <jobrepo/repository.hpp>
 #include <jobrepo/text.hpp>
 
+#include "operation.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
@@ -33,22 +35,6 @@ void require_key(const char* operation, std::string_view what, std::string_view 
 // An optional filter: empty means none; otherwise well-formed.
 void require_well_formed(const char* operation, std::string_view what, std::string_view value) {
   if (auto problem = encoding_problem(value)) throw_problem(operation, what, *problem);
-}
-
-// The store's Error for the Repository method `operation`. A store's message
-// starts with the name of its own operation (store.hpp), which the caller
-// never called: that word goes, and the method's name leads the message.
-Error for_operation(const Error& error, const char* operation) {
-  const std::string prefix = std::string(operation) + ": ";
-  std::string_view message = error.what();
-  if (message.substr(0, prefix.size()) == prefix) return error;
-  std::size_t word = 0;
-  while (word < message.size() && ((message[word] >= 'a' && message[word] <= 'z') ||
-                                   (message[word] >= '0' && message[word] <= '9') || message[word] == '_')) {
-    ++word;
-  }
-  if (word > 0 && message.substr(word, 2) == ": ") message.remove_prefix(word + 2);
-  return Error(error.code(), prefix + std::string(message), error.native_code());
 }
 
 // Runs `call`, the work of the Repository method `operation`, so that every
@@ -131,6 +117,19 @@ std::string describe_invalid_counts(const RunTransition& change) {
 }
 
 }  // namespace
+
+Error for_operation(const Error& error, std::string_view operation) {
+  const std::string prefix = std::string(operation) + ": ";
+  std::string_view message = error.what();
+  if (message.substr(0, prefix.size()) == prefix) return error;
+  std::size_t word = 0;
+  while (word < message.size() && ((message[word] >= 'a' && message[word] <= 'z') ||
+                                   (message[word] >= '0' && message[word] <= '9') || message[word] == '_')) {
+    ++word;
+  }
+  if (word > 0 && message.substr(word, 2) == ": ") message.remove_prefix(word + 2);
+  return Error(error.code(), prefix + std::string(message), error.native_code());
+}
 
 NewJob Repository::new_job(const char* operation, std::string_view name, std::string_view description,
                            const CreateJobOptions& options) const {

@@ -1,9 +1,13 @@
 #include <jobrepo/error.hpp>
 #include <jobrepo/scheduler.hpp>
+#include <jobrepo/text.hpp>
+
+#include "operation.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -172,10 +176,12 @@ std::string seconds_text(std::chrono::milliseconds ms) {
 // A duration as the config and docs write it: "250ms", "4s", "22.5s", "1500us".
 std::string duration_text(microseconds d) {
   const auto us = d.count();
-  if (us % 1000 != 0 && (us < 0 ? -us : us) < 1000000) return std::to_string(us) + "us";
-  if ((us < 0 ? -us : us) < 1000000) return std::to_string(us / 1000) + "ms";
-  std::string text = std::to_string(us / 1000000);
-  if (auto fraction = (us < 0 ? -us : us) % 1000000; fraction != 0) {
+  // The magnitude in unsigned arithmetic: -us overflows for microseconds::min().
+  const auto magnitude = us < 0 ? 0 - static_cast<std::uint64_t>(us) : static_cast<std::uint64_t>(us);
+  if (us % 1000 != 0 && magnitude < 1000000) return std::to_string(us) + "us";
+  if (magnitude < 1000000) return std::to_string(us / 1000) + "ms";
+  std::string text = (us < 0 ? "-" : "") + std::to_string(magnitude / 1000000);
+  if (auto fraction = magnitude % 1000000; fraction != 0) {
     std::string digits = std::to_string(1000000 + fraction).substr(1);
     digits.erase(digits.find_last_not_of('0') + 1);
     text += "." + digits;
@@ -817,7 +823,10 @@ Scheduler::Scheduler(std::string server_id, Store& store, SchedulerOptions optio
   if (const auto problem = scheduler_options_problem(options); !problem.empty()) {
     throw Error(ErrorCode::invalid_parameter, "Scheduler: " + problem);
   }
-  Repository check(store, {options.plugin_id, 0});  // validates the plugin id
+  // The Repository's rule for its plugin id, named as the caller knows it.
+  if (const auto problem = text_problem(TextKind::plugin_id, options.plugin_id)) {
+    throw Error(problem->code, "Scheduler: plugin_id " + problem->message);
+  }
   state_ = std::make_unique<State>(std::move(server_id), store, std::move(options));
 }
 
@@ -840,37 +849,41 @@ void Scheduler::register_job(std::shared_ptr<JobHandler> handler, RegisterJobOpt
   auto& s = *state_;
   const std::string name = handler->name();
   if (options.timeout.count() < 0 || options.timeout > max_offset) {
-    throw Error(ErrorCode::invalid_parameter, "register_job: \"" + name + "\": timeout " +
+    throw Error(ErrorCode::invalid_parameter, "register_job: " + quote_text(name) + ": timeout " +
                                                   duration_text(options.timeout) + " is not between 0 and 100 years");
   }
   {
     const std::lock_guard lock(s.mutex);
     if (!options.replace && s.jobs.count(name) != 0) {
-      throw Error(ErrorCode::invalid_parameter,
-                  "register_job: \"" + name + "\" is registered already (RegisterJobOptions::replace replaces it)");
+      throw Error(ErrorCode::invalid_parameter, "register_job: " + quote_text(name) +
+                                                    " is registered already (RegisterJobOptions::replace replaces it)");
     }
   }
-  CreateJobOptions job{.next_run_in = options.next_run_in, .schedule = options.schedule_text};
-  if (options.schedule) {
-    if (options.next_run_in.count() != 0) {
-      throw Error(ErrorCode::invalid_parameter,
-                  "register_job: \"" + name + "\": give a calendar schedule or next_run_in, not both");
+  try {
+    CreateJobOptions job{.next_run_in = options.next_run_in, .schedule = options.schedule_text};
+    if (options.schedule) {
+      if (options.next_run_in.count() != 0) {
+        throw Error(ErrorCode::invalid_parameter,
+                    "register_job: " + quote_text(name) + ": give a calendar schedule or next_run_in, not both");
+      }
+      // The first run: the next fire time after now, as the database tells it.
+      auto repo = s.repository();
+      const auto first = options.schedule->next_after(repo.database_time());
+      job.next_run_at = std::min(first.value_or(latest_time), latest_time);
+      if (job.schedule.empty()) {
+        job.schedule = options.schedule->to_string();
+        if (options.misfire == Misfire::skip) job.schedule += ", missed fire times skipped";
+      }
+      // A job that was scheduled otherwise until now (another expression, a
+      // duration) is due at this schedule's next fire time, not at the old one.
+      const auto existing = repo.lookup_job(name);
+      repo.ensure_job(name, handler->description(), job);
+      if (existing && existing->schedule != job.schedule) repo.update_job_next_run(name, *job.next_run_at);
+    } else {
+      s.repository().ensure_job(name, handler->description(), job);
     }
-    // The first run: the next fire time after now, as the database tells it.
-    auto repo = s.repository();
-    const auto first = options.schedule->next_after(repo.database_time());
-    job.next_run_at = std::min(first.value_or(latest_time), latest_time);
-    if (job.schedule.empty()) {
-      job.schedule = options.schedule->to_string();
-      if (options.misfire == Misfire::skip) job.schedule += ", missed fire times skipped";
-    }
-    // A job that was scheduled otherwise until now (another expression, a
-    // duration) is due at this schedule's next fire time, not at the old one.
-    const auto existing = repo.lookup_job(name);
-    repo.ensure_job(name, handler->description(), job);
-    if (existing && existing->schedule != job.schedule) repo.update_job_next_run(name, *job.next_run_at);
-  } else {
-    s.repository().ensure_job(name, handler->description(), job);
+  } catch (const Error& e) {
+    throw for_operation(e, "register_job");
   }
   {
     const std::lock_guard lock(s.mutex);
@@ -954,7 +967,11 @@ bool Scheduler::stop() {
 }
 
 void Scheduler::run_now(std::string_view job_name) {
-  state_->repository().update_job_next_run(job_name, microseconds(0));
+  try {
+    state_->repository().update_job_next_run(job_name, microseconds(0));
+  } catch (const Error& e) {
+    throw for_operation(e, "run_now");
+  }
   state_->wake_claimer();
 }
 

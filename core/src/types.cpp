@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstddef>
 #include <utility>
 
 namespace jobrepo {
@@ -59,19 +60,28 @@ std::string_view to_string(ErrorCode code) noexcept {
 
 namespace {
 
-// Line breaks and tabs become single spaces.
+// A run of blanks holding a line break or a tab becomes one space (a
+// driver's message continues on indented lines); spaces alone stay as they
+// are, so that a quoted value keeps its own ("   " is blank, not " ").
 std::string one_line(const std::string& text) {
+  const auto blank = [](char c) { return c == '\n' || c == '\r' || c == '\t' || c == ' '; };
   std::string out;
   out.reserve(text.size());
-  for (const char c : text) {
-    const bool space = c == '\n' || c == '\r' || c == '\t' || c == ' ';
-    if (!space) {
-      out.push_back(c);
-    } else if (!out.empty() && out.back() != ' ') {
+  for (std::size_t i = 0; i < text.size();) {
+    if (!blank(text[i])) {
+      out.push_back(text[i++]);
+      continue;
+    }
+    const std::size_t start = i;
+    bool breaks = false;
+    for (; i < text.size() && blank(text[i]); ++i) breaks = breaks || text[i] != ' ';
+    if (out.empty() || i == text.size()) continue;  // leading and trailing blanks go
+    if (breaks) {
       out.push_back(' ');
+    } else {
+      out.append(text, start, i - start);
     }
   }
-  while (!out.empty() && out.back() == ' ') out.pop_back();
   return out;
 }
 

@@ -1,6 +1,7 @@
 #include "args.hpp"
 
 #include "duration.hpp"
+#include "shown.hpp"
 
 #include <jobrepo/jobrepo.hpp>
 
@@ -108,7 +109,7 @@ void parse(int argc, char* argv[], Invocation& in) {
         value = arg.substr(eq + 1);
         arg.resize(eq);
       } else {
-        if (i + 1 >= argc) throw UsageError("option " + arg + " needs a value");
+        if (i + 1 >= argc) throw UsageError("option " + shown(arg) + " needs a value");
         value = argv[++i];
       }
       values[arg] = value;
@@ -158,10 +159,11 @@ void parse(int argc, char* argv[], Invocation& in) {
     }
   }
   if (!in.command)
-    throw UsageError("unknown command \"" + words.front() + (words.size() > 1 ? " " + words[1] : "") + "\"");
+    throw UsageError("unknown command " +
+                     jobrepo::quote_text(words.front() + (words.size() > 1 ? " " + words[1] : "")));
   if (in.help) return;
   for (const auto& [name, value] : values) {
-    if (!in.command->options.count(name)) throw UsageError("unknown option " + name);
+    if (!in.command->options.count(name)) throw UsageError("unknown option " + shown(name));
   }
   in.values = values;
   if (in.args.size() != in.command->positional.size()) {
@@ -188,7 +190,7 @@ int int_arg(const std::string& what, const std::string& text) {
     if (used == text.size() && value >= INT32_MIN && value <= INT32_MAX) return static_cast<int>(value);
   } catch (const std::exception&) {
   }
-  throw UsageError(what + ": \"" + text + "\" is not an integer");
+  throw UsageError(what + ": " + jobrepo::quote_text(text) + " is not an integer");
 }
 
 std::int64_t count_arg(const std::string& what, const std::string& text) {
@@ -198,7 +200,7 @@ std::int64_t count_arg(const std::string& what, const std::string& text) {
     if (used == text.size()) return value;
   } catch (const std::exception&) {
   }
-  throw UsageError(what + ": \"" + text + "\" is not an integer");
+  throw UsageError(what + ": " + jobrepo::quote_text(text) + " is not an integer");
 }
 
 // The URL on the first line of `path` (given by `source`), without
@@ -206,7 +208,7 @@ std::int64_t count_arg(const std::string& what, const std::string& text) {
 // is refused from a file everyone may read and warned about from one its
 // group may read. Messages name the file, never its text.
 std::string read_url_file(const std::string& source, const std::string& path) {
-  const std::string where = source + " " + path;
+  const std::string where = source + " " + shown(path);
   struct stat st {};
   std::ifstream in(path);
   if (!in || ::stat(path.c_str(), &st) != 0) throw UsageError(where + ": cannot read: " + std::strerror(errno));
@@ -219,11 +221,12 @@ std::string read_url_file(const std::string& source, const std::string& path) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777U));
     if ((st.st_mode & S_IROTH) != 0) {
-      throw UsageError(where + " holds a password and every user may read it (mode " + mode + "): chmod 600 " + path);
+      throw UsageError(where + " holds a password and every user may read it (mode " + mode + "): chmod 600 " +
+                       shown(path));
     }
     if ((st.st_mode & S_IRGRP) != 0) {
       std::cerr << "jobctl: warning: " << where << " holds a password and its group may read it (mode " << mode
-                << "): chmod 600 " << path << "\n";
+                << "): chmod 600 " << shown(path) << "\n";
     }
   }
   return url;

@@ -1,11 +1,13 @@
 #include "config.hpp"
 
 #include "duration.hpp"
+#include "shown.hpp"
 
 #include <jobrepo/text.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -35,7 +37,7 @@ struct Reader {
 
   void only(const json& object, const std::string& where, const std::set<std::string>& known) const {
     for (const auto& [key, value] : object.items()) {
-      if (known.count(key) == 0) fail(where.empty() ? key : where + "." + key, "unknown field");
+      if (known.count(key) == 0) fail(where.empty() ? shown(key) : where + "." + shown(key), "unknown field");
     }
   }
 
@@ -97,7 +99,7 @@ json::parser_callback_t refuse_duplicate_keys(const std::string& file) {
         if (!level.keys.insert(level.key).second) {
           std::string where;
           for (const auto& l : *levels) {
-            where += l.array ? "[" + std::to_string(l.index) + "]" : (where.empty() ? "" : ".") + l.key;
+            where += l.array ? "[" + std::to_string(l.index) + "]" : (where.empty() ? "" : ".") + shown(l.key);
           }
           throw ConfigError(file + ": " + where + ": appears twice");
         }
@@ -140,6 +142,8 @@ CommandJob read_job(const Reader& r, const json& item, const std::string& where,
   for (std::size_t i = 0; i < command.size(); ++i) {
     job.command.push_back(r.plain(command[i], where + ".command[" + std::to_string(i) + "]"));
   }
+  // Every run would fail to start it.
+  if (job.command.front().empty()) r.fail(where + ".command[0]", "the program is empty");
   job.description = item.contains("description")
                         ? r.text(item["description"], where + ".description", jobrepo::TextKind::description)
                         : "runs " + job.command.front();
@@ -183,7 +187,7 @@ CommandJob read_job(const Reader& r, const json& item, const std::string& where,
     const auto& env = item["environment"];
     if (!env.is_object()) r.fail(where + ".environment", "must be an object of strings");
     for (const auto& [key, value] : env.items()) {
-      const std::string field = where + ".environment." + key;
+      const std::string field = where + ".environment." + shown(key);
       if (key.empty() || key.find('=') != std::string::npos) {
         r.fail(where + ".environment", "the name " + jobrepo::quote_text(key) + " is empty or has a '='");
       }
@@ -222,12 +226,17 @@ jobrepo::SchedulerOptions scheduler_options(const ServeConfig& config) {
 }
 
 ServeConfig load_config(const std::string& path) {
+  const std::string name = shown(path);  // as messages show it
+  // A directory opens, and reads as an empty file: "not valid JSON" would
+  // hide what is wrong.
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored)) throw ConfigError(name + ": cannot read: " + std::strerror(EISDIR));
   std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
+  if (!in) throw ConfigError(name + ": cannot read: " + std::strerror(errno));
   std::stringstream text;
   text << in.rdbuf();
-  if (in.bad()) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
-  return parse_config(text.str(), path);
+  if (in.bad()) throw ConfigError(name + ": cannot read: " + std::strerror(errno));
+  return parse_config(text.str(), name);
 }
 
 ServeConfig parse_config(std::string_view text, const std::string& path) {
@@ -236,7 +245,12 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
     root = json::parse(text, refuse_duplicate_keys(path));
   } catch (const json::exception& e) {
     // parse_error, and out_of_range for a number no double holds (1e999).
-    throw ConfigError(path + ": not valid JSON: " + e.what());
+    // The parser's "last read" quotes the file's bytes as they are (a line
+    // break, bytes that are not UTF-8): the message ends before it, the line
+    // and column it gives are enough.
+    std::string what = e.what();
+    what.resize(std::min(what.size(), what.find("; last read:")));
+    throw ConfigError(path + ": not valid JSON: " + what);
   }
   const Reader r{path};
   if (!root.is_object()) r.fail("(top level)", "must be an object");
@@ -286,7 +300,7 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
   for (std::size_t i = 0; i < root["jobs"].size(); ++i) {
     const std::string where = "jobs[" + std::to_string(i) + "]";
     auto job = read_job(r, root["jobs"][i], where, config.time_zone);
-    if (!names.insert(job.name).second) r.fail(where + ".name", "\"" + job.name + "\" is defined twice");
+    if (!names.insert(job.name).second) r.fail(where + ".name", jobrepo::quote_text(job.name) + " is defined twice");
     config.jobs.push_back(std::move(job));
   }
   return config;

@@ -51,7 +51,8 @@ struct ConfigError : std::runtime_error {
 // fence: see docs/cli.md); throws ConfigError. Touches no database.
 ServeConfig load_config(const std::string& path);
 
-// The same for the text of a config; `path` names it in messages.
+// The same for the text of a config; `path` names it in messages (as given:
+// load_config gives shown(path), shown.hpp).
 ServeConfig parse_config(std::string_view text, const std::string& path);
 
 // The Scheduler's options for a config (without on_event).

@@ -13,7 +13,7 @@ namespace jobctl {
 using std::chrono::microseconds;
 
 std::optional<microseconds> parse_duration(std::string_view text, std::string* problem) {
-  const std::string quoted = "\"" + std::string(text) + "\"";
+  const std::string quoted = jobrepo::quote_text(text);
   const auto refuse = [&](const std::string& why) -> std::optional<microseconds> {
     if (problem != nullptr) *problem = quoted + " " + why;
     return std::nullopt;

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <functional>
 #include <iostream>
@@ -262,8 +263,8 @@ int execute(const Invocation& in) {
     if (in.values.count("--status")) {
       options.status = jobrepo::parse_status(in.values.at("--status"));
       if (!options.status) {
-        throw UsageError("--status: \"" + in.values.at("--status") +
-                         "\" is not one of running, completed, failed, interrupted");
+        throw UsageError("--status: " + jobrepo::quote_text(in.values.at("--status")) +
+                         " is not one of running, completed, failed, interrupted");
       }
     }
     options.limit = limit_arg(in, 50);
@@ -309,11 +310,14 @@ int execute(const Invocation& in) {
 }
 
 // A library error's message without the library's operation that leads it
-// ("update_job_next_run: no job ..." -> "no job ..."): jobctl names the
-// command the user typed instead.
+// ("update_job_next_run: no job ..." -> "no job ...", "Repository:
+// plugin_id ..." -> "plugin_id ..."): jobctl names the command the user typed
+// instead.
 std::string without_operation(std::string_view message) {
   std::size_t word = 0;
-  while (word < message.size() && ((message[word] >= 'a' && message[word] <= 'z') || message[word] == '_')) ++word;
+  while (word < message.size() &&
+         (std::isalpha(static_cast<unsigned char>(message[word])) != 0 || message[word] == '_'))
+    ++word;
   if (word > 0 && message.substr(word, 2) == ": ") message.remove_prefix(word + 2);
   return std::string(message);
 }

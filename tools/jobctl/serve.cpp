@@ -302,6 +302,15 @@ std::optional<Serving> start_serving(const std::string& url, ServeConfig& config
 
 int serve(const std::string& url, const std::string& server_id, const std::function<ServeConfig()>& load) {
   ServeConfig config = load();  // checked before anything touches the database
+  // The library's rules for the server id and the plugin (--plugin overrides
+  // the config's), checked as early: waiting for a database that is down
+  // would otherwise go on forever for an id that can never serve.
+  if (const auto problem = jobrepo::text_problem(jobrepo::TextKind::server_id, server_id)) {
+    throw jobrepo::Error(problem->code, "server_id " + problem->message);
+  }
+  if (const auto problem = jobrepo::text_problem(jobrepo::TextKind::plugin_id, config.plugin_id)) {
+    throw jobrepo::Error(problem->code, "plugin_id " + problem->message);
+  }
   // A closed stdout (e.g. piped into head) must not kill the daemon; commands
   // get the default action back (their supervisor resets every signal).
   std::signal(SIGPIPE, SIG_IGN);

@@ -820,9 +820,12 @@ namespace jobrepo {
 
 std::unique_ptr<Store> open_sqlite_store(const SqliteOptions& options) {
   if (options.path.empty()) throw Error(ErrorCode::invalid_parameter, "open_store: missing sqlite database path");
-  if (options.path.find('"') != std::string::npos) {
-    throw Error(ErrorCode::invalid_parameter,
-                "open_store: sqlite database path " + options.path + " contains a double quote");
+  // SOCI's connect string cannot quote a '"'; a C file name ends at a NUL.
+  for (const auto& [c, what] : {std::pair{'"', "a double quote"}, std::pair{'\0', "a NUL byte"}}) {
+    if (options.path.find(c) != std::string::npos) {
+      throw Error(ErrorCode::invalid_parameter,
+                  "open_store: sqlite database path " + sqlite_backend::quoted(options.path) + " contains " + what);
+    }
   }
   if (const auto problem = store_options_problem({options.pool_size, options.busy_timeout, options.create_if_missing});
       !problem.empty()) {
@@ -838,11 +841,11 @@ std::unique_ptr<Store> open_sqlite_store(const SqliteOptions& options) {
   try {
     return std::make_unique<sqlite_backend::SqliteStore>(options);
   } catch (const soci::sqlite3_soci_error& e) {
-    throw sqlite_backend::make_error("open_store", "sqlite database \"" + options.path + "\"", e.result(),
-                                     e.get_error_message());
+    throw sqlite_backend::make_error("open_store", "sqlite database " + sqlite_backend::quoted(options.path),
+                                     e.result(), e.get_error_message());
   } catch (const soci::soci_error& e) {
     throw Error(ErrorCode::unavailable,
-                "open_store: sqlite database \"" + options.path + "\": " + e.get_error_message());
+                "open_store: sqlite database " + sqlite_backend::quoted(options.path) + ": " + e.get_error_message());
   }
 }
 

@@ -40,8 +40,9 @@ std::vector<std::string> registered_backends();
 std::string redact_registered_url(const std::string& url);
 
 // Opens `url` with the factory registered for its scheme.
-// Throws invalid_parameter when the URL has no scheme, no backend for it is
-// registered, or the options have a problem (store_options_problem).
+// Throws invalid_parameter when the URL holds a NUL byte, has no scheme, no
+// backend for it is registered, or the options have a problem
+// (store_options_problem).
 std::unique_ptr<Store> open_registered_store(const std::string& url, const StoreOptions& options = {});
 
 // Why `options` cannot open a store, in one line naming the option and its

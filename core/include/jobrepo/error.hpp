@@ -28,7 +28,8 @@ std::string_view to_string(ErrorCode code) noexcept;
 class Error : public std::runtime_error {
  public:
   // `message` names the operation and the offending value. Line breaks and
-  // tabs become single spaces so that every message is one line. `native_code` is the
+  // tabs, with the blanks around them, become one space so that every message
+  // is one line; other spaces are kept (a value's own). `native_code` is the
   // driver's own code (e.g. "SQLITE_BUSY" or a SQLSTATE), empty if none.
   Error(ErrorCode code, const std::string& message, std::string native_code = {});
 

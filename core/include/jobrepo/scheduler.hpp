@@ -188,10 +188,11 @@ std::string scheduler_options_problem(const SchedulerOptions& options);
 
 class Scheduler {
  public:
-  // Throws for a server_id that run_jobs refuses (text.hpp: invalid_parameter
-  // when empty, with a NUL byte or not valid UTF-8; check_constraint when
-  // blank or over 255 characters), and invalid_parameter for options with a
-  // problem (scheduler_options_problem).
+  // Throws for a server_id that run_jobs refuses or an options.plugin_id
+  // that a Repository refuses (text.hpp: invalid_parameter when empty, with a
+  // NUL byte or not valid UTF-8; check_constraint when blank or too long),
+  // and invalid_parameter for options with a problem
+  // (scheduler_options_problem). Messages start with "Scheduler: ".
   Scheduler(std::string server_id, Store& store, SchedulerOptions options = {});
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -203,7 +204,7 @@ class Scheduler {
   // description). Before or after start(). Throws invalid_parameter for a
   // missing handler, a timeout out of [0, 100 years], or a name registered
   // here already unless options.replace; and what ensure_job throws (then
-  // nothing changes here).
+  // nothing changes here). Messages start with "register_job: ".
   void register_job(std::shared_ptr<JobHandler> handler, RegisterJobOptions options = {});
 
   // This server stops claiming the job; a run of it executing here goes on
@@ -222,7 +223,8 @@ class Scheduler {
   bool stop();
 
   // Makes the job due now (in the store, for the whole cluster) and wakes the
-  // claim loop. Throws record_not_found for an unknown job.
+  // claim loop. Throws what update_job_next_run throws (record_not_found for
+  // an unknown job), its message starting with "run_now: ".
   void run_now(std::string_view job_name);
 
   std::vector<ExecutingRun> executing() const;
