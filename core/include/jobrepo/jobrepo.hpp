@@ -29,6 +29,16 @@
 
 namespace jobrepo {
 
+// Registers the backends this program links (idempotent, cheap).
+inline void register_linked_backends() {
+#if defined(JOBREPO_WITH_SQLITE)
+  register_sqlite_backend();
+#endif
+#if defined(JOBREPO_WITH_POSTGRES)
+  register_postgres_backend();
+#endif
+}
+
 // Opens a store from a URL:
 //   sqlite:PATH            a database file (created, owner-only, when missing)
 //   sqlite::memory:        a private in-memory database
@@ -36,12 +46,7 @@ namespace jobrepo {
 // Throws invalid_parameter for a URL whose backend is not linked, unavailable
 // when the database cannot be reached. The store is not migrated: call migrate().
 inline std::unique_ptr<Store> open_store(const std::string& url, const StoreOptions& options = {}) {
-#if defined(JOBREPO_WITH_SQLITE)
-  register_sqlite_backend();
-#endif
-#if defined(JOBREPO_WITH_POSTGRES)
-  register_postgres_backend();
-#endif
+  register_linked_backends();
   return open_registered_store(url, options);
 }
 
@@ -49,12 +54,7 @@ inline std::unique_ptr<Store> open_store(const std::string& url, const StoreOpti
 // not secret), PostgreSQL URLs without their passwords (only the scheme when
 // the URL is unclear), other URLs as "scheme:***".
 inline std::string redact_url(const std::string& url) {
-#if defined(JOBREPO_WITH_SQLITE)
-  register_sqlite_backend();
-#endif
-#if defined(JOBREPO_WITH_POSTGRES)
-  register_postgres_backend();
-#endif
+  register_linked_backends();
   return redact_registered_url(url);
 }
 
