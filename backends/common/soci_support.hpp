@@ -73,12 +73,14 @@ inline void prepare(soci::statement& st, const std::string& query) {
 }
 
 // Destination of one row of: private_id, job_plugin_id, job_name, server_id,
-// create_time, update_time, end_time, completed_count, total_count, status.
+// create_time, update_time, end_time, completed_count, total_count, status,
+// message, attempt, cancel_requested (0 or 1).
 struct RunRow {
-  std::string private_id, job_plugin_id, job_name, server_id, status;
+  std::string private_id, job_plugin_id, job_name, server_id, status, message;
   Micros create_time = 0, update_time = 0, end_time = 0;
-  soci::indicator end_ind = soci::i_null;
-  long long completed = 0, total = 0;
+  soci::indicator end_ind = soci::i_null, message_ind = soci::i_null;
+  long long completed = 0, total = 0, attempt = 1;
+  int cancel_requested = 0;
 
   void bind(soci::statement& st) {
     st.exchange(soci::into(private_id));
@@ -91,6 +93,9 @@ struct RunRow {
     st.exchange(soci::into(completed));
     st.exchange(soci::into(total));
     st.exchange(soci::into(status));
+    st.exchange(soci::into(message, message_ind));
+    st.exchange(soci::into(attempt));
+    st.exchange(soci::into(cancel_requested));
   }
 
   Run to_run() const {
@@ -100,18 +105,30 @@ struct RunRow {
     const auto parsed = parse_status(status);
     if (!parsed) throw Error(ErrorCode::internal, "run " + quoted(private_id) + " has unknown status " + status);
     run.status = *parsed;
+    if (message_ind == soci::i_ok) run.message = message;
+    run.attempt = attempt;
+    run.cancel_requested = cancel_requested != 0;
     return run;
   }
 };
 
-// The columns JobRow binds, in its order (SQL of both backends).
-#define JR_JOB_ROW_COLUMNS "plugin_id, name, description, next_scheduled_run, schedule"
+// The columns JobRow binds, in its order (SQL of SQLite; PostgreSQL
+// converts the times and booleans in queries.hpp).
+#define JR_JOB_ROW_COLUMNS                                                                                    \
+  "plugin_id, name, description, next_scheduled_run, schedule, paused, run_requested, consecutive_failures, " \
+  "last_status, last_end_time, last_message, last_success_time"
 
 // Destination of one row of: plugin_id, name, description,
-// next_scheduled_run (microseconds since the epoch), schedule.
+// next_scheduled_run (microseconds since the epoch), schedule, paused (0 or
+// 1), run_requested (0 or 1), consecutive_failures, last_status,
+// last_end_time, last_message, last_success_time.
 struct JobRow {
-  std::string plugin_id, name, description, schedule;
-  Micros next = 0;
+  std::string plugin_id, name, description, schedule, last_status, last_message;
+  Micros next = 0, last_end = 0, last_success = 0;
+  int paused = 0, run_requested = 0;
+  long long failures = 0;
+  soci::indicator last_status_ind = soci::i_null, last_end_ind = soci::i_null, last_message_ind = soci::i_null,
+                  last_success_ind = soci::i_null;
 
   void bind(soci::statement& st) {
     st.exchange(soci::into(plugin_id));
@@ -119,8 +136,25 @@ struct JobRow {
     st.exchange(soci::into(description));
     st.exchange(soci::into(next));
     st.exchange(soci::into(schedule));
+    st.exchange(soci::into(paused));
+    st.exchange(soci::into(run_requested));
+    st.exchange(soci::into(failures));
+    st.exchange(soci::into(last_status, last_status_ind));
+    st.exchange(soci::into(last_end, last_end_ind));
+    st.exchange(soci::into(last_message, last_message_ind));
+    st.exchange(soci::into(last_success, last_success_ind));
   }
-  Job to_job() const { return Job{plugin_id, name, description, to_timestamp(next), schedule}; }
+  Job to_job() const {
+    Job job{plugin_id, name, description, to_timestamp(next), schedule};
+    job.paused = paused != 0;
+    job.run_requested = run_requested != 0;
+    job.consecutive_failures = failures;
+    if (last_status_ind == soci::i_ok) job.last_status = parse_status(last_status);
+    if (last_end_ind == soci::i_ok) job.last_end_time = to_timestamp(last_end);
+    if (last_message_ind == soci::i_ok) job.last_message = last_message;
+    if (last_success_ind == soci::i_ok) job.last_success_time = to_timestamp(last_success);
+    return job;
+  }
 };
 
 // Microseconds since the epoch of an absolute due time.

@@ -119,7 +119,7 @@ Error database_error(ErrorCode code, std::string_view operation, std::string_vie
   if (!subject.empty()) message.append(": ").append(subject);
   message.append(": ");
   switch (code) {
-    case ErrorCode::schema_mismatch: message.append("the database is not migrated (run migrate()): "); break;
+    case ErrorCode::schema_mismatch: message.append("the database schema does not match this jobrepo: "); break;
     case ErrorCode::busy: message.append("lock conflicts outlasted the retries: "); break;
     case ErrorCode::unavailable: message.append("the database is unavailable: "); break;
     case ErrorCode::not_unique: message.append("already exists: "); break;

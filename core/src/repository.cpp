@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace jobrepo {
@@ -245,7 +246,97 @@ Run Repository::fail_run(std::string_view run_id, FailRunOptions options) {
     due = due_of("fail_run", "retry_in", options.retry_in.value_or(std::chrono::microseconds(0)), "retry_at",
                  options.retry_at);
   }
-  return transition("fail_run", run_id, RunTransition{{}, {}, Status::failed, {}, {}, due});
+  RunTransition change{{}, {}, Status::failed, {}, {}, due};
+  if (!options.message.empty()) change.message = message_text(options.message);
+  return transition("fail_run", run_id, std::move(change));
+}
+
+std::string definition_fingerprint(std::string_view definition) {
+  std::uint64_t hash = 14695981039346656037ULL;
+  for (const char c : definition) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 1099511628211ULL;
+  }
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i) {
+    out[static_cast<std::size_t>(i)] = hex[hash & 0xFU];
+    hash >>= 4U;
+  }
+  return out;
+}
+
+Job Repository::pause_job(std::string_view name) { return set_paused("pause_job", name, true); }
+
+Job Repository::resume_job(std::string_view name) { return set_paused("resume_job", name, false); }
+
+Job Repository::set_paused(const char* op, std::string_view name, bool paused) {
+  require_key(op, "name", name);
+  auto job = as_operation(op, [&] { return store_.set_job_paused(plugin_id_, std::string(name), paused); });
+  if (!job) {
+    throw Error(ErrorCode::record_not_found,
+                std::string(op) + ": no job " + quoted(name) + " in plugin " + quoted(plugin_id_));
+  }
+  return std::move(*job);
+}
+
+Job Repository::run_now(std::string_view name) {
+  constexpr const char* op = "run_now";
+  require_key(op, "name", name);
+  auto job = as_operation(op, [&] { return store_.request_run(plugin_id_, std::string(name)); });
+  if (!job) {
+    throw Error(ErrorCode::record_not_found,
+                std::string(op) + ": no job " + quoted(name) + " in plugin " + quoted(plugin_id_));
+  }
+  return std::move(*job);
+}
+
+Run Repository::cancel_run(std::string_view run_id) {
+  constexpr const char* op = "cancel_run";
+  require_text(op, "run id", TextKind::run_id, run_id);
+  auto run = as_operation(op, [&] { return store_.request_cancel(plugin_id_, std::string(run_id)); });
+  if (!run) {
+    throw Error(ErrorCode::record_not_found,
+                std::string(op) + ": no run " + quoted(run_id) + " in plugin " + quoted(plugin_id_));
+  }
+  if (is_final(run->status)) {
+    throw Error(ErrorCode::invalid_job_run_state,
+                std::string(op) + ": run " + quoted(run_id) + " is already " + std::string(to_string(run->status)));
+  }
+  return std::move(*run);
+}
+
+void Repository::record_server(std::string_view server_id, std::chrono::microseconds ttl,
+                               std::optional<std::vector<ServedJob>> jobs) {
+  constexpr const char* op = "record_server";
+  require_text(op, "server_id", TextKind::server_id, server_id);
+  require_non_negative(op, "ttl", ttl);
+  if (jobs) {
+    for (const auto& job : *jobs) {
+      require_key(op, "job name", job.name);
+      require_key(op, "fingerprint", job.fingerprint);
+      if (job.fingerprint.size() > 64) {
+        throw Error(ErrorCode::invalid_parameter,
+                    std::string(op) + ": fingerprint " + quoted(job.fingerprint) + " is longer than 64 bytes");
+      }
+    }
+  }
+  ServerRecord record{plugin_id_, std::string(server_id), ttl, std::move(jobs)};
+  as_operation(op, [&] { store_.record_server(record); });
+}
+
+void Repository::remove_server(std::string_view server_id) {
+  constexpr const char* op = "remove_server";
+  require_key(op, "server_id", server_id);
+  as_operation(op, [&] { store_.remove_server(plugin_id_, std::string(server_id)); });
+}
+
+std::vector<Serving> Repository::list_servings(std::string_view name) {
+  constexpr const char* op = "list_servings";
+  require_well_formed(op, "name", name);
+  std::optional<std::string> filter;
+  if (!name.empty()) filter = std::string(name);
+  return as_operation(op, [&] { return store_.list_servings(plugin_id_, filter); });
 }
 
 Run Repository::transition(const char* operation, std::string_view run_id, RunTransition change) {
@@ -276,10 +367,11 @@ std::vector<RunUpdateResult> Repository::apply_updates(const char* op, std::span
     const auto& update = updates[i];
     try {
       require_text(op, "run id", TextKind::run_id, update.run_id);
-      if (update.status != Status::running && update.status != Status::completed && update.status != Status::failed) {
+      if (update.status != Status::running && update.status != Status::completed && update.status != Status::failed &&
+          update.status != Status::interrupted) {
         throw Error(ErrorCode::invalid_parameter, std::string(op) + ": run " + quoted(update.run_id) + ": status " +
                                                       std::string(to_string(update.status)) +
-                                                      " is not running, completed or failed");
+                                                      " is not running, completed, failed or interrupted");
       }
       if (update.completed_count.has_value() != update.total_count.has_value()) {
         throw Error(ErrorCode::invalid_parameter,
@@ -321,7 +413,9 @@ std::vector<RunUpdateResult> Repository::apply_updates(const char* op, std::span
     } else if (u.next_run_in) {
       due = Due{*u.next_run_in, std::nullopt};
     }
-    changes.push_back(RunTransition{plugin_id_, u.run_id, u.status, u.completed_count, u.total_count, due});
+    RunTransition change{plugin_id_, u.run_id, u.status, u.completed_count, u.total_count, due};
+    if (u.message && is_final(u.status)) change.message = message_text(*u.message);
+    changes.push_back(std::move(change));
   }
   std::vector<std::optional<Run>> applied;
   if (!changes.empty()) {
@@ -391,6 +485,7 @@ std::vector<Run> Repository::interrupt_runs(std::chrono::microseconds threshold,
   require_well_formed(op, "server_id", options.server_id);
   StaleRunQuery query{plugin_id_, threshold, std::nullopt};
   if (!options.server_id.empty()) query.server_id = options.server_id;
+  if (!options.message.empty()) query.message = message_text(options.message);
   return as_operation(op, [&] { return store_.interrupt_stale_runs(query); });
 }
 

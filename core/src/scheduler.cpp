@@ -29,6 +29,7 @@ std::string_view to_string(CancelReason reason) noexcept {
     case CancelReason::interrupted: return "interrupted";
     case CancelReason::fenced: return "fenced";
     case CancelReason::deadline: return "deadline";
+    case CancelReason::operator_request: return "cancelled by operator";
   }
   return "unknown";
 }
@@ -43,6 +44,8 @@ std::string_view to_string(SchedulerEvent::Kind kind) noexcept {
     case SchedulerEvent::Kind::interrupted_peer: return "interrupted";
     case SchedulerEvent::Kind::error: return "error";
     case SchedulerEvent::Kind::skipped: return "skipped";
+    case SchedulerEvent::Kind::interrupted: return "interrupted";
+    case SchedulerEvent::Kind::warning: return "warning";
   }
   return "unknown";
 }
@@ -73,11 +76,14 @@ class FunctionJob final : public JobHandler {
 class LocalRun final : public JobContext {
  public:
   LocalRun(Run run, std::shared_ptr<JobHandler> handler, std::optional<CronSchedule> schedule, Misfire misfire,
-           SteadyClock::time_point claimed, SteadyClock::time_point deadline, microseconds fence_after)
+           std::optional<microseconds> every, BackoffOptions backoff, SteadyClock::time_point claimed,
+           SteadyClock::time_point deadline, microseconds fence_after)
       : run_(std::move(run)),
         handler_(std::move(handler)),
         schedule_(std::move(schedule)),
         misfire_(misfire),
+        every_(every),
+        backoff_(backoff),
         claimed_(claimed),
         deadline_(deadline),
         fence_after_(fence_after),
@@ -135,6 +141,10 @@ class LocalRun final : public JobContext {
   JobHandler& handler() const { return *handler_; }
   const std::optional<CronSchedule>& schedule() const { return schedule_; }
   Misfire misfire() const { return misfire_; }
+  const std::optional<microseconds>& every() const { return every_; }
+  const BackoffOptions& backoff() const { return backoff_; }
+  // The job's timeout (meaningful when deadline() is not max()).
+  microseconds timeout() const { return std::chrono::duration_cast<microseconds>(deadline_ - claimed_); }
 
   // The database's time now, as this process knows it: the claim's database
   // timestamp plus the time since, on this process's monotonic clock (no
@@ -154,6 +164,8 @@ class LocalRun final : public JobContext {
   const std::shared_ptr<JobHandler> handler_;
   const std::optional<CronSchedule> schedule_;
   const Misfire misfire_;
+  const std::optional<microseconds> every_;
+  const BackoffOptions backoff_;
   const SteadyClock::time_point claimed_;
   const SteadyClock::time_point deadline_;
   const microseconds fence_after_;
@@ -202,6 +214,22 @@ bool transient(ErrorCode code) { return code == ErrorCode::busy || code == Error
 
 }  // namespace
 
+std::string backoff_problem(const BackoffOptions& b, std::string_view prefix) {
+  const std::string p(prefix);
+  if (b.initial.count() < 0 || b.initial > max_offset) {
+    return p + "initial " + duration_text(b.initial) + " is not between 0 and 100 years";
+  }
+  if (b.max < b.initial || b.max > max_offset) {
+    return p + "max " + duration_text(b.max) + " is not between " + p + "initial and 100 years";
+  }
+  if (!(b.multiplier >= 1.0 && b.multiplier <= 1000.0)) {
+    return p + "multiplier " + std::to_string(b.multiplier) + " is not between 1 and 1000";
+  }
+  if (!(b.jitter >= 0.0 && b.jitter < 1.0)) return p + "jitter " + std::to_string(b.jitter) + " is not in [0, 1)";
+  if (b.max_attempts < 0) return p + "max_attempts " + std::to_string(b.max_attempts) + " is negative";
+  return {};
+}
+
 std::string scheduler_options_problem(const SchedulerOptions& o) {
   if (o.worker_threads < 1) return "worker_threads " + std::to_string(o.worker_threads) + " is less than 1";
   for (const auto& [name, value] :
@@ -213,17 +241,7 @@ std::string scheduler_options_problem(const SchedulerOptions& o) {
   if (o.claim_limit < 0) return "claim_limit " + std::to_string(o.claim_limit) + " is negative";
   if (o.stop_timeout.count() < 0) return "stop_timeout " + duration_text(o.stop_timeout) + " is negative";
   if (o.stop_timeout > max_offset) return "stop_timeout " + duration_text(o.stop_timeout) + " is more than 100 years";
-  const auto& b = o.backoff;
-  if (b.initial.count() < 0 || b.initial > max_offset) {
-    return "backoff.initial " + duration_text(b.initial) + " is not between 0 and 100 years";
-  }
-  if (b.max < b.initial || b.max > max_offset) {
-    return "backoff.max " + duration_text(b.max) + " is not between backoff.initial and 100 years";
-  }
-  if (!(b.multiplier >= 1.0 && b.multiplier <= 1000.0)) {
-    return "backoff.multiplier " + std::to_string(b.multiplier) + " is not between 1 and 1000";
-  }
-  if (!(b.jitter >= 0.0 && b.jitter < 1.0)) return "backoff.jitter " + std::to_string(b.jitter) + " is not in [0, 1)";
+  if (auto problem = backoff_problem(o.backoff); !problem.empty()) return problem;
   if (o.grace.count() < 0) return "grace " + duration_text(o.grace) + " must not be negative";
   if (o.grace > max_offset) return "grace " + duration_text(o.grace) + " is more than 100 years";
   if (o.monitor_interval > o.interrupt_threshold / 4) {
@@ -257,6 +275,9 @@ struct Scheduler::State {
     microseconds timeout{0};
     std::optional<CronSchedule> schedule{};
     Misfire misfire = Misfire::run_once;
+    std::optional<microseconds> every{};
+    BackoffOptions backoff{};
+    std::string fingerprint{};  // definition_fingerprint() of its definition
   };
 
   State(std::string id, Store& s, SchedulerOptions o) : server_id(std::move(id)), store(s), options(std::move(o)) {}
@@ -271,9 +292,11 @@ struct Scheduler::State {
   std::condition_variable run_finished;  // a run left `executing`
   std::condition_variable loops_wake;    // monitor and fence loops: stop
   std::map<std::string, Registered, std::less<>> jobs;
-  int jobs_version = 0;  // changes with every (un)registration
-  // Consecutive failures of each job on this server (the back-off's count).
-  std::map<std::string, int, std::less<>> failures;
+  int jobs_version = 0;       // changes with every (un)registration
+  int recorded_version = -1;  // the jobs_version the store last heard of (record_server)
+  // Jobs whose servers disagree about the definition, warned of once.
+  std::set<std::string, std::less<>> warned_drift;
+  SteadyClock::time_point last_drift_check{};
   // Queued, running, or waiting for its final write here.
   std::map<std::string, std::shared_ptr<LocalRun>> executing;
   std::deque<std::shared_ptr<LocalRun>> queue;
@@ -303,11 +326,11 @@ struct Scheduler::State {
   std::thread claimer, monitor, fence, writer;
   std::vector<std::thread> workers;
 
-  void emit(SchedulerEvent::Kind kind, const std::string& job, const std::string& run,
-            std::string detail) const noexcept {
+  void emit(SchedulerEvent::Kind kind, const std::string& job, const std::string& run, std::string detail,
+            std::string message = {}) const noexcept {
     if (!options.on_event) return;
     try {
-      options.on_event(SchedulerEvent{kind, job, run, std::move(detail)});
+      options.on_event(SchedulerEvent{kind, job, run, std::move(detail), std::move(message)});
     } catch (...) {
       // A failing observer must not stop the scheduler.
     }
@@ -329,10 +352,10 @@ struct Scheduler::State {
 
   Repository repository() const { return Repository(store, {options.plugin_id, 0}); }
 
-  microseconds backoff(int failures) {
-    const auto& b = options.backoff;
+  // The delay before retry number `failures` (1: after the first failure).
+  microseconds backoff(const BackoffOptions& b, std::int64_t failures) {
     double delay = static_cast<double>(b.initial.count());
-    for (int i = 1; i < failures && delay < static_cast<double>(b.max.count()); ++i) delay *= b.multiplier;
+    for (std::int64_t i = 1; i < failures && delay < static_cast<double>(b.max.count()); ++i) delay *= b.multiplier;
     delay = std::min(delay, static_cast<double>(b.max.count()));
     std::uniform_real_distribution<double> spread(1.0 - b.jitter, 1.0 + b.jitter);
     return microseconds(static_cast<std::int64_t>(delay * spread(random)));
@@ -475,8 +498,8 @@ struct Scheduler::State {
 
   void dispatch(Run run, const Registered& job, SteadyClock::time_point claimed_at) {
     const auto deadline = job.timeout.count() > 0 ? claimed_at + job.timeout : SteadyClock::time_point::max();
-    auto local = std::make_shared<LocalRun>(run, job.handler, job.schedule, job.misfire, claimed_at, deadline,
-                                            fence_after(options));
+    auto local = std::make_shared<LocalRun>(run, job.handler, job.schedule, job.misfire, job.every, job.backoff,
+                                            claimed_at, deadline, fence_after(options));
     emit(SchedulerEvent::Kind::claimed, run.job_name, run.private_id, "");
     {
       const std::lock_guard lock(mutex);
@@ -536,15 +559,33 @@ struct Scheduler::State {
     return std::min(schedule.next_after(after).value_or(latest_time), latest_time);
   }
 
-  // Makes a failed run's update retry after the back-off (the job's
-  // consecutive failures here counted), but for a calendar schedule never
-  // later than its next fire time. Returns the delay from now.
-  microseconds set_retry(RunUpdate& update, const LocalRun& local) {
+  // Makes a failed run's update retry after the back-off (the run's attempt:
+  // the job's consecutive failures in the store), but for a calendar
+  // schedule never later than its next fire time; after max_attempts failed
+  // attempts, at the job's next regular time instead. Returns the delay from
+  // now and says which in `how`.
+  microseconds set_retry(RunUpdate& update, const LocalRun& local, std::string& how) {
+    const auto& b = local.backoff();
+    const std::int64_t attempt = std::max<std::int64_t>(local.run().attempt, 1);
+    const bool exhausted = b.max_attempts > 0 && (attempt - 1) % b.max_attempts + 1 == b.max_attempts;
     microseconds delay{};
+    if (exhausted) {
+      how = "attempt " + std::to_string((attempt - 1) % b.max_attempts + 1) + " of " + std::to_string(b.max_attempts) +
+            "; next at its regular time";
+      if (local.schedule()) {
+        const auto now = local.database_now();
+        update.next_run_at = std::max(next_fire(local), earliest_time);
+        return std::chrono::duration_cast<microseconds>(*update.next_run_at - now);
+      }
+      delay = std::min(local.every().value_or(b.max), max_offset);
+      update.next_run_in = delay;
+      return delay;
+    }
     {
       const std::lock_guard lock(mutex);
-      delay = std::min(backoff(++failures[local.job_name()]), max_offset);
+      delay = std::min(backoff(b, b.max_attempts > 0 ? (attempt - 1) % b.max_attempts + 1 : attempt), max_offset);
     }
+    how = "retry";
     if (!local.schedule()) {
       update.next_run_in = delay;
       return delay;
@@ -553,6 +594,17 @@ struct Scheduler::State {
     const auto retry_at = std::min(now + delay, next_fire(local));
     update.next_run_at = std::max(retry_at, earliest_time);
     return std::chrono::duration_cast<microseconds>(*update.next_run_at - now);
+  }
+
+  // The next time of a job whose run ends without the handler's answer
+  // (cancelled by an operator): its calendar schedule, its regular interval,
+  // or else its back-off's initial delay.
+  void set_regular_next(RunUpdate& update, const LocalRun& local) {
+    if (local.schedule()) {
+      update.next_run_at = std::max(next_fire(local), earliest_time);
+    } else {
+      update.next_run_in = std::min(local.every().value_or(local.backoff().initial), max_offset);
+    }
   }
 
   // Runs the handler; returns what to store, or nothing when there is
@@ -579,6 +631,18 @@ struct Scheduler::State {
       update.completed_count = completed;
       update.total_count = total;
     }
+    if (reason == CancelReason::operator_request) {
+      // The run ends here as interrupted, whatever the handler did, and the
+      // job keeps its schedule.
+      update.status = Status::interrupted;
+      update.message = "cancelled by operator";
+      if (next && !local->schedule()) {
+        update.next_run_in = std::clamp(*next, -max_offset, max_offset);
+      } else {
+        set_regular_next(update, *local);
+      }
+      return Outcome{local, std::move(update), "cancelled by operator after " + seconds_text(took)};
+    }
     if (next && reason != CancelReason::interrupted) {
       update.status = Status::completed;
       if (local->schedule()) {
@@ -590,10 +654,12 @@ struct Scheduler::State {
       return Outcome{local, std::move(update), "in " + seconds_text(took)};
     }
     if (!next && (reason == CancelReason::none || reason == CancelReason::deadline)) {
-      if (reason == CancelReason::deadline) failure = "timed out: " + failure;
+      if (reason == CancelReason::deadline) failure = "timed out after " + duration_text(local->timeout());
       update.status = Status::failed;
-      const auto retry = set_retry(update, *local);
-      std::string detail = failure + "; retry in " + std::to_string(retry.count() / 1000) + " ms";
+      update.message = failure;
+      std::string how;
+      const auto retry = set_retry(update, *local, how);
+      std::string detail = failure + "; " + (how == "retry" ? "retry" : how + ",") + " in " + duration_text(retry);
       return Outcome{local, std::move(update), std::move(detail)};
     }
     // Interrupted elsewhere (already final), fenced (a peer will interrupt
@@ -660,10 +726,12 @@ struct Scheduler::State {
       const auto& name = outcome.local->job_name();
       const auto& id = outcome.local->run_id();
       const bool completed = outcome.update.status == Status::completed;
+      const auto ended_kind = completed                                      ? SchedulerEvent::Kind::completed
+                              : outcome.update.status == Status::interrupted ? SchedulerEvent::Kind::interrupted
+                                                                             : SchedulerEvent::Kind::failed;
       if (const auto& run = results[i].run) {
-        emit(completed ? SchedulerEvent::Kind::completed : SchedulerEvent::Kind::failed, name, id, outcome.detail);
+        emit(ended_kind, name, id, outcome.detail, run->message.value_or(""));
         const std::lock_guard lock(mutex);
-        if (completed) failures.erase(name);
         std::optional<Timestamp> due = outcome.update.next_run_at;
         if (run->end_time && outcome.update.next_run_in) due = *run->end_time + *outcome.update.next_run_in;
         if (due && *due > now) known_due.push(*due);
@@ -671,12 +739,15 @@ struct Scheduler::State {
         continue;
       }
       const Error& error = *results[i].error;
-      const std::string what = std::string(completed ? "complete_run: " : "fail_run: ") + error.what();
+      const std::string what = std::string(completed                                      ? "complete_run: "
+                                           : outcome.update.status == Status::interrupted ? "cancel_run: "
+                                                                                          : "fail_run: ") +
+                               error.what();
       const auto code = error.code();
       if (outcome.retried && code == ErrorCode::invalid_job_run_state && stored_before(repo, outcome)) {
         // The earlier attempt was committed, its answer lost (a connection
         // that broke after the commit): the outcome is stored.
-        emit(completed ? SchedulerEvent::Kind::completed : SchedulerEvent::Kind::failed, name, id, outcome.detail);
+        emit(ended_kind, name, id, outcome.detail, outcome.update.message.value_or(""));
         finished.push_back(id);
         continue;
       }
@@ -693,7 +764,9 @@ struct Scheduler::State {
         outcome.update.next_run_in.reset();
         outcome.update.next_run_at.reset();
         outcome.detail = "its completion could not be stored: " + std::string(error.what());
-        set_retry(outcome.update, *outcome.local);
+        outcome.update.message = outcome.detail;
+        std::string how;
+        set_retry(outcome.update, *outcome.local, how);
         retry.push_back(std::move(outcome));
       } else {
         emit(SchedulerEvent::Kind::error, name, id, what + (last && transient(code) ? "; not stored before stop" : ""));
@@ -731,11 +804,14 @@ struct Scheduler::State {
     while (!loops_stopping) {
       lock.unlock();
       guarded("heartbeat", [&] { heartbeat(repo); });
+      guarded("record_server", [&] { record_server(repo); });
       guarded("interrupt_runs", [&] {
-        const auto stale = repo.interrupt_runs(options.interrupt_threshold);
+        const auto stale = repo.interrupt_runs(options.interrupt_threshold,
+                                               {.message = "its server stopped reporting (no heartbeat for " +
+                                                           duration_text(options.interrupt_threshold) + ")"});
         for (const auto& run : stale) {
           emit(SchedulerEvent::Kind::interrupted_peer, run.job_name, run.private_id,
-               "no heartbeat from " + run.server_id);
+               "no heartbeat from " + run.server_id, run.message.value_or(""));
         }
         if (!stale.empty()) wake_claimer();
       });
@@ -766,6 +842,10 @@ struct Scheduler::State {
       const auto& local = live[i];
       if (results[i].run) {
         local->heartbeat_sent_at(sent);
+        if (results[i].run->cancel_requested && !local->cancelled()) {
+          local->cancel(CancelReason::operator_request);
+          emit(SchedulerEvent::Kind::cancelled, local->job_name(), local->run_id(), "cancelled by operator");
+        }
       } else if (const auto code = results[i].error->code();
                  code == ErrorCode::record_not_found || code == ErrorCode::invalid_job_run_state) {
         local->cancel(CancelReason::interrupted);
@@ -773,6 +853,62 @@ struct Scheduler::State {
         emit(SchedulerEvent::Kind::error, local->job_name(), local->run_id(),
              std::string("heartbeat: ") + results[i].error->what());
       }
+    }
+  }
+
+  // --- what the cluster knows of this server ---------------------------------
+
+  // This server's proof of life, every monitor interval, and after each
+  // (un)registration the jobs it serves with their fingerprints; then the
+  // servers that define a job otherwise are looked for.
+  void record_server(Repository& repo) {
+    std::optional<std::vector<ServedJob>> served;
+    int version = 0;
+    {
+      const std::lock_guard lock(mutex);
+      version = jobs_version;
+      if (version != recorded_version) {
+        served.emplace();
+        for (const auto& [name, job] : jobs) served->push_back(ServedJob{name, job.fingerprint});
+      }
+    }
+    repo.record_server(server_id, options.interrupt_threshold, served);
+    const bool check = served.has_value() || SteadyClock::now() - last_drift_check >= options.interrupt_threshold;
+    {
+      const std::lock_guard lock(mutex);
+      if (served) recorded_version = version;
+    }
+    if (check) check_drift(repo);
+  }
+
+  // A `warning` event, once per job, when live servers serve a job of this
+  // server with another definition.
+  void check_drift(Repository& repo) {
+    last_drift_check = SteadyClock::now();
+    std::map<std::string, std::string, std::less<>> mine;
+    {
+      const std::lock_guard lock(mutex);
+      for (const auto& [name, job] : jobs) mine.emplace(name, job.fingerprint);
+    }
+    std::map<std::string, std::vector<std::string>, std::less<>> others;  // job -> servers that differ
+    for (const auto& serving : repo.list_servings()) {
+      const auto found = mine.find(serving.job_name);
+      if (found == mine.end() || !serving.live || serving.server_id == server_id) continue;
+      if (serving.fingerprint != found->second) others[serving.job_name].push_back(serving.server_id);
+    }
+    for (const auto& [name, fingerprint] : mine) {
+      const auto differ = others.find(name);
+      if (differ == others.end()) {
+        warned_drift.erase(name);
+        continue;
+      }
+      if (!warned_drift.insert(name).second) continue;
+      std::string servers;
+      for (const auto& id : differ->second) servers += (servers.empty() ? "" : ", ") + quote_text(id);
+      emit(SchedulerEvent::Kind::warning, name, "",
+           "servers " + servers +
+               " define this job otherwise than this server: their runs and this server's will "
+               "alternate (see jobctl jobs)");
     }
   }
 
@@ -852,6 +988,14 @@ void Scheduler::register_job(std::shared_ptr<JobHandler> handler, RegisterJobOpt
     throw Error(ErrorCode::invalid_parameter, "register_job: " + quote_text(name) + ": timeout " +
                                                   duration_text(options.timeout) + " is not between 0 and 100 years");
   }
+  if (options.every && (options.every->count() < 0 || *options.every > max_offset)) {
+    throw Error(ErrorCode::invalid_parameter, "register_job: " + quote_text(name) + ": every " +
+                                                  duration_text(*options.every) + " is not between 0 and 100 years");
+  }
+  const BackoffOptions backoff = options.backoff.value_or(s.options.backoff);
+  if (const auto problem = backoff_problem(backoff); !problem.empty()) {
+    throw Error(ErrorCode::invalid_parameter, "register_job: " + quote_text(name) + ": " + problem);
+  }
   {
     const std::lock_guard lock(s.mutex);
     if (!options.replace && s.jobs.count(name) != 0) {
@@ -885,9 +1029,24 @@ void Scheduler::register_job(std::shared_ptr<JobHandler> handler, RegisterJobOpt
   } catch (const Error& e) {
     throw for_operation(e, "register_job");
   }
+  std::string definition = options.definition;
+  if (definition.empty()) {
+    definition = "schedule=" + (options.schedule ? options.schedule->to_string() : std::string()) +
+                 ";misfire=" + (options.misfire == Misfire::skip ? "skip" : "run_once") +
+                 ";every=" + (options.every ? duration_text(*options.every) : std::string()) +
+                 ";timeout=" + duration_text(options.timeout) + ";backoff=" + duration_text(backoff.initial) + "," +
+                 duration_text(backoff.max) + "," + std::to_string(backoff.multiplier) + "," +
+                 std::to_string(backoff.max_attempts);
+  }
   {
     const std::lock_guard lock(s.mutex);
-    s.jobs[name] = State::Registered{std::move(handler), options.timeout, options.schedule, options.misfire};
+    s.jobs[name] = State::Registered{std::move(handler),
+                                     options.timeout,
+                                     options.schedule,
+                                     options.misfire,
+                                     options.every,
+                                     backoff,
+                                     definition_fingerprint(definition)};
     ++s.jobs_version;
   }
   s.wake_claimer();
@@ -899,6 +1058,7 @@ bool Scheduler::unregister_job(std::string_view job_name) {
   const auto found = s.jobs.find(job_name);
   if (found == s.jobs.end()) return false;
   s.jobs.erase(found);
+  s.warned_drift.erase(std::string(job_name));
   ++s.jobs_version;
   return true;
 }
@@ -910,9 +1070,15 @@ void Scheduler::start() {
     if (s.started) return;
   }
   // Runs this server left behind (it crashed or was killed) can never finish.
-  for (const auto& run : s.repository().interrupt_runs(microseconds(0), {.server_id = s.server_id})) {
-    s.emit(SchedulerEvent::Kind::interrupted_peer, run.job_name, run.private_id, "left over by this server");
+  auto repo = s.repository();
+  for (const auto& run : repo.interrupt_runs(
+           microseconds(0), {.server_id = s.server_id,
+                            .message = "left over by its server, which stopped without ending it (restarted)"})) {
+    s.emit(SchedulerEvent::Kind::interrupted_peer, run.job_name, run.private_id, "left over by this server",
+           run.message.value_or(""));
   }
+  // The cluster learns what this server serves before it claims anything.
+  s.guarded("record_server", [&] { s.record_server(repo); });
   // Changes elsewhere that make jobs due wake the claim loop at once, when
   // the store can push them; otherwise it polls every claim_interval.
   auto subscription = s.store.subscribe_due(s.options.plugin_id, [&s] { s.wake_claimer(); });
@@ -951,7 +1117,10 @@ bool Scheduler::stop() {
   s.writer.join();
   try {
     // Whatever is still running here ends now, so that peers can take it.
-    s.repository().interrupt_runs(microseconds(0), {.server_id = s.server_id});
+    auto repo = s.repository();
+    repo.interrupt_runs(microseconds(0),
+                        {.server_id = s.server_id, .message = "its server stopped before the run ended"});
+    repo.remove_server(s.server_id);
   } catch (const Error& e) {
     s.emit(SchedulerEvent::Kind::error, "", "", std::string("stop: ") + e.what());
   }
@@ -968,7 +1137,7 @@ bool Scheduler::stop() {
 
 void Scheduler::run_now(std::string_view job_name) {
   try {
-    state_->repository().update_job_next_run(job_name, microseconds(0));
+    state_->repository().run_now(job_name);
   } catch (const Error& e) {
     throw for_operation(e, "run_now");
   }

@@ -1,6 +1,7 @@
 #include <jobrepo/text.hpp>
 
 #include <cstdio>
+#include <vector>
 
 namespace jobrepo {
 
@@ -123,6 +124,35 @@ std::string quote_text(std::string_view text) {
   if (i < text.size()) out.append("...");
   out.push_back('"');
   return out;
+}
+
+std::string message_text(std::string_view text) {
+  // Cleaned, with the byte offset where each code point starts.
+  std::string out;
+  std::vector<std::size_t> starts;
+  for (std::size_t i = 0; i < text.size();) {
+    const auto length = sequence_length(text, i);
+    const unsigned char c = byte_at(text, i);
+    starts.push_back(out.size());
+    if (c == '\n' || c == '\r') {
+      out.push_back(' ');
+    } else if (length == 0 || (c < 0x20 && c != '\t') || c == 0x7F) {
+      out.append("\xEF\xBF\xBD");  // U+FFFD
+    } else {
+      out.append(text.substr(i, length));
+      i += length;
+      continue;
+    }
+    i += 1;
+  }
+  std::size_t first = 0;
+  while (first < starts.size() && out[starts[first]] == ' ') ++first;
+  std::size_t last = starts.size();
+  while (last > first && out[starts[last - 1]] == ' ') --last;
+  const auto end_of = [&](std::size_t k) { return k < starts.size() ? starts[k] : out.size(); };
+  if (last - first <= max_message_length) return out.substr(end_of(first), end_of(last) - end_of(first));
+  const std::size_t keep = first + max_message_length - 3;
+  return out.substr(starts[first], starts[keep] - starts[first]) + "...";
 }
 
 }  // namespace jobrepo

@@ -13,6 +13,8 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -213,6 +215,18 @@ struct Cli {
     return runs.status == 0 && !runs.parsed().empty() ? runs.parsed()[0] : nlohmann::json();
   }
 };
+
+// Microseconds since the epoch of a time field of jobctl's JSON ("2026-...Z").
+inline long long micros_of(const nlohmann::json& text) {
+  std::tm tm{};
+  int micros = 0;
+  const std::string s = text.get<std::string>();
+  REQUIRE(std::sscanf(s.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+                      &tm.tm_sec, &micros) == 7);
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<long long>(timegm(&tm)) * 1000000 + micros;
+}
 
 inline bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
   const auto end = std::chrono::steady_clock::now() + timeout;

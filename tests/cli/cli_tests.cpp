@@ -30,9 +30,18 @@ using jobrepo::test::slurp;
 using jobrepo::test::TempDir;
 using jobrepo::test::wait_until;
 
-const std::set<std::string> job_keys = {"plugin_id", "name", "description", "next_scheduled_run", "schedule"};
+const std::set<std::string> job_keys = {"plugin_id",   "name",          "description",   "next_scheduled_run",
+                                        "schedule",    "paused",        "run_requested", "consecutive_failures",
+                                        "last_status", "last_end_time", "last_message",  "last_success_time"};
+// jobs and job show add what the cluster knows of each job.
+const std::set<std::string> listed_job_keys = [] {
+  auto keys = job_keys;
+  keys.insert({"running", "servers", "unserved", "drifted"});
+  return keys;
+}();
 const std::set<std::string> run_keys = {"private_id",  "job_plugin_id", "job_name",        "server_id",   "create_time",
-                                        "update_time", "end_time",      "completed_count", "total_count", "status"};
+                                        "update_time", "end_time",      "completed_count", "total_count", "status",
+                                        "message",     "attempt",       "cancel_requested"};
 
 std::set<std::string> keys(const json& object) {
   std::set<std::string> out;
@@ -84,7 +93,7 @@ TEST_CASE("cli: --help and docs/cli.md list the same commands") {
   for (std::string line; std::getline(doc, line);) {
     if (line.rfind("### `jobctl ", 0) == 0) from_docs.insert(command_words(line.substr(12, line.rfind('`') - 12)));
   }
-  CHECK(from_help.size() == 18);
+  CHECK(from_help.size() == 21);
   CHECK(from_help == from_docs);
   // Each command has its own --help.
   const auto one = cli.bare({"job", "create", "--help"});
@@ -179,6 +188,11 @@ TEST_CASE("cli: jobs are created, shown, listed, rescheduled and deleted; JSON h
   const auto listed = cli({"jobs", "--json"}).parsed();
   REQUIRE(listed.size() == 2);
   CHECK(listed[0]["name"] == "cleanup");
+  CHECK(keys(listed[0]) == listed_job_keys);
+  CHECK(keys(cli({"job", "show", "report", "--json"}).parsed()) == listed_job_keys);
+  CHECK(listed[0]["paused"] == false);
+  CHECK(listed[0]["running"].is_null());
+  CHECK(listed[0]["unserved"] == true);  // no server serves a job made by hand
   const auto table = cli({"jobs"});
   CHECK(table.out.find("NAME") == 0);
   CHECK(table.out.find("in 1h29m") != std::string::npos);

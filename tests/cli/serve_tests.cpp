@@ -31,6 +31,7 @@ namespace {
 
 using jobrepo::test::Cli;
 using jobrepo::test::describe;
+using jobrepo::test::micros_of;
 using jobrepo::test::Process;
 using jobrepo::test::processes_of_serve;
 using jobrepo::test::run_processes;
@@ -285,18 +286,6 @@ TEST_CASE("serve: a command's output is read to the end; long lines are cut; mem
 
 namespace {
 
-// Microseconds since the epoch of a run's time field ("2026-...Z").
-long long micros_of(const json& text) {
-  std::tm tm{};
-  int micros = 0;
-  const std::string s = text.get<std::string>();
-  REQUIRE(std::sscanf(s.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
-                      &tm.tm_sec, &micros) == 7);
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
-  return static_cast<long long>(timegm(&tm)) * 1000000 + micros;
-}
-
 // The runs of a job, oldest first.
 std::vector<json> runs_of(Cli& cli, const std::string& job) {
   auto runs = cli({"runs", "--job", job, "--limit", "-1", "--json"}).parsed();
@@ -447,7 +436,7 @@ void kill_audit(bool same_id) {
   std::string alive_report;
   constexpr int kills = 20;
   for (int k = 0; k < kills; ++k) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(400 + random() % 1600));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300 + random() % 900));
     const std::string victim = random() % 2 == 0 ? "a" : "b";
     const std::string old_tag = tags[victim];
     kill(servers[victim]->pid, SIGKILL);

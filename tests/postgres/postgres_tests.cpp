@@ -133,14 +133,15 @@ TEST_CASE("postgres: run updates find the run by its primary key, not the partia
   const std::string id = "'AAAAAAAAAAAAAAAAAAAAAA'";
   for (const auto& [name, query, values] : std::vector<std::tuple<std::string, std::string, std::vector<std::string>>>{
            {"update_run", queries::update_run, {"0", "'running'", "0", "1", "2", id, "'pi_system'"}},
-           {"update_run_and_reschedule",
-            queries::update_run_and_reschedule,
-            {"0", id, "'pi_system'", "'completed'", "1", "NULL", "NULL", "NULL", "0"}},
+           {"update_run_and_job",
+            queries::update_run_and_job,
+            {"0", "'completed'", "1", "NULL", "NULL", "NULL", "1", "0", "NULL", id, "'pi_system'"}},
            {"update_runs_batch",
             queries::update_runs_batch,
             {"0",
              "'[{\"ord\":0,\"id\":\"AAAAAAAAAAAAAAAAAAAAAA\",\"plugin\":\"pi_system\",\"status\":\"completed\","
-             "\"final\":1,\"completed\":null,\"total\":null,\"reschedule\":1,\"delta\":0,\"at\":null}]'"}},
+             "\"final\":1,\"completed\":null,\"total\":null,\"message\":null,\"reschedule\":1,\"delta\":0,"
+             "\"at\":null}]'"}},
            {"lookup_run", queries::lookup_run, {id, "'pi_system'"}}}) {
     const std::string plan = generic_plan(db.url(), query, values);
     INFO(name << "\n" << plan);
@@ -389,11 +390,12 @@ TEST_CASE("postgres: a runtime role with the documented grants runs everything b
   owner->migrate();
   const std::string role = "jobrepo_runtime_" + std::to_string(std::random_device{}() % 1000000);
   // The grants of docs/operations.md, word for word.
-  jobrepo::test::postgres_exec(db.url(), "CREATE ROLE " + role +
-                                             " LOGIN;"
-                                             " GRANT USAGE ON SCHEMA public TO " +
-                                             role + ";" + " GRANT SELECT, INSERT, UPDATE, DELETE ON job, job_run TO " +
-                                             role + ";" + " GRANT SELECT ON jobrepo_schema_version TO " + role);
+  jobrepo::test::postgres_exec(
+      db.url(), "CREATE ROLE " + role +
+                    " LOGIN;"
+                    " GRANT USAGE ON SCHEMA public TO " +
+                    role + ";" + " GRANT SELECT, INSERT, UPDATE, DELETE ON job, job_run, server, job_server TO " +
+                    role + ";" + " GRANT SELECT ON jobrepo_schema_version TO " + role);
   const std::string url = jobrepo::test::with_parameter(db.url(), "user=" + role);
   {
     auto store = jobrepo::open_store(url);

@@ -743,10 +743,10 @@ std::string temp_file(const std::string& name) {
 
 }  // namespace
 
-// 30 s, or JOBREPO_CHURN_SECONDS (the sanitizer trees of tools/test use less).
+// 20 s, or JOBREPO_CHURN_SECONDS (the sanitizer trees of tools/test use less).
 TEST_CASE("scheduler: two processes churning short jobs never run one job twice at once") {
   const char* seconds_text = std::getenv("JOBREPO_CHURN_SECONDS");
-  const int seconds = seconds_text ? std::atoi(seconds_text) : 30;
+  const int seconds = seconds_text ? std::atoi(seconds_text) : 20;
   const std::string url = databases.make();
   auto store = jobrepo::open_store(url);
   store->migrate();
@@ -806,4 +806,125 @@ TEST_CASE("scheduler: after kill -9 of the process running a long job, the other
       jobrepo::test::scheduler_on_postgres() ? "postgres" : "sqlite", took);
   CHECK(took <= 2000 + 250 + 100);  // threshold + one monitor interval (+ claim and clock slack)
   CHECK(other.events("interrupted").size() == 1);
+}
+
+TEST_CASE(
+    "scheduler: an operator's cancel stops the handler at the next heartbeat; the run ends interrupted and "
+    "the job keeps its schedule") {
+  Fixture f;
+  jobrepo::Scheduler scheduler("s1", *f.store, fast_options(f.recorder));
+  std::atomic<int> reason{-1};
+  scheduler.register_job(blocking_job("victim", reason), {.every = std::chrono::microseconds(1h)});
+  scheduler.start();
+  REQUIRE(wait_until([&] { return scheduler.executing().size() == 1; }, 5s));
+  const std::string run_id = scheduler.executing().front().run_id;
+  const auto asked = Steady::now();
+  CHECK(f.repo.cancel_run(run_id).cancel_requested);
+  REQUIRE(wait_until([&] { return f.repo.lookup_run(run_id)->status != jobrepo::Status::running; }, 3s));
+  INFO(f.recorder.dump());
+  CHECK(Steady::now() - asked < 100ms + 300ms);  // one monitor interval, plus slack
+  CHECK(reason == static_cast<int>(CancelReason::operator_request));
+  const auto run = *f.repo.lookup_run(run_id);
+  CHECK(run.status == jobrepo::Status::interrupted);
+  CHECK(run.message == std::optional<std::string>("cancelled by operator"));
+  const auto job = *f.repo.lookup_job("victim");
+  CHECK(job.next_scheduled_run > f.repo.database_time() + 50min);
+  CHECK(f.recorder.count(SchedulerEvent::Kind::interrupted, "victim") == 1);
+  const auto ended = f.recorder.of(SchedulerEvent::Kind::interrupted, "victim");
+  CHECK(ended.front().event.message == "cancelled by operator");
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE("scheduler: run_now during a run makes the job due again as soon as the run ends") {
+  Fixture f;
+  jobrepo::Scheduler scheduler("s1", *f.store, fast_options(f.recorder));
+  std::atomic<int> runs{0};
+  std::atomic<bool> release{false};
+  scheduler.register_job(jobrepo::make_job("r", "d", [&](jobrepo::JobContext& c) {
+    ++runs;
+    while (!release && !c.cancelled()) std::this_thread::sleep_for(5ms);
+    return std::chrono::microseconds(1h);
+  }));
+  scheduler.start();
+  REQUIRE(wait_until([&] { return runs == 1; }, 5s));
+  scheduler.run_now("r");
+  CHECK(f.repo.lookup_job("r")->run_requested);
+  release = true;
+  REQUIRE(wait_until([&] { return runs == 2; }, 3s));
+  std::this_thread::sleep_for(500ms);
+  CHECK(runs == 2);
+  CHECK(!f.repo.lookup_job("r")->run_requested);
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE(
+    "scheduler: failures are counted in the store, so two servers back off as one; max_attempts waits for the "
+    "regular time") {
+  Fixture f;
+  auto options = fast_options(f.recorder);
+  auto other_store = jobrepo::open_store(f.url);
+  jobrepo::Scheduler a("a", *f.store, options);
+  jobrepo::Scheduler b("b", *other_store, options);
+  std::atomic<int> calls{0};
+  const auto failing = [&] {
+    return jobrepo::make_job("f", "d", [&](jobrepo::JobContext&) -> std::chrono::microseconds {
+      ++calls;
+      throw std::runtime_error("exit 1");
+    });
+  };
+  jobrepo::BackoffOptions backoff{.initial = 100ms, .max = 400ms, .multiplier = 2.0, .jitter = 0.0, .max_attempts = 4};
+  a.register_job(failing(), {.every = std::chrono::microseconds(1h), .backoff = backoff});
+  b.register_job(failing(), {.every = std::chrono::microseconds(1h), .backoff = backoff});
+  a.start();
+  b.start();
+  REQUIRE(wait_until([&] { return calls >= 4; }, 10s));
+  std::this_thread::sleep_for(1s);
+  CHECK(a.stop());
+  CHECK(b.stop());
+  INFO(f.recorder.dump());
+  CHECK(calls == 4);
+  const auto runs = f.repo.list_runs({.job_name = "f"});
+  REQUIRE(runs.size() == 4);
+  // Newest first: attempts 4, 3, 2, 1, whichever server ran each.
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    CHECK(runs[i].attempt == static_cast<std::int64_t>(4 - i));
+    CHECK(runs[i].message == std::optional<std::string>("exit 1"));
+  }
+  // The gaps follow one back-off: 100, 200, 400 ms.
+  const auto gap = [&](std::size_t newer) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(runs[newer].create_time - *runs[newer + 1].end_time);
+  };
+  CHECK(gap(2) >= 100ms - 20ms);
+  CHECK(gap(1) >= 200ms - 20ms);
+  CHECK(gap(0) >= 400ms - 20ms);
+  const auto job = *f.repo.lookup_job("f");
+  CHECK(job.consecutive_failures == 4);
+  CHECK(job.next_scheduled_run > f.repo.database_time() + 50min);
+}
+
+TEST_CASE("scheduler: servers record the jobs they serve; a differing definition is warned of once; stop forgets") {
+  Fixture f;
+  auto other_store = jobrepo::open_store(f.url);
+  Recorder other;
+  jobrepo::Scheduler a("a", *f.store, fast_options(f.recorder));
+  jobrepo::Scheduler b("b", *other_store, fast_options(other));
+  const auto job = [] { return jobrepo::make_job("j", "d", [](jobrepo::JobContext&) { return 1h; }); };
+  a.register_job(job(), {.definition = "every 5s"});
+  b.register_job(job(), {.definition = "every 20s"});
+  a.start();
+  REQUIRE(wait_until([&] { return f.repo.list_servings("j").size() == 1; }, 3s));
+  b.start();
+  REQUIRE(wait_until([&] { return other.count(SchedulerEvent::Kind::warning, "j") == 1; }, 3s));
+  const auto servings = f.repo.list_servings("j");
+  REQUIRE(servings.size() == 2);
+  CHECK(servings[0].fingerprint == jobrepo::definition_fingerprint("every 5s"));
+  CHECK(servings[1].fingerprint == jobrepo::definition_fingerprint("every 20s"));
+  CHECK(servings[0].live);
+  std::this_thread::sleep_for(1500ms);  // more heartbeats, no more warnings
+  CHECK(other.count(SchedulerEvent::Kind::warning, "j") == 1);
+  CHECK(a.unregister_job("j"));
+  REQUIRE(wait_until([&] { return f.repo.list_servings("j").size() == 1; }, 3s));
+  CHECK(a.stop());
+  CHECK(b.stop());
+  CHECK(f.repo.list_servings().empty());
 }

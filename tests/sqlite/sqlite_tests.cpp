@@ -184,7 +184,7 @@ TEST_CASE("sqlite: a database at an older schema version is refused until migrat
   jobrepo::Repository repo(*store);
   std::string message;
   CHECK(code_of([&] { repo.lookup_job("kept"); }, &message) == ErrorCode::schema_mismatch);
-  CHECK(message.find("run migrate()") != std::string::npos);
+  CHECK(message.find("jobctl migrate") != std::string::npos);
   store->migrate();
   CHECK(repo.lookup_job("kept")->description == "d");
   CHECK(repo.list_runs().empty());

@@ -80,6 +80,30 @@ class FaultStore : public StoreWrapper {
   std::int64_t prune_runs(const std::string& plugin_id, std::chrono::microseconds older_than) override {
     return call("prune_runs", [&] { return StoreWrapper::prune_runs(plugin_id, older_than); });
   }
+  std::optional<Job> set_job_paused(const std::string& plugin_id, const std::string& name, bool paused) override {
+    return call("set_job_paused", [&] { return StoreWrapper::set_job_paused(plugin_id, name, paused); });
+  }
+  std::optional<Job> request_run(const std::string& plugin_id, const std::string& name) override {
+    return call("request_run", [&] { return StoreWrapper::request_run(plugin_id, name); });
+  }
+  std::optional<Run> request_cancel(const std::string& plugin_id, const std::string& run_id) override {
+    return call("request_cancel", [&] { return StoreWrapper::request_cancel(plugin_id, run_id); });
+  }
+  void record_server(const ServerRecord& record) override {
+    call("record_server", [&] {
+      StoreWrapper::record_server(record);
+      return 0;
+    });
+  }
+  void remove_server(const std::string& plugin_id, const std::string& server_id) override {
+    call("remove_server", [&] {
+      StoreWrapper::remove_server(plugin_id, server_id);
+      return 0;
+    });
+  }
+  std::vector<Serving> list_servings(const std::string& plugin_id, const std::optional<std::string>& name) override {
+    return call("list_servings", [&] { return StoreWrapper::list_servings(plugin_id, name); });
+  }
 
  private:
   enum class Fault { none, fail_busy, fail_unavailable, hang, lose_reply };

@@ -53,6 +53,20 @@ class NoIoStore : public jobrepo::Store {
   std::optional<jobrepo::Run> lookup_run(const std::string&, const std::string&) override {
     return touch(), std::nullopt;
   }
+  std::optional<jobrepo::Job> set_job_paused(const std::string&, const std::string&, bool) override {
+    return touch(), std::nullopt;
+  }
+  std::optional<jobrepo::Job> request_run(const std::string&, const std::string&) override {
+    return touch(), std::nullopt;
+  }
+  std::optional<jobrepo::Run> request_cancel(const std::string&, const std::string&) override {
+    return touch(), std::nullopt;
+  }
+  void record_server(const jobrepo::ServerRecord&) override { touch(); }
+  void remove_server(const std::string&, const std::string&) override { touch(); }
+  std::vector<jobrepo::Serving> list_servings(const std::string&, const std::optional<std::string>&) override {
+    return touch(), std::vector<jobrepo::Serving>{};
+  }
 
  private:
   void touch() { ++calls; }

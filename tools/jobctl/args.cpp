@@ -34,30 +34,60 @@ const std::vector<Command>& commands() {
        {"NAME", "DESCRIPTION"},
        {"--next-run-in"}},
       {"job next-run", "NAME D", "Set when a job runs next, D from now", {"NAME", "D"}, {}},
-      {"job run-now", "NAME", "Make a job due now", {"NAME"}, {}},
-      {"job delete", "NAME", "Delete a job and its runs", {"NAME"}, {}},
+      {"job run-now", "NAME", "Run a job now, or as soon as its running run ends", {"NAME"}, {}},
+      {"job pause", "NAME", "Pause a job: no server starts it until it is resumed", {"NAME"}, {}},
+      {"job resume", "NAME", "Resume a paused job", {"NAME"}, {}},
+      {"job delete",
+       "NAME [--force]",
+       "Delete a job and its runs (--force: even while servers serve it)",
+       {"NAME"},
+       {},
+       {"--force"}},
       {"runs",
        "[--job NAME] [--status S] [--limit N]",
        "List runs, newest first",
        {},
        {"--job", "--status", "--limit"}},
       {"run show", "ID", "Show one run", {"ID"}, {}},
-      {"claim", "--server ID [--limit N]", "Claim due jobs as server ID", {}, {"--server", "--limit"}},
-      {"run progress", "ID COMPLETED TOTAL", "Report the progress of a running run", {"ID", "COMPLETED", "TOTAL"}, {}},
-      {"run complete", "ID --next-run-in D", "Complete a run; its job runs again D later", {"ID"}, {"--next-run-in"}},
-      {"run fail", "ID", "Fail a run (its job stays due)", {"ID"}, {}},
+      {"run cancel",
+       "ID [--wait D | --no-wait]",
+       "Stop a running run on its server (default: wait up to 1m for it to end)",
+       {"ID"},
+       {"--wait"},
+       {"--no-wait"}},
+      {"claim",
+       "--server ID [--limit N]",
+       "Low-level, fakes a server's work: claim due jobs as server ID",
+       {},
+       {"--server", "--limit"}},
+      {"run progress",
+       "ID COMPLETED TOTAL",
+       "Low-level, fakes a server's work: report progress",
+       {"ID", "COMPLETED", "TOTAL"},
+       {}},
+      {"run complete",
+       "ID --next-run-in D",
+       "Low-level, fakes a server's work: complete a run",
+       {"ID"},
+       {"--next-run-in"}},
+      {"run fail",
+       "ID [--message TEXT]",
+       "Low-level, fakes a server's work: fail a run (to stop one: run cancel)",
+       {"ID"},
+       {"--message"}},
       {"interrupt",
        "--threshold D [--server ID]",
-       "Interrupt running runs not updated for D",
+       "Low-level: interrupt running runs not updated for D",
        {},
        {"--threshold", "--server"}},
       {"prune", "--older-than D", "Delete final runs that ended at least D ago", {}, {"--older-than"}},
       {"audit", "", "Check that no job ever had two runs at the same time", {}, {}},
       {"serve",
-       "--config FILE [--server-id ID]",
-       "Run the commands of a config file as jobs",
+       "--config FILE [--server-id ID] [--check]",
+       "Run the commands of a config file as jobs (--check: validate, print, exit)",
        {},
-       {"--config", "--server-id"}},
+       {"--config", "--server-id"},
+       {"--check"}},
       {"cron next",
        "EXPR [--time-zone TZ] [--from TIME] [--count N]",
        "When a cron expression fires next (no database)",
@@ -85,7 +115,8 @@ std::string usage_text() {
       << "                  (keep the file mode 0600; one others can read is refused)\n"
       << "  --json          machine-readable output, indented (schema in docs/cli.md)\n"
       << "  --plugin ID     the plugin whose jobs to act on (default pi_system)\n"
-      << "  --help          this text; COMMAND --help for one command\n\n"
+      << "  --help          this text; COMMAND --help for one command\n"
+      << "  --version       jobctl's version\n\n"
       << "Durations read like 90s, 5m, 1h30m, 250ms, 2d, at most 100 years; --limit N is at least 1,\n"
       << "or -1 for all. Exit status: 0 ok, 1 the operation failed (jobctl COMMAND: MESSAGE (CODE)),\n"
       << "2 usage error.\n";
@@ -103,6 +134,10 @@ void parse(int argc, char* argv[], Invocation& in) {
       in.json_output = true;
     } else if (arg == "--help" || arg == "-h") {
       in.help = true;
+    } else if (arg == "--version") {
+      in.version = true;
+    } else if (arg == "--force" || arg == "--check" || arg == "--no-wait") {
+      in.flags.insert(arg);
     } else if (arg.rfind("--", 0) == 0 && arg.size() > 2) {
       std::string value;
       if (const auto eq = arg.find('='); eq != std::string::npos) {
@@ -144,7 +179,7 @@ void parse(int argc, char* argv[], Invocation& in) {
     }
   }
   if (words.empty()) {
-    if (in.help) return;
+    if (in.help || in.version) return;
     throw UsageError("missing command");
   }
   // The longest command whose words start the argument list.
@@ -164,6 +199,9 @@ void parse(int argc, char* argv[], Invocation& in) {
   if (in.help) return;
   for (const auto& [name, value] : values) {
     if (!in.command->options.count(name)) throw UsageError("unknown option " + shown(name));
+  }
+  for (const auto& flag : in.flags) {
+    if (!in.command->flags.count(flag)) throw UsageError("unknown option " + flag);
   }
   in.values = values;
   if (in.args.size() != in.command->positional.size()) {

@@ -24,6 +24,7 @@ struct Command {
   std::string summary;
   std::vector<std::string> positional;  // names of the required positional arguments
   std::set<std::string> options;        // accepted --options taking a value
+  std::set<std::string> flags{};        // accepted --flags taking no value
 };
 
 // Every command, in the order of --help.
@@ -40,8 +41,10 @@ struct Invocation {
   std::string url_file;                       // else --db-file or $JOBREPO_DATABASE_URL_FILE
   std::string url_file_source;                // which of those two
   std::string plugin = "pi_system";
+  std::set<std::string> flags;  // --flag
   bool json_output = false;
   bool help = false;
+  bool version = false;
 };
 
 // Fills `in` as it goes, so that a usage error can name the command once it

@@ -125,12 +125,54 @@ void check_zone(const Reader& r, const std::string& field, const std::string& zo
   check_cron(r, field, "0 0 1 1 *", zone);
 }
 
-CommandJob read_job(const Reader& r, const json& item, const std::string& where, const std::string& time_zone) {
+// "backoff": {"initial": "1s", "max": "5m", "multiplier": 2, "max_attempts": 5},
+// each field optional (the defaults of `base`), checked by the library's rule.
+jobrepo::BackoffOptions read_backoff(const Reader& r, const json& value, const std::string& where,
+                                     jobrepo::BackoffOptions base) {
+  if (!value.is_object()) r.fail(where, "must be an object with initial, max, multiplier, max_attempts");
+  r.only(value, where, {"initial", "max", "multiplier", "max_attempts"});
+  if (value.contains("initial")) base.initial = r.duration(value["initial"], where + ".initial", false);
+  if (value.contains("max")) base.max = r.duration(value["max"], where + ".max", false);
+  if (value.contains("multiplier")) {
+    if (!value["multiplier"].is_number()) r.fail(where + ".multiplier", "must be a number from 1 to 1000");
+    base.multiplier = value["multiplier"].get<double>();
+  }
+  if (value.contains("max_attempts")) {
+    const auto& attempts = value["max_attempts"];
+    if (!attempts.is_number_integer() ||
+        (attempts.is_number_unsigned() ? attempts.get<std::uint64_t>() > 1000000 : attempts.get<std::int64_t>() < 0)) {
+      r.fail(where + ".max_attempts", "must be an integer from 0 (no limit) to 1000000");
+    }
+    base.max_attempts = static_cast<int>(attempts.get<std::int64_t>());
+  }
+  if (const auto problem = jobrepo::backoff_problem(base, ""); !problem.empty()) r.fail(where, problem);
+  return base;
+}
+
+// "on_failure": ["program", "arg", ...].
+std::vector<std::string> read_argv(const Reader& r, const json& value, const std::string& where) {
+  if (!value.is_array() || value.empty()) {
+    r.fail(where, "must be a non-empty array of strings (argv; use [\"sh\", \"-c\", \"...\"] for a shell)");
+  }
+  std::vector<std::string> argv;
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    argv.push_back(r.plain(value[i], where + "[" + std::to_string(i) + "]"));
+  }
+  if (argv.front().empty()) r.fail(where + "[0]", "the program is empty");
+  return argv;
+}
+
+CommandJob read_job(const Reader& r, const json& item, const std::string& where, const ServeConfig& config) {
+  const std::string& time_zone = config.time_zone;
   if (!item.is_object()) r.fail(where, "must be an object");
   r.only(item, where,
          {"name", "description", "command", "every", "cron", "time_zone", "misfire", "timeout", "working_directory",
-          "environment"});
+          "environment", "backoff", "on_failure"});
   CommandJob job;
+  job.backoff = config.backoff;
+  job.on_failure = config.on_failure;
+  if (item.contains("backoff")) job.backoff = read_backoff(r, item["backoff"], where + ".backoff", config.backoff);
+  if (item.contains("on_failure")) job.on_failure = read_argv(r, item["on_failure"], where + ".on_failure");
   if (!item.contains("name")) r.fail(where + ".name", "is missing");
   job.name = r.text(item["name"], where + ".name", jobrepo::TextKind::job_name);
   if (!item.contains("command")) r.fail(where + ".command", "is missing");
@@ -201,10 +243,33 @@ CommandJob read_job(const Reader& r, const json& item, const std::string& where,
 
 }  // namespace
 
+std::string definition(const CommandJob& job) {
+  json env = json::object();
+  for (const auto& [key, value] : job.environment) env[key] = value;
+  const json d = {
+      {"name", job.name},
+      {"description", job.description},
+      {"command", job.command},
+      {"every", job.every.count()},
+      {"cron", job.cron},
+      {"time_zone", job.cron.empty() ? std::string() : job.time_zone},
+      {"misfire", std::string(jobrepo::to_string(job.misfire))},
+      {"timeout", job.timeout.count()},
+      {"working_directory", job.working_directory},
+      {"environment", env},
+      {"backoff",
+       {job.backoff.initial.count(), job.backoff.max.count(), job.backoff.multiplier, job.backoff.max_attempts}},
+      {"on_failure", job.on_failure}};
+  return d.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 jobrepo::RegisterJobOptions register_options(const CommandJob& job) {
   jobrepo::RegisterJobOptions options{.next_run_in = microseconds(0), .timeout = job.timeout};
+  options.backoff = job.backoff;
+  options.definition = definition(job);
   if (job.cron.empty()) {
     options.schedule_text = "every " + format_duration(job.every);
+    options.every = job.every;
   } else {
     options.schedule = jobrepo::CronSchedule(job.cron, job.time_zone);
     options.misfire = job.misfire;
@@ -256,7 +321,7 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
   if (!root.is_object()) r.fail("(top level)", "must be an object");
   r.only(root, "",
          {"plugin_id", "time_zone", "worker_threads", "claim_interval", "monitor_interval", "interrupt_threshold",
-          "grace", "jobs"});
+          "grace", "backoff", "on_failure", "jobs"});
   ServeConfig config;
   if (root.contains("plugin_id"))
     config.plugin_id = r.text(root["plugin_id"], "plugin_id", jobrepo::TextKind::plugin_id);
@@ -289,6 +354,8 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
     config.interrupt_threshold = r.duration(root["interrupt_threshold"], "interrupt_threshold", true);
   }
   if (root.contains("grace")) config.grace = r.duration(root["grace"], "grace", false);
+  if (root.contains("backoff")) config.backoff = read_backoff(r, root["backoff"], "backoff", config.backoff);
+  if (root.contains("on_failure")) config.on_failure = read_argv(r, root["on_failure"], "on_failure");
   // The Scheduler's own rules (monitor_interval, and the fence: a fenced
   // command must be gone before a peer may take its job).
   if (const auto problem = jobrepo::scheduler_options_problem(scheduler_options(config)); !problem.empty()) {
@@ -299,7 +366,7 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
   std::set<std::string> names;
   for (std::size_t i = 0; i < root["jobs"].size(); ++i) {
     const std::string where = "jobs[" + std::to_string(i) + "]";
-    auto job = read_job(r, root["jobs"][i], where, config.time_zone);
+    auto job = read_job(r, root["jobs"][i], where, config);
     if (!names.insert(job.name).second) r.fail(where + ".name", jobrepo::quote_text(job.name) + " is defined twice");
     config.jobs.push_back(std::move(job));
   }

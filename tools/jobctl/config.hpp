@@ -14,6 +14,12 @@
 
 namespace jobctl {
 
+struct CommandJob;
+// The whole definition of a job as text (canonical JSON): what the
+// fingerprint of a server's definition is made of (RegisterJobOptions::
+// definition) and what makes two definitions equal.
+std::string definition(const CommandJob& job);
+
 struct CommandJob {
   std::string name;
   std::string description;
@@ -27,8 +33,14 @@ struct CommandJob {
   std::chrono::microseconds timeout{0};  // 0: none
   std::string working_directory;         // empty: jobctl's own
   std::map<std::string, std::string> environment;
+  // After failed runs: the job's own "backoff", else the config's, else the
+  // library's default.
+  jobrepo::BackoffOptions backoff{};
+  // Run when a run of it fails, times out or is interrupted (argv; the job's
+  // own "on_failure", else the config's; empty: none).
+  std::vector<std::string> on_failure;
 
-  friend bool operator==(const CommandJob&, const CommandJob&) = default;
+  friend bool operator==(const CommandJob& a, const CommandJob& b) { return definition(a) == definition(b); }
 };
 
 struct ServeConfig {
@@ -39,6 +51,8 @@ struct ServeConfig {
   std::chrono::microseconds monitor_interval = std::chrono::seconds(1);
   std::chrono::microseconds interrupt_threshold = std::chrono::seconds(30);
   std::chrono::microseconds grace = std::chrono::seconds(5);  // SIGTERM, then SIGKILL after this
+  jobrepo::BackoffOptions backoff{};                          // of the jobs that give none
+  std::vector<std::string> on_failure;                        // of the jobs that give none
   std::vector<CommandJob> jobs;
 };
 

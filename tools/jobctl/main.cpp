@@ -2,6 +2,7 @@
 #include "args.hpp"
 #include "duration.hpp"
 #include "serve.hpp"
+#include "shown.hpp"
 #include "supervisor.hpp"
 
 #include <jobrepo/jobrepo.hpp>
@@ -13,8 +14,10 @@
 #include <cerrno>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <set>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -34,12 +37,26 @@ std::string json_text(const json& value) { return value.dump(2, ' ', false, json
 
 // --- output ------------------------------------------------------------------
 
+json time_or_null(const std::optional<jobrepo::Timestamp>& t) { return t ? json(iso_utc(*t)) : json(nullptr); }
+
+template <class T>
+json or_null(const std::optional<T>& value) {
+  return value ? json(*value) : json(nullptr);
+}
+
 json to_json(const jobrepo::Job& job) {
   return {{"plugin_id", job.plugin_id},
           {"name", job.name},
           {"description", job.description},
           {"next_scheduled_run", iso_utc(job.next_scheduled_run)},
-          {"schedule", job.schedule}};
+          {"schedule", job.schedule},
+          {"paused", job.paused},
+          {"run_requested", job.run_requested},
+          {"consecutive_failures", job.consecutive_failures},
+          {"last_status", job.last_status ? json(std::string(jobrepo::to_string(*job.last_status))) : json(nullptr)},
+          {"last_end_time", time_or_null(job.last_end_time)},
+          {"last_message", or_null(job.last_message)},
+          {"last_success_time", time_or_null(job.last_success_time)}};
 }
 
 json to_json(const jobrepo::Run& run) {
@@ -49,10 +66,82 @@ json to_json(const jobrepo::Run& run) {
           {"server_id", run.server_id},
           {"create_time", iso_utc(run.create_time)},
           {"update_time", iso_utc(run.update_time)},
-          {"end_time", run.end_time ? json(iso_utc(*run.end_time)) : json(nullptr)},
+          {"end_time", time_or_null(run.end_time)},
           {"completed_count", run.completed_count},
           {"total_count", run.total_count},
-          {"status", std::string(jobrepo::to_string(run.status))}};
+          {"status", std::string(jobrepo::to_string(run.status))},
+          {"message", or_null(run.message)},
+          {"attempt", run.attempt},
+          {"cancel_requested", run.cancel_requested}};
+}
+
+// A job with what the cluster knows of it: its running run, and the servers
+// that serve it (live or not) with the fingerprints of their definitions.
+struct JobView {
+  jobrepo::Job job;
+  std::optional<jobrepo::Run> running;
+  std::vector<jobrepo::Serving> servings;
+
+  std::vector<const jobrepo::Serving*> live() const {
+    std::vector<const jobrepo::Serving*> out;
+    for (const auto& s : servings) {
+      if (s.live) out.push_back(&s);
+    }
+    return out;
+  }
+  bool unserved() const { return live().empty(); }
+  // Live servers define it differently.
+  bool drifted() const {
+    const auto servers = live();
+    return std::any_of(servers.begin(), servers.end(),
+                       [&](const jobrepo::Serving* s) { return s->fingerprint != servers.front()->fingerprint; });
+  }
+};
+
+json to_json(const JobView& view) {
+  json out = to_json(view.job);
+  if (view.running) {
+    const auto& r = *view.running;
+    out["running"] = {{"run_id", r.private_id},
+                      {"server_id", r.server_id},
+                      {"create_time", iso_utc(r.create_time)},
+                      {"update_time", iso_utc(r.update_time)},
+                      {"completed_count", r.completed_count},
+                      {"total_count", r.total_count},
+                      {"cancel_requested", r.cancel_requested}};
+  } else {
+    out["running"] = nullptr;
+  }
+  json servers = json::array();
+  for (const auto& s : view.servings) {
+    servers.push_back({{"server_id", s.server_id},
+                       {"fingerprint", s.fingerprint},
+                       {"registered_time", iso_utc(s.registered_time)},
+                       {"seen_time", iso_utc(s.seen_time)},
+                       {"live", s.live}});
+  }
+  out["servers"] = servers;
+  out["unserved"] = view.unserved();
+  out["drifted"] = view.drifted();
+  return out;
+}
+
+// The jobs (one, when `name` is set) with their running runs and servers:
+// three reads, whatever the number of jobs.
+std::vector<JobView> job_views(jobrepo::Repository& repo, const std::string& name = {}) {
+  std::vector<JobView> views;
+  for (auto& job : repo.list_jobs({.name = name, .limit = -1})) views.push_back(JobView{std::move(job), {}, {}});
+  std::map<std::string, JobView*> by_name;
+  for (auto& view : views) by_name[view.job.name] = &view;
+  for (auto& run : repo.list_runs({.job_name = name, .status = jobrepo::Status::running, .limit = -1})) {
+    if (const auto found = by_name.find(run.job_name); found != by_name.end()) found->second->running = std::move(run);
+  }
+  for (auto& serving : repo.list_servings(name)) {
+    if (const auto found = by_name.find(serving.job_name); found != by_name.end()) {
+      found->second->servings.push_back(std::move(serving));
+    }
+  }
+  return views;
 }
 
 template <class T>
@@ -83,13 +172,63 @@ void print_table(const std::vector<std::string>& header, const std::vector<std::
 
 std::string when(jobrepo::Timestamp t, jobrepo::Timestamp now) { return local_time(t) + " (" + relative(t, now) + ")"; }
 
-void print_jobs(const std::vector<jobrepo::Job>& jobs) {
+// Progress as a person reads it: "-" when none was ever reported.
+std::string progress_text(std::int64_t completed, std::int64_t total) {
+  if (completed == 0 && total == 0) return "-";
+  return std::to_string(completed) + "/" + std::to_string(total);
+}
+
+// A message cut to `width` code points for a table cell.
+std::string cell(const std::string& text, std::size_t width) {
+  std::size_t points = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xC0U) == 0x80U) continue;
+    if (++points > width) return text.substr(0, i) + "...";
+  }
+  return text;
+}
+
+std::string state_text(const JobView& v) {
+  std::string state;
+  if (v.job.paused) state = "paused";
+  if (v.running) {
+    state += (state.empty() ? "" : ", ") + std::string("running on ") + v.running->server_id;
+    if (const auto p = progress_text(v.running->completed_count, v.running->total_count); p != "-") {
+      state += " (" + p + ")";
+    }
+    if (v.running->cancel_requested) state += ", cancelling";
+  }
+  if (v.job.run_requested) state += (state.empty() ? "" : ", ") + std::string("run requested");
+  return state.empty() ? "idle" : state;
+}
+
+std::string last_text(const jobrepo::Job& j, jobrepo::Timestamp now) {
+  if (!j.last_status) return "-";
+  std::string text = std::string(jobrepo::to_string(*j.last_status));
+  if (j.last_end_time) text += " " + relative(*j.last_end_time, now);
+  if (j.last_message) text += ": " + cell(*j.last_message, 40);
+  if (j.consecutive_failures > 1) text += " (" + std::to_string(j.consecutive_failures) + " failures in a row)";
+  return text;
+}
+
+std::string servers_text(const JobView& v) {
+  const auto live = v.live();
+  if (live.empty()) return "NONE LIVE: no server runs it";
+  std::string text;
+  for (const auto* s : live) text += (text.empty() ? "" : ",") + s->server_id;
+  if (v.drifted()) text += " DEFINITIONS DIFFER";
+  return text;
+}
+
+void print_jobs(const std::vector<JobView>& views) {
   const auto now = jobrepo::Clock::now();
   std::vector<std::vector<std::string>> rows;
-  for (const auto& j : jobs) {
-    rows.push_back({j.name, when(j.next_scheduled_run, now), j.schedule.empty() ? "-" : j.schedule, j.description});
+  for (const auto& v : views) {
+    const auto& j = v.job;
+    rows.push_back({j.name, state_text(v), j.paused ? "-" : when(j.next_scheduled_run, now), last_text(j, now),
+                    servers_text(v), j.schedule.empty() ? "-" : j.schedule});
   }
-  print_table({"NAME", "NEXT RUN", "SCHEDULE", "DESCRIPTION"}, rows);
+  print_table({"NAME", "STATE", "NEXT RUN", "LAST RUN", "SERVERS", "SCHEDULE"}, rows);
 }
 
 void print_runs(const std::vector<jobrepo::Run>& runs) {
@@ -99,10 +238,11 @@ void print_runs(const std::vector<jobrepo::Run>& runs) {
     const auto took = between(r.create_time, r.end_time.value_or(now));
     rows.push_back(
         {r.private_id, r.job_name, std::string(jobrepo::to_string(r.status)), r.server_id,
-         std::to_string(r.completed_count) + "/" + std::to_string(r.total_count), when(r.create_time, now),
-         format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(took)) + (r.end_time ? "" : " so far")});
+         progress_text(r.completed_count, r.total_count), when(r.create_time, now),
+         format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(took)) + (r.end_time ? "" : " so far"),
+         r.message ? cell(*r.message, 50) : "-"});
   }
-  print_table({"RUN", "JOB", "STATUS", "SERVER", "PROGRESS", "STARTED", "DURATION"}, rows);
+  print_table({"RUN", "JOB", "STATUS", "SERVER", "PROGRESS", "STARTED", "DURATION", "MESSAGE"}, rows);
 }
 
 void print_job(const jobrepo::Job& j) {
@@ -111,16 +251,37 @@ void print_job(const jobrepo::Job& j) {
             << "plugin:       " << j.plugin_id << "\n"
             << "description:  " << j.description << "\n"
             << "schedule:     " << (j.schedule.empty() ? "-" : j.schedule) << "\n"
-            << "next run:     " << when(j.next_scheduled_run, now) << "\n";
+            << "paused:       " << (j.paused ? "yes (jobctl job resume " + j.name + ")" : std::string("no")) << "\n"
+            << "next run:     "
+            << (j.run_requested ? std::string("as soon as its running run ends (run requested)")
+                                : when(j.next_scheduled_run, now))
+            << "\n"
+            << "last run:     " << last_text(j, now) << "\n";
+  if (j.last_success_time) std::cout << "last success: " << when(*j.last_success_time, now) << "\n";
+}
+
+void print_job_view(const JobView& v) {
+  print_job(v.job);
+  const auto now = jobrepo::Clock::now();
+  std::cout << "state:        " << state_text(v) << "\n";
+  if (v.running) std::cout << "running run:  " << v.running->private_id << "\n";
+  std::cout << "servers:      " << servers_text(v) << "\n";
+  for (const auto& s : v.servings) {
+    std::cout << "  " << s.server_id << (s.live ? "" : " (not live)") << ": definition " << s.fingerprint
+              << ", registered " << relative(s.registered_time, now) << ", seen " << relative(s.seen_time, now) << "\n";
+  }
 }
 
 void print_run(const jobrepo::Run& r) {
   const auto now = jobrepo::Clock::now();
   std::cout << "run:          " << r.private_id << "\n"
             << "job:          " << r.job_name << " (plugin " << r.job_plugin_id << ")\n"
-            << "status:       " << jobrepo::to_string(r.status) << "\n"
+            << "status:       " << jobrepo::to_string(r.status)
+            << (r.cancel_requested && r.status == jobrepo::Status::running ? " (cancel requested)" : "") << "\n"
+            << "message:      " << r.message.value_or("-") << "\n"
+            << "attempt:      " << r.attempt << "\n"
             << "server:       " << r.server_id << "\n"
-            << "progress:     " << r.completed_count << "/" << r.total_count << "\n"
+            << "progress:     " << progress_text(r.completed_count, r.total_count) << "\n"
             << "started:      " << when(r.create_time, now) << "\n"
             << "updated:      " << when(r.update_time, now) << "\n"
             << "ended:        " << (r.end_time ? when(*r.end_time, now) : "-") << "\n";
@@ -158,6 +319,15 @@ std::unique_ptr<jobrepo::Store> open_database(const Invocation& in, const std::s
   } catch (const jobrepo::Error& e) {
     if (e.code() != jobrepo::ErrorCode::unavailable || e.native_code() != "ENOENT") throw;
     throw jobrepo::Error(e.code(), std::string(e.what()) + "; jobctl migrate creates it", e.native_code());
+  }
+}
+
+// JSON with --json, else the human form.
+void output_of(const Invocation& in, const json& j, const std::function<void()>& human) {
+  if (in.json_output) {
+    std::cout << json_text(j) << "\n";
+  } else {
+    human();
   }
 }
 
@@ -207,9 +377,68 @@ int cron_next(const Invocation& in) {
   return exit_ok;
 }
 
+// jobctl run cancel: asks the run's server to stop it, then waits (up to
+// --wait, default 1m) until the run has ended.
+int cancel_run(const Invocation& in, jobrepo::Repository& repo) {
+  if (in.flags.count("--no-wait") && in.values.count("--wait")) throw UsageError("give --wait or --no-wait, not both");
+  const auto wait = in.values.count("--wait") ? duration_arg("--wait", in.values.at("--wait"))
+                                              : std::chrono::duration_cast<microseconds>(std::chrono::minutes(1));
+  if (wait.count() < 0) throw UsageError("--wait: must not be negative");
+  auto run = repo.cancel_run(in.args[0]);
+  if (!in.flags.count("--no-wait")) {
+    const auto until = std::chrono::steady_clock::now() + wait;
+    while (run.status == jobrepo::Status::running && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (auto now = repo.lookup_run(run.private_id)) run = std::move(*now);
+    }
+  }
+  const bool ended = run.status != jobrepo::Status::running;
+  output_of(in, to_json(run), [&] {
+    if (ended) {
+      std::cout << "run " << run.private_id << " of " << run.job_name << " " << jobrepo::to_string(run.status)
+                << (run.message ? ": " + *run.message : std::string()) << "\n";
+    } else {
+      std::cout << "asked server " << run.server_id << " to stop run " << run.private_id << " of " << run.job_name
+                << (in.flags.count("--no-wait") ? "" : "; it is still running after " + format_duration(wait))
+                << "\n(its server stops it at its next heartbeat; a server that is gone leaves it until the "
+                   "interrupt threshold)\n";
+    }
+  });
+  return ended || in.flags.count("--no-wait") ? exit_ok : exit_failed;
+}
+
+// jobctl serve --check: the config checked as serve would check it, and what
+// it would serve; no database is opened.
+int check_config(const Invocation& in, const std::string& path) {
+  ServeConfig config = load_config(path);
+  if (in.plugin != "pi_system") config.plugin_id = in.plugin;
+  json jobs = json::array();
+  for (const auto& job : config.jobs) {
+    const auto options = register_options(job);
+    json item = json::parse(definition(job));
+    item["schedule"] = options.schedule ? options.schedule->to_string() : options.schedule_text;
+    item["fingerprint"] = jobrepo::definition_fingerprint(options.definition);
+    jobs.push_back(item);
+  }
+  output_of(in, json{{"config", path}, {"plugin_id", config.plugin_id}, {"jobs", jobs}}, [&] {
+    std::cout << shown(path) << ": ok, " << config.jobs.size() << " jobs in plugin " << config.plugin_id << "\n";
+    for (const auto& job : config.jobs) {
+      const auto options = register_options(job);
+      std::string command;
+      for (const auto& arg : job.command) command += (command.empty() ? "" : " ") + jobrepo::quote_text(arg);
+      std::cout << "  " << job.name << ": "
+                << (options.schedule ? options.schedule->to_string() : options.schedule_text)
+                << (job.timeout.count() > 0 ? ", timeout " + format_duration(job.timeout) : std::string())
+                << (job.on_failure.empty() ? "" : ", on_failure set") << "\n    " << command << "\n";
+    }
+  });
+  return exit_ok;
+}
+
 int execute(const Invocation& in) {
   const std::string& name = in.command->words;
   if (name == "cron next") return cron_next(in);
+  if (name == "serve" && in.flags.count("--check")) return check_config(in, required(in, "--config"));
   const std::string url = database_url(in);
   if (name == "serve") {
     const std::string path = required(in, "--config");
@@ -230,19 +459,14 @@ int execute(const Invocation& in) {
     return exit_ok;
   }
   jobrepo::Repository repo(*store, {in.plugin, 0});
-  const auto output = [&](const json& j, const std::function<void()>& human) {
-    if (in.json_output)
-      std::cout << json_text(j) << "\n";
-    else
-      human();
-  };
+  const auto output = [&](const json& j, const std::function<void()>& human) { output_of(in, j, human); };
   if (name == "jobs") {
-    const auto jobs = repo.list_jobs({.limit = -1});
-    output(to_json(jobs), [&] { print_jobs(jobs); });
+    const auto views = job_views(repo);
+    output(to_json(views), [&] { print_jobs(views); });
   } else if (name == "job show") {
-    const auto job = repo.lookup_job(in.args[0]);
-    if (!job) throw jobrepo::Error(jobrepo::ErrorCode::record_not_found, no_such(in, "job", in.args[0]));
-    output(to_json(*job), [&] { print_job(*job); });
+    const auto views = repo.lookup_job(in.args[0]) ? job_views(repo, in.args[0]) : std::vector<JobView>{};
+    if (views.empty()) throw jobrepo::Error(jobrepo::ErrorCode::record_not_found, no_such(in, "job", in.args[0]));
+    output(to_json(views.front()), [&] { print_job_view(views.front()); });
   } else if (name == "job create") {
     const auto next = in.values.count("--next-run-in") ? duration_arg("--next-run-in", in.values.at("--next-run-in"))
                                                        : microseconds(0);
@@ -252,9 +476,26 @@ int execute(const Invocation& in) {
     const auto job = repo.update_job_next_run(in.args[0], duration_arg("", in.args[1]));
     output(to_json(job), [&] { print_job(job); });
   } else if (name == "job run-now") {
-    const auto job = repo.update_job_next_run(in.args[0], microseconds(0));
+    const auto job = repo.run_now(in.args[0]);
+    output(to_json(job), [&] { print_job(job); });
+  } else if (name == "job pause" || name == "job resume") {
+    const auto job = name == "job pause" ? repo.pause_job(in.args[0]) : repo.resume_job(in.args[0]);
     output(to_json(job), [&] { print_job(job); });
   } else if (name == "job delete") {
+    if (!in.flags.count("--force")) {
+      // A job that live servers serve comes back when they restart or
+      // reload, and is not run until then: almost never what is meant.
+      std::string servers;
+      for (const auto& s : repo.list_servings(in.args[0])) {
+        if (s.live) servers += (servers.empty() ? "" : ", ") + jobrepo::quote_text(s.server_id);
+      }
+      if (!servers.empty()) {
+        throw jobrepo::Error(jobrepo::ErrorCode::invalid_job_run_state,
+                             "job " + jobrepo::quote_text(in.args[0]) + " is served by " + servers +
+                                 ": remove it from their configs first (it would come back when they restart), "
+                                 "or give --force");
+      }
+    }
     repo.delete_job(in.args[0]);
     output(json{{"deleted", in.args[0]}}, [&] { std::cout << "deleted job " << in.args[0] << "\n"; });
   } else if (name == "runs") {
@@ -286,12 +527,16 @@ int execute(const Invocation& in) {
     const auto run = repo.complete_run(in.args[0], duration_arg("--next-run-in", required(in, "--next-run-in")));
     output(to_json(run), [&] { print_run(run); });
   } else if (name == "run fail") {
-    const auto run = repo.fail_run(in.args[0]);
+    const auto run =
+        repo.fail_run(in.args[0], {.message = in.values.count("--message") ? in.values.at("--message") : ""});
     output(to_json(run), [&] { print_run(run); });
+  } else if (name == "run cancel") {
+    return cancel_run(in, repo);
   } else if (name == "interrupt") {
     const auto threshold = duration_arg("--threshold", required(in, "--threshold"));
-    const auto runs =
-        repo.interrupt_runs(threshold, {.server_id = in.values.count("--server") ? in.values.at("--server") : ""});
+    const auto runs = repo.interrupt_runs(
+        threshold, {.server_id = in.values.count("--server") ? in.values.at("--server") : "",
+                    .message = "interrupted with jobctl interrupt --threshold " + in.values.at("--threshold")});
     output(to_json(runs), [&] { print_runs(runs); });
   } else if (name == "prune") {
     const auto deleted = repo.prune_runs(duration_arg("--older-than", required(in, "--older-than")));
@@ -335,6 +580,10 @@ int main(int argc, char* argv[]) {
   const auto prefix = [&] { return in.command ? "jobctl " + in.command->words + ": " : std::string("jobctl: "); };
   try {
     parse(argc, argv, in);
+    if (in.version && !in.help) {
+      std::cout << "jobctl " << JOBCTL_VERSION << "\n";
+      return exit_ok;
+    }
     if (in.help) {
       if (!in.command) {
         std::cout << usage_text();

@@ -8,7 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
@@ -21,6 +23,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <stop_token>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -108,6 +111,129 @@ microseconds run_command(const CommandJob& job, const Runtime& runtime, jobrepo:
   }
   return job.every;
 }
+
+// --- on_failure hooks -------------------------------------------------------
+
+// How long an on_failure command may run: the job's timeout, else this.
+constexpr microseconds hook_time_limit = std::chrono::minutes(10);
+
+// The context of a hook's supervisor: no heartbeat to keep (no fence), a
+// stop when its time is up or serve stops.
+class HookContext final : public jobrepo::JobContext {
+ public:
+  HookContext(std::string run_id, std::string job_name, Steady::time_point deadline)
+      : run_id_(std::move(run_id)), job_name_(std::move(job_name)), deadline_(deadline) {}
+  const std::string& run_id() const override { return run_id_; }
+  const std::string& job_name() const override { return job_name_; }
+  Steady::time_point deadline() const override { return deadline_; }
+  Steady::time_point fence_deadline() const override { return fence_; }
+  std::stop_token stop_token() const override { return stop_.get_token(); }
+  jobrepo::CancelReason cancel_reason() const override { return reason_; }
+  bool sleep_for(microseconds) const override { return !cancelled(); }
+  void report_progress(std::int64_t, std::int64_t) override {}
+  void stop(jobrepo::CancelReason reason) {
+    if (!stop_.stop_requested()) reason_ = reason;
+    stop_.request_stop();
+  }
+
+ private:
+  std::string run_id_, job_name_;
+  Steady::time_point deadline_;
+  Steady::time_point fence_ = Steady::now() + std::chrono::hours(24 * 365);
+  std::stop_source stop_;
+  std::atomic<jobrepo::CancelReason> reason_{jobrepo::CancelReason::none};
+};
+
+// Runs the on_failure commands of runs that failed, timed out or were
+// interrupted, each once, under a supervisor of its own (so that what it
+// starts ends with it), its output logged like a job's.
+class Hooks {
+ public:
+  explicit Hooks(const Runtime& runtime) : runtime_(runtime) {}
+  Hooks(const Hooks&) = delete;
+  Hooks& operator=(const Hooks&) = delete;
+  ~Hooks() { stop_all(); }
+
+  void start(const CommandJob& job, const std::string& run_id, const std::string& status, const std::string& message) {
+    const auto limit = job.timeout.count() > 0 ? job.timeout : hook_time_limit;
+    auto context = std::make_shared<HookContext>(run_id, job.name, Steady::now() + limit);
+    SupervisedCommand command{run_id,         job.name + " on_failure", job.on_failure, {}, job.working_directory,
+                              runtime_.grace, runtime_.lock_fd};
+    std::map<std::string, std::string> env;
+    for (char** e = environ; *e != nullptr; ++e) {
+      const std::string entry = *e;
+      const auto eq = entry.find('=');
+      if (eq != std::string::npos) env[entry.substr(0, eq)] = entry.substr(eq + 1);
+    }
+    for (const char* secret : {"JOBREPO_DATABASE_URL", "JOBREPO_DATABASE_URL_FILE", "PGPASSWORD"}) env.erase(secret);
+    for (const auto& [key, value] : job.environment) env[key] = value;
+    env["JOBREPO_JOB_NAME"] = job.name;
+    env["JOBREPO_RUN_ID"] = run_id;
+    env["JOBREPO_RUN_STATUS"] = status;
+    env["JOBREPO_RUN_MESSAGE"] = message;
+    for (const auto& [key, value] : env) command.environment.push_back(key + "=" + value);
+    const std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    running_.push_back(context);
+    threads_.emplace_back([this, command, context, limit] {
+      const std::string& server = runtime_.server_id;
+      const std::string what = "on_failure of " + context->job_name() + " run " + context->run_id();
+      std::mutex m;
+      std::condition_variable cv;
+      bool done = false;
+      // The time limit.
+      std::thread timer([&] {
+        std::unique_lock lock(m);
+        if (!cv.wait_for(lock, limit, [&] { return done; })) context->stop(jobrepo::CancelReason::deadline);
+      });
+      try {
+        const auto end = run_supervised(command, *context, [&](std::string_view line) {
+          const std::lock_guard lock(log_mutex);
+          std::cout << "[" << context->job_name() << " on_failure] " << line << std::endl;
+        });
+        if (context->cancel_reason() == jobrepo::CancelReason::deadline) {
+          log_line(server, what + " was stopped after " + format_duration(limit) + " (not retried)");
+        } else if (end.how == CommandEnd::How::exited && end.code == 0) {
+          log_line(server, what + " ran");
+        } else if (end.how == CommandEnd::How::not_started) {
+          log_line(server, what + " could not start " + command.argv.front() + ": " + std::strerror(end.code) +
+                               " (not retried)");
+        } else {
+          log_line(server, what +
+                               (end.how == CommandEnd::How::exited ? " failed with exit " : " was killed by signal ") +
+                               std::to_string(end.code) + " (not retried)");
+        }
+      } catch (const std::exception& e) {
+        log_line(server, what + ": " + e.what() + " (not retried)");
+      }
+      {
+        const std::lock_guard lock(m);
+        done = true;
+      }
+      cv.notify_all();
+      timer.join();
+    });
+  }
+
+  // Stops the hooks still running (SIGTERM, SIGKILL after grace) and waits for them.
+  void stop_all() {
+    std::vector<std::thread> threads;
+    {
+      const std::lock_guard lock(mutex_);
+      stopping_ = true;
+      for (const auto& context : running_) context->stop(jobrepo::CancelReason::stopping);
+      threads.swap(threads_);
+    }
+    for (auto& thread : threads) thread.join();
+  }
+
+ private:
+  const Runtime& runtime_;
+  std::mutex mutex_;
+  bool stopping_ = false;
+  std::vector<std::shared_ptr<HookContext>> running_;
+  std::vector<std::thread> threads_;
+};
 
 // --- the server lock --------------------------------------------------------
 
@@ -328,14 +454,34 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
   runtime.lock_fd = hold_server_lock(url, config.plugin_id, server_id,
                                      std::max<microseconds>(config.interrupt_threshold, std::chrono::seconds(10)));
   auto options = scheduler_options(config);
-  options.on_event = [server_id](const jobrepo::SchedulerEvent& e) {
+  Hooks hooks(runtime);
+  // The jobs as configured now (SIGHUP replaces them), for their on_failure.
+  std::mutex jobs_mutex;
+  std::map<std::string, CommandJob> jobs_now;
+  const auto set_jobs = [&](const ServeConfig& c) {
+    const std::lock_guard lock(jobs_mutex);
+    jobs_now.clear();
+    for (const auto& job : c.jobs) jobs_now.emplace(job.name, job);
+  };
+  set_jobs(config);
+  options.on_event = [&, server_id](const jobrepo::SchedulerEvent& e) {
+    using Kind = jobrepo::SchedulerEvent::Kind;
     std::string text = std::string(jobrepo::to_string(e.kind));
     if (!e.job_name.empty()) text += " " + e.job_name;
     if (!e.run_id.empty()) text += " run " + e.run_id;
-    if (!e.detail.empty()) text += (e.kind == jobrepo::SchedulerEvent::Kind::failed ? " with " : " ") + e.detail;
+    if (!e.detail.empty()) text += (e.kind == Kind::failed ? " with " : " ") + e.detail;
     log_line(server_id, text);
+    if (e.kind != Kind::failed && e.kind != Kind::interrupted && e.kind != Kind::interrupted_peer) return;
+    std::optional<CommandJob> job;
+    {
+      const std::lock_guard lock(jobs_mutex);
+      const auto found = jobs_now.find(e.job_name);
+      if (found != jobs_now.end() && !found->second.on_failure.empty()) job = found->second;
+    }
+    if (job) hooks.start(*job, e.run_id, e.kind == Kind::failed ? "failed" : "interrupted", e.message);
   };
   auto serving = start_serving(url, config, load, runtime, options, handled);
+  set_jobs(config);  // reloaded while it waited for the database, maybe
   if (!serving) {
     log_line(server_id, "stopped");
     return 0;
@@ -348,12 +494,14 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
     if (signal == SIGHUP) {
       log_line(server_id, "reloading the config on SIGHUP");
       config = reload(scheduler, config, load, runtime);
+      set_jobs(config);
       continue;
     }
     log_line(server_id, std::string("stopping on ") + (signal == SIGINT ? "SIGINT" : "SIGTERM"));
     break;
   }
   const bool clean = scheduler.stop();
+  hooks.stop_all();
   log_line(server_id, clean ? "stopped" : "stopped; some commands did not end in time");
   return 0;
 }

@@ -53,11 +53,18 @@ std::string pgbench_script() {
   // id or 'none' (whose completion then changes nothing, as ours skips it).
   claim = claim.substr(0, claim.find(" SELECT ins.private_id")) +
           " SELECT coalesce(max(ins.private_id), 'none') AS private_id FROM ins";
-  std::string complete = q::update_run_and_reschedule;
-  const std::vector<std::pair<std::string, std::string>> complete_values = {
-      {":clock", "0"}, {":id", ":private_id"}, {":plugin", "'pi_system'"}, {":status", "'completed'"},
-      {":final", "1"}, {":completed", "NULL"}, {":total", "NULL"},         {":at", "NULL"},
-      {":delta", "0"}};
+  std::string complete = q::update_run_and_job;
+  const std::vector<std::pair<std::string, std::string>> complete_values = {{":clock", "0"},
+                                                                            {":id", ":private_id"},
+                                                                            {":plugin", "'pi_system'"},
+                                                                            {":status", "'completed'"},
+                                                                            {":final", "1"},
+                                                                            {":completed", "NULL"},
+                                                                            {":total", "NULL"},
+                                                                            {":message", "NULL"},
+                                                                            {":reschedule", "1"},
+                                                                            {":at", "NULL"},
+                                                                            {":delta", "0"}};
   for (const auto& [name, value] : complete_values) {
     complete = std::regex_replace(complete, std::regex(name + "\\b"), value);
   }

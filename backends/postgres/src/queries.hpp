@@ -9,8 +9,12 @@ namespace jobrepo::postgres_backend::queries {
 #define JR_EPOCH_US(column) "CAST(extract(epoch FROM " column ") * 1000000 AS bigint)"
 #define JR_RUN_COLUMNS(p)                                                                                            \
   p "private_id, " p "job_plugin_id, " p "job_name, " p "server_id, " JR_EPOCH_US(p "create_time") ", " JR_EPOCH_US( \
-      p "update_time") ", " JR_EPOCH_US(p "end_time") ", " p "completed_count, " p "total_count, " p "status"
-#define JR_JOB_COLUMNS "plugin_id, name, description, " JR_EPOCH_US("next_scheduled_run") ", schedule"
+      p "update_time") ", " JR_EPOCH_US(p "end_time") ", " p "completed_count, " p "total_count, " p "status, " p    \
+                                                      "message, " p "attempt, CAST(" p "cancel_requested AS integer)"
+#define JR_JOB_COLUMNS \
+  "plugin_id, name, description, " JR_EPOCH_US("next_scheduled_run") ", schedule, CAST(paused AS integer),"           \
+  " CAST(run_requested AS integer), consecutive_failures, last_status, " JR_EPOCH_US("last_end_time") ", last_message, " \
+  JR_EPOCH_US("last_success_time")
 #define JR_CLOCK "clock AS (SELECT current_timestamp + CAST(:clock AS bigint) * interval '1 microsecond' AS now)"
 // A due time (store.hpp's Due): `at` (microseconds since the epoch) when not
 // NULL, else `now` + `delta` microseconds.
@@ -76,8 +80,9 @@ inline constexpr const char* reschedule_job =
 inline constexpr const char* claim_runs =
     "WITH " JR_CLOCK ","
     " due AS ("
-    "  SELECT j.plugin_id, j.name, j.next_scheduled_run FROM job j CROSS JOIN clock c"
-    "  WHERE j.plugin_id = :plugin AND j.next_scheduled_run <= c.now"
+    "  SELECT j.plugin_id, j.name, j.next_scheduled_run, j.consecutive_failures, j.run_requested"
+    "  FROM job j CROSS JOIN clock c"
+    "  WHERE j.plugin_id = :plugin AND j.next_scheduled_run <= c.now AND NOT j.paused"
     "  AND j.name NOT IN (SELECT r.job_name FROM job_run r WHERE r.job_plugin_id = :plugin2"
     "                     AND r.status = 'running')"
     "  AND (CAST(:filtered AS integer) = 0 OR j.name IN (SELECT jsonb_array_elements_text(CAST(:names AS jsonb))))"
@@ -85,13 +90,17 @@ inline constexpr const char* claim_runs =
     "  LIMIT CAST(:limit AS bigint)"
     "  FOR UPDATE OF j SKIP LOCKED),"
     " ins AS ("
-    "  INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time, update_time)"
+    "  INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time, update_time, attempt)"
     "  SELECT translate(encode(decode(replace(CAST(gen_random_uuid() AS text), '-', ''), 'hex'), 'base64'),"
     "                   '+/=', '-_'),"
-    "         d.plugin_id, d.name, :server, c.now, c.now"
+    "         d.plugin_id, d.name, :server, c.now, c.now, d.consecutive_failures + 1"
     "  FROM due d, clock c"
     "  ON CONFLICT (job_plugin_id, job_name) WHERE status = 'running' DO NOTHING"
-    "  RETURNING *)"
+    "  RETURNING *),"
+    " cleared AS ("
+    "  UPDATE job j SET run_requested = false FROM ins, due d"
+    "  WHERE d.run_requested AND d.plugin_id = ins.job_plugin_id AND d.name = ins.job_name"
+    "  AND j.plugin_id = d.plugin_id AND j.name = d.name)"
     " SELECT " JR_RUN_COLUMNS("ins.") " FROM ins JOIN due ON due.plugin_id = ins.job_plugin_id AND due.name = ins.job_name"
     " ORDER BY due.next_scheduled_run, due.name";
 
@@ -106,26 +115,46 @@ inline constexpr const char* update_run =
     " WHERE r.private_id = :id AND r.job_plugin_id = :plugin AND r.status = 'running'"
     " RETURNING " JR_RUN_COLUMNS("r.");
 
-// Complete: ends the run and reschedules its job. Locks the job row first,
-// as the claim does, so that a claim and a completion never wait for each
-// other in opposite orders (no deadlock).
-inline constexpr const char* update_run_and_reschedule =
+// What a run's change does to its job (`src`: a row with the run's status
+// and message and the change's reschedule (0/1), delta and at; `c`: the
+// clock): a reschedule, at now instead when an operator asked for a run
+// meanwhile, and for a run that ended its last outcome and the count of
+// consecutive failures.
+#define JR_JOB_AFTER_RUN(src) \
+  " next_scheduled_run = CASE WHEN " src ".reschedule = 0 THEN j.next_scheduled_run WHEN j.run_requested THEN c.now" \
+  " ELSE " JR_DUE("c.now", src ".delta", src ".at") " END,"                                                          \
+  " run_requested = CASE WHEN " src ".reschedule = 1 THEN false ELSE j.run_requested END,"                           \
+  " consecutive_failures = CASE " src ".status WHEN 'failed' THEN j.consecutive_failures + 1"                        \
+  "  WHEN 'completed' THEN 0 ELSE j.consecutive_failures END,"                                                       \
+  " last_status = CASE WHEN " src ".status <> 'running' THEN " src ".status ELSE j.last_status END,"                 \
+  " last_end_time = CASE WHEN " src ".status <> 'running' THEN c.now ELSE j.last_end_time END,"                      \
+  " last_message = CASE WHEN " src ".status <> 'running' THEN " src ".message ELSE j.last_message END,"              \
+  " last_success_time = CASE WHEN " src ".status = 'completed' THEN c.now ELSE j.last_success_time END"
+
+// An end (complete, fail) or a reschedule: updates the run and its job.
+// Locks the job row first, as the claim does, so that a claim and a
+// completion never wait for each other in opposite orders (no deadlock).
+inline constexpr const char* update_run_and_job =
     "WITH " JR_CLOCK
     ","
+    " input AS (SELECT CAST(:status AS text) AS status, CAST(:final AS integer) AS final,"
+    "  CAST(:completed AS bigint) AS completed, CAST(:total AS bigint) AS total, CAST(:message AS text) AS message,"
+    "  CAST(:reschedule AS integer) AS reschedule, CAST(:delta AS bigint) AS delta, CAST(:at AS bigint) AS at),"
     " locked AS ("
     "  SELECT r.private_id FROM job_run r JOIN job j ON j.plugin_id = r.job_plugin_id AND j.name = r.job_name"
     "  WHERE r.private_id = :id AND r.job_plugin_id = :plugin AND r.status = 'running'"
     "  FOR UPDATE OF j),"
     " run AS ("
-    "  UPDATE job_run r SET status = :status, update_time = c.now,"
-    "   end_time = CASE WHEN CAST(:final AS integer) = 1 THEN c.now END,"
-    "   completed_count = COALESCE(CAST(:completed AS bigint), r.completed_count),"
-    "   total_count = COALESCE(CAST(:total AS bigint), r.total_count)"
-    "  FROM locked l, clock c"
+    "  UPDATE job_run r SET status = i.status, update_time = c.now,"
+    "   end_time = CASE WHEN i.final = 1 THEN c.now END,"
+    "   completed_count = COALESCE(i.completed, r.completed_count),"
+    "   total_count = COALESCE(i.total, r.total_count),"
+    "   message = CASE WHEN i.final = 1 THEN COALESCE(i.message, r.message) ELSE r.message END"
+    "  FROM locked l, clock c, input i"
     "  WHERE r.private_id = l.private_id AND r.status = 'running'"
-    "  RETURNING r.*),"
-    " rescheduled AS ("
-    "  UPDATE job j SET next_scheduled_run = " JR_DUE("c.now", ":delta", ":at")
+    "  RETURNING r.*, i.reschedule, i.delta, i.at),"
+    " after AS ("
+    "  UPDATE job j SET" JR_JOB_AFTER_RUN("run")
     "  FROM run, clock c WHERE j.plugin_id = run.job_plugin_id AND j.name = run.job_name)"
     " SELECT " JR_RUN_COLUMNS("run.") " FROM run";
 
@@ -139,7 +168,8 @@ inline constexpr const char* update_runs_batch =
     "WITH " JR_CLOCK
     ","
     " input AS (SELECT * FROM jsonb_to_recordset(CAST(:changes AS jsonb)) AS i(ord integer, id text, plugin text,"
-    "  status text, final integer, completed bigint, total bigint, reschedule integer, delta bigint, at bigint)),"
+    "  status text, final integer, completed bigint, total bigint, message text, reschedule integer, delta bigint,"
+    "  at bigint)),"
     " locked AS ("
     "  SELECT r.private_id FROM job_run r JOIN job j ON j.plugin_id = r.job_plugin_id AND j.name = r.job_name"
     "  WHERE r.private_id = ANY (ARRAY(SELECT id FROM input)) AND r.status = 'running'"
@@ -149,26 +179,85 @@ inline constexpr const char* update_runs_batch =
     "  UPDATE job_run r SET status = i.status, update_time = c.now,"
     "   end_time = CASE WHEN i.final = 1 THEN c.now END,"
     "   completed_count = COALESCE(i.completed, r.completed_count),"
-    "   total_count = COALESCE(i.total, r.total_count)"
+    "   total_count = COALESCE(i.total, r.total_count),"
+    "   message = CASE WHEN i.final = 1 THEN COALESCE(i.message, r.message) ELSE r.message END"
     "  FROM locked l, input i, clock c"
     "  WHERE r.private_id = l.private_id AND i.id = r.private_id AND i.plugin = r.job_plugin_id"
     "  AND r.status = 'running'"
     "  RETURNING r.*, i.ord, i.reschedule, i.delta, i.at),"
-    " rescheduled AS ("
-    "  UPDATE job j SET next_scheduled_run = " JR_DUE("c.now", "run.delta", "run.at")
-    "  FROM run, clock c WHERE run.reschedule = 1 AND j.plugin_id = run.job_plugin_id AND j.name = run.job_name)"
+    " after AS ("
+    "  UPDATE job j SET" JR_JOB_AFTER_RUN("run")
+    "  FROM run, clock c WHERE (run.reschedule = 1 OR run.status <> 'running')"
+    "  AND j.plugin_id = run.job_plugin_id AND j.name = run.job_name)"
     " SELECT run.ord, " JR_RUN_COLUMNS("run.") " FROM run ORDER BY run.ord";
 
 inline constexpr const char* interrupt_stale_runs =
     "WITH " JR_CLOCK
     ", interrupted AS ("
-    " UPDATE job_run r SET status = 'interrupted', update_time = c.now, end_time = c.now"
+    " UPDATE job_run r SET status = 'interrupted', update_time = c.now, end_time = c.now,"
+    "  message = CAST(:message AS text)"
     " FROM clock c"
     " WHERE r.job_plugin_id = :plugin AND r.status = 'running'"
     " AND r.update_time <= c.now - CAST(:threshold AS bigint) * interval '1 microsecond'"
     " AND (CAST(:filtered AS integer) = 0 OR r.server_id = :server)"
-    " RETURNING r.*)"
+    " RETURNING r.*),"
+    " noted AS (UPDATE job j SET last_status = 'interrupted', last_end_time = c.now,"
+    "  last_message = interrupted.message"
+    "  FROM interrupted, clock c WHERE j.plugin_id = interrupted.job_plugin_id AND j.name = interrupted.job_name)"
     " SELECT " JR_RUN_COLUMNS("interrupted.") " FROM interrupted" JR_NOTIFY_DUE("interrupted", "job_plugin_id");
+
+inline constexpr const char* set_job_paused =
+    "WITH changed AS (UPDATE job SET paused = CAST(:paused AS integer) = 1"
+    " WHERE plugin_id = :plugin AND name = :name RETURNING *)"
+    " SELECT " JR_JOB_COLUMNS " FROM changed" JR_NOTIFY_DUE("changed WHERE NOT paused", "plugin_id");
+
+// Run-now: due now, or, while a run is running, due when it ends.
+inline constexpr const char* request_run =
+    "WITH " JR_CLOCK
+    ","
+    " running AS (SELECT EXISTS (SELECT 1 FROM job_run r WHERE r.job_plugin_id = :plugin AND r.job_name = :name"
+    "  AND r.status = 'running') AS yes),"
+    " changed AS (UPDATE job j SET run_requested = running.yes,"
+    "  next_scheduled_run = CASE WHEN running.yes THEN j.next_scheduled_run ELSE c.now END"
+    "  FROM running, clock c WHERE j.plugin_id = :plugin2 AND j.name = :name2 RETURNING j.*)"
+    " SELECT " JR_JOB_COLUMNS " FROM changed" JR_NOTIFY_DUE("changed", "plugin_id");
+
+inline constexpr const char* request_cancel =
+    "WITH changed AS (UPDATE job_run SET cancel_requested = true"
+    " WHERE private_id = :id AND job_plugin_id = :plugin AND status = 'running' RETURNING *)"
+    " SELECT " JR_RUN_COLUMNS("") " FROM changed"
+    " UNION ALL SELECT " JR_RUN_COLUMNS("") " FROM job_run WHERE private_id = :id2 AND job_plugin_id = :plugin2"
+    " AND NOT EXISTS (SELECT 1 FROM changed)";
+
+inline constexpr const char* record_server =
+    "WITH " JR_CLOCK
+    " INSERT INTO server (plugin_id, server_id, seen_time, expire_time)"
+    " SELECT :plugin, :server, c.now, c.now + CAST(:ttl AS bigint) * interval '1 microsecond' FROM clock c"
+    " ON CONFLICT (plugin_id, server_id) DO UPDATE SET seen_time = excluded.seen_time,"
+    " expire_time = excluded.expire_time";
+
+inline constexpr const char* forget_served_jobs =
+    "DELETE FROM job_server WHERE plugin_id = :plugin AND server_id = :server";
+
+// The jobs arrive as one JSON array of {"name", "fingerprint"}; jobs that
+// do not exist are left out.
+inline constexpr const char* record_served_jobs =
+    "WITH " JR_CLOCK
+    " INSERT INTO job_server (plugin_id, job_name, server_id, fingerprint, registered_time)"
+    " SELECT j.plugin_id, j.name, :server, i.fingerprint, c.now"
+    " FROM jsonb_to_recordset(CAST(:jobs AS jsonb)) AS i(name text, fingerprint text)"
+    " JOIN job j ON j.plugin_id = :plugin AND j.name = i.name CROSS JOIN clock c"
+    " ON CONFLICT DO NOTHING";
+
+inline constexpr const char* remove_server = "DELETE FROM server WHERE plugin_id = :plugin AND server_id = :server";
+
+inline constexpr const char* list_servings =
+    "WITH " JR_CLOCK
+    " SELECT js.job_name, js.server_id, js.fingerprint, " JR_EPOCH_US("js.registered_time") ", " JR_EPOCH_US(
+        "s.seen_time") ", CAST(s.expire_time > c.now AS integer)"
+    " FROM job_server js JOIN server s ON s.plugin_id = js.plugin_id AND s.server_id = js.server_id CROSS JOIN clock c"
+    " WHERE js.plugin_id = :plugin AND (CAST(:filtered AS integer) = 0 OR js.job_name = :name)"
+    " ORDER BY js.job_name, js.server_id";
 
 inline constexpr const char* lookup_run =
     "SELECT " JR_RUN_COLUMNS("") " FROM job_run WHERE private_id = :id AND job_plugin_id = :plugin";
@@ -192,5 +281,6 @@ inline constexpr const char* prune_runs =
 #undef JR_CLOCK
 #undef JR_NOTIFY_DUE
 #undef JR_DUE
+#undef JR_JOB_AFTER_RUN
 
 }  // namespace jobrepo::postgres_backend::queries

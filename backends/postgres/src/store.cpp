@@ -176,6 +176,9 @@ class NativeResult {
       throw Error(ErrorCode::internal, "run " + quoted(run.private_id) + " has unknown status " + text(row, 9));
     }
     run.status = *status;
+    if (!null(row, 10)) run.message = text(row, 10);
+    run.attempt = number(row, 11);
+    run.cancel_requested = number(row, 12) != 0;
     return run;
   }
 
@@ -248,6 +251,12 @@ std::string changes_json(std::span<const RunTransition> changes) {
     out.append(",\"final\":").append(is_final(change.to) ? "1" : "0");
     out.append(",\"completed\":").append(change.completed_count ? std::to_string(*change.completed_count) : "null");
     out.append(",\"total\":").append(change.total_count ? std::to_string(*change.total_count) : "null");
+    out.append(",\"message\":");
+    if (change.message) {
+      append_json_string(out, *change.message);
+    } else {
+      out.append("null");
+    }
     out.append(",\"reschedule\":").append(change.reschedule ? "1" : "0");
     out.append(",\"delta\":").append(std::to_string(change.reschedule ? change.reschedule->in.count() : 0));
     out.append(",\"at\":")
@@ -270,6 +279,8 @@ bool has_duplicate_runs(std::span<const RunTransition> changes) {
 struct InterruptStatement {
   RunRow row;
   Micros clock = 0;
+  std::string message;
+  soci::indicator message_ind = soci::i_null;
   std::string plugin;
   Micros threshold = 0;
   int filtered = 0;
@@ -277,7 +288,9 @@ struct InterruptStatement {
   soci::statement st;
   explicit InterruptStatement(soci::session& sql) : st(sql) {
     row.bind(st);
-    use_all(st, clock, plugin, threshold, filtered, server);
+    use_all(st, clock);
+    st.exchange(soci::use(message, message_ind));
+    use_all(st, plugin, threshold, filtered, server);
     prepare(st, queries::interrupt_stale_runs);
   }
 };
@@ -305,7 +318,7 @@ struct Connection {
   std::unique_ptr<RescheduleStatement> reschedule;
   std::unique_ptr<NativeStatement> claim;
   std::unique_ptr<NativeStatement> update_run;
-  std::unique_ptr<NativeStatement> update_run_and_reschedule;
+  std::unique_ptr<NativeStatement> update_run_and_job;
   std::unique_ptr<UpdateRunsBatchStatement> update_runs_batch;
   std::unique_ptr<InterruptStatement> interrupt;
   std::unique_ptr<LookupRunStatement> lookup_run;
@@ -429,7 +442,8 @@ class PostgresStore final : public Store {
       throw Error(ErrorCode::schema_mismatch,
                   std::string(operation) + ": the database has schema version " + std::to_string(found) +
                       (found > latest ? ", newer than this jobrepo's " + std::to_string(latest) + "; upgrade jobrepo"
-                                      : ", this jobrepo needs " + std::to_string(latest) + "; run migrate()"));
+                                      : ", this jobrepo needs " + std::to_string(latest) +
+                                            "; migrate it (jobctl migrate, or Store::migrate())"));
     }
     schema_ok_ = true;
   }
@@ -692,14 +706,16 @@ class PostgresStore final : public Store {
     const std::string total = change.total_count ? std::to_string(*change.total_count) : "";
     const char* completed_value = change.completed_count ? completed.c_str() : nullptr;
     const char* total_value = change.total_count ? total.c_str() : nullptr;
-    if (change.reschedule) {
-      const std::string delta = std::to_string(change.reschedule->in.count());
-      const std::string at = change.reschedule->at ? std::to_string(to_micros(*change.reschedule->at)) : "";
-      const auto& st = prepared(c.update_run_and_reschedule, c.native(), "jobrepo_update_run_and_reschedule",
-                                queries::update_run_and_reschedule);
-      const auto result =
-          st.execute({clock.c_str(), change.run_id.c_str(), change.plugin_id.c_str(), status.c_str(), final,
-                      completed_value, total_value, change.reschedule->at ? at.c_str() : nullptr, delta.c_str()});
+    if (change.reschedule || is_final(change.to)) {
+      const std::string delta = change.reschedule ? std::to_string(change.reschedule->in.count()) : "0";
+      const std::string at =
+          change.reschedule && change.reschedule->at ? std::to_string(to_micros(*change.reschedule->at)) : "";
+      const auto& st =
+          prepared(c.update_run_and_job, c.native(), "jobrepo_update_run_and_job", queries::update_run_and_job);
+      const auto result = st.execute({clock.c_str(), status.c_str(), final, completed_value, total_value,
+                                      change.message ? change.message->c_str() : nullptr, change.reschedule ? "1" : "0",
+                                      delta.c_str(), change.reschedule && change.reschedule->at ? at.c_str() : nullptr,
+                                      change.run_id.c_str(), change.plugin_id.c_str()});
       if (result.rows() == 0) return std::nullopt;
       return result.run(0);
     }
@@ -756,6 +772,8 @@ class PostgresStore final : public Store {
       s.threshold = query.threshold.count();
       s.filtered = query.server_id ? 1 : 0;
       s.server = query.server_id.value_or("");
+      s.message = query.message.value_or("");
+      s.message_ind = query.message ? soci::i_ok : soci::i_null;
       return fetch_runs(s.st, s.row);
     });
   }
@@ -767,6 +785,121 @@ class PostgresStore final : public Store {
     const std::lock_guard lock(listener_mutex_);
     if (!listener_) listener_ = std::make_unique<DueListener>(connection_uri_, due_);
     return subscription;
+  }
+
+  std::optional<Job> set_job_paused(const std::string& plugin_id, const std::string& name, bool paused) override {
+    return run(paused ? "pause_job" : "resume_job", job_subject(plugin_id, name),
+               [&](Connection& c) -> std::optional<Job> {
+                 JobRow row;
+                 int value = paused ? 1 : 0;
+                 soci::statement st(c.sql);
+                 row.bind(st);
+                 st.exchange(soci::use(value));
+                 st.exchange(soci::use(plugin_id));
+                 st.exchange(soci::use(name));
+                 prepare(st, queries::set_job_paused);
+                 if (!st.execute(true)) return std::nullopt;
+                 return row.to_job();
+               });
+  }
+
+  std::optional<Job> request_run(const std::string& plugin_id, const std::string& name) override {
+    return run("run_now", job_subject(plugin_id, name), [&](Connection& c) -> std::optional<Job> {
+      JobRow row;
+      Micros clock = clock_offset().count();
+      soci::statement st(c.sql);
+      row.bind(st);
+      st.exchange(soci::use(clock));
+      st.exchange(soci::use(plugin_id));
+      st.exchange(soci::use(name));
+      st.exchange(soci::use(plugin_id));
+      st.exchange(soci::use(name));
+      prepare(st, queries::request_run);
+      if (!st.execute(true)) return std::nullopt;
+      return row.to_job();
+    });
+  }
+
+  std::optional<Run> request_cancel(const std::string& plugin_id, const std::string& run_id) override {
+    return run("cancel_run", "run " + quoted(run_id), [&](Connection& c) -> std::optional<Run> {
+      RunRow row;
+      soci::statement st(c.sql);
+      row.bind(st);
+      st.exchange(soci::use(run_id));
+      st.exchange(soci::use(plugin_id));
+      st.exchange(soci::use(run_id));
+      st.exchange(soci::use(plugin_id));
+      prepare(st, queries::request_cancel);
+      if (!st.execute(true)) return std::nullopt;
+      return row.to_run();
+    });
+  }
+
+  void record_server(const ServerRecord& record) override {
+    run("record_server", "server " + quoted(record.server_id), [&](Connection& c) {
+      Micros clock = clock_offset().count();
+      Micros ttl = record.ttl.count();
+      if (!record.jobs) {
+        c.sql << queries::record_server, soci::use(clock), soci::use(record.plugin_id), soci::use(record.server_id),
+            soci::use(ttl);
+        return 0;
+      }
+      std::string jobs = "[";
+      for (const auto& job : *record.jobs) {
+        if (jobs.size() > 1) jobs.push_back(',');
+        jobs.append("{\"name\":");
+        append_json_string(jobs, job.name);
+        jobs.append(",\"fingerprint\":");
+        append_json_string(jobs, job.fingerprint);
+        jobs.push_back('}');
+      }
+      jobs.push_back(']');
+      soci::transaction tx(c.sql);
+      c.sql << queries::record_server, soci::use(clock), soci::use(record.plugin_id), soci::use(record.server_id),
+          soci::use(ttl);
+      c.sql << queries::forget_served_jobs, soci::use(record.plugin_id), soci::use(record.server_id);
+      c.sql << queries::record_served_jobs, soci::use(clock), soci::use(record.server_id), soci::use(jobs),
+          soci::use(record.plugin_id);
+      tx.commit();
+      return 0;
+    });
+  }
+
+  void remove_server(const std::string& plugin_id, const std::string& server_id) override {
+    run("remove_server", "server " + quoted(server_id), [&](Connection& c) {
+      c.sql << queries::remove_server, soci::use(plugin_id), soci::use(server_id);
+      return 0;
+    });
+  }
+
+  std::vector<Serving> list_servings(const std::string& plugin_id, const std::optional<std::string>& name) override {
+    return run("list_servings", "plugin " + quoted(plugin_id), [&](Connection& c) {
+      Micros clock = clock_offset().count();
+      const int filtered = name ? 1 : 0;
+      const std::string job = name.value_or("");
+      std::string job_name, server_id, fingerprint;
+      Micros registered = 0, seen = 0;
+      int live = 0;
+      soci::statement st(c.sql);
+      st.exchange(soci::into(job_name));
+      st.exchange(soci::into(server_id));
+      st.exchange(soci::into(fingerprint));
+      st.exchange(soci::into(registered));
+      st.exchange(soci::into(seen));
+      st.exchange(soci::into(live));
+      st.exchange(soci::use(clock));
+      st.exchange(soci::use(plugin_id));
+      st.exchange(soci::use(filtered));
+      st.exchange(soci::use(job));
+      prepare(st, queries::list_servings);
+      st.execute();
+      std::vector<Serving> servings;
+      while (st.fetch()) {
+        servings.push_back(
+            Serving{job_name, server_id, fingerprint, to_timestamp(registered), to_timestamp(seen), live != 0});
+      }
+      return servings;
+    });
   }
 
   std::optional<Run> lookup_run(const std::string& plugin_id, const std::string& run_id) override {

@@ -67,7 +67,7 @@ void exec_native(soci::session& sql, const char* text) {
 // The columns RunRow binds, in its order.
 constexpr const char* run_columns =
     "private_id, job_plugin_id, job_name, server_id, create_time, update_time, end_time, "
-    "completed_count, total_count, status";
+    "completed_count, total_count, status, message, attempt, cancel_requested";
 
 // The statements of the hot path (the claim, run transitions, the clock),
 // each prepared once per connection and bound to the buffers of its struct.
@@ -84,12 +84,16 @@ struct NowStatement {
 
 struct DueStatement {
   std::string name, plugin, names;
+  long long failures = 0;
+  int run_requested = 0;
   Micros now = 0;
   int filtered = 0;
   long long limit = 0;
   soci::statement st;
   explicit DueStatement(soci::session& sql) : st(sql) {
     st.exchange(soci::into(name));
+    st.exchange(soci::into(failures));
+    st.exchange(soci::into(run_requested));
     st.exchange(soci::use(plugin));
     st.exchange(soci::use(now));
     st.exchange(soci::use(filtered));
@@ -98,8 +102,8 @@ struct DueStatement {
     // The NOT EXISTS probe reads the small partial index of running runs,
     // so its cost does not grow with the run history.
     prepare(st,
-            "SELECT name FROM job"
-            " WHERE plugin_id = :p AND next_scheduled_run <= :now"
+            "SELECT name, consecutive_failures, run_requested FROM job"
+            " WHERE plugin_id = :p AND next_scheduled_run <= :now AND paused = 0"
             " AND (:filtered = 0 OR name IN (SELECT value FROM json_each(:names)))"
             " AND NOT EXISTS (SELECT 1 FROM job_run r WHERE r.job_plugin_id = job.plugin_id"
             "   AND r.job_name = job.name AND r.status = 'running')"
@@ -110,6 +114,7 @@ struct DueStatement {
 struct InsertRunStatement {
   std::string id, plugin, name, server;
   Micros now = 0;
+  long long attempt = 1;
   soci::statement st;
   explicit InsertRunStatement(soci::session& sql) : st(sql) {
     st.exchange(soci::use(id));
@@ -117,16 +122,18 @@ struct InsertRunStatement {
     st.exchange(soci::use(name));
     st.exchange(soci::use(server));
     st.exchange(soci::use(now));
+    st.exchange(soci::use(attempt));
     prepare(st,
             "INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time,"
-            " update_time, completed_count, total_count, status)"
-            " VALUES (:id, :p, :n, :s, :c, :c, 0, 0, 'running')");
+            " update_time, completed_count, total_count, status, attempt)"
+            " VALUES (:id, :p, :n, :s, :c, :c, 0, 0, 'running', :a)");
   }
 };
 
 struct UpdateRunStatement {
   RunRow row;
-  std::string to, id, plugin;
+  std::string to, id, plugin, message;
+  soci::indicator message_ind = soci::i_null;
   Micros now = 0, end = 0;
   soci::indicator end_ind = soci::i_null;
   long long completed = 0, total = 0;
@@ -139,27 +146,51 @@ struct UpdateRunStatement {
     st.exchange(soci::use(end, end_ind));
     st.exchange(soci::use(completed, completed_ind));
     st.exchange(soci::use(total, total_ind));
+    st.exchange(soci::use(message, message_ind));
     st.exchange(soci::use(id));
     st.exchange(soci::use(plugin));
     prepare(st,
             "UPDATE job_run SET status = :s, update_time = :u, end_time = :e,"
             " completed_count = coalesce(:c, completed_count),"
-            " total_count = coalesce(:t, total_count)"
+            " total_count = coalesce(:t, total_count),"
+            " message = coalesce(:m, message)"
             " WHERE private_id = :id AND job_plugin_id = :p AND status = 'running'"
             " RETURNING " +
                 std::string(run_columns));
   }
 };
 
-struct RescheduleStatement {
-  Micros next = 0;
-  std::string plugin, name;
+// What a run's change does to its job: a reschedule (at now instead when an
+// operator asked for a run meanwhile) and, for a run that ended, the last
+// outcome and the count of consecutive failures.
+struct JobAfterRunStatement {
+  int reschedule = 0, final = 0;
+  Micros now = 0, next = 0;
+  std::string status, plugin, name, message;
+  soci::indicator message_ind = soci::i_null;
   soci::statement st;
-  explicit RescheduleStatement(soci::session& sql) : st(sql) {
-    st.exchange(soci::use(next));
-    st.exchange(soci::use(plugin));
-    st.exchange(soci::use(name));
-    prepare(st, "UPDATE job SET next_scheduled_run = :t WHERE plugin_id = :p AND name = :n");
+  explicit JobAfterRunStatement(soci::session& sql) : st(sql) {
+    st.exchange(soci::use(reschedule, "r1"));
+    st.exchange(soci::use(now, "n1"));
+    st.exchange(soci::use(next, "next"));
+    st.exchange(soci::use(final, "f1"));
+    st.exchange(soci::use(status, "s1"));
+    st.exchange(soci::use(message, message_ind, "m"));
+    st.exchange(soci::use(plugin, "p"));
+    st.exchange(soci::use(name, "n"));
+    prepare(st,
+            "UPDATE job SET"
+            " next_scheduled_run = CASE WHEN :r1 = 0 THEN next_scheduled_run"
+            "   WHEN run_requested = 1 THEN :n1 ELSE :next END,"
+            " run_requested = CASE WHEN :r1 = 1 THEN 0 ELSE run_requested END,"
+            " consecutive_failures = CASE WHEN :f1 = 0 THEN consecutive_failures"
+            "   WHEN :s1 = 'failed' THEN consecutive_failures + 1"
+            "   WHEN :s1 = 'completed' THEN 0 ELSE consecutive_failures END,"
+            " last_status = CASE WHEN :f1 = 1 THEN :s1 ELSE last_status END,"
+            " last_end_time = CASE WHEN :f1 = 1 THEN :n1 ELSE last_end_time END,"
+            " last_message = CASE WHEN :f1 = 1 THEN :m ELSE last_message END,"
+            " last_success_time = CASE WHEN :s1 = 'completed' THEN :n1 ELSE last_success_time END"
+            " WHERE plugin_id = :p AND name = :n");
   }
 };
 
@@ -178,7 +209,7 @@ struct Connection {
   std::unique_ptr<DueStatement> due;
   std::unique_ptr<InsertRunStatement> insert_run;
   std::unique_ptr<UpdateRunStatement> update_run;
-  std::unique_ptr<RescheduleStatement> reschedule;
+  std::unique_ptr<JobAfterRunStatement> job_after_run;
 };
 
 // Resets a cached statement after use: one that was not stepped to its end
@@ -353,7 +384,8 @@ class SqliteStore final : public Store {
     if (found < latest) {
       throw Error(ErrorCode::schema_mismatch, std::string(operation) + ": the database has schema version " +
                                                   std::to_string(found) + ", this jobrepo needs " +
-                                                  std::to_string(latest) + "; run migrate()");
+                                                  std::to_string(latest) +
+                                                  "; migrate it (jobctl migrate, or Store::migrate())");
     }
     schema_ok_ = true;
   }
@@ -676,9 +708,14 @@ class SqliteStore final : public Store {
       due.filtered = request.only_jobs ? 1 : 0;
       due.names = request.only_jobs ? json_array(*request.only_jobs) : "[]";
       due.limit = request.limit < 0 ? -1 : request.limit;
-      std::vector<std::string> names;
+      struct Due {
+        std::string name;
+        long long attempt;
+        bool requested;
+      };
+      std::vector<Due> names;
       due.st.execute();
-      while (due.st.fetch()) names.push_back(due.name);
+      while (due.st.fetch()) names.push_back({due.name, due.failures + 1, due.run_requested != 0});
       finish(due.st);
       std::vector<Run> runs;
       if (names.empty()) return runs;
@@ -687,13 +724,28 @@ class SqliteStore final : public Store {
       insert.server = request.server_id;
       insert.now = now;
       runs.reserve(names.size());
-      for (auto& job_name : names) {
+      for (auto& [job_name, attempt, requested] : names) {
         insert.id = generate_run_id();
         insert.name = job_name;
+        insert.attempt = attempt;
         insert.st.execute(true);
         finish(insert.st);
-        runs.push_back(Run{insert.id, request.plugin_id, job_name, request.server_id, to_timestamp(now),
-                           to_timestamp(now), std::nullopt, 0, 0, Status::running});
+        if (requested) {
+          c.sql << "UPDATE job SET run_requested = 0 WHERE plugin_id = :p AND name = :n", soci::use(request.plugin_id),
+              soci::use(job_name);
+        }
+        Run run{insert.id,
+                request.plugin_id,
+                job_name,
+                request.server_id,
+                to_timestamp(now),
+                to_timestamp(now),
+                std::nullopt,
+                0,
+                0,
+                Status::running};
+        run.attempt = attempt;
+        runs.push_back(std::move(run));
       }
       return runs;
     });
@@ -717,6 +769,8 @@ class SqliteStore final : public Store {
         update.total_ind = change.total_count ? soci::i_ok : soci::i_null;
         update.id = change.run_id;
         update.plugin = change.plugin_id;
+        update.message = change.message.value_or("");
+        update.message_ind = change.message && is_final(change.to) ? soci::i_ok : soci::i_null;
         const bool found = update.st.execute(true);
         finish(update.st);
         if (!found) {
@@ -724,13 +778,19 @@ class SqliteStore final : public Store {
           continue;
         }
         Run run = update.row.to_run();
-        if (change.reschedule) {
-          auto& reschedule = prepared(c.reschedule, c.sql);
-          reschedule.next = due_micros(*change.reschedule, now);
-          reschedule.plugin = run.job_plugin_id;
-          reschedule.name = run.job_name;
-          reschedule.st.execute(true);
-          finish(reschedule.st);
+        if (change.reschedule || is_final(change.to)) {
+          auto& job = prepared(c.job_after_run, c.sql);
+          job.reschedule = change.reschedule ? 1 : 0;
+          job.now = now;
+          job.next = change.reschedule ? due_micros(*change.reschedule, now) : 0;
+          job.final = is_final(change.to) ? 1 : 0;
+          job.status = std::string(to_string(change.to));
+          job.message = run.message.value_or("");
+          job.message_ind = run.message && is_final(change.to) ? soci::i_ok : soci::i_null;
+          job.plugin = run.job_plugin_id;
+          job.name = run.job_name;
+          job.st.execute(true);
+          finish(job.st);
         }
         results.emplace_back(std::move(run));
       }
@@ -744,24 +804,31 @@ class SqliteStore final : public Store {
       Micros cutoff = now - query.threshold.count();
       const int filtered = query.server_id ? 1 : 0;
       const std::string server = query.server_id.value_or("");
+      std::string message = query.message.value_or("");
+      soci::indicator message_ind = query.message ? soci::i_ok : soci::i_null;
       soci::statement st(sql);
       row.bind(st);
       st.exchange(soci::use(now));
       st.exchange(soci::use(now));
+      st.exchange(soci::use(message, message_ind));
       st.exchange(soci::use(query.plugin_id));
       st.exchange(soci::use(cutoff));
       st.exchange(soci::use(filtered));
       st.exchange(soci::use(server));
       prepare(st,
-              "UPDATE job_run SET status = 'interrupted', update_time = :u, end_time = :e"
+              "UPDATE job_run SET status = 'interrupted', update_time = :u, end_time = :e, message = :m"
               " WHERE job_plugin_id = :p AND status = 'running' AND update_time <= :c"
               " AND (:filtered = 0 OR server_id = :s)"
               " RETURNING " +
                   std::string(run_columns));
       st.execute();
-      std::vector<Run> runs;
       std::vector<Run> interrupted;
       while (st.fetch()) interrupted.push_back(row.to_run());
+      for (const auto& run : interrupted) {
+        sql << "UPDATE job SET last_status = 'interrupted', last_end_time = :t, last_message = :m"
+               " WHERE plugin_id = :p AND name = :n",
+            soci::use(now), soci::use(message, message_ind), soci::use(run.job_plugin_id), soci::use(run.job_name);
+      }
       return interrupted;
     });
     if (!runs.empty()) due_.notify(query.plugin_id);
@@ -772,6 +839,132 @@ class SqliteStore final : public Store {
   // schedulers poll).
   std::unique_ptr<DueSubscription> subscribe_due(const std::string& plugin_id, std::function<void()> on_due) override {
     return due_.subscribe(plugin_id, std::move(on_due));
+  }
+
+  std::optional<Job> set_job_paused(const std::string& plugin_id, const std::string& name, bool paused) override {
+    auto job = write(paused ? "pause_job" : "resume_job", job_subject(plugin_id, name),
+                     [&](soci::session& sql, Micros) -> std::optional<Job> {
+                       JobRow row;
+                       int value = paused ? 1 : 0;
+                       soci::statement st(sql);
+                       row.bind(st);
+                       st.exchange(soci::use(value));
+                       st.exchange(soci::use(plugin_id));
+                       st.exchange(soci::use(name));
+                       prepare(st,
+                               "UPDATE job SET paused = :v WHERE plugin_id = :p AND name = :n"
+                               " RETURNING " JR_JOB_ROW_COLUMNS);
+                       st.execute();
+                       if (!st.fetch()) return std::nullopt;
+                       return row.to_job();
+                     });
+    if (job && !paused) due_.notify(plugin_id);
+    return job;
+  }
+
+  std::optional<Job> request_run(const std::string& plugin_id, const std::string& name) override {
+    auto job =
+        write("run_now", job_subject(plugin_id, name), [&](soci::session& sql, Micros now) -> std::optional<Job> {
+          JobRow row;
+          soci::statement st(sql);
+          row.bind(st);
+          st.exchange(soci::use(now, "now"));
+          st.exchange(soci::use(plugin_id, "p"));
+          st.exchange(soci::use(name, "n"));
+          prepare(st,
+                  "UPDATE job SET"
+                  " run_requested = EXISTS (SELECT 1 FROM job_run r WHERE r.job_plugin_id = :p AND r.job_name = :n"
+                  "   AND r.status = 'running'),"
+                  " next_scheduled_run = CASE WHEN EXISTS (SELECT 1 FROM job_run r WHERE r.job_plugin_id = :p"
+                  "   AND r.job_name = :n AND r.status = 'running') THEN next_scheduled_run ELSE :now END"
+                  " WHERE plugin_id = :p AND name = :n"
+                  " RETURNING " JR_JOB_ROW_COLUMNS);
+          st.execute();
+          if (!st.fetch()) return std::nullopt;
+          return row.to_job();
+        });
+    if (job) due_.notify(plugin_id);
+    return job;
+  }
+
+  std::optional<Run> request_cancel(const std::string& plugin_id, const std::string& run_id) override {
+    return write("cancel_run", "run " + quoted(run_id), [&](soci::session& sql, Micros) -> std::optional<Run> {
+      sql << "UPDATE job_run SET cancel_requested = 1"
+             " WHERE private_id = :id AND job_plugin_id = :p AND status = 'running'",
+          soci::use(run_id), soci::use(plugin_id);
+      RunRow row;
+      soci::statement st(sql);
+      row.bind(st);
+      st.exchange(soci::use(run_id));
+      st.exchange(soci::use(plugin_id));
+      prepare(st, "SELECT " + std::string(run_columns) + " FROM job_run WHERE private_id = :id AND job_plugin_id = :p");
+      st.execute();
+      if (!st.fetch()) return std::nullopt;
+      return row.to_run();
+    });
+  }
+
+  void record_server(const ServerRecord& record) override {
+    write("record_server", "server " + quoted(record.server_id), [&](soci::session& sql, Micros now) {
+      Micros expire = now + record.ttl.count();
+      sql << "INSERT INTO server (plugin_id, server_id, seen_time, expire_time) VALUES (:p, :s, :t, :e)"
+             " ON CONFLICT (plugin_id, server_id) DO UPDATE SET seen_time = excluded.seen_time,"
+             " expire_time = excluded.expire_time",
+          soci::use(record.plugin_id), soci::use(record.server_id), soci::use(now), soci::use(expire);
+      if (!record.jobs) return 0;
+      sql << "DELETE FROM job_server WHERE plugin_id = :p AND server_id = :s", soci::use(record.plugin_id),
+          soci::use(record.server_id);
+      for (const auto& job : *record.jobs) {
+        sql << "INSERT INTO job_server (plugin_id, job_name, server_id, fingerprint, registered_time)"
+               " SELECT plugin_id, name, :s, :f, :t FROM job WHERE plugin_id = :p AND name = :n"
+               " ON CONFLICT DO NOTHING",
+            soci::use(record.server_id), soci::use(job.fingerprint), soci::use(now), soci::use(record.plugin_id),
+            soci::use(job.name);
+      }
+      return 0;
+    });
+  }
+
+  void remove_server(const std::string& plugin_id, const std::string& server_id) override {
+    write("remove_server", "server " + quoted(server_id), [&](soci::session& sql, Micros) {
+      sql << "DELETE FROM server WHERE plugin_id = :p AND server_id = :s", soci::use(plugin_id), soci::use(server_id);
+      return 0;
+    });
+  }
+
+  std::vector<Serving> list_servings(const std::string& plugin_id, const std::optional<std::string>& name) override {
+    return read("list_servings", "plugin " + quoted(plugin_id), [&](Connection& c) {
+      Micros current = now(c);
+      const int has_name = name ? 1 : 0;
+      const std::string job = name.value_or("");
+      std::string job_name, server_id, fingerprint;
+      Micros registered = 0, seen = 0;
+      int live = 0;
+      soci::statement st(c.sql);
+      st.exchange(soci::into(job_name));
+      st.exchange(soci::into(server_id));
+      st.exchange(soci::into(fingerprint));
+      st.exchange(soci::into(registered));
+      st.exchange(soci::into(seen));
+      st.exchange(soci::into(live));
+      st.exchange(soci::use(current));
+      st.exchange(soci::use(plugin_id));
+      st.exchange(soci::use(has_name));
+      st.exchange(soci::use(job));
+      prepare(st,
+              "SELECT js.job_name, js.server_id, js.fingerprint, js.registered_time, s.seen_time,"
+              " s.expire_time > :now"
+              " FROM job_server js JOIN server s ON s.plugin_id = js.plugin_id AND s.server_id = js.server_id"
+              " WHERE js.plugin_id = :p AND (:has_name = 0 OR js.job_name = :n)"
+              " ORDER BY js.job_name, js.server_id");
+      st.execute();
+      std::vector<Serving> servings;
+      while (st.fetch()) {
+        servings.push_back(
+            Serving{job_name, server_id, fingerprint, to_timestamp(registered), to_timestamp(seen), live != 0});
+      }
+      return servings;
+    });
   }
 
   std::optional<Run> lookup_run(const std::string& plugin_id, const std::string& run_id) override {

@@ -84,6 +84,8 @@ struct FailRunOptions {
   // (back-off); by default it is not rescheduled, so it is due at once.
   std::optional<std::chrono::microseconds> retry_in{};
   std::optional<Timestamp> retry_at{};  // instead: due at this time
+  // Why the run failed (Run::message), made fit by message_text(); empty: none.
+  std::string message{};
 };
 
 struct ListRunsOptions {
@@ -94,6 +96,7 @@ struct ListRunsOptions {
 
 struct InterruptRunsOptions {
   std::string server_id{};  // when non-empty, only this server's runs
+  std::string message{};    // Run::message of the interrupted runs (message_text()); empty: none
 };
 
 // One change of update_runs: what update_progress, complete_run or fail_run
@@ -101,7 +104,8 @@ struct InterruptRunsOptions {
 struct RunUpdate {
   std::string run_id{};
   // running: a progress report / heartbeat (update_progress); completed or
-  // failed: the run ends (complete_run, fail_run).
+  // failed: the run ends (complete_run, fail_run); interrupted: its server
+  // ends it without a result (it was cancelled: cancel_run).
   Status status = Status::running;
   // New counts, both or neither; neither keeps the stored ones.
   std::optional<std::int64_t> completed_count{};
@@ -111,7 +115,15 @@ struct RunUpdate {
   std::optional<std::chrono::microseconds> next_run_in{};
   // ... or at this time (never both).
   std::optional<Timestamp> next_run_at{};
+  // Why a run that ends ended (Run::message), made fit by message_text();
+  // ignored for running.
+  std::optional<std::string> message{};
 };
+
+// A fingerprint of a job's definition on a server (its command, schedule,
+// timeout...): 16 hexadecimal digits, equal for equal texts (FNV-1a, 64 bits).
+// Servers whose fingerprints of a job differ run it differently.
+std::string definition_fingerprint(std::string_view definition);
 
 // What became of one RunUpdate: the run after it, or the error the single
 // call would have thrown for it (nothing was written for it).
@@ -168,6 +180,41 @@ class Repository {
   // (empty or malformed name), record_not_found.
   void delete_job(std::string_view name);
 
+  // Pauses the job: no server claims it until resume_job; a run of it that
+  // is running goes on to its end. Idempotent. Throws invalid_parameter
+  // (empty or malformed name), record_not_found.
+  Job pause_job(std::string_view name);
+  // Lets servers claim the job again (at its due time). Errors as pause_job.
+  Job resume_job(std::string_view name);
+
+  // An operator's "run it now": due now, or, while a run of it is running,
+  // due as soon as that run ends (whatever next time the run's end sets),
+  // on whichever server. A paused job stays paused. Errors as pause_job.
+  Job run_now(std::string_view name);
+
+  // Asks the server that runs the run to stop it: sets cancel_requested.
+  // The server sees it with its next heartbeat, stops the work and ends the
+  // run as interrupted with message "cancelled by operator"; the job keeps
+  // its schedule. Returns the run as stored. Throws invalid_parameter (a
+  // malformed id), record_not_found, invalid_job_run_state (the run is
+  // final).
+  Run cancel_run(std::string_view run_id);
+
+  // A server's proof of life: live for `ttl` from now (0 <= ttl <=
+  // max_offset). With `jobs`, also the whole set of jobs it serves from now
+  // on, each with definition_fingerprint() of its definition (names of
+  // jobs that do not exist are left out). Throws invalid_parameter (a
+  // malformed server id, job name or fingerprint, ttl out of range),
+  // check_constraint (server id too long).
+  void record_server(std::string_view server_id, std::chrono::microseconds ttl,
+                     std::optional<std::vector<ServedJob>> jobs = std::nullopt);
+  // Forgets a server and what it serves (its clean stop). Not an error when
+  // it is unknown.
+  void remove_server(std::string_view server_id);
+  // What servers serve this plugin's jobs (one job's, when `name` is not
+  // empty), by job name then server id.
+  std::vector<Serving> list_servings(std::string_view name = {});
+
   // The claim: a running run owned by server_id for each due job that has no
   // running run, earliest due first (ties by name), at most options.limit.
   // Returns the new runs in claim order, or none. Never fails because another
@@ -190,7 +237,8 @@ class Repository {
   // The same with an absolute time for the job's next run.
   Run complete_run(std::string_view run_id, Timestamp next_run_at);
 
-  // The run becomes failed with end_time = now; the job is not rescheduled
+  // The run becomes failed with end_time = now and options.message; the
+  // job's consecutive_failures grows by one; the job is not rescheduled
   // (it is due at once) unless options.retry_in or retry_at is set. Errors as
   // update_progress, and invalid_parameter for retry_in beyond max_offset,
   // retry_at out of range, or both.
@@ -214,7 +262,8 @@ class Repository {
   std::vector<RunUpdateResult> update_runs(std::span<const RunUpdate> updates);
 
   // Every running run of this plugin (of options.server_id, when given) not
-  // updated for `threshold` becomes interrupted with end_time = now. Threshold
+  // updated for `threshold` becomes interrupted with end_time = now (and
+  // options.message). Threshold
   // 0: all running runs. Returns those runs in no promised order. Jobs are not
   // rescheduled. Throws invalid_parameter for a threshold that is negative
   // or beyond max_offset, or a malformed server_id filter.
@@ -239,6 +288,7 @@ class Repository {
                  const CreateJobOptions& options) const;
   std::vector<RunUpdateResult> apply_updates(const char* operation, std::span<const RunUpdate> updates);
   Job reschedule(const char* operation, std::string_view name, const Due& due);
+  Job set_paused(const char* operation, std::string_view name, bool paused);
   Run transition(const char* operation, std::string_view run_id, RunTransition change);
   [[noreturn]] void throw_transition_error(const char* operation, const std::string& run_id,
                                            const std::string& counts_problem);

@@ -38,10 +38,11 @@ namespace jobrepo {
 // Why a running handler was asked to stop.
 enum class CancelReason {
   none,
-  stopping,     // Scheduler::stop()
-  interrupted,  // the run is final or gone in the store (interrupted by a peer)
-  fenced,       // heartbeats failed for too long: a peer may soon take the job
-  deadline,     // the job's timeout passed
+  stopping,          // Scheduler::stop()
+  interrupted,       // the run is final or gone in the store (interrupted by a peer)
+  fenced,            // heartbeats failed for too long: a peer may soon take the job
+  deadline,          // the job's timeout passed
+  operator_request,  // an operator cancelled the run (Repository::cancel_run)
 };
 std::string_view to_string(CancelReason reason) noexcept;
 
@@ -100,6 +101,18 @@ class JobHandler {
 std::shared_ptr<JobHandler> make_job(std::string name, std::string description,
                                      std::function<std::chrono::microseconds(JobContext&)> run);
 
+struct BackoffOptions {
+  std::chrono::microseconds initial = std::chrono::seconds(1);  // after the first failure
+  std::chrono::microseconds max = std::chrono::minutes(5);
+  double multiplier = 2.0;
+  double jitter = 0.2;  // +-20% at random, so that servers do not retry in step
+  // After this many failed attempts in a row the job is not retried: it
+  // waits for its next regular time (RegisterJobOptions::every or its
+  // calendar schedule; without either, backoff.max), and a failure there
+  // starts a new round of retries. 0: no limit.
+  int max_attempts = 0;
+};
+
 struct RegisterJobOptions {
   std::chrono::microseconds next_run_in{0};  // first run, when the job is new
   std::chrono::microseconds timeout{0};      // 0: none; else the run is cancelled after it
@@ -116,23 +129,47 @@ struct RegisterJobOptions {
   // Replace a job registered here already (its handler and timeout, for
   // the runs that start from then on); without it that is invalid_parameter.
   bool replace = false;
-};
-
-struct BackoffOptions {
-  std::chrono::microseconds initial = std::chrono::seconds(1);  // after the first failure
-  std::chrono::microseconds max = std::chrono::minutes(5);
-  double multiplier = 2.0;
-  double jitter = 0.2;  // +-20% at random, so that servers do not retry in step
+  // The job's regular interval, when it has one: its next time when a run
+  // ends without the handler's answer (cancelled by an operator) or after
+  // backoff.max_attempts failures. The handler's return value still sets
+  // the next time after a run that returns.
+  std::optional<std::chrono::microseconds> every{};
+  // This job's back-off after failed runs; empty: SchedulerOptions::backoff.
+  // The failures are counted in the store (Job::consecutive_failures), so
+  // every server backs off the same.
+  std::optional<BackoffOptions> backoff{};
+  // How this server runs the job (its command, schedule, timeout...), as
+  // text: servers whose definitions of one job differ are reported (a
+  // `warning` event, once) and shown by jobctl jobs. Empty: the schedule,
+  // timeout and back-off given here.
+  std::string definition{};
 };
 
 // Something that happened, for logs and metrics (called on scheduler threads).
 struct SchedulerEvent {
   // skipped: a job with Misfire::skip missed a fire time, which is dropped.
-  enum class Kind { claimed, started, completed, failed, cancelled, interrupted_peer, error, skipped };
+  // interrupted: a run this server ended without a result (cancelled by an
+  // operator). warning: something an operator should know that is not an
+  // error (servers disagree about a job's definition).
+  enum class Kind {
+    claimed,
+    started,
+    completed,
+    failed,
+    cancelled,
+    interrupted_peer,
+    error,
+    skipped,
+    interrupted,
+    warning
+  };
   Kind kind;
   std::string job_name;  // empty for errors not tied to a job
   std::string run_id;
   std::string detail;  // error message, cancel reason, duration...
+  // failed, interrupted, interrupted_peer: the run's message as stored
+  // (Run::message: "exit 7", "timed out after 1m", "cancelled by operator").
+  std::string message{};
 };
 std::string_view to_string(SchedulerEvent::Kind kind) noexcept;
 
@@ -181,10 +218,14 @@ struct ExecutingRun {
 // Why `options` cannot run a Scheduler, in one line naming the options and
 // their values, or empty: worker_threads < 1, an interval not in
 // (0, 100 years], a negative claim_limit, stop_timeout or grace, back-off
-// settings out of range (initial <= max <= 100 years, 1 <= multiplier <=
-// 1000, 0 <= jitter < 1), monitor_interval > interrupt_threshold / 4, or
+// settings out of range (backoff_problem()), monitor_interval > interrupt_threshold / 4, or
 // grace breaking the fence rule (see SchedulerOptions::grace).
 std::string scheduler_options_problem(const SchedulerOptions& options);
+
+// Why `backoff` cannot be used, in one line naming the setting (after
+// `prefix`, e.g. "backoff."), or empty: initial <= max <= 100 years, 1 <=
+// multiplier <= 1000, 0 <= jitter < 1, max_attempts >= 0.
+std::string backoff_problem(const BackoffOptions& backoff, std::string_view prefix = "backoff.");
 
 class Scheduler {
  public:
@@ -222,9 +263,11 @@ class Scheduler {
   // return in time (it keeps running; the destructor waits for it).
   bool stop();
 
-  // Makes the job due now (in the store, for the whole cluster) and wakes the
-  // claim loop. Throws what update_job_next_run throws (record_not_found for
-  // an unknown job), its message starting with "run_now: ".
+  // Makes the job due now (in the store, for the whole cluster), or, while
+  // a run of it is running, due as soon as that run ends (Repository::
+  // run_now), and wakes the claim loop. Throws what Repository::run_now
+  // throws (record_not_found for an unknown job), its message starting with
+  // "run_now: ".
   void run_now(std::string_view job_name);
 
   std::vector<ExecutingRun> executing() const;

@@ -76,8 +76,11 @@ struct RunTransition {
   // New counts; empty keeps the stored ones.
   std::optional<std::int64_t> completed_count{};
   std::optional<std::int64_t> total_count{};
-  // When set, the run's job becomes due then, in the same transaction.
+  // When set, the run's job becomes due then, in the same transaction (at
+  // now instead when the job's run_requested is set; that clears it).
   std::optional<Due> reschedule{};
+  // Run::message for a final run (message_text(), text.hpp); empty: none.
+  std::optional<std::string> message{};
 };
 
 // Arguments of Store::list_runs.
@@ -93,6 +96,34 @@ struct StaleRunQuery {
   std::string plugin_id{};
   std::chrono::microseconds threshold{0};  // >= 0
   std::optional<std::string> server_id{};  // only that server's runs
+  std::optional<std::string> message{};    // Run::message of the interrupted runs
+};
+
+// One job a server serves, with a fingerprint of its definition there.
+struct ServedJob {
+  std::string name{};
+  std::string fingerprint{};  // 1-64 characters, compared as is
+};
+
+// Arguments of Store::record_server: a server's proof of life and, when
+// `jobs` is set, the whole set of jobs it serves from now on.
+struct ServerRecord {
+  std::string plugin_id{};
+  std::string server_id{};
+  // The server counts as live until now + ttl unless it records again.
+  std::chrono::microseconds ttl{0};
+  std::optional<std::vector<ServedJob>> jobs{};
+};
+
+// What the store knows of one server serving one job (Store::list_servings).
+struct Serving {
+  std::string job_name{};
+  std::string server_id{};
+  std::string fingerprint{};
+  Timestamp registered_time{};  // when the server last recorded this job
+  Timestamp seen_time{};        // the server's last record
+  bool live = false;            // the server's ttl has not run out
+  friend bool operator==(const Serving&, const Serving&) = default;
 };
 
 // A subscription of Store::subscribe_due. Destroying it ends the calls: once
@@ -137,10 +168,38 @@ class Store {
   // Deletes the job and all its runs; false when it does not exist.
   virtual bool delete_job(const std::string& plugin_id, const std::string& name) = 0;
 
+  // Sets Job::paused; empty when the job does not exist. Resuming wakes
+  // subscribers (subscribe_due).
+  virtual std::optional<Job> set_job_paused(const std::string& plugin_id, const std::string& name, bool paused) = 0;
+
+  // An operator's "run it now": when the job has a running run, sets its
+  // run_requested (the run's end makes it due at once); otherwise sets
+  // next_scheduled_run to now and wakes subscribers. Empty when the job does
+  // not exist.
+  virtual std::optional<Job> request_run(const std::string& plugin_id, const std::string& name) = 0;
+
+  // Sets cancel_requested of the run when it is running. Returns the run as
+  // stored after (a final one unchanged), or empty when it does not exist
+  // in plugin_id.
+  virtual std::optional<Run> request_cancel(const std::string& plugin_id, const std::string& run_id) = 0;
+
+  // Records a server's proof of life (seen now, live until now + ttl) and,
+  // when record.jobs is set, replaces the set of jobs it serves with it
+  // (registered now, with their fingerprints); jobs that do not exist are
+  // left out.
+  virtual void record_server(const ServerRecord& record) = 0;
+  // Forgets the server and the jobs it serves (a clean stop).
+  virtual void remove_server(const std::string& plugin_id, const std::string& server_id) = 0;
+  // What servers serve the jobs of plugin_id (of one job, when given), by
+  // job name then server id; `live` as of now.
+  virtual std::vector<Serving> list_servings(const std::string& plugin_id, const std::optional<std::string>& name) = 0;
+
   // The claim. Atomically inserts a running run owned by request.server_id for
-  // each job of request.plugin_id that is due (next_scheduled_run <= now) and
-  // has no running run, earliest due first, ties by name, at most
-  // request.limit; returns the new runs in that order. Concurrent claims never
+  // each job of request.plugin_id that is due (next_scheduled_run <= now),
+  // not paused and has no running run, earliest due first, ties by name, at
+  // most request.limit; returns the new runs in that order. Each run's
+  // attempt is 1 + its job's consecutive_failures; the job's run_requested
+  // is cleared. Concurrent claims never
   // get the same job and never fail because another claim won a race.
   // Run ids come from generate_run_id() (backend.hpp) or are equally strong.
   virtual std::vector<Run> claim_runs(const ClaimRequest& request) = 0;
@@ -149,11 +208,16 @@ class Store {
   // result is the run after transition i, or empty when that run does not
   // exist in its plugin or was not running (nothing is written for it).
   // A final run gets end_time = update_time = now; a running one update_time = now.
+  // A run that becomes final updates its job in the same transaction:
+  // last_status, last_end_time (now), last_message (the run's message);
+  // completed: consecutive_failures = 0 and last_success_time = now;
+  // failed: consecutive_failures + 1; interrupted: unchanged.
   virtual std::vector<std::optional<Run>> transition_runs(std::span<const RunTransition> changes) = 0;
 
   // Every running run of query.plugin_id (and query.server_id, when set) with
   // update_time <= now - threshold becomes interrupted with end_time = now.
-  // Returns those runs, in no promised order. Jobs are not rescheduled.
+  // Returns those runs, in no promised order. Jobs are not rescheduled; each
+  // job's last_* is set as by transition_runs, with query.message.
   virtual std::vector<Run> interrupt_stale_runs(const StaleRunQuery& query) = 0;
 
   virtual std::optional<Run> lookup_run(const std::string& plugin_id, const std::string& run_id) = 0;

@@ -29,6 +29,22 @@ class StoreWrapper : public Store {
   bool delete_job(const std::string& plugin_id, const std::string& name) override {
     return target_.delete_job(plugin_id, name);
   }
+  std::optional<Job> set_job_paused(const std::string& plugin_id, const std::string& name, bool paused) override {
+    return target_.set_job_paused(plugin_id, name, paused);
+  }
+  std::optional<Job> request_run(const std::string& plugin_id, const std::string& name) override {
+    return target_.request_run(plugin_id, name);
+  }
+  std::optional<Run> request_cancel(const std::string& plugin_id, const std::string& run_id) override {
+    return target_.request_cancel(plugin_id, run_id);
+  }
+  void record_server(const ServerRecord& record) override { target_.record_server(record); }
+  void remove_server(const std::string& plugin_id, const std::string& server_id) override {
+    target_.remove_server(plugin_id, server_id);
+  }
+  std::vector<Serving> list_servings(const std::string& plugin_id, const std::optional<std::string>& name) override {
+    return target_.list_servings(plugin_id, name);
+  }
   std::vector<Run> claim_runs(const ClaimRequest& request) override { return target_.claim_runs(request); }
   std::vector<std::optional<Run>> transition_runs(std::span<const RunTransition> changes) override {
     return target_.transition_runs(changes);

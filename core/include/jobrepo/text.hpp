@@ -25,6 +25,7 @@ namespace jobrepo {
 inline constexpr std::size_t max_name_length = 127;          // job names and plugin ids
 inline constexpr std::size_t max_description_length = 1023;  // job descriptions
 inline constexpr std::size_t max_server_id_length = 255;     // server ids
+inline constexpr std::size_t max_message_length = 1023;      // Run::message
 
 // What a text is, for its rule.
 enum class TextKind { job_name, description, server_id, plugin_id, run_id };
@@ -59,5 +60,12 @@ std::size_t trimmed_length(std::string_view text);
 // ("..." follows), with control characters, DEL and bytes that are not part
 // of valid UTF-8 written as \xNN. The result is one line of valid UTF-8.
 std::string quote_text(std::string_view text);
+
+// `text` made fit to be a run's message (Run::message): bytes that are not
+// valid UTF-8 and control characters other than tab become U+FFFD and a
+// newline becomes a space, leading and trailing spaces go, and a text
+// longer than max_message_length code points is cut to end in "...".
+// Never refuses: a reason why a run ended is kept whatever its words.
+std::string message_text(std::string_view text);
 
 }  // namespace jobrepo

@@ -46,6 +46,22 @@ struct Job {
   // How the servers that run it schedule it, for people ("every 1h", "cron 0
   // 3 * * * in Europe/Berlin"); empty when unknown. Set by registration.
   std::string schedule{};
+  // A paused job is never claimed; a run of it that is running goes on to
+  // its end. Set by Repository::pause_job / resume_job.
+  bool paused = false;
+  // An operator asked for a run while one was running (Repository::run_now):
+  // the job becomes due again as soon as that run ends, whatever time the
+  // run's end would set. Cleared by the next claim.
+  bool run_requested = false;
+  // Failed runs since the last completed one (interrupted runs do not
+  // count): the back-off of every server reads it (Run::attempt).
+  std::int64_t consecutive_failures = 0;
+  // The job's last run that ended: its status, end time and message.
+  std::optional<Status> last_status{};
+  std::optional<Timestamp> last_end_time{};
+  std::optional<std::string> last_message{};
+  // When a run of it last completed.
+  std::optional<Timestamp> last_success_time{};
 
   friend bool operator==(const Job&, const Job&) = default;
 };
@@ -62,6 +78,16 @@ struct Run {
   std::int64_t completed_count = 0;
   std::int64_t total_count = 0;
   Status status = Status::running;
+  // Why the run ended, for people ("exit 7", "timed out after 1m",
+  // "cancelled by operator"); empty when nothing was said. At most
+  // max_message_length characters (text.hpp).
+  std::optional<std::string> message{};
+  // 1 + the job's consecutive_failures when the run was claimed: 1 after a
+  // success, 2 for the first retry...
+  std::int64_t attempt = 1;
+  // An operator asked the run's server to stop it (Repository::cancel_run);
+  // the server ends it as interrupted, "cancelled by operator".
+  bool cancel_requested = false;
 
   friend bool operator==(const Run&, const Run&) = default;
 };

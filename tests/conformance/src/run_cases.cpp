@@ -282,9 +282,9 @@ TEST_CASE("update_runs applies many updates in one call; a bad one writes nothin
       {.run_id = d.private_id, .status = Status::failed},                              // 3: d is final
       {.run_id = c.private_id, .completed_count = 5, .total_count = 2},                // 4: bad counts
       {.run_id = "", .status = Status::completed},                                     // 5: no id
-      {.run_id = c.private_id, .status = Status::interrupted},                         // 6: not allowed
-      {.run_id = c.private_id, .status = Status::failed, .next_run_in = 10min},        // 7: fails c
-      {.run_id = a.private_id, .status = Status::completed, .next_run_in = 0s},        // 8: a is final now
+      {.run_id = c.private_id, .status = Status::failed, .next_run_in = 1s, .next_run_at = Timestamp{}},  // 6: both
+      {.run_id = c.private_id, .status = Status::failed, .next_run_in = 10min},                           // 7: fails c
+      {.run_id = a.private_id, .status = Status::completed, .next_run_in = 0s},  // 8: a is final now
   };
   const auto results = f.repo.update_runs(updates);
   REQUIRE(results.size() == updates.size());

@@ -77,6 +77,7 @@ int run(Harness& harness, int argc, char* argv[]) {
   link_job_cases();
   link_run_cases();
   link_race_cases();
+  link_control_cases();
   if (argc >= 2 && std::strcmp(argv[1], worker_flag) == 0) return worker_main(harness, argc - 2, argv + 2);
 
   const std::string name = harness.name();

@@ -76,4 +76,5 @@ namespace jobrepo::conformance {
 void link_job_cases();
 void link_run_cases();
 void link_race_cases();
+void link_control_cases();
 }  // namespace jobrepo::conformance

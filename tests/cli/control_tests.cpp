@@ -1,0 +1,350 @@
+// Operators in control, as an operator sees it: jobctl against two running
+// jobctl serve processes on one database. Pause stops new runs cluster-wide,
+// cancel stops the command on whichever server runs it, run-now during a
+// run gives exactly one more run right after it, removed and drifted jobs
+// are flagged, back-off is counted in the store, on_failure runs once per
+// failed run, and the operator basics (--version, serve --check, --help).
+// On SQLite or PostgreSQL (JOBREPO_TEST_BACKEND, see ../scheduler/backend.hpp).
+#include "cli_support.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <fstream>
+#include <thread>
+
+using namespace std::chrono_literals;
+using jobrepo::test::Cli;
+using jobrepo::test::micros_of;
+using jobrepo::test::run_processes;
+using jobrepo::test::slurp;
+using jobrepo::test::wait_until;
+using jobrepo::test::write_config;
+using nlohmann::json;
+
+namespace {
+
+// The runs of a job, oldest first.
+std::vector<json> runs_of(Cli& cli, const std::string& job) {
+  auto runs = cli({"runs", "--job", job, "--limit", "-1", "--json"}).parsed();
+  std::vector<json> out(runs.begin(), runs.end());
+  std::reverse(out.begin(), out.end());
+  return out;
+}
+
+// The job as `jobctl jobs --json` shows it; an empty object when there is
+// none (yet: the servers create their jobs when they start).
+json job_of(Cli& cli, const std::string& name) {
+  const auto listed = cli({"jobs", "--json"});
+  if (listed.status == 0) {
+    for (const auto& job : listed.parsed()) {
+      if (job["name"] == name) return job;
+    }
+  }
+  return json::object();
+}
+
+long long now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Stops a serve with SIGTERM and expects a clean stop.
+void stop(std::unique_ptr<jobrepo::test::Process>& serve) {
+  kill(serve->pid, SIGTERM);
+  const auto result = serve->wait_at_most(20s);
+  INFO(result.err);
+  CHECK(result.status == 0);
+}
+
+}  // namespace
+
+TEST_CASE("control: pause stops new runs on every server within a claim interval; resume lets them run") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "p", "command": ["sh", "-c", "sleep 0.05"], "every": "100ms"}
+  ])");
+  auto a = cli.serve(config, "a");
+  auto b = cli.serve(config, "b");
+  REQUIRE(wait_until([&] { return runs_of(cli, "p").size() >= 4; }, 20s));
+  const auto paused = cli({"job", "pause", "p", "--json"});
+  REQUIRE(paused.status == 0);
+  CHECK(paused.parsed()["paused"] == true);
+  const auto paused_at = now_us();
+  std::this_thread::sleep_for(1500ms);
+  const auto runs = runs_of(cli, "p");
+  // A run claimed just before the pause may start up to one claim interval
+  // (200 ms) later in the log, never in the database.
+  for (const auto& run : runs) CHECK(micros_of(run["create_time"]) <= paused_at);
+  CHECK(job_of(cli, "p")["paused"] == true);
+  const auto human = cli({"jobs"});
+  CHECK(human.out.find("paused") != std::string::npos);
+  // Paused stays paused: both servers still serve it.
+  CHECK(job_of(cli, "p")["unserved"] == false);
+  REQUIRE(cli({"job", "resume", "p"}).status == 0);
+  CHECK(wait_until([&] { return runs_of(cli, "p").size() >= runs.size() + 2; }, 5s));
+  CHECK(job_of(cli, "p")["paused"] == false);
+  stop(a);
+  stop(b);
+  CHECK(cli({"audit"}).status == 0);
+}
+
+TEST_CASE("control: run cancel stops the command on the server that runs it; the job keeps its schedule") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "long", "command": ["sh", "-c", "sleep 30"], "every": "1h"}
+  ])");
+  auto a = cli.serve(config, "a");
+  auto b = cli.serve(config, "b");
+  json running;
+  REQUIRE(wait_until(
+      [&] {
+        running = job_of(cli, "long")["running"];
+        return !running.is_null() && !run_processes(cli.dir.path).empty();
+      },
+      20s));
+  const std::string id = running["run_id"];
+  const std::string server = running["server_id"];
+  const auto asked = std::chrono::steady_clock::now();
+  const auto cancelled = cli({"run", "cancel", id, "--json"});
+  INFO(cancelled.err);
+  REQUIRE(cancelled.status == 0);
+  const auto run = cancelled.parsed();
+  CHECK(run["status"] == "interrupted");
+  CHECK(run["message"] == "cancelled by operator");
+  CHECK(run["server_id"] == server);
+  // Stopped by its server within a monitor interval (250 ms) and the grace
+  // (250 ms to SIGKILL; sh and sleep die at SIGTERM).
+  CHECK(std::chrono::steady_clock::now() - asked < 3s);
+  CHECK(wait_until([&] { return run_processes(cli.dir.path).empty(); }, 2s));
+  // No rerun: the job keeps its hour.
+  std::this_thread::sleep_for(1s);
+  const auto job = job_of(cli, "long");
+  CHECK(runs_of(cli, "long").size() == 1);
+  CHECK(job["running"].is_null());
+  CHECK(job["last_status"] == "interrupted");
+  CHECK(job["last_message"] == "cancelled by operator");
+  CHECK(micros_of(job["next_scheduled_run"]) > now_us() + 50LL * 60 * 1000000);
+  // The server says so in its log.
+  stop(a);
+  stop(b);
+  const auto log = slurp(server == "a" ? a->err : b->err);
+  CHECK(log.find("cancelled by operator") != std::string::npos);
+  // A final run cannot be cancelled; an unknown one is not found.
+  const auto again = cli({"run", "cancel", id});
+  CHECK(again.status == 1);
+  CHECK(again.err.find("is already interrupted (invalid_job_run_state)") != std::string::npos);
+  CHECK(cli({"run", "cancel", "AAAAAAAAAAAAAAAAAAAAAA"}).err.find("(record_not_found)") != std::string::npos);
+}
+
+TEST_CASE("control: run-now during a run gives exactly one more run right after it, on any server") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "r", "command": ["sh", "-c", "sleep 1"], "every": "1h"}
+  ])");
+  auto a = cli.serve(config, "a");
+  auto b = cli.serve(config, "b");
+  REQUIRE(wait_until([&] { return !job_of(cli, "r")["running"].is_null(); }, 20s));
+  const auto requested = cli({"job", "run-now", "r", "--json"});
+  REQUIRE(requested.status == 0);
+  CHECK(requested.parsed()["run_requested"] == true);
+  CHECK(cli({"job", "show", "r"}).out.find("as soon as its running run ends") != std::string::npos);
+  REQUIRE(wait_until([&] { return runs_of(cli, "r").size() >= 2; }, 5s));
+  std::this_thread::sleep_for(3s);  // the second run ends; nothing more is due
+  const auto runs = runs_of(cli, "r");
+  REQUIRE(runs.size() == 2);
+  CHECK(runs[0]["status"] == "completed");
+  // Right after the first ended: within the claim interval (200 ms) and some.
+  CHECK(micros_of(runs[1]["create_time"]) - micros_of(runs[0]["end_time"]) < 1000000);
+  CHECK(job_of(cli, "r")["run_requested"] == false);
+  // An idle job: due now, no request kept.
+  const auto idle = cli({"job", "run-now", "r", "--json"});
+  CHECK(idle.parsed()["run_requested"] == false);
+  REQUIRE(wait_until([&] { return runs_of(cli, "r").size() == 3; }, 5s));
+  stop(a);
+  stop(b);
+  CHECK(cli({"audit"}).status == 0);
+}
+
+TEST_CASE("control: jobs flags a job no live server serves and one whose servers disagree; delete needs --force") {
+  Cli cli;
+  const auto config_a = write_config(cli.dir.path, R"([
+    {"name": "x", "command": ["true"], "every": "5s"},
+    {"name": "gone", "command": ["true"], "every": "1h"}
+  ])",
+                                     R"("claim_interval": "200ms", "monitor_interval": "250ms",
+    "interrupt_threshold": "2s", "grace": "250ms",)",
+                                     "a.json");
+  const auto config_b = write_config(cli.dir.path, R"([
+    {"name": "x", "command": ["true"], "every": "20s"}
+  ])",
+                                     R"("claim_interval": "200ms", "monitor_interval": "250ms",
+    "interrupt_threshold": "2s", "grace": "250ms",)",
+                                     "b.json");
+  auto a = cli.serve(config_a, "a");
+  auto b = cli.serve(config_b, "b");
+  REQUIRE(
+      wait_until([&] { return job_of(cli, "x")["servers"].size() == 2 && job_of(cli, "x")["drifted"] == true; }, 20s));
+  const auto x = job_of(cli, "x");
+  CHECK(x["unserved"] == false);
+  CHECK(x["servers"][0]["fingerprint"] != x["servers"][1]["fingerprint"]);
+  CHECK(job_of(cli, "gone")["unserved"] == false);
+  CHECK(cli({"jobs"}).out.find("DEFINITIONS DIFFER") != std::string::npos);
+  // Each server warns once (the one that registered last at least).
+  REQUIRE(wait_until([&] { return (a->errors() + b->errors()).find("define this job otherwise") != std::string::npos; },
+                     5s));
+
+  // "gone" leaves a's config: a reload tells the cluster.
+  write_config(cli.dir.path, R"([{"name": "x", "command": ["true"], "every": "5s"}])",
+               R"("claim_interval": "200ms", "monitor_interval": "250ms", "interrupt_threshold": "2s",
+    "grace": "250ms",)",
+               "a.json");
+  kill(a->pid, SIGHUP);
+  REQUIRE(wait_until([&] { return job_of(cli, "gone")["unserved"] == true; }, 5s));
+  CHECK(job_of(cli, "gone")["servers"].empty());
+  CHECK(cli({"jobs"}).out.find("NONE LIVE") != std::string::npos);
+
+  // Deleting a job that servers serve is refused without --force.
+  const auto refused = cli({"job", "delete", "x"});
+  CHECK(refused.status == 1);
+  CHECK(refused.err.find("is served by \"a\", \"b\"") != std::string::npos);
+  CHECK(cli({"job", "delete", "gone"}).status == 0);
+  CHECK(cli({"job", "delete", "x", "--force"}).status == 0);
+
+  stop(a);
+  stop(b);
+  CHECK(cli({"jobs", "--json"}).parsed().empty());
+}
+
+TEST_CASE("control: back-off is counted in the store; after max_attempts the job waits for its regular time") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "f", "command": ["sh", "-c", "exit 3"], "every": "1h",
+     "backoff": {"initial": "300ms", "max": "300ms", "multiplier": 1, "max_attempts": 3}}
+  ])");
+  auto a = cli.serve(config, "a");
+  auto b = cli.serve(config, "b");
+  REQUIRE(wait_until([&] { return runs_of(cli, "f").size() >= 3; }, 20s));
+  std::this_thread::sleep_for(2s);
+  const auto runs = runs_of(cli, "f");
+  REQUIRE(runs.size() == 3);
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    CHECK(runs[i]["status"] == "failed");
+    CHECK(runs[i]["message"] == "exit 3");
+    CHECK(runs[i]["attempt"] == i + 1);
+  }
+  const auto job = job_of(cli, "f");
+  CHECK(job["consecutive_failures"] == 3);
+  CHECK(job["last_message"] == "exit 3");
+  CHECK(micros_of(job["next_scheduled_run"]) > now_us() + 50LL * 60 * 1000000);
+  stop(a);
+  stop(b);
+}
+
+TEST_CASE("control: on_failure runs once per failed or timed-out run with its status and message") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "bad", "command": ["sh", "-c", "exit 7"], "every": "1h",
+     "backoff": {"max_attempts": 1}},
+    {"name": "slow", "command": ["sleep", "5"], "every": "1h", "timeout": "300ms",
+     "backoff": {"max_attempts": 1}},
+    {"name": "good", "command": ["true"], "every": "1h"},
+    {"name": "hook-fails", "command": ["false"], "every": "1h", "backoff": {"max_attempts": 1},
+     "on_failure": ["sh", "-c", "exit 3"]}
+  ])",
+                                   R"("claim_interval": "200ms", "monitor_interval": "250ms",
+    "interrupt_threshold": "2s", "grace": "250ms", "worker_threads": 6,
+    "on_failure": ["sh", "-c", "echo \"$JOBREPO_JOB_NAME|$JOBREPO_RUN_ID|$JOBREPO_RUN_STATUS|$JOBREPO_RUN_MESSAGE\" >> \"$JOBREPO_TEST_DIR/hooks.txt\""],)");
+  auto a = cli.serve(config, "a");
+  auto b = cli.serve(config, "b");
+  const auto hooks = cli.dir.path / "hooks.txt";
+  const auto hook_lines = [&] {
+    const auto text = slurp(hooks);
+    return std::count(text.begin(), text.end(), '\n');
+  };
+  REQUIRE(wait_until([&] { return hook_lines() >= 2; }, 20s));
+  REQUIRE(wait_until([&] { return (a->errors() + b->errors()).find("failed with exit 3") != std::string::npos; }, 5s));
+  std::this_thread::sleep_for(1s);
+  stop(a);
+  stop(b);
+  const auto lines = slurp(hooks);
+  INFO(lines);
+  CHECK(std::count(lines.begin(), lines.end(), '\n') == 2);
+  const std::string bad = runs_of(cli, "bad").at(0)["private_id"];
+  const std::string slow = runs_of(cli, "slow").at(0)["private_id"];
+  CHECK(lines.find("bad|" + bad + "|failed|exit 7\n") != std::string::npos);
+  CHECK(lines.find("slow|" + slow + "|failed|timed out after 300ms\n") != std::string::npos);
+  CHECK(cli({"run", "show", slow}).out.find("message:      timed out after 300ms") != std::string::npos);
+  CHECK(lines.find("good") == std::string::npos);
+  const auto log = a->errors() + b->errors();
+  CHECK(log.find("on_failure of hook-fails run") != std::string::npos);
+  CHECK(log.find("(not retried)") != std::string::npos);
+}
+
+TEST_CASE("control: --version, serve --check, low-level commands marked, progress never reported shows -") {
+  Cli cli;
+  const auto version = cli.bare({"--version"});
+  CHECK(version.status == 0);
+  CHECK(version.out.rfind("jobctl ", 0) == 0);
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "nightly", "command": ["backup-tool", "--all"], "cron": "0 3 * * *", "time_zone": "Europe/Berlin",
+     "timeout": "2h", "on_failure": ["true"]}
+  ])");
+  // No database is touched: a URL nobody listens on does not matter.
+  const auto check =
+      cli.bare({"--db", "postgresql://127.0.0.1:1/none", "serve", "--check", "--config", config.string()});
+  INFO(check.err);
+  CHECK(check.status == 0);
+  CHECK(check.out.find("ok, 1 jobs") != std::string::npos);
+  CHECK(check.out.find("nightly: cron 0 3 * * * in Europe/Berlin, timeout 2h, on_failure set") != std::string::npos);
+  const auto check_json = cli.bare({"--json", "serve", "--check", "--config", config.string()});
+  REQUIRE(check_json.status == 0);
+  CHECK(check_json.parsed()["jobs"][0]["fingerprint"].get<std::string>().size() == 16);
+  const auto bad = write_config(cli.dir.path, R"([{"name": "x", "command": ["true"], "every": "1h",
+    "backoff": {"multiplier": 0.5}}])",
+                                R"()", "bad.json");
+  const auto refused = cli.bare({"serve", "--check", "--config", bad.string()});
+  CHECK(refused.status == 2);
+  CHECK(refused.err.find("jobs[0].backoff: multiplier 0.500000 is not between 1 and 1000") != std::string::npos);
+  const auto help = cli.bare({"--help"});
+  for (const char* low : {"claim --server", "run progress", "run complete", "run fail"}) {
+    const auto line = help.out.substr(help.out.find(low), help.out.find('\n', help.out.find(low)) - help.out.find(low));
+    CHECK(line.find("Low-level, fakes a server's work") != std::string::npos);
+  }
+  CHECK(help.out.find("job pause NAME") != std::string::npos);
+  CHECK(help.out.find("run cancel ID") != std::string::npos);
+  // A run that never reported progress shows "-", its message null.
+  REQUIRE(cli({"migrate"}).status == 0);
+  REQUIRE(cli({"job", "create", "j", "d"}).status == 0);
+  const auto claimed = cli({"claim", "--server", "s", "--json"}).parsed();
+  const std::string id = claimed[0]["private_id"];
+  CHECK(cli({"run", "show", id}).out.find("progress:     -") != std::string::npos);
+  CHECK(cli({"run", "show", id, "--json"}).parsed()["message"].is_null());
+  const auto failed = cli({"run", "fail", id, "--message", "by hand", "--json"}).parsed();
+  CHECK(failed["message"] == "by hand");
+  CHECK(cli({"runs"}).out.find("by hand") != std::string::npos);
+  // --limit 0 and other negatives are refused, as docs/cli.md says.
+  CHECK(cli({"runs", "--limit", "0"}).status == 2);
+  CHECK(cli({"runs", "--limit", "-5"}).status == 2);
+}
+
+TEST_CASE("control: bash completion completes commands, subcommands and options") {
+  Cli cli;
+  const auto script = std::filesystem::path(JOBREPO_SOURCE_DIR) / "tools" / "jobctl" / "completion" / "jobctl.bash";
+  const auto complete = [&](const std::string& words, int word) {
+    const auto out = cli.dir.path / "completion.txt";
+    const std::string command = "bash -c 'source \"" + script.string() + "\"; COMP_WORDS=(" + words +
+                                "); COMP_CWORD=" + std::to_string(word) + "; _jobctl; echo \"${COMPREPLY[*]}\"' > \"" +
+                                out.string() + "\" 2>&1";
+    REQUIRE(std::system(command.c_str()) == 0);
+    auto text = slurp(out);
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    return text;
+  };
+  CHECK(complete("jobctl jo", 1) == "jobs job");
+  CHECK(complete("jobctl job p", 2) == "pause");
+  CHECK(complete("jobctl run c", 2) == "cancel complete");
+  CHECK(complete("jobctl serve --c", 2) == "--config --check");
+  CHECK(complete("jobctl runs --status f", 3) == "failed");
+}

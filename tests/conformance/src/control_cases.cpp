@@ -1,0 +1,243 @@
+// Conformance cases: what operators steer and read (schema version 4):
+// pausing, a run-now that sticks, cancel requests, why runs ended, the
+// count of consecutive failures, and which servers serve which jobs.
+#include "support.hpp"
+
+#include <algorithm>
+#include <string>
+
+namespace jobrepo::conformance {
+
+void link_control_cases() {}
+
+namespace {
+
+// The running run of a new job `name`, claimed by `server`.
+Run claimed(Repository& repo, const std::string& name, const std::string& server = "s1") {
+  if (!repo.lookup_job(name)) repo.create_job(name, "d");
+  auto runs = repo.run_jobs(server, {.only_jobs = std::vector<std::string>{name}});
+  REQUIRE(runs.size() == 1);
+  return runs.front();
+}
+
+Job job(Repository& repo, const std::string& name) {
+  auto found = repo.lookup_job(name);
+  REQUIRE(found.has_value());
+  return *found;
+}
+
+}  // namespace
+
+TEST_CASE("a paused job is never claimed; its running run ends normally; resume lets it run",
+          "[conformance][control]") {
+  Fixture f;
+  f.repo.create_job("a", "d");
+  f.repo.create_job("b", "d");
+  const auto running = claimed(f.repo, "b");
+  CHECK(!job(f.repo, "a").paused);
+  const auto paused = f.repo.pause_job("a");
+  CHECK(paused.paused);
+  CHECK(job(f.repo, "a").paused);
+  CHECK(f.repo.list_jobs().front().paused);
+  CHECK(f.repo.run_jobs("s1", {.limit = -1}).empty());
+  // Pausing is idempotent and does not stop a running run.
+  f.repo.pause_job("b");
+  f.repo.pause_job("b");
+  const auto completed = f.repo.complete_run(running.private_id, 0us);
+  CHECK(completed.status == Status::completed);
+  CHECK(f.repo.run_jobs("s1", {.limit = -1}).empty());
+  // Other plugins are not paused.
+  auto other = f.other_plugin();
+  other.create_job("a", "d");
+  CHECK(other.run_jobs("s1").size() == 1);
+  const auto resumed = f.repo.resume_job("a");
+  CHECK(!resumed.paused);
+  const auto runs = f.repo.run_jobs("s1", {.limit = -1});
+  REQUIRE(runs.size() == 1);
+  CHECK(runs.front().job_name == "a");
+  JR_REQUIRE_ERROR_WITH(f.repo.pause_job("nope"), ErrorCode::record_not_found, "pause_job");
+  JR_REQUIRE_ERROR_WITH(f.repo.resume_job("nope"), ErrorCode::record_not_found, "resume_job");
+  JR_REQUIRE_ERROR(f.repo.pause_job(""), ErrorCode::invalid_parameter);
+}
+
+TEST_CASE("run_now makes an idle job due now and a running job due when its run ends", "[conformance][control]") {
+  Fixture f;
+  f.repo.create_job("idle", "d", {.next_run_in = 1h});
+  const auto idle = f.repo.run_now("idle");
+  CHECK(!idle.run_requested);
+  CHECK(idle.next_scheduled_run <= f.repo.database_time());
+  CHECK(f.repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{"idle"}}).size() == 1);
+
+  // While a run runs: the request sticks through the run's own reschedule.
+  const auto run = claimed(f.repo, "busy");
+  const auto before = job(f.repo, "busy").next_scheduled_run;
+  const auto requested = f.repo.run_now("busy");
+  CHECK(requested.run_requested);
+  CHECK(requested.next_scheduled_run == before);
+  f.repo.complete_run(run.private_id, 1h);
+  const auto after = job(f.repo, "busy");
+  CHECK(!after.run_requested);
+  CHECK(after.next_scheduled_run <= f.repo.database_time());
+  const auto again = f.repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{"busy"}});
+  REQUIRE(again.size() == 1);
+  // Without another request the next end reschedules as asked.
+  f.repo.complete_run(again.front().private_id, 1h);
+  CHECK(job(f.repo, "busy").next_scheduled_run > f.repo.database_time() + 50min);
+
+  // A run that ends without a reschedule leaves the job due; the claim clears the request.
+  const auto third = claimed(f.repo, "plain");
+  f.repo.run_now("plain");
+  f.repo.fail_run(third.private_id);
+  CHECK(job(f.repo, "plain").run_requested);
+  REQUIRE(f.repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{"plain"}}).size() == 1);
+  CHECK(!job(f.repo, "plain").run_requested);
+
+  // A paused job stays paused.
+  f.repo.create_job("held", "d", {.next_run_in = 1h});
+  f.repo.pause_job("held");
+  const auto held = f.repo.run_now("held");
+  CHECK(held.paused);
+  CHECK(f.repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{"held"}}).empty());
+  JR_REQUIRE_ERROR_WITH(f.repo.run_now("nope"), ErrorCode::record_not_found, "run_now");
+}
+
+TEST_CASE("cancel_run asks the run's server to stop it; its server ends it as interrupted", "[conformance][control]") {
+  Fixture f;
+  const auto run = claimed(f.repo, "j");
+  CHECK(!run.cancel_requested);
+  const auto asked = f.repo.cancel_run(run.private_id);
+  CHECK(asked.cancel_requested);
+  CHECK(asked.status == Status::running);
+  // The owner's next heartbeat tells it.
+  const auto beat = f.repo.update_progress(run.private_id, 1, 2);
+  CHECK(beat.cancel_requested);
+  const auto results = f.repo.update_runs(std::vector<RunUpdate>{RunUpdate{
+      .run_id = run.private_id, .status = Status::interrupted, .next_run_in = 1h, .message = "cancelled by operator"}});
+  REQUIRE(results.front().run.has_value());
+  const auto& ended = *results.front().run;
+  CHECK(ended.status == Status::interrupted);
+  CHECK(ended.end_time.has_value());
+  CHECK(ended.message == std::optional<std::string>("cancelled by operator"));
+  const auto after = job(f.repo, "j");
+  CHECK(after.last_status == Status::interrupted);
+  CHECK(after.last_message == std::optional<std::string>("cancelled by operator"));
+  CHECK(after.consecutive_failures == 0);
+  CHECK(after.next_scheduled_run > f.repo.database_time() + 50min);  // keeps its schedule
+  JR_REQUIRE_ERROR_WITH(f.repo.cancel_run(run.private_id), ErrorCode::invalid_job_run_state, "cancel_run");
+  JR_REQUIRE_ERROR_WITH(f.repo.cancel_run("AAAAAAAAAAAAAAAAAAAAAA"), ErrorCode::record_not_found, "cancel_run");
+  JR_REQUIRE_ERROR(f.repo.cancel_run("bad id!"), ErrorCode::invalid_parameter);
+  auto other = f.other_plugin();
+  const auto elsewhere = claimed(other, "j");
+  JR_REQUIRE_ERROR(f.repo.cancel_run(elsewhere.private_id), ErrorCode::record_not_found);
+  CHECK(!other.lookup_run(elsewhere.private_id)->cancel_requested);
+}
+
+TEST_CASE("a run keeps why it ended; its job keeps its last outcome and counts failures in a row",
+          "[conformance][control]") {
+  Fixture f;
+  const auto first = claimed(f.repo, "j");
+  CHECK(first.attempt == 1);
+  CHECK(!first.message.has_value());
+  const auto failed = f.repo.fail_run(first.private_id, {.message = "exit 7"});
+  CHECK(failed.message == std::optional<std::string>("exit 7"));
+  CHECK(f.repo.lookup_run(first.private_id)->message == std::optional<std::string>("exit 7"));
+  auto j = job(f.repo, "j");
+  CHECK(j.consecutive_failures == 1);
+  CHECK(j.last_status == Status::failed);
+  CHECK(j.last_message == std::optional<std::string>("exit 7"));
+  CHECK(j.last_end_time == failed.end_time);
+  CHECK(!j.last_success_time.has_value());
+
+  const auto second = claimed(f.repo, "j");
+  CHECK(second.attempt == 2);
+  f.repo.fail_run(second.private_id, {.message = std::string(2000, 'x')});
+  const auto third = claimed(f.repo, "j");
+  CHECK(third.attempt == 3);
+  const auto long_message = f.repo.lookup_run(second.private_id)->message.value_or("");
+  CHECK(long_message.size() == max_message_length);
+  CHECK(long_message.substr(long_message.size() - 3) == "...");
+  // A progress report does not end anything.
+  f.repo.update_progress(third.private_id, 1, 1);
+  CHECK(job(f.repo, "j").consecutive_failures == 2);
+  const auto done = f.repo.complete_run(third.private_id, 0us);
+  CHECK(!done.message.has_value());
+  j = job(f.repo, "j");
+  CHECK(j.consecutive_failures == 0);
+  CHECK(j.last_status == Status::completed);
+  CHECK(!j.last_message.has_value());
+  CHECK(j.last_success_time == done.end_time);
+  CHECK(claimed(f.repo, "j").attempt == 1);
+
+  // Text that is not valid UTF-8 is mended, never refused.
+  f.repo.create_job("k", "d");
+  const auto bad = claimed(f.repo, "k");
+  const auto mended = f.repo.fail_run(bad.private_id, {.message = std::string("bad \xff byte\nsecond line")});
+  CHECK(mended.message == std::optional<std::string>("bad \xEF\xBF\xBD byte second line"));
+
+  // Interruption: the message given, the job's last outcome, failures unchanged.
+  const auto stale = claimed(f.repo, "m");
+  f.repo.fail_run(claimed(f.repo, "n").private_id);
+  const auto interrupted = f.repo.interrupt_runs(0us, {.message = "no heartbeat for 30s"});
+  REQUIRE(!interrupted.empty());
+  const auto found = f.repo.lookup_run(stale.private_id);
+  CHECK(found->status == Status::interrupted);
+  CHECK(found->message == std::optional<std::string>("no heartbeat for 30s"));
+  const auto m = job(f.repo, "m");
+  CHECK(m.last_status == Status::interrupted);
+  CHECK(m.last_message == std::optional<std::string>("no heartbeat for 30s"));
+  CHECK(m.consecutive_failures == 0);
+  CHECK(job(f.repo, "n").consecutive_failures == 1);
+}
+
+TEST_CASE("servers record what they serve; list_servings tells which are live", "[conformance][control]") {
+  Fixture f;
+  f.repo.create_job("a", "d");
+  f.repo.create_job("b", "d");
+  f.repo.record_server("s1", 1min, std::vector<ServedJob>{{"a", "f1"}, {"b", "f1"}, {"ghost", "f1"}});
+  f.repo.record_server("s2", 1min, std::vector<ServedJob>{{"a", "f2"}});
+  auto servings = f.repo.list_servings();
+  REQUIRE(servings.size() == 3);
+  CHECK(servings[0].job_name == "a");
+  CHECK(servings[0].server_id == "s1");
+  CHECK(servings[0].fingerprint == "f1");
+  CHECK(servings[1].job_name == "a");
+  CHECK(servings[1].server_id == "s2");
+  CHECK(servings[1].fingerprint == "f2");
+  CHECK(servings[2].job_name == "b");
+  for (const auto& s : servings) {
+    CHECK(s.live);
+    CHECK(near_system_now(s.registered_time));
+    CHECK(near_system_now(s.seen_time));
+  }
+  CHECK(f.repo.list_servings("b").size() == 1);
+  CHECK(f.other_plugin().list_servings().empty());
+
+  // A proof of life alone keeps the set; a new set replaces it.
+  f.repo.record_server("s1", 1min);
+  CHECK(f.repo.list_servings().size() == 3);
+  f.repo.record_server("s1", 1min, std::vector<ServedJob>{{"b", "f3"}});
+  servings = f.repo.list_servings();
+  REQUIRE(servings.size() == 2);
+  CHECK(servings[0].server_id == "s2");
+  CHECK(servings[1].fingerprint == "f3");
+
+  // A server not heard of for its ttl is not live.
+  f.store.set_clock_offset(2min);
+  servings = f.repo.list_servings();
+  CHECK(std::none_of(servings.begin(), servings.end(), [](const Serving& s) { return s.live; }));
+  f.repo.record_server("s2", 1min);
+  CHECK(f.repo.list_servings("a").front().live);
+  f.store.set_clock_offset(0us);
+
+  // A clean stop forgets the server; deleting a job forgets who served it.
+  f.repo.remove_server("s1");
+  f.repo.remove_server("never-seen");
+  CHECK(f.repo.list_servings("b").empty());
+  f.repo.delete_job("a");
+  CHECK(f.repo.list_servings().empty());
+  JR_REQUIRE_ERROR(f.repo.record_server("", 1min), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.record_server("s1", -1s), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.record_server("s1", 1min, std::vector<ServedJob>{{"a", ""}}), ErrorCode::invalid_parameter);
+}
+
+}  // namespace jobrepo::conformance
