@@ -306,6 +306,7 @@ struct Scheduler::State {
     RunUpdate update;
     std::string detail;    // for the event
     bool retried = false;  // a transient error was reported for it
+    microseconds took{0};  // how long the handler ran
   };
   std::vector<Outcome> outcomes;
   std::condition_variable outcomes_ready;
@@ -316,6 +317,8 @@ struct Scheduler::State {
   SteadyClock::time_point last_sweep{};  // of skip_missed(), by the claim loop
   std::unique_ptr<DueSubscription> subscription;
   bool wake_requested = false;
+  // SchedulerHealth's times, as steady-clock ticks.
+  std::atomic<SteadyClock::rep> claim_tick{0}, monitor_tick{0}, fence_tick{0}, store_answered{0};
   bool started = false;
   bool stopping = false;        // no more claims, no new handlers
   bool loops_stopping = false;  // monitor and fence loops end
@@ -327,10 +330,11 @@ struct Scheduler::State {
   std::vector<std::thread> workers;
 
   void emit(SchedulerEvent::Kind kind, const std::string& job, const std::string& run, std::string detail,
-            std::string message = {}) const noexcept {
+            std::string message = {}, std::optional<ErrorCode> code = std::nullopt,
+            microseconds duration = microseconds(0)) const noexcept {
     if (!options.on_event) return;
     try {
-      options.on_event(SchedulerEvent{kind, job, run, std::move(detail), std::move(message)});
+      options.on_event(SchedulerEvent{kind, job, run, std::move(detail), std::move(message), duration, code});
     } catch (...) {
       // A failing observer must not stop the scheduler.
     }
@@ -343,10 +347,34 @@ struct Scheduler::State {
   void guarded(const char* what, Step&& step) noexcept {
     try {
       step();
+    } catch (const Error& e) {
+      emit_error(what, e.what(), e.code());
     } catch (const std::exception& e) {
-      emit(SchedulerEvent::Kind::error, "", "", std::string(what) + ": " + e.what());
+      emit_error(what, e.what(), std::nullopt);
     } catch (...) {
-      emit(SchedulerEvent::Kind::error, "", "", std::string(what) + ": unknown exception");
+      emit_error(what, "unknown exception", std::nullopt);
+    }
+  }
+
+  // An error event for a failed step `what`; its message leads with `what`
+  // once (a Repository error names the method already).
+  void emit_error(const char* what, const std::string& message, std::optional<ErrorCode> code) const noexcept {
+    try {
+      const std::string prefix = std::string(what) + ": ";
+      std::string detail = message.rfind(prefix, 0) == 0 ? message : prefix + message;
+      SchedulerEvent event{SchedulerEvent::Kind::error, "", "", std::move(detail)};
+      event.code = code;
+      emit(std::move(event));
+    } catch (...) {
+    }
+  }
+
+  void emit(SchedulerEvent event) const noexcept {
+    if (!options.on_event) return;
+    try {
+      options.on_event(event);
+    } catch (...) {
+      // A failing observer must not stop the scheduler.
     }
   }
 
@@ -386,6 +414,7 @@ struct Scheduler::State {
     std::vector<std::string> names;
     int version = -1;
     for (;;) {
+      claim_tick.store(SteadyClock::now().time_since_epoch().count());
       int free = 0;
       {
         const std::lock_guard lock(mutex);
@@ -641,7 +670,7 @@ struct Scheduler::State {
       } else {
         set_regular_next(update, *local);
       }
-      return Outcome{local, std::move(update), "cancelled by operator after " + seconds_text(took)};
+      return Outcome{local, std::move(update), "cancelled by operator after " + seconds_text(took), false, took};
     }
     if (next && reason != CancelReason::interrupted) {
       update.status = Status::completed;
@@ -651,7 +680,7 @@ struct Scheduler::State {
         // microseconds::max() means "not again": the farthest the store takes.
         update.next_run_in = std::clamp(*next, -max_offset, max_offset);
       }
-      return Outcome{local, std::move(update), "in " + seconds_text(took)};
+      return Outcome{local, std::move(update), "in " + seconds_text(took), false, took};
     }
     if (!next && (reason == CancelReason::none || reason == CancelReason::deadline)) {
       if (reason == CancelReason::deadline) failure = "timed out after " + duration_text(local->timeout());
@@ -660,7 +689,7 @@ struct Scheduler::State {
       std::string how;
       const auto retry = set_retry(update, *local, how);
       std::string detail = failure + "; " + (how == "retry" ? "retry" : how + ",") + " in " + duration_text(retry);
-      return Outcome{local, std::move(update), std::move(detail)};
+      return Outcome{local, std::move(update), std::move(detail), false, took};
     }
     // Interrupted elsewhere (already final), fenced (a peer will interrupt
     // it) or stopping (stop() interrupts it): nothing to write.
@@ -730,7 +759,7 @@ struct Scheduler::State {
                               : outcome.update.status == Status::interrupted ? SchedulerEvent::Kind::interrupted
                                                                              : SchedulerEvent::Kind::failed;
       if (const auto& run = results[i].run) {
-        emit(ended_kind, name, id, outcome.detail, run->message.value_or(""));
+        emit(ended_kind, name, id, outcome.detail, run->message.value_or(""), std::nullopt, outcome.took);
         const std::lock_guard lock(mutex);
         std::optional<Timestamp> due = outcome.update.next_run_at;
         if (run->end_time && outcome.update.next_run_in) due = *run->end_time + *outcome.update.next_run_in;
@@ -747,19 +776,20 @@ struct Scheduler::State {
       if (outcome.retried && code == ErrorCode::invalid_job_run_state && stored_before(repo, outcome)) {
         // The earlier attempt was committed, its answer lost (a connection
         // that broke after the commit): the outcome is stored.
-        emit(ended_kind, name, id, outcome.detail, outcome.update.message.value_or(""));
+        emit(ended_kind, name, id, outcome.detail, outcome.update.message.value_or(""), std::nullopt, outcome.took);
         finished.push_back(id);
         continue;
       }
       if (transient(code) && !last) {
-        if (!outcome.retried) emit(SchedulerEvent::Kind::error, name, id, what + "; retrying until it is stored");
+        if (!outcome.retried)
+          emit(SchedulerEvent::Kind::error, name, id, what + "; retrying until it is stored", {}, code);
         outcome.retried = true;
         retry.push_back(std::move(outcome));
       } else if (completed && !transient(code) && code != ErrorCode::record_not_found &&
                  code != ErrorCode::invalid_job_run_state) {
         // The store refused this completion itself: the run must not stay
         // running, so it fails (and the job backs off).
-        emit(SchedulerEvent::Kind::error, name, id, what + "; storing the run as failed");
+        emit(SchedulerEvent::Kind::error, name, id, what + "; storing the run as failed", {}, code);
         outcome.update.status = Status::failed;
         outcome.update.next_run_in.reset();
         outcome.update.next_run_at.reset();
@@ -769,7 +799,8 @@ struct Scheduler::State {
         set_retry(outcome.update, *outcome.local, how);
         retry.push_back(std::move(outcome));
       } else {
-        emit(SchedulerEvent::Kind::error, name, id, what + (last && transient(code) ? "; not stored before stop" : ""));
+        emit(SchedulerEvent::Kind::error, name, id, what + (last && transient(code) ? "; not stored before stop" : ""),
+             {}, code);
         finished.push_back(id);
       }
     }
@@ -802,9 +833,13 @@ struct Scheduler::State {
     Repository repo = repository();
     std::unique_lock lock(mutex);
     while (!loops_stopping) {
+      monitor_tick.store(SteadyClock::now().time_since_epoch().count());
       lock.unlock();
       guarded("heartbeat", [&] { heartbeat(repo); });
-      guarded("record_server", [&] { record_server(repo); });
+      guarded("record_server", [&] {
+        record_server(repo);
+        store_answered.store(SteadyClock::now().time_since_epoch().count());
+      });
       guarded("interrupt_runs", [&] {
         const auto stale = repo.interrupt_runs(options.interrupt_threshold,
                                                {.message = "its server stopped reporting (no heartbeat for " +
@@ -851,7 +886,7 @@ struct Scheduler::State {
         local->cancel(CancelReason::interrupted);
       } else {
         emit(SchedulerEvent::Kind::error, local->job_name(), local->run_id(),
-             std::string("heartbeat: ") + results[i].error->what());
+             std::string("heartbeat: ") + results[i].error->what(), {}, results[i].error->code());
       }
     }
   }
@@ -920,6 +955,7 @@ struct Scheduler::State {
     const auto late = options.grace + kill_allowance;
     std::unique_lock lock(mutex);
     while (!loops_stopping) {
+      fence_tick.store(SteadyClock::now().time_since_epoch().count());
       std::vector<std::shared_ptr<LocalRun>> running;
       for (const auto& [id, local] : executing) {
         if (!local->ended) running.push_back(local);
@@ -1142,6 +1178,24 @@ void Scheduler::run_now(std::string_view job_name) {
     throw for_operation(e, "run_now");
   }
   state_->wake_claimer();
+}
+
+SchedulerHealth Scheduler::health() const {
+  const auto& s = *state_;
+  const auto at = [](const std::atomic<SteadyClock::rep>& tick) {
+    return SteadyClock::time_point(SteadyClock::duration(tick.load()));
+  };
+  SchedulerHealth health;
+  {
+    const std::lock_guard lock(s.mutex);
+    health.started = s.started;
+    health.stopping = s.stopping;
+  }
+  health.claim_loop = at(s.claim_tick);
+  health.monitor_loop = at(s.monitor_tick);
+  health.fence_loop = at(s.fence_tick);
+  if (s.store_answered.load() != 0) health.store_answered = at(s.store_answered);
+  return health;
 }
 
 std::vector<ExecutingRun> Scheduler::executing() const {

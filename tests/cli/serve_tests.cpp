@@ -272,8 +272,9 @@ TEST_CASE("serve: a command's output is read to the end; long lines are cut; mem
   int numbered = 0;
   std::string cut;
   for (std::string line; std::getline(out, line);) {
-    if (line.rfind("[many-lines] ", 0) == 0) ++numbered;
-    if (line.rfind("[no-newline] ", 0) == 0) cut = line;
+    // TIME run=RUN [JOB] LINE
+    if (line.find(" [many-lines] ") != std::string::npos) ++numbered;
+    if (line.find(" [no-newline] ") != std::string::npos) cut = line;
   }
   CHECK(numbered == 20000);
   CHECK(result.out.find("[many-lines] 20000\n") != std::string::npos);

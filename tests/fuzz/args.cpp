@@ -30,7 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } catch (const jobctl::UsageError&) {
     return 0;
   }
-  if (!in.help && in.command == nullptr) std::abort();
+  if (!in.help && !in.version && in.command == nullptr) std::abort();
   if (!in.help && in.command != nullptr && in.args.size() < in.command->positional.size()) std::abort();
   return 0;
 }

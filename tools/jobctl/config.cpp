@@ -290,6 +290,28 @@ jobrepo::SchedulerOptions scheduler_options(const ServeConfig& config) {
   return options;
 }
 
+std::optional<HttpAddress> parse_http_address(const std::string& text, std::string* problem) {
+  const auto refuse = [&](const std::string& why) -> std::optional<HttpAddress> {
+    if (problem) *problem = jobrepo::quote_text(text) + " " + why;
+    return std::nullopt;
+  };
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos) return refuse("is not ADDR:PORT (e.g. 127.0.0.1:9100, or :9100 for 127.0.0.1)");
+  std::string host = text.substr(0, colon);
+  const std::string port_text = text.substr(colon + 1);
+  if (host.empty()) host = "127.0.0.1";
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.find_first_of(" \t/\\\"") != std::string::npos || jobrepo::encoding_problem(host)) {
+    return refuse("has an address that is not a host name or IP address");
+  }
+  if (port_text.empty() || port_text.size() > 5 || port_text.find_first_not_of("0123456789") != std::string::npos) {
+    return refuse("has no port number from 1 to 65535");
+  }
+  const int port = std::stoi(port_text);
+  if (port < 1 || port > 65535) return refuse("has no port number from 1 to 65535");
+  return HttpAddress{host, port};
+}
+
 ServeConfig load_config(const std::string& path) {
   const std::string name = shown(path);  // as messages show it
   // A directory opens, and reads as an empty file: "not valid JSON" would
@@ -321,7 +343,7 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
   if (!root.is_object()) r.fail("(top level)", "must be an object");
   r.only(root, "",
          {"plugin_id", "time_zone", "worker_threads", "claim_interval", "monitor_interval", "interrupt_threshold",
-          "grace", "backoff", "on_failure", "jobs"});
+          "grace", "backoff", "on_failure", "http", "jobs"});
   ServeConfig config;
   if (root.contains("plugin_id"))
     config.plugin_id = r.text(root["plugin_id"], "plugin_id", jobrepo::TextKind::plugin_id);
@@ -356,6 +378,11 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
   if (root.contains("grace")) config.grace = r.duration(root["grace"], "grace", false);
   if (root.contains("backoff")) config.backoff = read_backoff(r, root["backoff"], "backoff", config.backoff);
   if (root.contains("on_failure")) config.on_failure = read_argv(r, root["on_failure"], "on_failure");
+  if (root.contains("http")) {
+    config.http = r.plain(root["http"], "http");
+    std::string problem;
+    if (!parse_http_address(config.http, &problem)) r.fail("http", problem);
+  }
   // The Scheduler's own rules (monitor_interval, and the fence: a fenced
   // command must be gone before a peer may take its job).
   if (const auto problem = jobrepo::scheduler_options_problem(scheduler_options(config)); !problem.empty()) {

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -53,8 +54,17 @@ struct ServeConfig {
   std::chrono::microseconds grace = std::chrono::seconds(5);  // SIGTERM, then SIGKILL after this
   jobrepo::BackoffOptions backoff{};                          // of the jobs that give none
   std::vector<std::string> on_failure;                        // of the jobs that give none
+  std::string http;                                           // ADDR:PORT of the HTTP face; empty: none
   std::vector<CommandJob> jobs;
 };
+
+// An ADDR:PORT to listen on; ":PORT" means 127.0.0.1 only.
+struct HttpAddress {
+  std::string host;
+  int port = 0;
+};
+// The address, or empty with `problem` set ("9100" is not ADDR:PORT...).
+std::optional<HttpAddress> parse_http_address(const std::string& text, std::string* problem);
 
 // A configuration error: what() names the file and the field.
 struct ConfigError : std::runtime_error {

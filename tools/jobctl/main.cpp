@@ -3,7 +3,9 @@
 #include "duration.hpp"
 #include "serve.hpp"
 #include "shown.hpp"
+#include "status.hpp"
 #include "supervisor.hpp"
+#include "views.hpp"
 
 #include <jobrepo/jobrepo.hpp>
 
@@ -30,126 +32,7 @@ constexpr int exit_ok = 0;
 constexpr int exit_failed = 1;
 constexpr int exit_usage = 2;
 
-// JSON as jobctl prints it, all of it: indented by 2, and text that is not
-// UTF-8 (stored by an older version or by hand) shown with U+FFFD instead of
-// aborting.
-std::string json_text(const json& value) { return value.dump(2, ' ', false, json::error_handler_t::replace); }
-
 // --- output ------------------------------------------------------------------
-
-json time_or_null(const std::optional<jobrepo::Timestamp>& t) { return t ? json(iso_utc(*t)) : json(nullptr); }
-
-template <class T>
-json or_null(const std::optional<T>& value) {
-  return value ? json(*value) : json(nullptr);
-}
-
-json to_json(const jobrepo::Job& job) {
-  return {{"plugin_id", job.plugin_id},
-          {"name", job.name},
-          {"description", job.description},
-          {"next_scheduled_run", iso_utc(job.next_scheduled_run)},
-          {"schedule", job.schedule},
-          {"paused", job.paused},
-          {"run_requested", job.run_requested},
-          {"consecutive_failures", job.consecutive_failures},
-          {"last_status", job.last_status ? json(std::string(jobrepo::to_string(*job.last_status))) : json(nullptr)},
-          {"last_end_time", time_or_null(job.last_end_time)},
-          {"last_message", or_null(job.last_message)},
-          {"last_success_time", time_or_null(job.last_success_time)}};
-}
-
-json to_json(const jobrepo::Run& run) {
-  return {{"private_id", run.private_id},
-          {"job_plugin_id", run.job_plugin_id},
-          {"job_name", run.job_name},
-          {"server_id", run.server_id},
-          {"create_time", iso_utc(run.create_time)},
-          {"update_time", iso_utc(run.update_time)},
-          {"end_time", time_or_null(run.end_time)},
-          {"completed_count", run.completed_count},
-          {"total_count", run.total_count},
-          {"status", std::string(jobrepo::to_string(run.status))},
-          {"message", or_null(run.message)},
-          {"attempt", run.attempt},
-          {"cancel_requested", run.cancel_requested}};
-}
-
-// A job with what the cluster knows of it: its running run, and the servers
-// that serve it (live or not) with the fingerprints of their definitions.
-struct JobView {
-  jobrepo::Job job;
-  std::optional<jobrepo::Run> running;
-  std::vector<jobrepo::Serving> servings;
-
-  std::vector<const jobrepo::Serving*> live() const {
-    std::vector<const jobrepo::Serving*> out;
-    for (const auto& s : servings) {
-      if (s.live) out.push_back(&s);
-    }
-    return out;
-  }
-  bool unserved() const { return live().empty(); }
-  // Live servers define it differently.
-  bool drifted() const {
-    const auto servers = live();
-    return std::any_of(servers.begin(), servers.end(),
-                       [&](const jobrepo::Serving* s) { return s->fingerprint != servers.front()->fingerprint; });
-  }
-};
-
-json to_json(const JobView& view) {
-  json out = to_json(view.job);
-  if (view.running) {
-    const auto& r = *view.running;
-    out["running"] = {{"run_id", r.private_id},
-                      {"server_id", r.server_id},
-                      {"create_time", iso_utc(r.create_time)},
-                      {"update_time", iso_utc(r.update_time)},
-                      {"completed_count", r.completed_count},
-                      {"total_count", r.total_count},
-                      {"cancel_requested", r.cancel_requested}};
-  } else {
-    out["running"] = nullptr;
-  }
-  json servers = json::array();
-  for (const auto& s : view.servings) {
-    servers.push_back({{"server_id", s.server_id},
-                       {"fingerprint", s.fingerprint},
-                       {"registered_time", iso_utc(s.registered_time)},
-                       {"seen_time", iso_utc(s.seen_time)},
-                       {"live", s.live}});
-  }
-  out["servers"] = servers;
-  out["unserved"] = view.unserved();
-  out["drifted"] = view.drifted();
-  return out;
-}
-
-// The jobs (one, when `name` is set) with their running runs and servers:
-// three reads, whatever the number of jobs.
-std::vector<JobView> job_views(jobrepo::Repository& repo, const std::string& name = {}) {
-  std::vector<JobView> views;
-  for (auto& job : repo.list_jobs({.name = name, .limit = -1})) views.push_back(JobView{std::move(job), {}, {}});
-  std::map<std::string, JobView*> by_name;
-  for (auto& view : views) by_name[view.job.name] = &view;
-  for (auto& run : repo.list_runs({.job_name = name, .status = jobrepo::Status::running, .limit = -1})) {
-    if (const auto found = by_name.find(run.job_name); found != by_name.end()) found->second->running = std::move(run);
-  }
-  for (auto& serving : repo.list_servings(name)) {
-    if (const auto found = by_name.find(serving.job_name); found != by_name.end()) {
-      found->second->servings.push_back(std::move(serving));
-    }
-  }
-  return views;
-}
-
-template <class T>
-json to_json(const std::vector<T>& items) {
-  json out = json::array();
-  for (const auto& item : items) out.push_back(to_json(item));
-  return out;
-}
 
 void print_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> width(header.size());
@@ -443,11 +326,34 @@ int execute(const Invocation& in) {
   if (name == "serve") {
     const std::string path = required(in, "--config");
     const std::string server = in.values.count("--server-id") ? in.values.at("--server-id") : default_server_id();
-    return serve(url, server, [&] {
-      ServeConfig config = load_config(path);
-      if (in.plugin != "pi_system") config.plugin_id = in.plugin;
-      return config;
-    });
+    ServeFlags flags;
+    if (in.values.count("--http")) {
+      flags.http = in.values.at("--http");
+      std::string problem;
+      if (!parse_http_address(flags.http, &problem)) throw UsageError("--http: " + problem);
+    }
+    if (in.values.count("--log-format")) {
+      const auto format = parse_log_format(in.values.at("--log-format"));
+      if (!format)
+        throw UsageError("--log-format: " + jobrepo::quote_text(in.values.at("--log-format")) + " is not text or json");
+      flags.log_format = *format;
+    }
+    if (in.values.count("--log-level")) {
+      const auto level = parse_log_level(in.values.at("--log-level"));
+      if (!level) {
+        throw UsageError("--log-level: " + jobrepo::quote_text(in.values.at("--log-level")) +
+                         " is not debug, info, warning or error");
+      }
+      flags.log_level = *level;
+    }
+    return serve(
+        url, server,
+        [&] {
+          ServeConfig config = load_config(path);
+          if (in.plugin != "pi_system") config.plugin_id = in.plugin;
+          return config;
+        },
+        flags);
   }
   auto store = open_database(in, url);
   if (name == "migrate") {

@@ -1,7 +1,10 @@
 #include "serve.hpp"
 
 #include "duration.hpp"
+#include "log.hpp"
+#include "metrics.hpp"
 #include "output.hpp"
+#include "status.hpp"
 #include "supervisor.hpp"
 
 #include <jobrepo/jobrepo.hpp>
@@ -42,13 +45,6 @@ using nlohmann::json;
 using std::chrono::microseconds;
 using Steady = std::chrono::steady_clock;
 
-std::mutex log_mutex;
-
-void log_line(const std::string& server, const std::string& text) {
-  const std::lock_guard lock(log_mutex);
-  std::cerr << local_time(jobrepo::Clock::now()) << " jobctl serve [" << server << "] " << text << std::endl;
-}
-
 // --- running a command -----------------------------------------------------
 
 // What every run of this serve process shares.
@@ -82,17 +78,18 @@ microseconds run_command(const CommandJob& job, const Runtime& runtime, jobrepo:
       try {
         context.report_progress(progress->completed, progress->total);
       } catch (const jobrepo::Error& e) {
-        log_line(runtime.server_id, job.name + ": ignored " + e.what());
+        log(LogLevel::warning, job.name + ": ignored " + e.what());
       }
       return;
     }
-    const std::lock_guard lock(log_mutex);
-    std::cout << "[" << job.name << "] " << line << std::endl;
+    log_output(job.name, context.run_id(), line);
   };
-  const auto end = run_supervised(command, context, on_line);
+  const auto end = run_supervised(command, context, on_line, [&](std::string_view line) {
+    log_output(job.name, context.run_id(), line, /*from_stderr=*/true);
+  });
   if (end.leftovers > 0) {
-    log_line(runtime.server_id, job.name + " run " + context.run_id() + ": stopped " + std::to_string(end.leftovers) +
-                                    " processes the command left behind");
+    log(LogLevel::warning, job.name + " run " + context.run_id() + ": stopped " + std::to_string(end.leftovers) +
+                               " processes the command left behind");
   }
   context.throw_if_cancelled();
   switch (end.how) {
@@ -176,7 +173,6 @@ class Hooks {
     if (stopping_) return;
     running_.push_back(context);
     threads_.emplace_back([this, command, context, limit] {
-      const std::string& server = runtime_.server_id;
       const std::string what = "on_failure of " + context->job_name() + " run " + context->run_id();
       std::mutex m;
       std::condition_variable cv;
@@ -187,24 +183,26 @@ class Hooks {
         if (!cv.wait_for(lock, limit, [&] { return done; })) context->stop(jobrepo::CancelReason::deadline);
       });
       try {
-        const auto end = run_supervised(command, *context, [&](std::string_view line) {
-          const std::lock_guard lock(log_mutex);
-          std::cout << "[" << context->job_name() << " on_failure] " << line << std::endl;
-        });
+        const auto end = run_supervised(
+            command, *context,
+            [&](std::string_view line) { log_output(context->job_name() + " on_failure", context->run_id(), line); },
+            [&](std::string_view line) {
+              log_output(context->job_name() + " on_failure", context->run_id(), line, /*from_stderr=*/true);
+            });
         if (context->cancel_reason() == jobrepo::CancelReason::deadline) {
-          log_line(server, what + " was stopped after " + format_duration(limit) + " (not retried)");
+          log(LogLevel::warning, what + " was stopped after " + format_duration(limit) + " (not retried)");
         } else if (end.how == CommandEnd::How::exited && end.code == 0) {
-          log_line(server, what + " ran");
+          log(LogLevel::info, what + " ran");
         } else if (end.how == CommandEnd::How::not_started) {
-          log_line(server, what + " could not start " + command.argv.front() + ": " + std::strerror(end.code) +
-                               " (not retried)");
+          log(LogLevel::warning,
+              what + " could not start " + command.argv.front() + ": " + std::strerror(end.code) + " (not retried)");
         } else {
-          log_line(server, what +
-                               (end.how == CommandEnd::How::exited ? " failed with exit " : " was killed by signal ") +
-                               std::to_string(end.code) + " (not retried)");
+          log(LogLevel::warning,
+              what + (end.how == CommandEnd::How::exited ? " failed with exit " : " was killed by signal ") +
+                  std::to_string(end.code) + " (not retried)");
         }
       } catch (const std::exception& e) {
-        log_line(server, what + ": " + e.what() + " (not retried)");
+        log(LogLevel::warning, what + ": " + e.what() + " (not retried)");
       }
       {
         const std::lock_guard lock(m);
@@ -270,14 +268,14 @@ int hold_server_lock(const std::string& url, const std::string& plugin_id, const
                        format_duration(wait) + " (abstract socket @" + name + ")");
     }
     if (!said) {
-      log_line(server_id, "waiting for the processes of runs of a previous jobctl serve with this server id to end");
+      log(LogLevel::warning, "waiting for the processes of runs of a previous jobctl serve with this server id to end");
       said = true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (said) {
-    log_line(server_id,
-             "they ended after " + format_duration(std::chrono::duration_cast<microseconds>(Steady::now() - started)));
+    log(LogLevel::info,
+        "they ended after " + format_duration(std::chrono::duration_cast<microseconds>(Steady::now() - started)));
   }
   return fd;
 }
@@ -294,16 +292,16 @@ std::shared_ptr<jobrepo::JobHandler> command_handler(const CommandJob& job, cons
 // takes effect at the next start. A bad config changes nothing.
 ServeConfig reload(jobrepo::Scheduler& scheduler, const ServeConfig& current, const std::function<ServeConfig()>& load,
                    const Runtime& runtime) {
-  const auto& server = runtime.server_id;
   ServeConfig next;
   try {
     next = load();
   } catch (const std::exception& e) {
-    log_line(server, std::string("reload: ") + e.what() + "; keeping the current config");
+    log(LogLevel::error, std::string("reload: ") + e.what() + "; keeping the current config");
     return current;
   }
   const auto changed = [&](const char* field, bool differs) {
-    if (differs) log_line(server, std::string("reload: ") + field + " changed; it takes effect when serve restarts");
+    if (differs)
+      log(LogLevel::warning, std::string("reload: ") + field + " changed; it takes effect when serve restarts");
   };
   changed("plugin_id", next.plugin_id != current.plugin_id);
   changed("worker_threads", next.worker_threads != current.worker_threads);
@@ -330,7 +328,7 @@ ServeConfig reload(jobrepo::Scheduler& scheduler, const ServeConfig& current, co
       applied.jobs.push_back(job);
       (old == before.end() ? added : updated).push_back(job.name);
     } catch (const jobrepo::Error& e) {
-      log_line(server, "reload: job " + job.name + " not registered: " + e.what());
+      log(LogLevel::error, "reload: job " + job.name + " not registered: " + e.what());
       if (old != before.end()) applied.jobs.push_back(*old->second);
     }
     if (old != before.end()) before.erase(old);
@@ -344,8 +342,8 @@ ServeConfig reload(jobrepo::Scheduler& scheduler, const ServeConfig& current, co
     for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
     return out.empty() ? std::string("none") : out;
   };
-  log_line(server, "reloaded the config: " + std::to_string(applied.jobs.size()) + " jobs; added " + list(added) +
-                       "; removed " + list(removed) + "; changed " + list(updated));
+  log(LogLevel::info, "reloaded the config: " + std::to_string(applied.jobs.size()) + " jobs; added " + list(added) +
+                          "; removed " + list(removed) + "; changed " + list(updated));
   return applied;
 }
 
@@ -362,8 +360,64 @@ namespace {
 // A store and the Scheduler started on it (destroyed in the reverse order).
 struct Serving {
   std::unique_ptr<jobrepo::Store> store;
+  std::unique_ptr<MeteredStore> metered;  // what the scheduler uses: every call counted
   std::unique_ptr<jobrepo::Scheduler> scheduler;
 };
+
+// A store outage, logged when it starts and when it ends (with how many
+// calls failed meanwhile), never per failed call.
+class StoreOutage {
+ public:
+  void failed(const jobrepo::Error& e) {
+    if (e.code() != jobrepo::ErrorCode::unavailable && e.code() != jobrepo::ErrorCode::busy) return;
+    const std::lock_guard lock(mutex_);
+    ++failures_;
+    if (down_) return;
+    down_ = true;
+    since_ = Steady::now();
+    failures_ = 1;
+    log(LogLevel::error, std::string("the store fails: ") + e.what() + " (" +
+                             std::string(jobrepo::to_string(e.code())) + "); said again when it answers");
+  }
+  void succeeded() {
+    if (!down_.load()) return;
+    const std::lock_guard lock(mutex_);
+    if (!down_) return;
+    down_ = false;
+    log(LogLevel::info, "the store answers again after " +
+                            format_duration(std::chrono::duration_cast<microseconds>(Steady::now() - since_)) + "; " +
+                            std::to_string(failures_) + " store calls failed meanwhile");
+  }
+  bool down() const { return down_.load(); }
+
+ private:
+  std::mutex mutex_;
+  std::atomic<bool> down_{false};
+  Steady::time_point since_{};
+  long long failures_ = 0;
+};
+
+// The log line of a Scheduler event: its level, and its words as before
+// ("failed JOB run ID with exit 3; retry in 1s").
+void log_event(const jobrepo::SchedulerEvent& e) {
+  using Kind = jobrepo::SchedulerEvent::Kind;
+  LogLevel level = LogLevel::info;
+  switch (e.kind) {
+    case Kind::claimed:
+    case Kind::started: level = LogLevel::debug; break;
+    case Kind::failed:
+    case Kind::interrupted:
+    case Kind::interrupted_peer:
+    case Kind::warning: level = LogLevel::warning; break;
+    case Kind::error: level = LogLevel::error; break;
+    default: break;
+  }
+  std::string text = std::string(jobrepo::to_string(e.kind));
+  if (!e.job_name.empty()) text += " " + e.job_name;
+  if (!e.run_id.empty()) text += " run " + e.run_id;
+  if (!e.detail.empty()) text += (e.kind == Kind::failed ? " with " : " ") + e.detail;
+  log(level, text, LogContext{e.job_name, e.run_id, std::string(jobrepo::to_string(e.kind))});
+}
 
 // Opens the store, migrates it, registers the jobs of `config` and starts the
 // Scheduler. While that fails with unavailable or busy (the database is down,
@@ -374,7 +428,8 @@ struct Serving {
 // jobs again.
 std::optional<Serving> start_serving(const std::string& url, ServeConfig& config,
                                      const std::function<ServeConfig()>& load, const Runtime& runtime,
-                                     const jobrepo::SchedulerOptions& options, const sigset_t& handled) {
+                                     const jobrepo::SchedulerOptions& options, const sigset_t& handled,
+                                     Metrics& metrics, StoreOutage& outage, StatusBoard& board) {
   const auto& server = runtime.server_id;
   const auto began = Steady::now();
   const auto waited = [&] { return format_duration(std::chrono::duration_cast<microseconds>(Steady::now() - began)); };
@@ -384,22 +439,33 @@ std::optional<Serving> start_serving(const std::string& url, ServeConfig& config
     try {
       Serving serving;
       serving.store = jobrepo::open_store(url);
-      serving.store->migrate();
-      serving.scheduler = std::make_unique<jobrepo::Scheduler>(server, *serving.store, options);
+      serving.metered = std::make_unique<MeteredStore>(
+          *serving.store,
+          [&] {
+            metrics.store_call_succeeded();
+            outage.succeeded();
+          },
+          [&](const jobrepo::Error& e) {
+            metrics.store_call_failed(e.code());
+            outage.failed(e);
+          });
+      serving.metered->migrate();
+      serving.scheduler = std::make_unique<jobrepo::Scheduler>(server, *serving.metered, options);
       for (const auto& job : config.jobs) {
         serving.scheduler->register_job(command_handler(job, runtime), register_options(job));
       }
       serving.scheduler->start();
-      if (said) log_line(server, "the database is ready after " + waited());
+      if (said) log(LogLevel::info, "the database is ready after " + waited());
       return serving;
     } catch (const jobrepo::Error& e) {
       if (e.code() != jobrepo::ErrorCode::unavailable && e.code() != jobrepo::ErrorCode::busy) throw;
       const std::string error = std::string(e.what()) + " (" + std::string(jobrepo::to_string(e.code())) + ")";
+      board.set_waiting("waiting for the database: " + error);
       if (!said) {
-        log_line(server, "waiting for the database: " + error);
+        log(LogLevel::warning, "waiting for the database: " + error);
         said = Steady::now();
       } else if (Steady::now() - *said >= std::chrono::seconds(30)) {
-        log_line(server, "still waiting for the database after " + waited() + ": " + error);
+        log(LogLevel::warning, "still waiting for the database after " + waited() + ": " + error);
         said = Steady::now();
       }
     }
@@ -407,17 +473,17 @@ std::optional<Serving> start_serving(const std::string& url, ServeConfig& config
     const timespec timeout{seconds.count(), static_cast<long>((backoff - seconds).count()) * 1000000L};
     const int signal = sigtimedwait(&handled, nullptr, &timeout);
     if (signal == SIGINT || signal == SIGTERM) {
-      log_line(server, std::string("stopping on ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") +
-                           " while waiting for the database");
+      log(LogLevel::info,
+          std::string("stopping on ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + " while waiting for the database");
       return std::nullopt;
     }
     if (signal == SIGHUP) {
       try {
         config.jobs = load().jobs;
-        log_line(server, "reloaded the config's " + std::to_string(config.jobs.size()) +
-                             " jobs while waiting for the database; other fields take effect when serve restarts");
+        log(LogLevel::info, "reloaded the config's " + std::to_string(config.jobs.size()) +
+                                " jobs while waiting for the database; other fields take effect when serve restarts");
       } catch (const std::exception& e) {
-        log_line(server, std::string("reload: ") + e.what() + "; keeping the current config");
+        log(LogLevel::error, std::string("reload: ") + e.what() + "; keeping the current config");
       }
     }
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
@@ -426,7 +492,9 @@ std::optional<Serving> start_serving(const std::string& url, ServeConfig& config
 
 }  // namespace
 
-int serve(const std::string& url, const std::string& server_id, const std::function<ServeConfig()>& load) {
+int serve(const std::string& url, const std::string& server_id, const std::function<ServeConfig()>& load,
+          const ServeFlags& flags) {
+  configure_log(flags.log_format, flags.log_level, server_id);
   ServeConfig config = load();  // checked before anything touches the database
   // The library's rules for the server id and the plugin (--plugin overrides
   // the config's), checked as early: waiting for a database that is down
@@ -436,6 +504,12 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
   }
   if (const auto problem = jobrepo::text_problem(jobrepo::TextKind::plugin_id, config.plugin_id)) {
     throw jobrepo::Error(problem->code, "plugin_id " + problem->message);
+  }
+  std::optional<HttpAddress> http;
+  if (const std::string& text = flags.http.empty() ? config.http : flags.http; !text.empty()) {
+    std::string problem;
+    http = parse_http_address(text, &problem);
+    if (!http) throw ServeError("--http: " + problem);
   }
   // A closed stdout (e.g. piped into head) must not kill the daemon; commands
   // get the default action back (their supervisor resets every signal).
@@ -454,6 +528,14 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
   runtime.lock_fd = hold_server_lock(url, config.plugin_id, server_id,
                                      std::max<microseconds>(config.interrupt_threshold, std::chrono::seconds(10)));
   auto options = scheduler_options(config);
+  Metrics metrics;
+  StoreOutage outage;
+  StatusBoard board(server_id, metrics, options);
+  std::optional<HttpServer> http_server;
+  if (http) {
+    http_server.emplace(board, *http);
+    http_server->start();
+  }
   Hooks hooks(runtime);
   // The jobs as configured now (SIGHUP replaces them), for their on_failure.
   std::mutex jobs_mutex;
@@ -464,13 +546,13 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
     for (const auto& job : c.jobs) jobs_now.emplace(job.name, job);
   };
   set_jobs(config);
-  options.on_event = [&, server_id](const jobrepo::SchedulerEvent& e) {
+  options.on_event = [&](const jobrepo::SchedulerEvent& e) {
     using Kind = jobrepo::SchedulerEvent::Kind;
-    std::string text = std::string(jobrepo::to_string(e.kind));
-    if (!e.job_name.empty()) text += " " + e.job_name;
-    if (!e.run_id.empty()) text += " run " + e.run_id;
-    if (!e.detail.empty()) text += (e.kind == Kind::failed ? " with " : " ") + e.detail;
-    log_line(server_id, text);
+    metrics.on_event(e);
+    // During a store outage its failures are logged once (StoreOutage).
+    const bool outage_error = e.kind == Kind::error && outage.down() &&
+                              (e.code == jobrepo::ErrorCode::unavailable || e.code == jobrepo::ErrorCode::busy);
+    if (!outage_error) log_event(e);
     if (e.kind != Kind::failed && e.kind != Kind::interrupted && e.kind != Kind::interrupted_peer) return;
     std::optional<CommandJob> job;
     {
@@ -480,29 +562,61 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
     }
     if (job) hooks.start(*job, e.run_id, e.kind == Kind::failed ? "failed" : "interrupted", e.message);
   };
-  auto serving = start_serving(url, config, load, runtime, options, handled);
+  auto serving = start_serving(url, config, load, runtime, options, handled, metrics, outage, board);
   set_jobs(config);  // reloaded while it waited for the database, maybe
   if (!serving) {
-    log_line(server_id, "stopped");
+    log(LogLevel::info, "stopped");
     return 0;
   }
   jobrepo::Scheduler& scheduler = *serving->scheduler;
-  log_line(server_id, "serving " + std::to_string(config.jobs.size()) + " jobs on " + jobrepo::redact_url(url));
+  const auto names = [](const ServeConfig& c) {
+    std::vector<std::string> out;
+    for (const auto& job : c.jobs) out.push_back(job.name);
+    return out;
+  };
+  board.set_scheduler(&scheduler, names(config));
+  // The cluster as the status page and the metrics show it: read every 5 s.
+  std::mutex refresher_mutex;
+  std::condition_variable refresher_wake;
+  bool refresher_stop = false;
+  std::thread refresher;
+  if (http) {
+    refresher = std::thread([&, plugin = config.plugin_id] {
+      jobrepo::Repository repo(*serving->metered, {plugin, 0});
+      std::unique_lock lock(refresher_mutex);
+      while (!refresher_stop) {
+        lock.unlock();
+        board.refresh(repo);
+        lock.lock();
+        refresher_wake.wait_for(lock, std::chrono::seconds(5), [&] { return refresher_stop; });
+      }
+    });
+  }
+  log(LogLevel::info, "serving " + std::to_string(config.jobs.size()) + " jobs on " + jobrepo::redact_url(url));
   for (;;) {
     int signal = 0;
     sigwait(&handled, &signal);
     if (signal == SIGHUP) {
-      log_line(server_id, "reloading the config on SIGHUP");
+      log(LogLevel::info, "reloading the config on SIGHUP");
       config = reload(scheduler, config, load, runtime);
       set_jobs(config);
+      board.set_scheduler(&scheduler, names(config));
       continue;
     }
-    log_line(server_id, std::string("stopping on ") + (signal == SIGINT ? "SIGINT" : "SIGTERM"));
+    log(LogLevel::info, std::string("stopping on ") + (signal == SIGINT ? "SIGINT" : "SIGTERM"));
     break;
   }
   const bool clean = scheduler.stop();
   hooks.stop_all();
-  log_line(server_id, clean ? "stopped" : "stopped; some commands did not end in time");
+  {
+    const std::lock_guard lock(refresher_mutex);
+    refresher_stop = true;
+  }
+  refresher_wake.notify_all();
+  if (refresher.joinable()) refresher.join();
+  board.set_scheduler(nullptr, {});
+  if (http_server) http_server->stop();
+  log(LogLevel::info, clean ? "stopped" : "stopped; some commands did not end in time");
   return 0;
 }
 

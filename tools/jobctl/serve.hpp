@@ -3,6 +3,7 @@
 #pragma once
 
 #include "config.hpp"
+#include "log.hpp"
 
 #include <jobrepo/scheduler.hpp>
 
@@ -25,7 +26,15 @@ struct ServeError : std::runtime_error {
 // its jobs until SIGINT or SIGTERM and stops gracefully; SIGHUP loads it
 // again and applies its jobs. Throws ServeError, jobrepo::Error. Returns the
 // process exit status.
-int serve(const std::string& url, const std::string& server_id, const std::function<ServeConfig()>& load);
+// What the command line of serve says besides the config.
+struct ServeFlags {
+  std::string http{};  // --http ADDR:PORT (over the config's "http"); empty: the config's
+  LogFormat log_format = LogFormat::text;
+  LogLevel log_level = LogLevel::info;
+};
+
+int serve(const std::string& url, const std::string& server_id, const std::function<ServeConfig()>& load,
+          const ServeFlags& flags = {});
 
 // hostname-pid
 std::string default_server_id();

@@ -183,6 +183,7 @@ int supervisor_main(int argc, char* argv[]) {
   // end when they are all gone.
   if (const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC); null >= 0) {
     ::dup2(null, STDOUT_FILENO);
+    ::dup2(null, STDERR_FILENO);
     ::close(null);
   }
   int exec_errno = 0;
@@ -305,11 +306,13 @@ struct HighFd {
   }
 };
 
-pid_t spawn_supervisor(const SupervisedCommand& command, int out, int control, int report) {
-  const HighFd child_out(out), child_control(control), child_report(report), child_lock(command.lock_fd);
+pid_t spawn_supervisor(const SupervisedCommand& command, int out, int err, int control, int report) {
+  const HighFd child_out(out), child_err(err), child_control(control), child_report(report),
+      child_lock(command.lock_fd);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, child_out.fd, STDOUT_FILENO);
+  if (child_err.fd >= 0) posix_spawn_file_actions_adddup2(&actions, child_err.fd, STDERR_FILENO);
   posix_spawn_file_actions_adddup2(&actions, child_control.fd, control_fd);
   posix_spawn_file_actions_adddup2(&actions, child_report.fd, report_fd);
   if (child_lock.fd >= 0) posix_spawn_file_actions_adddup2(&actions, child_lock.fd, lock_fd);
@@ -360,19 +363,24 @@ pid_t spawn_supervisor(const SupervisedCommand& command, int out, int control, i
 }  // namespace
 
 CommandEnd run_supervised(const SupervisedCommand& command, jobrepo::JobContext& context,
-                          const std::function<void(std::string_view line)>& on_line) {
-  Pipe out, control, report;
-  const pid_t pid = spawn_supervisor(command, out.write, control.read, report.write);
+                          const std::function<void(std::string_view line)>& on_line,
+                          const std::function<void(std::string_view line)>& on_error_line) {
+  Pipe out, err, control, report;
+  if (!on_error_line) err.close_read(), err.close_write();  // stderr passes through
+  const pid_t pid = spawn_supervisor(command, out.write, err.write, control.read, report.write);
   out.close_write();
+  err.close_write();
   control.close_read();
   report.close_write();
   ::fcntl(out.read, F_SETFL, O_NONBLOCK);
+  if (err.read >= 0) ::fcntl(err.read, F_SETFL, O_NONBLOCK);
   ::fcntl(report.read, F_SETFL, O_NONBLOCK);
   auto lease = context.fence_deadline();
   write_all(control.write,
             "grace " + std::to_string(command.grace.count()) + "\nlease " + std::to_string(to_ns(lease)) + "\nstart\n");
 
   LineSplitter lines(on_line);
+  LineSplitter error_lines(on_error_line ? on_error_line : on_line);
   std::string report_text;
   std::optional<CommandEnd> end;
   pid_t command_pid = 0;
@@ -389,15 +397,16 @@ CommandEnd run_supervised(const SupervisedCommand& command, jobrepo::JobContext&
       lease = renewed;
       write_all(control.write, "lease " + std::to_string(to_ns(lease)) + "\n");
     }
-    if (end && (out.read < 0 || now - ended_at > std::chrono::seconds(1))) break;
+    if (end && ((out.read < 0 && err.read < 0) || now - ended_at > std::chrono::seconds(1))) break;
     if (!end && report.read < 0) break;  // the supervisor died without a word
     if (term_sent && !end && !supervisor_killed && now - term_at > command.grace + std::chrono::seconds(5)) {
       // It does not end its command (stopped?): end it and all below it here.
       ::kill(pid, SIGKILL);
       supervisor_killed = true;
     }
-    pollfd fds[2] = {{out.read, POLLIN, 0}, {report.read, POLLIN, 0}};
-    if (::poll(fds, 2, 50) <= 0) continue;
+    // poll() skips negative descriptors: a pipe read to its end, or no stderr pipe.
+    pollfd fds[3] = {{out.read, POLLIN, 0}, {report.read, POLLIN, 0}, {err.read, POLLIN, 0}};
+    if (::poll(fds, 3, 50) <= 0) continue;
     char buffer[65536];
     if (fds[0].revents != 0) {
       const auto got = ::read(out.read, buffer, sizeof buffer);
@@ -405,6 +414,14 @@ CommandEnd run_supervised(const SupervisedCommand& command, jobrepo::JobContext&
         lines.feed(std::string_view(buffer, static_cast<std::size_t>(got)));
       } else if (got == 0 || errno != EAGAIN) {
         out.close_read();
+      }
+    }
+    if (fds[2].revents != 0) {
+      const auto got = ::read(err.read, buffer, sizeof buffer);
+      if (got > 0) {
+        error_lines.feed(std::string_view(buffer, static_cast<std::size_t>(got)));
+      } else if (got == 0 || errno != EAGAIN) {
+        err.close_read();
       }
     }
     if (fds[1].revents != 0) {
@@ -433,6 +450,7 @@ CommandEnd run_supervised(const SupervisedCommand& command, jobrepo::JobContext&
     }
   }
   lines.finish();
+  if (on_error_line) error_lines.finish();
   int status = 0;
   ::waitpid(pid, &status, 0);
   {

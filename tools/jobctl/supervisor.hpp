@@ -61,8 +61,11 @@ struct CommandEnd {
 // context ends the command; the supervisor's fence deadline follows
 // context.fence_deadline(). Throws std::runtime_error when the supervisor
 // cannot start or dies before it reports (then whatever it left is killed).
+// With `on_error_line`, the lines of its stderr go there the same way;
+// without, its stderr is jobctl's.
 CommandEnd run_supervised(const SupervisedCommand& command, jobrepo::JobContext& context,
-                          const std::function<void(std::string_view line)>& on_line);
+                          const std::function<void(std::string_view line)>& on_line,
+                          const std::function<void(std::string_view line)>& on_error_line = {});
 
 // For jobctl serve, before it starts any run: orphans of a supervisor that
 // was itself killed come to serve (a child subreaper), which ends them.

@@ -117,7 +117,7 @@ void reset(const Target& t, int jobs, int due_every, int history) {
     raw_exec(t, sql + "COMMIT; ANALYZE; PRAGMA wal_checkpoint(TRUNCATE);");
   } else {
     pg_exec(t.raw,
-            "TRUNCATE job_run, job; INSERT INTO job SELECT 'pi_system', 'job-' || g, 'bench job',"
+            "TRUNCATE job_run, job_server, server, job; INSERT INTO job SELECT 'pi_system', 'job-' || g, 'bench job',"
             " CASE WHEN g % " +
                 every +
                 " = 0 THEN now() - interval '1 hour' ELSE now() + interval '1 day' END"

@@ -170,6 +170,12 @@ struct SchedulerEvent {
   // failed, interrupted, interrupted_peer: the run's message as stored
   // (Run::message: "exit 7", "timed out after 1m", "cancelled by operator").
   std::string message{};
+  // completed, failed, interrupted: how long the handler ran (from its start
+  // on a worker to its return), for a run-duration histogram.
+  std::chrono::microseconds duration{0};
+  // error: the code of the jobrepo::Error behind it, when there is one (a
+  // store call that failed: unavailable, busy...).
+  std::optional<ErrorCode> code{};
 };
 std::string_view to_string(SchedulerEvent::Kind kind) noexcept;
 
@@ -227,6 +233,20 @@ std::string scheduler_options_problem(const SchedulerOptions& options);
 // multiplier <= 1000, 0 <= jitter < 1, max_attempts >= 0.
 std::string backoff_problem(const BackoffOptions& backoff, std::string_view prefix = "backoff.");
 
+// How the scheduler's loops are doing (Scheduler::health()), for health checks.
+struct SchedulerHealth {
+  bool started = false;
+  bool stopping = false;
+  // When each loop last went round, on the steady clock: the claim loop at
+  // least every claim_interval (unless a store call hangs), the monitor
+  // loop every monitor_interval, the fence loop every min(monitor_interval
+  // / 2, 100 ms).
+  std::chrono::steady_clock::time_point claim_loop{}, monitor_loop{}, fence_loop{};
+  // When the monitor loop's last store call succeeded (its proof of life,
+  // every monitor_interval); empty before the first.
+  std::optional<std::chrono::steady_clock::time_point> store_answered{};
+};
+
 class Scheduler {
  public:
   // Throws for a server_id that run_jobs refuses or an options.plugin_id
@@ -271,6 +291,7 @@ class Scheduler {
   void run_now(std::string_view job_name);
 
   std::vector<ExecutingRun> executing() const;
+  SchedulerHealth health() const;
   const std::string& server_id() const noexcept;
 
  private:

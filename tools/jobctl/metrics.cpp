@@ -1,0 +1,172 @@
+#include "metrics.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <set>
+
+namespace jobctl {
+
+using Kind = jobrepo::SchedulerEvent::Kind;
+
+void Metrics::on_event(const jobrepo::SchedulerEvent& event) {
+  const std::lock_guard lock(mutex_);
+  switch (event.kind) {
+    case Kind::claimed: ++values_.claims; break;
+    case Kind::completed:
+    case Kind::failed:
+    case Kind::interrupted: {
+      const std::string status = event.kind == Kind::completed ? "completed"
+                                 : event.kind == Kind::failed  ? "failed"
+                                                               : "interrupted";
+      ++values_.runs[{event.job_name, status}];
+      auto& histogram = values_.durations[event.job_name];
+      const double seconds = std::chrono::duration<double>(event.duration).count();
+      for (std::size_t i = 0; i < buckets.size(); ++i) {
+        if (seconds <= buckets[i]) {
+          ++histogram.counts[i];
+          break;
+        }
+      }
+      ++histogram.count;
+      histogram.sum += seconds;
+      break;
+    }
+    case Kind::interrupted_peer: ++values_.runs[{event.job_name, "interrupted"}]; break;
+    default: break;
+  }
+}
+
+void Metrics::store_call_succeeded() {
+  const std::lock_guard lock(mutex_);
+  values_.up = true;
+}
+
+void Metrics::store_call_failed(jobrepo::ErrorCode code) {
+  const std::lock_guard lock(mutex_);
+  ++values_.store_errors[std::string(jobrepo::to_string(code))];
+  // Answers that say something about the request, not the store, keep it up.
+  if (code == jobrepo::ErrorCode::unavailable || code == jobrepo::ErrorCode::busy ||
+      code == jobrepo::ErrorCode::internal || code == jobrepo::ErrorCode::schema_mismatch) {
+    values_.up = false;
+  }
+}
+
+Metrics::Values Metrics::values() const {
+  const std::lock_guard lock(mutex_);
+  return values_;
+}
+
+namespace {
+
+// A label value as the text format writes it: \, " and newline escaped.
+std::string label(std::string_view value) {
+  std::string out;
+  for (const char c : value) {
+    if (c == '\\' || c == '"') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (c == '\n') {
+      out.append("\\n");
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+// A sample value, exactly (Unix times need 16 digits).
+std::string number(double value) {
+  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+  char text[64];
+  std::snprintf(text, sizeof text, "%.17g", value);
+  return text;
+}
+
+// A bucket bound as people write it: 0.1, 2.5, 3600.
+std::string bound(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", value);
+  return text;
+}
+
+double seconds_since_epoch(jobrepo::Timestamp t) { return std::chrono::duration<double>(t.time_since_epoch()).count(); }
+
+}  // namespace
+
+std::string prometheus_text(const Metrics::Values& values, const std::vector<std::string>& registered,
+                            const std::vector<std::string>& running_here, const std::vector<ClusterJob>& cluster) {
+  std::string out;
+  const auto header = [&](const char* name, const char* type, const char* help) {
+    out.append("# HELP ").append(name).append(" ").append(help).append("\n");
+    out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+  };
+  header("jobrepo_up", "gauge", "1 when the last call of this server to the store succeeded.");
+  out.append("jobrepo_up ").append(values.up ? "1" : "0").append("\n");
+
+  header("jobrepo_runs_total", "counter", "Runs this server ended, by job and status.");
+  for (const auto& [key, count] : values.runs) {
+    out.append("jobrepo_runs_total{job=\"" + label(key.first) + "\",status=\"" + key.second + "\"} ")
+        .append(std::to_string(count))
+        .append("\n");
+  }
+
+  header("jobrepo_run_duration_seconds", "histogram", "How long the runs this server ended ran, by job.");
+  for (const auto& [job, histogram] : values.durations) {
+    long long cumulative = 0;
+    for (std::size_t i = 0; i < Metrics::buckets.size(); ++i) {
+      cumulative += histogram.counts[i];
+      out.append("jobrepo_run_duration_seconds_bucket{job=\"" + label(job) + "\",le=\"" + bound(Metrics::buckets[i]) +
+                 "\"} " + std::to_string(cumulative) + "\n");
+    }
+    out.append("jobrepo_run_duration_seconds_bucket{job=\"" + label(job) + "\",le=\"+Inf\"} " +
+               std::to_string(histogram.count) + "\n");
+    out.append("jobrepo_run_duration_seconds_sum{job=\"" + label(job) + "\"} " + number(histogram.sum) + "\n");
+    out.append("jobrepo_run_duration_seconds_count{job=\"" + label(job) + "\"} " + std::to_string(histogram.count) +
+               "\n");
+  }
+
+  header("jobrepo_job_running", "gauge", "1 while a run of the job executes on this server.");
+  const std::set<std::string> running(running_here.begin(), running_here.end());
+  for (const auto& job : registered) {
+    out.append("jobrepo_job_running{job=\"" + label(job) + "\"} " + (running.count(job) ? "1" : "0") + "\n");
+  }
+
+  header("jobrepo_job_last_success_timestamp_seconds", "gauge",
+         "When a run of the job last completed, on any server (Unix time; read from the store).");
+  for (const auto& job : cluster) {
+    if (!job.last_success) continue;
+    out.append("jobrepo_job_last_success_timestamp_seconds{job=\"" + label(job.name) + "\"} " +
+               number(seconds_since_epoch(*job.last_success)) + "\n");
+  }
+  header("jobrepo_job_next_run_timestamp_seconds", "gauge", "When the job is due next (Unix time; from the store).");
+  for (const auto& job : cluster) {
+    out.append("jobrepo_job_next_run_timestamp_seconds{job=\"" + label(job.name) + "\"} " +
+               number(seconds_since_epoch(job.next_run)) + "\n");
+  }
+  header("jobrepo_job_paused", "gauge", "1 when the job is paused (from the store).");
+  for (const auto& job : cluster) {
+    out.append("jobrepo_job_paused{job=\"" + label(job.name) + "\"} " + (job.paused ? "1" : "0") + "\n");
+  }
+
+  header("jobrepo_claims_total", "counter", "Runs this server claimed.");
+  out.append("jobrepo_claims_total ").append(std::to_string(values.claims)).append("\n");
+
+  header("jobrepo_store_errors_total", "counter", "Store calls of this server that failed, by error code.");
+  for (const auto& [code, count] : values.store_errors) {
+    out.append("jobrepo_store_errors_total{code=\"" + code + "\"} " + std::to_string(count) + "\n");
+  }
+  return out;
+}
+
+void MeteredStore::around(const char* operation, const std::function<void()>& call) {
+  (void)operation;
+  try {
+    call();
+  } catch (const jobrepo::Error& e) {
+    on_failure_(e);
+    throw;
+  }
+  on_success_();
+}
+
+}  // namespace jobctl

@@ -1,0 +1,48 @@
+// What jobctl shows of jobs and runs, as JSON (docs/cli.md, "JSON output"):
+// one definition for jobctl --json and for serve's /api/jobs and /api/runs.
+#pragma once
+
+#include <jobrepo/jobrepo.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace jobctl {
+
+// JSON as jobctl prints it, all of it: indented by 2, and text that is not
+// UTF-8 (stored by an older version or by hand) shown with U+FFFD instead of
+// aborting.
+std::string json_text(const nlohmann::json& value);
+
+nlohmann::json to_json(const jobrepo::Job& job);
+nlohmann::json to_json(const jobrepo::Run& run);
+
+// A job with what the cluster knows of it: its running run, and the servers
+// that serve it (live or not) with the fingerprints of their definitions.
+struct JobView {
+  jobrepo::Job job;
+  std::optional<jobrepo::Run> running;
+  std::vector<jobrepo::Serving> servings;
+
+  std::vector<const jobrepo::Serving*> live() const;
+  bool unserved() const;  // no live server serves it
+  bool drifted() const;   // live servers define it differently
+};
+
+nlohmann::json to_json(const JobView& view);
+
+template <class T>
+nlohmann::json to_json(const std::vector<T>& items) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& item : items) out.push_back(to_json(item));
+  return out;
+}
+
+// The jobs (one, when `name` is set) with their running runs and servers:
+// three reads, whatever the number of jobs.
+std::vector<JobView> job_views(jobrepo::Repository& repo, const std::string& name = {});
+
+}  // namespace jobctl
