@@ -5,6 +5,7 @@
 #pragma once
 
 #include <jobrepo/error.hpp>
+#include <jobrepo/store.hpp>
 #include <jobrepo/text.hpp>
 #include <jobrepo/types.hpp>
 
@@ -154,6 +155,26 @@ struct JobRow {
     if (last_message_ind == soci::i_ok) job.last_message = last_message;
     if (last_success_ind == soci::i_ok) job.last_success_time = to_timestamp(last_success);
     return job;
+  }
+};
+
+// Destination of one row of: job_name, server_id, fingerprint,
+// registered_time, seen_time (microseconds), live (0 or 1).
+struct ServingRow {
+  std::string job_name, server_id, fingerprint;
+  Micros registered = 0, seen = 0;
+  int live = 0;
+
+  void bind(soci::statement& st) {
+    st.exchange(soci::into(job_name));
+    st.exchange(soci::into(server_id));
+    st.exchange(soci::into(fingerprint));
+    st.exchange(soci::into(registered));
+    st.exchange(soci::into(seen));
+    st.exchange(soci::into(live));
+  }
+  Serving to_serving() const {
+    return Serving{job_name, server_id, fingerprint, to_timestamp(registered), to_timestamp(seen), live != 0};
   }
 };
 

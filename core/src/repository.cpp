@@ -148,6 +148,11 @@ NewJob Repository::new_job(const char* operation, std::string_view name, std::st
   return NewJob{plugin_id_, std::string(name), std::string(description), due, options.schedule};
 }
 
+Error Repository::no_such(const char* what, const char* operation, std::string_view key) const {
+  return Error(ErrorCode::record_not_found,
+               std::string(operation) + ": no " + what + " " + quoted(key) + " in plugin " + quoted(plugin_id_));
+}
+
 Repository::Repository(Store& store, RepositoryOptions options)
     : store_(store),
       plugin_id_(std::move(options.plugin_id)),
@@ -197,8 +202,7 @@ Job Repository::reschedule(const char* op, std::string_view name, const Due& due
   require_key(op, "name", name);
   auto job = as_operation(op, [&] { return store_.reschedule_job(plugin_id_, std::string(name), due); });
   if (!job) {
-    throw Error(ErrorCode::record_not_found,
-                std::string(op) + ": no job " + quoted(name) + " in plugin " + quoted(plugin_id_));
+    throw no_such("job", op, name);
   }
   return std::move(*job);
 }
@@ -207,8 +211,7 @@ void Repository::delete_job(std::string_view name) {
   constexpr const char* op = "delete_job";
   require_key(op, "name", name);
   if (!as_operation(op, [&] { return store_.delete_job(plugin_id_, std::string(name)); })) {
-    throw Error(ErrorCode::record_not_found,
-                std::string(op) + ": no job " + quoted(name) + " in plugin " + quoted(plugin_id_));
+    throw no_such("job", op, name);
   }
 }
 
@@ -274,8 +277,7 @@ Job Repository::set_paused(const char* op, std::string_view name, bool paused) {
   require_key(op, "name", name);
   auto job = as_operation(op, [&] { return store_.set_job_paused(plugin_id_, std::string(name), paused); });
   if (!job) {
-    throw Error(ErrorCode::record_not_found,
-                std::string(op) + ": no job " + quoted(name) + " in plugin " + quoted(plugin_id_));
+    throw no_such("job", op, name);
   }
   return std::move(*job);
 }
@@ -285,8 +287,7 @@ Job Repository::run_now(std::string_view name) {
   require_key(op, "name", name);
   auto job = as_operation(op, [&] { return store_.request_run(plugin_id_, std::string(name)); });
   if (!job) {
-    throw Error(ErrorCode::record_not_found,
-                std::string(op) + ": no job " + quoted(name) + " in plugin " + quoted(plugin_id_));
+    throw no_such("job", op, name);
   }
   return std::move(*job);
 }
@@ -296,8 +297,7 @@ Run Repository::cancel_run(std::string_view run_id) {
   require_text(op, "run id", TextKind::run_id, run_id);
   auto run = as_operation(op, [&] { return store_.request_cancel(plugin_id_, std::string(run_id)); });
   if (!run) {
-    throw Error(ErrorCode::record_not_found,
-                std::string(op) + ": no run " + quoted(run_id) + " in plugin " + quoted(plugin_id_));
+    throw no_such("run", op, run_id);
   }
   if (is_final(run->status)) {
     throw Error(ErrorCode::invalid_job_run_state,
@@ -463,8 +463,7 @@ void Repository::throw_transition_error(const char* operation, const std::string
                                         const std::string& counts_problem) {
   const auto run = store_.lookup_run(plugin_id_, run_id);
   if (!run) {
-    throw Error(ErrorCode::record_not_found,
-                std::string(operation) + ": no run " + quoted(run_id) + " in plugin " + quoted(plugin_id_));
+    throw no_such("run", operation, run_id);
   }
   if (is_final(run->status)) {
     throw Error(ErrorCode::invalid_job_run_state, std::string(operation) + ": run " + quoted(run_id) + " is already " +

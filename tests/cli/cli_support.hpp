@@ -216,6 +216,14 @@ struct Cli {
   }
 };
 
+// The runs of a job, oldest first.
+inline std::vector<nlohmann::json> runs_of(Cli& cli, const std::string& job) {
+  auto runs = cli({"runs", "--job", job, "--limit", "-1", "--json"}).parsed();
+  std::vector<nlohmann::json> out(runs.begin(), runs.end());
+  std::reverse(out.begin(), out.end());
+  return out;
+}
+
 // Microseconds since the epoch of a time field of jobctl's JSON ("2026-...Z").
 inline long long micros_of(const nlohmann::json& text) {
   std::tm tm{};

@@ -18,20 +18,13 @@ using namespace std::chrono_literals;
 using jobrepo::test::Cli;
 using jobrepo::test::micros_of;
 using jobrepo::test::run_processes;
+using jobrepo::test::runs_of;
 using jobrepo::test::slurp;
 using jobrepo::test::wait_until;
 using jobrepo::test::write_config;
 using nlohmann::json;
 
 namespace {
-
-// The runs of a job, oldest first.
-std::vector<json> runs_of(Cli& cli, const std::string& job) {
-  auto runs = cli({"runs", "--job", job, "--limit", "-1", "--json"}).parsed();
-  std::vector<json> out(runs.begin(), runs.end());
-  std::reverse(out.begin(), out.end());
-  return out;
-}
 
 // The job as `jobctl jobs --json` shows it; an empty object when there is
 // none (yet: the servers create their jobs when they start).

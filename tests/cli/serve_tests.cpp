@@ -35,6 +35,7 @@ using jobrepo::test::micros_of;
 using jobrepo::test::Process;
 using jobrepo::test::processes_of_serve;
 using jobrepo::test::run_processes;
+using jobrepo::test::runs_of;
 using jobrepo::test::slurp;
 using jobrepo::test::wait_until;
 using jobrepo::test::write_config;
@@ -285,17 +286,7 @@ TEST_CASE("serve: a command's output is read to the end; long lines are cut; mem
   CHECK(peak < 64 * 1024);
 }
 
-namespace {
-
-// The runs of a job, oldest first.
-std::vector<json> runs_of(Cli& cli, const std::string& job) {
-  auto runs = cli({"runs", "--job", job, "--limit", "-1", "--json"}).parsed();
-  std::vector<json> out(runs.begin(), runs.end());
-  std::reverse(out.begin(), out.end());
-  return out;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 TEST_CASE("serve: a cron job every 2 s on two servers: runs start on the even seconds, one at a time, none missed",
           "[calendar]") {

@@ -1,18 +1,19 @@
-// Catch2's implementation and main(), compiled once for the test executables
-// (Catch2 is most of their build time; the conformance suite, an installed
-// library, carries its own). An executable that needs the PostgreSQL test
+// main() of the test executables; Catch2's implementation comes from the
+// conformance library (tests/conformance/src/catch_impl.cpp), compiled once
+// for all of them. An executable that needs the PostgreSQL test
 // server (run with JOBREPO_TEST_BACKEND=postgres, or one that defines
 // jobrepo_test_needs_postgres() to return true) reports itself skipped
 // (exit 77) without one, or failed when the server is required (tools/test
 // sets that).
-#define CATCH_CONFIG_RUNNER
 #include "test_server.hpp"
-
-#include <catch2/catch.hpp>
 
 #include <cstdlib>
 #include <iostream>
 #include <string>
+
+namespace jobrepo::conformance::detail {
+int run_tests(int argc, char* argv[]);  // tests/conformance/src/catch_session.hpp
+}
 
 // Overridden (a strong definition) by the executables of PostgreSQL only.
 __attribute__((weak)) bool jobrepo_test_needs_postgres() { return false; }
@@ -26,5 +27,5 @@ int main(int argc, char* argv[]) {
       return required ? 1 : 77;
     }
   }
-  return Catch::Session().run(argc, argv);
+  return jobrepo::conformance::detail::run_tests(argc, argv);
 }

@@ -54,24 +54,32 @@ struct Runtime {
   int lock_fd = -1;  // the server lock, held by every supervisor too
 };
 
+// The environment of a command of `job` ("NAME=value"): jobctl's own without
+// serve's database credentials (a job that needs the database gets its own
+// in `environment`), then the job's `environment`, JOBREPO_JOB_NAME and
+// `extra`.
+std::vector<std::string> command_environment(const CommandJob& job, const std::map<std::string, std::string>& extra) {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry = *e;
+    const auto eq = entry.find('=');
+    if (eq != std::string::npos) env[entry.substr(0, eq)] = entry.substr(eq + 1);
+  }
+  for (const char* secret : {"JOBREPO_DATABASE_URL", "JOBREPO_DATABASE_URL_FILE", "PGPASSWORD"}) env.erase(secret);
+  for (const auto& [key, value] : job.environment) env[key] = value;
+  env["JOBREPO_JOB_NAME"] = job.name;
+  for (const auto& [key, value] : extra) env[key] = value;
+  std::vector<std::string> out;
+  for (const auto& [key, value] : env) out.push_back(key + "=" + value);
+  return out;
+}
+
 // Runs the command of `job` for one run, under its own supervisor (see
 // supervisor.hpp and docs/cli.md). Returns `every` on exit status 0.
 microseconds run_command(const CommandJob& job, const Runtime& runtime, jobrepo::JobContext& context) {
   SupervisedCommand command{context.run_id(),      job.name,      job.command,    {},
                             job.working_directory, runtime.grace, runtime.lock_fd};
-  std::map<std::string, std::string> env_map;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string entry = *e;
-    const auto eq = entry.find('=');
-    if (eq != std::string::npos) env_map[entry.substr(0, eq)] = entry.substr(eq + 1);
-  }
-  // serve's own database credentials are not the commands' (a job that needs
-  // the database gets its own in `environment`, set below).
-  for (const char* secret : {"JOBREPO_DATABASE_URL", "JOBREPO_DATABASE_URL_FILE", "PGPASSWORD"}) env_map.erase(secret);
-  for (const auto& [key, value] : job.environment) env_map[key] = value;
-  env_map["JOBREPO_RUN_ID"] = context.run_id();
-  env_map["JOBREPO_JOB_NAME"] = job.name;
-  for (const auto& [key, value] : env_map) command.environment.push_back(key + "=" + value);
+  command.environment = command_environment(job, {{"JOBREPO_RUN_ID", context.run_id()}});
 
   const auto on_line = [&](std::string_view line) {
     if (const auto progress = parse_progress(line)) {
@@ -156,19 +164,8 @@ class Hooks {
     auto context = std::make_shared<HookContext>(run_id, job.name, Steady::now() + limit);
     SupervisedCommand command{run_id,         job.name + " on_failure", job.on_failure, {}, job.working_directory,
                               runtime_.grace, runtime_.lock_fd};
-    std::map<std::string, std::string> env;
-    for (char** e = environ; *e != nullptr; ++e) {
-      const std::string entry = *e;
-      const auto eq = entry.find('=');
-      if (eq != std::string::npos) env[entry.substr(0, eq)] = entry.substr(eq + 1);
-    }
-    for (const char* secret : {"JOBREPO_DATABASE_URL", "JOBREPO_DATABASE_URL_FILE", "PGPASSWORD"}) env.erase(secret);
-    for (const auto& [key, value] : job.environment) env[key] = value;
-    env["JOBREPO_JOB_NAME"] = job.name;
-    env["JOBREPO_RUN_ID"] = run_id;
-    env["JOBREPO_RUN_STATUS"] = status;
-    env["JOBREPO_RUN_MESSAGE"] = message;
-    for (const auto& [key, value] : env) command.environment.push_back(key + "=" + value);
+    command.environment = command_environment(
+        job, {{"JOBREPO_RUN_ID", run_id}, {"JOBREPO_RUN_STATUS", status}, {"JOBREPO_RUN_MESSAGE", message}});
     const std::lock_guard lock(mutex_);
     if (stopping_) return;
     running_.push_back(context);

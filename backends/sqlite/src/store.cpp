@@ -937,16 +937,9 @@ class SqliteStore final : public Store {
       Micros current = now(c);
       const int has_name = name ? 1 : 0;
       const std::string job = name.value_or("");
-      std::string job_name, server_id, fingerprint;
-      Micros registered = 0, seen = 0;
-      int live = 0;
+      ServingRow row;
       soci::statement st(c.sql);
-      st.exchange(soci::into(job_name));
-      st.exchange(soci::into(server_id));
-      st.exchange(soci::into(fingerprint));
-      st.exchange(soci::into(registered));
-      st.exchange(soci::into(seen));
-      st.exchange(soci::into(live));
+      row.bind(st);
       st.exchange(soci::use(current));
       st.exchange(soci::use(plugin_id));
       st.exchange(soci::use(has_name));
@@ -959,10 +952,7 @@ class SqliteStore final : public Store {
               " ORDER BY js.job_name, js.server_id");
       st.execute();
       std::vector<Serving> servings;
-      while (st.fetch()) {
-        servings.push_back(
-            Serving{job_name, server_id, fingerprint, to_timestamp(registered), to_timestamp(seen), live != 0});
-      }
+      while (st.fetch()) servings.push_back(row.to_serving());
       return servings;
     });
   }

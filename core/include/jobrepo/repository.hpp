@@ -289,6 +289,8 @@ class Repository {
   std::vector<RunUpdateResult> apply_updates(const char* operation, std::span<const RunUpdate> updates);
   Job reschedule(const char* operation, std::string_view name, const Due& due);
   Job set_paused(const char* operation, std::string_view name, bool paused);
+  // record_not_found: "OPERATION: no WHAT "KEY" in plugin "P"".
+  Error no_such(const char* what, const char* operation, std::string_view key) const;
   Run transition(const char* operation, std::string_view run_id, RunTransition change);
   [[noreturn]] void throw_transition_error(const char* operation, const std::string& run_id,
                                            const std::string& counts_problem);

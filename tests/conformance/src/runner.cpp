@@ -1,6 +1,9 @@
 // The conformance runner: Catch2's session, the case count check, the
 // skipped status, and the child-process mode of the cross-process races.
-#define CATCH_CONFIG_RUNNER
+// Listeners need Catch2's external interfaces (the implementation and the
+// session are in catch_impl.cpp).
+#define CATCH_CONFIG_EXTERNAL_INTERFACES
+#include "catch_session.hpp"
 #include "support.hpp"
 #include "workers.hpp"
 
@@ -86,22 +89,11 @@ int run(Harness& harness, int argc, char* argv[]) {
     return exit_skipped;
   }
 
-  Catch::Session session;
-  if (const int rc = session.applyCommandLine(argc, argv); rc != 0) return rc;
-  const auto& config = session.config();
-  if (config.listTests() || config.listTestNamesOnly() || config.listTags() || config.listReporters() ||
-      session.configData().showHelp) {
-    return session.run();
-  }
-
-  int total = 0;
-  for (const auto& test : Catch::getAllTestCasesSorted(config)) {
-    const auto& tags = test.getTestCaseInfo().tags;
-    if (std::find(tags.begin(), tags.end(), suite_tag) != tags.end()) ++total;
-  }
-  const bool filtered = config.testSpec().hasFilters();
-
-  const int failures = session.run();
+  const auto session = detail::run_suite(argc, argv, suite_tag);
+  if (session.finished) return *session.finished;
+  const int total = session.total;
+  const bool filtered = session.filtered;
+  const int failures = session.failures;
 
   const int ran = CaseCounter::ran;
   const int failed = CaseCounter::failed;
