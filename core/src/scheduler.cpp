@@ -294,7 +294,8 @@ struct Scheduler::State {
   std::map<std::string, Registered, std::less<>> jobs;
   int jobs_version = 0;       // changes with every (un)registration
   int recorded_version = -1;  // the jobs_version the store last heard of (record_server)
-  // Jobs whose servers disagree about the definition, warned of once.
+  // Jobs whose servers disagree about the definition, warned of once
+  // (start() and then the monitor loop only).
   std::set<std::string, std::less<>> warned_drift;
   SteadyClock::time_point last_drift_check{};
   // Queued, running, or waiting for its final write here.
@@ -931,6 +932,9 @@ struct Scheduler::State {
       if (found == mine.end() || !serving.live || serving.server_id == server_id) continue;
       if (serving.fingerprint != found->second) others[serving.job_name].push_back(serving.server_id);
     }
+    // Jobs no longer registered here are forgotten (the monitor loop alone
+    // touches warned_drift, after start()).
+    std::erase_if(warned_drift, [&](const std::string& name) { return mine.count(name) == 0; });
     for (const auto& [name, fingerprint] : mine) {
       const auto differ = others.find(name);
       if (differ == others.end()) {
@@ -1094,7 +1098,6 @@ bool Scheduler::unregister_job(std::string_view job_name) {
   const auto found = s.jobs.find(job_name);
   if (found == s.jobs.end()) return false;
   s.jobs.erase(found);
-  s.warned_drift.erase(std::string(job_name));
   ++s.jobs_version;
   return true;
 }

@@ -317,6 +317,16 @@ TEST_CASE("control: --version, serve --check, low-level commands marked, progres
   const auto failed = cli({"run", "fail", id, "--message", "by hand", "--json"}).parsed();
   CHECK(failed["message"] == "by hand");
   CHECK(cli({"runs"}).out.find("by hand") != std::string::npos);
+  // serve's own flags are checked before anything starts.
+  for (const auto& [flag, value, message] :
+       {std::tuple{"--http", "9100", "--http: \"9100\" is not ADDR:PORT"},
+        std::tuple{"--http", ":99999", "--http: \":99999\" has no port number from 1 to 65535"},
+        std::tuple{"--log-format", "xml", "--log-format: \"xml\" is not text or json"},
+        std::tuple{"--log-level", "loud", "--log-level: \"loud\" is not debug, info, warning or error"}}) {
+    const auto refused_flag = cli.bare({"serve", "--config", config.string(), flag, value});
+    CHECK(refused_flag.status == 2);
+    CHECK(refused_flag.err.find(message) != std::string::npos);
+  }
   // --limit 0 and other negatives are refused, as docs/cli.md says.
   CHECK(cli({"runs", "--limit", "0"}).status == 2);
   CHECK(cli({"runs", "--limit", "-5"}).status == 2);

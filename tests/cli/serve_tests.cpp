@@ -283,7 +283,7 @@ TEST_CASE("serve: a command's output is read to the end; long lines are cut; mem
   CHECK(cut.find("bytes cut") != std::string::npos);
   INFO("serve's peak RSS " << peak << " KiB");
   CHECK(peak > 0);
-  CHECK(peak < 64 * 1024);
+  CHECK(peak < 128 * 1024);  // of 300 MB written (ASan's shadow memory included)
 }
 
 namespace {}  // namespace

@@ -125,14 +125,15 @@ CONFIG = {
 }
 
 
-def serve(work, url, port):
+def serve(work, url, port, bare_port=False):
     config = os.path.join(work, "jobs.json")
     with open(config, "w") as f:
         json.dump(CONFIG, f)
     out = open(os.path.join(work, "serve.out"), "w")
     err = open(os.path.join(work, "serve.err"), "w")
     process = subprocess.Popen(
-        [JOBCTL, "--db", url, "serve", "--config", config, "--server-id", "web-1", "--http", f"127.0.0.1:{port}",
+        [JOBCTL, "--db", url, "serve", "--config", config, "--server-id", "web-1", "--http",
+         f":{port}" if bare_port else f"127.0.0.1:{port}",
          "--log-format", "json"], stdout=out, stderr=err)
     return process
 
@@ -140,7 +141,8 @@ def serve(work, url, port):
 def scenario(work, url, backend, pg_dir=None):
     port = free_port()
     jobctl(url, "migrate")
-    process = serve(work, url, port)
+    # On SQLite the address is a bare :PORT, which means 127.0.0.1.
+    process = serve(work, url, port, bare_port=backend == "sqlite")
     try:
         wait_until(lambda: get(port, "/healthz")[0] == 200, 30, "/healthz answers 200 once serving")
         check(get(port, "/healthz")[1] == "ok\n", "/healthz says ok")
@@ -257,6 +259,8 @@ def scenario(work, url, backend, pg_dir=None):
     check(all(time_format.match(p.get("time", "")) and p.get("level") in ("debug", "info", "warning", "error")
               and p.get("server") == "web-1" and "msg" in p for p in parsed),
           "every log line has an RFC 3339 UTC time, a level, the server and a message")
+    check(any(p["msg"].startswith(f"HTTP on http://127.0.0.1:{port}/") for p in parsed),
+          "serve says where it listens (127.0.0.1 for a bare :PORT)")
     failed = [p for p in parsed if p.get("event") == "failed"]
     check(failed and failed[0].get("job") == "broken" and failed[0].get("run"),
           "the failure's line names its job and run")
