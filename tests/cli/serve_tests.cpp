@@ -296,13 +296,13 @@ TEST_CASE("serve: a cron job every 2 s on two servers: runs start on the even se
   ])");
   auto a = cli.serve(config, "a");
   auto b = cli.serve(config, "b");
-  std::this_thread::sleep_for(20s);
+  std::this_thread::sleep_for(12s);
   kill(a->pid, SIGTERM);
   kill(b->pid, SIGTERM);
   CHECK(a->wait().status == 0);
   CHECK(b->wait().status == 0);
   const auto runs = runs_of(cli, "tick");
-  REQUIRE(runs.size() >= 8);
+  REQUIRE(runs.size() >= 5);
   std::set<long long> fires;
   std::string late;
   for (const auto& run : runs) {

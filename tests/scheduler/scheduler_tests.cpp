@@ -743,7 +743,7 @@ std::string temp_file(const std::string& name) {
 
 }  // namespace
 
-// JOBREPO_CHURN_SECONDS (tests/CMakeLists.txt: 15 s, 6 s in the sanitizer trees), else 20 s.
+// JOBREPO_CHURN_SECONDS (tests/CMakeLists.txt: 10 s, 6 s in the sanitizer trees), else 20 s.
 TEST_CASE("scheduler: two processes churning short jobs never run one job twice at once") {
   const char* seconds_text = std::getenv("JOBREPO_CHURN_SECONDS");
   const int seconds = seconds_text ? std::atoi(seconds_text) : 20;
