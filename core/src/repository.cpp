@@ -198,13 +198,16 @@ Job Repository::update_job_next_run(std::string_view name, Timestamp next_run_at
   return reschedule("update_job_next_run", name, Due{std::chrono::microseconds(0), next_run_at});
 }
 
-Job Repository::reschedule(const char* op, std::string_view name, const Due& due) {
+template <class Change>
+Job Repository::change_job(const char* op, std::string_view name, Change&& change) {
   require_key(op, "name", name);
-  auto job = as_operation(op, [&] { return store_.reschedule_job(plugin_id_, std::string(name), due); });
-  if (!job) {
-    throw no_such("job", op, name);
-  }
+  auto job = as_operation(op, [&] { return change(std::string(name)); });
+  if (!job) throw no_such("job", op, name);
   return std::move(*job);
+}
+
+Job Repository::reschedule(const char* op, std::string_view name, const Due& due) {
+  return change_job(op, name, [&](const std::string& job) { return store_.reschedule_job(plugin_id_, job, due); });
 }
 
 void Repository::delete_job(std::string_view name) {
@@ -269,27 +272,18 @@ std::string definition_fingerprint(std::string_view definition) {
   return out;
 }
 
-Job Repository::pause_job(std::string_view name) { return set_paused("pause_job", name, true); }
+Job Repository::pause_job(std::string_view name) {
+  return change_job("pause_job", name,
+                    [&](const std::string& job) { return store_.set_job_paused(plugin_id_, job, true); });
+}
 
-Job Repository::resume_job(std::string_view name) { return set_paused("resume_job", name, false); }
-
-Job Repository::set_paused(const char* op, std::string_view name, bool paused) {
-  require_key(op, "name", name);
-  auto job = as_operation(op, [&] { return store_.set_job_paused(plugin_id_, std::string(name), paused); });
-  if (!job) {
-    throw no_such("job", op, name);
-  }
-  return std::move(*job);
+Job Repository::resume_job(std::string_view name) {
+  return change_job("resume_job", name,
+                    [&](const std::string& job) { return store_.set_job_paused(plugin_id_, job, false); });
 }
 
 Job Repository::run_now(std::string_view name) {
-  constexpr const char* op = "run_now";
-  require_key(op, "name", name);
-  auto job = as_operation(op, [&] { return store_.request_run(plugin_id_, std::string(name)); });
-  if (!job) {
-    throw no_such("job", op, name);
-  }
-  return std::move(*job);
+  return change_job("run_now", name, [&](const std::string& job) { return store_.request_run(plugin_id_, job); });
 }
 
 Run Repository::cancel_run(std::string_view run_id) {

@@ -194,6 +194,13 @@ struct JobAfterRunStatement {
   }
 };
 
+// The one job row a prepared statement returns, or empty.
+std::optional<Job> fetch_job(soci::statement& st, const JobRow& row) {
+  st.execute();
+  if (!st.fetch()) return std::nullopt;
+  return row.to_job();
+}
+
 // One connection, the state of its busy handler, and its prepared statements
 // (declared after the session, so that they are finalized first).
 struct Connection {
@@ -602,9 +609,7 @@ class SqliteStore final : public Store {
       prepare(st, "SELECT " JR_JOB_ROW_COLUMNS
                   " FROM job"
                   " WHERE plugin_id = :p AND name = :n");
-      st.execute();
-      if (!st.fetch()) return std::nullopt;
-      return row.to_job();
+      return fetch_job(st, row);
     });
   }
 
@@ -645,9 +650,7 @@ class SqliteStore final : public Store {
                                "UPDATE job SET next_scheduled_run = :t"
                                " WHERE plugin_id = :p AND name = :n"
                                " RETURNING " JR_JOB_ROW_COLUMNS);
-                       st.execute();
-                       if (!st.fetch()) return std::nullopt;
-                       return row.to_job();
+                       return fetch_job(st, row);
                      });
     if (job) due_.notify(plugin_id);
     return job;
@@ -854,9 +857,7 @@ class SqliteStore final : public Store {
                        prepare(st,
                                "UPDATE job SET paused = :v WHERE plugin_id = :p AND name = :n"
                                " RETURNING " JR_JOB_ROW_COLUMNS);
-                       st.execute();
-                       if (!st.fetch()) return std::nullopt;
-                       return row.to_job();
+                       return fetch_job(st, row);
                      });
     if (job && !paused) due_.notify(plugin_id);
     return job;
@@ -879,9 +880,7 @@ class SqliteStore final : public Store {
                   "   AND r.job_name = :n AND r.status = 'running') THEN next_scheduled_run ELSE :now END"
                   " WHERE plugin_id = :p AND name = :n"
                   " RETURNING " JR_JOB_ROW_COLUMNS);
-          st.execute();
-          if (!st.fetch()) return std::nullopt;
-          return row.to_job();
+          return fetch_job(st, row);
         });
     if (job) due_.notify(plugin_id);
     return job;

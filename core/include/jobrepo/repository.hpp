@@ -288,7 +288,10 @@ class Repository {
                  const CreateJobOptions& options) const;
   std::vector<RunUpdateResult> apply_updates(const char* operation, std::span<const RunUpdate> updates);
   Job reschedule(const char* operation, std::string_view name, const Due& due);
-  Job set_paused(const char* operation, std::string_view name, bool paused);
+  // The store's change of one job by name: the name checked, the job as
+  // changed, record_not_found when there is none.
+  template <class Change>
+  Job change_job(const char* operation, std::string_view name, Change&& change);
   // record_not_found: "OPERATION: no WHAT "KEY" in plugin "P"".
   Error no_such(const char* what, const char* operation, std::string_view key) const;
   Run transition(const char* operation, std::string_view run_id, RunTransition change);
