@@ -2,24 +2,17 @@
 #
 # Adds the library jobrepo_<name> (alias and export name jobrepo::<name>) from
 # backends/<name>/: its sources, the migrations of schema/<name>/ embedded by
-# EmbedSql.cmake, its public include/ folder, and <macro> defined for every
-# user, so that <jobrepo/jobrepo.hpp> registers the backend in open_store().
+# jobrepo_embed_migrations() (JobrepoMigrations.cmake, installed for other
+# backends), its public include/ folder, and <macro> defined for every user,
+# so that <jobrepo/jobrepo.hpp> registers the backend in open_store().
+include(JobrepoMigrations)
+
 function(jobrepo_add_backend)
   cmake_parse_arguments(arg "" "NAME;DRIVER;DEFINE" "SOURCES" ${ARGN})
   set(target jobrepo_${arg_NAME})
-  file(GLOB migrations CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/schema/${arg_NAME}/*.sql")
-  set(schema_cpp "${CMAKE_CURRENT_BINARY_DIR}/schema.cpp")
-  # A list cannot pass through a command line as is: join it with '|'.
-  string(REPLACE ";" "|" migration_list "${migrations}")
-  add_custom_command(
-    OUTPUT "${schema_cpp}"
-    COMMAND ${CMAKE_COMMAND} -DNAMESPACE=jobrepo::${arg_NAME}_backend "-DOUTPUT=${schema_cpp}"
-            "-DSQL_FILES=${migration_list}" -P "${PROJECT_SOURCE_DIR}/cmake/EmbedSql.cmake"
-    DEPENDS ${migrations} "${PROJECT_SOURCE_DIR}/cmake/EmbedSql.cmake"
-    COMMENT "Embedding schema/${arg_NAME} migrations"
-    VERBATIM)
-
-  add_library(${target} ${arg_SOURCES} "${schema_cpp}")
+  add_library(${target} ${arg_SOURCES})
+  jobrepo_embed_migrations(TARGET ${target} NAMESPACE jobrepo::${arg_NAME}_backend
+                           SQL_DIR "${PROJECT_SOURCE_DIR}/schema/${arg_NAME}")
   add_library(jobrepo::${arg_NAME} ALIAS ${target})
   set_target_properties(${target} PROPERTIES EXPORT_NAME ${arg_NAME} OUTPUT_NAME ${target}
                                              POSITION_INDEPENDENT_CODE ON)

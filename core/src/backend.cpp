@@ -113,13 +113,46 @@ std::unique_ptr<Store> open_registered_store(const std::string& url, const Store
   return factory(url, options);
 }
 
+int latest_schema_version(std::span<const Migration> migrations) noexcept {
+  return migrations.empty() ? 0 : migrations.back().version;
+}
+
+void check_schema_version(std::string_view operation, int found, std::span<const Migration> migrations) {
+  const int latest = latest_schema_version(migrations);
+  if (found == latest) return;
+  std::string message(operation);
+  if (found > latest) {
+    message += ": the database has schema version " + std::to_string(found) + ", newer than the " +
+               std::to_string(latest) + " this jobrepo knows: upgrade jobrepo";
+  } else if (found <= 0) {
+    message += ": the database is not migrated (schema version 0, this jobrepo needs " + std::to_string(latest) +
+               "): run migrate() (jobctl migrate)";
+  } else {
+    message += ": the database has schema version " + std::to_string(found) + ", older than the " +
+               std::to_string(latest) + " this jobrepo needs: run migrate() (jobctl migrate)";
+  }
+  throw Error(ErrorCode::schema_mismatch, message);
+}
+
+void apply_migrations(int found, std::span<const Migration> migrations,
+                      const std::function<void(const Migration&)>& apply) {
+  if (found > latest_schema_version(migrations)) check_schema_version("migrate", found, migrations);
+  for (const auto& migration : migrations) {
+    if (migration.version > found) apply(migration);
+  }
+}
+
 Error database_error(ErrorCode code, std::string_view operation, std::string_view subject,
                      std::string_view driver_message, std::string native_code) {
   std::string message(operation);
   if (!subject.empty()) message.append(": ").append(subject);
   message.append(": ");
   switch (code) {
-    case ErrorCode::schema_mismatch: message.append("the database schema does not match this jobrepo: "); break;
+    // A table or column the driver misses: most likely never migrated (a
+    // newer database is refused by check_schema_version() before this).
+    case ErrorCode::schema_mismatch:
+      message.append("the database schema does not match this jobrepo (not migrated? run migrate(), jobctl migrate): ");
+      break;
     case ErrorCode::busy: message.append("lock conflicts outlasted the retries: "); break;
     case ErrorCode::unavailable: message.append("the database is unavailable: "); break;
     case ErrorCode::not_unique: message.append("already exists: "); break;

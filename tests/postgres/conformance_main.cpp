@@ -17,6 +17,8 @@ class PostgresHarness : public jobrepo::conformance::Harness {
 
   std::string unavailable_reason() override { return jobrepo::test::postgres_unavailable_reason(); }
 
+  jobrepo::conformance::Capabilities capabilities() const override { return {.pushes_wakeups = true}; }
+
   jobrepo::conformance::Database make_database() override {
     if (!database_) database_ = std::make_unique<jobrepo::test::TestDatabase>();
     const std::string schema = "case_" + std::to_string(++cases_);

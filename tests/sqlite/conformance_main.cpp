@@ -23,6 +23,23 @@ class SqliteHarness : public jobrepo::conformance::Harness {
 
   std::string name() const override { return in_memory_ ? "sqlite-memory" : "sqlite-file"; }
 
+  jobrepo::conformance::Capabilities capabilities() const override {
+    // An in-memory database lives and dies with its one connection.
+    return {.shares_across_processes = !in_memory_,
+            .shares_in_process = !in_memory_,
+            .forces_schema_version = !in_memory_,
+            .pushes_wakeups = true};
+  }
+
+  // Each case's file goes when the case ends.
+  void drop_database(jobrepo::conformance::Database& db) noexcept override {
+    if (db.url.empty()) return;
+    db.store.reset();
+    const std::string path = db.url.substr(std::string("sqlite:").size());
+    std::error_code ignored;
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) fs::remove(path + suffix, ignored);
+  }
+
   jobrepo::conformance::Database make_database() override {
     if (in_memory_) return {jobrepo::open_store("sqlite::memory:"), ""};
     const std::string url = "sqlite:" + (directory() / ("case-" + std::to_string(++cases_) + ".db")).string();

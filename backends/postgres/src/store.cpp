@@ -432,19 +432,9 @@ class PostgresStore final : public Store {
     return ind == soci::i_ok ? version : 0;
   }
 
-  static int latest_version() { return migrations().empty() ? 0 : migrations().back().version; }
-
   void check_schema(const char* operation, Connection& connection) {
     if (schema_ok_) return;
-    const int latest = latest_version();
-    const int found = schema_version(connection);
-    if (found != latest) {
-      throw Error(ErrorCode::schema_mismatch,
-                  std::string(operation) + ": the database has schema version " + std::to_string(found) +
-                      (found > latest ? ", newer than this jobrepo's " + std::to_string(latest) + "; upgrade jobrepo"
-                                      : ", this jobrepo needs " + std::to_string(latest) +
-                                            "; migrate it (jobctl migrate, or Store::migrate())"));
-    }
+    check_schema_version(operation, schema_version(connection), migrations());
     schema_ok_ = true;
   }
 
@@ -547,21 +537,13 @@ class PostgresStore final : public Store {
                           " version integer PRIMARY KEY, name text NOT NULL,"
                           " applied_at timestamptz NOT NULL DEFAULT current_timestamp)");
             }
-            const int current = schema_version(c);
-            const int latest = latest_version();
-            if (current > latest) {
-              throw Error(ErrorCode::schema_mismatch, "migrate: the database has schema version " +
-                                                          std::to_string(current) + ", newer than this jobrepo's " +
-                                                          std::to_string(latest) + "; upgrade jobrepo");
-            }
-            for (const auto& migration : migrations()) {
-              if (migration.version <= current) continue;
+            apply_migrations(schema_version(c), migrations(), [&](const Migration& migration) {
               exec_native(c, std::string(migration.sql));
               int version = migration.version;
               std::string name(migration.name);
               c.sql << "INSERT INTO jobrepo_schema_version (version, name) VALUES (:v, :n)", soci::use(version),
                   soci::use(name);
-            }
+            });
             exec_native(c, "COMMIT");
           } catch (...) {
             PQclear(PQexec(c.native(), "ROLLBACK"));

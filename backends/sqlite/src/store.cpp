@@ -374,26 +374,12 @@ class SqliteStore final : public Store {
     return ind == soci::i_ok ? version : 0;
   }
 
-  static Error newer_schema_error(const char* operation, int found, int latest) {
-    return Error(ErrorCode::schema_mismatch, std::string(operation) + ": the database has schema version " +
-                                                 std::to_string(found) + ", newer than this jobrepo's " +
-                                                 std::to_string(latest) + "; upgrade jobrepo");
-  }
-
   // Throws schema_mismatch unless the database has exactly the schema version
   // this build ships. Only success is remembered, so that a migration by
   // another process is seen at once.
   void check_schema(const char* operation, soci::session& sql) {
     if (schema_ok_) return;
-    const int latest = migrations().empty() ? 0 : migrations().back().version;
-    const int found = schema_version(sql);
-    if (found > latest) throw newer_schema_error(operation, found, latest);
-    if (found < latest) {
-      throw Error(ErrorCode::schema_mismatch, std::string(operation) + ": the database has schema version " +
-                                                  std::to_string(found) + ", this jobrepo needs " +
-                                                  std::to_string(latest) +
-                                                  "; migrate it (jobctl migrate, or Store::migrate())");
-    }
+    check_schema_version(operation, schema_version(sql), migrations());
     schema_ok_ = true;
   }
 
@@ -540,18 +526,13 @@ class SqliteStore final : public Store {
           exec_native(sql,
                       "CREATE TABLE IF NOT EXISTS jobrepo_schema_version ("
                       " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT");
-          const int current = schema_version(sql);
-          const auto all = migrations();
-          const int latest = all.empty() ? 0 : all.back().version;
-          if (current > latest) throw newer_schema_error("migrate", current, latest);
-          for (const auto& migration : all) {
-            if (migration.version <= current) continue;
+          apply_migrations(schema_version(sql), migrations(), [&](const Migration& migration) {
             exec_native(sql, std::string(migration.sql).c_str());
             int version = migration.version;
             std::string name(migration.name);
             sql << "INSERT INTO jobrepo_schema_version (version, name, applied_at) VALUES (:v, :n, :t)",
                 soci::use(version), soci::use(name), soci::use(now);
-          }
+          });
           return 0;
         },
         /*check_schema=*/false);

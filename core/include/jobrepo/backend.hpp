@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -76,6 +77,29 @@ struct Migration {
   std::string_view name;
   std::string_view sql;
 };
+
+// The schema version rules, written once for every backend (the built-in
+// ones call these; so should yours).
+
+// The version `migrations` bring a database to: the last one's, 0 when none.
+int latest_schema_version(std::span<const Migration> migrations) noexcept;
+
+// Throws schema_mismatch unless a database at schema version `found` is
+// the one these migrations make, in one wording for every backend:
+//   "OPERATION: the database is not migrated (schema version 0, this
+//    jobrepo needs 4): run migrate() (jobctl migrate)"
+//   "OPERATION: the database has schema version 2, older than the 4 this
+//    jobrepo needs: run migrate() (jobctl migrate)"
+//   "OPERATION: the database has schema version 9999, newer than the 4
+//    this jobrepo knows: upgrade jobrepo"
+void check_schema_version(std::string_view operation, int found, std::span<const Migration> migrations);
+
+// The body of Store::migrate(), inside the backend's transaction: throws
+// schema_mismatch ("migrate: ... newer than ...") when `found` is newer than
+// the migrations know; otherwise calls apply() for each migration newer than
+// `found`, in order (apply runs its SQL and records its version).
+void apply_migrations(int found, std::span<const Migration> migrations,
+                      const std::function<void(const Migration&)>& apply);
 
 }  // namespace jobrepo
 

@@ -1,8 +1,9 @@
 // jobrepo: Repository, the job and run operations of one plugin.
 //
 // A Repository is cheap to make: it holds a reference to a Store and its
-// options. Each method is one atomic transaction. A Repository is not
-// thread-safe; use one per thread (the Store is shared).
+// options, and nothing else. Each method is one atomic transaction.
+// Thread-safe: any number of threads may call one Repository at once (it
+// changes no state of its own; the Store it calls is thread-safe).
 //
 // Argument checks come before any I/O. When several errors apply, the first
 // of invalid_parameter, record_not_found, invalid_job_run_state,

@@ -10,7 +10,12 @@
 //
 // Time: every timestamp an operation writes is the store's clock, read once
 // inside the operation (all timestamps written by one call are equal), plus
-// clock_offset(). "now" below means exactly that value.
+// clock_offset(), in whole microseconds (a Timestamp holds nanoseconds:
+// truncate). "now" below means exactly that value.
+//
+// Schema: every method but migrate() throws schema_mismatch while the
+// database's schema version is not the one the store ships (now() too);
+// check_schema_version() and apply_migrations() (backend.hpp) word it.
 //
 // Errors: methods throw jobrepo::Error. A backend maps its driver's errors in
 // one place: unique violation -> not_unique, check violation -> check_constraint,
@@ -165,7 +170,9 @@ class Store {
   // Sets next_scheduled_run to `due`; empty when the job does not exist.
   virtual std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name, const Due& due) = 0;
 
-  // Deletes the job and all its runs; false when it does not exist.
+  // Deletes the job, all its runs and who serves it (list_servings); false
+  // when it does not exist. Jobs of the same name in other plugins, and
+  // their runs, are not touched.
   virtual bool delete_job(const std::string& plugin_id, const std::string& name) = 0;
 
   // Sets Job::paused; empty when the job does not exist. Resuming wakes
@@ -223,17 +230,20 @@ class Store {
   virtual std::optional<Run> lookup_run(const std::string& plugin_id, const std::string& run_id) = 0;
 
   // Runs of query.plugin_id (of one job, in one status, when given), newest
-  // first (create_time descending, then private_id).
+  // first: create_time descending, then private_id ascending (runs of one
+  // claim share a create_time); at most query.limit of them.
   virtual std::vector<Run> list_runs(const RunQuery& query) = 0;
 
-  // Deletes the final runs of plugin_id whose end_time <= now - older_than
-  // (>= 0); returns how many. Running runs are never deleted.
+  // Deletes the final runs of plugin_id (no other plugin's) whose end_time
+  // <= now - older_than (>= 0); returns how many. Running runs are never
+  // deleted.
   virtual std::int64_t prune_runs(const std::string& plugin_id, std::chrono::microseconds older_than) = 0;
 
   // Push wake-ups, optional. Calls on_due, on a thread of the store, soon
   // after any process commits a change that may make jobs of plugin_id
-  // claimable sooner than before: create_job, ensure_job, reschedule_job, and
-  // interrupt_stale_runs when it interrupted runs. Also calls it when such
+  // claimable sooner than before: create_job, ensure_job (also of an
+  // existing job), reschedule_job, set_job_paused (resuming), request_run,
+  // and interrupt_stale_runs when it interrupted runs. Also calls it when such
   // news may have been lost (e.g. after a reconnect); spurious calls are
   // allowed, so the callee re-reads the store. on_due must be quick and must
   // not subscribe or unsubscribe. Returns nullptr when the store cannot push

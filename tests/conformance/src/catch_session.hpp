@@ -1,8 +1,10 @@
 // The Catch2 sessions of catch_impl.cpp (internal; not installed).
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace jobrepo::conformance::detail {
 
@@ -17,7 +19,15 @@ struct SuiteSession {
   int total = 0;          // cases tagged `tag`
   bool filtered = false;  // the command line selected cases
   int failures = 0;       // what Catch2's run returned
+  // A JUnit or XML report went to standard output.
+  bool report_on_stdout = false;
 };
-SuiteSession run_suite(int argc, char* argv[], const std::string& tag);
+// Runs the session. A JUnit report passes through `edit_junit` (called
+// after the cases ran) before it reaches its destination.
+SuiteSession run_suite(int argc, char* argv[], const std::string& tag,
+                       const std::function<std::string(const std::string&)>& edit_junit);
+
+// The names of the cases a run without filters runs (hidden ones left out).
+std::vector<std::string> case_names();
 
 }  // namespace jobrepo::conformance::detail

@@ -124,6 +124,10 @@ TEST_CASE("cancel_run asks the run's server to stop it; its server ends it as in
   CHECK(after.consecutive_failures == 0);
   CHECK(after.next_scheduled_run > f.repo.database_time() + 50min);  // keeps its schedule
   JR_REQUIRE_ERROR_WITH(f.repo.cancel_run(run.private_id), ErrorCode::invalid_job_run_state, "cancel_run");
+  // A final run never changes: a cancel of a completed run leaves it as it was.
+  const auto done = f.repo.complete_run(claimed(f.repo, "done").private_id, 1h);
+  JR_REQUIRE_ERROR_WITH(f.repo.cancel_run(done.private_id), ErrorCode::invalid_job_run_state, "completed");
+  CHECK(f.repo.lookup_run(done.private_id).value() == done);
   JR_REQUIRE_ERROR_WITH(f.repo.cancel_run("AAAAAAAAAAAAAAAAAAAAAA"), ErrorCode::record_not_found, "cancel_run");
   JR_REQUIRE_ERROR(f.repo.cancel_run("bad id!"), ErrorCode::invalid_parameter);
   auto other = f.other_plugin();
@@ -229,8 +233,13 @@ TEST_CASE("servers record what they serve; list_servings tells which are live", 
   CHECK(f.repo.list_servings("a").front().live);
   f.store.set_clock_offset(0us);
 
-  // A clean stop forgets the server; deleting a job forgets who served it.
+  // A clean stop forgets the server (in its own plugin only); deleting a
+  // job forgets who served it.
+  auto other = f.other_plugin();
+  other.create_job("b", "d");
+  other.record_server("s1", 1min, std::vector<ServedJob>{{"b", "theirs"}});
   f.repo.remove_server("s1");
+  CHECK(other.list_servings("b").size() == 1);
   f.repo.remove_server("never-seen");
   CHECK(f.repo.list_servings("b").empty());
   f.repo.delete_job("a");

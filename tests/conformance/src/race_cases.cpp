@@ -51,20 +51,24 @@ Audit audit_runs(Repository& repo, const std::vector<std::string>& run_ids) {
   return audit;
 }
 
-// Runs plan.threads claimers in this process and, when the database can be
-// shared, `processes` children with `child_threads` each, all starting at
-// once. Returns everything claimed; `children` gets the children's part.
-ClaimLog race(Fixture& f, WorkerPlan plan, int processes, int child_threads, ClaimLog& children,
-              const std::string& what) {
+// Why the cases with child processes cannot run here, or empty.
+std::string cross_process_problem(const Fixture& f) {
+  if (!capabilities().shares_across_processes) return "the harness's databases cannot be shared across processes";
+  if (f.db.url.empty()) return "the database has no url for another process";
+  return {};
+}
+
+// Runs plan.threads claimers in this process and, when `processes` > 0,
+// `processes` children with `child_threads` each, all starting at once.
+// Returns everything claimed; `children` gets the children's part.
+ClaimLog race(Fixture& f, WorkerPlan plan, int processes, int child_threads, ClaimLog& children) {
   plan.server_prefix = "thread";
   std::optional<ChildClaimers> child_claimers;
-  if (!f.db.url.empty()) {
+  if (processes > 0) {
     WorkerPlan child_plan = plan;
     child_plan.threads = child_threads;
     child_plan.server_prefix = "process";
     child_claimers.emplace(f.db.url, child_plan, processes);
-  } else {
-    note_not_applicable(what + " (the database cannot be opened from another process)");
   }
   plan.start_at = Clock::now();
   if (child_claimers) child_claimers->go();
@@ -74,19 +78,16 @@ ClaimLog race(Fixture& f, WorkerPlan plan, int processes, int child_threads, Cla
   return log;
 }
 
-}  // namespace
-
-TEST_CASE("threads and processes claiming the same due jobs get each job once, without errors", "[conformance][race]") {
-  Fixture f;
+void claim_race(Fixture& f, int processes) {
   constexpr int jobs = 1000;
   for (int i = 0; i < jobs; ++i) f.repo.create_job("race-" + std::to_string(i), "d");
 
   WorkerPlan plan;
   plan.mode = WorkerMode::claim_all;
   plan.threads = 8;
-  const bool processes = !f.db.url.empty();
+  plan.max_claims = jobs;
   ClaimLog children;
-  const ClaimLog log = race(f, plan, 4, 2, children, "cross-process claims");
+  const ClaimLog log = race(f, plan, processes, 2, children);
 
   INFO("errors:" << describe(log.errors));
   CHECK(log.errors.empty());
@@ -96,7 +97,7 @@ TEST_CASE("threads and processes claiming the same due jobs get each job once, w
   CHECK(per_job.size() == static_cast<std::size_t>(jobs));
   const auto twice = std::count_if(per_job.begin(), per_job.end(), [](const auto& e) { return e.second > 1; });
   CHECK(twice == 0);
-  if (processes) {
+  if (processes > 0) {
     INFO("claims made by the child processes: " << children.run_ids.size());
     CHECK(!children.run_ids.empty());
   }
@@ -109,26 +110,52 @@ TEST_CASE("threads and processes claiming the same due jobs get each job once, w
   CHECK(running_jobs.size() == static_cast<std::size_t>(jobs));
 }
 
-TEST_CASE("claim and complete churn never runs one job twice at once", "[conformance][race]") {
-  Fixture f;
+void churn_race(Fixture& f, int processes) {
   constexpr int jobs = 20;
   for (int i = 0; i < jobs; ++i) f.repo.create_job("churn-" + std::to_string(i), "d");
 
   WorkerPlan plan;
   plan.mode = WorkerMode::churn;
-  plan.duration = 3s;
+  plan.duration = 2s;
   plan.threads = 4;
   ClaimLog children;
-  const ClaimLog log = race(f, plan, 2, 2, children, "cross-process churn");
+  const ClaimLog log = race(f, plan, processes, 2, children);
 
   INFO("errors:" << describe(log.errors));
   CHECK(log.errors.empty());
   REQUIRE(log.run_ids.size() > static_cast<std::size_t>(jobs));
+  if (processes > 0) CHECK(!children.run_ids.empty());
 
   const Audit audit = audit_runs(f.repo, log.run_ids);
   CHECK(audit.overlaps == 0);
   CHECK(audit.unfinished == 0);
   CHECK(audit.missing == 0);
+}
+
+}  // namespace
+
+TEST_CASE("threads claiming the same due jobs get each job once, without errors", "[conformance][race]") {
+  Fixture f;
+  claim_race(f, 0);
+}
+
+TEST_CASE("threads and processes claiming the same due jobs get each job once, without errors",
+          "[conformance][race][shared]") {
+  Fixture f;
+  if (const auto why = cross_process_problem(f); !why.empty()) JR_SKIP(why);
+  claim_race(f, 4);
+}
+
+TEST_CASE("threads churning claims and completions never run one job twice at once", "[conformance][race]") {
+  Fixture f;
+  churn_race(f, 0);
+}
+
+TEST_CASE("threads and processes churning claims and completions never run one job twice at once",
+          "[conformance][race][shared]") {
+  Fixture f;
+  if (const auto why = cross_process_problem(f); !why.empty()) JR_SKIP(why);
+  churn_race(f, 2);
 }
 
 }  // namespace jobrepo::conformance
@@ -141,10 +168,7 @@ namespace jobrepo::conformance {
 // change); then every run is read back and audited.
 TEST_CASE("soak: 4 processes x 4 threads churn 2,000 jobs; no overlapping runs, no errors", "[.][soak]") {
   Fixture f;
-  if (f.db.url.empty()) {
-    WARN("not applicable: the database cannot be opened from another process");
-    return;
-  }
+  if (const auto why = cross_process_problem(f); !why.empty()) JR_SKIP(why);
   constexpr int jobs = 2000;
   for (int i = 0; i < jobs; ++i) f.repo.create_job("soak-" + std::to_string(i), "d");
   const char* seconds = std::getenv("JOBREPO_SOAK_SECONDS");

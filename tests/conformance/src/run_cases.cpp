@@ -493,7 +493,13 @@ TEST_CASE("list_runs lists newest first, filters by job and status, honours limi
   CHECK(done.front().private_id == a1.private_id);
   CHECK(done.front().status == Status::completed);
   CHECK(f.repo.list_runs({.job_name = "a", .status = Status::running}).front().private_id == a2.private_id);
-  CHECK(f.repo.list_runs({.limit = 1}).front().private_id == b1.private_id);
+  const auto first = f.repo.list_runs({.limit = 1});
+  REQUIRE(first.size() == 1);
+  CHECK(first.front().private_id == b1.private_id);
+  const auto two = f.repo.list_runs({.limit = 2});
+  REQUIRE(two.size() == 2);
+  CHECK(two.back().private_id == a2.private_id);
+  CHECK(f.repo.list_runs({.job_name = "a", .limit = 1}).size() == 1);
   CHECK(f.repo.list_runs({.limit = -1}).size() == 3);
   CHECK(f.repo.list_runs({.job_name = "nope"}).empty());
 }
@@ -511,16 +517,32 @@ TEST_CASE("prune_runs deletes old final runs and keeps running ones", "[conforma
   CHECK(!f.repo.lookup_run(old_done.private_id).has_value());
   CHECK(f.repo.lookup_run(recent.private_id).has_value());
   CHECK(f.repo.lookup_run(still_running.private_id)->status == Status::running);
+  // Another plugin's final runs are not this plugin's to prune.
+  Repository other = f.other_plugin();
+  other.create_job("theirs", "d");
+  const Run theirs = other.run_jobs("s1").at(0);
+  other.complete_run(theirs.private_id, 1h);
+  f.store.set_clock_offset(4h);
   CHECK(f.repo.prune_runs(0s) == 1);  // every final run
   CHECK(f.repo.lookup_run(still_running.private_id).has_value());
   CHECK(f.repo.prune_runs(0s) == 0);
+  CHECK(other.lookup_run(theirs.private_id).has_value());
+  CHECK(other.prune_runs(0s) == 1);
+  CHECK(!other.lookup_run(theirs.private_id).has_value());
 }
 
 TEST_CASE("delete_job deletes the job and its runs", "[conformance][jobs]") {
   Fixture f;
   const Run run = claimed(f.repo, "doomed");
   f.repo.create_job("kept", "d");
+  // A job of the same name in another plugin, with a run, is not touched.
+  Repository other = f.other_plugin();
+  other.create_job("doomed", "theirs");
+  const Run their_run = other.run_jobs("s1").at(0);
   f.repo.delete_job("doomed");
+  CHECK(other.lookup_job("doomed").has_value());
+  CHECK(other.lookup_run(their_run.private_id).has_value());
+  CHECK(other.list_runs({.job_name = "doomed"}).size() == 1);
   CHECK(!f.repo.lookup_job("doomed").has_value());
   CHECK(!f.repo.lookup_run(run.private_id).has_value());
   CHECK(f.repo.lookup_job("kept").has_value());
@@ -552,6 +574,85 @@ TEST_CASE("a final run never changes again", "[conformance][states]") {
     CHECK(*f.repo.lookup_run(run->private_id) == before);
   }
   CHECK(f.repo.interrupt_runs(0s).empty());
+}
+
+TEST_CASE("runs claimed together list in private_id order among equal create times", "[conformance][history]") {
+  Fixture f;
+  for (const char* name : {"a", "b", "c", "d", "e"}) f.repo.create_job(name, "d");
+  const auto runs = f.repo.run_jobs("s1", {.limit = -1});
+  REQUIRE(runs.size() == 5);
+  const auto listed = f.repo.list_runs();
+  REQUIRE(listed.size() == 5);
+  for (std::size_t i = 1; i < listed.size(); ++i) {
+    INFO("runs " << i - 1 << " and " << i << ": " << ::Catch::Detail::stringify(listed[i - 1]) << " then "
+                 << ::Catch::Detail::stringify(listed[i]));
+    CHECK(listed[i - 1].create_time >= listed[i].create_time);
+    if (listed[i - 1].create_time == listed[i].create_time) CHECK(listed[i - 1].private_id < listed[i].private_id);
+  }
+}
+
+TEST_CASE("every timestamp the store returns has microsecond resolution", "[conformance][clock]") {
+  Fixture f;
+  const auto whole = [](Timestamp t) {
+    return t.time_since_epoch() % std::chrono::microseconds(1) == Clock::duration(0);
+  };
+  std::vector<Timestamp> seen;
+  seen.push_back(f.store.now());
+  const Job job = f.repo.create_job("j", "d");
+  seen.push_back(job.next_scheduled_run);
+  const Run run = f.repo.run_jobs("s1").at(0);
+  seen.insert(seen.end(), {run.create_time, run.update_time});
+  const Run progressed = f.repo.update_progress(run.private_id, 1, 2);
+  seen.push_back(progressed.update_time);
+  const Run done = f.repo.complete_run(run.private_id, 1500ms);
+  seen.insert(seen.end(), {done.update_time, done.end_time.value()});
+  const Job after = f.repo.lookup_job("j").value();
+  seen.insert(seen.end(), {after.next_scheduled_run, after.last_end_time.value(), after.last_success_time.value()});
+  const Run listed = f.repo.list_runs().at(0);
+  seen.insert(seen.end(), {listed.create_time, listed.update_time, listed.end_time.value()});
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    INFO("timestamp " << i << ": " << ::Catch::Detail::stringify(seen[i]));
+    CHECK(whole(seen[i]));
+  }
+}
+
+TEST_CASE("interrupt_runs ends exactly the runs with update_time <= now - threshold", "[conformance][interrupt]") {
+  Fixture f;
+  // Runs heartbeated one after another, each at its own instant, and a cut
+  // in their midst: an interrupted run must be at or before the cut (its
+  // end_time - threshold), every run left running after it. The cut often
+  // falls exactly on a heartbeat on a fast store: `<` is not `<=`.
+  constexpr int runs_per_round = 40;
+  for (int round = 0; round < 5; ++round) {
+    const std::string plugin = "pi_cut_" + std::to_string(round);
+    Repository repo = f.other_plugin(plugin);
+    for (int i = 0; i < runs_per_round; ++i) repo.create_job("j" + std::to_string(i), "d");
+    // A run heartbeated long ago: always interrupted, its end_time is the call's now.
+    repo.create_job("anchor", "d", {.next_run_in = -1h});
+    const Run anchor = repo.run_jobs("s1").at(0);
+    REQUIRE(anchor.job_name == "anchor");
+    f.store.set_clock_offset(f.store.clock_offset() + 1h);
+    std::vector<Run> beats;
+    for (const auto& run : repo.run_jobs("s1", {.limit = -1}))
+      beats.push_back(repo.update_progress(run.private_id, 1, 2));
+    REQUIRE(beats.size() == static_cast<std::size_t>(runs_per_round));
+    const Timestamp middle = beats[beats.size() / 2].update_time;
+    const auto threshold = std::chrono::duration_cast<std::chrono::microseconds>(f.store.now() - middle);
+    const auto interrupted = repo.interrupt_runs(threshold);
+    Timestamp now{};
+    for (const auto& run : interrupted) {
+      if (run.private_id == anchor.private_id) now = run.end_time.value();
+    }
+    REQUIRE(now != Timestamp{});
+    const Timestamp cut = now - threshold;
+    std::set<std::string> ended;
+    for (const auto& run : interrupted) ended.insert(run.private_id);
+    for (const auto& beat : beats) {
+      INFO("round " << round << ": cut at " << ::Catch::Detail::stringify(cut) << " (threshold " << threshold.count()
+                    << " us), run updated at " << ::Catch::Detail::stringify(beat.update_time));
+      CHECK(ended.count(beat.private_id) == (beat.update_time <= cut ? 1u : 0u));
+    }
+  }
 }
 
 }  // namespace jobrepo::conformance

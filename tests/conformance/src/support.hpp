@@ -2,6 +2,7 @@
 #pragma once
 
 #include <jobrepo/conformance.hpp>
+#include <jobrepo/conformance_printers.hpp>
 #include <jobrepo/error.hpp>
 #include <jobrepo/repository.hpp>
 
@@ -9,8 +10,10 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace jobrepo::conformance {
 
@@ -19,13 +22,48 @@ using namespace std::chrono_literals;
 // The harness run() was given.
 Harness& harness();
 
-// Records that a case could not test something on this backend; the runner
-// lists these in its report so that "not applicable" is never silent.
-void note_not_applicable(const std::string& what);
+// The harness's capabilities, read once per run.
+const Capabilities& capabilities();
+
+// Records that the running case cannot run against this harness, and why;
+// the runner reports the case as skipped (never passed). The case must end
+// at once: use JR_SKIP.
+void skip_case(const std::string& reason);
+#define JR_SKIP(reason)                        \
+  do {                                         \
+    ::jobrepo::conformance::skip_case(reason); \
+    return;                                    \
+  } while (false)
+
+// A database of the harness, dropped (Harness::drop_database) when the case
+// ends, after the stores the case opened on it with reopen().
+class CaseDatabase {
+ public:
+  CaseDatabase() : db_(harness().make_database()) {}
+  CaseDatabase(const CaseDatabase&) = delete;
+  CaseDatabase& operator=(const CaseDatabase&) = delete;
+  ~CaseDatabase() {
+    others_.clear();
+    harness().drop_database(db_);
+  }
+  Database& db() { return db_; }
+  Store& store() { return *db_.store; }
+  // How this process reopens it (local_url, else url), or empty when the
+  // harness cannot (then the case must skip: see in_process_url()).
+  std::string in_process_url() const;
+  // Another store on it in this process, kept until the case ends.
+  // REQUIRES: in_process_url() is not empty.
+  Store& reopen();
+
+ private:
+  Database db_;
+  std::vector<std::unique_ptr<Store>> others_;
+};
 
 // A case's fresh, migrated store and a default Repository on it.
 struct Fixture {
-  Database db = harness().make_database();
+  CaseDatabase database{};
+  Database& db = database.db();
   Store& store = *db.store;
   Repository repo = (store.migrate(), Repository(store));
 
@@ -58,17 +96,6 @@ bool near_system_now(Timestamp t, std::chrono::seconds tolerance = 30s);
 bool url_safe(const std::string& id);
 
 }  // namespace jobrepo::conformance
-
-namespace Catch {
-template <>
-struct StringMaker<jobrepo::ErrorCode> {
-  static std::string convert(jobrepo::ErrorCode code) { return std::string(jobrepo::to_string(code)); }
-};
-template <>
-struct StringMaker<jobrepo::Status> {
-  static std::string convert(jobrepo::Status status) { return std::string(jobrepo::to_string(status)); }
-};
-}  // namespace Catch
 
 namespace jobrepo::conformance {
 // Each case file defines one of these; run() calls them so that a static

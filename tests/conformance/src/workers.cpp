@@ -9,6 +9,8 @@
 #include <sstream>
 #include <thread>
 
+#include <csignal>
+
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,11 +25,24 @@ using std::chrono::microseconds;
 
 void claim_loop(Repository& repo, const std::string& server, const WorkerPlan& plan, ClaimLog& log) {
   std::this_thread::sleep_until(plan.start_at);
-  const auto end = std::chrono::steady_clock::now() + plan.duration;
+  const auto started = std::chrono::steady_clock::now();
+  const auto end = started + plan.duration;
   int round = 0;
   for (;;) {
     try {
       if (plan.mode == WorkerMode::claim_all) {
+        if (static_cast<int>(log.run_ids.size()) > plan.max_claims) {
+          log.errors.push_back("claimer " + server + ": claimed " + std::to_string(log.run_ids.size()) +
+                               " runs, more than the " + std::to_string(plan.max_claims) +
+                               " due jobs: a claim returned jobs that had a running run");
+          return;
+        }
+        if (std::chrono::steady_clock::now() - started > plan.time_limit) {
+          log.errors.push_back("claimer " + server + ": still claiming after " +
+                               std::to_string(plan.time_limit.count()) + " ms (" + std::to_string(log.run_ids.size()) +
+                               " runs): claims never ran out of due jobs");
+          return;
+        }
         // Vary the batch size so that claims of different sizes interleave.
         const auto runs = repo.run_jobs(server, {.limit = 1 + (round++ % 4)});
         if (runs.empty()) return;
@@ -83,7 +98,8 @@ void touch(const std::string& path) { std::ofstream(path).put('\n'); }
 
 }  // namespace
 
-ChildClaimers::ChildClaimers(const std::string& url, const WorkerPlan& plan, int processes) {
+ChildClaimers::ChildClaimers(const std::string& url, const WorkerPlan& plan, int processes)
+    : wait_limit_(plan.duration + plan.time_limit + std::chrono::seconds(30)) {
   std::string pattern = "/tmp/jobrepo-conformance-XXXXXX";
   if (mkdtemp(pattern.data()) == nullptr) {
     log_.errors.push_back("internal: cannot make a temporary directory");
@@ -102,6 +118,8 @@ ChildClaimers::ChildClaimers(const std::string& url, const WorkerPlan& plan, int
                                      dir_ + "/go",
                                      std::to_string(plan.duration.count()),
                                      std::to_string(plan.claim_limit),
+                                     std::to_string(plan.max_claims),
+                                     std::to_string(plan.time_limit.count()),
                                      outputs_.back()};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -128,10 +146,20 @@ void ChildClaimers::go() {
 
 ClaimLog ChildClaimers::wait() {
   go();  // never leave a child waiting
+  // A child has its own limits; one that outlives them by far is killed.
+  const auto deadline = std::chrono::steady_clock::now() + wait_limit_;
   for (std::size_t i = 0; i < pids_.size(); ++i) {
     int status = 0;
-    waitpid(pids_[i], &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    bool killed = false;
+    while (waitpid(pids_[i], &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline && !killed) {
+        kill(pids_[i], SIGKILL);
+        killed = true;
+        log_.errors.push_back("child claimer " + std::to_string(i) + " did not end in time and was killed");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (!killed && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
       log_.errors.push_back("child claimer " + std::to_string(i) + " ended abnormally (status " +
                             std::to_string(status) + ")");
     }
@@ -166,8 +194,8 @@ ChildClaimers::~ChildClaimers() {
 }
 
 int worker_main(Harness& harness, int argc, char* argv[]) {
-  if (argc != 9) {
-    std::fprintf(stderr, "conformance worker: expected 9 arguments, got %d\n", argc);
+  if (argc != 11) {
+    std::fprintf(stderr, "conformance worker: expected 11 arguments, got %d\n", argc);
     return 2;
   }
   WorkerPlan plan;
@@ -179,7 +207,9 @@ int worker_main(Harness& harness, int argc, char* argv[]) {
   const std::string go_file = argv[5];
   plan.duration = std::chrono::milliseconds(std::atoll(argv[6]));
   plan.claim_limit = std::atoi(argv[7]);
-  const std::string output = argv[8];
+  plan.max_claims = std::atoi(argv[8]);
+  plan.time_limit = std::chrono::milliseconds(std::atoll(argv[9]));
+  const std::string output = argv[10];
   std::ofstream out(output);
   ClaimLog log;
   try {

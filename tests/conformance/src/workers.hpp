@@ -34,6 +34,12 @@ struct WorkerPlan {
   Timestamp start_at;                     // all claimers start at this moment
   std::chrono::milliseconds duration{0};  // churn only
   int claim_limit = 1;                    // churn only
+  // claim_all: each claimer stops with an error after claiming more runs
+  // than this (a claim that hands out jobs with running runs never returns
+  // nothing) or after time_limit, so that a broken store fails the case
+  // within seconds instead of looping without end.
+  int max_claims = 100000;
+  std::chrono::milliseconds time_limit{30000};
 };
 
 // Runs plan.threads claimers on `store` in this process and returns when all end.
@@ -57,6 +63,7 @@ class ChildClaimers {
   ClaimLog wait();
 
  private:
+  std::chrono::milliseconds wait_limit_;
   std::string dir_;
   std::vector<int> pids_;
   std::vector<std::string> outputs_;
