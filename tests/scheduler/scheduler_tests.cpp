@@ -829,8 +829,10 @@ TEST_CASE(
   CHECK(run.message == std::optional<std::string>("cancelled by operator"));
   const auto job = *f.repo.lookup_job("victim");
   CHECK(job.next_scheduled_run > f.repo.database_time() + 50min);
-  CHECK(f.recorder.count(SchedulerEvent::Kind::interrupted, "victim") == 1);
+  // The event follows the store's write: wait for it.
+  CHECK(wait_until([&] { return f.recorder.count(SchedulerEvent::Kind::interrupted, "victim") == 1; }, 3s));
   const auto ended = f.recorder.of(SchedulerEvent::Kind::interrupted, "victim");
+  REQUIRE(ended.size() == 1);
   CHECK(ended.front().event.message == "cancelled by operator");
   CHECK(scheduler.stop());
 }

@@ -116,7 +116,7 @@ void churn_race(Fixture& f, int processes) {
 
   WorkerPlan plan;
   plan.mode = WorkerMode::churn;
-  plan.duration = 2s;
+  plan.duration = 1500ms;
   plan.threads = 4;
   ClaimLog children;
   const ClaimLog log = race(f, plan, processes, 2, children);
