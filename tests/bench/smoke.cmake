@@ -17,7 +17,7 @@ if(DEFINED ENV{JOBREPO_TEST_POSTGRES_URL} AND NOT "$ENV{JOBREPO_TEST_POSTGRES_UR
 endif()
 execute_process(
   COMMAND "${BENCH}" --backend ${backend} ${postgres} --workers 2 --jobs 200 --seconds 0.3 --with-ceiling
-          --sqlite-synchronous full,normal --scale-jobs 1000,5000 --history 5000 --scheduler-workers 8
+          --sqlite-synchronous full,normal --scale-jobs 1000 --history 2000 --scheduler-workers 8
           --wakeups 5 --json-out "${json}" --plot "${png}"
   RESULT_VARIABLE status)
 if(NOT status EQUAL 0)

@@ -119,6 +119,13 @@ std::shared_ptr<jobrepo::JobHandler> blocking_job(const std::string& name, std::
   });
 }
 
+// A blocking_job's handler runs (it reported its progress): a cancel now
+// reaches the handler, not a run whose handler has yet to start.
+bool handler_started(jobrepo::Scheduler& scheduler) {
+  const auto executing = scheduler.executing();
+  return executing.size() == 1 && executing.front().completed_count == 3;
+}
+
 }  // namespace
 
 TEST_CASE("scheduler: the failed job reruns after its back-off, the completed one waits; run_now") {
@@ -174,7 +181,7 @@ TEST_CASE("scheduler: stop() cancels a blocked handler and leaves its run interr
   std::atomic<int> reason{-1};
   scheduler.register_job(blocking_job("blocked", reason));
   scheduler.start();
-  REQUIRE(wait_until([&] { return scheduler.executing().size() == 1; }, 5s));
+  REQUIRE(wait_until([&] { return handler_started(scheduler); }, 5s));
   const std::string run_id = scheduler.executing().front().run_id;
   const auto asked = Steady::now();
   CHECK(scheduler.stop());
@@ -190,7 +197,7 @@ TEST_CASE("scheduler: a run interrupted in the store is cancelled here within a 
   std::atomic<int> reason{-1};
   scheduler.register_job(blocking_job("victim", reason));
   scheduler.start();
-  REQUIRE(wait_until([&] { return scheduler.executing().size() == 1; }, 5s));
+  REQUIRE(wait_until([&] { return handler_started(scheduler); }, 5s));
   const auto interrupted_at = Steady::now();
   REQUIRE(f.repo.interrupt_runs(0s).size() == 1);  // as a peer would
   REQUIRE(wait_until([&] { return reason >= 0; }, 2s));
@@ -292,7 +299,7 @@ TEST_CASE("scheduler: a run that cannot heartbeat is fenced before a peer may in
   std::atomic<int> reason{-1};
   scheduler.register_job(blocking_job("fenced", reason));
   scheduler.start();
-  REQUIRE(wait_until([&] { return scheduler.executing().size() == 1; }, 5s));
+  REQUIRE(wait_until([&] { return handler_started(scheduler); }, 5s));
   std::this_thread::sleep_for(250ms);  // a few good heartbeats first
   const auto outage = Steady::now();
   store.failing = true;
@@ -816,7 +823,7 @@ TEST_CASE(
   std::atomic<int> reason{-1};
   scheduler.register_job(blocking_job("victim", reason), {.every = std::chrono::microseconds(1h)});
   scheduler.start();
-  REQUIRE(wait_until([&] { return scheduler.executing().size() == 1; }, 5s));
+  REQUIRE(wait_until([&] { return handler_started(scheduler); }, 5s));
   const std::string run_id = scheduler.executing().front().run_id;
   const auto asked = Steady::now();
   CHECK(f.repo.cancel_run(run_id).cancel_requested);
