@@ -39,10 +39,10 @@ struct RunState {
   std::mutex mutex;
   std::string current_case;  // empty between cases
   std::chrono::steady_clock::time_point started{};
-  std::map<std::string, std::string> skipped;  // case -> why, for cases that ended skipped
+  std::map<std::string, std::string> skipped;  // case -> why, for the cases that ended skipped
   std::string pending_skip;                    // the running case's reason, when it skips
   std::vector<std::string> failed_cases;
-  int passed = 0, failed = 0, skipped_count = 0;
+  int passed = 0;
   int suite_cases_ended = 0;  // cases tagged [conformance]
 };
 
@@ -65,10 +65,8 @@ struct CaseListener : Catch::TestEventListenerBase {
     const std::lock_guard lock(s.mutex);
     const auto& name = stats.testInfo.name;
     if (!stats.totals.assertions.allOk()) {
-      ++s.failed;
       s.failed_cases.push_back(name);
     } else if (!s.pending_skip.empty()) {
-      ++s.skipped_count;
       s.skipped[name] = s.pending_skip;
     } else {
       ++s.passed;
@@ -368,28 +366,31 @@ int run(Harness& harness, int argc, char* argv[]) {
   // The summary goes where a report on standard output cannot be spoiled by it.
   std::ostream& out = session.report_on_stdout ? std::cerr : std::cout;
   const std::string head = "jobrepo conformance [" + name + "]: ";
-  if (only_case && s.passed + s.failed + s.skipped_count == 0) {
+  const auto failed = s.failed_cases.size();
+  const auto skipped = s.skipped.size();
+  if (only_case && s.passed + failed + skipped == 0) {
     out << head << "FAILED: no case is named \"" << *only_case << "\" (--list-test-names-only lists them)" << std::endl;
     return 2;
   }
-  out << head << s.passed << " passed, " << s.failed << " failed, " << s.skipped_count << " skipped";
+  out << head << s.passed << " passed, " << failed << " failed, " << skipped << " skipped";
   if (session.filtered) {
     out << " (selected cases)" << std::endl;
   } else {
     out << " (" << s.suite_cases_ended << " of the suite's " << session.total << " cases ran)" << std::endl;
   }
-  for (const auto& failed : s.failed_cases) out << head << "failed: " << failed << std::endl;
-  for (const auto& [skipped, why] : s.skipped) out << head << "skipped: " << skipped << ": " << why << std::endl;
-  if (session.failures != 0 || s.failed != 0) return 1;
+  for (const auto& failed_case : s.failed_cases) out << head << "failed: " << failed_case << std::endl;
+  for (const auto& [skipped_case, why] : s.skipped)
+    out << head << "skipped: " << skipped_case << ": " << why << std::endl;
+  if (session.failures != 0 || failed != 0) return 1;
   if (!session.filtered && s.suite_cases_ended < session.total) {
     out << head << "FAILED: only " << s.suite_cases_ended << " of " << session.total << " cases ran" << std::endl;
     return 1;
   }
-  if (s.passed + s.skipped_count == 0) {
+  if (s.passed + skipped == 0) {
     out << head << "FAILED: no case ran" << std::endl;
     return 1;
   }
-  return s.skipped_count > 0 ? exit_skipped : 0;
+  return skipped > 0 ? exit_skipped : 0;
 }
 
 }  // namespace jobrepo::conformance
