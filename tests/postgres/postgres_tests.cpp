@@ -423,3 +423,43 @@ TEST_CASE("postgres: a runtime role with the documented grants runs everything b
   CHECK(message.find("permission denied") != std::string::npos);
   jobrepo::test::postgres_exec(db.url(), "DROP OWNED BY " + role + "; DROP ROLE " + role);
 }
+
+// A claim's times are those of the moment it ran, not of when its
+// transaction began: a claim whose planning overlapped another server's
+// interruption of the job's run (seen in CI: a restarted server's first claims are
+// planned afresh, and a loaded machine stretched that) must not start its run
+// before the run it followed ended, or `jobctl audit` reports an overlap that
+// never happened. The claimer's connections plan every statement afresh and
+// slowly (GEQO at great effort: tens of milliseconds), the interruption
+// lands in that window. (A completion reschedules the job to its end, so the
+// early claim found it not due.)
+TEST_CASE("postgres: a run claimed while another server interrupts the job's run starts after that run ended") {
+  jobrepo::test::TestDatabase db;
+  auto store_a = jobrepo::open_store(db.url());
+  store_a->migrate();
+  auto store_b = jobrepo::open_store(jobrepo::test::with_parameter(
+      db.url(),
+      "options=-c%20plan_cache_mode%3Dforce_custom_plan%20-c%20geqo_threshold%3D2%20-c%20geqo_pool_size%3D1000"
+      "%20-c%20geqo_generations%3D1000"));
+  jobrepo::Repository server_a(*store_a);
+  jobrepo::Repository server_b(*store_b);
+  server_a.create_job("j", "d");
+  int claimed_after_interrupt = 0;
+  for (int round = 0; round < 10; ++round) {
+    const auto first = server_a.run_jobs("a");
+    REQUIRE(first.size() == 1);
+    std::vector<jobrepo::Run> second;
+    std::thread claim([&] { second = server_b.run_jobs("b"); });
+    std::this_thread::sleep_for(10ms);
+    const auto ended = server_a.interrupt_runs(0s, {.server_id = "a", .message = ""});
+    claim.join();
+    REQUIRE(ended.size() == 1);
+    if (second.empty()) continue;
+    ++claimed_after_interrupt;
+    INFO("round " << round);
+    CHECK(second.front().create_time >= *ended.front().end_time);
+    server_b.complete_run(second.front().private_id, 0s);
+  }
+  CHECK(claimed_after_interrupt > 0);
+  CHECK(jobrepo::find_overlaps(server_a.list_runs({.job_name = "", .status = std::nullopt, .limit = -1})).empty());
+}

@@ -1,7 +1,13 @@
 // The SQL of the PostgreSQL store, in one place (the tests EXPLAIN it too).
 // Placeholders are SOCI's :name, bound in order of appearance. Times leave
 // the server as integer microseconds since the Unix epoch. "Now" is always
-// current_timestamp (the transaction's start) plus the test clock offset.
+// clock_timestamp(), read once per statement while it executes, plus the test
+// clock offset; never current_timestamp, the transaction's start: a claim
+// whose transaction began before another server's interruption committed,
+// but whose snapshot saw it, would start its run before the run it follows
+// ended (an overlap in the history that never happened). Read during
+// execution, every time a statement writes is later than the commit of each
+// change it saw.
 #pragma once
 
 namespace jobrepo::postgres_backend::queries {
@@ -15,7 +21,10 @@ namespace jobrepo::postgres_backend::queries {
   "plugin_id, name, description, " JR_EPOCH_US("next_scheduled_run") ", schedule, CAST(paused AS integer),"           \
   " CAST(run_requested AS integer), consecutive_failures, last_status, " JR_EPOCH_US("last_end_time") ", last_message, " \
   JR_EPOCH_US("last_success_time")
-#define JR_CLOCK "clock AS (SELECT current_timestamp + CAST(:clock AS bigint) * interval '1 microsecond' AS now)"
+// A CTE with a volatile function is evaluated once, never inlined.
+#define JR_CLOCK "clock AS (SELECT clock_timestamp() + CAST(:clock AS bigint) * interval '1 microsecond' AS now)"
+// Now without the test clock, once per statement (an InitPlan).
+#define JR_NOW "(SELECT clock_timestamp())"
 // A due time (store.hpp's Due): `at` (microseconds since the epoch) when not
 // NULL, else `now` + `delta` microseconds.
 #define JR_DUE(now, delta, at)                                                                              \
@@ -23,7 +32,7 @@ namespace jobrepo::postgres_backend::queries {
   " AS bigint) * interval '1 microsecond')"
 
 inline constexpr const char* now =
-    "SELECT " JR_EPOCH_US("current_timestamp + CAST(:clock AS bigint) * interval '1 microsecond'");
+    "SELECT " JR_EPOCH_US("clock_timestamp() + CAST(:clock AS bigint) * interval '1 microsecond'");
 
 inline constexpr const char* schema_version = "SELECT max(version) FROM jobrepo_schema_version";
 
@@ -36,7 +45,7 @@ inline constexpr const char* schema_version = "SELECT max(version) FROM jobrepo_
 
 inline constexpr const char* create_job =
     "WITH created AS (INSERT INTO job (plugin_id, name, description, schedule, next_scheduled_run)"
-    " VALUES (:plugin, :name, :description, :schedule, " JR_DUE("current_timestamp", ":delta", ":at") ")"
+    " VALUES (:plugin, :name, :description, :schedule, " JR_DUE(JR_NOW, ":delta", ":at") ")"
     " RETURNING *)"
     " SELECT " JR_EPOCH_US("next_scheduled_run") " FROM created" JR_NOTIFY_DUE("created", "plugin_id");
 
@@ -44,7 +53,7 @@ inline constexpr const char* create_job =
 // the schedule text.
 inline constexpr const char* ensure_job =
     "WITH ensured AS (INSERT INTO job (plugin_id, name, description, schedule, next_scheduled_run)"
-    " VALUES (:plugin, :name, :description, :schedule, " JR_DUE("current_timestamp", ":delta", ":at") ")"
+    " VALUES (:plugin, :name, :description, :schedule, " JR_DUE(JR_NOW, ":delta", ":at") ")"
     " ON CONFLICT (plugin_id, name) DO UPDATE SET description = excluded.description, schedule = excluded.schedule"
     " RETURNING *)"
     " SELECT " JR_JOB_COLUMNS " FROM ensured" JR_NOTIFY_DUE("ensured", "plugin_id");
@@ -60,7 +69,7 @@ inline constexpr const char* list_jobs = "SELECT " JR_JOB_COLUMNS
 
 inline constexpr const char* reschedule_job =
     "WITH rescheduled AS (UPDATE job"
-    " SET next_scheduled_run = " JR_DUE("current_timestamp", ":delta", ":at")
+    " SET next_scheduled_run = " JR_DUE(JR_NOW, ":delta", ":at")
     " WHERE plugin_id = :plugin AND name = :name RETURNING *)"
     " SELECT " JR_JOB_COLUMNS " FROM rescheduled" JR_NOTIFY_DUE("rescheduled", "plugin_id");
 
@@ -273,9 +282,10 @@ inline constexpr const char* list_runs =
 
 inline constexpr const char* prune_runs =
     "DELETE FROM job_run WHERE job_plugin_id = :plugin AND status <> 'running'"
-    " AND end_time <= current_timestamp + CAST(:delta AS bigint) * interval '1 microsecond'";
+    " AND end_time <= " JR_NOW " + CAST(:delta AS bigint) * interval '1 microsecond'";
 
 #undef JR_EPOCH_US
+#undef JR_NOW
 #undef JR_RUN_COLUMNS
 #undef JR_JOB_COLUMNS
 #undef JR_CLOCK
