@@ -77,7 +77,7 @@ class LocalRun final : public JobContext {
  public:
   LocalRun(Run run, std::shared_ptr<JobHandler> handler, std::optional<CronSchedule> schedule, Misfire misfire,
            std::optional<microseconds> every, BackoffOptions backoff, SteadyClock::time_point claimed,
-           SteadyClock::time_point deadline, microseconds fence_after)
+           microseconds timeout, microseconds fence_after)
       : run_(std::move(run)),
         handler_(std::move(handler)),
         schedule_(std::move(schedule)),
@@ -85,13 +85,20 @@ class LocalRun final : public JobContext {
         every_(every),
         backoff_(backoff),
         claimed_(claimed),
-        deadline_(deadline),
+        timeout_(timeout),
         fence_after_(fence_after),
         last_heartbeat_(claimed.time_since_epoch().count()) {}
 
   const std::string& run_id() const override { return run_.private_id; }
   const std::string& job_name() const override { return run_.job_name; }
-  SteadyClock::time_point deadline() const override { return deadline_; }
+  // max() while queued and for a job without a timeout.
+  SteadyClock::time_point deadline() const override {
+    return SteadyClock::time_point(SteadyClock::duration(deadline_.load()));
+  }
+  // A worker starts it: the job's timeout counts from now.
+  void start(SteadyClock::time_point now) {
+    if (timeout_.count() > 0) deadline_.store((now + timeout_).time_since_epoch().count());
+  }
   SteadyClock::time_point fence_deadline() const override { return last_heartbeat() + fence_after_; }
   std::stop_token stop_token() const override { return stop_.get_token(); }
   CancelReason cancel_reason() const override { return reason_.load(); }
@@ -143,8 +150,8 @@ class LocalRun final : public JobContext {
   Misfire misfire() const { return misfire_; }
   const std::optional<microseconds>& every() const { return every_; }
   const BackoffOptions& backoff() const { return backoff_; }
-  // The job's timeout (meaningful when deadline() is not max()).
-  microseconds timeout() const { return std::chrono::duration_cast<microseconds>(deadline_ - claimed_); }
+  // The job's timeout (0: none).
+  microseconds timeout() const { return timeout_; }
 
   // The database's time now, as this process knows it: the claim's database
   // timestamp plus the time since, on this process's monotonic clock (no
@@ -167,7 +174,8 @@ class LocalRun final : public JobContext {
   const std::optional<microseconds> every_;
   const BackoffOptions backoff_;
   const SteadyClock::time_point claimed_;
-  const SteadyClock::time_point deadline_;
+  const microseconds timeout_;  // 0: none
+  std::atomic<SteadyClock::rep> deadline_{SteadyClock::time_point::max().time_since_epoch().count()};
   const microseconds fence_after_;
   std::atomic<SteadyClock::rep> cancelled_at_{0};
   std::stop_source stop_;
@@ -239,6 +247,7 @@ std::string scheduler_options_problem(const SchedulerOptions& o) {
     if (value > max_offset) return std::string(name) + " " + duration_text(value) + " is more than 100 years";
   }
   if (o.claim_limit < 0) return "claim_limit " + std::to_string(o.claim_limit) + " is negative";
+  if (o.local_queue < 0) return "local_queue " + std::to_string(o.local_queue) + " is negative";
   if (o.stop_timeout.count() < 0) return "stop_timeout " + duration_text(o.stop_timeout) + " is negative";
   if (o.stop_timeout > max_offset) return "stop_timeout " + duration_text(o.stop_timeout) + " is more than 100 years";
   if (auto problem = backoff_problem(o.backoff); !problem.empty()) return problem;
@@ -428,7 +437,7 @@ struct Scheduler::State {
         }
         // Runs waiting for their final write hold no worker (their jobs
         // cannot be claimed again until it is stored).
-        free = options.worker_threads - static_cast<int>(queue.size()) - busy_workers;
+        free = options.worker_threads + options.local_queue - static_cast<int>(queue.size()) - busy_workers;
       }
       bool maybe_more = false;
       if (free > 0 && SteadyClock::now() - last_sweep >= options.claim_interval) {
@@ -527,9 +536,8 @@ struct Scheduler::State {
   }
 
   void dispatch(Run run, const Registered& job, SteadyClock::time_point claimed_at) {
-    const auto deadline = job.timeout.count() > 0 ? claimed_at + job.timeout : SteadyClock::time_point::max();
     auto local = std::make_shared<LocalRun>(run, job.handler, job.schedule, job.misfire, job.every, job.backoff,
-                                            claimed_at, deadline, fence_after(options));
+                                            claimed_at, job.timeout, fence_after(options));
     emit(SchedulerEvent::Kind::claimed, run.job_name, run.private_id, "");
     {
       const std::lock_guard lock(mutex);
@@ -537,6 +545,41 @@ struct Scheduler::State {
       queue.push_back(std::move(local));
     }
     work_ready.notify_one();
+  }
+
+  // Runs claimed for the local queue that no worker started: they end at
+  // once (interrupted, the job stays due), so that a peer may take them
+  // without waiting for this server's handlers or the interrupt threshold.
+  void hand_back_queued() noexcept {
+    std::vector<std::shared_ptr<LocalRun>> unstarted;
+    {
+      const std::lock_guard lock(mutex);
+      for (auto& local : queue) {
+        executing.erase(local->run_id());
+        unstarted.push_back(std::move(local));
+      }
+      queue.clear();
+    }
+    if (unstarted.empty()) return;
+    run_finished.notify_all();
+    guarded("stop", [&] {
+      std::vector<RunUpdate> updates;
+      for (const auto& local : unstarted) {
+        updates.push_back(
+            {.run_id = local->run_id(), .status = Status::interrupted, .message = "its server stopped before it started"});
+      }
+      const auto results = repository().update_runs(updates);
+      for (std::size_t i = 0; i < unstarted.size(); ++i) {
+        const auto& local = *unstarted[i];
+        if (results[i].run) {
+          emit(SchedulerEvent::Kind::cancelled, local.job_name(), local.run_id(), "stopping before it started");
+        } else if (results[i].error) {
+          emit(SchedulerEvent::Kind::error, local.job_name(), local.run_id(),
+               std::string("stop: handing back a queued run: ") + results[i].error->what(), {},
+               results[i].error->code());
+        }
+      }
+    });
   }
 
   // --- the workers --------------------------------------------------------
@@ -553,6 +596,7 @@ struct Scheduler::State {
         queue.pop_front();
         ++busy_workers;
       }
+      local->start(SteadyClock::now());
       std::optional<Outcome> outcome;
       if (local->cancelled()) {
         emit(SchedulerEvent::Kind::cancelled, local->job_name(), local->run_id(),
@@ -1141,6 +1185,7 @@ bool Scheduler::stop() {
   s.claim_wake.notify_all();
   s.claimer.join();
   s.subscription.reset();  // not under the mutex: it waits for a callback in progress
+  s.hand_back_queued();
   for (const auto& local : s.local_runs()) local->cancel(CancelReason::stopping);
   bool all_returned = false;
   {

@@ -17,6 +17,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <array>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -390,6 +391,57 @@ TEST_CASE("scheduler: a run past its timeout is cancelled and failed") {
   CHECK(scheduler.stop());
 }
 
+TEST_CASE("scheduler: a local queue claims ahead of the workers; its runs time out from their start; stop hands "
+          "them back at once") {
+  Fixture f;
+  auto options = fast_options(f.recorder);
+  options.worker_threads = 1;
+  options.local_queue = 3;
+  options.backoff.initial = options.backoff.max = 1h;  // a job that timed out stays away
+  jobrepo::Scheduler scheduler("s1", *f.store, options);
+  // Each handler blocks until it times out: the one worker holds the first
+  // run, the queue the next three, the fifth job waits for a place.
+  std::array<std::atomic<int>, 5> reasons{};
+  const auto name = [](std::size_t i) { return "q" + std::to_string(i); };
+  for (std::size_t i = 0; i < reasons.size(); ++i) {
+    reasons[i] = -1;
+    scheduler.register_job(blocking_job(name(i), reasons[i]), {.timeout = 600ms});
+  }
+  scheduler.start();
+  const auto running = [&] { return f.repo.list_runs({.job_name = "", .status = jobrepo::Status::running}).size(); };
+  REQUIRE(wait_until([&] { return running() == 4; }, 5s));
+  std::this_thread::sleep_for(200ms);  // a claim for more would have come by now
+  CHECK(running() == 4);
+  // Runs end one after another, 600 ms apart: each queued run's timeout
+  // counts from its start, not from the claim that took it with the first.
+  const auto failed = [&] {
+    std::vector<Steady::time_point> at;
+    for (std::size_t i = 0; i < reasons.size(); ++i) {
+      for (const auto& e : f.recorder.of(SchedulerEvent::Kind::failed, name(i))) at.push_back(e.at);
+    }
+    std::sort(at.begin(), at.end());
+    return at;
+  };
+  REQUIRE(wait_until([&] { return failed().size() >= 2; }, 5s));
+  // Stop: the two queued runs (the third and the fifth job) end at once,
+  // interrupted, their jobs due for a peer; the worker's run is cancelled.
+  const auto asked = Steady::now();
+  CHECK(scheduler.stop());
+  CHECK(Steady::now() - asked < 2s);
+  const auto times = failed();
+  REQUIRE(times.size() == 2);
+  CHECK(times[1] - times[0] >= 550ms);
+  int handed_back = 0;
+  for (const auto& run : f.repo.list_runs({.job_name = "", .status = std::nullopt, .limit = -1})) {
+    CHECK(run.status != jobrepo::Status::running);
+    if (run.message && *run.message == "its server stopped before it started") ++handed_back;
+  }
+  CHECK(handed_back == 2);
+  INFO(f.recorder.dump());
+  CHECK(f.recorder.count(SchedulerEvent::Kind::error, "") == 0);
+  CHECK(f.repo.run_jobs("s2", {.limit = 10}).size() == 3);  // a peer may take them (and the cancelled one) at once
+}
+
 TEST_CASE("scheduler: start() interrupts this server's own leftover runs, and the job runs again") {
   Fixture f;
   f.repo.create_job("left", "d");
@@ -478,6 +530,7 @@ TEST_CASE("scheduler: bad options are refused") {
       {"interrupt_threshold", [](auto& o) { o.interrupt_threshold = std::chrono::microseconds::max(); }},
       {"grace", [](auto& o) { o.grace = -1s; }},
       {"claim_limit", [](auto& o) { o.claim_limit = -1; }},
+      {"local_queue", [](auto& o) { o.local_queue = -1; }},
       {"stop_timeout", [](auto& o) { o.stop_timeout = -1s; }},
       {"backoff.initial", [](auto& o) { o.backoff.initial = -1s; }},
       {"backoff.max", [](auto& o) { o.backoff.max = 1ms; }},

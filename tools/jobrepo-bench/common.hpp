@@ -28,11 +28,12 @@ struct Options {
   std::vector<int> scale_jobs{10000, 100000, 1000000};
   int history = 1000000;  // final runs for the scale workload's history setting
   std::vector<int> scheduler_workers{8, 64};
-  int wakeups = 40;      // wake-up samples per setting
-  std::string jobctl;    // jobctl for the memory workload; default: next to this tool
-  std::string plot;      // PNG of the claim cycle; empty: none
-  std::string json_out;  // the JSON figures also go to this file
-  std::string self;      // this executable (for child processes)
+  std::vector<int> local_queues{0};  // SchedulerOptions::local_queue of the scheduler workload
+  int wakeups = 40;                  // wake-up samples per setting
+  std::string jobctl;                // jobctl for the memory workload; default: next to this tool
+  std::string plot;                  // PNG of the claim cycle; empty: none
+  std::string json_out;              // the JSON figures also go to this file
+  std::string self;                  // this executable (for child processes)
 };
 
 // One database for the workloads of one backend.
@@ -86,7 +87,7 @@ Measure run_sqlite_ceiling(const Target& t, int workers, double seconds, const s
 Measure run_pgbench(const Target& t, int workers, double seconds);
 std::string pgbench_script();
 // scheduler.cpp
-json scheduler_throughput(const Target& t, const Options& o, int worker_threads);
+json scheduler_throughput(const Target& t, const Options& o, int worker_threads, int local_queue = 0);
 json wakeup_latency(const Target& t, const Options& o, bool other_process);
 int wake_child_main(const std::string& url);  // --wake-child URL
 // scale.cpp

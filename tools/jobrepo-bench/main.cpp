@@ -21,7 +21,8 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
   std::cout << "usage: jobrepo-bench [--backend sqlite|postgres|both] [--postgres URL] [--workloads LIST]\n"
                "                     [--workers 1,2,4,8] [--jobs N] [--seconds S] [--with-ceiling] [--rounds R]\n"
                "                     [--sqlite-synchronous full,normal] [--scale-jobs 10000,100000,1000000]\n"
-               "                     [--history N] [--scheduler-workers 8,64] [--wakeups N] [--jobctl PATH]\n"
+               "                     [--history N] [--scheduler-workers 8,64] [--local-queue 0,500] [--wakeups N]\n"
+               "                     [--jobctl PATH]\n"
                "                     [--json] [--json-out FILE] [--plot FILE.png]\n"
                "                     [--plot-json FILE.json [--plot FILE.png] [--markdown]]\n"
                "                     [--write-pgbench-script FILE]\n\n"
@@ -33,7 +34,8 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
                "               setting and prints ours/ceiling; --rounds R alternates them R times (S seconds each).\n"
                "  batch-100    the same with run_jobs(limit 100), then a completion per run: runs/s.\n"
                "  scheduler    a Scheduler with N no-op jobs (each due again at once) and --scheduler-workers\n"
-               "               worker threads: runs/s, lag from due time to handler start (p50/p99).\n"
+               "               worker threads, with each --local-queue size (SchedulerOptions::local_queue, default\n"
+               "               0): runs/s, lag from due time to handler start (p50/p99).\n"
                "  wakeup       an idle Scheduler; another process (and a thread of the same process) makes its\n"
                "               job due: time to the handler's start, --wakeups samples.\n"
                "  scale        1 worker's claim cycle with --scale-jobs jobs, 1% due; then the smallest count\n"
@@ -153,6 +155,10 @@ Parsed parse(int argc, char* argv[]) {
       o.history = positive_int(a, value());
     } else if (a == "--scheduler-workers") {
       o.scheduler_workers = int_list(a, value());
+    } else if (a == "--local-queue") {
+      o.local_queues.clear();
+      for (const auto& item : split(value())) o.local_queues.push_back(item == "0" ? 0 : positive_int(a, item));
+      if (o.local_queues.empty()) usage(2);
     } else if (a == "--wakeups") {
       o.wakeups = positive_int(a, value());
     } else if (a == "--jobctl") {
@@ -198,19 +204,14 @@ const std::vector<Column>& columns_of(const std::string& workload) {
                                             {"errors", "errors", 'n', 8},
                                             {"ceiling/s", "ceiling_runs_per_second", 'n', 11},
                                             {"ours/ceiling", "ours_over_ceiling", 'f', 12}};
-  static const std::vector<Column> scheduler = {{"backend", "backend", 's', 10},
-                                                {"workers", "worker_threads", 'n', 9},
-                                                {"jobs", "jobs", 'n', 9},
-                                                {"runs/s", "runs_per_second", 'n', 9},
-                                                {"lag p50 ms", "lag_p50_ms", 'f', 12},
-                                                {"lag p99 ms", "lag_p99_ms", 'f', 12},
-                                                {"samples", "lag_samples", 'n', 9},
-                                                {"claim rows", "claim_rows", 'f', 11},
-                                                {"claim ms", "claim_ms", 'f', 9},
-                                                {"write rows", "write_rows", 'f', 11},
-                                                {"write ms", "write_ms", 'f', 9},
-                                                {"errors", "errors", 'n', 8},
-                                                {"register s", "register_seconds", 'f', 10}};
+  static const std::vector<Column> scheduler = {
+      {"backend", "backend", 's', 10},       {"workers", "worker_threads", 'n', 9},
+      {"queue", "local_queue", 'n', 7},      {"jobs", "jobs", 'n', 9},
+      {"runs/s", "runs_per_second", 'n', 9}, {"lag p50 ms", "lag_p50_ms", 'f', 12},
+      {"lag p99 ms", "lag_p99_ms", 'f', 12}, {"samples", "lag_samples", 'n', 9},
+      {"claim rows", "claim_rows", 'f', 11}, {"claim ms", "claim_ms", 'f', 9},
+      {"write rows", "write_rows", 'f', 11}, {"write ms", "write_ms", 'f', 9},
+      {"errors", "errors", 'n', 8},          {"register s", "register_seconds", 'f', 10}};
   static const std::vector<Column> wakeup = {{"backend", "backend", 's', 10}, {"from", "from", 's', 64},
                                              {"samples", "samples", 'n', 9},  {"p50 ms", "p50_ms", 'f', 9},
                                              {"p99 ms", "p99_ms", 'f', 9},    {"max ms", "max_ms", 'f', 9},
@@ -402,13 +403,15 @@ int run(const Options& o) {
             }
           } else if (workload == "scheduler") {
             for (const int workers : o.scheduler_workers) {
-              json row = scheduler_throughput(t, o, workers);
-              // Flat copies for the table.
-              row["claim_rows"] = row["claims"]["rows_per_call"];
-              row["claim_ms"] = row["claims"]["ms_per_call"];
-              row["write_rows"] = row["writes"]["rows_per_call"];
-              row["write_ms"] = row["writes"]["ms_per_call"];
-              emit(row);
+              for (const int queue : o.local_queues) {
+                json row = scheduler_throughput(t, o, workers, queue);
+                // Flat copies for the table.
+                row["claim_rows"] = row["claims"]["rows_per_call"];
+                row["claim_ms"] = row["claims"]["ms_per_call"];
+                row["write_rows"] = row["writes"]["rows_per_call"];
+                row["write_ms"] = row["writes"]["ms_per_call"];
+                emit(row);
+              }
             }
           } else if (workload == "wakeup") {
             emit(wakeup_latency(t, o, true));

@@ -80,7 +80,7 @@ double ms_of(jobrepo::Timestamp a, jobrepo::Timestamp b) {
 // half of capacity. A run's lag is its handler's start minus its due time,
 // the end of the job's previous run plus P (the store writes both in one
 // statement; all clocks are this machine's).
-json scheduler_throughput(const Target& t, const Options& o, int worker_threads) {
+json scheduler_throughput(const Target& t, const Options& o, int worker_threads, int local_queue) {
   reset(t, o.jobs);
   auto real = jobrepo::open_store(t.url, {std::max(4, worker_threads / 4), std::chrono::milliseconds(10000)});
   CountingStore store(*real);
@@ -91,6 +91,7 @@ json scheduler_throughput(const Target& t, const Options& o, int worker_threads)
   std::atomic<std::int64_t> completed{0}, errors{0};
   jobrepo::SchedulerOptions options;
   options.worker_threads = worker_threads;
+  options.local_queue = local_queue;
   options.claim_interval = 1s;
   options.on_event = [&](const jobrepo::SchedulerEvent& e) {
     if (e.kind == jobrepo::SchedulerEvent::Kind::completed && counting) ++completed;
@@ -167,6 +168,7 @@ json scheduler_throughput(const Target& t, const Options& o, int worker_threads)
               {"backend", t.backend},
               {"jobs", o.jobs},
               {"worker_threads", worker_threads},
+              {"local_queue", local_queue},
               {"seconds", o.seconds},
               {"runs_per_second", rate},
               {"claims", store.claims.to_json()},

@@ -187,7 +187,14 @@ inline constexpr std::chrono::milliseconds kill_allowance{100};
 struct SchedulerOptions {
   std::string plugin_id = std::string(default_plugin_id);
   int worker_threads = 4;
-  int claim_limit = 0;  // per claim; 0: as many as free workers (>= 0)
+  int claim_limit = 0;  // per claim; 0: as many as free workers and queue places (>= 0)
+  // Claimed runs that may wait here for a free worker (>= 0). With short
+  // handlers a claim then takes up to worker_threads + local_queue runs, so
+  // that a few workers never sit idle while the next claim is on its way.
+  // Queued runs are heartbeated like running ones; stop() hands those not
+  // started back at once (interrupted, so that a peer may take them). A
+  // handler's timeout counts from its start. 0: claims only for free workers.
+  int local_queue = 0;
   // The longest the claim loop sleeps; it wakes earlier when a known job
   // becomes due, on run_now(), and when a worker becomes free.
   std::chrono::microseconds claim_interval = std::chrono::seconds(1);
@@ -223,7 +230,7 @@ struct ExecutingRun {
 
 // Why `options` cannot run a Scheduler, in one line naming the options and
 // their values, or empty: worker_threads < 1, an interval not in
-// (0, 100 years], a negative claim_limit, stop_timeout or grace, back-off
+// (0, 100 years], a negative claim_limit, local_queue, stop_timeout or grace, back-off
 // settings out of range (backoff_problem()), monitor_interval > interrupt_threshold / 4, or
 // grace breaking the fence rule (see SchedulerOptions::grace).
 std::string scheduler_options_problem(const SchedulerOptions& options);
