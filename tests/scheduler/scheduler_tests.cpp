@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -17,7 +18,6 @@
 #include <iostream>
 #include <map>
 #include <mutex>
-#include <array>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -391,8 +391,9 @@ TEST_CASE("scheduler: a run past its timeout is cancelled and failed") {
   CHECK(scheduler.stop());
 }
 
-TEST_CASE("scheduler: a local queue claims ahead of the workers; its runs time out from their start; stop hands "
-          "them back at once") {
+TEST_CASE(
+    "scheduler: a local queue claims ahead of the workers; its runs time out from their start; stop hands "
+    "them back at once") {
   Fixture f;
   auto options = fast_options(f.recorder);
   options.worker_threads = 1;
@@ -496,11 +497,11 @@ TEST_CASE("scheduler: a job made due elsewhere wakes an idle scheduler at once, 
   scheduler.start();
   std::this_thread::sleep_for(300ms);  // the claim loop is asleep for 30 s now
   REQUIRE(runs == 0);
-  // PostgreSQL: another store, as another process has (NOTIFY reaches every
-  // listener). SQLite: the same store (the wake-up is in-process).
-  std::unique_ptr<jobrepo::Store> other;
-  if (jobrepo::test::scheduler_on_postgres()) other = jobrepo::open_store(f.url);
-  jobrepo::Repository elsewhere(other ? *other : *f.store);
+  // Another store, as another process has: PostgreSQL's NOTIFY reaches
+  // every listener; SQLite's commit watcher sees the other connection's
+  // commit.
+  const auto other = jobrepo::open_store(f.url);
+  jobrepo::Repository elsewhere(*other);
   for (int i = 1; i <= 3; ++i) {
     const auto asked = Steady::now();
     elsewhere.update_job_next_run("later", 0s);

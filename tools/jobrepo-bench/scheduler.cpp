@@ -262,7 +262,7 @@ json wakeup_latency(const Target& t, const Options& o, bool other_process) {
   std::optional<Steady::time_point> started;
   jobrepo::SchedulerOptions options;
   options.worker_threads = 1;
-  options.claim_interval = other_process && t.backend == "sqlite" ? 1s : 10s;
+  options.claim_interval = 10s;
   jobrepo::Scheduler scheduler("bench", *store, options);
   scheduler.register_job(jobrepo::make_job("wake", "wake-up probe",
                                            [&](jobrepo::JobContext&) {
@@ -278,8 +278,7 @@ json wakeup_latency(const Target& t, const Options& o, bool other_process) {
   jobrepo::Repository same(*store);
   std::vector<double> ms;
   std::int64_t missed = 0;
-  // SQLite across processes polls once a second: fewer samples.
-  const int samples = other_process && t.backend == "sqlite" ? std::max(1, o.wakeups / 8) : o.wakeups;
+  const int samples = o.wakeups;
   for (int i = 0; i < samples; ++i) {
     std::this_thread::sleep_for(100ms);  // idle again: the last run is stored, the loop asleep
     {
@@ -301,7 +300,7 @@ json wakeup_latency(const Target& t, const Options& o, bool other_process) {
   scheduler.stop();
   const std::string how = !other_process            ? "same process, same store"
                           : t.backend == "postgres" ? "other process (LISTEN/NOTIFY)"
-                                                    : "other process (no push on SQLite: polling, claim_interval 1 s)";
+                                                    : "other process (inotify + data_version)";
   return json{{"workload", "wakeup"},
               {"backend", t.backend},
               {"from", how},

@@ -2,6 +2,7 @@
 
 #include "errors.hpp"
 #include "soci_support.hpp"
+#include "watcher.hpp"
 
 #include <jobrepo/error.hpp>
 
@@ -388,14 +389,55 @@ class SqliteStore final : public Store {
   // busy_timeout has passed; then ErrorCode::busy.
   template <class Body>
   auto write(const char* operation, const std::string& subject, Body&& body, bool check = true) {
-    const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
     // Writers of this process take turns on a mutex (no polling among
     // threads); only the one at the front waits in SQLite's busy handler for
-    // other processes. Mutex first, then a connection: a writer never waits
-    // for a connection that a queued writer holds.
+    // other processes. An in-memory store writes through its one connection;
+    // a file store through a connection of its own, so that its
+    // data_version changes with other connections' commits only (the commit
+    // watcher reads it) and a writer never waits for a pooled connection.
     std::unique_lock writer(writer_mutex_);
-    auto lease = acquire(operation);
-    soci::session& sql = lease->sql;
+    if (in_memory_) {
+      auto lease = acquire(operation);
+      return write_on(*lease, operation, subject, std::forward<Body>(body), check);
+    }
+    return write_on(writer_connection(operation), operation, subject, std::forward<Body>(body), check);
+  }
+
+  // The file store's writing connection, opened at its first use. Under
+  // writer_mutex_.
+  Connection& writer_connection(const char* operation) {
+    if (moved_) throw moved_error(operation);
+    if (!writer_) {
+      try {
+        writer_ = connect();
+      } catch (const FileMoved&) {
+        throw moved_error(operation);
+      }
+    }
+    return *writer_;
+  }
+
+  // Whether another connection (another process, another store) committed
+  // since the last call: the writing connection's PRAGMA data_version
+  // changed. For the commit watcher; when it cannot tell, true.
+  bool others_committed() noexcept {
+    try {
+      const std::lock_guard writer(writer_mutex_);
+      auto& c = writer_connection("watch");
+      std::int64_t version = -1;
+      c.sql << "PRAGMA data_version", soci::into(version);
+      const bool changed = version != watched_version_;
+      watched_version_ = version;
+      return changed;
+    } catch (...) {
+      return true;
+    }
+  }
+
+  template <class Body>
+  auto write_on(Connection& connection, const char* operation, const std::string& subject, Body&& body, bool check) {
+    const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
+    soci::session& sql = connection.sql;
     std::minstd_rand jitter(static_cast<unsigned>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
     for (int attempt = 1;; ++attempt) {
       int code = SQLITE_OK;
@@ -405,13 +447,13 @@ class SqliteStore final : public Store {
         try {
           // After BEGIN IMMEDIATE: waiting for the lock may take long, and a
           // replacement meanwhile must not go unseen.
-          check_not_moved(operation, *lease);
+          check_not_moved(operation, connection);
           if (check) check_schema(operation, sql);
           auto result = [&] {
             if constexpr (std::is_invocable_v<Body, Connection&, Micros>) {
-              return body(*lease, now(*lease));
+              return body(connection, now(connection));
             } else {
-              return body(sql, now(*lease));
+              return body(sql, now(connection));
             }
           }();
           tx.commit();
@@ -498,7 +540,13 @@ class SqliteStore final : public Store {
   std::atomic<bool> moved_{false};
   std::atomic<bool> schema_ok_{false};
   DueNotifier due_;
+  // Started by the first subscribe_due() of a file store; destroyed before
+  // due_, whose subscribers it calls.
   std::mutex writer_mutex_;
+  std::unique_ptr<Connection> writer_;  // a file store's, see write()
+  std::int64_t watched_version_ = -1;   // of writer_, under writer_mutex_
+  std::mutex watcher_mutex_;
+  std::unique_ptr<CommitWatcher> watcher_;
   std::atomic<std::chrono::steady_clock::rep> contention_{0};
   Pool<Connection> pool_;
 
@@ -819,10 +867,24 @@ class SqliteStore final : public Store {
     return runs;
   }
 
-  // In-process only: other processes on the same file are not told (their
-  // schedulers poll).
+  // This store's own changes wake the subscribers of their plugin at once;
+  // commits through other connections (other processes, other stores) are
+  // seen by the commit watcher of a file store, a few milliseconds later, as
+  // a wake-up of every plugin (a spurious one costs a claim that finds
+  // nothing). The watcher asks the store's writing connection, whose
+  // data_version changes with other connections' commits only.
+  // Without inotify the subscribers poll at their claim_interval.
   std::unique_ptr<DueSubscription> subscribe_due(const std::string& plugin_id, std::function<void()> on_due) override {
-    return due_.subscribe(plugin_id, std::move(on_due));
+    auto subscription = due_.subscribe(plugin_id, std::move(on_due));
+    if (!in_memory_) {
+      const std::lock_guard lock(watcher_mutex_);
+      if (!watcher_) {
+        others_committed();  // the version to compare with
+        watcher_ = CommitWatcher::start(
+            file_name_, [this] { return others_committed(); }, [this] { due_.notify_all(); });
+      }
+    }
+    return subscription;
   }
 
   std::optional<Job> set_job_paused(const std::string& plugin_id, const std::string& name, bool paused) override {
