@@ -30,7 +30,7 @@ struct Options {
   std::vector<int> scheduler_workers{8, 64};
   int wakeups = 40;      // wake-up samples per setting
   std::string jobctl;    // jobctl for the memory workload; default: next to this tool
-  std::string plot;      // PNG of the claim cycle; empty: none
+  std::string plot;      // SVG of the claim cycle; empty: none
   std::string json_out;  // the JSON figures also go to this file
   std::string self;      // this executable (for child processes)
 };
