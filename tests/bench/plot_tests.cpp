@@ -290,7 +290,7 @@ TEST_CASE("each series is one polyline in its colour through its points sorted b
   CHECK(polylines[3]["stroke"] == "#d62728");
 }
 
-TEST_CASE("a series without points is left out, legend included; one point is a marker") {
+TEST_CASE("a series without points is left out, legend included, and one with a single point is a marker") {
   Plot plot = bench_plot();
   plot.series[2].points.clear();
   plot.series[3].points = {{4, 1000}};
@@ -381,7 +381,7 @@ TEST_CASE("a linear x axis: round ticks over the data, 0 and below included") {
   CHECK(texts(find(doc, "text", "y-ticks")) == std::vector<std::string>{"0", "0.25", "0.5", "0.75", "1", "1.25"});
 }
 
-TEST_CASE("a log2 x axis places 1, 2, 4, 8 and 16 workers at equal spacing; a linear one does not") {
+TEST_CASE("a log2 x axis places 1, 2, 4, 8 and 16 workers at equal spacing, and a linear one does not") {
   const auto tick_xs = [](const Plot& plot) {
     const std::vector<Element> doc = parse_xml(render_svg(plot));
     std::map<std::string, double> at;
