@@ -31,7 +31,7 @@ struct Options {
   std::vector<int> local_queues{0};  // SchedulerOptions::local_queue of the scheduler workload
   int wakeups = 40;                  // wake-up samples per setting
   std::string jobctl;                // jobctl for the memory workload; default: next to this tool
-  std::string plot;                  // PNG of the claim cycle; empty: none
+  std::string plot;                  // SVG of the claim cycle; empty: none
   std::string json_out;              // the JSON figures also go to this file
   std::string self;                  // this executable (for child processes)
 };

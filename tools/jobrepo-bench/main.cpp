@@ -23,8 +23,8 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
                "                     [--sqlite-synchronous full,normal] [--scale-jobs 10000,100000,1000000]\n"
                "                     [--history N] [--scheduler-workers 8,64] [--local-queue 0,500] [--wakeups N]\n"
                "                     [--jobctl PATH]\n"
-               "                     [--json] [--json-out FILE] [--plot FILE.png]\n"
-               "                     [--plot-json FILE.json [--plot FILE.png] [--markdown]]\n"
+               "                     [--json] [--json-out FILE] [--plot FILE.svg]\n"
+               "                     [--plot-json FILE.json [--plot FILE.svg] [--markdown]]\n"
                "                     [--write-pgbench-script FILE]\n\n"
                "Workloads (--workloads, comma-separated; default all):\n"
                "  claim-cycle  N due jobs; W workers, each with its own Repository, loop run_jobs(limit 1) +\n"
@@ -42,7 +42,7 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
                "               with --history final runs: claim latency.\n"
                "  memory       peak RSS of a Scheduler process and of `jobctl serve`, idle and under load.\n\n"
                "--json prints the figures as JSON instead of the table; --json-out also writes them to FILE.\n"
-               "--plot writes a PNG of claim-cycle cycles/s against workers (ours and the ceiling);\n"
+               "--plot writes an SVG of claim-cycle cycles/s against workers (ours and the ceiling);\n"
                "--plot-json makes it from the JSON of an earlier run (--json-out) without measuring; with\n"
                "--markdown it prints that run's tables in Markdown (docs/performance.md).\n"
                "PostgreSQL needs --postgres URL (a database is created and dropped per run) or\n"
@@ -326,7 +326,7 @@ void write_plot(const json& results, const std::string& path) {
     if (!ours.points.empty()) plot.series.push_back(ours);
     if (!ceiling.points.empty()) plot.series.push_back(ceiling);
   }
-  write_png(plot, path);
+  write_svg(plot, path);
 }
 
 // --- the run ----------------------------------------------------------------------------
@@ -468,7 +468,7 @@ int main(int argc, char* argv[]) try {
   }
   if (!parsed.plot_json.empty()) {
     if (o.plot.empty() && !parsed.markdown) {
-      std::cerr << "jobrepo-bench: --plot-json needs --plot FILE.png or --markdown\n";
+      std::cerr << "jobrepo-bench: --plot-json needs --plot FILE.svg or --markdown\n";
       return 2;
     }
     std::ifstream in(parsed.plot_json);
