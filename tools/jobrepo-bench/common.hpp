@@ -86,7 +86,7 @@ Measure run_sqlite_ceiling(const Target& t, int workers, double seconds, const s
 Measure run_pgbench(const Target& t, int workers, double seconds);
 std::string pgbench_script();
 // scheduler.cpp
-json scheduler_throughput(const Target& t, const Options& o, int worker_threads);
+json scheduler_throughput(const Target& t, const Options& o, int worker_threads, bool with_lag = true);
 json wakeup_latency(const Target& t, const Options& o, bool other_process);
 int wake_child_main(const std::string& url);  // --wake-child URL
 // scale.cpp
