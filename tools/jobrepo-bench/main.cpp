@@ -257,6 +257,7 @@ const std::vector<Column>& columns_of(const std::string& workload) {
                                            {"peer", "peer", 's', 24},
                                            {"procs x conc", "peer_shape", 's', 14},
                                            {"peer jobs/s", "peer_jobs_per_second", 'n', 13},
+                                           {"peer start s", "peer_start_seconds", 'f', 14},
                                            {"ours/peer", "ours_over_peer", 'f', 11},
                                            {"errors", "errors", 'n', 8}};
   if (workload == "scheduler") return scheduler;

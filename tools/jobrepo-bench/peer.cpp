@@ -177,8 +177,10 @@ json run_peer(const Options& o, const Setting& s, int n) {
   } catch (const json::exception&) {
     throw std::runtime_error(what + ": not a JSON line: \"" + first_line(f.out) + "\"");
   }
-  if (!result.contains("jobs_per_s") || !result["jobs_per_s"].is_number()) {
-    throw std::runtime_error(what + ": no jobs_per_s in \"" + first_line(f.out) + "\"");
+  for (const auto* key : {"jobs_per_s", "jobs_per_s_with_start", "start_seconds"}) {
+    if (!result.contains(key) || !result[key].is_number()) {
+      throw std::runtime_error(what + ": no " + key + " in \"" + first_line(f.out) + "\"");
+    }
   }
   return result;
 }
@@ -210,7 +212,9 @@ void peer_check(const Options& o) {
 
 // For each setting, --rounds rounds of ours then the peer, each on a new
 // database, so that the machine's drift hits both alike; a row per setting
-// with the median of the rounds on each side.
+// with the median of the rounds on each side. Neither rate counts its start:
+// ours is the scheduler workload's (counted after a 1 s warm-up), the peer's
+// its drain from the first job's start (its start-up is in the row apart).
 void peer_rows(const Options& o, const std::function<void(const json&)>& emit) {
   Options ours_options = o;
   ours_options.jobs = o.peer_jobs;
@@ -218,7 +222,7 @@ void peer_rows(const Options& o, const std::function<void(const json&)>& emit) {
   const std::string fsync = server_setting(o.postgres_url, "fsync");
   int n = 0;
   for (const auto& s : settings) {
-    std::vector<double> ours, peer;
+    std::vector<double> ours, peer, peer_with_start, peer_start;
     std::int64_t errors = 0;
     json last;
     for (int round = 1; round <= o.rounds; ++round) {
@@ -240,6 +244,8 @@ void peer_rows(const Options& o, const std::function<void(const json&)>& emit) {
                 << o.peer_jobs << " jobs\n";
       last = run_peer(o, s, ++n);
       peer.push_back(last["jobs_per_s"].get<double>());
+      peer_with_start.push_back(last.value("jobs_per_s_with_start", 0.0));
+      peer_start.push_back(last.value("start_seconds", 0.0));
     }
     const double ours_rate = median(ours), peer_rate = median(peer);
     const int processes = last.value("processes", 0), concurrency = last.value("concurrency", 0);
@@ -260,6 +266,8 @@ void peer_rows(const Options& o, const std::function<void(const json&)>& emit) {
               {"peer_shape", std::to_string(processes) + " x " + std::to_string(concurrency)},
               {"peer_jobs_per_second", peer_rate},
               {"peer_rounds", peer},
+              {"peer_start_seconds", median(peer_start)},
+              {"peer_jobs_per_second_with_start", median(peer_with_start)},
               {"node", last.value("node", std::string("?"))},
               {"synchronous_commit", synchronous_commit},
               {"fsync", fsync},
