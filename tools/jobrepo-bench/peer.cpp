@@ -153,9 +153,10 @@ json run_peer(const Options& o, const Setting& s, int n) {
   const std::string db = "jobrepo_bench_" + std::to_string(getpid()) + "_peer_" + std::to_string(n);
   pg_exec(o.postgres_url, "CREATE DATABASE " + db);
   Finished f;
-  // The script's own limit for the drain; ours adds its start and the
-  // seeding. Generous: a loaded machine drains a few hundred jobs/s.
-  const double drain_limit = 60 + o.peer_jobs / 100.0;
+  // The script's own limit for the drain (generous: a loaded machine drains
+  // a few hundred jobs/s); the process gets a minute more for its start and
+  // the seeding before it is killed.
+  const int drain_limit = 60 + o.peer_jobs / 100;
   try {
     f = run_process({o.node, script_of(o), "--url", with_database(o.postgres_url, db), "--mode", s.mode, "--jobs",
                      std::to_string(o.peer_jobs), "--timeout", std::to_string(drain_limit)},
