@@ -2,8 +2,11 @@
 # SQLite and (when JOBREPO_TEST_POSTGRES_URL is set) PostgreSQL. Figures are
 # printed, never judged; the run fails only when the tool fails, a workload
 # is missing from its JSON, a measurement reports errors or missed wake-ups,
-# or the plot is not an SVG document.
+# or the plot is not an SVG document. On PostgreSQL the peer workload runs
+# graphile-worker through node with 300 jobs (a few seconds), so that path
+# cannot rot either: both its settings must have a row with a ratio.
 # -DBENCH=<jobrepo-bench> -DWORK_DIR=<scratch directory>
+# [-DPEER_DIR=<bench/ with node_modules (npm ci --prefix bench)>; default: jobrepo-bench's own]
 cmake_minimum_required(VERSION 3.25)
 file(MAKE_DIRECTORY "${WORK_DIR}")
 set(json "${WORK_DIR}/smoke.json")
@@ -11,6 +14,10 @@ set(svg "${WORK_DIR}/smoke.svg")
 file(REMOVE "${json}" "${svg}")
 set(backend sqlite)
 set(postgres)
+set(peer --peer-jobs 300)
+if(DEFINED PEER_DIR)
+  list(APPEND peer --peer-dir "${PEER_DIR}")
+endif()
 if(DEFINED ENV{JOBREPO_TEST_POSTGRES_URL} AND NOT "$ENV{JOBREPO_TEST_POSTGRES_URL}" STREQUAL "")
   set(backend both)
   set(postgres --postgres "$ENV{JOBREPO_TEST_POSTGRES_URL}")
@@ -18,7 +25,7 @@ endif()
 execute_process(
   COMMAND "${BENCH}" --backend ${backend} ${postgres} --workers 2 --jobs 200 --seconds 0.3 --with-ceiling
           --sqlite-synchronous full,normal --scale-jobs 1000 --history 2000 --scheduler-workers 8
-          --wakeups 5 --json-out "${json}" --plot "${svg}"
+          --wakeups 5 ${peer} --json-out "${json}" --plot "${svg}"
   RESULT_VARIABLE status)
 if(NOT status EQUAL 0)
   message(FATAL_ERROR "jobrepo-bench exited with ${status}")
@@ -26,11 +33,20 @@ endif()
 file(READ "${json}" results)
 string(JSON rows LENGTH "${results}")
 set(seen "")
+set(peer_settings "")
 math(EXPR last "${rows} - 1")
 foreach(i RANGE ${last})
   string(JSON workload GET "${results}" ${i} workload)
   string(JSON row_backend GET "${results}" ${i} backend)
   list(APPEND seen "${workload}")
+  if(workload STREQUAL "peer")
+    string(JSON setting GET "${results}" ${i} setting)
+    string(JSON ratio GET "${results}" ${i} ours_over_peer)
+    if(NOT ratio GREATER 0)
+      message(FATAL_ERROR "peer ${setting}: ours_over_peer = ${ratio}")
+    endif()
+    list(APPEND peer_settings "${setting}")
+  endif()
   foreach(field errors missed)
     string(JSON value ERROR_VARIABLE absent GET "${results}" ${i} ${field})
     if(NOT absent AND NOT value EQUAL 0)
@@ -43,6 +59,13 @@ foreach(workload claim-cycle batch-100 scheduler wakeup scale memory)
     message(FATAL_ERROR "the JSON has no ${workload} rows")
   endif()
 endforeach()
+if(backend STREQUAL "both")
+  foreach(setting default batched)
+    if(NOT setting IN_LIST peer_settings)
+      message(FATAL_ERROR "the JSON has no peer row for the ${setting} setting")
+    endif()
+  endforeach()
+endif()
 file(READ "${svg}" plot)
 string(SUBSTRING "${plot}" 0 5 start)
 string(FIND "${plot}" "</svg>" end)

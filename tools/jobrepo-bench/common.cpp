@@ -24,12 +24,12 @@ void pg_exec(const std::string& url, const std::string& sql) {
   if (!ok) throw std::runtime_error(sql.substr(0, 60) + ": " + message);
 }
 
-namespace {
-
 std::string with_database(const std::string& url, const std::string& db) {
   const auto slash = url.find('/', url.find("://") + 3);
   return url.substr(0, slash) + "/" + db;
 }
+
+namespace {
 
 void sqlite_exec(sqlite3* db, const std::string& sql) {
   char* error = nullptr;

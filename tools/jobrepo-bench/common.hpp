@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,7 @@ using Steady = std::chrono::steady_clock;
 
 struct Options {
   std::vector<std::string> backends{"sqlite"};
-  std::vector<std::string> workloads{"claim-cycle", "batch-100", "scheduler", "wakeup", "scale", "memory"};
+  std::vector<std::string> workloads{"claim-cycle", "batch-100", "scheduler", "wakeup", "scale", "memory", "peer"};
   std::string postgres_url;  // a server URL; a database is created and dropped per backend
   std::vector<int> workers{1, 2, 4, 8};
   int jobs = 10000;
@@ -34,6 +35,10 @@ struct Options {
   std::string plot;                  // SVG of the claim cycle; empty: none
   std::string json_out;              // the JSON figures also go to this file
   std::string self;                  // this executable (for child processes)
+  std::string peer_dir;              // bench/ of the source tree: graphile_bench.mjs and its node_modules
+  int peer_jobs = 10000;             // jobs of the peer workload, on both sides
+  int peer_local_queue = 0;          // SchedulerOptions::local_queue of ours in the peer workload
+  std::string node = "node";
 };
 
 // One database for the workloads of one backend.
@@ -53,6 +58,9 @@ void drop_target(const Target& t, const Options& o);
 // ago), or with `due_every` > 1 only every due_every-th job (the others due
 // in a day). Then `history` final (completed) runs spread over the jobs.
 void reset(const Target& t, int jobs, int due_every = 1, int history = 0);
+
+// The PostgreSQL server URL `url` with its database replaced by `db`.
+std::string with_database(const std::string& url, const std::string& db);
 
 // Runs SQL on PostgreSQL (libpq); throws std::runtime_error with the message.
 void pg_exec(const std::string& url, const std::string& sql);
@@ -87,11 +95,17 @@ Measure run_sqlite_ceiling(const Target& t, int workers, double seconds, const s
 Measure run_pgbench(const Target& t, int workers, double seconds);
 std::string pgbench_script();
 // scheduler.cpp
-json scheduler_throughput(const Target& t, const Options& o, int worker_threads, int local_queue = 0);
+json scheduler_throughput(const Target& t, const Options& o, int worker_threads, int local_queue = 0,
+                          bool with_lag = true);
 json wakeup_latency(const Target& t, const Options& o, bool other_process);
 int wake_child_main(const std::string& url);  // --wake-child URL
 // scale.cpp
 json scale_claims(const Target& t, const Options& o, int jobs, int history);
+// peer.cpp: jobrepo's Scheduler against graphile-worker (bench/graphile_bench.mjs).
+// peer_check throws, naming what to install, unless node and the peer's
+// node_modules are there; peer_rows measures and emits a row per setting.
+void peer_check(const Options& o);
+void peer_rows(const Options& o, const std::function<void(const json&)>& emit);
 // memory.cpp
 json memory_rows(const Target& t, const Options& o);
 int memory_child_main(const std::string& url, int jobs, double seconds,

@@ -15,14 +15,16 @@
 namespace jobrepo_bench {
 namespace {
 
-const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "scheduler", "wakeup", "scale", "memory"};
+const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "scheduler", "wakeup",
+                                             "scale",       "memory",    "peer"};
 
 [[noreturn]] void usage(int status) {
   std::cout << "usage: jobrepo-bench [--backend sqlite|postgres|both] [--postgres URL] [--workloads LIST]\n"
                "                     [--workers 1,2,4,8] [--jobs N] [--seconds S] [--with-ceiling] [--rounds R]\n"
                "                     [--sqlite-synchronous full,normal] [--scale-jobs 10000,100000,1000000]\n"
                "                     [--history N] [--scheduler-workers 8,64] [--local-queue 0,500] [--wakeups N]\n"
-               "                     [--jobctl PATH]\n"
+               "                     [--jobctl PATH] [--peer-jobs N] [--peer-dir DIR] [--node PATH]\n"
+               "                     [--peer-local-queue N]\n"
                "                     [--json] [--json-out FILE] [--plot FILE.svg]\n"
                "                     [--plot-json FILE.json [--plot FILE.svg] [--markdown]]\n"
                "                     [--write-pgbench-script FILE]\n\n"
@@ -40,7 +42,15 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
                "               job due: time to the handler's start, --wakeups samples.\n"
                "  scale        1 worker's claim cycle with --scale-jobs jobs, 1% due; then the smallest count\n"
                "               with --history final runs: claim latency.\n"
-               "  memory       peak RSS of a Scheduler process and of `jobctl serve`, idle and under load.\n\n"
+               "  memory       peak RSS of a Scheduler process and of `jobctl serve`, idle and under load.\n"
+               "  peer         PostgreSQL only: graphile-worker (bench/graphile_bench.mjs) drains --peer-jobs\n"
+               "               no-op jobs, default (1 process x concurrency 16) and batched (2 x 16, localQueue\n"
+               "               500, batched completion), against the scheduler workload's runs/s with as many\n"
+               "               jobs and 8 resp. 16 worker threads; --rounds R alternates ours and the peer R\n"
+               "               times, each on a new database of the server: medians and ours/peer. Needs node\n"
+               "               (--node) and `npm ci --prefix bench` (tools/setup does it) in --peer-dir\n"
+               "               (default: the bench/ of the source tree this tool was built from). Ours runs\n"
+               "               with --peer-local-queue (SchedulerOptions::local_queue, default 0).\n\n"
                "--json prints the figures as JSON instead of the table; --json-out also writes them to FILE.\n"
                "--plot writes an SVG of claim-cycle cycles/s against workers (ours and the ceiling);\n"
                "--plot-json makes it from the JSON of an earlier run (--json-out) without measuring; with\n"
@@ -96,6 +106,10 @@ Parsed parse(int argc, char* argv[]) {
   if (const char* url = std::getenv("JOBREPO_BENCH_POSTGRES_URL")) o.postgres_url = url;
   o.self = std::filesystem::canonical("/proc/self/exe").string();
   o.jobctl = (std::filesystem::path(o.self).parent_path().parent_path() / "jobctl" / "jobctl").string();
+  // The peer's bench/: the source tree's this tool was built from, else ./bench.
+  o.peer_dir = std::filesystem::exists(std::filesystem::path(JOBREPO_SOURCE_DIR) / "bench" / "graphile_bench.mjs")
+                   ? (std::filesystem::path(JOBREPO_SOURCE_DIR) / "bench").string()
+                   : "bench";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const auto value = [&]() -> std::string {
@@ -155,12 +169,21 @@ Parsed parse(int argc, char* argv[]) {
       o.history = positive_int(a, value());
     } else if (a == "--scheduler-workers") {
       o.scheduler_workers = int_list(a, value());
+    } else if (a == "--peer-local-queue") {
+      const auto text = value();
+      o.peer_local_queue = text == "0" ? 0 : positive_int(a, text);
     } else if (a == "--local-queue") {
       o.local_queues.clear();
       for (const auto& item : split(value())) o.local_queues.push_back(item == "0" ? 0 : positive_int(a, item));
       if (o.local_queues.empty()) usage(2);
     } else if (a == "--wakeups") {
       o.wakeups = positive_int(a, value());
+    } else if (a == "--peer-jobs") {
+      o.peer_jobs = positive_int(a, value());
+    } else if (a == "--peer-dir") {
+      o.peer_dir = value();
+    } else if (a == "--node") {
+      o.node = value();
     } else if (a == "--jobctl") {
       o.jobctl = value();
     } else if (a == "--json-out") {
@@ -231,7 +254,19 @@ const std::vector<Column>& columns_of(const std::string& workload) {
                                              {"state", "state", 's', 7},
                                              {"jobs", "jobs", 'n', 7},
                                              {"peak RSS MiB", "peak_rss_mib", 'f', 12}};
+  static const std::vector<Column> peer = {{"backend", "backend", 's', 10},
+                                           {"setting", "setting", 's', 9},
+                                           {"ours workers", "ours_workers", 'n', 14},
+                                           {"jobs", "jobs", 'n', 9},
+                                           {"ours runs/s", "runs_per_second", 'n', 13},
+                                           {"peer", "peer", 's', 24},
+                                           {"procs x conc", "peer_shape", 's', 14},
+                                           {"peer jobs/s", "peer_jobs_per_second", 'n', 13},
+                                           {"peer start s", "peer_start_seconds", 'f', 14},
+                                           {"ours/peer", "ours_over_peer", 'f', 11},
+                                           {"errors", "errors", 'n', 8}};
   if (workload == "scheduler") return scheduler;
+  if (workload == "peer") return peer;
   if (workload == "wakeup") return wakeup;
   if (workload == "scale") return scale;
   if (workload == "memory") return memory;
@@ -270,7 +305,8 @@ const char* title_of(const std::string& workload) {
   if (workload == "scheduler") return "scheduler throughput: no-op handlers, each job due again at once";
   if (workload == "wakeup") return "wake-up latency: an idle scheduler's job made due elsewhere -> handler start";
   if (workload == "scale") return "scale: 1 worker's claim cycle, 1% of the jobs due, with and without history";
-  return "memory: peak resident set (VmHWM)";
+  if (workload == "memory") return "memory: peak resident set (VmHWM)";
+  return "peer: jobrepo's Scheduler against graphile-worker, no-op jobs (median of the rounds)";
 }
 
 // The figures of a JSON as Markdown tables, a table per workload (for
@@ -363,7 +399,25 @@ json claim_row(const std::string& workload, const Target& t, const Options& o, i
               {"ours_over_ceiling", ceiling ? json(ratio) : json(nullptr)}};
 }
 
+// One line per setting of the peer workload, for the end of a sweep's output.
+void print_ratios(const json& results) {
+  for (const auto& row : results) {
+    if (row["workload"] != "peer" || !row["ours_over_peer"].is_number()) continue;
+    const int rounds = row["rounds"].get<int>();
+    std::cout << "ours/peer, " << row["setting"].get<std::string>() << ": " << cell(row, {"", "ours_over_peer", 'f', 0})
+              << " (jobrepo Scheduler, " << row["ours_workers"]
+              << " worker threads: " << cell(row, {"", "runs_per_second", 'n', 0}) << " runs/s; "
+              << row["peer"].get<std::string>() << ", " << row["peer_shape"].get<std::string>() << ": "
+              << cell(row, {"", "peer_jobs_per_second", 'n', 0}) << " jobs/s; median of " << rounds
+              << (rounds == 1 ? " round)\n" : " rounds)\n");
+  }
+}
+
 int run(const Options& o) {
+  // The peer needs node and its node_modules: say so before measuring anything.
+  if (wanted(o, "peer") && std::find(o.backends.begin(), o.backends.end(), "postgres") != o.backends.end()) {
+    peer_check(o);
+  }
   json results = json::array();
   const auto emit = [&](const json& row) {
     results.push_back(row);
@@ -374,6 +428,15 @@ int run(const Options& o) {
     if (!wanted(o, workload)) continue;
     if (!o.json_output) print_header(title_of(workload), workload);
     for (const auto& backend : o.backends) {
+      if (workload == "peer") {
+        // Not through make_target: each round makes its own databases.
+        if (backend != "postgres") {
+          (o.json_output ? std::cerr : std::cout) << "(peer: PostgreSQL only, skipped on " << backend << ")\n";
+          continue;
+        }
+        peer_rows(o, emit);
+        continue;
+      }
       if (o.json_output) std::cerr << "jobrepo-bench: " << workload << " on " << backend << "\n";
       // The claim cycle on SQLite runs for every synchronous setting given.
       const auto syncs = workload == "claim-cycle" && backend == "sqlite"
@@ -437,7 +500,11 @@ int run(const Options& o) {
       }
     }
   }
-  if (o.json_output) std::cout << results.dump(2) << "\n";
+  if (o.json_output) {
+    std::cout << results.dump(2) << "\n";
+  } else {
+    print_ratios(results);
+  }
   if (!o.json_out.empty()) {
     std::ofstream out(o.json_out);
     out << results.dump(2) << "\n";

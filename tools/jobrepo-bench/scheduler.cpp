@@ -79,8 +79,9 @@ double ms_of(jobrepo::Timestamp a, jobrepo::Timestamp b) {
 // over P (the others move a day ahead), so that runs fall due at a steady
 // half of capacity. A run's lag is its handler's start minus its due time,
 // the end of the job's previous run plus P (the store writes both in one
-// statement; all clocks are this machine's).
-json scheduler_throughput(const Target& t, const Options& o, int worker_threads, int local_queue) {
+// statement; all clocks are this machine's). Without `with_lag` the lag is
+// not measured (its fields are null): the peer workload needs the rate only.
+json scheduler_throughput(const Target& t, const Options& o, int worker_threads, int local_queue, bool with_lag) {
   reset(t, o.jobs);
   auto real = jobrepo::open_store(t.url, {std::max(4, worker_threads / 4), std::chrono::milliseconds(10000)});
   CountingStore store(*real);
@@ -120,6 +121,23 @@ json scheduler_throughput(const Target& t, const Options& o, int worker_threads,
   counting = false;
   store.counting = false;
   const double rate = static_cast<double>(completed.load()) / o.seconds;
+  json row{{"workload", "scheduler"},
+           {"backend", t.backend},
+           {"jobs", o.jobs},
+           {"worker_threads", worker_threads},
+           {"local_queue", local_queue},
+           {"seconds", o.seconds},
+           {"runs_per_second", rate},
+           {"claims", store.claims.to_json()},
+           {"writes", store.transitions.to_json()},
+           {"register_seconds", register_s}};
+  if (!with_lag) {
+    scheduler.stop();
+    row["lag_p50_ms"] = nullptr;
+    row["lag_p99_ms"] = nullptr;
+    row["errors"] = errors.load();
+    return row;
+  }
   // The lag at half the throughput.
   const double period_s = 2.0;
   const int active = std::clamp(static_cast<int>(rate * 0.5 * period_s), 1, o.jobs);
@@ -164,23 +182,14 @@ json scheduler_throughput(const Target& t, const Options& o, int worker_threads,
     if (start == started.end() || start->second < window_start || start->second > window_end) continue;
     lag_ms.push_back(ms_of(*previous.end_time + period, start->second));
   }
-  return json{{"workload", "scheduler"},
-              {"backend", t.backend},
-              {"jobs", o.jobs},
-              {"worker_threads", worker_threads},
-              {"local_queue", local_queue},
-              {"seconds", o.seconds},
-              {"runs_per_second", rate},
-              {"claims", store.claims.to_json()},
-              {"writes", store.transitions.to_json()},
-              {"lag_period_seconds", period_s},
-              {"lag_jobs", active},
-              {"lag_offered_runs_per_second", active / period_s},
-              {"lag_p50_ms", percentile(lag_ms, 0.5)},
-              {"lag_p99_ms", percentile(lag_ms, 0.99)},
-              {"lag_samples", lag_ms.size()},
-              {"register_seconds", register_s},
-              {"errors", errors.load()}};
+  row["lag_period_seconds"] = period_s;
+  row["lag_jobs"] = active;
+  row["lag_offered_runs_per_second"] = active / period_s;
+  row["lag_p50_ms"] = percentile(lag_ms, 0.5);
+  row["lag_p99_ms"] = percentile(lag_ms, 0.99);
+  row["lag_samples"] = lag_ms.size();
+  row["errors"] = errors.load();
+  return row;
 }
 
 // The other process of the wake-up workload: for each line on stdin, makes
