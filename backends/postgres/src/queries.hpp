@@ -168,32 +168,39 @@ inline constexpr const char* update_run_and_job =
     " SELECT " JR_RUN_COLUMNS("run.") " FROM run";
 
 // Many run transitions in one statement (Repository::update_runs): the
-// changes arrive as one JSON array; the runs (found through the primary key:
-// ANY of an array, whatever the planner guesses of the JSON's size) and
-// their jobs are locked in run id order first, so that two batches (one
-// server's completions and its heartbeats) never deadlock; each result row
-// carries its change's position.
+// changes arrive as one JSON array, in run id order; for each change in that
+// order its run (by primary key, still running) and then the run's job are
+// locked, so that two batches (one server's completions and its heartbeats)
+// never deadlock. The locks are taken in LATERAL subqueries, which the
+// planner cannot pull up: the plan is a nested loop driven by the changes,
+// one primary-key probe each, whatever it guesses of the JSON's size and of
+// the tables (with joins it chose from its guesses, a batch of 1,000
+// completions compared every change with every running run: 800 ms). Each
+// result row carries its change's position.
 inline constexpr const char* update_runs_batch =
     "WITH " JR_CLOCK
     ","
     " input AS (SELECT * FROM jsonb_to_recordset(CAST(:changes AS jsonb)) AS i(ord integer, id text, plugin text,"
     "  status text, final integer, completed bigint, total bigint, message text, reschedule integer, delta bigint,"
-    "  at bigint)),"
+    "  at bigint) ORDER BY i.id),"
     " locked AS ("
-    "  SELECT r.private_id FROM job_run r JOIN job j ON j.plugin_id = r.job_plugin_id AND j.name = r.job_name"
-    "  WHERE r.private_id = ANY (ARRAY(SELECT id FROM input)) AND r.status = 'running'"
-    "  AND EXISTS (SELECT 1 FROM input i WHERE i.id = r.private_id AND i.plugin = r.job_plugin_id)"
-    "  ORDER BY r.private_id FOR UPDATE OF r, j),"
+    "  SELECT i.*, r.private_id FROM input i"
+    "  CROSS JOIN LATERAL (SELECT r.private_id, r.job_plugin_id, r.job_name FROM job_run r"
+    "   WHERE r.private_id = i.id AND r.job_plugin_id = i.plugin AND r.status = 'running' FOR UPDATE OF r) r"
+    "  CROSS JOIN LATERAL (SELECT 1 FROM job j WHERE j.plugin_id = r.job_plugin_id AND j.name = r.job_name"
+    "   FOR UPDATE OF j) j),"
+    // A locked run stays running until this statement ends: no other
+    // condition than its key (ANY of an array: found through the primary
+    // key, whatever the planner guesses).
     " run AS ("
-    "  UPDATE job_run r SET status = i.status, update_time = c.now,"
-    "   end_time = CASE WHEN i.final = 1 THEN c.now END,"
-    "   completed_count = COALESCE(i.completed, r.completed_count),"
-    "   total_count = COALESCE(i.total, r.total_count),"
-    "   message = CASE WHEN i.final = 1 THEN COALESCE(i.message, r.message) ELSE r.message END"
-    "  FROM locked l, input i, clock c"
-    "  WHERE r.private_id = l.private_id AND i.id = r.private_id AND i.plugin = r.job_plugin_id"
-    "  AND r.status = 'running'"
-    "  RETURNING r.*, i.ord, i.reschedule, i.delta, i.at),"
+    "  UPDATE job_run r SET status = l.status, update_time = c.now,"
+    "   end_time = CASE WHEN l.final = 1 THEN c.now END,"
+    "   completed_count = COALESCE(l.completed, r.completed_count),"
+    "   total_count = COALESCE(l.total, r.total_count),"
+    "   message = CASE WHEN l.final = 1 THEN COALESCE(l.message, r.message) ELSE r.message END"
+    "  FROM locked l, clock c"
+    "  WHERE r.private_id = ANY (ARRAY(SELECT private_id FROM locked)) AND r.private_id = l.private_id"
+    "  RETURNING r.*, l.ord, l.reschedule, l.delta, l.at),"
     " after AS ("
     "  UPDATE job j SET" JR_JOB_AFTER_RUN("run")
     "  FROM run, clock c WHERE (run.reschedule = 1 OR run.status <> 'running')"
