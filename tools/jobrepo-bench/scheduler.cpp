@@ -69,6 +69,21 @@ double ms_of(jobrepo::Timestamp a, jobrepo::Timestamp b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
+// raw_exec for the statements that change every job while the scheduler
+// runs: PostgreSQL may pick them as a deadlock's victim (they lock the jobs
+// in table order, the scheduler in its own); they are tried again.
+void raw_exec_retrying(const Target& t, const std::string& sql) {
+  for (int attempt = 1;; ++attempt) {
+    try {
+      raw_exec(t, sql);
+      return;
+    } catch (const std::runtime_error& e) {
+      if (attempt >= 20 || std::string(e.what()).find("deadlock detected") == std::string::npos) throw;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+}
+
 }  // namespace
 
 // Throughput: `jobs` due jobs whose no-op handlers return next_run_in 0, so
@@ -144,24 +159,26 @@ json scheduler_throughput(const Target& t, const Options& o, int worker_threads,
   // First every job goes a day ahead as its run ends (so the spread below
   // races with no writer), then the active ones are spread over the period.
   period_us = std::chrono::duration_cast<microseconds>(24h).count();
-  raw_exec(t, t.backend == "sqlite"
-                  ? "UPDATE job SET next_scheduled_run = next_scheduled_run + 86400000000"
-                  : "UPDATE job SET next_scheduled_run = now() + interval '1 day' WHERE (plugin_id, name) IN"
-                    " (SELECT plugin_id, name FROM job FOR UPDATE SKIP LOCKED)");  // running ones end a day ahead
+  raw_exec_retrying(t,
+                    t.backend == "sqlite"
+                        ? "UPDATE job SET next_scheduled_run = next_scheduled_run + 86400000000"
+                        : "UPDATE job SET next_scheduled_run = now() + interval '1 day' WHERE (plugin_id, name) IN"
+                          " (SELECT plugin_id, name FROM job FOR UPDATE SKIP LOCKED)");  // running ones end a day ahead
   std::this_thread::sleep_for(500ms);
   period_us = static_cast<std::int64_t>(period_s * 1e6);
   const auto spread_at = jobrepo::Clock::now();
   const std::string p = std::to_string(period_us.load()), a = std::to_string(active);
-  raw_exec(t, t.backend == "sqlite"
-                  ? "UPDATE job SET next_scheduled_run = CASE WHEN CAST(substr(name, 5) AS INTEGER) < " + a + " THEN " +
-                        std::to_string(std::chrono::duration_cast<microseconds>(spread_at.time_since_epoch()).count()) +
-                        " + CAST(substr(name, 5) AS INTEGER) * " + p + " / " + a + " ELSE " +
-                        std::to_string(
-                            std::chrono::duration_cast<microseconds>((spread_at + 24h).time_since_epoch()).count()) +
-                        " END"
-                  : "UPDATE job SET next_scheduled_run = CASE WHEN CAST(substr(name, 5) AS integer) < " + a +
-                        " THEN now() + CAST(substr(name, 5) AS bigint) * " + p + " / " + a +
-                        " * interval '1 microsecond' ELSE now() + interval '1 day' END");
+  raw_exec_retrying(
+      t,
+      t.backend == "sqlite"
+          ? "UPDATE job SET next_scheduled_run = CASE WHEN CAST(substr(name, 5) AS INTEGER) < " + a + " THEN " +
+                std::to_string(std::chrono::duration_cast<microseconds>(spread_at.time_since_epoch()).count()) +
+                " + CAST(substr(name, 5) AS INTEGER) * " + p + " / " + a + " ELSE " +
+                std::to_string(std::chrono::duration_cast<microseconds>((spread_at + 24h).time_since_epoch()).count()) +
+                " END"
+          : "UPDATE job SET next_scheduled_run = CASE WHEN CAST(substr(name, 5) AS integer) < " + a +
+                " THEN now() + CAST(substr(name, 5) AS bigint) * " + p + " / " + a +
+                " * interval '1 microsecond' ELSE now() + interval '1 day' END");
   std::this_thread::sleep_for(seconds_of(period_s + 1.5));  // every active job runs with the period
   const auto window_start = jobrepo::Clock::now();
   std::this_thread::sleep_for(seconds_of(std::max(o.seconds, period_s)));
