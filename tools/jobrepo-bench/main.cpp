@@ -257,6 +257,7 @@ const std::vector<Column>& columns_of(const std::string& workload) {
   static const std::vector<Column> peer = {{"backend", "backend", 's', 10},
                                            {"setting", "setting", 's', 9},
                                            {"ours workers", "ours_workers", 'n', 14},
+                                           {"ours queue", "ours_local_queue", 'n', 11},
                                            {"jobs", "jobs", 'n', 9},
                                            {"ours runs/s", "runs_per_second", 'n', 13},
                                            {"peer", "peer", 's', 24},

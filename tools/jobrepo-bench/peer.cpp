@@ -258,6 +258,7 @@ void peer_rows(const Options& o, const std::function<void(const json&)>& emit) {
               {"seconds", o.seconds},
               {"aggregate", "median"},
               {"ours_workers", s.ours_workers},
+              {"ours_local_queue", o.peer_local_queue},
               {"runs_per_second", ours_rate},
               {"ours_rounds", ours},
               {"errors", errors},
