@@ -169,14 +169,17 @@ inline constexpr const char* update_run_and_job =
 
 // Many run transitions in one statement (Repository::update_runs): the
 // changes arrive as one JSON array, in run id order; for each change in that
-// order its run (by primary key, still running) and then the run's job are
-// locked, so that two batches (one server's completions and its heartbeats)
-// never deadlock. The locks are taken in LATERAL subqueries, which the
-// planner cannot pull up: the plan is a nested loop driven by the changes,
-// one primary-key probe each, whatever it guesses of the JSON's size and of
-// the tables (with joins it chose from its guesses, a batch of 1,000
-// completions compared every change with every running run: 800 ms). Each
-// result row carries its change's position.
+// order its run (by primary key) and then the run's job are locked, so that
+// two batches (one server's completions and its heartbeats) never deadlock.
+// The locks are taken in LATERAL subqueries, which the planner cannot pull
+// up: a nested loop driven by the changes, one primary-key probe each. The
+// locked rows are then updated by their ctid (a TID scan), which cannot
+// change while this statement holds their locks. Nothing here depends on the
+// planner's guesses of the JSON's size or of the tables: with joins it chose
+// from them, a batch of 1,000 completions compared every change with every
+// running run (800 ms), and on a new database (no statistics yet) it
+// scanned the partial index of running runs, dead entries included, once
+// per change (10 s). Each result row carries its change's position.
 inline constexpr const char* update_runs_batch =
     "WITH " JR_CLOCK
     ","
@@ -184,14 +187,12 @@ inline constexpr const char* update_runs_batch =
     "  status text, final integer, completed bigint, total bigint, message text, reschedule integer, delta bigint,"
     "  at bigint) ORDER BY i.id),"
     " locked AS ("
-    "  SELECT i.*, r.private_id FROM input i"
-    "  CROSS JOIN LATERAL (SELECT r.private_id, r.job_plugin_id, r.job_name FROM job_run r"
-    "   WHERE r.private_id = i.id AND r.job_plugin_id = i.plugin AND r.status = 'running' FOR UPDATE OF r) r"
-    "  CROSS JOIN LATERAL (SELECT 1 FROM job j WHERE j.plugin_id = r.job_plugin_id AND j.name = r.job_name"
-    "   FOR UPDATE OF j) j),"
-    // A locked run stays running until this statement ends: no other
-    // condition than its key (ANY of an array: found through the primary
-    // key, whatever the planner guesses).
+    "  SELECT i.*, r.run_tid, r.private_id, j.job_tid FROM input i"
+    "  CROSS JOIN LATERAL (SELECT r.ctid AS run_tid, r.private_id, r.job_plugin_id, r.job_name, r.status"
+    "   FROM job_run r WHERE r.private_id = i.id FOR UPDATE OF r) r"
+    "  CROSS JOIN LATERAL (SELECT j.ctid AS job_tid FROM job j"
+    "   WHERE j.plugin_id = r.job_plugin_id AND j.name = r.job_name FOR UPDATE OF j) j"
+    "  WHERE r.status = 'running' AND r.job_plugin_id = i.plugin),"
     " run AS ("
     "  UPDATE job_run r SET status = l.status, update_time = c.now,"
     "   end_time = CASE WHEN l.final = 1 THEN c.now END,"
@@ -199,12 +200,12 @@ inline constexpr const char* update_runs_batch =
     "   total_count = COALESCE(l.total, r.total_count),"
     "   message = CASE WHEN l.final = 1 THEN COALESCE(l.message, r.message) ELSE r.message END"
     "  FROM locked l, clock c"
-    "  WHERE r.private_id = ANY (ARRAY(SELECT private_id FROM locked)) AND r.private_id = l.private_id"
-    "  RETURNING r.*, l.ord, l.reschedule, l.delta, l.at),"
+    "  WHERE r.ctid = ANY (ARRAY(SELECT run_tid FROM locked)) AND r.ctid = l.run_tid"
+    "  RETURNING r.*, l.ord, l.reschedule, l.delta, l.at, l.job_tid),"
     " after AS ("
     "  UPDATE job j SET" JR_JOB_AFTER_RUN("run")
     "  FROM run, clock c WHERE (run.reschedule = 1 OR run.status <> 'running')"
-    "  AND j.plugin_id = run.job_plugin_id AND j.name = run.job_name)"
+    "  AND j.ctid = ANY (ARRAY(SELECT job_tid FROM run)) AND j.ctid = run.job_tid)"
     " SELECT run.ord, " JR_RUN_COLUMNS("run.") " FROM run ORDER BY run.ord";
 
 inline constexpr const char* interrupt_stale_runs =
