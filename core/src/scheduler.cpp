@@ -620,8 +620,9 @@ struct Scheduler::State {
     guarded("stop", [&] {
       std::vector<RunUpdate> updates;
       for (const auto& local : unstarted) {
-        updates.push_back(
-            {.run_id = local->run_id(), .status = Status::interrupted, .message = "its server stopped before it started"});
+        updates.push_back({.run_id = local->run_id(),
+                           .status = Status::interrupted,
+                           .message = "its server stopped before it started"});
       }
       const auto results = repository().update_runs(updates);
       for (std::size_t i = 0; i < unstarted.size(); ++i) {

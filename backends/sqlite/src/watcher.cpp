@@ -35,6 +35,11 @@ struct CommitWatcher::Impl {
   std::array<int, 2> stop_pipe{-1, -1};
   std::thread thread;
 
+  Impl() = default;
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  Impl(Impl&&) = delete;
+  Impl& operator=(Impl&&) = delete;
   ~Impl() {
     for (const int fd : {inotify, stop_pipe[0], stop_pipe[1]}) {
       if (fd >= 0) ::close(fd);
