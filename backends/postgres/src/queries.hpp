@@ -172,14 +172,16 @@ inline constexpr const char* update_run_and_job =
 // order its run (by primary key) and then the run's job are locked, so that
 // two batches (one server's completions and its heartbeats) never deadlock.
 // The locks are taken in LATERAL subqueries, which the planner cannot pull
-// up: a nested loop driven by the changes, one primary-key probe each. The
-// locked rows are then updated by their ctid (a TID scan), which cannot
-// change while this statement holds their locks. Nothing here depends on the
-// planner's guesses of the JSON's size or of the tables: with joins it chose
-// from them, a batch of 1,000 completions compared every change with every
-// running run (800 ms), and on a new database (no statistics yet) it
-// scanned the partial index of running runs, dead entries included, once
-// per change (10 s). Each result row carries its change's position.
+// up: a nested loop driven by the changes, one primary-key probe each
+// (with joins it chose from its guesses, a batch of 1,000 completions
+// compared every change with every running run: 800 ms; on a new database,
+// no statistics yet, it scanned the partial index of running runs, dead
+// entries included, once per change: 10 s). The updates then find the rows
+// by key, never by the ctid the lock returned: a row changed by a
+// transaction that committed after this statement's snapshot (a heartbeat,
+// an operator's run-now) has a newest version the snapshot does not see, so
+// an update by its ctid would skip it, where one by key follows it. Each
+// result row carries its change's position.
 inline constexpr const char* update_runs_batch =
     "WITH " JR_CLOCK
     ","
@@ -187,10 +189,10 @@ inline constexpr const char* update_runs_batch =
     "  status text, final integer, completed bigint, total bigint, message text, reschedule integer, delta bigint,"
     "  at bigint) ORDER BY i.id),"
     " locked AS ("
-    "  SELECT i.*, r.run_tid, r.private_id, j.job_tid FROM input i"
-    "  CROSS JOIN LATERAL (SELECT r.ctid AS run_tid, r.private_id, r.job_plugin_id, r.job_name, r.status"
+    "  SELECT i.*, r.private_id FROM input i"
+    "  CROSS JOIN LATERAL (SELECT r.private_id, r.job_plugin_id, r.job_name, r.status"
     "   FROM job_run r WHERE r.private_id = i.id FOR UPDATE OF r) r"
-    "  CROSS JOIN LATERAL (SELECT j.ctid AS job_tid FROM job j"
+    "  CROSS JOIN LATERAL (SELECT 1 FROM job j"
     "   WHERE j.plugin_id = r.job_plugin_id AND j.name = r.job_name FOR UPDATE OF j) j"
     "  WHERE r.status = 'running' AND r.job_plugin_id = i.plugin),"
     " run AS ("
@@ -200,12 +202,12 @@ inline constexpr const char* update_runs_batch =
     "   total_count = COALESCE(l.total, r.total_count),"
     "   message = CASE WHEN l.final = 1 THEN COALESCE(l.message, r.message) ELSE r.message END"
     "  FROM locked l, clock c"
-    "  WHERE r.ctid = ANY (ARRAY(SELECT run_tid FROM locked)) AND r.ctid = l.run_tid"
-    "  RETURNING r.*, l.ord, l.reschedule, l.delta, l.at, l.job_tid),"
+    "  WHERE r.private_id = ANY (ARRAY(SELECT private_id FROM locked)) AND r.private_id = l.private_id"
+    "  RETURNING r.*, l.ord, l.reschedule, l.delta, l.at),"
     " after AS ("
     "  UPDATE job j SET" JR_JOB_AFTER_RUN("run")
     "  FROM run, clock c WHERE (run.reschedule = 1 OR run.status <> 'running')"
-    "  AND j.ctid = ANY (ARRAY(SELECT job_tid FROM run)) AND j.ctid = run.job_tid)"
+    "  AND j.plugin_id = run.job_plugin_id AND j.name = run.job_name)"
     " SELECT run.ord, " JR_RUN_COLUMNS("run.") " FROM run ORDER BY run.ord";
 
 inline constexpr const char* interrupt_stale_runs =
