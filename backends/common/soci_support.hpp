@@ -80,8 +80,8 @@ inline void prepare(soci::statement& st, const std::string& query) {
 // message, attempt, cancel_requested (0 or 1).
 struct RunRow {
   std::string private_id, job_plugin_id, job_name, server_id, status, message;
-  Micros create_time = 0, update_time = 0, end_time = 0;
-  soci::indicator end_ind = soci::i_null, message_ind = soci::i_null;
+  Micros create_time = 0, update_time = 0, end_time = 0, work_end_time = 0;
+  soci::indicator end_ind = soci::i_null, message_ind = soci::i_null, work_end_ind = soci::i_null;
   long long completed = 0, total = 0, attempt = 1;
   int cancel_requested = 0;
 
@@ -99,6 +99,7 @@ struct RunRow {
     st.exchange(soci::into(message, message_ind));
     st.exchange(soci::into(attempt));
     st.exchange(soci::into(cancel_requested));
+    st.exchange(soci::into(work_end_time, work_end_ind));
   }
 
   Run to_run() const {
@@ -111,6 +112,7 @@ struct RunRow {
     if (message_ind == soci::i_ok) run.message = message;
     run.attempt = attempt;
     run.cancel_requested = cancel_requested != 0;
+    if (work_end_ind == soci::i_ok) run.work_end_time = to_timestamp(work_end_time);
     return run;
   }
 };

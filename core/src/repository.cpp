@@ -300,13 +300,20 @@ Run Repository::cancel_run(std::string_view run_id) {
   return std::move(*run);
 }
 
-void Repository::record_server(std::string_view server_id, std::chrono::microseconds ttl,
-                               std::optional<std::vector<ServedJob>> jobs) {
+ServerLease Repository::record_server(std::string_view server_id, std::chrono::microseconds ttl,
+                                      RecordServerOptions options) {
   constexpr const char* op = "record_server";
   require_text(op, "server_id", TextKind::server_id, server_id);
+  require_text(op, "instance", TextKind::server_id, options.instance);
+  require_well_formed(op, "address", options.address);
+  if (trimmed_length(options.address) > max_server_id_length) {
+    throw Error(ErrorCode::check_constraint, std::string(op) + ": address " + quoted(options.address) + " has " +
+                                                 std::to_string(trimmed_length(options.address)) +
+                                                 " characters, more than " + std::to_string(max_server_id_length));
+  }
   require_non_negative(op, "ttl", ttl);
-  if (jobs) {
-    for (const auto& job : *jobs) {
+  if (options.jobs) {
+    for (const auto& job : *options.jobs) {
       require_key(op, "job name", job.name);
       require_key(op, "fingerprint", job.fingerprint);
       if (job.fingerprint.size() > 64) {
@@ -315,14 +322,21 @@ void Repository::record_server(std::string_view server_id, std::chrono::microsec
       }
     }
   }
-  ServerRecord record{plugin_id_, std::string(server_id), ttl, std::move(jobs)};
-  as_operation(op, [&] { store_.record_server(record); });
+  ServerRecord record{plugin_id_,
+                      std::string(server_id),
+                      std::move(options.instance),
+                      std::move(options.address),
+                      ttl,
+                      std::move(options.jobs),
+                      options.take_over};
+  return as_operation(op, [&] { return store_.record_server(record); });
 }
 
-void Repository::remove_server(std::string_view server_id) {
+void Repository::remove_server(std::string_view server_id, std::string_view instance) {
   constexpr const char* op = "remove_server";
   require_key(op, "server_id", server_id);
-  as_operation(op, [&] { store_.remove_server(plugin_id_, std::string(server_id)); });
+  require_well_formed(op, "instance", instance);
+  as_operation(op, [&] { store_.remove_server(plugin_id_, std::string(server_id), std::string(instance)); });
 }
 
 std::vector<Serving> Repository::list_servings(std::string_view name) {
@@ -476,10 +490,24 @@ std::vector<Run> Repository::interrupt_runs(std::chrono::microseconds threshold,
   constexpr const char* op = "interrupt_runs";
   require_non_negative(op, "threshold", threshold);
   require_well_formed(op, "server_id", options.server_id);
+  if (options.runs) {
+    for (const auto& run : *options.runs) require_text(op, "run id", TextKind::run_id, run.run_id);
+  }
   StaleRunQuery query{plugin_id_, threshold, std::nullopt};
   if (!options.server_id.empty()) query.server_id = options.server_id;
   if (!options.message.empty()) query.message = message_text(options.message);
+  query.runs = std::move(options.runs);
+  if (query.runs && query.runs->empty()) return {};
   return as_operation(op, [&] { return store_.interrupt_stale_runs(query); });
+}
+
+Run Repository::record_work_end(std::string_view run_id, Timestamp ended) {
+  constexpr const char* op = "record_work_end";
+  require_text(op, "run id", TextKind::run_id, run_id);
+  require_time_in_range(op, "ended", ended);
+  auto run = as_operation(op, [&] { return store_.record_work_end(plugin_id_, std::string(run_id), ended); });
+  if (!run) throw no_such("run", op, run_id);
+  return std::move(*run);
 }
 
 std::optional<Run> Repository::lookup_run(std::string_view run_id) {

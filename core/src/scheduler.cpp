@@ -17,6 +17,9 @@
 #include <set>
 #include <thread>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 namespace jobrepo {
 
 using std::chrono::microseconds;
@@ -59,6 +62,94 @@ void JobContext::throw_if_cancelled() const {
 
 namespace {
 
+// --- who this process is, for the server id's lease -----------------------
+
+// The text of a small file (/proc), or empty.
+std::string read_small_file(const char* path) {
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  char buffer[1024];
+  const auto got = ::read(fd, buffer, sizeof buffer - 1);
+  ::close(fd);
+  if (got <= 0) return {};
+  std::string text(buffer, static_cast<std::size_t>(got));
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
+// Field 22 of /proc/PID/stat (the process's start, in clock ticks since
+// boot): with the pid, it names one process for the machine's uptime. The
+// command name (field 2) may hold spaces and parentheses: the fields after
+// the last ')' are counted. Empty when the process is gone or a zombie.
+std::string process_start(pid_t pid) {
+  const std::string stat = read_small_file(("/proc/" + std::to_string(pid) + "/stat").c_str());
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return {};
+  std::vector<std::string> fields;  // from field 3 (the state) on
+  std::size_t at = close + 2;
+  while (at < stat.size() && fields.size() < 20) {
+    const auto space = stat.find(' ', at);
+    fields.push_back(stat.substr(at, space == std::string::npos ? std::string::npos : space - at));
+    if (space == std::string::npos) break;
+    at = space + 1;
+  }
+  if (fields.size() < 20 || fields[0] == "Z" || fields[0] == "X") return {};
+  return fields[19];
+}
+
+// The machine and pid namespace this process runs in: a pid means the same
+// process only where both are equal. "?" parts when /proc cannot tell.
+std::string machine_part() {
+  std::string boot = read_small_file("/proc/sys/kernel/random/boot_id");
+  char link[64] = {};
+  const auto length = ::readlink("/proc/self/ns/pid", link, sizeof link - 1);
+  if (boot.empty() || boot.find(':') != std::string::npos) boot = "?";
+  std::string ns = "?";
+  if (length > 0) {
+    // "pid:[4026531836]": the number alone.
+    const std::string text(link, static_cast<std::size_t>(length));
+    const auto open = text.find('['), close = text.find(']');
+    if (open != std::string::npos && close != std::string::npos && close > open + 1) {
+      ns = text.substr(open + 1, close - open - 1);
+    }
+  }
+  return boot + ":" + ns;
+}
+
+// This Scheduler's instance token (ServerRecord::instance):
+// "BOOT_ID:PIDNS:PID:START:RANDOM"; and where it runs, for people.
+std::pair<std::string, std::string> new_instance() {
+  const pid_t pid = ::getpid();
+  std::string start = process_start(pid);
+  if (start.empty()) start = "?";
+  std::random_device device;
+  char random[17];
+  std::snprintf(random, sizeof random, "%08x%08x", device(), device());
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::snprintf(host, sizeof host, "unknown-host");
+  return {machine_part() + ":" + std::to_string(pid) + ":" + start + ":" + random,
+          std::string(host) + " pid " + std::to_string(pid)};
+}
+
+// Whether the instance with this token was a process of this machine and pid
+// namespace that is gone now (its pid free, or reused by a later process).
+// False when it cannot tell (another machine, an unknown token).
+bool instance_gone(const std::string& token) {
+  std::vector<std::string> parts;
+  for (std::size_t at = 0;;) {
+    const auto colon = token.find(':', at);
+    parts.push_back(token.substr(at, colon == std::string::npos ? std::string::npos : colon - at));
+    if (colon == std::string::npos) break;
+    at = colon + 1;
+  }
+  if (parts.size() != 5 || parts[0] == "?" || parts[1] == "?" || parts[3] == "?") return false;
+  if (parts[0] + ":" + parts[1] != machine_part()) return false;
+  char* end = nullptr;
+  const long pid = std::strtol(parts[2].c_str(), &end, 10);
+  if (end == parts[2].c_str() || *end != '\0' || pid <= 0) return false;
+  return process_start(static_cast<pid_t>(pid)) != parts[3];
+}
+
 class FunctionJob final : public JobHandler {
  public:
   FunctionJob(std::string name, std::string description, std::function<microseconds(JobContext&)> run)
@@ -84,10 +175,11 @@ class LocalRun final : public JobContext {
         misfire_(misfire),
         every_(every),
         backoff_(backoff),
-        claimed_(claimed),
         timeout_(timeout),
         fence_after_(fence_after),
-        last_heartbeat_(claimed.time_since_epoch().count()) {}
+        last_heartbeat_(claimed.time_since_epoch().count()),
+        anchor_database_(run_.create_time),
+        anchor_steady_(SteadyClock::now()) {}
 
   const std::string& run_id() const override { return run_.private_id; }
   const std::string& job_name() const override { return run_.job_name; }
@@ -98,7 +190,13 @@ class LocalRun final : public JobContext {
   // A worker starts it: the job's timeout counts from now.
   void start(SteadyClock::time_point now) {
     if (timeout_.count() > 0) deadline_.store((now + timeout_).time_since_epoch().count());
+    started_.store(true);
   }
+  // Whether a worker started its handler.
+  bool started() const { return started_.load(); }
+  // The handler returned (or threw): its work is over.
+  void set_returned() { returned_.store(true); }
+  bool returned() const { return returned_.load(); }
   SteadyClock::time_point fence_deadline() const override { return last_heartbeat() + fence_after_; }
   std::stop_token stop_token() const override { return stop_.get_token(); }
   CancelReason cancel_reason() const override { return reason_.load(); }
@@ -153,18 +251,29 @@ class LocalRun final : public JobContext {
   // The job's timeout (0: none).
   microseconds timeout() const { return timeout_; }
 
-  // The database's time now, as this process knows it: the claim's database
-  // timestamp plus the time since, on this process's monotonic clock (no
-  // server clock involved).
+  // The database's time now, as this process reckons it: the run's latest
+  // database timestamp (its claim, then each successful heartbeat) plus the
+  // time since that answer arrived, on this process's monotonic clock (no
+  // server clock involved). Never later than the truth: the database took
+  // the timestamp before its answer arrived.
   Timestamp database_now() const {
-    return run_.create_time + std::chrono::duration_cast<Clock::duration>(SteadyClock::now() - claimed_);
+    const std::lock_guard lock(counts_mutex_);
+    return anchor_database_ + std::chrono::duration_cast<Clock::duration>(SteadyClock::now() - anchor_steady_);
+  }
+  // A heartbeat's answer: the run's update_time, arrived at `received`.
+  void anchor(Timestamp database, SteadyClock::time_point received) {
+    const std::lock_guard lock(counts_mutex_);
+    anchor_database_ = database;
+    anchor_steady_ = received;
   }
 
   // The handler returned and the outcome waits for the writer: no more
   // heartbeats. Read and written under the scheduler's mutex.
   bool ended = false;
-  // The fence loop said that the handler outlived its grace. Fence loop only.
+  // The fence loop said that the handler outlived its grace, or its
+  // timeout. Fence loop only.
   bool late_reported = false;
+  bool deadline_reported = false;
 
  private:
   const Run run_;
@@ -173,7 +282,6 @@ class LocalRun final : public JobContext {
   const Misfire misfire_;
   const std::optional<microseconds> every_;
   const BackoffOptions backoff_;
-  const SteadyClock::time_point claimed_;
   const microseconds timeout_;  // 0: none
   std::atomic<SteadyClock::rep> deadline_{SteadyClock::time_point::max().time_since_epoch().count()};
   const microseconds fence_after_;
@@ -185,6 +293,10 @@ class LocalRun final : public JobContext {
   mutable std::mutex counts_mutex_;
   std::int64_t completed_ = 0, total_ = 0;
   std::atomic<SteadyClock::rep> last_heartbeat_;
+  std::atomic<bool> started_{false};
+  std::atomic<bool> returned_{false};
+  Timestamp anchor_database_;              // under counts_mutex_
+  SteadyClock::time_point anchor_steady_;  // under counts_mutex_
 };
 
 // "1.2s"
@@ -289,11 +401,14 @@ struct Scheduler::State {
     std::string fingerprint{};  // definition_fingerprint() of its definition
   };
 
-  State(std::string id, Store& s, SchedulerOptions o) : server_id(std::move(id)), store(s), options(std::move(o)) {}
+  State(std::string id, Store& s, SchedulerOptions o)
+      : server_id(std::move(id)), store(s), options(std::move(o)), identity(new_instance()) {}
 
   const std::string server_id;
   Store& store;
   const SchedulerOptions options;
+  // This Scheduler's instance token (ServerRecord::instance) and where it runs.
+  const std::pair<std::string, std::string> identity;
 
   mutable std::mutex mutex;
   std::condition_variable claim_wake;    // run_now, a free worker, a peer's run interrupted
@@ -306,7 +421,7 @@ struct Scheduler::State {
   // Jobs whose servers disagree about the definition, warned of once
   // (start() and then the monitor loop only).
   std::set<std::string, std::less<>> warned_drift;
-  SteadyClock::time_point last_drift_check{};
+  std::optional<SteadyClock::time_point> last_drift_check{};  // none yet: due
   // Queued, running, or waiting for its final write here.
   std::map<std::string, std::shared_ptr<LocalRun>> executing;
   std::deque<std::shared_ptr<LocalRun>> queue;
@@ -317,27 +432,45 @@ struct Scheduler::State {
     std::string detail;    // for the event
     bool retried = false;  // a transient error was reported for it
     microseconds took{0};  // how long the handler ran
+    Timestamp work_end{};  // when the handler returned, on the database's clock as reckoned here
   };
   std::vector<Outcome> outcomes;
   std::condition_variable outcomes_ready;
   // Future due times of registered jobs known here (from the last scan of
   // the jobs and from this server's own completions), earliest on top.
   std::priority_queue<Timestamp, std::vector<Timestamp>, std::greater<>> known_due;
-  SteadyClock::time_point last_scan{};
+  // None yet: due. (A steady clock may start at the boot: a default time
+  // point is not "long ago" on a machine up for less than an interval.)
+  std::optional<SteadyClock::time_point> last_scan{};
   // The last scan found every job of the plugin registered here, as of
   // jobs_version serves_all_version: claims then need not name the jobs
   // (shipping 10,000 names cost a claim 7 ms). -1: name them.
   int serves_all_version = -1;
-  SteadyClock::time_point last_sweep{};  // of skip_missed(), by the claim loop
+  std::optional<SteadyClock::time_point> last_sweep{};  // of skip_missed(), by the claim loop
   std::unique_ptr<DueSubscription> subscription;
   bool wake_requested = false;
   // SchedulerHealth's times, as steady-clock ticks.
   std::atomic<SteadyClock::rep> claim_tick{0}, monitor_tick{0}, fence_tick{0}, store_answered{0};
+  bool starting = false;  // start() is taking the lease
   bool started = false;
+  bool stop_requested = false;  // stop() was called (start() waiting for the lease gives up)
   bool stopping = false;        // no more claims, no new handlers
-  bool loops_stopping = false;  // monitor and fence loops end
+  bool loops_stopping = false;  // monitor, fence and writer loops end
+  bool finished = false;        // every thread joined, the lease given up
   bool workers_exit = false;
   int busy_workers = 0;
+  // stop() and the destructor, one at a time.
+  std::mutex stop_mutex;
+  // Another instance took the server id over: no more claims.
+  std::atomic<bool> lease_lost{false};
+  // The running runs of the plugin as the monitor read them: each one's
+  // update_time and when this process first read that value (its own
+  // monotonic clock). Monitor loop only.
+  struct Observation {
+    Timestamp update_time{};
+    SteadyClock::time_point since{};
+  };
+  std::map<std::string, Observation> observed;
   std::minstd_rand random{std::random_device{}()};
 
   std::thread claimer, monitor, fence, writer;
@@ -442,9 +575,11 @@ struct Scheduler::State {
         // Runs waiting for their final write hold no worker (their jobs
         // cannot be claimed again until it is stored).
         free = options.worker_threads + options.local_queue - static_cast<int>(queue.size()) - busy_workers;
+        // The server id is another instance's now: claims would be its.
+        if (lease_lost.load()) free = 0;
       }
       bool maybe_more = false;
-      if (free > 0 && SteadyClock::now() - last_sweep >= options.claim_interval) {
+      if (free > 0 && (!last_sweep || SteadyClock::now() - *last_sweep >= options.claim_interval)) {
         guarded("misfire", [&] { skip_missed(repo); });
         last_sweep = SteadyClock::now();
       }
@@ -539,7 +674,7 @@ struct Scheduler::State {
   // Reads the plugin's jobs when claim_interval has passed since the last
   // read: the due times of those registered here, and whether every job is.
   void scan_if_due(Repository& repo, std::unique_lock<std::mutex>& lock) {
-    if (SteadyClock::now() - last_scan >= options.claim_interval) {
+    if (!last_scan || SteadyClock::now() - *last_scan >= options.claim_interval) {
       std::set<std::string, std::less<>> names;
       for (const auto& entry : jobs) names.insert(entry.first);
       const int version = jobs_version;
@@ -636,6 +771,82 @@ struct Scheduler::State {
         }
       }
     });
+  }
+
+  // --- stopping -------------------------------------------------------------
+
+  // stop() (wait: stop_timeout) and the destructor (wait: none, i.e. as long
+  // as it takes). Returns whether every handler has returned; then the
+  // outcomes are stored (up to stop_timeout more), every thread is joined
+  // and the lease given up. Otherwise the loops go on, heartbeating the
+  // runs whose handlers still run.
+  bool halt(std::optional<microseconds> wait) {
+    const std::lock_guard serial(stop_mutex);
+    bool first = false;
+    {
+      const std::lock_guard lock(mutex);
+      stop_requested = true;
+      if (!started || finished) {
+        loops_wake.notify_all();  // start() waiting for the lease gives up
+        return true;
+      }
+      first = !stopping;
+      stopping = true;
+    }
+    if (first) {
+      claim_wake.notify_all();
+      claimer.join();
+      subscription.reset();  // not under the mutex: it waits for a callback in progress
+      hand_back_queued();
+      for (const auto& local : local_runs()) local->cancel(CancelReason::stopping);
+    }
+    // Heartbeats go on meanwhile, so the runs do not look stale.
+    const auto handlers_returned = [&] {
+      return std::all_of(executing.begin(), executing.end(), [](const auto& entry) { return entry.second->ended; });
+    };
+    {
+      std::unique_lock lock(mutex);
+      if (wait) {
+        if (!run_finished.wait_for(lock, *wait, handlers_returned)) {
+          std::string names;
+          int count = 0;
+          for (const auto& [id, local] : executing) {
+            if (local->ended) continue;
+            ++count;
+            if (count <= 5)
+              names += (names.empty() ? "" : ", ") + std::string("job ") + quote_text(local->job_name()) + " run " + id;
+          }
+          lock.unlock();
+          emit(SchedulerEvent::Kind::error, "", "",
+               "stop: " + std::to_string(count) + (count == 1 ? " handler" : " handlers") +
+                   " did not return within stop_timeout " + duration_text(*wait) + " (" + names +
+                   (count > 5 ? ", ..." : "") +
+                   "): their runs stay running here, heartbeated, until they return (stop() again, or the "
+                   "destructor, waits for them)");
+          return false;
+        }
+      } else {
+        run_finished.wait(lock, handlers_returned);
+      }
+      // The outcomes: up to stop_timeout for the writer to store them.
+      run_finished.wait_for(lock, options.stop_timeout, [&] { return executing.empty(); });
+      loops_stopping = true;
+    }
+    loops_wake.notify_all();
+    outcomes_ready.notify_all();
+    monitor.join();
+    fence.join();
+    writer.join();
+    guarded("stop", [&] { repository().remove_server(server_id, identity.first); });
+    {
+      const std::lock_guard lock(mutex);
+      workers_exit = true;
+    }
+    work_ready.notify_all();
+    for (auto& worker : workers) worker.join();
+    const std::lock_guard lock(mutex);
+    finished = true;
+    return true;
   }
 
   // --- the workers --------------------------------------------------------
@@ -738,7 +949,18 @@ struct Scheduler::State {
   }
 
   // Runs the handler; returns what to store, or nothing when there is
-  // nothing to store (the run was cancelled).
+  // nothing to store (the run was ended elsewhere meanwhile). The outcome
+  // follows why the run was cancelled, if it was:
+  //   none: returned, completed; threw, failed (and retried after back-off);
+  //   deadline: failed "timed out after X", whatever the handler did;
+  //   operator_request: interrupted "cancelled by operator", the job keeps
+  //     its schedule;
+  //   stopping: returned, completed; threw, interrupted (due at once);
+  //   fenced: returned, completed (it ended before any peer could take the
+  //     job); threw within its grace, interrupted (due at once); later,
+  //     failed, saying that a peer may have run the job meanwhile;
+  //   interrupted (the run is final or gone in the store): nothing but when
+  //     the work ended (Run::work_end_time).
   std::optional<Outcome> execute(const std::shared_ptr<LocalRun>& local) {
     const std::string& name = local->job_name();
     emit(SchedulerEvent::Kind::started, name, local->run_id(), "");
@@ -752,8 +974,16 @@ struct Scheduler::State {
     } catch (...) {
       failure = "unknown exception";
     }
-    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started);
+    local->set_returned();
+    const auto work_end = local->database_now();
+    const auto returned_at = SteadyClock::now();
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(returned_at - started);
     const auto reason = local->cancel_reason();
+    if (reason == CancelReason::interrupted) {
+      emit(SchedulerEvent::Kind::cancelled, name, local->run_id(), std::string(to_string(reason)));
+      note_work_end(*local, work_end);
+      return std::nullopt;
+    }
     RunUpdate update{.run_id = local->run_id()};
     // Progress reported since the last heartbeat is stored with the outcome,
     // so that a finished run shows its final counts.
@@ -761,6 +991,9 @@ struct Scheduler::State {
       update.completed_count = completed;
       update.total_count = total;
     }
+    const auto outcome = [&](std::string detail) {
+      return Outcome{local, std::move(update), std::move(detail), false, took, work_end};
+    };
     if (reason == CancelReason::operator_request) {
       // The run ends here as interrupted, whatever the handler did, and the
       // job keeps its schedule.
@@ -771,9 +1004,23 @@ struct Scheduler::State {
       } else {
         set_regular_next(update, *local);
       }
-      return Outcome{local, std::move(update), "cancelled by operator after " + seconds_text(took), false, took};
+      return outcome("cancelled by operator after " + seconds_text(took));
     }
-    if (next && reason != CancelReason::interrupted) {
+    const bool overran =
+        reason != CancelReason::none && returned_at - local->cancelled_at() > options.grace + kill_allowance;
+    const auto late_by = std::chrono::duration_cast<std::chrono::milliseconds>(returned_at - local->cancelled_at());
+    const auto fail = [&](std::string message, const std::string& note = {}) {
+      update.status = Status::failed;
+      update.message = message;
+      std::string how;
+      const auto retry = set_retry(update, *local, how);
+      return outcome(message + note + "; " + (how == "retry" ? "retry" : how + ",") + " in " + duration_text(retry));
+    };
+    if (reason == CancelReason::deadline) {
+      return fail("timed out after " + duration_text(local->timeout()),
+                  overran ? " (the handler returned " + seconds_text(late_by) + " after it)" : std::string());
+    }
+    if (next) {
       update.status = Status::completed;
       if (local->schedule()) {
         update.next_run_at = next_fire(*local);
@@ -781,21 +1028,37 @@ struct Scheduler::State {
         // microseconds::max() means "not again": the farthest the store takes.
         update.next_run_in = std::clamp(*next, -max_offset, max_offset);
       }
-      return Outcome{local, std::move(update), "in " + seconds_text(took), false, took};
+      return outcome("in " + seconds_text(took));
     }
-    if (!next && (reason == CancelReason::none || reason == CancelReason::deadline)) {
-      if (reason == CancelReason::deadline) failure = "timed out after " + duration_text(local->timeout());
-      update.status = Status::failed;
-      update.message = failure;
-      std::string how;
-      const auto retry = set_retry(update, *local, how);
-      std::string detail = failure + "; " + (how == "retry" ? "retry" : how + ",") + " in " + duration_text(retry);
-      return Outcome{local, std::move(update), std::move(detail), false, took};
+    if (reason == CancelReason::none) return fail(failure);
+    if (reason == CancelReason::fenced && overran) {
+      return fail("still running " + seconds_text(late_by) +
+                  " after it was fenced (no heartbeat reached the database); another server may have run the job "
+                  "meanwhile");
     }
-    // Interrupted elsewhere (already final), fenced (a peer will interrupt
-    // it) or stopping (stop() interrupts it): nothing to write.
+    // Stopping, or fenced and ended in time: the run ends without a result,
+    // its job due at once.
+    update.status = Status::interrupted;
+    update.message = reason == CancelReason::fenced
+                         ? "fenced: no heartbeat reached the database for " + duration_text(fence_after(options))
+                         : "its server stopped before the run ended";
     emit(SchedulerEvent::Kind::cancelled, name, local->run_id(), std::string(to_string(reason)));
-    return std::nullopt;
+    return outcome(*update.message);
+  }
+
+  // Records when the work of a run that was ended elsewhere ended (a peer
+  // or an operator ended it while the handler ran): jobctl audit shows it.
+  void note_work_end(const LocalRun& local, Timestamp work_end) noexcept {
+    try {
+      repository().record_work_end(local.run_id(), work_end);
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::record_not_found) return;  // deleted with its job
+      emit(SchedulerEvent::Kind::error, local.job_name(), local.run_id(), std::string("record_work_end: ") + e.what(),
+           {}, e.code());
+    } catch (const std::exception& e) {
+      emit(SchedulerEvent::Kind::error, local.job_name(), local.run_id(), std::string("record_work_end: ") + e.what());
+    } catch (...) {
+    }
   }
 
   // --- the writer: outcomes of ended runs, many per transaction ------------
@@ -881,6 +1144,10 @@ struct Scheduler::State {
         finished.push_back(id);
         continue;
       }
+      if (code == ErrorCode::invalid_job_run_state) {
+        // Ended elsewhere (a peer, an operator) while the handler ran.
+        note_work_end(*outcome.local, outcome.work_end);
+      }
       if (transient(code) && !last) {
         if (!outcome.retried)
           emit(SchedulerEvent::Kind::error, name, id, what + "; retrying until it is stored", {}, code);
@@ -941,19 +1208,52 @@ struct Scheduler::State {
         record_server(repo);
         store_answered.store(SteadyClock::now().time_since_epoch().count());
       });
-      guarded("interrupt_runs", [&] {
-        const auto stale = repo.interrupt_runs(options.interrupt_threshold,
-                                               {.message = "its server stopped reporting (no heartbeat for " +
-                                                           duration_text(options.interrupt_threshold) + ")"});
-        for (const auto& run : stale) {
-          emit(SchedulerEvent::Kind::interrupted_peer, run.job_name, run.private_id,
-               "no heartbeat from " + run.server_id, run.message.value_or(""));
-        }
-        if (!stale.empty()) wake_claimer();
-      });
+      guarded("interrupt_runs", [&] { interrupt_stale(repo); });
       lock.lock();
       loops_wake.wait_for(lock, options.monitor_interval, [&] { return loops_stopping; });
     }
+  }
+
+  // Interrupts the runs of servers that stopped reporting. A run is stale
+  // when its update_time is older than the threshold by the database's
+  // clock and this process has read that same update_time for the threshold
+  // on its own monotonic clock: a step of the database's clock (NTP) alone
+  // never makes a live run look stale. Runs whose handlers run here are
+  // never interrupted here.
+  void interrupt_stale(Repository& repo) {
+    const auto runs = repo.list_runs({.status = Status::running, .limit = -1});
+    const auto read_at = SteadyClock::now();  // no update seen now can be younger
+    std::set<std::string> local;
+    {
+      const std::lock_guard lock(mutex);
+      for (const auto& [id, run] : executing) {
+        if (!run->returned()) local.insert(id);
+      }
+    }
+    std::map<std::string, Observation> now_observed;
+    std::vector<ObservedRun> stale;
+    for (const auto& run : runs) {
+      const auto before = observed.find(run.private_id);
+      const Observation seen = before != observed.end() && before->second.update_time == run.update_time
+                                   ? before->second
+                                   : Observation{run.update_time, read_at};
+      now_observed.emplace(run.private_id, seen);
+      if (read_at - seen.since >= options.interrupt_threshold && local.count(run.private_id) == 0) {
+        stale.push_back({run.private_id, run.update_time});
+      }
+    }
+    observed = std::move(now_observed);
+    if (stale.empty()) return;
+    const auto interrupted =
+        repo.interrupt_runs(options.interrupt_threshold, {.message = "its server stopped reporting (no heartbeat for " +
+                                                                     duration_text(options.interrupt_threshold) + ")",
+                                                          .runs = std::move(stale)});
+    for (const auto& run : interrupted) {
+      observed.erase(run.private_id);
+      emit(SchedulerEvent::Kind::interrupted_peer, run.job_name, run.private_id, "no heartbeat from " + run.server_id,
+           run.message.value_or(""));
+    }
+    if (!interrupted.empty()) wake_claimer();
   }
 
   // One transaction refreshes every local run that has not ended; a run
@@ -974,10 +1274,12 @@ struct Scheduler::State {
     }
     const auto sent = SteadyClock::now();
     const auto results = repo.update_runs(updates);  // what it throws, the monitor reports
+    const auto received = SteadyClock::now();
     for (std::size_t i = 0; i < live.size(); ++i) {
       const auto& local = live[i];
       if (results[i].run) {
         local->heartbeat_sent_at(sent);
+        local->anchor(results[i].run->update_time, received);
         if (results[i].run->cancel_requested && !local->cancelled()) {
           local->cancel(CancelReason::operator_request);
           emit(SchedulerEvent::Kind::cancelled, local->job_name(), local->run_id(), "cancelled by operator");
@@ -1008,13 +1310,104 @@ struct Scheduler::State {
         for (const auto& [name, job] : jobs) served->push_back(ServedJob{name, job.fingerprint});
       }
     }
-    repo.record_server(server_id, options.interrupt_threshold, served);
-    const bool check = served.has_value() || SteadyClock::now() - last_drift_check >= options.interrupt_threshold;
+    const auto lease = repo.record_server(server_id, options.interrupt_threshold,
+                                          {.instance = identity.first, .address = identity.second, .jobs = served});
+    if (!lease.held) {
+      // Another instance took the id over after this one's records had
+      // failed for the threshold: its runs here go on (heartbeated), but it
+      // claims nothing more.
+      if (!lease_lost.exchange(true)) {
+        emit(SchedulerEvent::Kind::error, "", "",
+             "record_server: server id " + quote_text(server_id) + " was taken over by " +
+                 (lease.address.empty() ? std::string("another server") : lease.address) +
+                 " while this server could not renew its lease: this server claims no more runs; restart it "
+                 "with an id of its own");
+      }
+      return;
+    }
+    const bool check = served.has_value() || !last_drift_check ||
+                       SteadyClock::now() - *last_drift_check >= options.interrupt_threshold;
     {
       const std::lock_guard lock(mutex);
       if (served) recorded_version = version;
     }
     if (check) check_drift(repo);
+  }
+
+  // --- the server id's lease -------------------------------------------------
+
+  // Takes the lease of the server id for this instance (see start()).
+  // Returns the leftover runs of this server id that may be interrupted now:
+  // empty (nullopt) for all of them, when their owner is known to be gone;
+  // else those observed unchanged while waiting. Throws not_unique when the
+  // holder proved alive; returns an empty list with stop_requested set when
+  // stop() came meanwhile.
+  std::optional<std::vector<ObservedRun>> take_lease(Repository& repo) {
+    const auto record = [&](bool take_over) {
+      return repo.record_server(server_id, options.interrupt_threshold,
+                                {.instance = identity.first, .address = identity.second, .take_over = take_over});
+    };
+    for (;;) {
+      auto lease = record(false);
+      if (lease.held) return std::nullopt;  // free: its last holder stopped cleanly, or none
+      const auto holder = lease.address.empty() ? std::string("an unknown server") : lease.address;
+      if (instance_gone(lease.instance)) {
+        // A process of this machine that is gone: its handlers with it.
+        if (!record(true).held) continue;
+        emit(SchedulerEvent::Kind::warning, "", "",
+             "start: server id " + quote_text(server_id) + " was held by " + holder +
+                 ", a process of this machine that is gone: taken over");
+        return std::nullopt;
+      }
+      emit(SchedulerEvent::Kind::warning, "", "",
+           "start: server id " + quote_text(server_id) + " is held by " + holder + ": waiting up to " +
+               duration_text(options.interrupt_threshold) + " for it to renew its lease (then it is alive) or not");
+      // The holder's runs as they are now: a heartbeat of any proves it alive.
+      const auto own_runs = [&] {
+        std::map<std::string, Timestamp> runs;
+        for (const auto& run : repo.list_runs({.status = Status::running, .limit = -1})) {
+          if (run.server_id == server_id) runs.emplace(run.private_id, run.update_time);
+        }
+        return runs;
+      };
+      const auto runs = own_runs();
+      const auto since = SteadyClock::now();
+      for (;;) {
+        {
+          std::unique_lock lock(mutex);
+          const auto pause = std::min<microseconds>(options.monitor_interval, options.interrupt_threshold / 8);
+          if (loops_wake.wait_for(lock, pause, [&] { return stop_requested; })) return std::vector<ObservedRun>{};
+        }
+        const auto now_lease = record(false);
+        if (now_lease.held) return std::nullopt;  // it stopped cleanly meanwhile
+        const bool renewed = now_lease.instance != lease.instance || now_lease.seen_time != lease.seen_time;
+        bool heartbeat = false;
+        if (!renewed) {
+          const auto now_runs = own_runs();
+          for (const auto& [id, updated] : now_runs) {
+            const auto found = runs.find(id);
+            heartbeat = heartbeat || found == runs.end() || found->second != updated;
+          }
+        }
+        if (renewed || heartbeat) {
+          throw Error(ErrorCode::not_unique,
+                      "start: server id " + quote_text(server_id) +
+                          " is in use by a live server: " + (now_lease.address.empty() ? holder : now_lease.address) +
+                          " (it " + (renewed ? "renewed its lease" : "heartbeated a run") +
+                          " while this one waited); give every server an id of its own");
+        }
+        if (instance_gone(lease.instance) || SteadyClock::now() - since >= options.interrupt_threshold) {
+          if (!record(true).held) break;  // taken by a third meanwhile: look again
+          emit(SchedulerEvent::Kind::warning, "", "",
+               "start: server id " + quote_text(server_id) + " taken over from " + holder + ", silent for " +
+                   duration_text(std::chrono::duration_cast<microseconds>(SteadyClock::now() - since)));
+          if (instance_gone(lease.instance)) return std::nullopt;
+          std::vector<ObservedRun> observed_runs;
+          for (const auto& [id, updated] : runs) observed_runs.push_back({id, updated});
+          return observed_runs;
+        }
+      }
+    }
   }
 
   // A `warning` event, once per job, when live servers serve a job of this
@@ -1056,7 +1449,9 @@ struct Scheduler::State {
   void fence_loop() {
     const auto period = fence_check_period(options);
     const auto fence = fence_after(options);
-    const auto late = options.grace + kill_allowance;
+    // A handler still running this long after its run's last successful
+    // heartbeat may meet a peer's run of the job (the fence rule).
+    const auto lapse = fenced_run_ends_after(options);
     std::unique_lock lock(mutex);
     while (!loops_stopping) {
       fence_tick.store(SteadyClock::now().time_since_epoch().count());
@@ -1066,27 +1461,57 @@ struct Scheduler::State {
       }
       lock.unlock();
       const auto now = SteadyClock::now();
+      auto next = now + period;
       for (const auto& local : running) {
-        const auto reason = local->cancel_reason();
-        if (!local->cancelled() && local->deadline() <= now) {
-          local->cancel(CancelReason::deadline);
-        } else if (!local->cancelled() && now - local->last_heartbeat() >= fence) {
+        if (local->returned()) continue;
+        if (!local->cancelled() && local->deadline() <= now) local->cancel(CancelReason::deadline);
+        if (local->cancel_reason() == CancelReason::deadline && !local->deadline_reported) {
+          local->deadline_reported = true;
+          emit(SchedulerEvent::Kind::error, local->job_name(), local->run_id(),
+               "timed out after " + duration_text(local->timeout()) +
+                   ": the handler is cancelled, and its run fails when it returns");
+        }
+        if (!local->cancelled() && now - local->last_heartbeat() >= fence) {
           local->cancel(CancelReason::fenced);
           emit(SchedulerEvent::Kind::cancelled, local->job_name(), local->run_id(),
                "fenced: no successful heartbeat for 3/4 of the interrupt threshold");
-        } else if ((reason == CancelReason::fenced || reason == CancelReason::interrupted) && !local->late_reported &&
-                   now - local->cancelled_at() > late) {
-          // A peer may run the job now: say so, once.
-          local->late_reported = true;
-          emit(SchedulerEvent::Kind::error, local->job_name(), local->run_id(),
-               "the handler is still running " + duration_text(late) + " after it was " +
-                   std::string(to_string(reason)) + " (grace " + duration_text(options.grace) +
-                   "): another server may run the job at the same time");
         }
+        const auto lease_end = local->last_heartbeat() + lapse;
+        if (local->started() && now >= lease_end && !local->late_reported) {
+          overrun(*local, now - local->last_heartbeat());
+        }
+        // Wake exactly when the next of this run's moments comes.
+        if (!local->cancelled()) next = std::min({next, local->deadline(), local->last_heartbeat() + fence});
+        if (local->started() && !local->late_reported) next = std::min(next, lease_end);
       }
       lock.lock();
-      loops_wake.wait_for(lock, period, [&] { return loops_stopping; });
+      loops_wake.wait_until(lock, std::max(next, now), [&] { return loops_stopping; });
     }
+  }
+
+  // A handler still runs although its run's lease lapsed (fence_overrun).
+  void overrun(LocalRun& local, SteadyClock::duration since) noexcept {
+    const auto since_us = std::chrono::duration_cast<microseconds>(since);
+    if (options.fence_overrun == FenceOverrun::end_process) {
+      try {
+        const std::string line = "jobrepo: Scheduler " + quote_text(server_id) +
+                                 ": ending the process (SchedulerOptions::fence_overrun): the handler of job " +
+                                 quote_text(local.job_name()) + " run " + local.run_id() + " still runs " +
+                                 duration_text(since_us) +
+                                 " after the run's last successful heartbeat, and another server may take the job " +
+                                 duration_text(options.interrupt_threshold) + " after it\n";
+        (void)!::write(STDERR_FILENO, line.data(), line.size());
+      } catch (...) {
+        constexpr char line[] = "jobrepo: Scheduler: ending the process: a handler outlived its run's lease\n";
+        (void)!::write(STDERR_FILENO, line, sizeof line - 1);
+      }
+      ::_exit(70);
+    }
+    local.late_reported = true;
+    emit(SchedulerEvent::Kind::error, local.job_name(), local.run_id(),
+         "the handler still runs " + duration_text(since_us) + " after the run's last successful heartbeat (" +
+             std::string(to_string(local.cancel_reason())) + ", grace " + duration_text(options.grace) +
+             "): another server may run the job at the same time");
   }
 };
 
@@ -1107,14 +1532,10 @@ Scheduler::Scheduler(std::string server_id, Store& store, SchedulerOptions optio
 }
 
 Scheduler::~Scheduler() {
-  stop();
-  {
-    const std::lock_guard lock(state_->mutex);
-    state_->workers_exit = true;
-  }
-  state_->work_ready.notify_all();
-  for (auto& worker : state_->workers) {
-    if (worker.joinable()) worker.join();
+  try {
+    state_->halt(std::nullopt);
+  } catch (...) {
+    // halt() reports what fails as events; nothing may leave a destructor.
   }
 }
 
@@ -1206,13 +1627,35 @@ void Scheduler::start() {
   auto& s = *state_;
   {
     const std::lock_guard lock(s.mutex);
-    if (s.started) return;
+    if (s.started || s.starting || s.stop_requested) return;
+    s.starting = true;
   }
-  // Runs this server left behind (it crashed or was killed) can never finish.
+  struct Starting {
+    State& s;
+    explicit Starting(State& state) : s(state) {}
+    Starting(const Starting&) = delete;
+    Starting& operator=(const Starting&) = delete;
+    ~Starting() {
+      const std::lock_guard lock(s.mutex);
+      s.starting = false;
+    }
+  } starting{s};
   auto repo = s.repository();
-  for (const auto& run : repo.interrupt_runs(
-           microseconds(0), {.server_id = s.server_id,
-                            .message = "left over by its server, which stopped without ending it (restarted)"})) {
+  // The server id is this instance's from now on (or start() throws).
+  const auto leftovers = s.take_lease(repo);
+  {
+    const std::lock_guard lock(s.mutex);
+    if (s.stop_requested) {
+      s.guarded("stop", [&] { repo.remove_server(s.server_id, s.identity.first); });
+      return;
+    }
+  }
+  // Runs this server id left behind (a crash, or a stop whose outcomes
+  // could not be stored) whose work is known to be over.
+  InterruptRunsOptions left{.server_id = s.server_id,
+                            .message = "left over by its server, which stopped without ending it (restarted)",
+                            .runs = leftovers};
+  for (const auto& run : repo.interrupt_runs(leftovers ? s.options.interrupt_threshold : microseconds(0), left)) {
     s.emit(SchedulerEvent::Kind::interrupted_peer, run.job_name, run.private_id, "left over by this server",
            run.message.value_or(""));
   }
@@ -1231,49 +1674,7 @@ void Scheduler::start() {
   s.claimer = std::thread([&s] { s.claim_loop(); });
 }
 
-bool Scheduler::stop() {
-  auto& s = *state_;
-  {
-    const std::lock_guard lock(s.mutex);
-    if (!s.started || s.stopping) return s.executing.empty();
-    s.stopping = true;
-  }
-  s.claim_wake.notify_all();
-  s.claimer.join();
-  s.subscription.reset();  // not under the mutex: it waits for a callback in progress
-  s.hand_back_queued();
-  for (const auto& local : s.local_runs()) local->cancel(CancelReason::stopping);
-  bool all_returned = false;
-  {
-    // Heartbeats go on meanwhile, so the runs do not look stale.
-    std::unique_lock lock(s.mutex);
-    all_returned = s.run_finished.wait_for(lock, s.options.stop_timeout, [&] { return s.executing.empty(); });
-    s.loops_stopping = true;
-  }
-  s.loops_wake.notify_all();
-  s.outcomes_ready.notify_all();
-  s.monitor.join();
-  s.fence.join();
-  s.writer.join();
-  try {
-    // Whatever is still running here ends now, so that peers can take it.
-    auto repo = s.repository();
-    repo.interrupt_runs(microseconds(0),
-                        {.server_id = s.server_id, .message = "its server stopped before the run ended"});
-    repo.remove_server(s.server_id);
-  } catch (const Error& e) {
-    s.emit(SchedulerEvent::Kind::error, "", "", std::string("stop: ") + e.what());
-  }
-  {
-    const std::lock_guard lock(s.mutex);
-    s.workers_exit = true;
-  }
-  s.work_ready.notify_all();
-  if (all_returned) {
-    for (auto& worker : s.workers) worker.join();
-  }
-  return all_returned;
-}
+bool Scheduler::stop() { return state_->halt(state_->options.stop_timeout); }
 
 void Scheduler::run_now(std::string_view job_name) {
   try {
@@ -1295,6 +1696,7 @@ SchedulerHealth Scheduler::health() const {
     health.started = s.started;
     health.stopping = s.stopping;
   }
+  health.lease_lost = s.lease_lost.load();
   health.claim_loop = at(s.claim_tick);
   health.monitor_loop = at(s.monitor_tick);
   health.fence_loop = at(s.fence_tick);

@@ -31,8 +31,10 @@ struct JobRow {
   std::string running_run_id;  // empty: no run of the job is running
 };
 
-// A server's proof of life (the "server" table).
+// A server's proof of life and who holds its id (the "server" table).
 struct ServerRow {
+  std::string instance;  // the instance that holds the server id
+  std::string address;
   Timestamp seen_time;
   Timestamp live_until;  // now + ttl of its last record
 };
@@ -117,10 +119,8 @@ std::span<const jobrepo::Migration> migrations() {
   // The built-in backends' versions (schema/<backend>/NNNN_name.sql); a SQL
   // backend embeds its files with jobrepo_embed_migrations() (CMake).
   static const jobrepo::Migration all[] = {
-      {1, "0001_initial", ""},
-      {2, "0002_run_history", ""},
-      {3, "0003_job_schedule", ""},
-      {4, "0004_operator_control", ""},
+      {1, "0001_initial", ""},          {2, "0002_run_history", ""},  {3, "0003_job_schedule", ""},
+      {4, "0004_operator_control", ""}, {5, "0005_server_lease", ""},
   };
   return all;
 }
@@ -285,11 +285,19 @@ std::optional<Job> MemoryStore::request_run(const std::string& plugin_id, const 
 
 // ---- servers ----
 
-void MemoryStore::record_server(const jobrepo::ServerRecord& record) {
+jobrepo::ServerLease MemoryStore::record_server(const jobrepo::ServerRecord& record) {
   const auto lock = begin("record_server");
   const Timestamp now = clock();
-  db_->servers[ServerKey{record.plugin_id, record.server_id}] = ServerRow{now, now + record.ttl};
-  if (!record.jobs) return;  // a proof of life alone keeps the set of jobs
+  const ServerKey key{record.plugin_id, record.server_id};
+  // A server id is a lease: another instance's record stays as it is.
+  if (const auto held = db_->servers.find(key); held != db_->servers.end() && !held->second.instance.empty() &&
+                                                held->second.instance != record.instance && !record.take_over) {
+    const ServerRow& holder = held->second;
+    return jobrepo::ServerLease{false, holder.instance, holder.address, holder.seen_time, holder.live_until};
+  }
+  db_->servers[key] = ServerRow{record.instance, record.address, now, now + record.ttl};
+  const jobrepo::ServerLease lease{true, record.instance, record.address, now, now + record.ttl};
+  if (!record.jobs) return lease;  // a proof of life alone keeps the set of jobs
   std::erase_if(db_->servings, [&](const auto& entry) {
     return std::get<0>(entry.first) == record.plugin_id && std::get<2>(entry.first) == record.server_id;
   });
@@ -298,11 +306,15 @@ void MemoryStore::record_server(const jobrepo::ServerRecord& record) {
     db_->servings.emplace(ServingKey{record.plugin_id, served.name, record.server_id},
                           ServingRow{served.fingerprint, now});
   }
+  return lease;
 }
 
-void MemoryStore::remove_server(const std::string& plugin_id, const std::string& server_id) {
+void MemoryStore::remove_server(const std::string& plugin_id, const std::string& server_id,
+                                const std::string& instance) {
   const auto lock = begin("remove_server");
-  db_->servers.erase(ServerKey{plugin_id, server_id});
+  const auto held = db_->servers.find(ServerKey{plugin_id, server_id});
+  if (held == db_->servers.end() || (!instance.empty() && held->second.instance != instance)) return;
+  db_->servers.erase(held);
   std::erase_if(db_->servings, [&](const auto& entry) {
     return std::get<0>(entry.first) == plugin_id && std::get<2>(entry.first) == server_id;
   });
@@ -408,6 +420,12 @@ std::vector<Run> MemoryStore::interrupt_stale_runs(const jobrepo::StaleRunQuery&
     for (auto& [id, run] : db_->runs) {
       if (run.job_plugin_id != query.plugin_id || run.status != Status::running) continue;
       if (query.server_id && run.server_id != *query.server_id) continue;
+      // Observed runs: only while their update_time is still the one seen.
+      if (query.runs && std::none_of(query.runs->begin(), query.runs->end(), [&](const jobrepo::ObservedRun& o) {
+            return o.run_id == run.private_id && o.update_time == run.update_time;
+          })) {
+        continue;
+      }
       if (run.update_time <= cutoff) {
         run.status = Status::interrupted;
         run.update_time = now;
@@ -428,6 +446,15 @@ std::optional<Run> MemoryStore::request_cancel(const std::string& plugin_id, con
   Run* run = db_->find_run(plugin_id, run_id);
   if (!run) return std::nullopt;
   if (run->status == Status::running) run->cancel_requested = true;  // a final run stays as it is
+  return *run;
+}
+
+std::optional<Run> MemoryStore::record_work_end(const std::string& plugin_id, const std::string& run_id,
+                                                Timestamp ended) {
+  const auto lock = begin("record_work_end");
+  Run* run = db_->find_run(plugin_id, run_id);
+  if (!run) return std::nullopt;
+  if (!run->work_end_time) run->work_end_time = std::chrono::floor<std::chrono::microseconds>(ended);
   return *run;
 }
 

@@ -25,8 +25,8 @@
 
 namespace memory_backend {
 
-// The schema versions this store ships: the built-in backends' (version 4:
-// pausing, run-now, cancel requests, servings).
+// The schema versions this store ships: the built-in backends' (version 5:
+// pausing, run-now, cancel requests, servings, server leases, work ends).
 std::span<const jobrepo::Migration> migrations();
 
 // The shared state of one named database (defined in memory_store.cpp).
@@ -55,14 +55,16 @@ class MemoryStore final : public jobrepo::Store {
   std::optional<jobrepo::Job> request_run(const std::string& plugin_id, const std::string& name) override;
   std::optional<jobrepo::Run> request_cancel(const std::string& plugin_id, const std::string& run_id) override;
 
-  void record_server(const jobrepo::ServerRecord& record) override;
-  void remove_server(const std::string& plugin_id, const std::string& server_id) override;
+  jobrepo::ServerLease record_server(const jobrepo::ServerRecord& record) override;
+  void remove_server(const std::string& plugin_id, const std::string& server_id, const std::string& instance) override;
   std::vector<jobrepo::Serving> list_servings(const std::string& plugin_id,
                                               const std::optional<std::string>& name) override;
 
   std::vector<jobrepo::Run> claim_runs(const jobrepo::ClaimRequest& request) override;
   std::vector<std::optional<jobrepo::Run>> transition_runs(std::span<const jobrepo::RunTransition> changes) override;
   std::vector<jobrepo::Run> interrupt_stale_runs(const jobrepo::StaleRunQuery& query) override;
+  std::optional<jobrepo::Run> record_work_end(const std::string& plugin_id, const std::string& run_id,
+                                              jobrepo::Timestamp ended) override;
   std::optional<jobrepo::Run> lookup_run(const std::string& plugin_id, const std::string& run_id) override;
   std::vector<jobrepo::Run> list_runs(const jobrepo::RunQuery& query) override;
   std::int64_t prune_runs(const std::string& plugin_id, std::chrono::microseconds older_than) override;

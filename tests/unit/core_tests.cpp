@@ -62,8 +62,11 @@ class NoIoStore : public jobrepo::Store {
   std::optional<jobrepo::Run> request_cancel(const std::string&, const std::string&) override {
     return touch(), std::nullopt;
   }
-  void record_server(const jobrepo::ServerRecord&) override { touch(); }
-  void remove_server(const std::string&, const std::string&) override { touch(); }
+  jobrepo::ServerLease record_server(const jobrepo::ServerRecord&) override { return touch(), jobrepo::ServerLease{}; }
+  void remove_server(const std::string&, const std::string&, const std::string&) override { touch(); }
+  std::optional<jobrepo::Run> record_work_end(const std::string&, const std::string&, jobrepo::Timestamp) override {
+    return touch(), std::nullopt;
+  }
   std::vector<jobrepo::Serving> list_servings(const std::string&, const std::optional<std::string>&) override {
     return touch(), std::vector<jobrepo::Serving>{};
   }

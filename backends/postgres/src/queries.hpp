@@ -16,7 +16,8 @@ namespace jobrepo::postgres_backend::queries {
 #define JR_RUN_COLUMNS(p)                                                                                            \
   p "private_id, " p "job_plugin_id, " p "job_name, " p "server_id, " JR_EPOCH_US(p "create_time") ", " JR_EPOCH_US( \
       p "update_time") ", " JR_EPOCH_US(p "end_time") ", " p "completed_count, " p "total_count, " p "status, " p    \
-                                                      "message, " p "attempt, CAST(" p "cancel_requested AS integer)"
+                                                      "message, " p "attempt, CAST(" p                               \
+                                                      "cancel_requested AS integer), " JR_EPOCH_US(p "work_end_time")
 #define JR_JOB_COLUMNS \
   "plugin_id, name, description, " JR_EPOCH_US("next_scheduled_run") ", schedule, CAST(paused AS integer),"           \
   " CAST(run_requested AS integer), consecutive_failures, last_status, " JR_EPOCH_US("last_end_time") ", last_message, " \
@@ -219,6 +220,8 @@ inline constexpr const char* interrupt_stale_runs =
     " WHERE r.job_plugin_id = :plugin AND r.status = 'running'"
     " AND r.update_time <= c.now - CAST(:threshold AS bigint) * interval '1 microsecond'"
     " AND (CAST(:filtered AS integer) = 0 OR r.server_id = :server)"
+    " AND (CAST(:observed AS integer) = 0 OR (r.private_id, " JR_EPOCH_US("r.update_time") ") IN"
+    "  (SELECT o.id, o.updated FROM jsonb_to_recordset(CAST(:runs AS jsonb)) AS o(id text, updated bigint)))"
     " RETURNING r.*),"
     " noted AS (UPDATE job j SET last_status = 'interrupted', last_end_time = c.now,"
     "  last_message = interrupted.message"
@@ -248,12 +251,24 @@ inline constexpr const char* request_cancel =
     " UNION ALL SELECT " JR_RUN_COLUMNS("") " FROM job_run WHERE private_id = :id2 AND job_plugin_id = :plugin2"
     " AND NOT EXISTS (SELECT 1 FROM changed)";
 
+// A server's record, written only when the server id is free (no record, or
+// one without an instance), held by this instance, or taken over; returns
+// its times when written. A concurrent first record by another instance
+// makes ON CONFLICT find that one's row, which the WHERE then keeps.
 inline constexpr const char* record_server =
     "WITH " JR_CLOCK
-    " INSERT INTO server (plugin_id, server_id, seen_time, expire_time)"
-    " SELECT :plugin, :server, c.now, c.now + CAST(:ttl AS bigint) * interval '1 microsecond' FROM clock c"
-    " ON CONFLICT (plugin_id, server_id) DO UPDATE SET seen_time = excluded.seen_time,"
-    " expire_time = excluded.expire_time";
+    " INSERT INTO server (plugin_id, server_id, instance, address, seen_time, expire_time)"
+    " SELECT :plugin, :server, :instance, :address, c.now, c.now + CAST(:ttl AS bigint) * interval '1 microsecond'"
+    " FROM clock c"
+    " ON CONFLICT (plugin_id, server_id) DO UPDATE SET instance = excluded.instance, address = excluded.address,"
+    " seen_time = excluded.seen_time, expire_time = excluded.expire_time"
+    " WHERE server.instance = '' OR server.instance = excluded.instance OR CAST(:take_over AS integer) = 1"
+    " RETURNING " JR_EPOCH_US("seen_time") ", " JR_EPOCH_US("expire_time");
+
+// The holder of a server id (a statement of its own: it sees a record that
+// another instance committed while record_server ran).
+inline constexpr const char* server_holder = "SELECT instance, address, " JR_EPOCH_US("seen_time") ", " JR_EPOCH_US(
+    "expire_time") " FROM server WHERE plugin_id = :plugin AND server_id = :server";
 
 inline constexpr const char* forget_served_jobs =
     "DELETE FROM job_server WHERE plugin_id = :plugin AND server_id = :server";
@@ -268,7 +283,14 @@ inline constexpr const char* record_served_jobs =
     " JOIN job j ON j.plugin_id = :plugin AND j.name = i.name CROSS JOIN clock c"
     " ON CONFLICT DO NOTHING";
 
-inline constexpr const char* remove_server = "DELETE FROM server WHERE plugin_id = :plugin AND server_id = :server";
+inline constexpr const char* remove_server =
+    "DELETE FROM server WHERE plugin_id = :plugin AND server_id = :server"
+    " AND (CAST(:instance AS text) = '' OR instance = :instance2)";
+
+inline constexpr const char* record_work_end =
+    "UPDATE job_run SET work_end_time = COALESCE(work_end_time,"
+    " timestamptz 'epoch' + CAST(:ended AS bigint) * interval '1 microsecond')"
+    " WHERE private_id = :id AND job_plugin_id = :plugin RETURNING " JR_RUN_COLUMNS("");
 
 inline constexpr const char* list_servings =
     "WITH " JR_CLOCK

@@ -179,6 +179,7 @@ class NativeResult {
     if (!null(row, 10)) run.message = text(row, 10);
     run.attempt = number(row, 11);
     run.cancel_requested = number(row, 12) != 0;
+    if (!null(row, 13)) run.work_end_time = to_timestamp(number(row, 13));
     return run;
   }
 
@@ -285,12 +286,14 @@ struct InterruptStatement {
   Micros threshold = 0;
   int filtered = 0;
   std::string server;
+  int observed = 0;
+  std::string runs;  // JSON: [{"id", "updated"}...]
   soci::statement st;
   explicit InterruptStatement(soci::session& sql) : st(sql) {
     row.bind(st);
     use_all(st, clock);
     st.exchange(soci::use(message, message_ind));
-    use_all(st, plugin, threshold, filtered, server);
+    use_all(st, plugin, threshold, filtered, server, observed, runs);
     prepare(st, queries::interrupt_stale_runs);
   }
 };
@@ -756,6 +759,17 @@ class PostgresStore final : public Store {
       s.server = query.server_id.value_or("");
       s.message = query.message.value_or("");
       s.message_ind = query.message ? soci::i_ok : soci::i_null;
+      s.observed = query.runs ? 1 : 0;
+      s.runs = "[";
+      if (query.runs) {
+        for (const auto& observed : *query.runs) {
+          if (s.runs.size() > 1) s.runs.push_back(',');
+          s.runs.append("{\"id\":");
+          append_json_string(s.runs, observed.run_id);
+          s.runs.append(",\"updated\":").append(std::to_string(to_micros(observed.update_time))).append("}");
+        }
+      }
+      s.runs.push_back(']');
       return fetch_runs(s.st, s.row);
     });
   }
@@ -817,40 +831,69 @@ class PostgresStore final : public Store {
     });
   }
 
-  void record_server(const ServerRecord& record) override {
-    run("record_server", "server " + quoted(record.server_id), [&](Connection& c) {
+  ServerLease record_server(const ServerRecord& record) override {
+    return run("record_server", "server " + quoted(record.server_id), [&](Connection& c) {
       Micros clock = clock_offset().count();
       Micros ttl = record.ttl.count();
-      if (!record.jobs) {
-        c.sql << queries::record_server, soci::use(clock), soci::use(record.plugin_id), soci::use(record.server_id),
-            soci::use(ttl);
-        return 0;
-      }
-      std::string jobs = "[";
-      for (const auto& job : *record.jobs) {
-        if (jobs.size() > 1) jobs.push_back(',');
-        jobs.append("{\"name\":");
-        append_json_string(jobs, job.name);
-        jobs.append(",\"fingerprint\":");
-        append_json_string(jobs, job.fingerprint);
-        jobs.push_back('}');
-      }
-      jobs.push_back(']');
+      int take_over = record.take_over ? 1 : 0;
+      Micros seen = 0, expire = 0;
       soci::transaction tx(c.sql);
-      c.sql << queries::record_server, soci::use(clock), soci::use(record.plugin_id), soci::use(record.server_id),
-          soci::use(ttl);
-      c.sql << queries::forget_served_jobs, soci::use(record.plugin_id), soci::use(record.server_id);
-      c.sql << queries::record_served_jobs, soci::use(clock), soci::use(record.server_id), soci::use(jobs),
-          soci::use(record.plugin_id);
+      soci::statement st = (c.sql.prepare << queries::record_server, soci::use(clock), soci::use(record.plugin_id),
+                            soci::use(record.server_id), soci::use(record.instance), soci::use(record.address),
+                            soci::use(ttl), soci::use(take_over), soci::into(seen), soci::into(expire));
+      if (!st.execute(true)) {
+        ServerLease lease;
+        soci::indicator found = soci::i_null;
+        c.sql << queries::server_holder, soci::use(record.plugin_id), soci::use(record.server_id),
+            soci::into(lease.instance, found), soci::into(lease.address), soci::into(seen), soci::into(expire);
+        tx.commit();
+        if (found == soci::i_ok) {
+          lease.seen_time = to_timestamp(seen);
+          lease.expire_time = to_timestamp(expire);
+        }
+        return lease;
+      }
+      if (record.jobs) {
+        std::string jobs = "[";
+        for (const auto& job : *record.jobs) {
+          if (jobs.size() > 1) jobs.push_back(',');
+          jobs.append("{\"name\":");
+          append_json_string(jobs, job.name);
+          jobs.append(",\"fingerprint\":");
+          append_json_string(jobs, job.fingerprint);
+          jobs.push_back('}');
+        }
+        jobs.push_back(']');
+        c.sql << queries::forget_served_jobs, soci::use(record.plugin_id), soci::use(record.server_id);
+        c.sql << queries::record_served_jobs, soci::use(clock), soci::use(record.server_id), soci::use(jobs),
+            soci::use(record.plugin_id);
+      }
       tx.commit();
+      return ServerLease{true, record.instance, record.address, to_timestamp(seen), to_timestamp(expire)};
+    });
+  }
+
+  void remove_server(const std::string& plugin_id, const std::string& server_id, const std::string& instance) override {
+    run("remove_server", "server " + quoted(server_id), [&](Connection& c) {
+      c.sql << queries::remove_server, soci::use(plugin_id), soci::use(server_id), soci::use(instance),
+          soci::use(instance);
       return 0;
     });
   }
 
-  void remove_server(const std::string& plugin_id, const std::string& server_id) override {
-    run("remove_server", "server " + quoted(server_id), [&](Connection& c) {
-      c.sql << queries::remove_server, soci::use(plugin_id), soci::use(server_id);
-      return 0;
+  std::optional<Run> record_work_end(const std::string& plugin_id, const std::string& run_id,
+                                     Timestamp ended) override {
+    return run("record_work_end", "run " + quoted(run_id), [&](Connection& c) -> std::optional<Run> {
+      RunRow row;
+      Micros at = to_micros(ended);
+      soci::statement st(c.sql);
+      row.bind(st);
+      st.exchange(soci::use(at));
+      st.exchange(soci::use(run_id));
+      st.exchange(soci::use(plugin_id));
+      prepare(st, queries::record_work_end);
+      if (!st.execute(true)) return std::nullopt;
+      return row.to_run();
     });
   }
 

@@ -68,7 +68,7 @@ void exec_native(soci::session& sql, const char* text) {
 // The columns RunRow binds, in its order.
 constexpr const char* run_columns =
     "private_id, job_plugin_id, job_name, server_id, create_time, update_time, end_time, "
-    "completed_count, total_count, status, message, attempt, cancel_requested";
+    "completed_count, total_count, status, message, attempt, cancel_requested, work_end_time";
 
 // The statements of the hot path (the claim, run transitions, the clock),
 // each prepared once per connection and bound to the buffers of its struct.
@@ -838,6 +838,18 @@ class SqliteStore final : public Store {
       const std::string server = query.server_id.value_or("");
       std::string message = query.message.value_or("");
       soci::indicator message_ind = query.message ? soci::i_ok : soci::i_null;
+      // Observed runs: a JSON array of [id, update_time] pairs.
+      const int observed = query.runs ? 1 : 0;
+      std::string runs = "[";
+      if (query.runs) {
+        for (const auto& run : *query.runs) {
+          if (runs.size() > 1) runs.push_back(',');
+          runs.append("[");
+          append_json_string(runs, run.run_id);
+          runs.append(",").append(std::to_string(to_micros(run.update_time))).append("]");
+        }
+      }
+      runs.push_back(']');
       soci::statement st(sql);
       row.bind(st);
       st.exchange(soci::use(now));
@@ -847,10 +859,15 @@ class SqliteStore final : public Store {
       st.exchange(soci::use(cutoff));
       st.exchange(soci::use(filtered));
       st.exchange(soci::use(server));
+      st.exchange(soci::use(observed));
+      st.exchange(soci::use(runs));
       prepare(st,
               "UPDATE job_run SET status = 'interrupted', update_time = :u, end_time = :e, message = :m"
               " WHERE job_plugin_id = :p AND status = 'running' AND update_time <= :c"
               " AND (:filtered = 0 OR server_id = :s)"
+              " AND (:observed = 0 OR EXISTS (SELECT 1 FROM json_each(:runs) o"
+              "   WHERE json_extract(o.value, '$[0]') = job_run.private_id"
+              "   AND json_extract(o.value, '$[1]') = job_run.update_time))"
               " RETURNING " +
                   std::string(run_columns));
       st.execute();
@@ -946,31 +963,67 @@ class SqliteStore final : public Store {
     });
   }
 
-  void record_server(const ServerRecord& record) override {
-    write("record_server", "server " + quoted(record.server_id), [&](soci::session& sql, Micros now) {
-      Micros expire = now + record.ttl.count();
-      sql << "INSERT INTO server (plugin_id, server_id, seen_time, expire_time) VALUES (:p, :s, :t, :e)"
-             " ON CONFLICT (plugin_id, server_id) DO UPDATE SET seen_time = excluded.seen_time,"
-             " expire_time = excluded.expire_time",
-          soci::use(record.plugin_id), soci::use(record.server_id), soci::use(now), soci::use(expire);
-      if (!record.jobs) return 0;
-      sql << "DELETE FROM job_server WHERE plugin_id = :p AND server_id = :s", soci::use(record.plugin_id),
-          soci::use(record.server_id);
-      for (const auto& job : *record.jobs) {
-        sql << "INSERT INTO job_server (plugin_id, job_name, server_id, fingerprint, registered_time)"
-               " SELECT plugin_id, name, :s, :f, :t FROM job WHERE plugin_id = :p AND name = :n"
-               " ON CONFLICT DO NOTHING",
-            soci::use(record.server_id), soci::use(job.fingerprint), soci::use(now), soci::use(record.plugin_id),
-            soci::use(job.name);
+  ServerLease record_server(const ServerRecord& record) override {
+    return write("record_server", "server " + quoted(record.server_id), [&](soci::session& sql, Micros now) {
+      // The holder, if another instance holds the id: nothing is written.
+      ServerLease lease;
+      Micros seen = 0, expire = 0;
+      soci::indicator found = soci::i_null;
+      sql << "SELECT instance, address, seen_time, expire_time FROM server WHERE plugin_id = :p AND server_id = :s",
+          soci::into(lease.instance, found), soci::into(lease.address), soci::into(seen), soci::into(expire),
+          soci::use(record.plugin_id), soci::use(record.server_id);
+      if (found == soci::i_ok && !lease.instance.empty() && lease.instance != record.instance && !record.take_over) {
+        lease.seen_time = to_timestamp(seen);
+        lease.expire_time = to_timestamp(expire);
+        return lease;
       }
+      Micros until = now + record.ttl.count();
+      sql << "INSERT INTO server (plugin_id, server_id, instance, address, seen_time, expire_time)"
+             " VALUES (:p, :s, :i, :a, :t, :e)"
+             " ON CONFLICT (plugin_id, server_id) DO UPDATE SET instance = excluded.instance,"
+             " address = excluded.address, seen_time = excluded.seen_time, expire_time = excluded.expire_time",
+          soci::use(record.plugin_id), soci::use(record.server_id), soci::use(record.instance),
+          soci::use(record.address), soci::use(now), soci::use(until);
+      if (record.jobs) {
+        sql << "DELETE FROM job_server WHERE plugin_id = :p AND server_id = :s", soci::use(record.plugin_id),
+            soci::use(record.server_id);
+        for (const auto& job : *record.jobs) {
+          sql << "INSERT INTO job_server (plugin_id, job_name, server_id, fingerprint, registered_time)"
+                 " SELECT plugin_id, name, :s, :f, :t FROM job WHERE plugin_id = :p AND name = :n"
+                 " ON CONFLICT DO NOTHING",
+              soci::use(record.server_id), soci::use(job.fingerprint), soci::use(now), soci::use(record.plugin_id),
+              soci::use(job.name);
+        }
+      }
+      return ServerLease{true, record.instance, record.address, to_timestamp(now), to_timestamp(until)};
+    });
+  }
+
+  void remove_server(const std::string& plugin_id, const std::string& server_id, const std::string& instance) override {
+    write("remove_server", "server " + quoted(server_id), [&](soci::session& sql, Micros) {
+      sql << "DELETE FROM server WHERE plugin_id = :p AND server_id = :s AND (:i = '' OR instance = :i2)",
+          soci::use(plugin_id), soci::use(server_id), soci::use(instance), soci::use(instance);
       return 0;
     });
   }
 
-  void remove_server(const std::string& plugin_id, const std::string& server_id) override {
-    write("remove_server", "server " + quoted(server_id), [&](soci::session& sql, Micros) {
-      sql << "DELETE FROM server WHERE plugin_id = :p AND server_id = :s", soci::use(plugin_id), soci::use(server_id);
-      return 0;
+  std::optional<Run> record_work_end(const std::string& plugin_id, const std::string& run_id,
+                                     Timestamp ended) override {
+    return write("record_work_end", "run " + quoted(run_id), [&](soci::session& sql, Micros) -> std::optional<Run> {
+      RunRow row;
+      Micros at = to_micros(ended);
+      soci::statement st(sql);
+      row.bind(st);
+      st.exchange(soci::use(at));
+      st.exchange(soci::use(run_id));
+      st.exchange(soci::use(plugin_id));
+      prepare(st,
+              "UPDATE job_run SET work_end_time = coalesce(work_end_time, :w)"
+              " WHERE private_id = :id AND job_plugin_id = :p RETURNING " +
+                  std::string(run_columns));
+      st.execute();
+      if (!st.fetch()) return std::nullopt;
+      return row.to_run();
     });
   }
 

@@ -98,6 +98,21 @@ struct ListRunsOptions {
 struct InterruptRunsOptions {
   std::string server_id{};  // when non-empty, only this server's runs
   std::string message{};    // Run::message of the interrupted runs (message_text()); empty: none
+  // When set, only these runs, each only while its update_time is still the
+  // one given (the observer saw it unchanged for the threshold on its own
+  // clock; a heartbeat since keeps the run running).
+  std::optional<std::vector<ObservedRun>> runs{};
+};
+
+struct RecordServerOptions {
+  // The instance that records (ServerRecord::instance): required, 1-255
+  // characters, the same for every record of one server's lifetime.
+  std::string instance{};
+  std::string address{};  // where it runs, for people: 0-255 characters
+  // When set, the whole set of jobs it serves from now on, each with
+  // definition_fingerprint() of its definition.
+  std::optional<std::vector<ServedJob>> jobs{};
+  bool take_over = false;  // record even when another instance holds the id
 };
 
 // One change of update_runs: what update_progress, complete_run or fail_run
@@ -202,16 +217,19 @@ class Repository {
   Run cancel_run(std::string_view run_id);
 
   // A server's proof of life: live for `ttl` from now (0 <= ttl <=
-  // max_offset). With `jobs`, also the whole set of jobs it serves from now
-  // on, each with definition_fingerprint() of its definition (names of
-  // jobs that do not exist are left out). Throws invalid_parameter (a
-  // malformed server id, job name or fingerprint, ttl out of range),
-  // check_constraint (server id too long).
-  void record_server(std::string_view server_id, std::chrono::microseconds ttl,
-                     std::optional<std::vector<ServedJob>> jobs = std::nullopt);
-  // Forgets a server and what it serves (its clean stop). Not an error when
-  // it is unknown.
-  void remove_server(std::string_view server_id);
+  // max_offset), when the server id is free or held by options.instance (or
+  // options.take_over); with options.jobs, also the jobs it serves (names
+  // of jobs that do not exist are left out). A server id is a lease: the
+  // answer says whether this instance holds it, else which instance does
+  // (Store::record_server). Throws invalid_parameter (a malformed server
+  // id, instance, address, job name or fingerprint, an empty instance, ttl
+  // out of range), check_constraint (server id, instance or address too
+  // long).
+  ServerLease record_server(std::string_view server_id, std::chrono::microseconds ttl, RecordServerOptions options);
+  // Forgets a server and what it serves (its clean stop), when `instance`
+  // holds it, or whoever holds it when `instance` is empty. Not an error
+  // when it is unknown or held by another instance.
+  void remove_server(std::string_view server_id, std::string_view instance = {});
   // What servers serve this plugin's jobs (one job's, when `name` is not
   // empty), by job name then server id.
   std::vector<Serving> list_servings(std::string_view name = {});
@@ -269,6 +287,14 @@ class Repository {
   // rescheduled. Throws invalid_parameter for a threshold that is negative
   // or beyond max_offset, or a malformed server_id filter.
   std::vector<Run> interrupt_runs(std::chrono::microseconds threshold, InterruptRunsOptions options = {});
+
+  // Records when its owner's work for the run ended (Run::work_end_time),
+  // unless a time is recorded already, whatever the run's status: for an
+  // owner whose work outlived the run's end by someone else. `ended` is the
+  // owner's reckoning of the store's clock. Returns the run as stored.
+  // Throws invalid_parameter (a malformed id, `ended` out of range),
+  // record_not_found.
+  Run record_work_end(std::string_view run_id, Timestamp ended);
 
   // The run, or empty. Throws invalid_parameter for an empty id or one with
   // characters other than A-Z a-z 0-9 - _.

@@ -8,6 +8,13 @@
 // that another server interrupted or that it could not keep alive itself.
 // See docs/scheduler.md (usage) and docs/architecture.md (timing).
 //
+// The promise: a run this server owns is recorded ended only once its
+// handler has returned. stop(), a timeout or a cancel asks the handler to
+// stop; until it returns, its run stays running here and is heartbeated,
+// so no peer takes the job. A handler that cannot be kept alive (its
+// heartbeats fail until a peer may take the job) ends the process unless
+// SchedulerOptions::fence_overrun says otherwise.
+//
 // Thread-safety: every public method may be called from any thread.
 // Handlers run on the scheduler's worker threads; on_event is called from
 // several scheduler threads, possibly at the same time.
@@ -184,6 +191,22 @@ std::string_view to_string(SchedulerEvent::Kind kind) noexcept;
 // its stop token and returning.
 inline constexpr std::chrono::milliseconds kill_allowance{100};
 
+// What the scheduler does with a handler that is still running when its
+// run's lease lapses: the last successful heartbeat was fenced after + grace
+// + kill_allowance ago (see SchedulerOptions::grace), so a peer may take the
+// job at any moment. A thread cannot be killed.
+enum class FenceOverrun {
+  // The process ends itself at once (one line on stderr, then _exit(70)),
+  // as a failed liveness probe would end it: the handler's work cannot
+  // outlive the run's lease, and the promise holds.
+  end_process,
+  // An error event, and the handler runs on: a peer may run the job at the
+  // same time. For applications whose handlers are fenced otherwise (jobctl
+  // serve: each command's supervisor ends it at the lease on its own) or
+  // that accept the risk.
+  report,
+};
+
 struct SchedulerOptions {
   std::string plugin_id = std::string(default_plugin_id);
   int worker_threads = 4;
@@ -212,8 +235,11 @@ struct SchedulerOptions {
   // that goes on longer after cancellation may overlap the peer's run: that
   // is the handler's choice (see docs/scheduler.md).
   std::chrono::microseconds grace{0};
-  // How long stop() waits for cancelled handlers.
+  // How long stop() waits for cancelled handlers (their runs stay running
+  // and heartbeated while they run, however long; see stop()).
   std::chrono::microseconds stop_timeout = std::chrono::seconds(10);
+  // A handler still running when its run's lease lapses (FenceOverrun).
+  FenceOverrun fence_overrun = FenceOverrun::end_process;
   BackoffOptions backoff{};
   std::function<void(const SchedulerEvent&)> on_event{};
 };
@@ -244,6 +270,9 @@ std::string backoff_problem(const BackoffOptions& backoff, std::string_view pref
 struct SchedulerHealth {
   bool started = false;
   bool stopping = false;
+  // Another instance took this server's id over (its records failed for
+  // longer than interrupt_threshold): this server claims nothing more.
+  bool lease_lost = false;
   // When each loop last went round, on the steady clock: the claim loop at
   // least every claim_interval (unless a store call hangs), the monitor
   // loop every monitor_interval, the fence loop every min(monitor_interval
@@ -264,7 +293,9 @@ class Scheduler {
   Scheduler(std::string server_id, Store& store, SchedulerOptions options = {});
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
-  // Stops (as stop()) and waits for every handler to return.
+  // Stops (as stop()) and waits for every handler to return, however long,
+  // heartbeating their runs meanwhile; then stores their outcomes (up to
+  // stop_timeout) and gives the server id up. Never throws.
   ~Scheduler();
 
   // Registers the job's code here and the job in the store (ensure_job: the
@@ -280,14 +311,31 @@ class Scheduler {
   // Returns false when the job was not registered here.
   bool unregister_job(std::string_view job_name);
 
-  // Interrupts this server's own leftover runs (from a crash), then starts
-  // claiming. Throws what the store throws.
+  // Takes the server id's lease in the store (Store::record_server), ends
+  // this server's own leftover runs (from a crash), then starts claiming.
+  // A server id is held by one live server at a time: when another
+  // instance holds it, start() waits until that one is known to be gone
+  // (its process is gone from this machine, at once; otherwise its lease
+  // not renewed and its runs not heartbeated for interrupt_threshold, on
+  // this process's monotonic clock), then takes it over; its old runs are
+  // interrupted only then. When that instance renews its lease or
+  // heartbeats a run meanwhile, it is alive: start() throws not_unique
+  // naming the server id and where the live one runs ("start: server id
+  // "web-1" is in use by a live server: web-2 pid 4242 ..."). Also throws
+  // what the store throws. Repeated calls do nothing. A stop() meanwhile
+  // ends the wait: start() returns without starting.
   void start();
 
-  // Stops claiming, cancels running handlers, waits for them up to
-  // stop_timeout, then interrupts this server's runs that are still running
-  // so that peers can take the jobs. Returns false when a handler did not
-  // return in time (it keeps running; the destructor waits for it).
+  // Stops claiming, hands runs that no worker started back at once
+  // (interrupted), cancels the running handlers and waits up to
+  // stop_timeout for them to return. A run is never ended while its handler
+  // runs: each handler's outcome is stored when it returns (completed when
+  // it returned normally, else interrupted "its server stopped before the
+  // run ended"), and until then its run is heartbeated and fenced as
+  // before. Returns true when every handler returned in time (the server
+  // has left the cluster: its lease is given up); false when some still
+  // run: an error event names them, and they go on, heartbeated; call
+  // stop() again to wait once more, and the destructor waits for them.
   bool stop();
 
   // Makes the job due now (in the store, for the whole cluster), or, while

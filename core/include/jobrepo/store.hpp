@@ -96,12 +96,22 @@ struct RunQuery {
   std::int64_t limit = -1;  // negative: no limit
 };
 
+// A running run as an observer last read it.
+struct ObservedRun {
+  std::string run_id{};
+  Timestamp update_time{};  // its update_time then
+  friend bool operator==(const ObservedRun&, const ObservedRun&) = default;
+};
+
 // Arguments of Store::interrupt_stale_runs.
 struct StaleRunQuery {
   std::string plugin_id{};
   std::chrono::microseconds threshold{0};  // >= 0
   std::optional<std::string> server_id{};  // only that server's runs
   std::optional<std::string> message{};    // Run::message of the interrupted runs
+  // When set, only these runs, each only while its update_time is still the
+  // one given: a heartbeat since the observer read it keeps the run running.
+  std::optional<std::vector<ObservedRun>> runs{};
 };
 
 // One job a server serves, with a fingerprint of its definition there.
@@ -115,9 +125,30 @@ struct ServedJob {
 struct ServerRecord {
   std::string plugin_id{};
   std::string server_id{};
+  // The instance of the server that records: a token no other process or
+  // Scheduler uses (1-255 characters, compared as is). A server id is a
+  // lease: one instance holds it at a time.
+  std::string instance{};
+  // Where that instance runs, for people ("web-1 pid 4242", 0-255 characters).
+  std::string address{};
   // The server counts as live until now + ttl unless it records again.
   std::chrono::microseconds ttl{0};
   std::optional<std::vector<ServedJob>> jobs{};
+  // Record even when another instance holds the server id (its holder is
+  // known to be gone: it is taken over).
+  bool take_over = false;
+};
+
+// Who holds a server id: Store::record_server's answer.
+struct ServerLease {
+  // The record was written: the caller's instance holds the server id.
+  bool held = false;
+  // The holder's, as stored (the caller's when held); empty when no record
+  // of the server id exists.
+  std::string instance{}, address{};
+  Timestamp seen_time{};    // the holder's last record
+  Timestamp expire_time{};  // when its lease runs out unless it records again
+  friend bool operator==(const ServerLease&, const ServerLease&) = default;
 };
 
 // What the store knows of one server serving one job (Store::list_servings).
@@ -190,13 +221,20 @@ class Store {
   // in plugin_id.
   virtual std::optional<Run> request_cancel(const std::string& plugin_id, const std::string& run_id) = 0;
 
-  // Records a server's proof of life (seen now, live until now + ttl) and,
-  // when record.jobs is set, replaces the set of jobs it serves with it
-  // (registered now, with their fingerprints); jobs that do not exist are
-  // left out.
-  virtual void record_server(const ServerRecord& record) = 0;
-  // Forgets the server and the jobs it serves (a clean stop).
-  virtual void remove_server(const std::string& plugin_id, const std::string& server_id) = 0;
+  // A server id is a lease held by one instance. When no record of the
+  // server id exists, or its record has no instance, or record.instance
+  // holds it, or record.take_over: records the server's proof of life
+  // (instance and address; seen now, live until now + ttl) and, when
+  // record.jobs is set, replaces the set of jobs it serves with it
+  // (registered now, with their fingerprints; jobs that do not exist are left
+  // out), and returns the lease held. Otherwise writes nothing and returns
+  // the lease of the instance that holds it (held false). Concurrent first
+  // records of one server id by two instances: one of them holds it.
+  virtual ServerLease record_server(const ServerRecord& record) = 0;
+  // Forgets the server and the jobs it serves (a clean stop), when
+  // `instance` holds it or is empty (whoever holds it); otherwise nothing.
+  virtual void remove_server(const std::string& plugin_id, const std::string& server_id,
+                             const std::string& instance) = 0;
   // What servers serve the jobs of plugin_id (of one job, when given), by
   // job name then server id; `live` as of now.
   virtual std::vector<Serving> list_servings(const std::string& plugin_id, const std::optional<std::string>& name) = 0;
@@ -221,11 +259,19 @@ class Store {
   // failed: consecutive_failures + 1; interrupted: unchanged.
   virtual std::vector<std::optional<Run>> transition_runs(std::span<const RunTransition> changes) = 0;
 
-  // Every running run of query.plugin_id (and query.server_id, when set) with
+  // Every running run of query.plugin_id (and query.server_id, when set;
+  // among query.runs with the update_time given there, when set) with
   // update_time <= now - threshold becomes interrupted with end_time = now.
   // Returns those runs, in no promised order. Jobs are not rescheduled; each
   // job's last_* is set as by transition_runs, with query.message.
   virtual std::vector<Run> interrupt_stale_runs(const StaleRunQuery& query) = 0;
+
+  // Sets the run's work_end_time to `ended` when it has none, whatever the
+  // run's status (its owner's work outlived the run's end elsewhere).
+  // Returns the run as stored after, or empty when it does not exist in
+  // plugin_id.
+  virtual std::optional<Run> record_work_end(const std::string& plugin_id, const std::string& run_id,
+                                             Timestamp ended) = 0;
 
   virtual std::optional<Run> lookup_run(const std::string& plugin_id, const std::string& run_id) = 0;
 

@@ -53,11 +53,11 @@ class StoreWrapper : public Store {
   std::optional<Run> request_cancel(const std::string& plugin_id, const std::string& run_id) override {
     return forward("request_cancel", [&] { return target_.request_cancel(plugin_id, run_id); });
   }
-  void record_server(const ServerRecord& record) override {
-    around("record_server", [&] { target_.record_server(record); });
+  ServerLease record_server(const ServerRecord& record) override {
+    return forward("record_server", [&] { return target_.record_server(record); });
   }
-  void remove_server(const std::string& plugin_id, const std::string& server_id) override {
-    around("remove_server", [&] { target_.remove_server(plugin_id, server_id); });
+  void remove_server(const std::string& plugin_id, const std::string& server_id, const std::string& instance) override {
+    around("remove_server", [&] { target_.remove_server(plugin_id, server_id, instance); });
   }
   std::vector<Serving> list_servings(const std::string& plugin_id, const std::optional<std::string>& name) override {
     return forward("list_servings", [&] { return target_.list_servings(plugin_id, name); });
@@ -70,6 +70,10 @@ class StoreWrapper : public Store {
   }
   std::vector<Run> interrupt_stale_runs(const StaleRunQuery& query) override {
     return forward("interrupt_stale_runs", [&] { return target_.interrupt_stale_runs(query); });
+  }
+  std::optional<Run> record_work_end(const std::string& plugin_id, const std::string& run_id,
+                                     Timestamp ended) override {
+    return forward("record_work_end", [&] { return target_.record_work_end(plugin_id, run_id, ended); });
   }
   std::optional<Run> lookup_run(const std::string& plugin_id, const std::string& run_id) override {
     return forward("lookup_run", [&] { return target_.lookup_run(plugin_id, run_id); });

@@ -88,6 +88,14 @@ struct Run {
   // An operator asked the run's server to stop it (Repository::cancel_run);
   // the server ends it as interrupted, "cancelled by operator".
   bool cancel_requested = false;
+  // When its owner's work for it ended (the handler returned; for jobctl
+  // serve, the last process of the command), on the store's clock as the
+  // owner reckons it (never later than the truth), recorded only when
+  // someone else (a peer, an operator) had ended the run while that work
+  // went on: then a work_end_time later than end_time says that the run was
+  // recorded ended while its work still ran (jobctl audit reports it).
+  // Empty otherwise: a run its owner ends is ended after its work.
+  std::optional<Timestamp> work_end_time{};
 
   friend bool operator==(const Run&, const Run&) = default;
 };

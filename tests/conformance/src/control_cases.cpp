@@ -1,10 +1,14 @@
-// Conformance cases: what operators steer and read (schema version 4):
-// pausing, a run-now that sticks, cancel requests, why runs ended, the
-// count of consecutive failures, and which servers serve which jobs.
+// Conformance cases: what operators steer and read (schema versions 4 and
+// 5): pausing, a run-now that sticks, cancel requests, why runs ended, the
+// count of consecutive failures, which servers serve which jobs, and a
+// server id as a lease held by one instance.
 #include "support.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace jobrepo::conformance {
 
@@ -197,8 +201,9 @@ TEST_CASE("servers record what they serve; list_servings tells which are live", 
   Fixture f;
   f.repo.create_job("a", "d");
   f.repo.create_job("b", "d");
-  f.repo.record_server("s1", 1min, std::vector<ServedJob>{{"a", "f1"}, {"b", "f1"}, {"ghost", "f1"}});
-  f.repo.record_server("s2", 1min, std::vector<ServedJob>{{"a", "f2"}});
+  f.repo.record_server("s1", 1min,
+                       {.instance = "i1", .jobs = std::vector<ServedJob>{{"a", "f1"}, {"b", "f1"}, {"ghost", "f1"}}});
+  f.repo.record_server("s2", 1min, {.instance = "i2", .jobs = std::vector<ServedJob>{{"a", "f2"}}});
   auto servings = f.repo.list_servings();
   REQUIRE(servings.size() == 3);
   CHECK(servings[0].job_name == "a");
@@ -217,9 +222,9 @@ TEST_CASE("servers record what they serve; list_servings tells which are live", 
   CHECK(f.other_plugin().list_servings().empty());
 
   // A proof of life alone keeps the set; a new set replaces it.
-  f.repo.record_server("s1", 1min);
+  f.repo.record_server("s1", 1min, {.instance = "i1"});
   CHECK(f.repo.list_servings().size() == 3);
-  f.repo.record_server("s1", 1min, std::vector<ServedJob>{{"b", "f3"}});
+  f.repo.record_server("s1", 1min, {.instance = "i1", .jobs = std::vector<ServedJob>{{"b", "f3"}}});
   servings = f.repo.list_servings();
   REQUIRE(servings.size() == 2);
   CHECK(servings[0].server_id == "s2");
@@ -229,7 +234,7 @@ TEST_CASE("servers record what they serve; list_servings tells which are live", 
   f.store.set_clock_offset(2min);
   servings = f.repo.list_servings();
   CHECK(std::none_of(servings.begin(), servings.end(), [](const Serving& s) { return s.live; }));
-  f.repo.record_server("s2", 1min);
+  f.repo.record_server("s2", 1min, {.instance = "i2"});
   CHECK(f.repo.list_servings("a").front().live);
   f.store.set_clock_offset(0us);
 
@@ -237,16 +242,151 @@ TEST_CASE("servers record what they serve; list_servings tells which are live", 
   // job forgets who served it.
   auto other = f.other_plugin();
   other.create_job("b", "d");
-  other.record_server("s1", 1min, std::vector<ServedJob>{{"b", "theirs"}});
+  other.record_server("s1", 1min, {.instance = "i3", .jobs = std::vector<ServedJob>{{"b", "theirs"}}});
   f.repo.remove_server("s1");
   CHECK(other.list_servings("b").size() == 1);
   f.repo.remove_server("never-seen");
   CHECK(f.repo.list_servings("b").empty());
   f.repo.delete_job("a");
   CHECK(f.repo.list_servings().empty());
-  JR_REQUIRE_ERROR(f.repo.record_server("", 1min), ErrorCode::invalid_parameter);
-  JR_REQUIRE_ERROR(f.repo.record_server("s1", -1s), ErrorCode::invalid_parameter);
-  JR_REQUIRE_ERROR(f.repo.record_server("s1", 1min, std::vector<ServedJob>{{"a", ""}}), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.record_server("", 1min, {.instance = "i1"}), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.record_server("s1", -1s, {.instance = "i1"}), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.record_server("s1", 1min, {.instance = ""}), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.record_server("s1", 1min, {.instance = "i1", .jobs = std::vector<ServedJob>{{"a", ""}}}),
+                   ErrorCode::invalid_parameter);
+}
+
+TEST_CASE("a server id is a lease: one instance holds it until it stops or another takes it over",
+          "[conformance][control]") {
+  Fixture f;
+  f.repo.create_job("a", "d");
+  // The first record of an id holds it.
+  const auto first = f.repo.record_server("s1", 1min, {.instance = "i1", .address = "host-1 pid 1"});
+  CHECK(first.held);
+  CHECK(first.instance == "i1");
+  CHECK(first.address == "host-1 pid 1");
+  CHECK(near_system_now(first.seen_time));
+  CHECK(first.expire_time - first.seen_time == 1min);
+  // Another instance is told who holds it, and nothing is written.
+  f.store.set_clock_offset(10s);
+  const auto refused = f.repo.record_server(
+      "s1", 5min, {.instance = "i2", .address = "host-2 pid 2", .jobs = std::vector<ServedJob>{{"a", "f2"}}});
+  CHECK(!refused.held);
+  CHECK(refused.instance == "i1");
+  CHECK(refused.address == "host-1 pid 1");
+  CHECK(refused.seen_time == first.seen_time);
+  CHECK(refused.expire_time == first.expire_time);
+  CHECK(f.repo.list_servings().empty());
+  // Even once its lease ran out: only a take-over replaces the holder.
+  f.store.set_clock_offset(2min);
+  CHECK(!f.repo.record_server("s1", 1min, {.instance = "i2"}).held);
+  // The holder renews it, with its jobs.
+  const auto renewed = f.repo.record_server(
+      "s1", 1min, {.instance = "i1", .address = "host-1 pid 1", .jobs = std::vector<ServedJob>{{"a", "f1"}}});
+  CHECK(renewed.held);
+  CHECK(renewed.seen_time > first.seen_time);
+  // A take-over holds it from then on; the former holder is refused.
+  const auto taken = f.repo.record_server("s1", 1min, {.instance = "i2", .address = "host-2 pid 2", .take_over = true});
+  CHECK(taken.held);
+  CHECK(taken.instance == "i2");
+  const auto former = f.repo.record_server("s1", 1min, {.instance = "i1"});
+  CHECK(!former.held);
+  CHECK(former.instance == "i2");
+  CHECK(former.address == "host-2 pid 2");
+  // remove_server by another instance leaves the record; by the holder (or
+  // with no instance) forgets it, and the id is free again.
+  f.repo.remove_server("s1", "i1");
+  CHECK(!f.repo.record_server("s1", 1min, {.instance = "i3"}).held);
+  CHECK(f.repo.list_servings().size() == 1);
+  f.repo.remove_server("s1", "i2");
+  CHECK(f.repo.list_servings().empty());
+  CHECK(f.repo.record_server("s1", 1min, {.instance = "i3"}).held);
+  f.repo.remove_server("s1");
+  CHECK(f.repo.record_server("s1", 1min, {.instance = "i4"}).held);
+  // The same id in another plugin is another lease.
+  CHECK(f.other_plugin().record_server("s1", 1min, {.instance = "i5"}).held);
+  f.store.set_clock_offset(0us);
+  JR_REQUIRE_ERROR(f.repo.record_server("s1", 1min, {.instance = std::string(256, 'i')}), ErrorCode::check_constraint);
+  JR_REQUIRE_ERROR(f.repo.record_server("s1", 1min, {.instance = "i4", .address = std::string(256, 'a')}),
+                   ErrorCode::check_constraint);
+  JR_REQUIRE_ERROR(f.repo.record_server("s1", 1min, {.instance = "i\xff"}), ErrorCode::invalid_parameter);
+}
+
+TEST_CASE("two instances record a new server id at once: exactly one holds it", "[conformance][control][race]") {
+  Fixture f;
+  for (int round = 0; round < 20; ++round) {
+    const std::string id = "race-" + std::to_string(round);
+    std::atomic<int> held{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 4; ++i) {
+      threads.emplace_back([&, i] {
+        Repository repo(f.store);  // the store's connections are the contenders
+        if (repo.record_server(id, 1min, {.instance = "i" + std::to_string(i)}).held) ++held;
+      });
+    }
+    for (auto& t : threads) t.join();
+    CHECK(held == 1);
+  }
+}
+
+TEST_CASE("interrupt_runs of observed runs interrupts each only while its update_time is the one seen",
+          "[conformance][run]") {
+  Fixture f;
+  const auto a = claimed(f.repo, "a");
+  const auto b = claimed(f.repo, "b");
+  const auto c = claimed(f.repo, "c");
+  f.store.set_clock_offset(1s);
+  f.repo.update_progress(b.private_id, 1, 2);  // b heartbeats after it was observed
+  f.store.set_clock_offset(10min);
+  const auto interrupted = f.repo.interrupt_runs(
+      1min,
+      {.message = "seen stale",
+       .runs = std::vector<ObservedRun>{
+           {a.private_id, a.update_time}, {b.private_id, b.update_time}, {"never-claimed-run-id", a.update_time}}});
+  REQUIRE(interrupted.size() == 1);
+  CHECK(interrupted[0].private_id == a.private_id);
+  CHECK(interrupted[0].message == std::optional<std::string>("seen stale"));
+  CHECK(f.repo.lookup_run(b.private_id)->status == Status::running);
+  CHECK(f.repo.lookup_run(c.private_id)->status == Status::running);  // not observed
+  // Observed, but not stale by the threshold on the store's clock: kept.
+  const auto fresh = f.repo.lookup_run(c.private_id);
+  CHECK(f.repo.interrupt_runs(1h, {.runs = std::vector<ObservedRun>{{c.private_id, fresh->update_time}}}).empty());
+  // The server filter applies too.
+  CHECK(f.repo
+            .interrupt_runs(
+                1min, {.server_id = "other", .runs = std::vector<ObservedRun>{{c.private_id, fresh->update_time}}})
+            .empty());
+  CHECK(f.repo.interrupt_runs(1min, {.runs = std::vector<ObservedRun>{{c.private_id, fresh->update_time}}}).size() ==
+        1);
+  // An empty list interrupts nothing.
+  f.repo.update_progress(b.private_id, 2, 2);
+  CHECK(f.repo.interrupt_runs(0s, {.runs = std::vector<ObservedRun>{}}).empty());
+  CHECK(f.repo.lookup_run(b.private_id)->status == Status::running);
+  f.store.set_clock_offset(0us);
+  JR_REQUIRE_ERROR(f.repo.interrupt_runs(1min, {.runs = std::vector<ObservedRun>{{"bad id!", a.update_time}}}),
+                   ErrorCode::invalid_parameter);
+}
+
+TEST_CASE("record_work_end keeps the first end of an owner's work, whatever the run's status", "[conformance][run]") {
+  Fixture f;
+  const auto a = claimed(f.repo, "a");
+  CHECK(!a.work_end_time);
+  f.repo.interrupt_runs(0s);  // as a peer would, while the owner's work goes on
+  const auto ended = f.repo.lookup_run(a.private_id)->end_time.value() + 1500ms;
+  const auto noted = f.repo.record_work_end(a.private_id, ended);
+  CHECK(noted.status == Status::interrupted);
+  REQUIRE(noted.work_end_time);
+  CHECK(*noted.work_end_time == ended);
+  CHECK(f.repo.lookup_run(a.private_id)->work_end_time == noted.work_end_time);
+  // The first time stays.
+  CHECK(f.repo.record_work_end(a.private_id, ended + 1h).work_end_time == noted.work_end_time);
+  // On a running run too.
+  const auto b = claimed(f.repo, "b");
+  CHECK(f.repo.record_work_end(b.private_id, b.create_time).work_end_time == std::optional(b.create_time));
+  CHECK(f.repo.lookup_run(b.private_id)->status == Status::running);
+  JR_REQUIRE_ERROR(f.repo.record_work_end("no-such-run-id-000", ended), ErrorCode::record_not_found);
+  JR_REQUIRE_ERROR(f.other_plugin().record_work_end(a.private_id, ended), ErrorCode::record_not_found);
+  JR_REQUIRE_ERROR(f.repo.record_work_end("bad id!", ended), ErrorCode::invalid_parameter);
 }
 
 }  // namespace jobrepo::conformance
