@@ -20,7 +20,14 @@
 #include <sstream>
 #include <thread>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace std::chrono_literals;
 using nlohmann::json;
@@ -395,8 +402,9 @@ std::size_t lines_of(const fs::path& file, const std::string& prefix = "") {
   return n;
 }
 
-void kill_audit(bool same_id) {
-  Cli cli;
+// The config of the audits in the test's directory: two jobs of each mode of
+// job_script, every 50 ms, with short settings (and `more` top-level fields).
+fs::path audit_config(Cli& cli, const std::string& more = "") {
   fs::create_directory(cli.dir.path / "locks");
   const auto script = cli.dir.path / "job.sh";
   std::ofstream(script) << job_script;
@@ -410,8 +418,15 @@ void kill_audit(bool same_id) {
     }
   }
   jobs += "]";
-  const auto config = write_config(cli.dir.path, jobs, R"("claim_interval": "100ms", "monitor_interval": "250ms",
-    "interrupt_threshold": "2s", "grace": "250ms", "worker_threads": 10,)");
+  return write_config(cli.dir.path, jobs,
+                      R"("claim_interval": "100ms", "monitor_interval": "250ms",
+    "interrupt_threshold": "2s", "grace": "250ms", "worker_threads": 10,)" +
+                          more);
+}
+
+void kill_audit(bool same_id) {
+  Cli cli;
+  const auto config = audit_config(cli);
   REQUIRE(cli({"migrate"}).status == 0);
 
   std::map<std::string, std::unique_ptr<Process>> servers;  // by server id
@@ -483,4 +498,180 @@ TEST_CASE("serve: 20 kill -9s under load, new server ids: no real overlap, nothi
 
 TEST_CASE("serve: 20 kill -9s under load, restarted at once with the same id: no real overlap", "[kill]") {
   kill_audit(true);
+}
+
+// --- control lines ---------------------------------------------------------------------------
+
+namespace {
+
+// A descriptor's copy numbered 10 or more (close-on-exec), so that placing
+// copies at 3 and 4 in a child cannot overwrite one another.
+int high_copy(int fd) {
+  const int copy = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+  REQUIRE(copy >= 10);
+  close(fd);
+  return copy;
+}
+
+// A supervisor started the way jobctl serve starts one (argv[0]
+// "jobrepo-run", its control pipe at descriptor 3, its report pipe at 4),
+// its command run with the test's directory and `run_id` in its environment.
+struct DirectSupervisor {
+  pid_t pid = 0;
+  int control = -1;  // serve's end: write lines here
+  int report = -1;   // serve's end: the supervisor's lines come here
+
+  DirectSupervisor(const fs::path& dir, const std::string& run_id, const std::vector<std::string>& command) {
+    int control_pipe[2], report_pipe[2];
+    REQUIRE(pipe2(control_pipe, O_CLOEXEC) == 0);
+    REQUIRE(pipe2(report_pipe, O_CLOEXEC) == 0);
+    const int child_control = high_copy(control_pipe[0]), child_report = high_copy(report_pipe[1]);
+    control = control_pipe[1];
+    report = report_pipe[0];
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, child_control, 3);
+    posix_spawn_file_actions_adddup2(&actions, child_report, 4);
+    std::vector<std::string> args = {"jobrepo-run", run_id, "direct", "--"};
+    args.insert(args.end(), command.begin(), command.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env = {"JOBREPO_TEST_DIR=" + dir.string(), "JOBREPO_RUN_ID=" + run_id,
+                                    "PATH=" + std::string(getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin")};
+    std::vector<char*> envp;
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    const int spawned = posix_spawn(&pid, JOBCTL_PATH, &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    close(child_control);
+    close(child_report);
+    REQUIRE(spawned == 0);
+  }
+  DirectSupervisor(const DirectSupervisor&) = delete;
+  DirectSupervisor& operator=(const DirectSupervisor&) = delete;
+  ~DirectSupervisor() {
+    close(control);
+    close(report);
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+
+  // What it reported until it closed its report pipe, or until `timeout`.
+  std::string report_until_closed(std::chrono::milliseconds timeout) const {
+    std::string text;
+    const auto end = Steady::now() + timeout;
+    for (auto now = Steady::now(); now < end; now = Steady::now()) {
+      pollfd fd{report, POLLIN, 0};
+      if (poll(&fd, 1, static_cast<int>(to_ms(end - now)) + 1) <= 0) continue;
+      char buffer[512];
+      const auto got = read(report, buffer, sizeof buffer);
+      if (got <= 0) break;
+      text.append(buffer, static_cast<std::size_t>(got));
+    }
+    return text;
+  }
+
+  // Its exit status (128 + signal when killed), or -1 when it runs on after `timeout`.
+  int exit_status_within(std::chrono::milliseconds timeout) {
+    int status = 0;
+    if (!wait_until([&] { return waitpid(pid, &status, WNOHANG) == pid; }, timeout)) return -1;
+    pid = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+};
+
+// The steady clock in nanoseconds, as serve writes a lease.
+long long steady_ns(Steady::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+// The children of a live process (of all its threads).
+std::vector<pid_t> children_of(pid_t pid) {
+  std::vector<pid_t> out;
+  std::error_code ignored;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ignored)) {
+    std::istringstream children(slurp(task.path() / "children"));
+    for (pid_t child = 0; children >> child;) out.push_back(child);
+  }
+  return out;
+}
+
+// The bytes waiting in the pipe at descriptor `fd` of process `pid`, opened
+// again through /proc (nothing is read); -1 when it cannot be opened.
+int unread_bytes(pid_t pid, int fd) {
+  const int copy =
+      open(("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd)).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (copy < 0) return -1;
+  int bytes = -1;
+  if (ioctl(copy, FIONREAD, &bytes) != 0) bytes = -1;
+  close(copy);
+  return bytes;
+}
+
+}  // namespace
+
+TEST_CASE("supervisor: a term that arrives in one read with start is not lost: the command is not started") {
+  jobrepo::test::TempDir dir("jobrepo-supervisor");
+  const jobrepo::test::RunProcessReaper reaper{dir.path};
+  const auto started = dir.path / "started";
+  DirectSupervisor supervisor(dir.path, "run-1", {"sh", "-c", "touch " + started.string() + "; sleep 30"});
+  // serve's first lines and its "term" (the run was cancelled at once), read by the supervisor at once.
+  const std::string lines = "grace 250000\nlease " + std::to_string(steady_ns(Steady::now() + 1h)) + "\nstart\nterm\n";
+  REQUIRE(write(supervisor.control, lines.data(), lines.size()) == static_cast<ssize_t>(lines.size()));
+  const auto report = supervisor.report_until_closed(3s);
+  INFO("reported: " << report << "alive: " << describe(run_processes(dir.path)));
+  CHECK(report == "end cancelled 0 0\n");
+  CHECK(!fs::exists(started));
+  CHECK(supervisor.exit_status_within(1s) == 0);
+  CHECK(run_processes(dir.path).empty());
+}
+
+TEST_CASE("serve: SIGTERM as a run starts: its command is not started, and serve stops at once") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "late", "command": ["sh", "-c", "touch \"$JOBREPO_TEST_DIR/started-$JOBREPO_RUN_ID\"; sleep 30"],
+     "every": "1h"}
+  ])");
+  int caught = 0;
+  for (int trial = 0; trial < 10 && caught == 0; ++trial) {
+    auto serve = cli.serve(config, "node-" + std::to_string(trial));
+    // Its supervisor, stopped as soon as it is jobrepo-run: before it read
+    // its control pipe, as a loaded machine may keep it.
+    pid_t supervisor = 0;
+    std::string run;
+    const auto give_up = Steady::now() + 10s;
+    while (supervisor == 0 && Steady::now() < give_up) {
+      for (const pid_t child : children_of(serve->pid)) {
+        auto command = slurp("/proc/" + std::to_string(child) + "/cmdline");
+        if (command.rfind(std::string("jobrepo-run\0", 12), 0) != 0) continue;
+        kill(child, SIGSTOP);
+        supervisor = child;
+        run = command.substr(12, command.find('\0', 12) - 12);
+        break;
+      }
+    }
+    REQUIRE(supervisor != 0);
+    // serve writes its first lines at once; still unread, they are in the pipe.
+    int unread = 0;
+    wait_until([&] { return (unread = unread_bytes(supervisor, 3)) > 0; }, 200ms);
+    kill(serve->pid, SIGTERM);
+    std::this_thread::sleep_for(300ms);  // serve cancels the run and writes "term"
+    const auto resumed = Steady::now();
+    kill(supervisor, SIGCONT);
+    const auto result = serve->wait_at_most(10s);
+    const auto took = Steady::now() - resumed;
+    if (unread <= 0) continue;  // it had read "start" before it stopped: not the case under test
+    ++caught;
+    INFO("trial " << trial << ", run " << run << ", serve ended " << to_ms(took) << " ms after the supervisor resumed\n"
+                  << result.err);
+    CHECK(!fs::exists(cli.dir.path / ("started-" + run)));
+    CHECK(result.status == 0);
+    CHECK(result.err.find("did not end in time") == std::string::npos);
+    CHECK(took < 1s);
+    CHECK(cli({"run", "show", run, "--json"}).parsed()["status"] == "interrupted");
+  }
+  REQUIRE(caught > 0);
 }

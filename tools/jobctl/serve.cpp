@@ -113,6 +113,8 @@ microseconds run_command(const CommandJob& job, const Runtime& runtime, jobrepo:
     case CommandEnd::How::exited:
       if (end.code == 0) return job.every;
       throw std::runtime_error("exit " + std::to_string(end.code));
+    case CommandEnd::How::cancelled:  // not started: the run was cancelled first (thrown above)
+      throw std::runtime_error("cancelled before the command started");
   }
   return job.every;
 }
@@ -190,6 +192,8 @@ class Hooks {
           log(LogLevel::warning, what + " was stopped after " + format_duration(limit) + " (not retried)");
         } else if (end.how == CommandEnd::How::exited && end.code == 0) {
           log(LogLevel::info, what + " ran");
+        } else if (end.how == CommandEnd::How::cancelled) {
+          log(LogLevel::warning, what + " was not started: serve is stopping (not retried)");
         } else if (end.how == CommandEnd::How::not_started) {
           log(LogLevel::warning,
               what + " could not start " + command.argv.front() + ": " + std::strerror(end.code) + " (not retried)");

@@ -32,7 +32,7 @@ using Steady = std::chrono::steady_clock;
 
 // The supervisor's descriptors, placed by run_supervised().
 constexpr int control_fd = 3;  // serve -> supervisor: "grace US", "lease NS", "start", "term"
-constexpr int report_fd = 4;   // supervisor -> serve: "pid P", "fenced", "end HOW CODE LEFTOVERS"
+constexpr int report_fd = 4;   // supervisor -> serve: "pid P", "fenced", "end HOW CODE LEFTOVERS [fenced]"
 constexpr int lock_fd = 5;     // held, never used
 
 long long to_ns(Steady::time_point t) {
@@ -122,34 +122,36 @@ int supervisor_main(int argc, char* argv[]) {
     return 2;
   }
 
-  // The control pipe's first lines: the grace, the first lease, "start".
+  // The control lines, whenever they come (one read may hold several: serve
+  // writes "grace", "lease" and "start" at once, and "term" may follow
+  // before the supervisor reads any of them): each one is acted on.
   microseconds grace{0};
   Steady::time_point lease = Steady::time_point::max();
+  bool start = false, term = false, serve_gone = false;
   std::string control;
-  bool serve_gone = false;
-  const auto handle_control = [&](std::string_view line) -> bool {  // true on "start"
-    if (line.rfind("grace ", 0) == 0) grace = microseconds(std::atoll(std::string(line.substr(6)).c_str()));
-    if (line.rfind("lease ", 0) == 0) lease = from_ns(std::atoll(std::string(line.substr(6)).c_str()));
-    return line == "start";
-  };
-  const auto read_control = [&](const std::function<bool(std::string_view)>& handle) -> bool {
+  const auto read_control = [&] {
     char buffer[512];
     const auto got = ::read(control_fd, buffer, sizeof buffer);
-    if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) {
-      serve_gone = true;
-      return false;
-    }
-    if (got < 0) return false;
+    if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) serve_gone = true;
+    if (got <= 0) return;
     control.append(buffer, static_cast<std::size_t>(got));
-    bool matched = false;
     for (auto newline = control.find('\n'); newline != std::string::npos; newline = control.find('\n')) {
-      matched = handle(std::string_view(control).substr(0, newline)) || matched;
+      const std::string_view line = std::string_view(control).substr(0, newline);
+      if (line.rfind("grace ", 0) == 0) grace = microseconds(std::atoll(std::string(line.substr(6)).c_str()));
+      if (line.rfind("lease ", 0) == 0) lease = from_ns(std::atoll(std::string(line.substr(6)).c_str()));
+      start = start || line == "start";
+      term = term || line == "term";
       control.erase(0, newline + 1);
     }
-    return matched;
   };
-  while (!read_control(handle_control)) {
+  while (!start && !term) {
+    read_control();
     if (serve_gone) return 0;  // serve died before the command started
+  }
+  // Cancelled before it started: the command is not started at all.
+  if (term) {
+    write_all(report_fd, "end cancelled 0 0\n");
+    return 0;
   }
   ::fcntl(control_fd, F_SETFL, O_NONBLOCK);
 
@@ -240,11 +242,8 @@ int supervisor_main(int argc, char* argv[]) {
       }
     }
     if (fds[1].revents != 0) {
-      read_control([&](std::string_view line) {
-        if (line.rfind("lease ", 0) == 0) lease = from_ns(std::atoll(std::string(line.substr(6)).c_str()));
-        if (line == "term") terminate(grace);
-        return false;
-      });
+      read_control();
+      if (term) terminate(grace);
       // serve is gone (even kill -9): nothing of the run may outlive it.
       if (serve_gone) terminate(microseconds(0));
     }
@@ -442,6 +441,7 @@ CommandEnd run_supervised(const SupervisedCommand& command, jobrepo::JobContext&
           const std::string h = how;
           end = CommandEnd{h == "signal"        ? CommandEnd::How::killed
                            : h == "not-started" ? CommandEnd::How::not_started
+                           : h == "cancelled"   ? CommandEnd::How::cancelled
                                                 : CommandEnd::How::exited,
                            code, leftovers, fenced};
           ended_at = Steady::now();

@@ -47,7 +47,9 @@ struct SupervisedCommand {
 
 // How a command ended.
 struct CommandEnd {
-  enum class How { exited, killed, not_started };
+  // cancelled: the context was cancelled before the supervisor started the
+  // command, so it was not started at all (code 0).
+  enum class How { exited, killed, not_started, cancelled };
   How how = How::exited;
   int code = 0;         // the exit status, the signal, or the errno of exec
   int leftovers = 0;    // processes it left behind, ended by the supervisor
@@ -58,7 +60,8 @@ struct CommandEnd {
 // process it started have ended. Each line of its stdout goes to `on_line`
 // (read to the end, also after the command exited; a line over
 // max_line_bytes (output.hpp) is cut and ends with "[... N bytes cut]"). Cancelling the
-// context ends the command; the supervisor's fence deadline follows
+// context ends the command; cancelled before the supervisor started it, the
+// command is not started at all (How::cancelled). The supervisor's fence deadline follows
 // context.fence_deadline(). Throws std::runtime_error when the supervisor
 // cannot start or dies before it reports (then whatever it left is killed).
 // With `on_error_line`, the lines of its stderr go there the same way;
