@@ -2,8 +2,11 @@
 // from the database: every process a command starts ends with its server
 // (kill -9 included), a fenced command is gone before a peer may take its
 // job, a restarted server waits for its old runs' processes, signals, and
-// the output of commands. The "[kill]" cases kill serve 20 times under load
-// and audit real overlaps with flock(1). On SQLite or PostgreSQL
+// the output of commands; control lines reach a supervisor whenever they
+// come; runs in cgroups end even when serve dies with their supervisors
+// (each test runs in a cgroup of its own where it can: Cli, cli_support.hpp).
+// The "[kill]" cases kill serve 20 times under load and audit real overlaps
+// with flock(1). On SQLite or PostgreSQL
 // (JOBREPO_TEST_BACKEND, see ../scheduler/backend.hpp).
 #include "cli_support.hpp"
 
@@ -46,6 +49,7 @@ using jobrepo::test::runs_of;
 using jobrepo::test::slurp;
 using jobrepo::test::wait_until;
 using jobrepo::test::write_config;
+using jobrepo::test::write_text;
 
 // The runs of the database in a given status.
 json runs_in(Cli& cli, const std::string& status) {
@@ -500,7 +504,7 @@ TEST_CASE("serve: 20 kill -9s under load, restarted at once with the same id: no
   kill_audit(true);
 }
 
-// --- control lines ---------------------------------------------------------------------------
+// --- control lines; runs in cgroups ------------------------------------------------------------
 
 namespace {
 
@@ -611,6 +615,32 @@ int unread_bytes(pid_t pid, int fd) {
   return bytes;
 }
 
+// The lines of `text` that hold `fragment`.
+std::size_t lines_containing(const std::string& text, const std::string& fragment) {
+  std::istringstream lines(text);
+  std::size_t n = 0;
+  for (std::string line; std::getline(lines, line);) n += line.find(fragment) != std::string::npos ? 1 : 0;
+  return n;
+}
+
+// kill -9 of a serve and of its supervisors at the same moment: all are
+// stopped first (serve first, so that it starts no more), so that none of
+// them sees another one die; then each gets SIGKILL.
+void kill_with_supervisors(const fs::path& dir, Process& serve, const std::string& tag) {
+  kill(serve.pid, SIGSTOP);
+  std::set<pid_t> stopped;
+  // A supervisor being spawned as serve stopped shows up a moment later.
+  for (int round = 0; round < 3; ++round) {
+    for (const pid_t supervisor : supervisors_of(dir, tag)) {
+      if (stopped.insert(supervisor).second) kill(supervisor, SIGSTOP);
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  kill(serve.pid, SIGKILL);
+  for (const pid_t supervisor : stopped) kill(supervisor, SIGKILL);
+  serve.wait();
+}
+
 }  // namespace
 
 TEST_CASE("supervisor: a term that arrives in one read with start is not lost: the command is not started") {
@@ -674,4 +704,145 @@ TEST_CASE("serve: SIGTERM as a run starts: its command is not started, and serve
     CHECK(cli({"run", "show", run, "--json"}).parsed()["status"] == "interrupted");
   }
   REQUIRE(caught > 0);
+}
+
+TEST_CASE(
+    "serve: runs in cgroups: 10 kill -9s of serve with its supervisors, a peer serving: no overlap, nothing left") {
+  Cli cli;
+  const auto& cgroup = cli.cgroup;
+  REQUIRE(cgroup.usable());
+  const auto config = audit_config(cli, R"("cgroups": "on",)");
+  REQUIRE(cli({"migrate"}).status == 0);
+  std::map<std::string, std::unique_ptr<Process>> servers;  // by name
+  std::map<std::string, std::string> tags;                  // name -> tag of its current process
+  int generation = 0;
+  // A server id as the name (same id), or a new one.
+  const auto start = [&](const std::string& name, bool same_id) {
+    tags[name] = name + "." + std::to_string(++generation);
+    servers[name] = cli.serve(config, same_id ? name : tags[name], tags[name]);
+  };
+  start("a", true);
+  start("b", true);
+  std::mt19937 random(std::random_device{}());
+  int alive_after_a_second = 0;
+  std::string alive_report;
+  constexpr int kills = 10;
+  for (int k = 0; k < kills; ++k) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300 + random() % 700));
+    const std::string victim = random() % 2 == 0 ? "a" : "b";
+    const std::string old_tag = tags[victim];
+    kill_with_supervisors(cli.dir.path, *servers[victim], old_tag);
+    const auto killed = Steady::now();
+    // Every other kill, restarted at once with the same id (which takes its
+    // old runs back at once); else, after the check, with a new id (the peer
+    // takes the old runs after interrupt_threshold).
+    const bool same_id = k % 2 == 0;
+    if (same_id) start(victim, true);
+    const bool gone = wait_until([&] { return processes_of_serve(cli.dir.path, old_tag).empty(); },
+                                 std::chrono::duration_cast<std::chrono::milliseconds>(killed + 1s - Steady::now()));
+    if (!gone) {
+      ++alive_after_a_second;
+      alive_report += describe(processes_of_serve(cli.dir.path, old_tag));
+    }
+    if (!same_id) start(victim, false);
+  }
+  std::this_thread::sleep_for(2500ms);  // the runs of a server killed last are interrupted
+  for (auto& [name, server] : servers) kill(server->pid, SIGTERM);
+  for (auto& [name, server] : servers) CHECK(server->wait().status == 0);
+  // The logs of every serve: how often a serve found orphans as it started
+  // (and waited for them), and how often its sweeping thread did.
+  std::size_t at_start = 0, while_serving = 0;
+  std::string errors;
+  for (const auto& file : fs::directory_iterator(cli.dir.path)) {
+    const std::string name = file.path().filename();
+    if (name.rfind("serve-", 0) != 0 || file.path().extension() != ".err") continue;
+    const auto log = slurp(file.path());
+    at_start += lines_containing(log, "waiting for the processes left in the cgroups of runs whose supervisor died");
+    while_serving += lines_containing(log, "left in its cgroup when its supervisor died");
+    errors += log;
+  }
+  const auto runs = cli({"runs", "--limit", "-1", "--json"}).parsed();
+  const auto audit = cli({"audit", "--json"}).parsed();
+  const auto overlaps = lines_of(cli.dir.path / "overlaps");
+  const auto left_running = runs_in(cli, "running").size();
+  std::printf(
+      "serve cgroup kill audit [%s]: %d kill -9s of serve with its supervisors, runs %zu, command starts %zu, real "
+      "overlaps %zu, processes alive 1 s after a kill %d, left running %zu, run cgroups left %zu; orphans killed by a "
+      "starting serve %zu times, by a serving one %zu times\n",
+      jobrepo::test::scheduler_on_postgres() ? "postgres" : "sqlite", kills, runs.size(),
+      lines_of(cli.dir.path / "events", "start "), overlaps, alive_after_a_second, left_running,
+      cgroup.runs_left().size(), at_start, while_serving);
+  INFO(alive_report);
+  INFO(slurp(cli.dir.path / "overlaps"));
+  INFO(errors);
+  // The kills left orphans (else this audits nothing), and the sweeps ended them.
+  CHECK(at_start + while_serving > 0);
+  CHECK(overlaps == 0);
+  CHECK(audit["overlaps"].empty());
+  CHECK(alive_after_a_second == 0);
+  CHECK(left_running == 0);
+  CHECK(runs.size() > 50);
+  CHECK(run_processes(cli.dir.path).empty());
+  CHECK(cgroup.runs_left().empty());
+}
+
+TEST_CASE("serve: \"cgroups\": \"off\" is warned once, and kill -9 of serve still ends every process of its runs") {
+  Cli cli;
+  const auto& cgroup = cli.cgroup;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "pipeline", "command": ["sh", "-c", "sleep 20 | cat; echo done"], "every": "1h"},
+    {"name": "setsid-fork", "command": ["sh", "-c", "setsid -f sleep 20; sleep 20"], "every": "1h"},
+    {"name": "double-fork", "command": ["sh", "-c", "(sleep 20 &); sleep 20"], "every": "1h"}
+  ])",
+                                   R"("claim_interval": "200ms", "monitor_interval": "250ms",
+    "interrupt_threshold": "2s", "grace": "250ms", "cgroups": "off",)");
+  auto serve = cli.serve(config, "node-1");
+  REQUIRE(wait_until([&] { return runs_in(cli, "running").size() == 3; }, 10s));
+  REQUIRE(wait_until([&] { return processes_of_serve(cli.dir.path, "node-1").size() >= 9; }, 5s));
+  const auto errors = serve->errors();
+  INFO(errors);
+  CHECK(std::count(errors.begin(), errors.end(), '\n') >= 2);
+  const std::string warning = "runs get no cgroups (\"cgroups\": \"off\")";
+  CHECK(errors.find(warning) != std::string::npos);
+  CHECK(errors.find(warning) == errors.rfind(warning));
+  CHECK(errors.find("outlive its run when serve and the run's supervisor are killed together") != std::string::npos);
+  CHECK(!fs::exists(cgroup.base()));  // no cgroup was made
+  kill(serve->pid, SIGKILL);
+  serve->wait();
+  const auto killed = Steady::now();
+  const bool all_gone = wait_until([&] { return processes_of_serve(cli.dir.path, "node-1").empty(); }, 1s);
+  INFO("alive " << to_ms(Steady::now() - killed) << " ms after the kill:\n"
+                << describe(processes_of_serve(cli.dir.path, "node-1")));
+  CHECK(all_gone);
+}
+
+TEST_CASE("serve: where runs cannot get cgroups, \"on\" refuses to start and \"auto\" warns and ends runs anyway") {
+  Cli cli;
+  const auto& cgroup = cli.cgroup;
+  // Where the test can make cgroups, no cgroup can be made below its own:
+  // serve's base cannot be created, as without the rights to.
+  if (cgroup.usable()) REQUIRE(write_text(cgroup.path() / "cgroup.max.depth", "0"));
+  const std::string jobs = R"([{"name": "two", "command": ["sh", "-c", "sleep 20 & sleep 20"], "every": "1h"}])";
+  const auto on = write_config(cli.dir.path, jobs, R"("cgroups": "on",)", "on.json");
+  const auto refused =
+      Process({"--db", cli.url, "serve", "--config", on.string()}, cli.dir.path, "serve").wait_at_most(10s);
+  INFO(refused.err);
+  CHECK(refused.status == 2);
+  CHECK(refused.err.find("jobctl serve: cgroups is \"on\", but runs cannot get cgroups here: ") != std::string::npos);
+  CHECK(std::count(refused.err.begin(), refused.err.end(), '\n') <= 2);  // at most a log line and the error
+  CHECK(cli({"jobs", "--json"}).status != 0);                            // the database was not touched
+
+  const auto automatic = write_config(cli.dir.path, jobs,
+                                      R"("claim_interval": "200ms", "monitor_interval": "250ms",
+    "interrupt_threshold": "2s", "grace": "250ms", "cgroups": "auto",)",
+                                      "auto.json");
+  auto serve = cli.serve(automatic, "node-1");
+  REQUIRE(wait_until([&] { return processes_of_serve(cli.dir.path, "node-1").size() >= 4; }, 10s));
+  const auto errors = serve->errors();
+  INFO(errors);
+  CHECK(errors.find("warning jobctl serve [node-1] runs get no cgroups here (") != std::string::npos);
+  CHECK(errors.find("runs get no cgroups") == errors.rfind("runs get no cgroups"));
+  kill(serve->pid, SIGKILL);
+  serve->wait();
+  CHECK(wait_until([&] { return processes_of_serve(cli.dir.path, "node-1").empty(); }, 1s));
 }

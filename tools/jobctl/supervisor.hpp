@@ -14,6 +14,11 @@
 // and at once with SIGKILL when serve dies (its control pipe closes), even
 // by kill -9. It reports how the command ended only when none is left, so a
 // run's outcome is stored only after all of its processes are gone.
+// Where serve gives runs cgroups (run_cgroup.hpp), the supervisor and the
+// command are each in a cgroup of the run's own, the command's entered
+// before it is executed, and its SIGKILL goes through cgroup.kill too: what
+// is left when serve and the supervisor die together is found and killed by
+// any serve of the same cgroup.
 // See docs/cli.md for the guarantee and its limits.
 #pragma once
 
