@@ -846,3 +846,27 @@ TEST_CASE("serve: where runs cannot get cgroups, \"on\" refuses to start and \"a
   serve->wait();
   CHECK(wait_until([&] { return processes_of_serve(cli.dir.path, "node-1").empty(); }, 1s));
 }
+
+TEST_CASE("serve: a run whose cgroup cannot be made fails, naming the cgroup and why; its command is not started") {
+  Cli cli;
+  const auto& cgroup = cli.cgroup;
+  REQUIRE(cgroup.usable());
+  // The base and a run's cgroup can be made below the test's cgroup, not the two inside it.
+  REQUIRE(write_text(cgroup.path() / "cgroup.max.depth", "2"));
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "contained", "command": ["sh", "-c", "touch \"$JOBREPO_TEST_DIR/started\""], "every": "1h"}
+  ])",
+                                   R"("claim_interval": "200ms", "monitor_interval": "250ms",
+    "interrupt_threshold": "2s", "grace": "250ms", "cgroups": "on",)");
+  auto serve = cli.serve(config, "node-1");
+  REQUIRE(wait_until([&] { return cli.last_run("contained")["status"] == "failed"; }, 10s));
+  const std::string message = cli.last_run("contained")["message"];
+  INFO(message);
+  CHECK(message.rfind("cannot create the run's cgroup " + cgroup.base().string() + "/", 0) == 0);
+  CHECK(message.find("/supervisor: Resource temporarily unavailable") != std::string::npos);
+  CHECK(message.find('\n') == std::string::npos);
+  CHECK(!fs::exists(cli.dir.path / "started"));
+  kill(serve->pid, SIGTERM);
+  CHECK(serve->wait().status == 0);
+  CHECK(cgroup.runs_left().empty());
+}

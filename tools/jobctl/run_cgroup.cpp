@@ -202,38 +202,54 @@ std::string run_cgroup_base() {
 
 RunCgroup::RunCgroup(std::string dir) : dir_(std::move(dir)), command_(dir_ + "/command") {
   const std::string supervisor = dir_ + "/supervisor";
+  bool created = false;  // dir_, by this process
   const auto fail = [&](const std::string& operation, const std::string& path, int error) {
+    if (created) {
+      // Back to serve's cgroup (if it got in) and nothing of this run left.
+      write_text(parent_of(parent_of(dir_)) + "/cgroup.procs", "0");
+      remove_tree(dir_);
+    }
     if (lock_ >= 0) ::close(lock_);
     lock_ = -1;
     throw std::runtime_error("cannot " + operation + " the run's cgroup " + path + ": " + std::strerror(error));
   };
-  // A sweep removes a run cgroup it could lock and found empty: one created
-  // but not locked yet, too. Then it is created again.
+  // A sweep removes a run cgroup whose lock it could take and that was empty:
+  // one made but not locked yet, too. Then it is made again.
   for (int attempt = 1;; ++attempt) {
+    const bool again = attempt < 5;
     if (::mkdir(dir_.c_str(), 0755) != 0) {
-      // Left by a dead supervisor that had this pid: ended, then created anew.
-      if (errno == EEXIST && attempt < 5) {
+      // Left by a dead supervisor that had this pid: ended, then made anew.
+      if (errno == EEXIST && again) {
         end_run_cgroup(dir_, std::chrono::seconds(1));
         continue;
       }
       // The base, removed by the last serve of its cgroup that stopped: made again.
-      if (errno == ENOENT && attempt < 5 && (::mkdir(parent_of(dir_).c_str(), 0755) == 0 || errno == EEXIST)) {
-        continue;
-      }
+      if (errno == ENOENT && again && (::mkdir(parent_of(dir_).c_str(), 0755) == 0 || errno == EEXIST)) continue;
       fail("create", dir_, errno);
     }
+    created = true;
     lock_ = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (lock_ < 0) fail("open", dir_, errno);
     if (::flock(lock_, LOCK_EX) != 0) fail("lock", dir_, errno);
     int error = 0;
-    if (::mkdir(supervisor.c_str(), 0755) != 0 || ::mkdir(command_.c_str(), 0755) != 0) {
-      error = errno;
-    } else if ((error = write_text(supervisor + "/cgroup.procs", "0")) == 0) {
-      break;
+    const std::string* failed = nullptr;
+    for (const std::string* path : {&supervisor, static_cast<const std::string*>(&command_)}) {
+      if (::mkdir(path->c_str(), 0755) != 0) {
+        error = errno;
+        failed = path;
+        break;
+      }
     }
-    if (error != ENOENT || attempt >= 5) fail("enter", supervisor, error);
-    ::close(lock_);
-    lock_ = -1;
+    const bool made = error == 0;
+    if (made && (error = write_text(supervisor + "/cgroup.procs", "0")) == 0) break;
+    if (error == ENOENT && again) {  // removed by a sweep before the lock was taken
+      ::close(lock_);
+      lock_ = -1;
+      created = false;
+      continue;
+    }
+    if (!made) fail("create", *failed, error);
+    fail("enter", supervisor, error);
   }
   command_procs_ = ::open((command_ + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
   if (command_procs_ < 0) fail("open", command_ + "/cgroup.procs", errno);
