@@ -1461,6 +1461,10 @@ std::vector<ConfigRow> config_rows(const fs::path& dir) {
        "grace 300ms does not fit in interrupt_threshold 2s"},
       {"the default grace with a short threshold", top(R"("interrupt_threshold": "20s")"), 2,
        "grace 5s does not fit in interrupt_threshold 20s"},
+      // cgroups
+      {"cgroups yes", top(R"("cgroups": "yes")"), 2, R"(cgroups: "yes" is not auto, on or off)"},
+      {"cgroups in capitals", top(R"("cgroups": "ON")"), 2, R"(cgroups: "ON" is not auto, on or off)"},
+      {"cgroups true", top(R"("cgroups": true)"), 2, R"(cgroups: must be "auto", "on" or "off")"},
 
       // command
       {"command missing", job(named + ", " + every), 2, "jobs[0].command: is missing"},

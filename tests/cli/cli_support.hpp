@@ -14,6 +14,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -28,6 +29,7 @@
 
 #include <fcntl.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -184,6 +186,102 @@ struct RunProcessReaper {
   }
 };
 
+inline bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return condition();
+}
+
+// Writes `text` to a file that exists (a cgroup's interface file); false on any error.
+inline bool write_text(const std::filesystem::path& file, const std::string& text) {
+  const int fd = open(file.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool wrote = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  close(fd);
+  return wrote;
+}
+
+// Kills every process of a cgroup and of the cgroups below it, waits up to
+// 5 s for them to be gone, and removes them all.
+inline void remove_cgroup_tree(const std::filesystem::path& cgroup) {
+  if (!std::filesystem::exists(cgroup)) return;
+  write_text(cgroup / "cgroup.kill", "1");
+  wait_until([&] { return slurp(cgroup / "cgroup.events").find("populated 0") != std::string::npos; },
+             std::chrono::seconds(5));
+  std::vector<std::filesystem::path> below;
+  std::error_code ignored;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(cgroup, ignored)) {
+    if (entry.is_directory(ignored)) below.push_back(entry.path());
+  }
+  std::sort(below.begin(), below.end(), [](const std::filesystem::path& a, const std::filesystem::path& b) {
+    return std::distance(a.begin(), a.end()) > std::distance(b.begin(), b.end());
+  });
+  for (const auto& dir : below) rmdir(dir.c_str());
+  rmdir(cgroup.c_str());
+}
+
+// This test process in a cgroup v2 of its own while a test runs: the serves
+// it starts are in that cgroup too, so they put their runs' cgroups under
+// base(), which nothing else on the machine uses. Destroyed, it moves back
+// to its own cgroup and kills and removes the test's cgroup with all that is
+// in it, also when the test failed. Where the cgroup tree is not writable it
+// does nothing, and usable() is false.
+class TestCgroup {
+ public:
+  TestCgroup() {
+    std::string mount;  // of the cgroup2 filesystem, its root mounted
+    std::istringstream mounts(slurp("/proc/self/mountinfo"));
+    for (std::string line; std::getline(mounts, line);) {
+      // ID PARENT MAJOR:MINOR ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER_OPTIONS
+      std::istringstream fields(line);
+      std::string id, parent, device, root, point, word;
+      fields >> id >> parent >> device >> root >> point;
+      while (fields >> word && word != "-") {
+      }
+      if (fields >> word && word == "cgroup2" && root == "/") mount = point;
+    }
+    std::istringstream groups(slurp("/proc/self/cgroup"));
+    std::string own;
+    for (std::string line; std::getline(groups, line);) {
+      if (line.rfind("0::/", 0) == 0) own = line.substr(4);
+    }
+    if (mount.empty()) return;
+    original_ = own.empty() ? std::filesystem::path(mount) : std::filesystem::path(mount) / own;
+    static int made = 0;
+    path_ = original_ / ("jobrepo-test-" + std::to_string(getpid()) + "-" + std::to_string(++made));
+    if (mkdir(path_.c_str(), 0755) != 0) return;
+    created_ = true;
+    usable_ = write_text(path_ / "cgroup.procs", "0") && std::filesystem::exists(path_ / "cgroup.kill");
+  }
+  TestCgroup(const TestCgroup&) = delete;
+  TestCgroup& operator=(const TestCgroup&) = delete;
+  ~TestCgroup() {
+    if (!created_) return;
+    write_text(original_ / "cgroup.procs", "0");
+    remove_cgroup_tree(path_);
+  }
+  bool usable() const { return usable_; }
+  const std::filesystem::path& path() const { return path_; }
+  // Where the serves of the test put their runs' cgroups.
+  std::filesystem::path base() const { return path_ / "jobrepo-runs"; }
+  // The cgroups under base(), one per run whose cgroup is still there.
+  std::vector<std::string> runs_left() const {
+    std::vector<std::string> out;
+    std::error_code ignored;
+    for (const auto& entry : std::filesystem::directory_iterator(base(), ignored)) {
+      if (entry.is_directory(ignored)) out.push_back(entry.path().filename());
+    }
+    return out;
+  }
+
+ private:
+  std::filesystem::path original_, path_;
+  bool created_ = false, usable_ = false;
+};
+
 inline Databases& databases() {
   static Databases all;
   return all;
@@ -191,6 +289,7 @@ inline Databases& databases() {
 
 // A scratch directory and a database; operator() runs jobctl --db URL ARGS.
 struct Cli {
+  TestCgroup cgroup;  // first made, last gone: what the test left in it is killed
   TempDir dir{"jobrepo-cli"};
   std::string url = databases().make();
   RunProcessReaper reaper{dir.path};
@@ -236,23 +335,19 @@ inline long long micros_of(const nlohmann::json& text) {
   return static_cast<long long>(timegm(&tm)) * 1000000 + micros;
 }
 
-inline bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-  const auto end = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < end) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return condition();
-}
-
 // A serve config: `settings` are top-level fields (each `"key": value,`),
-// `jobs` the JSON of the jobs array.
+// `jobs` the JSON of the jobs array. With JOBREPO_TEST_CGROUPS=auto|on|off in
+// the environment, "cgroups" is that where `settings` do not set it (to run
+// the serve tests with each way of ending a run's processes).
 inline std::filesystem::path write_config(const std::filesystem::path& dir, const std::string& jobs,
                                           const std::string& settings = R"("claim_interval": "200ms",
     "monitor_interval": "250ms", "interrupt_threshold": "2s", "grace": "250ms", "worker_threads": 6,)",
                                           const std::string& file = "jobs.json") {
   const auto path = dir / file;
-  std::ofstream(path) << "{" << settings << R"( "jobs": )" << jobs << "}";
+  const char* cgroups = std::getenv("JOBREPO_TEST_CGROUPS");
+  const bool set_cgroups = cgroups != nullptr && settings.find("\"cgroups\"") == std::string::npos;
+  std::ofstream(path) << "{" << (set_cgroups ? "\"cgroups\": \"" + std::string(cgroups) + "\", " : std::string())
+                      << settings << R"( "jobs": )" << jobs << "}";
   return path;
 }
 

@@ -2,8 +2,11 @@
 // from the database: every process a command starts ends with its server
 // (kill -9 included), a fenced command is gone before a peer may take its
 // job, a restarted server waits for its old runs' processes, signals, and
-// the output of commands. The "[kill]" cases kill serve 20 times under load
-// and audit real overlaps with flock(1). On SQLite or PostgreSQL
+// the output of commands; control lines reach a supervisor whenever they
+// come; runs in cgroups end even when serve dies with their supervisors
+// (each test runs in a cgroup of its own where it can: Cli, cli_support.hpp).
+// The "[kill]" cases kill serve 20 times under load and audit real overlaps
+// with flock(1). On SQLite or PostgreSQL
 // (JOBREPO_TEST_BACKEND, see ../scheduler/backend.hpp).
 #include "cli_support.hpp"
 
@@ -20,7 +23,14 @@
 #include <sstream>
 #include <thread>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace std::chrono_literals;
 using nlohmann::json;
@@ -39,6 +49,7 @@ using jobrepo::test::runs_of;
 using jobrepo::test::slurp;
 using jobrepo::test::wait_until;
 using jobrepo::test::write_config;
+using jobrepo::test::write_text;
 
 // The runs of the database in a given status.
 json runs_in(Cli& cli, const std::string& status) {
@@ -395,8 +406,9 @@ std::size_t lines_of(const fs::path& file, const std::string& prefix = "") {
   return n;
 }
 
-void kill_audit(bool same_id) {
-  Cli cli;
+// The config of the audits in the test's directory: two jobs of each mode of
+// job_script, every 50 ms, with short settings (and `more` top-level fields).
+fs::path audit_config(Cli& cli, const std::string& more = "") {
   fs::create_directory(cli.dir.path / "locks");
   const auto script = cli.dir.path / "job.sh";
   std::ofstream(script) << job_script;
@@ -410,8 +422,15 @@ void kill_audit(bool same_id) {
     }
   }
   jobs += "]";
-  const auto config = write_config(cli.dir.path, jobs, R"("claim_interval": "100ms", "monitor_interval": "250ms",
-    "interrupt_threshold": "2s", "grace": "250ms", "worker_threads": 10,)");
+  return write_config(cli.dir.path, jobs,
+                      R"("claim_interval": "100ms", "monitor_interval": "250ms",
+    "interrupt_threshold": "2s", "grace": "250ms", "worker_threads": 10,)" +
+                          more);
+}
+
+void kill_audit(bool same_id) {
+  Cli cli;
+  const auto config = audit_config(cli);
   REQUIRE(cli({"migrate"}).status == 0);
 
   std::map<std::string, std::unique_ptr<Process>> servers;  // by server id
@@ -483,4 +502,371 @@ TEST_CASE("serve: 20 kill -9s under load, new server ids: no real overlap, nothi
 
 TEST_CASE("serve: 20 kill -9s under load, restarted at once with the same id: no real overlap", "[kill]") {
   kill_audit(true);
+}
+
+// --- control lines; runs in cgroups ------------------------------------------------------------
+
+namespace {
+
+// A descriptor's copy numbered 10 or more (close-on-exec), so that placing
+// copies at 3 and 4 in a child cannot overwrite one another.
+int high_copy(int fd) {
+  const int copy = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+  REQUIRE(copy >= 10);
+  close(fd);
+  return copy;
+}
+
+// A supervisor started the way jobctl serve starts one (argv[0]
+// "jobrepo-run", its control pipe at descriptor 3, its report pipe at 4),
+// its command run with the test's directory and `run_id` in its environment.
+struct DirectSupervisor {
+  pid_t pid = 0;
+  int control = -1;  // serve's end: write lines here
+  int report = -1;   // serve's end: the supervisor's lines come here
+
+  DirectSupervisor(const fs::path& dir, const std::string& run_id, const std::vector<std::string>& command) {
+    int control_pipe[2], report_pipe[2];
+    REQUIRE(pipe2(control_pipe, O_CLOEXEC) == 0);
+    REQUIRE(pipe2(report_pipe, O_CLOEXEC) == 0);
+    const int child_control = high_copy(control_pipe[0]), child_report = high_copy(report_pipe[1]);
+    control = control_pipe[1];
+    report = report_pipe[0];
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, child_control, 3);
+    posix_spawn_file_actions_adddup2(&actions, child_report, 4);
+    std::vector<std::string> args = {"jobrepo-run", run_id, "direct", "--"};
+    args.insert(args.end(), command.begin(), command.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env = {"JOBREPO_TEST_DIR=" + dir.string(), "JOBREPO_RUN_ID=" + run_id,
+                                    "PATH=" + std::string(getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin")};
+    std::vector<char*> envp;
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    const int spawned = posix_spawn(&pid, JOBCTL_PATH, &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    close(child_control);
+    close(child_report);
+    REQUIRE(spawned == 0);
+  }
+  DirectSupervisor(const DirectSupervisor&) = delete;
+  DirectSupervisor& operator=(const DirectSupervisor&) = delete;
+  ~DirectSupervisor() {
+    close(control);
+    close(report);
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+
+  // What it reported until it closed its report pipe, or until `timeout`.
+  std::string report_until_closed(std::chrono::milliseconds timeout) const {
+    std::string text;
+    const auto end = Steady::now() + timeout;
+    for (auto now = Steady::now(); now < end; now = Steady::now()) {
+      pollfd fd{report, POLLIN, 0};
+      if (poll(&fd, 1, static_cast<int>(to_ms(end - now)) + 1) <= 0) continue;
+      char buffer[512];
+      const auto got = read(report, buffer, sizeof buffer);
+      if (got <= 0) break;
+      text.append(buffer, static_cast<std::size_t>(got));
+    }
+    return text;
+  }
+
+  // Its exit status (128 + signal when killed), or -1 when it runs on after `timeout`.
+  int exit_status_within(std::chrono::milliseconds timeout) {
+    int status = 0;
+    if (!wait_until([&] { return waitpid(pid, &status, WNOHANG) == pid; }, timeout)) return -1;
+    pid = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+};
+
+// The steady clock in nanoseconds, as serve writes a lease.
+long long steady_ns(Steady::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+// The children of a live process (of all its threads).
+std::vector<pid_t> children_of(pid_t pid) {
+  std::vector<pid_t> out;
+  std::error_code ignored;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ignored)) {
+    std::istringstream children(slurp(task.path() / "children"));
+    for (pid_t child = 0; children >> child;) out.push_back(child);
+  }
+  return out;
+}
+
+// The bytes waiting in the pipe at descriptor `fd` of process `pid`, opened
+// again through /proc (nothing is read); -1 when it cannot be opened.
+int unread_bytes(pid_t pid, int fd) {
+  const int copy =
+      open(("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd)).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (copy < 0) return -1;
+  int bytes = -1;
+  if (ioctl(copy, FIONREAD, &bytes) != 0) bytes = -1;
+  close(copy);
+  return bytes;
+}
+
+// The lines of `text` that hold `fragment`.
+std::size_t lines_containing(const std::string& text, const std::string& fragment) {
+  std::istringstream lines(text);
+  std::size_t n = 0;
+  for (std::string line; std::getline(lines, line);) n += line.find(fragment) != std::string::npos ? 1 : 0;
+  return n;
+}
+
+// kill -9 of a serve and of its supervisors at the same moment: all are
+// stopped first (serve first, so that it starts no more), so that none of
+// them sees another one die; then each gets SIGKILL.
+void kill_with_supervisors(const fs::path& dir, Process& serve, const std::string& tag) {
+  kill(serve.pid, SIGSTOP);
+  std::set<pid_t> stopped;
+  // A supervisor being spawned as serve stopped shows up a moment later.
+  for (int round = 0; round < 3; ++round) {
+    for (const pid_t supervisor : supervisors_of(dir, tag)) {
+      if (stopped.insert(supervisor).second) kill(supervisor, SIGSTOP);
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  kill(serve.pid, SIGKILL);
+  for (const pid_t supervisor : stopped) kill(supervisor, SIGKILL);
+  serve.wait();
+}
+
+}  // namespace
+
+TEST_CASE("supervisor: a term that arrives in one read with start is not lost: the command is not started") {
+  jobrepo::test::TempDir dir("jobrepo-supervisor");
+  const jobrepo::test::RunProcessReaper reaper{dir.path};
+  const auto started = dir.path / "started";
+  DirectSupervisor supervisor(dir.path, "run-1", {"sh", "-c", "touch " + started.string() + "; sleep 30"});
+  // serve's first lines and its "term" (the run was cancelled at once), read by the supervisor at once.
+  const std::string lines = "grace 250000\nlease " + std::to_string(steady_ns(Steady::now() + 1h)) + "\nstart\nterm\n";
+  REQUIRE(write(supervisor.control, lines.data(), lines.size()) == static_cast<ssize_t>(lines.size()));
+  const auto report = supervisor.report_until_closed(3s);
+  INFO("reported: " << report << "alive: " << describe(run_processes(dir.path)));
+  CHECK(report == "end cancelled 0 0\n");
+  CHECK(!fs::exists(started));
+  CHECK(supervisor.exit_status_within(1s) == 0);
+  CHECK(run_processes(dir.path).empty());
+}
+
+TEST_CASE("serve: SIGTERM as a run starts: its command is not started, and serve stops at once") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "late", "command": ["sh", "-c", "touch \"$JOBREPO_TEST_DIR/started-$JOBREPO_RUN_ID\"; sleep 30"],
+     "every": "1h"}
+  ])");
+  int caught = 0;
+  for (int trial = 0; trial < 10 && caught == 0; ++trial) {
+    auto serve = cli.serve(config, "node-" + std::to_string(trial));
+    // Its supervisor, stopped as soon as it is jobrepo-run: before it read
+    // its control pipe, as a loaded machine may keep it.
+    pid_t supervisor = 0;
+    std::string run;
+    const auto give_up = Steady::now() + 10s;
+    while (supervisor == 0 && Steady::now() < give_up) {
+      for (const pid_t child : children_of(serve->pid)) {
+        auto command = slurp("/proc/" + std::to_string(child) + "/cmdline");
+        if (command.rfind(std::string("jobrepo-run\0", 12), 0) != 0) continue;
+        kill(child, SIGSTOP);
+        supervisor = child;
+        run = command.substr(12, command.find('\0', 12) - 12);
+        break;
+      }
+    }
+    REQUIRE(supervisor != 0);
+    // serve writes its first lines at once; still unread, they are in the pipe.
+    int unread = 0;
+    wait_until([&] { return (unread = unread_bytes(supervisor, 3)) > 0; }, 200ms);
+    kill(serve->pid, SIGTERM);
+    std::this_thread::sleep_for(300ms);  // serve cancels the run and writes "term"
+    const auto resumed = Steady::now();
+    kill(supervisor, SIGCONT);
+    const auto result = serve->wait_at_most(10s);
+    const auto took = Steady::now() - resumed;
+    if (unread <= 0) continue;  // it had read "start" before it stopped: not the case under test
+    ++caught;
+    INFO("trial " << trial << ", run " << run << ", serve ended " << to_ms(took) << " ms after the supervisor resumed\n"
+                  << result.err);
+    CHECK(!fs::exists(cli.dir.path / ("started-" + run)));
+    CHECK(result.status == 0);
+    CHECK(result.err.find("did not end in time") == std::string::npos);
+    CHECK(took < 1s);
+    CHECK(cli({"run", "show", run, "--json"}).parsed()["status"] == "interrupted");
+  }
+  REQUIRE(caught > 0);
+}
+
+TEST_CASE(
+    "serve: runs in cgroups: 10 kill -9s of serve with its supervisors, a peer serving: no overlap, nothing left") {
+  Cli cli;
+  const auto& cgroup = cli.cgroup;
+  REQUIRE(cgroup.usable());
+  const auto config = audit_config(cli, R"("cgroups": "on",)");
+  REQUIRE(cli({"migrate"}).status == 0);
+  std::map<std::string, std::unique_ptr<Process>> servers;  // by name
+  std::map<std::string, std::string> tags;                  // name -> tag of its current process
+  int generation = 0;
+  // A server id as the name (same id), or a new one.
+  const auto start = [&](const std::string& name, bool same_id) {
+    tags[name] = name + "." + std::to_string(++generation);
+    servers[name] = cli.serve(config, same_id ? name : tags[name], tags[name]);
+  };
+  start("a", true);
+  start("b", true);
+  std::mt19937 random(std::random_device{}());
+  int alive_after_a_second = 0;
+  std::string alive_report;
+  constexpr int kills = 10;
+  for (int k = 0; k < kills; ++k) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300 + random() % 700));
+    const std::string victim = random() % 2 == 0 ? "a" : "b";
+    const std::string old_tag = tags[victim];
+    kill_with_supervisors(cli.dir.path, *servers[victim], old_tag);
+    const auto killed = Steady::now();
+    // Every other kill, restarted at once with the same id (which takes its
+    // old runs back at once); else, after the check, with a new id (the peer
+    // takes the old runs after interrupt_threshold).
+    const bool same_id = k % 2 == 0;
+    if (same_id) start(victim, true);
+    const bool gone = wait_until([&] { return processes_of_serve(cli.dir.path, old_tag).empty(); },
+                                 std::chrono::duration_cast<std::chrono::milliseconds>(killed + 1s - Steady::now()));
+    if (!gone) {
+      ++alive_after_a_second;
+      alive_report += describe(processes_of_serve(cli.dir.path, old_tag));
+    }
+    if (!same_id) start(victim, false);
+  }
+  std::this_thread::sleep_for(2500ms);  // the runs of a server killed last are interrupted
+  for (auto& [name, server] : servers) kill(server->pid, SIGTERM);
+  for (auto& [name, server] : servers) CHECK(server->wait().status == 0);
+  // The logs of every serve: how often a serve found orphans as it started
+  // (and waited for them), and how often its sweeping thread did.
+  std::size_t at_start = 0, while_serving = 0;
+  std::string errors;
+  for (const auto& file : fs::directory_iterator(cli.dir.path)) {
+    const std::string name = file.path().filename();
+    if (name.rfind("serve-", 0) != 0 || file.path().extension() != ".err") continue;
+    const auto log = slurp(file.path());
+    at_start += lines_containing(log, "waiting for the processes left in the cgroups of runs whose supervisor died");
+    while_serving += lines_containing(log, "left in its cgroup when its supervisor died");
+    errors += log;
+  }
+  const auto runs = cli({"runs", "--limit", "-1", "--json"}).parsed();
+  const auto audit = cli({"audit", "--json"}).parsed();
+  const auto overlaps = lines_of(cli.dir.path / "overlaps");
+  const auto left_running = runs_in(cli, "running").size();
+  std::printf(
+      "serve cgroup kill audit [%s]: %d kill -9s of serve with its supervisors, runs %zu, command starts %zu, real "
+      "overlaps %zu, processes alive 1 s after a kill %d, left running %zu, run cgroups left %zu; orphans killed by a "
+      "starting serve %zu times, by a serving one %zu times\n",
+      jobrepo::test::scheduler_on_postgres() ? "postgres" : "sqlite", kills, runs.size(),
+      lines_of(cli.dir.path / "events", "start "), overlaps, alive_after_a_second, left_running,
+      cgroup.runs_left().size(), at_start, while_serving);
+  INFO(alive_report);
+  INFO(slurp(cli.dir.path / "overlaps"));
+  INFO(errors);
+  // The kills left orphans (else this audits nothing), and the sweeps ended them.
+  CHECK(at_start + while_serving > 0);
+  CHECK(overlaps == 0);
+  CHECK(audit["overlaps"].empty());
+  CHECK(alive_after_a_second == 0);
+  CHECK(left_running == 0);
+  CHECK(runs.size() > 50);
+  CHECK(run_processes(cli.dir.path).empty());
+  CHECK(cgroup.runs_left().empty());
+}
+
+TEST_CASE("serve: \"cgroups\": \"off\" is warned once, and kill -9 of serve still ends every process of its runs") {
+  Cli cli;
+  const auto& cgroup = cli.cgroup;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "pipeline", "command": ["sh", "-c", "sleep 20 | cat; echo done"], "every": "1h"},
+    {"name": "setsid-fork", "command": ["sh", "-c", "setsid -f sleep 20; sleep 20"], "every": "1h"},
+    {"name": "double-fork", "command": ["sh", "-c", "(sleep 20 &); sleep 20"], "every": "1h"}
+  ])",
+                                   R"("claim_interval": "200ms", "monitor_interval": "250ms",
+    "interrupt_threshold": "2s", "grace": "250ms", "cgroups": "off",)");
+  auto serve = cli.serve(config, "node-1");
+  REQUIRE(wait_until([&] { return runs_in(cli, "running").size() == 3; }, 10s));
+  REQUIRE(wait_until([&] { return processes_of_serve(cli.dir.path, "node-1").size() >= 9; }, 5s));
+  const auto errors = serve->errors();
+  INFO(errors);
+  CHECK(std::count(errors.begin(), errors.end(), '\n') >= 2);
+  const std::string warning = "runs get no cgroups (\"cgroups\": \"off\")";
+  CHECK(errors.find(warning) != std::string::npos);
+  CHECK(errors.find(warning) == errors.rfind(warning));
+  CHECK(errors.find("outlive its run when serve and the run's supervisor are killed together") != std::string::npos);
+  CHECK(!fs::exists(cgroup.base()));  // no cgroup was made
+  kill(serve->pid, SIGKILL);
+  serve->wait();
+  const auto killed = Steady::now();
+  const bool all_gone = wait_until([&] { return processes_of_serve(cli.dir.path, "node-1").empty(); }, 1s);
+  INFO("alive " << to_ms(Steady::now() - killed) << " ms after the kill:\n"
+                << describe(processes_of_serve(cli.dir.path, "node-1")));
+  CHECK(all_gone);
+}
+
+TEST_CASE("serve: where runs cannot get cgroups, \"on\" refuses to start and \"auto\" warns and ends runs anyway") {
+  Cli cli;
+  const auto& cgroup = cli.cgroup;
+  // Where the test can make cgroups, no cgroup can be made below its own:
+  // serve's base cannot be created, as without the rights to.
+  if (cgroup.usable()) REQUIRE(write_text(cgroup.path() / "cgroup.max.depth", "0"));
+  const std::string jobs = R"([{"name": "two", "command": ["sh", "-c", "sleep 20 & sleep 20"], "every": "1h"}])";
+  const auto on = write_config(cli.dir.path, jobs, R"("cgroups": "on",)", "on.json");
+  const auto refused =
+      Process({"--db", cli.url, "serve", "--config", on.string()}, cli.dir.path, "serve").wait_at_most(10s);
+  INFO(refused.err);
+  CHECK(refused.status == 2);
+  CHECK(refused.err.find("jobctl serve: cgroups is \"on\", but runs cannot get cgroups here: ") != std::string::npos);
+  CHECK(std::count(refused.err.begin(), refused.err.end(), '\n') <= 2);  // at most a log line and the error
+  CHECK(cli({"jobs", "--json"}).status != 0);                            // the database was not touched
+
+  const auto automatic = write_config(cli.dir.path, jobs,
+                                      R"("claim_interval": "200ms", "monitor_interval": "250ms",
+    "interrupt_threshold": "2s", "grace": "250ms", "cgroups": "auto",)",
+                                      "auto.json");
+  auto serve = cli.serve(automatic, "node-1");
+  REQUIRE(wait_until([&] { return processes_of_serve(cli.dir.path, "node-1").size() >= 4; }, 10s));
+  const auto errors = serve->errors();
+  INFO(errors);
+  CHECK(errors.find("warning jobctl serve [node-1] runs get no cgroups here (") != std::string::npos);
+  CHECK(errors.find("runs get no cgroups") == errors.rfind("runs get no cgroups"));
+  kill(serve->pid, SIGKILL);
+  serve->wait();
+  CHECK(wait_until([&] { return processes_of_serve(cli.dir.path, "node-1").empty(); }, 1s));
+}
+
+TEST_CASE("serve: a run whose cgroup cannot be made fails, naming the cgroup and why; its command is not started") {
+  Cli cli;
+  const auto& cgroup = cli.cgroup;
+  REQUIRE(cgroup.usable());
+  // The base and a run's cgroup can be made below the test's cgroup, not the two inside it.
+  REQUIRE(write_text(cgroup.path() / "cgroup.max.depth", "2"));
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "contained", "command": ["sh", "-c", "touch \"$JOBREPO_TEST_DIR/started\""], "every": "1h"}
+  ])",
+                                   R"("claim_interval": "200ms", "monitor_interval": "250ms",
+    "interrupt_threshold": "2s", "grace": "250ms", "cgroups": "on",)");
+  auto serve = cli.serve(config, "node-1");
+  REQUIRE(wait_until([&] { return cli.last_run("contained")["status"] == "failed"; }, 10s));
+  const std::string message = cli.last_run("contained")["message"];
+  INFO(message);
+  CHECK(message.rfind("cannot create the run's cgroup " + cgroup.base().string() + "/", 0) == 0);
+  CHECK(message.find("/supervisor: Resource temporarily unavailable") != std::string::npos);
+  CHECK(message.find('\n') == std::string::npos);
+  CHECK(!fs::exists(cli.dir.path / "started"));
+  kill(serve->pid, SIGTERM);
+  CHECK(serve->wait().status == 0);
+  CHECK(cgroup.runs_left().empty());
 }

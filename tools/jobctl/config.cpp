@@ -243,6 +243,15 @@ CommandJob read_job(const Reader& r, const json& item, const std::string& where,
 
 }  // namespace
 
+std::string_view to_string(CgroupsSetting setting) noexcept {
+  switch (setting) {
+    case CgroupsSetting::automatic: return "auto";
+    case CgroupsSetting::on: return "on";
+    case CgroupsSetting::off: return "off";
+  }
+  return "auto";
+}
+
 std::string definition(const CommandJob& job) {
   json env = json::object();
   for (const auto& [key, value] : job.environment) env[key] = value;
@@ -343,7 +352,7 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
   if (!root.is_object()) r.fail("(top level)", "must be an object");
   r.only(root, "",
          {"plugin_id", "time_zone", "worker_threads", "claim_interval", "monitor_interval", "interrupt_threshold",
-          "grace", "backoff", "on_failure", "http", "jobs"});
+          "grace", "backoff", "on_failure", "http", "cgroups", "jobs"});
   ServeConfig config;
   if (root.contains("plugin_id"))
     config.plugin_id = r.text(root["plugin_id"], "plugin_id", jobrepo::TextKind::plugin_id);
@@ -382,6 +391,15 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
     config.http = r.plain(root["http"], "http");
     std::string problem;
     if (!parse_http_address(config.http, &problem)) r.fail("http", problem);
+  }
+  if (root.contains("cgroups")) {
+    const auto& value = root["cgroups"];
+    const auto text = value.is_string() ? value.get<std::string>() : std::string();
+    const auto known = {CgroupsSetting::automatic, CgroupsSetting::on, CgroupsSetting::off};
+    const auto found = std::find_if(known.begin(), known.end(), [&](CgroupsSetting s) { return to_string(s) == text; });
+    if (!value.is_string()) r.fail("cgroups", "must be \"auto\", \"on\" or \"off\"");
+    if (found == known.end()) r.fail("cgroups", jobrepo::quote_text(text) + " is not auto, on or off");
+    config.cgroups = *found;
   }
   // The Scheduler's own rules (monitor_interval, and the fence: a fenced
   // command must be gone before a peer may take its job).

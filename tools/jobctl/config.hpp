@@ -44,6 +44,13 @@ struct CommandJob {
   friend bool operator==(const CommandJob& a, const CommandJob& b) { return definition(a) == definition(b); }
 };
 
+// How serve ends every process of a run (docs/cli.md, "One run, one set of
+// processes"): each run in a cgroup v2 of its own where serve can create
+// them, else through the process tree (automatic); cgroups or refuse to start
+// (on); the process tree (off).
+enum class CgroupsSetting { automatic, on, off };
+std::string_view to_string(CgroupsSetting setting) noexcept;
+
 struct ServeConfig {
   std::string plugin_id = "pi_system";
   std::string time_zone = "UTC";  // of the cron jobs that name none
@@ -55,6 +62,7 @@ struct ServeConfig {
   jobrepo::BackoffOptions backoff{};                          // of the jobs that give none
   std::vector<std::string> on_failure;                        // of the jobs that give none
   std::string http;                                           // ADDR:PORT of the HTTP face; empty: none
+  CgroupsSetting cgroups = CgroupsSetting::automatic;
   std::vector<CommandJob> jobs;
 };
 

@@ -4,6 +4,7 @@
 #include "log.hpp"
 #include "metrics.hpp"
 #include "output.hpp"
+#include "run_cgroup.hpp"
 #include "status.hpp"
 #include "supervisor.hpp"
 
@@ -113,6 +114,8 @@ microseconds run_command(const CommandJob& job, const Runtime& runtime, jobrepo:
     case CommandEnd::How::exited:
       if (end.code == 0) return job.every;
       throw std::runtime_error("exit " + std::to_string(end.code));
+    case CommandEnd::How::cancelled:  // not started: the run was cancelled first (thrown above)
+      throw std::runtime_error("cancelled before the command started");
   }
   return job.every;
 }
@@ -190,6 +193,8 @@ class Hooks {
           log(LogLevel::warning, what + " was stopped after " + format_duration(limit) + " (not retried)");
         } else if (end.how == CommandEnd::How::exited && end.code == 0) {
           log(LogLevel::info, what + " ran");
+        } else if (end.how == CommandEnd::How::cancelled) {
+          log(LogLevel::warning, what + " was not started: serve is stopping (not retried)");
         } else if (end.how == CommandEnd::How::not_started) {
           log(LogLevel::warning,
               what + " could not start " + command.argv.front() + ": " + std::strerror(end.code) + " (not retried)");
@@ -306,6 +311,7 @@ ServeConfig reload(jobrepo::Scheduler& scheduler, const ServeConfig& current, co
   changed("monitor_interval", next.monitor_interval != current.monitor_interval);
   changed("interrupt_threshold", next.interrupt_threshold != current.interrupt_threshold);
   changed("grace", next.grace != current.grace);
+  changed("cgroups", next.cgroups != current.cgroups);
   std::map<std::string, const CommandJob*> before;
   for (const auto& job : current.jobs) before[job.name] = &job;
   ServeConfig applied = next;
@@ -520,6 +526,9 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
   sigaddset(&handled, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &handled, nullptr);
   become_subreaper();
+  // Each run in a cgroup of its own, or the process tree (logged once), and the orphan sweeps.
+  const RunCgroups run_cgroups(config.cgroups, config.monitor_interval,
+                               std::max<microseconds>(config.interrupt_threshold, std::chrono::seconds(10)));
 
   Runtime runtime{server_id, config.grace, -1};
   runtime.lock_fd = hold_server_lock(url, config.plugin_id, server_id,

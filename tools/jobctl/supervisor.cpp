@@ -2,6 +2,7 @@
 
 #include "output.hpp"
 #include "process_tree.hpp"
+#include "run_cgroup.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -31,9 +32,9 @@ using std::chrono::microseconds;
 using Steady = std::chrono::steady_clock;
 
 // The supervisor's descriptors, placed by run_supervised().
-constexpr int control_fd = 3;  // serve -> supervisor: "grace US", "lease NS", "start", "term"
-constexpr int report_fd = 4;   // supervisor -> serve: "pid P", "fenced", "end HOW CODE LEFTOVERS"
-constexpr int lock_fd = 5;     // held, never used
+constexpr int control_fd = 3;  // serve -> supervisor: "grace US", "lease NS", "cgroup BASE", "start", "term"
+constexpr int report_fd = 4;  // supervisor -> serve: "pid P", "fenced", "end HOW CODE LEFTOVERS [fenced]", "failed WHY"
+constexpr int lock_fd = 5;    // held, never used
 
 long long to_ns(Steady::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
@@ -122,47 +123,68 @@ int supervisor_main(int argc, char* argv[]) {
     return 2;
   }
 
-  // The control pipe's first lines: the grace, the first lease, "start".
+  // The control lines, whenever they come (one read may hold several: serve
+  // writes "grace", "lease" and "start" at once, and "term" may follow
+  // before the supervisor reads any of them): each one is acted on.
   microseconds grace{0};
   Steady::time_point lease = Steady::time_point::max();
+  std::string cgroup_base;  // empty: no cgroups
+  bool start = false, term = false, serve_gone = false;
   std::string control;
-  bool serve_gone = false;
-  const auto handle_control = [&](std::string_view line) -> bool {  // true on "start"
-    if (line.rfind("grace ", 0) == 0) grace = microseconds(std::atoll(std::string(line.substr(6)).c_str()));
-    if (line.rfind("lease ", 0) == 0) lease = from_ns(std::atoll(std::string(line.substr(6)).c_str()));
-    return line == "start";
-  };
-  const auto read_control = [&](const std::function<bool(std::string_view)>& handle) -> bool {
+  const auto read_control = [&] {
     char buffer[512];
     const auto got = ::read(control_fd, buffer, sizeof buffer);
-    if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) {
-      serve_gone = true;
-      return false;
-    }
-    if (got < 0) return false;
+    if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) serve_gone = true;
+    if (got <= 0) return;
     control.append(buffer, static_cast<std::size_t>(got));
-    bool matched = false;
     for (auto newline = control.find('\n'); newline != std::string::npos; newline = control.find('\n')) {
-      matched = handle(std::string_view(control).substr(0, newline)) || matched;
+      const std::string_view line = std::string_view(control).substr(0, newline);
+      if (line.rfind("grace ", 0) == 0) grace = microseconds(std::atoll(std::string(line.substr(6)).c_str()));
+      if (line.rfind("lease ", 0) == 0) lease = from_ns(std::atoll(std::string(line.substr(6)).c_str()));
+      if (line.rfind("cgroup ", 0) == 0) cgroup_base = line.substr(7);
+      start = start || line == "start";
+      term = term || line == "term";
       control.erase(0, newline + 1);
     }
-    return matched;
   };
-  while (!read_control(handle_control)) {
+  while (!start && !term) {
+    read_control();
     if (serve_gone) return 0;  // serve died before the command started
   }
+  // Cancelled before it started: the command is not started at all.
+  if (term) {
+    write_all(report_fd, "end cancelled 0 0\n");
+    return 0;
+  }
   ::fcntl(control_fd, F_SETFL, O_NONBLOCK);
+  const pid_t supervisor = ::getpid();
+  // The run's cgroups (run_cgroup.hpp); left and removed when this ends.
+  std::optional<RunCgroup> cgroup;
+  if (!cgroup_base.empty()) {
+    try {
+      cgroup.emplace(run_cgroup_path(cgroup_base, argv[1], supervisor));
+    } catch (const std::exception& e) {
+      write_all(report_fd, std::string("failed ") + e.what() + "\n");
+      return 0;
+    }
+  }
 
-  // The command. Its exec error, if any, comes back through a pipe that exec closes.
+  // The command. Its exec error, if any, comes back through a pipe that exec
+  // closes (negated: it could not enter its cgroup).
   int exec_error[2];
   if (::pipe2(exec_error, O_CLOEXEC) != 0) return 2;
-  const pid_t supervisor = ::getpid();
   const pid_t command = ::fork();
   if (command < 0) {
     write_all(report_fd, "end not-started " + std::to_string(errno) + " 0\n");
     return 0;
   }
   if (command == 0) {
+    // Into the command's cgroup before anything else: all it starts is there.
+    if (cgroup && ::write(cgroup->command_procs(), "0", 1) != 1) {
+      const int error = -errno;
+      (void)!::write(exec_error[1], &error, sizeof error);
+      ::_exit(126);
+    }
     ::setpgid(0, 0);
     // The command itself dies with its supervisor, whatever killed it.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -189,6 +211,12 @@ int supervisor_main(int argc, char* argv[]) {
   int exec_errno = 0;
   if (::read(exec_error[0], &exec_errno, sizeof exec_errno) != static_cast<ssize_t>(sizeof exec_errno)) exec_errno = 0;
   ::close(exec_error[0]);
+  if (exec_errno < 0) {
+    ::waitpid(command, nullptr, 0);
+    write_all(report_fd, "failed cannot move the command into its cgroup " + cgroup->command_dir() + ": " +
+                             std::strerror(-exec_errno) + "\n");
+    return 0;
+  }
   write_all(report_fd, "pid " + std::to_string(command) + "\n");
 
   std::optional<int> status;  // of the command
@@ -216,7 +244,10 @@ int supervisor_main(int argc, char* argv[]) {
       leftovers = static_cast<int>(descendants_of(supervisor).size());
       if (leftovers > 0) terminate(grace);
     }
-    if (status && !children_left) break;
+    // Nothing is left below the supervisor, nor in the command's cgroup.
+    const bool in_cgroup = cgroup && cgroup->command_populated();
+    if (status && !children_left && !in_cgroup) break;
+    if (status && !children_left) terminate(grace);  // in its cgroup but not below the supervisor
 
     const auto now = Steady::now();
     if (!terminating && now >= lease) {
@@ -224,7 +255,10 @@ int supervisor_main(int argc, char* argv[]) {
       write_all(report_fd, "fenced\n");
       terminate(grace);
     }
-    if (terminating && now >= kill_at) signal_descendants(supervisor, SIGKILL);
+    if (terminating && now >= kill_at) {
+      signal_descendants(supervisor, SIGKILL);
+      if (cgroup) cgroup->kill_command();
+    }
 
     // Sleep until a signal, a control line, or the next deadline.
     auto next = terminating ? kill_at : lease;
@@ -240,16 +274,14 @@ int supervisor_main(int argc, char* argv[]) {
       }
     }
     if (fds[1].revents != 0) {
-      read_control([&](std::string_view line) {
-        if (line.rfind("lease ", 0) == 0) lease = from_ns(std::atoll(std::string(line.substr(6)).c_str()));
-        if (line == "term") terminate(grace);
-        return false;
-      });
+      read_control();
+      if (term) terminate(grace);
       // serve is gone (even kill -9): nothing of the run may outlive it.
       if (serve_gone) terminate(microseconds(0));
     }
   }
 
+  if (cgroup) cgroup->leave();
   if (serve_gone) return 0;
   std::string how = "exit " + std::to_string(WIFEXITED(*status) ? WEXITSTATUS(*status) : 0);
   if (exec_errno != 0) {
@@ -376,12 +408,14 @@ CommandEnd run_supervised(const SupervisedCommand& command, jobrepo::JobContext&
   if (err.read >= 0) ::fcntl(err.read, F_SETFL, O_NONBLOCK);
   ::fcntl(report.read, F_SETFL, O_NONBLOCK);
   auto lease = context.fence_deadline();
-  write_all(control.write,
-            "grace " + std::to_string(command.grace.count()) + "\nlease " + std::to_string(to_ns(lease)) + "\nstart\n");
+  const std::string cgroup_base = run_cgroup_base();
+  write_all(control.write, "grace " + std::to_string(command.grace.count()) + "\nlease " +
+                               std::to_string(to_ns(lease)) + "\n" +
+                               (cgroup_base.empty() ? "" : "cgroup " + cgroup_base + "\n") + "start\n");
 
   LineSplitter lines(on_line);
   LineSplitter error_lines(on_error_line ? on_error_line : on_line);
-  std::string report_text;
+  std::string report_text, failure;
   std::optional<CommandEnd> end;
   pid_t command_pid = 0;
   bool fenced = false, term_sent = false, supervisor_killed = false;
@@ -438,10 +472,12 @@ CommandEnd run_supervised(const SupervisedCommand& command, jobrepo::JobContext&
         int code = 0, leftovers = 0;
         if (line.rfind("pid ", 0) == 0) command_pid = std::atoi(line.c_str() + 4);
         if (line == "fenced") fenced = true;
+        if (line.rfind("failed ", 0) == 0) failure = line.substr(7);
         if (std::sscanf(line.c_str(), "end %31s %d %d", how, &code, &leftovers) == 3) {
           const std::string h = how;
           end = CommandEnd{h == "signal"        ? CommandEnd::How::killed
                            : h == "not-started" ? CommandEnd::How::not_started
+                           : h == "cancelled"   ? CommandEnd::How::cancelled
                                                 : CommandEnd::How::exited,
                            code, leftovers, fenced};
           ended_at = Steady::now();
@@ -457,11 +493,15 @@ CommandEnd run_supervised(const SupervisedCommand& command, jobrepo::JobContext&
     const std::lock_guard lock(supervisors_mutex);
     supervisors.erase(pid);
   }
+  // What the supervisor left in its cgroup (killed itself) ends now; the
+  // cgroups go.
+  if (!cgroup_base.empty()) end_run_cgroup(run_cgroup_path(cgroup_base, command.run_id, pid), std::chrono::seconds(5));
   if (!end) {
     // Killed itself: its command dies with it (PR_SET_PDEATHSIG); what the
     // command started came here, and ends now.
     if (command_pid > 0) ::kill(-command_pid, SIGKILL);
     sweep_orphans();
+    if (!failure.empty()) throw std::runtime_error(failure);
     throw std::runtime_error("its supervisor (pid " + std::to_string(pid) + ") " + describe_status(status) +
                              " before the command ended; every process of the run was killed");
   }

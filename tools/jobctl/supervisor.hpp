@@ -14,6 +14,11 @@
 // and at once with SIGKILL when serve dies (its control pipe closes), even
 // by kill -9. It reports how the command ended only when none is left, so a
 // run's outcome is stored only after all of its processes are gone.
+// Where serve gives runs cgroups (run_cgroup.hpp), the supervisor and the
+// command are each in a cgroup of the run's own, the command's entered
+// before it is executed, and its SIGKILL goes through cgroup.kill too: what
+// is left when serve and the supervisor die together is found and killed by
+// any serve of the same cgroup.
 // See docs/cli.md for the guarantee and its limits.
 #pragma once
 
@@ -47,7 +52,9 @@ struct SupervisedCommand {
 
 // How a command ended.
 struct CommandEnd {
-  enum class How { exited, killed, not_started };
+  // cancelled: the context was cancelled before the supervisor started the
+  // command, so it was not started at all (code 0).
+  enum class How { exited, killed, not_started, cancelled };
   How how = How::exited;
   int code = 0;         // the exit status, the signal, or the errno of exec
   int leftovers = 0;    // processes it left behind, ended by the supervisor
@@ -58,7 +65,8 @@ struct CommandEnd {
 // process it started have ended. Each line of its stdout goes to `on_line`
 // (read to the end, also after the command exited; a line over
 // max_line_bytes (output.hpp) is cut and ends with "[... N bytes cut]"). Cancelling the
-// context ends the command; the supervisor's fence deadline follows
+// context ends the command; cancelled before the supervisor started it, the
+// command is not started at all (How::cancelled). The supervisor's fence deadline follows
 // context.fence_deadline(). Throws std::runtime_error when the supervisor
 // cannot start or dies before it reports (then whatever it left is killed).
 // With `on_error_line`, the lines of its stderr go there the same way;
