@@ -484,3 +484,81 @@ TEST_CASE("serve: 20 kill -9s under load, new server ids: no real overlap, nothi
 TEST_CASE("serve: 20 kill -9s under load, restarted at once with the same id: no real overlap", "[kill]") {
   kill_audit(true);
 }
+
+namespace {
+
+// Whether the process has not ended yet (an ended one is left to wait()).
+bool still_running(const Process& process) {
+  siginfo_t info{};
+  return process.pid != 0 && waitid(P_PID, process.pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == 0;
+}
+
+// Waits up to 5 s until serve says it waits for the database, or ends;
+// returns what it wrote to stderr 1 s later.
+std::string waiting_serve(const Process& serve) {
+  wait_until(
+      [&] { return serve.errors().find("waiting for the database") != std::string::npos || !still_running(serve); },
+      5s);
+  std::this_thread::sleep_for(1s);
+  return serve.errors();
+}
+
+// The file of a "sqlite:PATH" URL.
+fs::path sqlite_file(const std::string& url) { return url.substr(std::string("sqlite:").size()); }
+
+// The ids of every run of the database.
+std::set<std::string> run_ids(Cli& cli) {
+  std::set<std::string> ids;
+  for (const auto& run : cli({"runs", "--limit", "-1", "--json"}).parsed()) ids.insert(run["private_id"]);
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "serve: restarted where its SQLite file was moved away, it waits and keeps the WAL; moved back, no run is lost") {
+  if (jobrepo::test::scheduler_on_postgres()) {
+    SUCCEED("SQLite only: a database file and its WAL");
+    return;
+  }
+  Cli cli;
+  const auto path = sqlite_file(cli.url);
+  const fs::path wal = path.string() + "-wal", moved = path.string() + ".moved";
+  const auto config = write_config(cli.dir.path, R"([{"name": "tick", "command": ["true"], "every": "100ms"}])");
+  auto first = cli.serve(config, "node-1");
+  REQUIRE(wait_until([&] { return runs_of(cli, "tick").size() >= 10; }, 10s));
+  const auto before = run_ids(cli);
+  fs::rename(path, moved);  // mv jobs.db elsewhere, while it serves
+  // The first serve now refuses every call; a transaction it had begun
+  // before may still commit into the WAL (which belongs to the moved file).
+  std::this_thread::sleep_for(500ms);
+  // The runs are in the WAL, not yet checkpointed into the moved file.
+  REQUIRE(fs::exists(wal));
+  const std::string wal_bytes = slurp(wal);
+  REQUIRE(!wal_bytes.empty());
+
+  // Another serve at the same path, the first one still running, then gone.
+  auto second = cli.serve(config, "node-2");
+  const auto waiting = waiting_serve(*second);
+  INFO(waiting);
+  CHECK(still_running(*second));
+  CHECK(waiting.find("waiting for the database") != std::string::npos);
+  CHECK(waiting.find("\"" + wal.string() + "\"") != std::string::npos);
+  CHECK(waiting.find("moved or deleted") != std::string::npos);
+  CHECK(waiting.find("(unavailable)") != std::string::npos);
+  kill(first->pid, SIGTERM);
+  CHECK(first->wait().status == 0);
+  std::this_thread::sleep_for(1s);
+  CHECK(still_running(*second));
+  CHECK(!fs::exists(path));  // nothing created
+  CHECK(fs::file_size(wal) == wal_bytes.size());
+  CHECK((slurp(wal) == wal_bytes));  // nothing truncated
+
+  fs::rename(moved, path);
+  REQUIRE(wait_until([&] { return second->errors().find("the database is ready after") != std::string::npos; }, 10s));
+  const auto after = run_ids(cli);
+  for (const auto& id : before) CHECK(after.count(id) == 1);
+  REQUIRE(wait_until([&] { return runs_of(cli, "tick").size() > after.size(); }, 5s));  // and it serves
+  kill(second->pid, SIGTERM);
+  CHECK(second->wait().status == 0);
+}

@@ -13,7 +13,9 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <thread>
@@ -232,13 +234,15 @@ void remove_database(const fs::path& path) {
   for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path.string() + suffix);
 }
 
-// What a call threw, as "code: message", or "nothing". Never fails the test
-// itself, so it may run on any thread.
+// What a call threw, as "code: message", "not a jobrepo::Error: message", or
+// "nothing". Never fails the test itself, so it may run on any thread.
 std::string outcome(const std::function<void()>& call) {
   try {
     call();
   } catch (const jobrepo::Error& e) {
     return std::string(jobrepo::to_string(e.code())) + ": " + e.what();
+  } catch (const std::exception& e) {
+    return std::string("not a jobrepo::Error: ") + e.what();
   }
   return "nothing";
 }
@@ -471,4 +475,136 @@ TEST_CASE("sqlite: a store with create_if_missing = false opens an existing file
   // In memory there is no file to find.
   auto memory = jobrepo::open_store("sqlite::memory:", existing_only);
   memory->migrate();
+}
+
+namespace {
+
+// The bytes of a file, or "(missing)".
+std::string bytes_of(const fs::path& file) {
+  if (!fs::exists(file)) return "(missing)";
+  std::ifstream in(file, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+fs::path with_suffix(const fs::path& path, const char* suffix) { return path.string() + suffix; }
+
+// The call must refuse with unavailable, naming the database and its
+// leftover files, and saying what to do.
+void check_refused_beside_leftovers(const std::string& what, const fs::path& path) {
+  INFO(what);
+  CHECK(what.rfind("unavailable: open_store: sqlite database \"" + path.string() + "\"", 0) == 0);
+  CHECK(what.find(path.string() + "-wal\"") != std::string::npos);
+  CHECK(what.find("moved or deleted") != std::string::npos);
+  CHECK(what.find("move it back") != std::string::npos);
+  CHECK(what.find('\n') == std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("sqlite: a database moved away with commits in its WAL: a store at the old path refuses, nothing is lost") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  const auto wal = with_suffix(path, "-wal");
+  const auto moved = dir.path / "jobs.db.moved";
+  std::vector<std::string> runs;
+  std::string wal_bytes;
+  {
+    auto store = jobrepo::open_store("sqlite:" + path.string());
+    store->migrate();
+    jobrepo::Repository repo(*store);
+    for (int i = 0; i < 20; ++i) repo.create_job("job-" + std::to_string(i), "d");
+    for (const auto& run : repo.run_jobs("s1", {.limit = -1})) runs.push_back(run.private_id);
+    REQUIRE(runs.size() == 20);
+    // The runs live in the WAL: nothing checkpointed them into the file yet.
+    REQUIRE(fs::file_size(wal) > 0);
+    fs::rename(path, moved);  // as `mv jobs.db elsewhere` while the store serves
+    wal_bytes = bytes_of(wal);
+
+    // A store restarted at the old path, as jobctl serve would be.
+    check_refused_beside_leftovers(outcome([&] { jobrepo::open_store("sqlite:" + path.string()); }), path);
+    jobrepo::StoreOptions existing_only;
+    existing_only.create_if_missing = false;
+    check_refused_beside_leftovers(outcome([&] { jobrepo::open_store("sqlite:" + path.string(), existing_only); }),
+                                   path);
+    CHECK(!fs::exists(path));
+    CHECK(fs::file_size(wal) == wal_bytes.size());
+    CHECK((bytes_of(wal) == wal_bytes));
+  }
+  // The old store closed without checkpointing into the moved file or
+  // resetting the WAL (SQLite does not checkpoint a moved file on close).
+  CHECK((bytes_of(wal) == wal_bytes));
+  // The file moved back, its WAL is read again: every run is there.
+  fs::rename(moved, path);
+  auto store = jobrepo::open_store("sqlite:" + path.string());
+  jobrepo::Repository repo(*store);
+  for (const auto& id : runs) CHECK(repo.lookup_run(id).has_value());
+  CHECK(repo.list_runs({.limit = -1}).size() == runs.size());
+}
+
+TEST_CASE("sqlite: a -wal or -shm without its database file: nothing is created or truncated") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  const auto wal = with_suffix(path, "-wal"), shm = with_suffix(path, "-shm");
+  std::string wal_bytes;
+  {
+    auto store = jobrepo::open_store("sqlite:" + path.string());
+    store->migrate();
+    jobrepo::Repository(*store).create_job("j", "d");
+    REQUIRE(fs::file_size(wal) > 0);
+    wal_bytes = bytes_of(wal);
+
+    SECTION("the database file deleted under an open store") {
+      fs::remove(path);
+      check_refused_beside_leftovers(outcome([&] { jobrepo::open_store("sqlite:" + path.string()); }), path);
+      CHECK(!fs::exists(path));
+      CHECK(fs::file_size(wal) == wal_bytes.size());
+      CHECK((bytes_of(wal) == wal_bytes));
+    }
+    SECTION("an empty database file beside the WAL (created by another program)") {
+      fs::remove(path);
+      std::ofstream{path};
+      const auto what = outcome([&] { jobrepo::open_store("sqlite:" + path.string()); });
+      check_refused_beside_leftovers(what, path);
+      CHECK(what.find("is empty") != std::string::npos);
+      CHECK(fs::file_size(path) == 0);
+      CHECK(fs::file_size(wal) == wal_bytes.size());
+      CHECK((bytes_of(wal) == wal_bytes));
+    }
+    SECTION("only the -shm left") {
+      fs::rename(path, dir.path / "moved.db");
+      fs::rename(wal, dir.path / "moved.db-wal");
+      const auto what = outcome([&] { jobrepo::open_store("sqlite:" + path.string()); });
+      INFO(what);
+      CHECK(what.rfind("unavailable: open_store: sqlite database \"" + path.string() + "\"", 0) == 0);
+      CHECK(what.find(shm.string() + "\"") != std::string::npos);
+      CHECK(!fs::exists(path));
+      CHECK(fs::exists(shm));
+    }
+  }
+}
+
+TEST_CASE("sqlite: the store's VFS never opens an empty database file beside a -wal or -shm") {
+  // The guard against a file deleted or emptied between open_store()'s check
+  // and SQLite's open: SQLite would delete or reset that WAL.
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  const auto wal = with_suffix(path, "-wal");
+  std::ofstream{path};
+  std::ofstream(wal) << "frames of a database that lives elsewhere now";
+  sqlite3* db = nullptr;
+  CHECK(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        jobrepo::sqlite_backend::no_create_vfs()) == SQLITE_CANTOPEN);
+  sqlite3_close(db);
+  CHECK(bytes_of(wal) == "frames of a database that lives elsewhere now");
+  // A database with content, or an empty one without leftovers, opens.
+  fs::remove(wal);
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, jobrepo::sqlite_backend::no_create_vfs()) ==
+          SQLITE_OK);
+  CHECK(sqlite3_exec(db, "PRAGMA journal_mode = WAL; CREATE TABLE t (x)", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3* second = nullptr;
+  CHECK(sqlite3_open_v2(path.c_str(), &second, SQLITE_OPEN_READWRITE, jobrepo::sqlite_backend::no_create_vfs()) ==
+        SQLITE_OK);
+  CHECK(sqlite3_exec(second, "SELECT * FROM t", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(second);
+  sqlite3_close(db);
 }

@@ -25,9 +25,24 @@
 
 namespace jobrepo::sqlite_backend {
 
+namespace {
+
+// Whether `path`-wal or `path`-shm exists.
+bool has_leftovers(const std::string& path) {
+  struct stat st {};
+  return ::stat((path + "-wal").c_str(), &st) == 0 || ::stat((path + "-shm").c_str(), &st) == 0;
+}
+
+}  // namespace
+
 // SOCI 4.0.3 always opens with SQLITE_OPEN_CREATE and takes no open flags,
 // but it takes a VFS name: this VFS is the default one with an xOpen that
-// drops SQLITE_OPEN_CREATE for main database files.
+// drops SQLITE_OPEN_CREATE for main database files, and that refuses
+// (SQLITE_CANTOPEN) an empty main database file beside a -wal or -shm:
+// SQLite would delete or reset those, and they may hold the last commits of
+// a database that was moved away (see leftovers_problem()). The leftovers
+// are looked at before the file, as there: a database being created gets
+// content before its -wal and -shm exist, so it never looks like this.
 const char* no_create_vfs() {
   static const char* const name = [] {
     static sqlite_api::sqlite3_vfs* const base = sqlite_api::sqlite3_vfs_find(nullptr);
@@ -36,8 +51,16 @@ const char* no_create_vfs() {
     vfs.pNext = nullptr;
     vfs.xOpen = [](sqlite_api::sqlite3_vfs*, const char* path, sqlite_api::sqlite3_file* file, int flags,
                    int* out_flags) {
-      if ((flags & SQLITE_OPEN_MAIN_DB) != 0) flags &= ~SQLITE_OPEN_CREATE;
-      return base->xOpen(base, path, file, flags, out_flags);
+      const bool main_db = (flags & SQLITE_OPEN_MAIN_DB) != 0 && path != nullptr;
+      if (main_db) flags &= ~SQLITE_OPEN_CREATE;
+      const bool leftovers = main_db && has_leftovers(path);
+      const int rc = base->xOpen(base, path, file, flags, out_flags);
+      if (rc != SQLITE_OK || !leftovers) return rc;
+      sqlite_api::sqlite3_int64 size = -1;
+      if (file->pMethods->xFileSize(file, &size) != SQLITE_OK || size != 0) return rc;
+      file->pMethods->xClose(file);
+      file->pMethods = nullptr;
+      return SQLITE_CANTOPEN;
     };
     sqlite_api::sqlite3_vfs_register(&vfs, 0);
     return vfs.zName;
@@ -285,8 +308,10 @@ class SqliteStore final : public Store {
     // database at the path: refuse (see check_not_moved()).
     refuse_if_moved();
     // SOCI's connect string splits on spaces and quotes; the path is quoted.
+    // SQLite never creates a database file (open_sqlite_store() did, when
+    // create_if_missing): a file deleted since then is not created again.
     std::string connect_string = "db=\"" + options_.path + "\"";
-    if (!options_.create_if_missing && !in_memory_) connect_string += std::string(" vfs=") + no_create_vfs();
+    if (!in_memory_) connect_string += std::string(" vfs=") + no_create_vfs();
     auto connection = std::make_unique<Connection>(connect_string, options_.busy_timeout);
     soci::session* sql = &connection->sql;
     auto* db = native(*sql);
@@ -1014,6 +1039,48 @@ class SqliteStore final : public Store {
   }
 };
 
+// `path` from the root (messages name the file a daemon means, whatever its
+// working directory), as written otherwise.
+std::string absolute_path(const std::string& path) {
+  if (path.empty() || path.front() == '/') return path;
+  std::string directory(4096, '\0');
+  if (::getcwd(directory.data(), directory.size()) == nullptr) return path;
+  directory.resize(std::strlen(directory.c_str()));
+  return directory + (directory.back() == '/' ? "" : "/") + path;
+}
+
+// Why no database may be opened or created at `path`, in one line, or empty:
+// its -wal or -shm exists while the file itself is missing or empty. They
+// belong to a database that was moved or deleted, whose last commits may live
+// only in that WAL (not yet checkpointed into the file), and SQLite, creating
+// or opening a database at the path, would delete or reset them: the history
+// would be lost. The leftovers are looked at before the file: a database
+// being created gets content before its -wal and -shm exist, so another
+// process creating one at the same moment never looks like this.
+std::string leftovers_problem(const std::string& path) {
+  std::vector<std::string> found;
+  struct stat st {};
+  for (const char* suffix : {"-wal", "-shm"}) {
+    if (::stat((path + suffix).c_str(), &st) == 0) found.push_back(path + suffix);
+  }
+  if (found.empty()) return {};
+  std::string state;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT) return {};  // SQLite's open names that problem
+    state = "does not exist";
+  } else if (S_ISREG(st.st_mode) && st.st_size == 0) {
+    state = "is empty";
+  } else {
+    return {};
+  }
+  std::string names = quoted(found.front());
+  if (found.size() > 1) names += " and " + quoted(found.back());
+  return "sqlite database " + quoted(path) + " " + state + " but " + names + (found.size() > 1 ? " exist" : " exists") +
+         ": they belong to a database that was moved or deleted, whose last commits may be only in its -wal;"
+         " move it back to " +
+         quoted(path) + ", or remove " + names + " to start a new database there";
+}
+
 // Creates the database file readable and writable by its owner only, when it
 // does not exist yet (SQLite gives its -wal and -shm files the same mode).
 void create_private_file(const std::string& path) {
@@ -1056,7 +1123,14 @@ std::unique_ptr<Store> open_sqlite_store(const SqliteOptions& options) {
       !problem.empty()) {
     throw Error(ErrorCode::invalid_parameter, "open_store: " + problem);
   }
-  if (options.path != ":memory:") {
+  const bool file = options.path != ":memory:";
+  // Leftovers of a database moved away: refuse before creating anything.
+  const auto refuse_leftovers = [&] {
+    const std::string problem = sqlite_backend::leftovers_problem(sqlite_backend::absolute_path(options.path));
+    if (!problem.empty()) throw Error(ErrorCode::unavailable, "open_store: " + problem);
+  };
+  if (file) {
+    refuse_leftovers();
     if (options.create_if_missing) {
       sqlite_backend::create_private_file(options.path);
     } else {
@@ -1066,6 +1140,9 @@ std::unique_ptr<Store> open_sqlite_store(const SqliteOptions& options) {
   try {
     return std::make_unique<sqlite_backend::SqliteStore>(options);
   } catch (const soci::sqlite3_soci_error& e) {
+    // The store's VFS refused a file deleted or emptied since the check
+    // above: say why.
+    if (file) refuse_leftovers();
     throw sqlite_backend::make_error("open_store", "sqlite database " + sqlite_backend::quoted(options.path),
                                      e.result(), e.get_error_message());
   } catch (const soci::soci_error& e) {
