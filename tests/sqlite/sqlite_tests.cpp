@@ -6,6 +6,7 @@
 #include <jobrepo/jobrepo.hpp>
 
 #include "error_of.hpp"
+#include "read_only.hpp"
 #include "temp_dir.hpp"
 
 #include <sqlite3.h>
@@ -44,6 +45,16 @@ TEST_CASE("sqlite: driver errors map to one ErrorCode each") {
   CHECK(error_code_for(SQLITE_CANTOPEN, "") == ErrorCode::unavailable);
   CHECK(error_code_for(SQLITE_IOERR_FSYNC, "") == ErrorCode::unavailable);
   CHECK(error_code_for(SQLITE_FULL, "") == ErrorCode::unavailable);
+  // The file cannot be written or opened as it is now (a read-only file,
+  // directory or file system, permissions, a file moved under SQLite).
+  CHECK(error_code_for(SQLITE_READONLY, "attempt to write a readonly database") == ErrorCode::unavailable);
+  CHECK(error_code_for(SQLITE_READONLY_DBMOVED, "") == ErrorCode::unavailable);
+  CHECK(error_code_for(SQLITE_READONLY_CANTINIT, "") == ErrorCode::unavailable);
+  CHECK(error_code_for(SQLITE_READONLY_DIRECTORY, "") == ErrorCode::unavailable);
+  CHECK(error_code_for(SQLITE_PERM, "") == ErrorCode::unavailable);
+  CHECK(error_code_for(SQLITE_CANTOPEN_ISDIR, "") == ErrorCode::unavailable);
+  CHECK(error_code_for(SQLITE_IOERR_SHMOPEN, "") == ErrorCode::unavailable);
+  CHECK(error_code_for(SQLITE_IOERR_WRITE, "") == ErrorCode::unavailable);
   CHECK(error_code_for(SQLITE_ERROR, "no such table: job") == ErrorCode::schema_mismatch);
   CHECK(error_code_for(SQLITE_ERROR, "near \"x\": syntax error") == ErrorCode::internal);
   CHECK(error_code_for(SQLITE_CORRUPT, "") == ErrorCode::internal);
@@ -607,4 +618,121 @@ TEST_CASE("sqlite: the store's VFS never opens an empty database file beside a -
   CHECK(sqlite3_exec(second, "SELECT * FROM t", nullptr, nullptr, nullptr) == SQLITE_OK);
   sqlite3_close(second);
   sqlite3_close(db);
+}
+
+namespace {
+
+// While above 0, every new SQLite connection of the process fails to open
+// with this result code (an automatic extension fails the open).
+std::atomic<int> open_failure{0};
+
+int fail_open(sqlite3*, char** message, const sqlite3_api_routines*) {
+  if (const int code = open_failure.load(); code != 0) {
+    *message = sqlite3_mprintf("%s", sqlite3_errstr(code));
+    return code;
+  }
+  return SQLITE_OK;
+}
+
+struct FailingOpens {
+  // NOLINTNEXTLINE: sqlite3_auto_extension takes the entry point as void(*)(void)
+  void (*entry)() = reinterpret_cast<void (*)()>(fail_open);
+  explicit FailingOpens(int code) {
+    open_failure = code;
+    sqlite3_auto_extension(entry);
+  }
+  FailingOpens(const FailingOpens&) = delete;
+  FailingOpens& operator=(const FailingOpens&) = delete;
+  ~FailingOpens() {
+    sqlite3_cancel_auto_extension(entry);
+    open_failure = 0;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("sqlite: a connection that fails to open later is an error of the operation, never a driver exception") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  jobrepo::StoreOptions options;
+  options.pool_size = 1;
+  auto store = jobrepo::open_store("sqlite:" + path.string(), options);
+  jobrepo::Repository repo(*store);
+  {
+    // The store's writing connection opens at its first write.
+    const FailingOpens failing(SQLITE_IOERR);
+    const auto what = outcome([&] { store->migrate(); });
+    INFO(what);
+    CHECK(what.rfind("unavailable: migrate: ", 0) == 0);
+    CHECK(what.find(path.string()) != std::string::npos);
+    CHECK(what.find("disk I/O error") != std::string::npos);
+  }
+  store->migrate();
+  CHECK(repo.create_job("j", "d").name == "j");
+  CHECK(repo.lookup_job("j").has_value());
+}
+
+TEST_CASE("sqlite: a read-only database file is unavailable, naming the file; writable again, the same store writes") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  jobrepo::open_store("sqlite:" + path.string())->migrate();
+  jobrepo::test::Immutable read_only(path);
+  if (!read_only.problem.empty()) {
+    WARN("skipped: cannot make a file read-only for root here: " << read_only.problem);
+    return;
+  }
+  auto store = jobrepo::open_store("sqlite:" + path.string());
+  jobrepo::Repository repo(*store);
+  CHECK(repo.list_jobs().empty());  // reads work
+  const auto what = outcome([&] { repo.create_job("j", "d"); });
+  INFO(what);
+  CHECK(what.rfind("unavailable: create_job: ", 0) == 0);
+  CHECK(what.find("\"" + path.string() + "\"") != std::string::npos);
+  CHECK(what.find("readonly") != std::string::npos);
+  // Also a write that would change nothing.
+  const auto migrating = outcome([&] { store->migrate(); });
+  INFO(migrating);
+  CHECK(migrating.rfind("unavailable: migrate: the database is unavailable: sqlite database \"" + path.string() +
+                            "\": attempt to write a readonly database",
+                        0) == 0);
+  read_only.release();
+  CHECK(repo.create_job("j", "d").name == "j");
+}
+
+TEST_CASE("sqlite: a database on a read-only file system is unavailable, naming the file") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto source = dir.path / "source";
+  fs::create_directory(source);
+  jobrepo::open_store("sqlite:" + (source / "jobs.db").string())->migrate();
+  jobrepo::test::BindMount mount(source, dir.path / "ro");
+  if (!mount.problem.empty()) {
+    WARN("skipped: cannot mount a directory read-only here: " << mount.problem);
+    return;
+  }
+  const auto path = dir.path / "ro" / "jobs.db";
+  // A new file cannot be created there.
+  const auto creating = outcome([&] { jobrepo::open_store("sqlite:" + (dir.path / "ro" / "new.db").string()); });
+  INFO(creating);
+  CHECK(creating.rfind("unavailable: open_store: ", 0) == 0);
+  CHECK(creating.find("new.db\"") != std::string::npos);
+  CHECK(!fs::exists(source / "new.db"));
+  // An existing one without its -shm cannot be opened (SQLite cannot make one).
+  const auto opening = outcome([&] { jobrepo::open_store("sqlite:" + path.string()); });
+  INFO(opening);
+  CHECK(opening.rfind("unavailable: open_store: ", 0) == 0);
+  CHECK(opening.find("\"" + path.string() + "\"") != std::string::npos);
+  // With its -wal and -shm (another store has it open through a writable
+  // path), it is read, and writes fail.
+  auto writable = jobrepo::open_store("sqlite:" + (source / "jobs.db").string());
+  jobrepo::Repository(*writable).create_job("j", "d");
+  auto store = jobrepo::open_store("sqlite:" + path.string());
+  jobrepo::Repository repo(*store);
+  CHECK(repo.lookup_job("j").has_value());
+  const auto writing = outcome([&] { repo.create_job("k", "d"); });
+  INFO(writing);
+  CHECK(writing.rfind("unavailable: create_job: job \"k\"", 0) == 0);
+  CHECK(writing.find("\"" + path.string() + "\"") != std::string::npos);
+  // Made writable, the same store writes.
+  REQUIRE(mount.set_read_only(false));
+  CHECK(repo.create_job("k", "d").name == "k");
 }

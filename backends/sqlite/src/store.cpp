@@ -351,13 +351,16 @@ class SqliteStore final : public Store {
     }
   }
 
-  // A connection for `operation`; unavailable once the file moved.
-  Pool<Connection>::Lease acquire(const char* operation) {
+  // A connection for `operation`; unavailable once the file moved. A
+  // connection that fails to open is an error of `operation` too.
+  Pool<Connection>::Lease acquire(const char* operation, const std::string& subject) {
     if (moved_) throw moved_error(operation);
     try {
       return pool_.acquire();
     } catch (const FileMoved&) {
       throw moved_error(operation);
+    } catch (const soci::soci_error& e) {
+      throw make_error(operation, subject, e, file_name_);
     }
   }
 
@@ -422,21 +425,34 @@ class SqliteStore final : public Store {
     // watcher reads it) and a writer never waits for a pooled connection.
     std::unique_lock writer(writer_mutex_);
     if (in_memory_) {
-      auto lease = acquire(operation);
+      auto lease = acquire(operation, subject);
       return write_on(*lease, operation, subject, std::forward<Body>(body), check);
     }
-    return write_on(writer_connection(operation), operation, subject, std::forward<Body>(body), check);
+    Connection& connection = writer_connection(operation, subject);
+    // Every write fails on a file SQLite opened read-only, also one that
+    // would change nothing (migrate() of a migrated database, a claim that
+    // finds no due job), so that a caller sees it at its first write.
+    if (sqlite_api::sqlite3_db_readonly(native(connection.sql), "main") == 1) {
+      throw make_error(operation, subject, SQLITE_READONLY, sqlite_api::sqlite3_errstr(SQLITE_READONLY), file_name_);
+    }
+    return write_on(connection, operation, subject, std::forward<Body>(body), check);
   }
 
-  // The file store's writing connection, opened at its first use. Under
+  // The file store's writing connection, opened at its first use. SQLite
+  // opens a file that it may not write read-only, and such a connection
+  // stays so (its writes fail with SQLITE_READONLY): it is opened again at
+  // its next use, so that writes work once the file is writable. Under
   // writer_mutex_.
-  Connection& writer_connection(const char* operation) {
+  Connection& writer_connection(const char* operation, const std::string& subject) {
     if (moved_) throw moved_error(operation);
+    if (writer_ && sqlite_api::sqlite3_db_readonly(native(writer_->sql), "main") == 1) writer_.reset();
     if (!writer_) {
       try {
         writer_ = connect();
       } catch (const FileMoved&) {
         throw moved_error(operation);
+      } catch (const soci::soci_error& e) {
+        throw make_error(operation, subject, e, file_name_);
       }
     }
     return *writer_;
@@ -448,7 +464,7 @@ class SqliteStore final : public Store {
   bool others_committed() noexcept {
     try {
       const std::lock_guard writer(writer_mutex_);
-      auto& c = writer_connection("watch");
+      auto& c = writer_connection("watch", "");
       std::int64_t version = -1;
       c.sql << "PRAGMA data_version", soci::into(version);
       const bool changed = version != watched_version_;
@@ -495,13 +511,13 @@ class SqliteStore final : public Store {
         code = e.result();
         message = driver_message(sql, e);
       } catch (const soci::soci_error& e) {
-        throw Error(ErrorCode::internal, std::string(operation) + ": " + subject + ": " + e.get_error_message());
+        throw make_error(operation, subject, e, file_name_);
       }
       if (is_busy(code) && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(microseconds(500 + jitter() % 2000));
         continue;
       }
-      throw make_error(operation, subject, code, message);
+      throw make_error(operation, subject, code, message, file_name_);
     }
   }
 
@@ -519,7 +535,7 @@ class SqliteStore final : public Store {
   template <class Body>
   auto read(const char* operation, const std::string& subject, Body&& body) {
     const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
-    auto lease = acquire(operation);
+    auto lease = acquire(operation, subject);
     check_not_moved(operation, *lease);
     soci::session& sql = lease->sql;
     for (;;) {
@@ -536,9 +552,9 @@ class SqliteStore final : public Store {
           std::this_thread::sleep_for(std::chrono::milliseconds(1));
           continue;
         }
-        throw make_error(operation, subject, code, driver_message(sql, e));
+        throw make_error(operation, subject, code, driver_message(sql, e), file_name_);
       } catch (const soci::soci_error& e) {
-        throw Error(ErrorCode::internal, std::string(operation) + ": " + subject + ": " + e.get_error_message());
+        throw make_error(operation, subject, e, file_name_);
       }
     }
   }
@@ -548,12 +564,7 @@ class SqliteStore final : public Store {
   static std::string driver_message(soci::session& sql, const soci::sqlite3_soci_error& e) {
     const char* message = sqlite_api::sqlite3_errmsg(native(sql));
     if (message && std::strcmp(message, "not an error") != 0) return message;
-    // SOCI prefixes its own location ("sqlite3_statement_backend::loadOne: ").
-    std::string text = e.get_error_message();
-    if (text.rfind("sqlite3_", 0) == 0) {
-      if (const auto colon = text.find(": "); colon != std::string::npos) text.erase(0, colon + 2);
-    }
-    return text;
+    return sqlite_words(e.get_error_message());
   }
 
   const SqliteOptions options_;
@@ -1139,15 +1150,11 @@ std::unique_ptr<Store> open_sqlite_store(const SqliteOptions& options) {
   }
   try {
     return std::make_unique<sqlite_backend::SqliteStore>(options);
-  } catch (const soci::sqlite3_soci_error& e) {
+  } catch (const soci::soci_error& e) {
     // The store's VFS refused a file deleted or emptied since the check
     // above: say why.
     if (file) refuse_leftovers();
-    throw sqlite_backend::make_error("open_store", "sqlite database " + sqlite_backend::quoted(options.path),
-                                     e.result(), e.get_error_message());
-  } catch (const soci::soci_error& e) {
-    throw Error(ErrorCode::unavailable,
-                "open_store: sqlite database " + sqlite_backend::quoted(options.path) + ": " + e.get_error_message());
+    throw sqlite_backend::make_error("open_store", "sqlite database " + sqlite_backend::quoted(options.path), e);
   }
 }
 

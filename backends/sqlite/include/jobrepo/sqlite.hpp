@@ -11,7 +11,8 @@
 // file. Timestamps are SQLite's own clock ('now', millisecond resolution),
 // stored as microseconds since the Unix epoch (UTC). Once the file is deleted
 // or replaced under an open store, every call throws unavailable until the
-// store is reopened.
+// store is reopened. A file that cannot be written (read-only file, directory
+// or file system) is read, and every write throws unavailable.
 #pragma once
 
 #include <jobrepo/store.hpp>
