@@ -17,6 +17,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -338,6 +339,84 @@ TEST_CASE("sqlite: a database file replaced under an open store is not written b
   CHECK(!new_repo.lookup_job("k").has_value());
   CHECK(new_repo.list_runs().empty());
   CHECK(new_repo.run_jobs("s2").size() == 1);
+}
+
+TEST_CASE("sqlite: a file renamed, deleted or replaced under an open store: every operation is unavailable") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  auto store = jobrepo::open_store("sqlite:" + path.string());
+  store->migrate();
+  const std::string plugin = "pi_system";
+  store->create_job({plugin, "j", "d"});
+  const auto run = store->claim_runs({plugin, "s1"}).at(0);
+  // The commit watcher runs: it must not reach a new file either.
+  std::atomic<int> woken{0};
+  auto subscription = store->subscribe_due(plugin, [&] { ++woken; });
+
+  std::unique_ptr<jobrepo::Store> other;
+  SECTION("renamed") { fs::rename(path, dir.path / "jobs.db.moved"); }
+  SECTION("deleted") { remove_database(path); }
+  SECTION("replaced") {
+    fs::rename(path, dir.path / "jobs.db.old");
+    remove_database(path);
+    other = jobrepo::open_store("sqlite:" + path.string());
+    other->migrate();
+  }
+  const std::vector<std::pair<const char*, std::function<void()>>> operations{
+      {"migrate", [&] { store->migrate(); }},
+      {"now", [&] { store->now(); }},
+      {"create_job",
+       [&] {
+         store->create_job({plugin, "k", "d"});
+       }},
+      {"ensure_job",
+       [&] {
+         store->ensure_job({plugin, "k", "d"});
+       }},
+      {"lookup_job", [&] { store->lookup_job(plugin, "j"); }},
+      {"list_jobs", [&] { store->list_jobs({plugin}); }},
+      {"reschedule_job", [&] { store->reschedule_job(plugin, "j", {}); }},
+      {"delete_job", [&] { store->delete_job(plugin, "j"); }},
+      {"set_job_paused", [&] { store->set_job_paused(plugin, "j", true); }},
+      {"request_run", [&] { store->request_run(plugin, "j"); }},
+      {"request_cancel", [&] { store->request_cancel(plugin, run.private_id); }},
+      {"record_server",
+       [&] {
+         store->record_server({plugin, "s1", 1s});
+       }},
+      {"remove_server", [&] { store->remove_server(plugin, "s1"); }},
+      {"list_servings", [&] { store->list_servings(plugin, std::nullopt); }},
+      {"claim_runs",
+       [&] {
+         store->claim_runs({plugin, "s1"});
+       }},
+      {"transition_runs",
+       [&] {
+         const jobrepo::RunTransition change{plugin, run.private_id, jobrepo::Status::completed};
+         store->transition_runs({&change, 1});
+       }},
+      {"interrupt_stale_runs", [&] { store->interrupt_stale_runs({plugin}); }},
+      {"lookup_run", [&] { store->lookup_run(plugin, run.private_id); }},
+      {"list_runs", [&] { store->list_runs({plugin}); }},
+      {"prune_runs", [&] { store->prune_runs(plugin, 0us); }},
+  };
+  for (int round = 0; round < 2; ++round) {
+    for (const auto& [name, call] : operations) {
+      INFO(name);
+      check_moved(call, path);
+    }
+  }
+  // Subscribing touches no data; it does not fail.
+  CHECK_NOTHROW(store->subscribe_due(plugin, [] {}));
+  if (other) {
+    // The new file holds only what its own store wrote.
+    jobrepo::Repository repo(*other);
+    CHECK(repo.list_jobs().empty());
+    repo.create_job("new", "d");
+    CHECK(repo.list_runs().empty());
+  } else {
+    CHECK(!fs::exists(path));
+  }
 }
 
 namespace {
@@ -735,4 +814,52 @@ TEST_CASE("sqlite: a database on a read-only file system is unavailable, naming 
   // Made writable, the same store writes.
   REQUIRE(mount.set_read_only(false));
   CHECK(repo.create_job("k", "d").name == "k");
+}
+
+namespace {
+
+// While set, the next SQLite connection opened replaces the database file
+// at this path by a copy, once SQLite has opened it (automatic extensions
+// run after the file is opened).
+std::optional<fs::path> replace_when_opened;
+std::mutex replace_mutex;
+
+int replace_file(sqlite3*, char**, const sqlite3_api_routines*) {
+  const std::lock_guard lock(replace_mutex);
+  if (replace_when_opened) {
+    const fs::path path = *replace_when_opened;
+    replace_when_opened.reset();
+    std::error_code ignored;
+    fs::rename(path, path.string() + ".old", ignored);
+    fs::copy_file(path.string() + ".old", path, ignored);
+  }
+  return SQLITE_OK;
+}
+
+}  // namespace
+
+TEST_CASE("sqlite: a database file replaced while a store opens it is refused by open_store") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  jobrepo::open_store("sqlite:" + path.string())->migrate();
+  // NOLINTNEXTLINE: sqlite3_auto_extension takes the entry point as void(*)(void)
+  const auto entry = reinterpret_cast<void (*)()>(replace_file);
+  REQUIRE(sqlite3_auto_extension(entry) == SQLITE_OK);
+  struct Cleanup {
+    void (*entry)();
+    ~Cleanup() { sqlite3_cancel_auto_extension(entry); }
+  } cleanup{entry};
+  {
+    const std::lock_guard lock(replace_mutex);
+    replace_when_opened = path;
+  }
+  const auto what = outcome([&] { jobrepo::open_store("sqlite:" + path.string()); });
+  INFO(what);
+  CHECK(what == "unavailable: open_store: sqlite database \"" + path.string() +
+                    "\" was deleted or replaced while it was being opened; open it again");
+  // Opened again, the store uses the file now there.
+  auto store = jobrepo::open_store("sqlite:" + path.string());
+  jobrepo::Repository repo(*store);
+  CHECK(repo.create_job("j", "d").name == "j");
+  CHECK(repo.lookup_job("j").has_value());
 }

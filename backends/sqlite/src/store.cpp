@@ -595,12 +595,17 @@ class SqliteStore final : public Store {
     auto lease = pool_.acquire();
     if (in_memory_) return;
     file_name_ = sqlite_api::sqlite3_db_filename(native(lease->sql), "main");
+    // The file now at the path, then whether that is the one SQLite opened
+    // (in this order, so that a replacement at any moment is seen).
     struct stat st {};
-    if (::stat(file_name_.c_str(), &st) == 0) {
-      file_id_ = {st.st_dev, st.st_ino};
-    } else {
-      moved_ = true;  // deleted already
+    const bool exists = ::stat(file_name_.c_str(), &st) == 0;
+    int moved = 0;
+    sqlite_api::sqlite3_file_control(native(lease->sql), "main", SQLITE_FCNTL_HAS_MOVED, &moved);
+    if (!exists || moved != 0) {
+      throw Error(ErrorCode::unavailable, "open_store: sqlite database " + quoted(file_name_) +
+                                              " was deleted or replaced while it was being opened; open it again");
     }
+    file_id_ = {st.st_dev, st.st_ino};
   }
 
   void migrate() override {
