@@ -9,6 +9,7 @@
 // with flock(1). On SQLite or PostgreSQL
 // (JOBREPO_TEST_BACKEND, see ../scheduler/backend.hpp).
 #include "cli_support.hpp"
+#include "read_only.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -869,4 +870,203 @@ TEST_CASE("serve: a run whose cgroup cannot be made fails, naming the cgroup and
   kill(serve->pid, SIGTERM);
   CHECK(serve->wait().status == 0);
   CHECK(cgroup.runs_left().empty());
+}
+
+namespace {
+
+// Whether the process has not ended yet (an ended one is left to wait()).
+bool still_running(const Process& process) {
+  siginfo_t info{};
+  return process.pid != 0 && waitid(P_PID, process.pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == 0;
+}
+
+// Waits up to 5 s until serve says it waits for the database, or ends;
+// returns what it wrote to stderr 1 s later.
+std::string waiting_serve(const Process& serve) {
+  wait_until(
+      [&] { return serve.errors().find("waiting for the database") != std::string::npos || !still_running(serve); },
+      5s);
+  std::this_thread::sleep_for(1s);
+  return serve.errors();
+}
+
+// The file of a "sqlite:PATH" URL.
+fs::path sqlite_file(const std::string& url) { return url.substr(std::string("sqlite:").size()); }
+
+// The ids of every run of the database.
+std::set<std::string> run_ids(Cli& cli) {
+  std::set<std::string> ids;
+  for (const auto& run : cli({"runs", "--limit", "-1", "--json"}).parsed()) ids.insert(run["private_id"]);
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "serve: restarted where its SQLite file was moved away, it waits and keeps the WAL; moved back, no run is lost") {
+  if (jobrepo::test::scheduler_on_postgres()) {
+    SUCCEED("SQLite only: a database file and its WAL");
+    return;
+  }
+  Cli cli;
+  const auto path = sqlite_file(cli.url);
+  const fs::path wal = path.string() + "-wal", moved = path.string() + ".moved";
+  const auto config = write_config(cli.dir.path, R"([{"name": "tick", "command": ["true"], "every": "100ms"}])");
+  auto first = cli.serve(config, "node-1");
+  REQUIRE(wait_until([&] { return runs_of(cli, "tick").size() >= 10; }, 10s));
+  const auto before = run_ids(cli);
+  fs::rename(path, moved);  // mv jobs.db elsewhere, while it serves
+  // The first serve now refuses every call; a transaction it had begun
+  // before may still commit into the WAL (which belongs to the moved file).
+  std::this_thread::sleep_for(500ms);
+  // The runs are in the WAL, not yet checkpointed into the moved file.
+  REQUIRE(fs::exists(wal));
+  const std::string wal_bytes = slurp(wal);
+  REQUIRE(!wal_bytes.empty());
+
+  // Another serve at the same path, the first one still running, then gone.
+  auto second = cli.serve(config, "node-2");
+  const auto waiting = waiting_serve(*second);
+  INFO(waiting);
+  CHECK(still_running(*second));
+  CHECK(waiting.find("waiting for the database") != std::string::npos);
+  CHECK(waiting.find("\"" + wal.string() + "\"") != std::string::npos);
+  CHECK(waiting.find("moved or deleted") != std::string::npos);
+  CHECK(waiting.find("(unavailable)") != std::string::npos);
+  kill(first->pid, SIGTERM);
+  CHECK(first->wait().status == 0);
+  std::this_thread::sleep_for(1s);
+  CHECK(still_running(*second));
+  CHECK(!fs::exists(path));  // nothing created
+  CHECK(fs::file_size(wal) == wal_bytes.size());
+  CHECK((slurp(wal) == wal_bytes));  // nothing truncated
+
+  fs::rename(moved, path);
+  REQUIRE(wait_until([&] { return second->errors().find("the database is ready after") != std::string::npos; }, 10s));
+  const auto after = run_ids(cli);
+  for (const auto& id : before) CHECK(after.count(id) == 1);
+  REQUIRE(wait_until([&] { return runs_of(cli, "tick").size() > after.size(); }, 5s));  // and it serves
+  kill(second->pid, SIGTERM);
+  CHECK(second->wait().status == 0);
+}
+
+TEST_CASE("serve: started on a read-only SQLite file, it waits; writable again, it serves") {
+  if (jobrepo::test::scheduler_on_postgres()) {
+    SUCCEED("SQLite only: a read-only database file");
+    return;
+  }
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  const auto path = sqlite_file(cli.url);
+  // chattr +i: file modes do not stop root, who runs these tests.
+  jobrepo::test::Immutable read_only(path);
+  if (!read_only.problem.empty()) {
+    WARN("skipped: cannot make a file read-only for root here: " << read_only.problem);
+    return;
+  }
+  const auto config = write_config(cli.dir.path, R"([{"name": "tick", "command": ["true"], "every": "100ms"}])");
+  auto serve = cli.serve(config, "node-1");
+  const auto waiting = waiting_serve(*serve);
+  INFO(waiting);
+  CHECK(still_running(*serve));
+  CHECK(waiting.find("waiting for the database") != std::string::npos);
+  CHECK(waiting.find("attempt to write a readonly database (unavailable)") != std::string::npos);
+  CHECK(waiting.find("\"" + path.string() + "\"") != std::string::npos);
+  CHECK(cli.last_run("tick").is_null());
+
+  read_only.release();
+  CHECK(wait_until([&] { return cli.last_run("tick")["status"] == "completed"; }, 10s));
+  kill(serve->pid, SIGTERM);
+  const auto result = serve->wait();
+  INFO(result.err);
+  CHECK(result.status == 0);
+  CHECK(result.err.find("the database is ready after") != std::string::npos);
+}
+
+TEST_CASE("serve: started where the SQLite file's directory is read-only, it waits; writable again, it serves") {
+  if (jobrepo::test::scheduler_on_postgres()) {
+    SUCCEED("SQLite only: a read-only directory");
+    return;
+  }
+  Cli cli;
+  const auto directory = cli.dir.path / "data";
+  fs::create_directory(directory);
+  const auto path = directory / "jobs.db";
+  cli.url = "sqlite:" + path.string();
+  REQUIRE(cli({"migrate"}).status == 0);  // closed: no -wal, no -shm
+  // SQLite cannot create the -wal and -shm there.
+  jobrepo::test::Immutable read_only(directory);
+  if (!read_only.problem.empty()) {
+    WARN("skipped: cannot make a directory read-only for root here: " << read_only.problem);
+    return;
+  }
+  const auto config = write_config(cli.dir.path, R"([{"name": "tick", "command": ["true"], "every": "100ms"}])");
+  auto serve = cli.serve(config, "node-1");
+  const auto waiting = waiting_serve(*serve);
+  INFO(waiting);
+  CHECK(still_running(*serve));
+  CHECK(waiting.find("waiting for the database") != std::string::npos);
+  CHECK(waiting.find(path.string()) != std::string::npos);
+  CHECK(waiting.find("(unavailable)") != std::string::npos);
+
+  read_only.release();
+  CHECK(wait_until([&] { return cli.last_run("tick")["status"] == "completed"; }, 10s));
+  kill(serve->pid, SIGTERM);
+  const auto result = serve->wait();
+  INFO(result.err);
+  CHECK(result.status == 0);
+  CHECK(result.err.find("the database is ready after") != std::string::npos);
+}
+
+TEST_CASE("serve: restarted after its SQLite file system became read-only, it waits; SIGTERM then exits 0") {
+  if (jobrepo::test::scheduler_on_postgres()) {
+    SUCCEED("SQLite only: a read-only file system");
+    return;
+  }
+  Cli cli;
+  const auto source = cli.dir.path / "data";
+  fs::create_directory(source);
+  // The database's directory is a mount that can be made read-only, as the
+  // kernel does with a file system after I/O errors (errors=remount-ro).
+  jobrepo::test::BindMount mount(source, cli.dir.path / "mnt", /*read_only=*/false);
+  if (!mount.problem.empty()) {
+    WARN("skipped: cannot mount a directory here: " << mount.problem);
+    return;
+  }
+  const auto path = cli.dir.path / "mnt" / "jobs.db";
+  cli.url = "sqlite:" + path.string();
+  const auto config = write_config(cli.dir.path, R"([{"name": "tick", "command": ["true"], "every": "100ms"}])");
+  auto first = cli.serve(config, "node-1");
+  REQUIRE(wait_until([&] { return runs_of(cli, "tick").size() >= 5; }, 10s));
+  const auto before = run_ids(cli);
+  // A crash leaves the -wal and -shm: SQLite then opens the read-only file
+  // (instead of failing to create a -shm) and refuses to write it.
+  kill(first->pid, SIGKILL);
+  first->wait();
+  REQUIRE(fs::exists(path.string() + "-shm"));
+  REQUIRE(mount.set_read_only(true));
+
+  auto second = cli.serve(config, "node-2");
+  const auto waiting = waiting_serve(*second);
+  INFO(waiting);
+  CHECK(still_running(*second));
+  CHECK(waiting.find("waiting for the database") != std::string::npos);
+  CHECK(waiting.find("readonly database (unavailable)") != std::string::npos);
+  CHECK(waiting.find("\"" + path.string() + "\"") != std::string::npos);
+  kill(second->pid, SIGTERM);
+  const auto stopped = second->wait_at_most(2s);
+  INFO(stopped.err);
+  CHECK(stopped.status == 0);
+  CHECK(stopped.err.find("stopping on SIGTERM while waiting for the database") != std::string::npos);
+
+  // Restarted once more, it serves when the file system is writable again.
+  auto third = cli.serve(config, "node-3");
+  REQUIRE(wait_until([&] { return third->errors().find("waiting for the database") != std::string::npos; }, 5s));
+  REQUIRE(mount.set_read_only(false));
+  REQUIRE(wait_until([&] { return third->errors().find("the database is ready after") != std::string::npos; }, 10s));
+  const auto after = run_ids(cli);
+  for (const auto& id : before) CHECK(after.count(id) == 1);
+  CHECK(wait_until([&] { return runs_of(cli, "tick").size() > after.size(); }, 5s));
+  kill(third->pid, SIGTERM);
+  CHECK(third->wait().status == 0);
 }

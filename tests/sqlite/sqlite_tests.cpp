@@ -6,6 +6,7 @@
 #include <jobrepo/jobrepo.hpp>
 
 #include "error_of.hpp"
+#include "read_only.hpp"
 #include "temp_dir.hpp"
 
 #include <sqlite3.h>
@@ -13,7 +14,10 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -42,6 +46,16 @@ TEST_CASE("sqlite: driver errors map to one ErrorCode each") {
   CHECK(error_code_for(SQLITE_CANTOPEN, "") == ErrorCode::unavailable);
   CHECK(error_code_for(SQLITE_IOERR_FSYNC, "") == ErrorCode::unavailable);
   CHECK(error_code_for(SQLITE_FULL, "") == ErrorCode::unavailable);
+  // The file cannot be written or opened as it is now (a read-only file,
+  // directory or file system, permissions, a file moved under SQLite).
+  CHECK(error_code_for(SQLITE_READONLY, "attempt to write a readonly database") == ErrorCode::unavailable);
+  CHECK(error_code_for(SQLITE_READONLY_DBMOVED, "") == ErrorCode::unavailable);
+  CHECK(error_code_for(SQLITE_READONLY_CANTINIT, "") == ErrorCode::unavailable);
+  CHECK(error_code_for(SQLITE_READONLY_DIRECTORY, "") == ErrorCode::unavailable);
+  CHECK(error_code_for(SQLITE_PERM, "") == ErrorCode::unavailable);
+  CHECK(error_code_for(SQLITE_CANTOPEN_ISDIR, "") == ErrorCode::unavailable);
+  CHECK(error_code_for(SQLITE_IOERR_SHMOPEN, "") == ErrorCode::unavailable);
+  CHECK(error_code_for(SQLITE_IOERR_WRITE, "") == ErrorCode::unavailable);
   CHECK(error_code_for(SQLITE_ERROR, "no such table: job") == ErrorCode::schema_mismatch);
   CHECK(error_code_for(SQLITE_ERROR, "near \"x\": syntax error") == ErrorCode::internal);
   CHECK(error_code_for(SQLITE_CORRUPT, "") == ErrorCode::internal);
@@ -232,13 +246,15 @@ void remove_database(const fs::path& path) {
   for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path.string() + suffix);
 }
 
-// What a call threw, as "code: message", or "nothing". Never fails the test
-// itself, so it may run on any thread.
+// What a call threw, as "code: message", "not a jobrepo::Error: message", or
+// "nothing". Never fails the test itself, so it may run on any thread.
 std::string outcome(const std::function<void()>& call) {
   try {
     call();
   } catch (const jobrepo::Error& e) {
     return std::string(jobrepo::to_string(e.code())) + ": " + e.what();
+  } catch (const std::exception& e) {
+    return std::string("not a jobrepo::Error: ") + e.what();
   }
   return "nothing";
 }
@@ -323,6 +339,84 @@ TEST_CASE("sqlite: a database file replaced under an open store is not written b
   CHECK(!new_repo.lookup_job("k").has_value());
   CHECK(new_repo.list_runs().empty());
   CHECK(new_repo.run_jobs("s2").size() == 1);
+}
+
+TEST_CASE("sqlite: a file renamed, deleted or replaced under an open store: every operation is unavailable") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  auto store = jobrepo::open_store("sqlite:" + path.string());
+  store->migrate();
+  const std::string plugin = "pi_system";
+  store->create_job({plugin, "j", "d"});
+  const auto run = store->claim_runs({plugin, "s1"}).at(0);
+  // The commit watcher runs: it must not reach a new file either.
+  std::atomic<int> woken{0};
+  auto subscription = store->subscribe_due(plugin, [&] { ++woken; });
+
+  std::unique_ptr<jobrepo::Store> other;
+  SECTION("renamed") { fs::rename(path, dir.path / "jobs.db.moved"); }
+  SECTION("deleted") { remove_database(path); }
+  SECTION("replaced") {
+    fs::rename(path, dir.path / "jobs.db.old");
+    remove_database(path);
+    other = jobrepo::open_store("sqlite:" + path.string());
+    other->migrate();
+  }
+  const std::vector<std::pair<const char*, std::function<void()>>> operations{
+      {"migrate", [&] { store->migrate(); }},
+      {"now", [&] { store->now(); }},
+      {"create_job",
+       [&] {
+         store->create_job({plugin, "k", "d"});
+       }},
+      {"ensure_job",
+       [&] {
+         store->ensure_job({plugin, "k", "d"});
+       }},
+      {"lookup_job", [&] { store->lookup_job(plugin, "j"); }},
+      {"list_jobs", [&] { store->list_jobs({plugin}); }},
+      {"reschedule_job", [&] { store->reschedule_job(plugin, "j", {}); }},
+      {"delete_job", [&] { store->delete_job(plugin, "j"); }},
+      {"set_job_paused", [&] { store->set_job_paused(plugin, "j", true); }},
+      {"request_run", [&] { store->request_run(plugin, "j"); }},
+      {"request_cancel", [&] { store->request_cancel(plugin, run.private_id); }},
+      {"record_server",
+       [&] {
+         store->record_server({plugin, "s1", 1s});
+       }},
+      {"remove_server", [&] { store->remove_server(plugin, "s1"); }},
+      {"list_servings", [&] { store->list_servings(plugin, std::nullopt); }},
+      {"claim_runs",
+       [&] {
+         store->claim_runs({plugin, "s1"});
+       }},
+      {"transition_runs",
+       [&] {
+         const jobrepo::RunTransition change{plugin, run.private_id, jobrepo::Status::completed};
+         store->transition_runs({&change, 1});
+       }},
+      {"interrupt_stale_runs", [&] { store->interrupt_stale_runs({plugin}); }},
+      {"lookup_run", [&] { store->lookup_run(plugin, run.private_id); }},
+      {"list_runs", [&] { store->list_runs({plugin}); }},
+      {"prune_runs", [&] { store->prune_runs(plugin, 0us); }},
+  };
+  for (int round = 0; round < 2; ++round) {
+    for (const auto& [name, call] : operations) {
+      INFO(name);
+      check_moved(call, path);
+    }
+  }
+  // Subscribing touches no data; it does not fail.
+  CHECK_NOTHROW(store->subscribe_due(plugin, [] {}));
+  if (other) {
+    // The new file holds only what its own store wrote.
+    jobrepo::Repository repo(*other);
+    CHECK(repo.list_jobs().empty());
+    repo.create_job("new", "d");
+    CHECK(repo.list_runs().empty());
+  } else {
+    CHECK(!fs::exists(path));
+  }
 }
 
 namespace {
@@ -471,4 +565,301 @@ TEST_CASE("sqlite: a store with create_if_missing = false opens an existing file
   // In memory there is no file to find.
   auto memory = jobrepo::open_store("sqlite::memory:", existing_only);
   memory->migrate();
+}
+
+namespace {
+
+// The bytes of a file, or "(missing)".
+std::string bytes_of(const fs::path& file) {
+  if (!fs::exists(file)) return "(missing)";
+  std::ifstream in(file, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+fs::path with_suffix(const fs::path& path, const char* suffix) { return path.string() + suffix; }
+
+// The call must refuse with unavailable, naming the database and its
+// leftover files, and saying what to do.
+void check_refused_beside_leftovers(const std::string& what, const fs::path& path) {
+  INFO(what);
+  CHECK(what.rfind("unavailable: open_store: sqlite database \"" + path.string() + "\"", 0) == 0);
+  CHECK(what.find(path.string() + "-wal\"") != std::string::npos);
+  CHECK(what.find("moved or deleted") != std::string::npos);
+  CHECK(what.find("move it back") != std::string::npos);
+  CHECK(what.find('\n') == std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("sqlite: a database moved away with commits in its WAL: a store at the old path refuses, nothing is lost") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  const auto wal = with_suffix(path, "-wal");
+  const auto moved = dir.path / "jobs.db.moved";
+  std::vector<std::string> runs;
+  std::string wal_bytes;
+  {
+    auto store = jobrepo::open_store("sqlite:" + path.string());
+    store->migrate();
+    jobrepo::Repository repo(*store);
+    for (int i = 0; i < 20; ++i) repo.create_job("job-" + std::to_string(i), "d");
+    for (const auto& run : repo.run_jobs("s1", {.limit = -1})) runs.push_back(run.private_id);
+    REQUIRE(runs.size() == 20);
+    // The runs live in the WAL: nothing checkpointed them into the file yet.
+    REQUIRE(fs::file_size(wal) > 0);
+    fs::rename(path, moved);  // as `mv jobs.db elsewhere` while the store serves
+    wal_bytes = bytes_of(wal);
+
+    // A store restarted at the old path, as jobctl serve would be.
+    check_refused_beside_leftovers(outcome([&] { jobrepo::open_store("sqlite:" + path.string()); }), path);
+    jobrepo::StoreOptions existing_only;
+    existing_only.create_if_missing = false;
+    check_refused_beside_leftovers(outcome([&] { jobrepo::open_store("sqlite:" + path.string(), existing_only); }),
+                                   path);
+    CHECK(!fs::exists(path));
+    CHECK(fs::file_size(wal) == wal_bytes.size());
+    CHECK((bytes_of(wal) == wal_bytes));
+  }
+  // The old store closed without checkpointing into the moved file or
+  // resetting the WAL (SQLite does not checkpoint a moved file on close).
+  CHECK((bytes_of(wal) == wal_bytes));
+  // The file moved back, its WAL is read again: every run is there.
+  fs::rename(moved, path);
+  auto store = jobrepo::open_store("sqlite:" + path.string());
+  jobrepo::Repository repo(*store);
+  for (const auto& id : runs) CHECK(repo.lookup_run(id).has_value());
+  CHECK(repo.list_runs({.limit = -1}).size() == runs.size());
+}
+
+TEST_CASE("sqlite: a -wal or -shm without its database file: nothing is created or truncated") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  const auto wal = with_suffix(path, "-wal"), shm = with_suffix(path, "-shm");
+  std::string wal_bytes;
+  {
+    auto store = jobrepo::open_store("sqlite:" + path.string());
+    store->migrate();
+    jobrepo::Repository(*store).create_job("j", "d");
+    REQUIRE(fs::file_size(wal) > 0);
+    wal_bytes = bytes_of(wal);
+
+    SECTION("the database file deleted under an open store") {
+      fs::remove(path);
+      check_refused_beside_leftovers(outcome([&] { jobrepo::open_store("sqlite:" + path.string()); }), path);
+      CHECK(!fs::exists(path));
+      CHECK(fs::file_size(wal) == wal_bytes.size());
+      CHECK((bytes_of(wal) == wal_bytes));
+    }
+    SECTION("an empty database file beside the WAL (created by another program)") {
+      fs::remove(path);
+      std::ofstream{path};
+      const auto what = outcome([&] { jobrepo::open_store("sqlite:" + path.string()); });
+      check_refused_beside_leftovers(what, path);
+      CHECK(what.find("is empty") != std::string::npos);
+      CHECK(fs::file_size(path) == 0);
+      CHECK(fs::file_size(wal) == wal_bytes.size());
+      CHECK((bytes_of(wal) == wal_bytes));
+    }
+    SECTION("only the -shm left") {
+      fs::rename(path, dir.path / "moved.db");
+      fs::rename(wal, dir.path / "moved.db-wal");
+      const auto what = outcome([&] { jobrepo::open_store("sqlite:" + path.string()); });
+      INFO(what);
+      CHECK(what.rfind("unavailable: open_store: sqlite database \"" + path.string() + "\"", 0) == 0);
+      CHECK(what.find(shm.string() + "\"") != std::string::npos);
+      CHECK(!fs::exists(path));
+      CHECK(fs::exists(shm));
+    }
+  }
+}
+
+TEST_CASE("sqlite: the store's VFS never opens an empty database file beside a -wal or -shm") {
+  // The guard against a file deleted or emptied between open_store()'s check
+  // and SQLite's open: SQLite would delete or reset that WAL.
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  const auto wal = with_suffix(path, "-wal");
+  std::ofstream{path};
+  std::ofstream(wal) << "frames of a database that lives elsewhere now";
+  sqlite3* db = nullptr;
+  CHECK(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        jobrepo::sqlite_backend::no_create_vfs()) == SQLITE_CANTOPEN);
+  sqlite3_close(db);
+  CHECK(bytes_of(wal) == "frames of a database that lives elsewhere now");
+  // A database with content, or an empty one without leftovers, opens.
+  fs::remove(wal);
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, jobrepo::sqlite_backend::no_create_vfs()) ==
+          SQLITE_OK);
+  CHECK(sqlite3_exec(db, "PRAGMA journal_mode = WAL; CREATE TABLE t (x)", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3* second = nullptr;
+  CHECK(sqlite3_open_v2(path.c_str(), &second, SQLITE_OPEN_READWRITE, jobrepo::sqlite_backend::no_create_vfs()) ==
+        SQLITE_OK);
+  CHECK(sqlite3_exec(second, "SELECT * FROM t", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(second);
+  sqlite3_close(db);
+}
+
+namespace {
+
+// While above 0, every new SQLite connection of the process fails to open
+// with this result code (an automatic extension fails the open).
+std::atomic<int> open_failure{0};
+
+int fail_open(sqlite3*, char** message, const sqlite3_api_routines*) {
+  if (const int code = open_failure.load(); code != 0) {
+    *message = sqlite3_mprintf("%s", sqlite3_errstr(code));
+    return code;
+  }
+  return SQLITE_OK;
+}
+
+struct FailingOpens {
+  // NOLINTNEXTLINE: sqlite3_auto_extension takes the entry point as void(*)(void)
+  void (*entry)() = reinterpret_cast<void (*)()>(fail_open);
+  explicit FailingOpens(int code) {
+    open_failure = code;
+    sqlite3_auto_extension(entry);
+  }
+  FailingOpens(const FailingOpens&) = delete;
+  FailingOpens& operator=(const FailingOpens&) = delete;
+  ~FailingOpens() {
+    sqlite3_cancel_auto_extension(entry);
+    open_failure = 0;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("sqlite: a connection that fails to open later is an error of the operation, never a driver exception") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  jobrepo::StoreOptions options;
+  options.pool_size = 1;
+  auto store = jobrepo::open_store("sqlite:" + path.string(), options);
+  jobrepo::Repository repo(*store);
+  {
+    // The store's writing connection opens at its first write.
+    const FailingOpens failing(SQLITE_IOERR);
+    const auto what = outcome([&] { store->migrate(); });
+    INFO(what);
+    CHECK(what.rfind("unavailable: migrate: ", 0) == 0);
+    CHECK(what.find(path.string()) != std::string::npos);
+    CHECK(what.find("disk I/O error") != std::string::npos);
+  }
+  store->migrate();
+  CHECK(repo.create_job("j", "d").name == "j");
+  CHECK(repo.lookup_job("j").has_value());
+}
+
+TEST_CASE("sqlite: a read-only database file is unavailable, naming the file; writable again, the same store writes") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  jobrepo::open_store("sqlite:" + path.string())->migrate();
+  jobrepo::test::Immutable read_only(path);
+  if (!read_only.problem.empty()) {
+    WARN("skipped: cannot make a file read-only for root here: " << read_only.problem);
+    return;
+  }
+  auto store = jobrepo::open_store("sqlite:" + path.string());
+  jobrepo::Repository repo(*store);
+  CHECK(repo.list_jobs().empty());  // reads work
+  const auto what = outcome([&] { repo.create_job("j", "d"); });
+  INFO(what);
+  CHECK(what.rfind("unavailable: create_job: ", 0) == 0);
+  CHECK(what.find("\"" + path.string() + "\"") != std::string::npos);
+  CHECK(what.find("readonly") != std::string::npos);
+  // Also a write that would change nothing.
+  const auto migrating = outcome([&] { store->migrate(); });
+  INFO(migrating);
+  CHECK(migrating.rfind("unavailable: migrate: the database is unavailable: sqlite database \"" + path.string() +
+                            "\": attempt to write a readonly database",
+                        0) == 0);
+  read_only.release();
+  CHECK(repo.create_job("j", "d").name == "j");
+}
+
+TEST_CASE("sqlite: a database on a read-only file system is unavailable, naming the file") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto source = dir.path / "source";
+  fs::create_directory(source);
+  jobrepo::open_store("sqlite:" + (source / "jobs.db").string())->migrate();
+  jobrepo::test::BindMount mount(source, dir.path / "ro");
+  if (!mount.problem.empty()) {
+    WARN("skipped: cannot mount a directory read-only here: " << mount.problem);
+    return;
+  }
+  const auto path = dir.path / "ro" / "jobs.db";
+  // A new file cannot be created there.
+  const auto creating = outcome([&] { jobrepo::open_store("sqlite:" + (dir.path / "ro" / "new.db").string()); });
+  INFO(creating);
+  CHECK(creating.rfind("unavailable: open_store: ", 0) == 0);
+  CHECK(creating.find("new.db\"") != std::string::npos);
+  CHECK(!fs::exists(source / "new.db"));
+  // An existing one without its -shm cannot be opened (SQLite cannot make one).
+  const auto opening = outcome([&] { jobrepo::open_store("sqlite:" + path.string()); });
+  INFO(opening);
+  CHECK(opening.rfind("unavailable: open_store: ", 0) == 0);
+  CHECK(opening.find("\"" + path.string() + "\"") != std::string::npos);
+  // With its -wal and -shm (another store has it open through a writable
+  // path), it is read, and writes fail.
+  auto writable = jobrepo::open_store("sqlite:" + (source / "jobs.db").string());
+  jobrepo::Repository(*writable).create_job("j", "d");
+  auto store = jobrepo::open_store("sqlite:" + path.string());
+  jobrepo::Repository repo(*store);
+  CHECK(repo.lookup_job("j").has_value());
+  const auto writing = outcome([&] { repo.create_job("k", "d"); });
+  INFO(writing);
+  CHECK(writing.rfind("unavailable: create_job: job \"k\"", 0) == 0);
+  CHECK(writing.find("\"" + path.string() + "\"") != std::string::npos);
+  // Made writable, the same store writes.
+  REQUIRE(mount.set_read_only(false));
+  CHECK(repo.create_job("k", "d").name == "k");
+}
+
+namespace {
+
+// While set, the next SQLite connection opened replaces the database file
+// at this path by a copy, once SQLite has opened it (automatic extensions
+// run after the file is opened).
+std::optional<fs::path> replace_when_opened;
+std::mutex replace_mutex;
+
+int replace_file(sqlite3*, char**, const sqlite3_api_routines*) {
+  const std::lock_guard lock(replace_mutex);
+  if (replace_when_opened) {
+    const fs::path path = *replace_when_opened;
+    replace_when_opened.reset();
+    std::error_code ignored;
+    fs::rename(path, path.string() + ".old", ignored);
+    fs::copy_file(path.string() + ".old", path, ignored);
+  }
+  return SQLITE_OK;
+}
+
+}  // namespace
+
+TEST_CASE("sqlite: a database file replaced while a store opens it is refused by open_store") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "jobs.db";
+  jobrepo::open_store("sqlite:" + path.string())->migrate();
+  // NOLINTNEXTLINE: sqlite3_auto_extension takes the entry point as void(*)(void)
+  const auto entry = reinterpret_cast<void (*)()>(replace_file);
+  REQUIRE(sqlite3_auto_extension(entry) == SQLITE_OK);
+  struct Cleanup {
+    void (*entry)();
+    ~Cleanup() { sqlite3_cancel_auto_extension(entry); }
+  } cleanup{entry};
+  {
+    const std::lock_guard lock(replace_mutex);
+    replace_when_opened = path;
+  }
+  const auto what = outcome([&] { jobrepo::open_store("sqlite:" + path.string()); });
+  INFO(what);
+  CHECK(what == "unavailable: open_store: sqlite database \"" + path.string() +
+                    "\" was deleted or replaced while it was being opened; open it again");
+  // Opened again, the store uses the file now there.
+  auto store = jobrepo::open_store("sqlite:" + path.string());
+  jobrepo::Repository repo(*store);
+  CHECK(repo.create_job("j", "d").name == "j");
+  CHECK(repo.lookup_job("j").has_value());
 }

@@ -24,8 +24,13 @@ ErrorCode error_code_for(int sqlite_code, std::string_view driver_message) noexc
   switch (sqlite_code & 0xFF) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED: return ErrorCode::busy;
+    // The file as it is now: its permissions, a read-only file, directory or
+    // file system (SQLite opens such a file read-only, then refuses writes),
+    // I/O errors, a full disk. Safe to retry once someone fixed it.
     case SQLITE_CANTOPEN:
     case SQLITE_IOERR:
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
     case SQLITE_FULL:
     case SQLITE_PROTOCOL: return ErrorCode::unavailable;
     case SQLITE_CONSTRAINT: return ErrorCode::check_constraint;
@@ -42,11 +47,35 @@ bool is_busy(int sqlite_code) noexcept {
   return primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
 }
 
-Error make_error(std::string_view operation, std::string_view subject, int sqlite_code,
-                 std::string_view driver_message) {
+Error make_error(std::string_view operation, std::string_view subject, int sqlite_code, std::string_view driver_message,
+                 std::string_view file) {
   const char* name = sqlite3_errstr(sqlite_code);
-  return database_error(error_code_for(sqlite_code, driver_message), operation, subject, driver_message,
+  const ErrorCode code = error_code_for(sqlite_code, driver_message);
+  std::string words(driver_message);
+  if (code == ErrorCode::unavailable && !file.empty()) {
+    words = "sqlite database \"" + std::string(file) + "\": " + words;
+  }
+  return database_error(code, operation, subject, words,
                         "sqlite " + std::to_string(sqlite_code) + " (" + (name ? name : "?") + ")");
+}
+
+Error make_error(std::string_view operation, std::string_view subject, const soci::soci_error& e,
+                 std::string_view file) {
+  if (const auto* sqlite = dynamic_cast<const soci::sqlite3_soci_error*>(&e)) {
+    return make_error(operation, subject, sqlite->result(), sqlite_words(e.get_error_message()), file);
+  }
+  return database_error(ErrorCode::internal, operation, subject, e.get_error_message(), "");
+}
+
+std::string sqlite_words(std::string soci_message) {
+  for (const std::string_view prefix : {"Cannot establish connection to the database. "}) {
+    if (soci_message.rfind(prefix, 0) == 0) return soci_message.substr(prefix.size());
+  }
+  // Statements: "sqlite3_statement_backend::loadOne: ..."
+  if (soci_message.rfind("sqlite3_", 0) == 0) {
+    if (const auto colon = soci_message.find(": "); colon != std::string::npos) soci_message.erase(0, colon + 2);
+  }
+  return soci_message;
 }
 
 }  // namespace jobrepo::sqlite_backend

@@ -6,9 +6,16 @@
 #include <string>
 #include <string_view>
 
+namespace soci {
+class soci_error;
+}
+
 namespace jobrepo::sqlite_backend {
 
-// The ErrorCode for an SQLite result code (primary or extended).
+// The ErrorCode for an SQLite result code (primary or extended). A file that
+// cannot be opened, read or written as it is now (SQLITE_CANTOPEN,
+// SQLITE_IOERR*, SQLITE_READONLY*, SQLITE_PERM, SQLITE_FULL, SQLITE_PROTOCOL)
+// is unavailable: it may work once the file or its directory is fixed.
 ErrorCode error_code_for(int sqlite_code, std::string_view driver_message) noexcept;
 
 // True for SQLITE_BUSY and SQLITE_LOCKED (and their extended codes): the
@@ -16,8 +23,21 @@ ErrorCode error_code_for(int sqlite_code, std::string_view driver_message) noexc
 bool is_busy(int sqlite_code) noexcept;
 
 // An Error for `operation` on `subject` (what the call was about, e.g.
-// job "x" in plugin "y"; may be empty) from an SQLite failure.
-Error make_error(std::string_view operation, std::string_view subject, int sqlite_code,
-                 std::string_view driver_message);
+// job "x" in plugin "y"; may be empty) from an SQLite failure. When the
+// failure is unavailable and `file` is not empty, the message names that
+// database file: "...: the database is unavailable: sqlite database "F": ...".
+Error make_error(std::string_view operation, std::string_view subject, int sqlite_code, std::string_view driver_message,
+                 std::string_view file = {});
+
+// The same from what the SQLite layer threw: SQLite's code and words when the
+// exception carries them (soci::sqlite3_soci_error), else a failure of SOCI's
+// own, `internal`.
+Error make_error(std::string_view operation, std::string_view subject, const soci::soci_error& e,
+                 std::string_view file = {});
+
+// SQLite's words in a SOCI message, without the prefix SOCI adds
+// ("sqlite3_statement_backend::loadOne: ", "Cannot establish connection to
+// the database. ").
+std::string sqlite_words(std::string soci_message);
 
 }  // namespace jobrepo::sqlite_backend

@@ -25,9 +25,24 @@
 
 namespace jobrepo::sqlite_backend {
 
+namespace {
+
+// Whether `path`-wal or `path`-shm exists.
+bool has_leftovers(const std::string& path) {
+  struct stat st {};
+  return ::stat((path + "-wal").c_str(), &st) == 0 || ::stat((path + "-shm").c_str(), &st) == 0;
+}
+
+}  // namespace
+
 // SOCI 4.0.3 always opens with SQLITE_OPEN_CREATE and takes no open flags,
 // but it takes a VFS name: this VFS is the default one with an xOpen that
-// drops SQLITE_OPEN_CREATE for main database files.
+// drops SQLITE_OPEN_CREATE for main database files, and that refuses
+// (SQLITE_CANTOPEN) an empty main database file beside a -wal or -shm:
+// SQLite would delete or reset those, and they may hold the last commits of
+// a database that was moved away (see leftovers_problem()). The leftovers
+// are looked at before the file, as there: a database being created gets
+// content before its -wal and -shm exist, so it never looks like this.
 const char* no_create_vfs() {
   static const char* const name = [] {
     static sqlite_api::sqlite3_vfs* const base = sqlite_api::sqlite3_vfs_find(nullptr);
@@ -36,8 +51,16 @@ const char* no_create_vfs() {
     vfs.pNext = nullptr;
     vfs.xOpen = [](sqlite_api::sqlite3_vfs*, const char* path, sqlite_api::sqlite3_file* file, int flags,
                    int* out_flags) {
-      if ((flags & SQLITE_OPEN_MAIN_DB) != 0) flags &= ~SQLITE_OPEN_CREATE;
-      return base->xOpen(base, path, file, flags, out_flags);
+      const bool main_db = (flags & SQLITE_OPEN_MAIN_DB) != 0 && path != nullptr;
+      if (main_db) flags &= ~SQLITE_OPEN_CREATE;
+      const bool leftovers = main_db && has_leftovers(path);
+      const int rc = base->xOpen(base, path, file, flags, out_flags);
+      if (rc != SQLITE_OK || !leftovers) return rc;
+      sqlite_api::sqlite3_int64 size = -1;
+      if (file->pMethods->xFileSize(file, &size) != SQLITE_OK || size != 0) return rc;
+      file->pMethods->xClose(file);
+      file->pMethods = nullptr;
+      return SQLITE_CANTOPEN;
     };
     sqlite_api::sqlite3_vfs_register(&vfs, 0);
     return vfs.zName;
@@ -285,8 +308,10 @@ class SqliteStore final : public Store {
     // database at the path: refuse (see check_not_moved()).
     refuse_if_moved();
     // SOCI's connect string splits on spaces and quotes; the path is quoted.
+    // SQLite never creates a database file (open_sqlite_store() did, when
+    // create_if_missing): a file deleted since then is not created again.
     std::string connect_string = "db=\"" + options_.path + "\"";
-    if (!options_.create_if_missing && !in_memory_) connect_string += std::string(" vfs=") + no_create_vfs();
+    if (!in_memory_) connect_string += std::string(" vfs=") + no_create_vfs();
     auto connection = std::make_unique<Connection>(connect_string, options_.busy_timeout);
     soci::session* sql = &connection->sql;
     auto* db = native(*sql);
@@ -326,13 +351,16 @@ class SqliteStore final : public Store {
     }
   }
 
-  // A connection for `operation`; unavailable once the file moved.
-  Pool<Connection>::Lease acquire(const char* operation) {
+  // A connection for `operation`; unavailable once the file moved. A
+  // connection that fails to open is an error of `operation` too.
+  Pool<Connection>::Lease acquire(const char* operation, const std::string& subject) {
     if (moved_) throw moved_error(operation);
     try {
       return pool_.acquire();
     } catch (const FileMoved&) {
       throw moved_error(operation);
+    } catch (const soci::soci_error& e) {
+      throw make_error(operation, subject, e, file_name_);
     }
   }
 
@@ -397,21 +425,34 @@ class SqliteStore final : public Store {
     // watcher reads it) and a writer never waits for a pooled connection.
     std::unique_lock writer(writer_mutex_);
     if (in_memory_) {
-      auto lease = acquire(operation);
+      auto lease = acquire(operation, subject);
       return write_on(*lease, operation, subject, std::forward<Body>(body), check);
     }
-    return write_on(writer_connection(operation), operation, subject, std::forward<Body>(body), check);
+    Connection& connection = writer_connection(operation, subject);
+    // Every write fails on a file SQLite opened read-only, also one that
+    // would change nothing (migrate() of a migrated database, a claim that
+    // finds no due job), so that a caller sees it at its first write.
+    if (sqlite_api::sqlite3_db_readonly(native(connection.sql), "main") == 1) {
+      throw make_error(operation, subject, SQLITE_READONLY, sqlite_api::sqlite3_errstr(SQLITE_READONLY), file_name_);
+    }
+    return write_on(connection, operation, subject, std::forward<Body>(body), check);
   }
 
-  // The file store's writing connection, opened at its first use. Under
+  // The file store's writing connection, opened at its first use. SQLite
+  // opens a file that it may not write read-only, and such a connection
+  // stays so (its writes fail with SQLITE_READONLY): it is opened again at
+  // its next use, so that writes work once the file is writable. Under
   // writer_mutex_.
-  Connection& writer_connection(const char* operation) {
+  Connection& writer_connection(const char* operation, const std::string& subject) {
     if (moved_) throw moved_error(operation);
+    if (writer_ && sqlite_api::sqlite3_db_readonly(native(writer_->sql), "main") == 1) writer_.reset();
     if (!writer_) {
       try {
         writer_ = connect();
       } catch (const FileMoved&) {
         throw moved_error(operation);
+      } catch (const soci::soci_error& e) {
+        throw make_error(operation, subject, e, file_name_);
       }
     }
     return *writer_;
@@ -423,7 +464,7 @@ class SqliteStore final : public Store {
   bool others_committed() noexcept {
     try {
       const std::lock_guard writer(writer_mutex_);
-      auto& c = writer_connection("watch");
+      auto& c = writer_connection("watch", "");
       std::int64_t version = -1;
       c.sql << "PRAGMA data_version", soci::into(version);
       const bool changed = version != watched_version_;
@@ -470,13 +511,13 @@ class SqliteStore final : public Store {
         code = e.result();
         message = driver_message(sql, e);
       } catch (const soci::soci_error& e) {
-        throw Error(ErrorCode::internal, std::string(operation) + ": " + subject + ": " + e.get_error_message());
+        throw make_error(operation, subject, e, file_name_);
       }
       if (is_busy(code) && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(microseconds(500 + jitter() % 2000));
         continue;
       }
-      throw make_error(operation, subject, code, message);
+      throw make_error(operation, subject, code, message, file_name_);
     }
   }
 
@@ -494,7 +535,7 @@ class SqliteStore final : public Store {
   template <class Body>
   auto read(const char* operation, const std::string& subject, Body&& body) {
     const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
-    auto lease = acquire(operation);
+    auto lease = acquire(operation, subject);
     check_not_moved(operation, *lease);
     soci::session& sql = lease->sql;
     for (;;) {
@@ -511,9 +552,9 @@ class SqliteStore final : public Store {
           std::this_thread::sleep_for(std::chrono::milliseconds(1));
           continue;
         }
-        throw make_error(operation, subject, code, driver_message(sql, e));
+        throw make_error(operation, subject, code, driver_message(sql, e), file_name_);
       } catch (const soci::soci_error& e) {
-        throw Error(ErrorCode::internal, std::string(operation) + ": " + subject + ": " + e.get_error_message());
+        throw make_error(operation, subject, e, file_name_);
       }
     }
   }
@@ -523,12 +564,7 @@ class SqliteStore final : public Store {
   static std::string driver_message(soci::session& sql, const soci::sqlite3_soci_error& e) {
     const char* message = sqlite_api::sqlite3_errmsg(native(sql));
     if (message && std::strcmp(message, "not an error") != 0) return message;
-    // SOCI prefixes its own location ("sqlite3_statement_backend::loadOne: ").
-    std::string text = e.get_error_message();
-    if (text.rfind("sqlite3_", 0) == 0) {
-      if (const auto colon = text.find(": "); colon != std::string::npos) text.erase(0, colon + 2);
-    }
-    return text;
+    return sqlite_words(e.get_error_message());
   }
 
   const SqliteOptions options_;
@@ -559,12 +595,17 @@ class SqliteStore final : public Store {
     auto lease = pool_.acquire();
     if (in_memory_) return;
     file_name_ = sqlite_api::sqlite3_db_filename(native(lease->sql), "main");
+    // The file now at the path, then whether that is the one SQLite opened
+    // (in this order, so that a replacement at any moment is seen).
     struct stat st {};
-    if (::stat(file_name_.c_str(), &st) == 0) {
-      file_id_ = {st.st_dev, st.st_ino};
-    } else {
-      moved_ = true;  // deleted already
+    const bool exists = ::stat(file_name_.c_str(), &st) == 0;
+    int moved = 0;
+    sqlite_api::sqlite3_file_control(native(lease->sql), "main", SQLITE_FCNTL_HAS_MOVED, &moved);
+    if (!exists || moved != 0) {
+      throw Error(ErrorCode::unavailable, "open_store: sqlite database " + quoted(file_name_) +
+                                              " was deleted or replaced while it was being opened; open it again");
     }
+    file_id_ = {st.st_dev, st.st_ino};
   }
 
   void migrate() override {
@@ -1067,6 +1108,48 @@ class SqliteStore final : public Store {
   }
 };
 
+// `path` from the root (messages name the file a daemon means, whatever its
+// working directory), as written otherwise.
+std::string absolute_path(const std::string& path) {
+  if (path.empty() || path.front() == '/') return path;
+  std::string directory(4096, '\0');
+  if (::getcwd(directory.data(), directory.size()) == nullptr) return path;
+  directory.resize(std::strlen(directory.c_str()));
+  return directory + (directory.back() == '/' ? "" : "/") + path;
+}
+
+// Why no database may be opened or created at `path`, in one line, or empty:
+// its -wal or -shm exists while the file itself is missing or empty. They
+// belong to a database that was moved or deleted, whose last commits may live
+// only in that WAL (not yet checkpointed into the file), and SQLite, creating
+// or opening a database at the path, would delete or reset them: the history
+// would be lost. The leftovers are looked at before the file: a database
+// being created gets content before its -wal and -shm exist, so another
+// process creating one at the same moment never looks like this.
+std::string leftovers_problem(const std::string& path) {
+  std::vector<std::string> found;
+  struct stat st {};
+  for (const char* suffix : {"-wal", "-shm"}) {
+    if (::stat((path + suffix).c_str(), &st) == 0) found.push_back(path + suffix);
+  }
+  if (found.empty()) return {};
+  std::string state;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT) return {};  // SQLite's open names that problem
+    state = "does not exist";
+  } else if (S_ISREG(st.st_mode) && st.st_size == 0) {
+    state = "is empty";
+  } else {
+    return {};
+  }
+  std::string names = quoted(found.front());
+  if (found.size() > 1) names += " and " + quoted(found.back());
+  return "sqlite database " + quoted(path) + " " + state + " but " + names + (found.size() > 1 ? " exist" : " exists") +
+         ": they belong to a database that was moved or deleted, whose last commits may be only in its -wal;"
+         " move it back to " +
+         quoted(path) + ", or remove " + names + " to start a new database there";
+}
+
 // Creates the database file readable and writable by its owner only, when it
 // does not exist yet (SQLite gives its -wal and -shm files the same mode).
 void create_private_file(const std::string& path) {
@@ -1109,7 +1192,14 @@ std::unique_ptr<Store> open_sqlite_store(const SqliteOptions& options) {
       !problem.empty()) {
     throw Error(ErrorCode::invalid_parameter, "open_store: " + problem);
   }
-  if (options.path != ":memory:") {
+  const bool file = options.path != ":memory:";
+  // Leftovers of a database moved away: refuse before creating anything.
+  const auto refuse_leftovers = [&] {
+    const std::string problem = sqlite_backend::leftovers_problem(sqlite_backend::absolute_path(options.path));
+    if (!problem.empty()) throw Error(ErrorCode::unavailable, "open_store: " + problem);
+  };
+  if (file) {
+    refuse_leftovers();
     if (options.create_if_missing) {
       sqlite_backend::create_private_file(options.path);
     } else {
@@ -1118,12 +1208,11 @@ std::unique_ptr<Store> open_sqlite_store(const SqliteOptions& options) {
   }
   try {
     return std::make_unique<sqlite_backend::SqliteStore>(options);
-  } catch (const soci::sqlite3_soci_error& e) {
-    throw sqlite_backend::make_error("open_store", "sqlite database " + sqlite_backend::quoted(options.path),
-                                     e.result(), e.get_error_message());
   } catch (const soci::soci_error& e) {
-    throw Error(ErrorCode::unavailable,
-                "open_store: sqlite database " + sqlite_backend::quoted(options.path) + ": " + e.get_error_message());
+    // The store's VFS refused a file deleted or emptied since the check
+    // above: say why.
+    if (file) refuse_leftovers();
+    throw sqlite_backend::make_error("open_store", "sqlite database " + sqlite_backend::quoted(options.path), e);
   }
 }
 

@@ -11,7 +11,8 @@
 // file. Timestamps are SQLite's own clock ('now', millisecond resolution),
 // stored as microseconds since the Unix epoch (UTC). Once the file is deleted
 // or replaced under an open store, every call throws unavailable until the
-// store is reopened.
+// store is reopened. A file that cannot be written (read-only file, directory
+// or file system) is read, and every write throws unavailable.
 #pragma once
 
 #include <jobrepo/store.hpp>
@@ -36,7 +37,10 @@ struct SqliteOptions {
 // Opens (creating when missing, unless create_if_missing is false) a SQLite
 // store. Throws invalid_parameter for an empty path and for a negative
 // pool_size or busy_timeout, unavailable when the file cannot be opened or
-// created, or does not exist and must not be created.
+// created, or does not exist and must not be created, and when the path's
+// -wal or -shm exists while the file is missing or empty (a database moved or
+// deleted left them, maybe with its last commits): then it creates and
+// truncates nothing.
 std::unique_ptr<Store> open_sqlite_store(const SqliteOptions& options);
 
 // Registers the "sqlite" URL scheme with open_store(). Idempotent, thread-safe.
