@@ -382,9 +382,9 @@ TEST_CASE("sqlite: a file renamed, deleted or replaced under an open store: ever
       {"request_cancel", [&] { store->request_cancel(plugin, run.private_id); }},
       {"record_server",
        [&] {
-         store->record_server({plugin, "s1", 1s});
+         store->record_server({plugin, "s1", "i1", "", 1s});
        }},
-      {"remove_server", [&] { store->remove_server(plugin, "s1"); }},
+      {"remove_server", [&] { store->remove_server(plugin, "s1", "i1"); }},
       {"list_servings", [&] { store->list_servings(plugin, std::nullopt); }},
       {"claim_runs",
        [&] {
@@ -396,6 +396,7 @@ TEST_CASE("sqlite: a file renamed, deleted or replaced under an open store: ever
          store->transition_runs({&change, 1});
        }},
       {"interrupt_stale_runs", [&] { store->interrupt_stale_runs({plugin}); }},
+      {"record_work_end", [&] { store->record_work_end(plugin, run.private_id, jobrepo::Clock::now()); }},
       {"lookup_run", [&] { store->lookup_run(plugin, run.private_id); }},
       {"list_runs", [&] { store->list_runs({plugin}); }},
       {"prune_runs", [&] { store->prune_runs(plugin, 0us); }},
