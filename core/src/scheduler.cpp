@@ -851,23 +851,38 @@ struct Scheduler::State {
 
   // --- the workers --------------------------------------------------------
 
+  // The first queued run whose job has no handler running here: a job's
+  // next run waits for the handler of the one before to return (its work
+  // to end), also when that run was ended in the store meanwhile (an
+  // operator's interrupt, say). Under the mutex.
+  std::deque<std::shared_ptr<LocalRun>>::iterator next_runnable() {
+    std::set<std::string_view> busy;
+    for (const auto& [id, run] : executing) {
+      if (run->started() && !run->returned()) busy.insert(run->job_name());
+    }
+    return std::find_if(queue.begin(), queue.end(),
+                        [&](const std::shared_ptr<LocalRun>& run) { return busy.count(run->job_name()) == 0; });
+  }
+
   void worker_loop() {
     Repository repo = repository();
     for (;;) {
       std::shared_ptr<LocalRun> local;
       {
         std::unique_lock lock(mutex);
-        work_ready.wait(lock, [&] { return !queue.empty() || workers_exit; });
-        if (queue.empty()) return;
-        local = std::move(queue.front());
-        queue.pop_front();
+        work_ready.wait(lock, [&] { return workers_exit || next_runnable() != queue.end(); });
+        const auto next = next_runnable();
+        if (next == queue.end()) return;
+        local = std::move(*next);
+        queue.erase(next);
         ++busy_workers;
+        local->start(SteadyClock::now());
       }
-      local->start(SteadyClock::now());
       std::optional<Outcome> outcome;
       if (local->cancelled()) {
         emit(SchedulerEvent::Kind::cancelled, local->job_name(), local->run_id(),
              std::string(to_string(local->cancel_reason())) + " before it started");
+        outcome = unstarted(local);
       } else {
         outcome = execute(local);
       }
@@ -885,7 +900,28 @@ struct Scheduler::State {
       if (outcome) outcomes_ready.notify_one();
       run_finished.notify_all();
       claim_wake.notify_all();
+      work_ready.notify_all();  // a run of the same job may wait for this one
     }
+  }
+
+  // The outcome of a run cancelled before a worker started its handler
+  // (nothing ran): it ends interrupted, its job due at once, or for an
+  // operator's cancel at its regular time; nothing for a run ended
+  // elsewhere already.
+  std::optional<Outcome> unstarted(const std::shared_ptr<LocalRun>& local) {
+    const auto reason = local->cancel_reason();
+    if (reason == CancelReason::interrupted) return std::nullopt;
+    RunUpdate update{.run_id = local->run_id(), .status = Status::interrupted};
+    if (reason == CancelReason::operator_request) {
+      update.message = "cancelled by operator";
+      set_regular_next(update, *local);
+    } else if (reason == CancelReason::fenced) {
+      update.message = "fenced before it started: no heartbeat reached the database";
+    } else {
+      update.message = "its server stopped before it started";
+    }
+    std::string detail = *update.message;
+    return Outcome{local, std::move(update), std::move(detail), false, microseconds(0), local->database_now()};
   }
 
   // When a run of a job with a calendar schedule makes the job due next:
@@ -956,8 +992,8 @@ struct Scheduler::State {
   //   operator_request: interrupted "cancelled by operator", the job keeps
   //     its schedule;
   //   stopping: returned, completed; threw, interrupted (due at once);
-  //   fenced: returned, completed (it ended before any peer could take the
-  //     job); threw within its grace, interrupted (due at once); later,
+  //   fenced: within its grace, returned, completed (it ended before any
+  //     peer could take the job), threw, interrupted (due at once); later,
   //     failed, saying that a peer may have run the job meanwhile;
   //   interrupted (the run is final or gone in the store): nothing but when
   //     the work ended (Run::work_end_time).
@@ -1020,6 +1056,11 @@ struct Scheduler::State {
       return fail("timed out after " + duration_text(local->timeout()),
                   overran ? " (the handler returned " + seconds_text(late_by) + " after it)" : std::string());
     }
+    if (reason == CancelReason::fenced && overran) {
+      return fail("still running " + seconds_text(late_by) +
+                  " after it was fenced (no heartbeat reached the database); another server may have run the job "
+                  "meanwhile");
+    }
     if (next) {
       update.status = Status::completed;
       if (local->schedule()) {
@@ -1031,11 +1072,6 @@ struct Scheduler::State {
       return outcome("in " + seconds_text(took));
     }
     if (reason == CancelReason::none) return fail(failure);
-    if (reason == CancelReason::fenced && overran) {
-      return fail("still running " + seconds_text(late_by) +
-                  " after it was fenced (no heartbeat reached the database); another server may have run the job "
-                  "meanwhile");
-    }
     // Stopping, or fenced and ended in time: the run ends without a result,
     // its job due at once.
     update.status = Status::interrupted;

@@ -11,10 +11,21 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+extern char** environ;
 
 using namespace std::chrono_literals;
 using jobrepo::CancelReason;
@@ -24,6 +35,13 @@ using jobrepo::test::code_of;
 using namespace jobrepo::test::scheduler;
 
 namespace {
+
+std::string slurp_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
 
 // A handler that ignores cancellation: it works until `release` is set.
 std::shared_ptr<jobrepo::JobHandler> stubborn_job(const std::string& name, std::atomic<bool>& working,
@@ -157,4 +175,128 @@ TEST_CASE("scheduler: a forward step of the database clock by twice the threshol
   CHECK(recorder.count(SchedulerEvent::Kind::interrupted_peer, "held") == 0);
   CHECK(b.stop());
   CHECK(a.stop());
+}
+
+namespace {
+
+// jobrepo_scheduler_node (node_main.cpp) in mode "stubborn": its handler
+// ignores cancellation; its store fails while `outage` exists.
+struct StubbornNode {
+  pid_t pid = 0;
+  std::string err;
+  StubbornNode(const std::string& url, const std::string& outage, const std::string& err_path) : err(err_path) {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    std::vector<std::string> args = {JOBREPO_NODE_PATH, url, "stubborn-node", "stubborn", "60"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env = {"JOBREPO_NODE_OUTAGE_FILE=" + outage};
+    for (char** e = environ; *e; ++e) env.emplace_back(*e);
+    std::vector<char*> envp;
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    REQUIRE(posix_spawn(&pid, JOBREPO_NODE_PATH, &actions, nullptr, argv.data(), envp.data()) == 0);
+    posix_spawn_file_actions_destroy(&actions);
+  }
+  StubbornNode(const StubbornNode&) = delete;
+  StubbornNode& operator=(const StubbornNode&) = delete;
+  // The exit status, once it ended within `timeout`.
+  std::optional<int> wait_for(std::chrono::milliseconds timeout) {
+    const auto until = Steady::now() + timeout;
+    while (Steady::now() < until) {
+      int status = 0;
+      if (waitpid(pid, &status, WNOHANG) == pid) {
+        pid = 0;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+    return std::nullopt;
+  }
+  ~StubbornNode() {
+    if (pid != 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+    std::remove(err.c_str());
+  }
+};
+
+}  // namespace
+
+TEST_CASE(
+    "scheduler: a handler still running when its run's lease lapses ends the process, before a peer may take "
+    "the job") {
+  const std::string url = databases.make();
+  auto store = jobrepo::open_store(url);
+  store->migrate();
+  jobrepo::Repository repo(*store);
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string outage = (dir / ("jobrepo-outage-" + std::to_string(getpid()))).string();
+  std::remove(outage.c_str());
+  StubbornNode node(url, outage, (dir / ("jobrepo-stubborn-" + std::to_string(getpid()))).string());
+  REQUIRE(wait_until([&] { return repo.list_runs({.status = Status::running}).size() == 1; }, 10s));
+  std::this_thread::sleep_for(600ms);  // a few good heartbeats
+  // Its database is out of reach from now on; the handler ignores the fence.
+  std::ofstream(outage) << "down\n";
+  const auto down = Steady::now();
+  const auto status = node.wait_for(5s);
+  const auto took = Steady::now() - down;
+  std::remove(outage.c_str());
+  const auto err = slurp_text(node.err);
+  INFO(err);
+  REQUIRE(status.has_value());
+  CHECK(*status == 70);
+  // Threshold 2 s, monitor 250 ms, grace 0: the lease lapses 1.7 s after the
+  // last successful heartbeat, which was at most 250 ms before the outage;
+  // a peer may take the job 2 s after it.
+  CHECK(took < 2s);
+  CHECK(took >= 1700ms - 250ms - 50ms);
+  CHECK(err.find("ending the process (SchedulerOptions::fence_overrun): the handler of job \"stubborn\"") !=
+        std::string::npos);
+  // Nothing ended the run: a peer interrupts it after the threshold, as
+  // after a kill -9.
+  CHECK(repo.list_runs({.status = Status::running}).size() == 1);
+}
+
+TEST_CASE("scheduler: with FenceOverrun::report, a handler outliving its run's lease is reported and failed") {
+  Fixture f;
+  struct HeartbeatsFail : jobrepo::StoreWrapper {
+    using StoreWrapper::StoreWrapper;
+    std::atomic<bool> failing{false};
+    std::vector<std::optional<jobrepo::Run>> transition_runs(std::span<const jobrepo::RunTransition> c) override {
+      if (failing && c.size() == 1 && c.front().to == Status::running) {
+        throw jobrepo::Error(ErrorCode::unavailable, "update_run: injected outage");
+      }
+      return StoreWrapper::transition_runs(c);
+    }
+  } store(*f.store);
+  auto options = fast_options(f.recorder);
+  options.fence_overrun = jobrepo::FenceOverrun::report;
+  jobrepo::Scheduler scheduler("s1", store, options);
+  std::atomic<bool> working{false}, release{false};
+  scheduler.register_job(stubborn_job("overrun", working, release));
+  scheduler.start();
+  REQUIRE(wait_until([&] { return working.load(); }, 5s));
+  std::this_thread::sleep_for(250ms);
+  store.failing = true;
+  // Threshold 1 s: fenced at 750 ms, the lease lapses 100 + 100 ms later.
+  REQUIRE(wait_until(
+      [&] {
+        for (const auto& e : f.recorder.of(SchedulerEvent::Kind::error, "overrun")) {
+          if (e.event.detail.find("another server may run the job at the same time") != std::string::npos) return true;
+        }
+        return false;
+      },
+      3s));
+  store.failing = false;
+  release = true;
+  REQUIRE(wait_until([&] { return f.recorder.count(SchedulerEvent::Kind::failed, "overrun") == 1; }, 5s));
+  const auto run = f.repo.list_runs({.job_name = "overrun"}).at(0);
+  CHECK(run.status == Status::failed);
+  CHECK(run.message.value_or("").find("after it was fenced") != std::string::npos);
+  CHECK(scheduler.stop());
 }

@@ -1,28 +1,60 @@
 // A scheduler process for the multi-process tests. Prints one line per event:
 //   <unix ms> <event> <job> <run id>
-// Usage: jobrepo_scheduler_node URL SERVER_ID churn|long SECONDS
-//   churn: 10 short jobs that reschedule at once; stops after SECONDS.
-//   long:  one job "long" that runs until cancelled; runs until killed.
+// Usage: jobrepo_scheduler_node URL SERVER_ID churn|long|stubborn SECONDS
+//   churn:    10 short jobs that reschedule at once; stops after SECONDS.
+//   long:     one job "long" that runs until cancelled; runs until killed.
+//   stubborn: one job "stubborn" whose handler ignores cancellation and
+//             works for SECONDS; while the file JOBREPO_NODE_OUTAGE_FILE
+//             exists, this process's store calls fail (unavailable), as
+//             when its database is out of reach.
 #include <jobrepo/jobrepo.hpp>
 
 #include <cstdio>
+#include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <mutex>
 #include <random>
 #include <string>
 #include <thread>
 
+#include <unistd.h>
+
 using namespace std::chrono_literals;
+
+namespace {
+
+// A store that fails every call while the outage file exists.
+class OutageStore final : public jobrepo::StoreWrapper {
+ public:
+  OutageStore(jobrepo::Store& target, std::string file) : StoreWrapper(target), file_(std::move(file)) {}
+
+ protected:
+  void around(const char* operation, const std::function<void()>& call) override {
+    if (!file_.empty() && ::access(file_.c_str(), F_OK) == 0) {
+      throw jobrepo::Error(jobrepo::ErrorCode::unavailable, std::string(operation) + ": injected outage");
+    }
+    call();
+  }
+
+ private:
+  std::string file_;
+};
+
+}  // namespace
 
 int main(int argc, char* argv[]) try {
   if (argc != 5) {
-    std::cerr << "usage: jobrepo_scheduler_node URL SERVER_ID churn|long SECONDS\n";
+    std::cerr << "usage: jobrepo_scheduler_node URL SERVER_ID churn|long|stubborn SECONDS\n";
     return 2;
   }
   const std::string url = argv[1], server = argv[2], mode = argv[3];
   const int seconds = std::stoi(argv[4]);
-  auto store = jobrepo::open_store(url);
-  store->migrate();
+  auto real_store = jobrepo::open_store(url);
+  real_store->migrate();
+  const char* outage = std::getenv("JOBREPO_NODE_OUTAGE_FILE");
+  OutageStore wrapped(*real_store, outage ? outage : "");
+  jobrepo::Store* store = &wrapped;
   std::mutex out;
   jobrepo::SchedulerOptions options;
   options.worker_threads = 4;
@@ -44,6 +76,12 @@ int main(int argc, char* argv[]) try {
         return std::chrono::microseconds(0);
       }));
     }
+  } else if (mode == "stubborn") {
+    scheduler.register_job(jobrepo::make_job("stubborn", "ignores cancellation", [seconds](jobrepo::JobContext&) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+      while (std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(10ms);
+      return std::chrono::microseconds(1h);
+    }));
   } else {
     scheduler.register_job(jobrepo::make_job("long", "runs until cancelled", [](jobrepo::JobContext& c) {
       while (c.sleep_for(1h)) {

@@ -156,8 +156,12 @@ struct RegisterJobOptions {
 struct SchedulerEvent {
   // skipped: a job with Misfire::skip missed a fire time, which is dropped.
   // interrupted: a run this server ended without a result (cancelled by an
-  // operator). warning: something an operator should know that is not an
-  // error (servers disagree about a job's definition).
+  // operator, its server stopping, fenced). warning: something an operator
+  // should know that is not an error (servers disagree about a job's
+  // definition; start() waits for the server id's lease). error: a store
+  // call failed, a job's timeout passed, stop() left handlers running, a
+  // handler outlived its run's lease (FenceOverrun::report), another
+  // instance took the server id over.
   enum class Kind {
     claimed,
     started,
