@@ -528,6 +528,31 @@ std::vector<LibraryRow> library_rows(Seeded& db, jobrepo::Scheduler& scheduler, 
        [=, &repo, &scheduler] { repo.interrupt_runs(1h, {.server_id = bad_utf8}); }, ip,
        "interrupt_runs: server_id \"a\\xff\" is not valid UTF-8"},
 
+      {"interrupt_runs: an observed run id with a '%'",
+       [=, &repo, &scheduler] {
+         repo.interrupt_runs(1h, {.runs = std::vector<jobrepo::ObservedRun>{{"a%20b", jobrepo::Timestamp{}}}});
+       },
+       ip, "interrupt_runs: run id \"a%20b\" has characters other than"},
+
+      // record_server, record_work_end
+      {"record_server: instance empty",
+       [=, &repo, &scheduler] { repo.record_server("s", 1min, {.instance = ""}); }, ip,
+       "record_server: instance is missing"},
+      {"record_server: instance of 256 characters",
+       [=, &repo, &scheduler] { repo.record_server("s", 1min, {.instance = std::string(256, 'i')}); }, cc,
+       "record_server: instance \"iii"},
+      {"record_server: address not UTF-8",
+       [=, &repo, &scheduler] { repo.record_server("s", 1min, {.instance = "i", .address = bad_utf8}); }, ip,
+       "record_server: address \"a\\xff\" is not valid UTF-8"},
+      {"record_server: address of 256 characters",
+       [=, &repo, &scheduler] { repo.record_server("s", 1min, {.instance = "i", .address = std::string(256, 'a')}); },
+       cc, "record_server: address \"aaa"},
+      {"record_work_end: unknown run", [=, &repo, &scheduler] { repo.record_work_end(unknown_run, jobrepo::Clock::now()); },
+       nf, "record_work_end: no run \"" + unknown_run + "\""},
+      {"record_work_end: ended before 1970",
+       [=, &repo, &scheduler] { repo.record_work_end(running, jobrepo::Timestamp{} - 1s); }, ip,
+       "record_work_end: ended -1000000us since the epoch is out of range"},
+
       // lookup_run, list_runs, prune_runs
       {"lookup_run: run id empty", [=, &repo, &scheduler] { repo.lookup_run(""); }, ip,
        "lookup_run: run id is missing"},

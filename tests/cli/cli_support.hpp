@@ -44,6 +44,13 @@ inline std::string slurp(const std::filesystem::path& file) {
   return text.str();
 }
 
+// The jobctl under test: this build's, or JOBREPO_TEST_JOBCTL (to run the
+// tests against another build, e.g. to see a defect the tests reproduce).
+inline std::string jobctl_path() {
+  const char* other = std::getenv("JOBREPO_TEST_JOBCTL");
+  return other != nullptr && *other != '\0' ? other : JOBCTL_PATH;
+}
+
 struct Result {
   int status = -1;
   std::string out, err;
@@ -63,7 +70,7 @@ struct Process {
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    std::vector<std::string> all = {JOBCTL_PATH};
+    std::vector<std::string> all = {jobctl_path()};
     all.insert(all.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (auto& a : all) argv.push_back(a.data());
@@ -79,7 +86,7 @@ struct Process {
     std::vector<char*> envp;
     for (auto& e : env_text) envp.push_back(e.data());
     envp.push_back(nullptr);
-    REQUIRE(posix_spawn(&pid, JOBCTL_PATH, &actions, nullptr, argv.data(), envp.data()) == 0);
+    REQUIRE(posix_spawn(&pid, all.front().c_str(), &actions, nullptr, argv.data(), envp.data()) == 0);
     posix_spawn_file_actions_destroy(&actions);
   }
   Process(const Process&) = delete;

@@ -296,6 +296,10 @@ jobrepo::SchedulerOptions scheduler_options(const ServeConfig& config) {
   options.grace = config.grace;
   // stop(): SIGTERM, grace, SIGKILL, and a moment for the outcome.
   options.stop_timeout = config.grace + std::chrono::seconds(1);
+  // Each command's supervisor ends it at its run's lease on its own, even
+  // when serve hangs: the handler (a thread that waits for the supervisor)
+  // is fenced otherwise, and a late return of it ends no process early.
+  options.fence_overrun = jobrepo::FenceOverrun::report;
   return options;
 }
 

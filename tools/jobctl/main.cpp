@@ -168,6 +168,7 @@ void print_run(const jobrepo::Run& r) {
             << "started:      " << when(r.create_time, now) << "\n"
             << "updated:      " << when(r.update_time, now) << "\n"
             << "ended:        " << (r.end_time ? when(*r.end_time, now) : "-") << "\n";
+  if (r.work_end_time) std::cout << "work ended:   " << when(*r.work_end_time, now) << " (by its server's reckoning)\n";
 }
 
 // --- the commands --------------------------------------------------------------
@@ -175,6 +176,9 @@ void print_run(const jobrepo::Run& r) {
 struct Audit {
   std::size_t jobs = 0, runs = 0;
   std::vector<std::string> overlaps;  // "job: run A (server) overlaps run B (server)"
+  // "job: run A (server) was recorded interrupted at T while its work went on until U (+1.2s)"
+  std::vector<std::string> ended_while_working;
+  bool clean() const { return overlaps.empty() && ended_while_working.empty(); }
 };
 
 Audit audit(jobrepo::Repository& repo) {
@@ -184,6 +188,14 @@ Audit audit(jobrepo::Repository& repo) {
   for (const auto& run : runs) jobs.insert(run.job_name);
   a.jobs = jobs.size();
   a.runs = runs.size();
+  for (const auto& run : jobrepo::find_ended_while_working(runs)) {
+    const auto late = std::chrono::duration_cast<std::chrono::milliseconds>(*run.work_end_time - *run.end_time);
+    a.ended_while_working.push_back(run.job_name + ": run " + run.private_id + " (" + run.server_id +
+                                    ") was recorded " + std::string(jobrepo::to_string(run.status)) + " at " +
+                                    iso_utc(*run.end_time) + " while its work went on until " +
+                                    iso_utc(*run.work_end_time) + " (+" + std::to_string(late.count() / 1000) + "." +
+                                    std::to_string(late.count() % 1000 / 100) + "s)");
+  }
   for (const auto& o : jobrepo::find_overlaps(std::move(runs))) {
     a.overlaps.push_back(o.first.job_name + ": run " + o.first.private_id + " (" + o.first.server_id +
                          ") overlaps run " + o.second.private_id + " (" + o.second.server_id + ")");
@@ -449,13 +461,19 @@ int execute(const Invocation& in) {
     output(json{{"deleted", deleted}}, [&] { std::cout << "deleted " << deleted << " final runs\n"; });
   } else if (name == "audit") {
     const auto a = audit(repo);
-    output(json{{"jobs", a.jobs}, {"runs", a.runs}, {"overlaps", a.overlaps}}, [&] {
-      std::cout << "audited " << a.runs << " runs of " << a.jobs << " jobs: " << a.overlaps.size()
-                << " overlapping pairs" << (a.overlaps.empty() ? " (each job ran on one server at a time)" : "")
-                << "\n";
-      for (const auto& o : a.overlaps) std::cout << "  " << o << "\n";
-    });
-    return a.overlaps.empty() ? exit_ok : exit_failed;
+    output(json{{"jobs", a.jobs},
+                {"runs", a.runs},
+                {"overlaps", a.overlaps},
+                {"ended_while_working", a.ended_while_working}},
+           [&] {
+             std::cout << "audited " << a.runs << " runs of " << a.jobs << " jobs: " << a.overlaps.size()
+                       << " overlapping pairs, " << a.ended_while_working.size()
+                       << " runs recorded ended while their work went on"
+                       << (a.clean() ? " (each job ran on one server at a time)" : "") << "\n";
+             for (const auto& o : a.overlaps) std::cout << "  " << o << "\n";
+             for (const auto& e : a.ended_while_working) std::cout << "  " << e << "\n";
+           });
+    return a.clean() ? exit_ok : exit_failed;
   }
   return exit_ok;
 }

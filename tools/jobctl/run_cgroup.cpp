@@ -229,6 +229,10 @@ RunCgroup::RunCgroup(std::string dir) : dir_(std::move(dir)), command_(dir_ + "/
     }
     created = true;
     lock_ = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lock_ < 0 && errno == ENOENT && again) {  // removed by a sweep before it could be opened
+      created = false;
+      continue;
+    }
     if (lock_ < 0) fail("open", dir_, errno);
     if (::flock(lock_, LOCK_EX) != 0) fail("lock", dir_, errno);
     int error = 0;

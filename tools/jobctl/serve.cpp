@@ -100,6 +100,12 @@ microseconds run_command(const CommandJob& job, const Runtime& runtime, jobrepo:
     log(LogLevel::warning, job.name + " run " + context.run_id() + ": stopped " + std::to_string(end.leftovers) +
                                " processes the command left behind");
   }
+  // A command that exited 0 on its own, before anyone asked it to stop,
+  // did its work, whatever came after (a cancel while its leftovers were
+  // being ended): the run is completed. Any other end of a cancelled run is
+  // the cancellation's (the Scheduler decides what it means: interrupted
+  // when stopping, failed for a timeout...).
+  if (end.how == CommandEnd::How::exited && end.code == 0 && !end.asked) return job.every;
   context.throw_if_cancelled();
   switch (end.how) {
     case CommandEnd::How::not_started:
@@ -237,11 +243,14 @@ class Hooks {
 
 // --- the server lock --------------------------------------------------------
 
-// One jobctl serve per (database, plugin, server id) on this machine, and
-// none while the supervisors of a previous one with that id still live: a
-// datagram socket bound to an abstract name (no file to clean up), inherited
-// by every supervisor, so the name is taken until the last of them exits.
-// Returns the socket. Waits up to `wait` for a previous holder.
+// One jobctl serve per (database URL as written, plugin, server id) on this
+// machine, and none while the supervisors of a previous one with that id
+// still live: a datagram socket bound to an abstract name (no file to clean
+// up), inherited by every supervisor, so the name is taken until the last of
+// them exits. Returns the socket. Waits up to `wait` for a previous holder.
+// (Another spelling of the URL, or another machine: the store's lease on the
+// server id refuses a second live serve in Scheduler::start(), and
+// wait_for_old_supervisors() waits for a dead one's supervisors.)
 int hold_server_lock(const std::string& url, const std::string& plugin_id, const std::string& server_id,
                      microseconds wait) {
   std::uint64_t hash = 14695981039346656037ULL;  // FNV-1a: the name must fit in 108 bytes
@@ -280,6 +289,73 @@ int hold_server_lock(const std::string& url, const std::string& plugin_id, const
         "they ended after " + format_duration(std::chrono::duration_cast<microseconds>(Steady::now() - started)));
   }
   return fd;
+}
+
+// The name (comm) of a process of this machine, or empty when it is gone.
+std::string process_name(const std::string& pid) {
+  std::ifstream comm("/proc/" + pid + "/comm");
+  std::string name;
+  std::getline(comm, name);
+  return name;
+}
+
+// The supervisors (jobrepo-run processes) of this machine that supervise one
+// of `runs` and whose serve is gone (their parent is no jobctl: they were
+// orphaned). A live serve's supervisors are left to it: the store's lease
+// refuses a second live serve with its id.
+std::vector<pid_t> orphaned_supervisors_of(const std::set<std::string>& runs) {
+  std::vector<pid_t> found;
+  if (runs.empty()) return found;
+  std::error_code ignored;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ignored)) {
+    const std::string pid = entry.path().filename();
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (process_name(pid) != supervisor_name) continue;
+    std::ifstream cmdline(entry.path() / "cmdline");
+    std::string argv0, run_id;
+    if (!std::getline(cmdline, argv0, '\0') || !std::getline(cmdline, run_id, '\0') || runs.count(run_id) == 0) {
+      continue;
+    }
+    // /proc/PID/stat: "PID (NAME) STATE PPID ...", NAME jobrepo-run here.
+    std::ifstream stat(entry.path() / "stat");
+    std::string text;
+    std::getline(stat, text);
+    const auto close = text.rfind(')');
+    if (close == std::string::npos || close + 4 >= text.size()) continue;
+    const std::string rest = text.substr(close + 4);
+    const std::string parent = rest.substr(0, rest.find(' '));
+    if (process_name(parent) == "jobctl") continue;
+    found.push_back(static_cast<pid_t>(std::stol(pid)));
+  }
+  return found;
+}
+
+// Before this server id's leftover runs are ended (Scheduler::start()):
+// the supervisors a previous serve with this id left on this machine must
+// be gone, whatever URL spelling that serve used (the server lock covers the
+// same spelling only). Waits up to `wait`.
+void wait_for_old_supervisors(jobrepo::Store& store, const std::string& plugin_id, const std::string& server_id,
+                              microseconds wait) {
+  jobrepo::Repository repo(store, {plugin_id, 0});
+  std::set<std::string> runs;
+  for (const auto& run : repo.list_runs({.status = jobrepo::Status::running, .limit = -1})) {
+    if (run.server_id == server_id) runs.insert(run.private_id);
+  }
+  const auto started = Steady::now();
+  bool said = false;
+  for (auto left = orphaned_supervisors_of(runs); !left.empty(); left = orphaned_supervisors_of(runs)) {
+    if (Steady::now() - started >= wait) {
+      throw ServeError("server id \"" + server_id + "\": the supervisors of " + std::to_string(left.size()) +
+                       " runs of a previous jobctl serve with it (pid " + std::to_string(left.front()) +
+                       (left.size() > 1 ? ", ..." : "") + ") have not ended after " + format_duration(wait));
+    }
+    if (!said) {
+      log(LogLevel::warning, "waiting for the supervisors of " + std::to_string(left.size()) +
+                                 " runs of a previous jobctl serve with this server id to end");
+      said = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
 }
 
 // A handler of `job` for the Scheduler (it keeps its own copy of the job).
@@ -457,6 +533,8 @@ std::optional<Serving> start_serving(const std::string& url, ServeConfig& config
       for (const auto& job : config.jobs) {
         serving.scheduler->register_job(command_handler(job, runtime), register_options(job));
       }
+      wait_for_old_supervisors(*serving.metered, config.plugin_id, server,
+                               std::max<microseconds>(config.interrupt_threshold, std::chrono::seconds(10)));
       serving.scheduler->start();
       if (said) log(LogLevel::info, "the database is ready after " + waited());
       return serving;
@@ -612,7 +690,15 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
     log(LogLevel::info, std::string("stopping on ") + (signal == SIGINT ? "SIGINT" : "SIGTERM"));
     break;
   }
-  const bool clean = scheduler.stop();
+  // The runs end when their commands have: stop() waits for them (SIGTERM,
+  // SIGKILL after grace) and never ends a run whose processes live, so wait
+  // as long as they take (their supervisors end them at the latest grace +
+  // 5 s after the cancel; see run_supervised).
+  bool clean = scheduler.stop();
+  for (bool said = false; !scheduler.stop();) {
+    if (!said) log(LogLevel::warning, "waiting for the commands of runs to end before the runs are ended");
+    said = true;
+  }
   hooks.stop_all();
   {
     const std::lock_guard lock(refresher_mutex);
@@ -622,7 +708,7 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
   if (refresher.joinable()) refresher.join();
   board.set_scheduler(nullptr, {});
   if (http_server) http_server->stop();
-  log(LogLevel::info, clean ? "stopped" : "stopped; some commands did not end in time");
+  log(LogLevel::info, clean ? "stopped" : "stopped, once the commands of its runs had ended");
   return 0;
 }
 

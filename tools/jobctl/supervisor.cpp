@@ -222,6 +222,7 @@ int supervisor_main(int argc, char* argv[]) {
   std::optional<int> status;  // of the command
   int leftovers = -1;         // counted when the command ended
   bool terminating = false, fenced = false;
+  bool asked = false;  // the command ended after the supervisor was asked to end it
   Steady::time_point kill_at = Steady::time_point::max();
   const auto terminate = [&](microseconds after) {
     if (!terminating) signal_descendants(supervisor, SIGTERM);
@@ -234,7 +235,10 @@ int supervisor_main(int argc, char* argv[]) {
     for (;;) {
       int child_status = 0;
       const pid_t reaped = ::waitpid(-1, &child_status, WNOHANG);
-      if (reaped == command) status = child_status;
+      if (reaped == command) {
+        status = child_status;
+        asked = terminating;
+      }
       if (reaped > 0) continue;
       children_left = !(reaped < 0 && errno == ECHILD);
       break;
@@ -289,7 +293,8 @@ int supervisor_main(int argc, char* argv[]) {
   } else if (WIFSIGNALED(*status)) {
     how = "signal " + std::to_string(WTERMSIG(*status));
   }
-  write_all(report_fd, "end " + how + " " + std::to_string(std::max(leftovers, 0)) + (fenced ? " fenced" : "") + "\n");
+  write_all(report_fd, "end " + how + " " + std::to_string(std::max(leftovers, 0)) + (fenced ? " fenced" : "") +
+                           (asked ? " asked" : "") + "\n");
   return 0;
 }
 
@@ -480,6 +485,7 @@ CommandEnd run_supervised(const SupervisedCommand& command, jobrepo::JobContext&
                            : h == "cancelled"   ? CommandEnd::How::cancelled
                                                 : CommandEnd::How::exited,
                            code, leftovers, fenced};
+          end->asked = line.size() >= 6 && line.compare(line.size() - 6, 6, " asked") == 0;
           ended_at = Steady::now();
         }
       }

@@ -59,6 +59,10 @@ struct CommandEnd {
   int code = 0;         // the exit status, the signal, or the errno of exec
   int leftovers = 0;    // processes it left behind, ended by the supervisor
   bool fenced = false;  // the supervisor ended it at the fence deadline
+  // The command itself ended after the supervisor was asked to end the run
+  // (a cancel, the fence): its exit status may be its answer to SIGTERM.
+  // False when it ended on its own first, leftovers or not.
+  bool asked = false;
 };
 
 // Runs the command under a new supervisor until the command and every

@@ -50,7 +50,8 @@ json to_json(const jobrepo::Run& run) {
           {"status", std::string(jobrepo::to_string(run.status))},
           {"message", or_null(run.message)},
           {"attempt", run.attempt},
-          {"cancel_requested", run.cancel_requested}};
+          {"cancel_requested", run.cancel_requested},
+          {"work_end_time", time_or_null(run.work_end_time)}};
 }
 
 std::vector<const jobrepo::Serving*> JobView::live() const {
