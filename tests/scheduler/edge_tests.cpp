@@ -233,36 +233,49 @@ struct StubbornNode {
 TEST_CASE(
     "scheduler: a handler still running when its run's lease lapses ends the process, before a peer may take "
     "the job") {
-  const std::string url = databases.make();
-  auto store = jobrepo::open_store(url);
-  store->migrate();
-  jobrepo::Repository repo(*store);
+  Fixture f;
   const auto dir = std::filesystem::temp_directory_path();
   const std::string outage = (dir / ("jobrepo-outage-" + std::to_string(getpid()))).string();
   std::remove(outage.c_str());
-  StubbornNode node(url, outage, (dir / ("jobrepo-stubborn-" + std::to_string(getpid()))).string());
-  REQUIRE(wait_until([&] { return repo.list_runs({.status = Status::running}).size() == 1; }, 10s));
+  StubbornNode node(f.url, outage, (dir / ("jobrepo-stubborn-" + std::to_string(getpid()))).string());
+  REQUIRE(wait_until([&] { return f.repo.list_runs({.status = Status::running}).size() == 1; }, 10s));
+  // A peer with the node's timing (threshold 2 s, monitor 250 ms) serves
+  // the job; its handler notes whether the node's process still lives.
+  auto options = fast_options(f.recorder);
+  options.interrupt_threshold = 2s;
+  options.monitor_interval = 250ms;
+  jobrepo::Scheduler peer("peer", *f.store, options);
+  std::atomic<int> peer_runs{0}, overlaps{0};
+  const pid_t node_pid = node.pid;
+  peer.register_job(jobrepo::make_job("stubborn", "ignores cancellation", [&](jobrepo::JobContext&) {
+    siginfo_t info{};
+    if (waitid(P_PID, node_pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == 0) ++overlaps;
+    ++peer_runs;
+    return std::chrono::microseconds(1h);
+  }));
+  peer.start();
   std::this_thread::sleep_for(600ms);  // a few good heartbeats
-  // Its database is out of reach from now on; the handler ignores the fence.
+  // The node's database is out of reach from now on; its handler ignores the fence.
   std::ofstream(outage) << "down\n";
   const auto down = Steady::now();
-  const auto status = node.wait_for(5s);
+  const auto status = node.wait_for(10s);
   const auto took = Steady::now() - down;
   std::remove(outage.c_str());
   const auto err = slurp_text(node.err);
   INFO(err);
   REQUIRE(status.has_value());
   CHECK(*status == 70);
-  // Threshold 2 s, monitor 250 ms, grace 0: the lease lapses 1.7 s after the
-  // last successful heartbeat, which was at most 250 ms before the outage;
-  // a peer may take the job 2 s after it.
-  CHECK(took < 2s);
+  // The lease lapses 1.7 s after the last successful heartbeat (fenced at
+  // 1.5 s, + 100 ms check + grace 0 + 100 ms), which was at most a monitor
+  // interval before the outage: never earlier.
   CHECK(took >= 1700ms - 250ms - 50ms);
   CHECK(err.find("ending the process (SchedulerOptions::fence_overrun): the handler of job \"stubborn\"") !=
         std::string::npos);
-  // Nothing ended the run: a peer interrupts it after the threshold, as
-  // after a kill -9.
-  CHECK(repo.list_runs({.status = Status::running}).size() == 1);
+  // The peer takes the job over once it has seen the run silent for the
+  // threshold: only after the node's process was gone.
+  REQUIRE(wait_until([&] { return peer_runs == 1; }, 10s));
+  CHECK(overlaps == 0);
+  CHECK(peer.stop());
 }
 
 TEST_CASE("scheduler: with FenceOverrun::report, a handler outliving its run's lease is reported and failed") {
