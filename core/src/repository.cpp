@@ -81,6 +81,7 @@ void require_time_in_range(const char* operation, std::string_view what, Timesta
 // The Due of a duration or (when set) an absolute time, checked.
 Due due_of(const char* operation, std::string_view in_name, std::chrono::microseconds in, std::string_view at_name,
            const std::optional<Timestamp>& at) {
+  if (in == std::chrono::microseconds::max() && !at) return Due{std::chrono::microseconds(0), never};
   require_in_range(operation, in_name, in);
   if (!at) return Due{in, std::nullopt};
   if (in.count() != 0) {
@@ -189,8 +190,8 @@ Timestamp Repository::database_time() {
 }
 
 Job Repository::update_job_next_run(std::string_view name, std::chrono::microseconds next_run_in) {
-  require_in_range("update_job_next_run", "next_run_in", next_run_in);
-  return reschedule("update_job_next_run", name, Due{next_run_in, std::nullopt});
+  return reschedule("update_job_next_run", name,
+                    due_of("update_job_next_run", "next_run_in", next_run_in, "next_run_at", std::nullopt));
 }
 
 Job Repository::update_job_next_run(std::string_view name, Timestamp next_run_at) {
@@ -418,6 +419,8 @@ std::vector<RunUpdateResult> Repository::apply_updates(const char* op, std::span
     std::optional<Due> due;
     if (u.next_run_at) {
       due = Due{std::chrono::microseconds(0), u.next_run_at};
+    } else if (u.next_run_in == std::chrono::microseconds::max()) {
+      due = Due{std::chrono::microseconds(0), never};
     } else if (u.next_run_in) {
       due = Due{*u.next_run_in, std::nullopt};
     }

@@ -150,7 +150,7 @@ std::unique_lock<std::mutex> MemoryStore::begin(const char* operation) {
 }
 
 Timestamp MemoryStore::clock() const {
-  return std::chrono::floor<std::chrono::microseconds>(jobrepo::Clock::now()) + clock_offset();
+  return std::chrono::floor<std::chrono::microseconds>(source_time()) + clock_offset();
 }
 
 void MemoryStore::migrate() {

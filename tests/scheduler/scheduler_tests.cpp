@@ -809,7 +809,7 @@ TEST_CASE("scheduler: after kill -9 of the process running a long job, the other
       "after the kill\n",
       jobrepo::test::scheduler_on_postgres() ? "postgres" : "sqlite", took);
   CHECK(took <= 2000 + 250 + 100);  // threshold + one monitor interval (+ claim and clock slack)
-  CHECK(other.events("interrupted").size() == 1);
+  CHECK(other.events("interrupted_peer").size() == 1);
 }
 
 TEST_CASE(

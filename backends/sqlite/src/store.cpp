@@ -95,17 +95,6 @@ constexpr const char* run_columns =
 
 // The statements of the hot path (the claim, run transitions, the clock),
 // each prepared once per connection and bound to the buffers of its struct.
-struct NowStatement {
-  Micros value = 0;
-  soci::statement st;
-  explicit NowStatement(soci::session& sql) : st(sql) {
-    st.exchange(soci::into(value));
-    prepare(st,
-            "SELECT CAST(strftime('%s', 'now') AS INTEGER) * 1000000"
-            " + CAST(substr(strftime('%f', 'now'), 4) AS INTEGER) * 1000");
-  }
-};
-
 struct DueStatement {
   std::string name, plugin, names;
   long long failures = 0;
@@ -236,7 +225,6 @@ struct Connection {
   std::minstd_rand jitter{std::random_device{}()};
   // Where the busy handler records that another process held the lock.
   std::atomic<std::chrono::steady_clock::rep>* contention = nullptr;
-  std::unique_ptr<NowStatement> now;
   std::unique_ptr<DueStatement> due;
   std::unique_ptr<InsertRunStatement> insert_run;
   std::unique_ptr<UpdateRunStatement> update_run;
@@ -387,13 +375,13 @@ class SqliteStore final : public Store {
                                              " reopen the store (restart the process) to use the file now there");
   }
 
-  // The store's clock: SQLite's 'now' (read once, so that every timestamp of
-  // one operation is equal) plus the test clock offset.
-  Micros now(Connection& c) {
-    auto& s = prepared(c.now, c.sql);
-    s.st.execute(true);
-    finish(s.st);
-    return s.value + clock_offset().count();
+  // The store's clock: this process's clock, which is what SQLite's own
+  // 'now' reads, to the millisecond as SQLite's, read once inside the
+  // operation (so that every timestamp of one operation is equal; a writer's
+  // inside its write lock), plus the test clock offset. A test's time source
+  // (Store::set_time_source) stands in for the process's clock.
+  Micros now(Connection&) {
+    return to_micros(std::chrono::floor<std::chrono::milliseconds>(source_time())) + clock_offset().count();
   }
 
   static int schema_version(soci::session& sql) {

@@ -22,7 +22,9 @@
 //
 // Durations: any std::chrono duration that converts to microseconds without
 // loss (seconds, milliseconds, minutes, hours...). Negative means "in the past".
-// Each must lie within max_offset (below) of zero.
+// Each must lie within max_offset (below) of zero, but for a due time
+// (next_run_in, retry_in) std::chrono::microseconds::max(), which means
+// never (`never`, below).
 //
 // Due times may be given either way: as a duration from the store's now
 // (next_run_in, retry_in) or as an absolute time (next_run_at, retry_at: a
@@ -55,6 +57,11 @@ inline constexpr std::chrono::microseconds max_offset{std::chrono::days(36525)};
 // what every backend stores and a Timestamp reads back exactly.
 inline constexpr Timestamp earliest_time{};
 inline constexpr Timestamp latest_time{std::chrono::sys_days{std::chrono::year{2262} / 1 / 1}};
+
+// The due time of a job that no time makes due: only run_now (an operator,
+// the API) does. A duration argument of std::chrono::microseconds::max()
+// (next_run_in, retry_in) means it: the job is due `never`.
+inline constexpr Timestamp never = latest_time;
 
 struct RepositoryOptions {
   std::string plugin_id = std::string(default_plugin_id);  // 1-127 characters (text.hpp)

@@ -29,6 +29,7 @@
 
 #include <jobrepo/cron.hpp>
 #include <jobrepo/repository.hpp>
+#include <jobrepo/runtime.hpp>
 #include <jobrepo/store.hpp>
 
 #include <chrono>
@@ -118,6 +119,10 @@ struct BackoffOptions {
   // calendar schedule; without either, backoff.max), and a failure there
   // starts a new round of retries. 0: no limit.
   int max_attempts = 0;
+  // After max_attempts failed attempts in a row, the job gives up: it is
+  // due `never` (repository.hpp) until run_now asks again (an operator,
+  // the API), which starts a new round. An on-demand job always gives up.
+  bool give_up = false;
 };
 
 struct RegisterJobOptions {
@@ -150,6 +155,11 @@ struct RegisterJobOptions {
   // `warning` event, once) and shown by jobctl jobs. Empty: the schedule,
   // timeout and back-off given here.
   std::string definition{};
+  // The job runs only when asked (run_now, jobctl job run-now): it is due
+  // `never` otherwise, after every run too (a failed one is retried after
+  // the back-off until max_attempts, then it gives up). Not with a calendar
+  // schedule or `every`; the handler's answer is ignored.
+  bool on_demand = false;
 };
 
 // Something that happened, for logs and metrics (called on scheduler threads).
@@ -244,6 +254,10 @@ struct SchedulerOptions {
   std::chrono::microseconds stop_timeout = std::chrono::seconds(10);
   // A handler still running when its run's lease lapses (FenceOverrun).
   FenceOverrun fence_overrun = FenceOverrun::end_process;
+  // The clocks, waits and threads (runtime.hpp); nullptr: system_runtime().
+  // A test passes a ManualRuntime and moves time itself. Must outlive the
+  // Scheduler.
+  Runtime* runtime = nullptr;
   BackoffOptions backoff{};
   std::function<void(const SchedulerEvent&)> on_event{};
 };
@@ -270,10 +284,15 @@ std::string scheduler_options_problem(const SchedulerOptions& options);
 // multiplier <= 1000, 0 <= jitter < 1, max_attempts >= 0.
 std::string backoff_problem(const BackoffOptions& backoff, std::string_view prefix = "backoff.");
 
+// Where a Scheduler is in its life (see Scheduler, "Lifecycle").
+enum class SchedulerPhase { idle, starting, running, stopping, stopped };
+std::string_view to_string(SchedulerPhase phase) noexcept;
+
 // How the scheduler's loops are doing (Scheduler::health()), for health checks.
 struct SchedulerHealth {
-  bool started = false;
-  bool stopping = false;
+  SchedulerPhase phase = SchedulerPhase::idle;
+  bool started = false;   // phase running or stopping
+  bool stopping = false;  // phase stopping
   // Another instance took this server's id over (its records failed for
   // longer than interrupt_threshold): this server claims nothing more.
   bool lease_lost = false;
@@ -287,6 +306,19 @@ struct SchedulerHealth {
   std::optional<std::chrono::steady_clock::time_point> store_answered{};
 };
 
+// Lifecycle. A Scheduler is in one phase at a time, changed under its lock:
+//
+//   call \ phase | idle, stopped          | starting                    | running              | stopping
+//   start()      | -> starting -> running | waits for that start() (and | nothing              | waits until stopped,
+//                |   (back when it throws)|   starts when it failed)    |                      |   then starts
+//   stop()       | -> stopped, true       | ends that start()'s wait,   | -> stopping ->       | waits again
+//                |                        |   then as in its result     |   stopped (true) or  |   (stop_timeout)
+//                |                        |                             |   stays (false)      |
+//   run_due()    | runs what is due       | invalid_parameter           | invalid_parameter    | invalid_parameter
+//
+// Concurrent calls are allowed in every cell; start() after a stop starts
+// again (a new lease on the server id). stop() and the destructor never
+// throw: what fails in them is reported as an error event.
 class Scheduler {
  public:
   // Throws for a server_id that run_jobs refuses or an options.plugin_id
@@ -349,6 +381,16 @@ class Scheduler {
   // "run_now: ".
   void run_now(std::string_view job_name);
 
+  // For tests and tools that drive a scheduler by hand, while it is not
+  // started (idle or stopped): claims the due jobs registered here (at most
+  // `limit`; negative: all) and runs each handler on the calling thread,
+  // one after another, storing each outcome as the running scheduler would
+  // (a handler that outlives its timeout fails "timed out after D"; nothing
+  // heartbeats, nothing fences). Returns the runs as stored after. Throws
+  // invalid_parameter while the scheduler runs, and what the store throws.
+  std::vector<Run> run_due(int limit = -1);
+
+  SchedulerPhase phase() const;
   std::vector<ExecutingRun> executing() const;
   SchedulerHealth health() const;
   const std::string& server_id() const noexcept;

@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -307,8 +308,28 @@ class Store {
     return std::chrono::microseconds(clock_offset_us_.load(std::memory_order_relaxed));
   }
 
+  // Test clock hook for a store whose clock is this process's own (SQLite,
+  // whose database time is the calling process's clock; the in-memory
+  // template): from now on it reads `source()` instead of the system clock,
+  // so that a test's ManualRuntime (runtime.hpp) is the database's clock
+  // too and times are exact: `store.set_time_source([&] { return
+  // runtime.wall_now(); })`. A store whose clock is a server's (PostgreSQL)
+  // ignores it. An empty function restores the system clock. Thread-safe.
+  virtual void set_time_source(std::function<Timestamp()> source) {
+    const std::lock_guard lock(time_source_mutex_);
+    time_source_ = std::move(source);
+  }
+  // The time source's time (else the system clock's), without the offset:
+  // a store whose clock is this process's reads it (and adds clock_offset()).
+  Timestamp source_time() const {
+    const std::lock_guard lock(time_source_mutex_);
+    return time_source_ ? time_source_() : Clock::now();
+  }
+
  private:
   std::atomic<std::int64_t> clock_offset_us_{0};
+  mutable std::mutex time_source_mutex_;
+  std::function<Timestamp()> time_source_;
 };
 
 // Options every backend understands; a backend documents any it ignores.

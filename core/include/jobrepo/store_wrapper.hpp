@@ -89,6 +89,7 @@ class StoreWrapper : public Store {
     return target_.subscribe_due(plugin_id, std::move(on_due));
   }
   void set_clock_offset(std::chrono::microseconds offset) override { target_.set_clock_offset(offset); }
+  void set_time_source(std::function<Timestamp()> source) override { target_.set_time_source(std::move(source)); }
 
  protected:
   // Every forwarded call but subscribe_due and set_clock_offset goes

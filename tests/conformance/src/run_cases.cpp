@@ -346,7 +346,7 @@ TEST_CASE("update_runs applies many updates in one call; a bad one writes nothin
 
 TEST_CASE("a duration beyond max_offset is invalid_parameter; in update_runs, only for its own update",
           "[conformance][batch][errors]") {
-  constexpr auto too_late = std::chrono::microseconds::max();
+  constexpr auto too_late = std::chrono::microseconds::max() - std::chrono::microseconds(1);
   constexpr auto too_early = -std::chrono::microseconds::max();
   Fixture f;
   const Run a = claimed(f.repo, "a");
@@ -653,6 +653,34 @@ TEST_CASE("interrupt_runs ends exactly the runs with update_time <= now - thresh
       CHECK(ended.count(beat.private_id) == (beat.update_time <= cut ? 1u : 0u));
     }
   }
+}
+
+TEST_CASE("microseconds::max() as a due time means never: the job waits for run_now", "[conformance][run]") {
+  Fixture f;
+  constexpr auto never_again = std::chrono::microseconds::max();
+  // create_job, update_job_next_run, complete_run, fail_run and update_runs.
+  CHECK(f.repo.create_job("created", "d", {.next_run_in = never_again}).next_scheduled_run == never);
+  f.repo.create_job("rescheduled", "d");
+  CHECK(f.repo.update_job_next_run("rescheduled", never_again).next_scheduled_run == never);
+  const Run completed = claimed(f.repo, "completed");
+  f.repo.complete_run(completed.private_id, never_again);
+  CHECK(f.repo.lookup_job("completed")->next_scheduled_run == never);
+  const Run failed = claimed(f.repo, "failed");
+  f.repo.fail_run(failed.private_id, {.retry_in = never_again});
+  CHECK(f.repo.lookup_job("failed")->next_scheduled_run == never);
+  const Run batched = claimed(f.repo, "batched");
+  const std::vector<RunUpdate> updates = {
+      {.run_id = batched.private_id, .status = Status::completed, .next_run_in = never_again}};
+  REQUIRE(f.repo.update_runs(updates)[0].run);
+  CHECK(f.repo.lookup_job("batched")->next_scheduled_run == never);
+  // Never is never claimed, even 100 years on; run_now makes it due.
+  f.store.set_clock_offset(std::chrono::hours(24 * 365 * 100));
+  CHECK(f.repo.run_jobs("s1", {.limit = -1}).empty());
+  f.repo.run_now("created");
+  const auto runs = f.repo.run_jobs("s1", {.limit = -1});
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0].job_name == "created");
+  f.store.set_clock_offset(0us);
 }
 
 }  // namespace jobrepo::conformance
