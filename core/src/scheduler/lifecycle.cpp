@@ -28,6 +28,8 @@ void Scheduler::State::start() {
     before = phase;
     phase = SchedulerPhase::starting;
     stop_requested = false;
+    stop_begun = false;
+    ++life;
   }
   const auto settle_phase = [&](SchedulerPhase to) {
     {
@@ -201,77 +203,92 @@ void Scheduler::State::hand_back_queued() noexcept {
 
 bool Scheduler::State::halt(std::optional<microseconds> wait) noexcept {
   try {
+    // stop_timeout counts from the call.
+    const auto deadline =
+        wait ? now() + std::chrono::duration_cast<SteadyTime::duration>(std::min(*wait, max_offset)) : SteadyTime::max();
     {
       std::unique_lock lock(lifecycle_mutex);
       stop_requested = true;
       runtime.notify_all(lifecycle_changed);  // start() waiting for the lease gives up
-      runtime.wait_until(lock, lifecycle_changed, SteadyTime::max(),
-                         [&] { return phase != SchedulerPhase::starting && !driving; });
+      const int target = life;
+      // A start() under way sees the request and ends; another stop() doing
+      // the work is waited for; a new life since means this one ended.
+      runtime.wait_until(lock, lifecycle_changed, SteadyTime::max(), [&] {
+        return life != target || (phase != SchedulerPhase::starting && !driving && !stopper_active);
+      });
+      if (life != target) return true;
       if (phase == SchedulerPhase::idle || phase == SchedulerPhase::stopped) {
         phase = SchedulerPhase::stopped;
+        runtime.notify_all(lifecycle_changed);
         return true;
       }
       phase = SchedulerPhase::stopping;
+      stopper_active = true;
     }
     runtime.notify_all(lifecycle_changed);
-    const std::lock_guard serial(halt_mutex);
+    bool stopped = false;
+    try {
+      stopped = stopping_work(deadline, wait);
+    } catch (...) {
+      const std::lock_guard lock(lifecycle_mutex);
+      stopper_active = false;
+      runtime.notify_all(lifecycle_changed);
+      throw;
+    }
     {
       const std::lock_guard lock(lifecycle_mutex);
-      if (phase == SchedulerPhase::stopped) return true;  // another stop() ended it meanwhile
-    }
-    if (!stop_begun) {
-      stop_begun = true;
-      claim_signal.stop();
-      if (claimer.joinable()) claimer.join();
-      subscription.reset();  // it waits for a callback in progress
-      hand_back_queued();
-      for (const auto& local : executing.live()) local->cancel(CancelReason::stopping);
-    }
-    // Heartbeats and fences go on meanwhile, so the runs do not look stale.
-    const bool returned = executing.wait_handlers_returned(
-        wait ? now() + std::chrono::duration_cast<SteadyTime::duration>(std::min(*wait, max_offset))
-             : SteadyTime::max());
-    if (!returned) {
-      std::string names;
-      int count = 0;
-      for (const auto& local : executing.live()) {
-        if (++count <= 5) {
-          names += (names.empty() ? "" : ", ") + std::string("job ") + quote_text(local->job_name()) + " run " +
-                   local->run_id();
-        }
-      }
-      emit(SchedulerEvent::Kind::error, "", "",
-           "stop: " + std::to_string(count) + (count == 1 ? " handler" : " handlers") +
-               " did not return within stop_timeout " + duration_text(*wait) + " (" + names +
-               (count > 5 ? ", ..." : "") +
-               "): their runs stay running here, heartbeated, until they return (stop() again, or the destructor, "
-               "waits for them)");
-      return false;
-    }
-    // The outcomes: up to stop_timeout for the writer to store them.
-    executing.wait_empty(now() +
-                         std::chrono::duration_cast<SteadyTime::duration>(std::min(options.stop_timeout, max_offset)));
-    outcomes.close();
-    loops_signal.stop();
-    queue.close();
-    for (auto& thread : threads) {
-      if (thread.joinable()) thread.join();
-    }
-    threads.clear();
-    guarded("stop", [&] { repository().remove_server(server_id, identity.first); });
-    stop_begun = false;
-    {
-      const std::lock_guard lock(lifecycle_mutex);
-      phase = SchedulerPhase::stopped;
+      stopper_active = false;
+      if (stopped) phase = SchedulerPhase::stopped;
     }
     runtime.notify_all(lifecycle_changed);
-    return true;
+    return stopped;
   } catch (const std::exception& e) {
     emit_error("stop", e.what(), std::nullopt);
   } catch (...) {
     emit_error("stop", "unknown exception", std::nullopt);
   }
   return false;
+}
+
+bool Scheduler::State::stopping_work(SteadyTime deadline, std::optional<microseconds> wait) {
+  if (!stop_begun) {
+    stop_begun = true;
+    claim_signal.stop();
+    if (claimer.joinable()) claimer.join();
+    subscription.reset();  // it waits for a callback in progress
+    hand_back_queued();
+    for (const auto& local : executing.live()) local->cancel(CancelReason::stopping);
+  }
+  // Heartbeats and fences go on meanwhile, so the runs do not look stale.
+  const bool returned = executing.wait_handlers_returned(deadline);
+  if (!returned) {
+    std::string names;
+    int count = 0;
+    for (const auto& local : executing.live()) {
+      if (++count <= 5) {
+        names += (names.empty() ? "" : ", ") + std::string("job ") + quote_text(local->job_name()) + " run " +
+                 local->run_id();
+      }
+    }
+    emit(SchedulerEvent::Kind::error, "", "",
+         "stop: " + std::to_string(count) + (count == 1 ? " handler" : " handlers") +
+             " did not return within stop_timeout " + duration_text(*wait) + " (" + names + (count > 5 ? ", ..." : "") +
+             "): their runs stay running here, heartbeated, until they return (stop() again, or the destructor, "
+             "waits for them)");
+    return false;
+  }
+  // The outcomes: up to stop_timeout for the writer to store them.
+  executing.wait_empty(now() +
+                       std::chrono::duration_cast<SteadyTime::duration>(std::min(options.stop_timeout, max_offset)));
+  outcomes.close();
+  loops_signal.stop();
+  queue.close();
+  for (auto& thread : threads) {
+    if (thread.joinable()) thread.join();
+  }
+  threads.clear();
+  guarded("stop", [&] { repository().remove_server(server_id, identity.first); });
+  return true;
 }
 
 std::vector<Run> Scheduler::State::run_due(int limit) {

@@ -212,8 +212,9 @@ struct Scheduler::State {
   SchedulerPhase phase = SchedulerPhase::idle;
   bool stop_requested = false;  // stop() was called since the last start()
   bool driving = false;         // run_due() runs handlers on its caller's thread
-  std::mutex halt_mutex;        // stop() and the destructor, one at a time
-  bool stop_begun = false;      // under halt_mutex: claims stopped, handlers cancelled
+  int life = 0;                 // counts start()s: a stop() ends the life it was called in
+  bool stopper_active = false;  // a stop() does the stopping work; others wait for it
+  bool stop_begun = false;      // this life's claims stopped and handlers cancelled (by the stopper)
   std::thread claimer;
   std::vector<std::thread> threads;  // workers, writer, monitor, fence
   std::unique_ptr<DueSubscription> subscription;
@@ -322,6 +323,8 @@ struct Scheduler::State {
   // --- the lifecycle (lifecycle.cpp) --------------------------------------
   void start();
   bool halt(std::optional<microseconds> wait) noexcept;
+  // The stopping work of halt(), done by one caller at a time.
+  bool stopping_work(SteadyTime deadline, std::optional<microseconds> wait);
   std::optional<std::vector<ObservedRun>> take_lease(Repository& repo);
   void hand_back_queued() noexcept;
   std::vector<Run> run_due(int limit);
