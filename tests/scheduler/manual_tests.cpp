@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -31,8 +32,8 @@ namespace {
 struct Manual {
   jobrepo::ManualRuntime runtime;
   std::unique_ptr<jobrepo::Store> store = jobrepo::open_store("sqlite::memory:");
-  jobrepo::Repository repo = (store->set_time_source([this] { return runtime.wall_now(); }), store->migrate(),
-                              jobrepo::Repository(*store));
+  jobrepo::Repository repo =
+      (store->set_time_source([this] { return runtime.wall_now(); }), store->migrate(), jobrepo::Repository(*store));
   Recorder recorder;
   const jobrepo::Timestamp start = runtime.wall_now();
 
@@ -269,8 +270,8 @@ TEST_CASE("manual clock: stop() that times out returns false at the exact timeou
   m.settle();
   std::atomic<int> result{-1};
   std::thread stopper([&] { result = scheduler.stop() ? 1 : 0; });
-  REQUIRE(jobrepo::test::scheduler::wait_until(
-      [&] { return scheduler.phase() == jobrepo::SchedulerPhase::stopping; }, 5s));
+  REQUIRE(
+      jobrepo::test::scheduler::wait_until([&] { return scheduler.phase() == jobrepo::SchedulerPhase::stopping; }, 5s));
   m.settle();
   m.advance_in_steps(4999ms, 500ms);  // heartbeats go on meanwhile
   CHECK(result == -1);
@@ -318,7 +319,8 @@ TEST_CASE("manual clock: run_due() runs what is due on the calling thread, for t
   CHECK(scheduler.run_due().empty());  // stopped: drivable again
 }
 
-TEST_CASE("lifecycle: concurrent and repeated start() and stop() from 8 threads: every call returns, as the table says") {
+TEST_CASE(
+    "lifecycle: concurrent and repeated start() and stop() from 8 threads: every call returns, as the table says") {
   Manual m;
   jobrepo::Scheduler scheduler("s1", *m.store, m.options());
   std::atomic<int> runs{0};
@@ -398,13 +400,398 @@ TEST_CASE("lifecycle: stop() before start(), start() after stop(), stop() while 
     waiting.start();
     returned = true;
   });
-  REQUIRE(jobrepo::test::scheduler::wait_until(
-      [&] { return waiting.phase() == jobrepo::SchedulerPhase::starting; }, 5s));
+  REQUIRE(
+      jobrepo::test::scheduler::wait_until([&] { return waiting.phase() == jobrepo::SchedulerPhase::starting; }, 5s));
   m.advance(1s);
   CHECK(!returned);
   CHECK(waiting.stop());
   starter.join();
   CHECK(returned);
   CHECK(waiting.phase() == jobrepo::SchedulerPhase::stopped);
-  CHECK(m.recorder.count(SchedulerEvent::Kind::warning, "") >= 1);  // "start: server id "held" is held by elsewhere pid 1 ..."
+  CHECK(m.recorder.count(SchedulerEvent::Kind::warning, "") >=
+        1);  // "start: server id "held" is held by elsewhere pid 1 ..."
+}
+
+// --- the guarantees of the real-time suite, on the manual clock ---------------
+
+namespace {
+
+// A handler that blocks (on the runtime's clock) until cancelled, records
+// why, and throws.
+std::shared_ptr<jobrepo::JobHandler> until_cancelled(const std::string& name, std::atomic<int>& reason,
+                                                     std::atomic<int>* started = nullptr) {
+  return jobrepo::make_job(name, "blocks until cancelled", [&reason, started](jobrepo::JobContext& c) {
+    if (started) ++*started;
+    c.report_progress(3, 10);
+    while (c.sleep_for(1h)) {
+    }
+    reason = static_cast<int>(c.cancel_reason());
+    c.throw_if_cancelled();
+    return answer(1h);
+  });
+}
+
+}  // namespace
+
+TEST_CASE("manual clock: a failing job reruns after its back-off, a completed one waits; run_now runs it at once") {
+  Manual m;
+  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+  std::atomic<int> a_runs{0}, b_runs{0};
+  scheduler.register_job(jobrepo::make_job("a-fails", "d", [&](jobrepo::JobContext&) -> std::chrono::microseconds {
+    ++a_runs;
+    throw std::runtime_error("boom");
+  }));
+  scheduler.register_job(jobrepo::make_job("b-completes", "d", [&](jobrepo::JobContext&) {
+    ++b_runs;
+    return answer(1h);
+  }));
+  scheduler.start();
+  m.settle();
+  m.advance(200ms);
+  m.advance(400ms);
+  CHECK(a_runs == 3);
+  CHECK(b_runs == 1);
+  CHECK(m.runs("a-fails").at(2).message == "boom");
+  scheduler.run_now("b-completes");  // due in an hour: run_now runs it now, with no time passing
+  m.settle();
+  CHECK(b_runs == 2);
+  CHECK(m.runs("b-completes").at(1).create_time == m.at(600ms));
+  CHECK(jobrepo::test::code_of([&] { scheduler.run_now("no-such-job"); }) == ErrorCode::record_not_found);
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE("manual clock: progress is stored with the next heartbeat; executing() shows the run") {
+  Manual m;
+  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+  std::atomic<int> reason{-1};
+  scheduler.register_job(until_cancelled("slow", reason));
+  scheduler.start();
+  m.settle();
+  REQUIRE(scheduler.executing().size() == 1);
+  CHECK(scheduler.executing().front().completed_count == 3);
+  const auto run_id = scheduler.executing().front().run_id;
+  m.advance(1s);
+  const auto run = *m.repo.lookup_run(run_id);
+  CHECK(run.completed_count == 3);
+  CHECK(run.total_count == 10);
+  CHECK(run.update_time == m.at(1s));
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE("manual clock: stop() cancels a blocked handler and leaves its run interrupted; a peer may take it at once") {
+  Manual m;
+  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+  std::atomic<int> reason{-1};
+  scheduler.register_job(until_cancelled("blocked", reason));
+  scheduler.start();
+  m.settle();
+  const std::string run_id = scheduler.executing().front().run_id;
+  CHECK(scheduler.stop());  // no time passes
+  CHECK(reason == static_cast<int>(CancelReason::stopping));
+  const auto run = *m.repo.lookup_run(run_id);
+  CHECK(run.status == Status::interrupted);
+  CHECK(run.message == "its server stopped before the run ended");
+  CHECK(m.repo.run_jobs("s2").size() == 1);
+  CHECK(m.recorder.count(SchedulerEvent::Kind::interrupted, "blocked") == 1);
+}
+
+TEST_CASE("manual clock: a run ended in the store is cancelled here at the next heartbeat, and its work end recorded") {
+  Manual m;
+  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+  std::atomic<int> reason{-1};
+  scheduler.register_job(until_cancelled("victim", reason));
+  scheduler.start();
+  m.settle();
+  m.advance(500ms);
+  REQUIRE(m.repo.interrupt_runs(0s).size() == 1);  // as an operator would, by hand
+  m.advance(499ms);
+  CHECK(reason == -1);
+  m.advance(1ms);  // the heartbeat at 1 s finds it final
+  CHECK(reason == static_cast<int>(CancelReason::interrupted));
+  const auto run = m.runs("victim").at(0);
+  CHECK(run.end_time == m.at(500ms));
+  CHECK(run.work_end_time == m.at(1s));
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE("manual clock: only registered jobs are claimed") {
+  Manual m;
+  m.repo.create_job("foreign", "a job of another server's code");
+  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+  std::atomic<int> runs{0};
+  scheduler.register_job(jobrepo::make_job("mine", "d", [&](jobrepo::JobContext&) {
+    ++runs;
+    return answer(1h);
+  }));
+  scheduler.start();
+  m.settle();
+  m.advance_in_steps(3s, 1s);
+  CHECK(runs == 1);
+  CHECK(scheduler.stop());
+  CHECK(m.recorder.count(SchedulerEvent::Kind::claimed, "foreign") == 0);
+  const auto others = m.repo.run_jobs("s2", {.limit = -1});
+  REQUIRE(others.size() == 1);
+  CHECK(others.front().job_name == "foreign");
+}
+
+TEST_CASE("manual clock: an outcome that meets busy or unavailable is stored later, never lost") {
+  Manual m;
+  struct OutcomesFail : jobrepo::StoreWrapper {
+    using StoreWrapper::StoreWrapper;
+    std::atomic<int> failures{0};
+    std::vector<std::optional<jobrepo::Run>> transition_runs(std::span<const jobrepo::RunTransition> c) override {
+      const bool ends = std::any_of(c.begin(), c.end(), [](const auto& t) { return jobrepo::is_final(t.to); });
+      if (ends && failures < 4) {
+        ++failures;
+        throw jobrepo::Error(failures % 2 ? ErrorCode::busy : ErrorCode::unavailable, "update_run: injected");
+      }
+      return StoreWrapper::transition_runs(c);
+    }
+  } store(*m.store);
+  jobrepo::Scheduler scheduler("s1", store, m.options());
+  scheduler.register_job(jobrepo::make_job("once", "d", [&](jobrepo::JobContext&) { return answer(1h); }));
+  scheduler.start();
+  m.settle();
+  // The writer tries again 20, 40, 80 and 160 ms after each failure.
+  m.advance_in_steps(299ms, 1ms);
+  CHECK(store.failures == 4);
+  CHECK(m.runs("once").front().status == Status::running);
+  m.advance(1ms);
+  const auto stored = m.runs("once");
+  REQUIRE(stored.size() == 1);
+  CHECK(stored.front().status == Status::completed);
+  CHECK(stored.front().end_time == m.at(300ms));
+  CHECK(m.repo.lookup_job("once")->next_scheduled_run == m.at(300ms + 1h));
+  CHECK(m.recorder.count(SchedulerEvent::Kind::completed, "once") == 1);
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE("manual clock: microseconds::max() means never; on-demand jobs run only when asked, and give up") {
+  Manual m;
+  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+  std::atomic<int> never_runs{0}, asked_runs{0};
+  scheduler.register_job(jobrepo::make_job("once-ever", "d", [&](jobrepo::JobContext&) {
+    ++never_runs;
+    return std::chrono::microseconds::max();
+  }));
+  jobrepo::BackoffOptions backoff{.initial = 1s, .max = 1s, .multiplier = 1.0, .jitter = 0.0, .max_attempts = 2};
+  scheduler.register_job(jobrepo::make_job("asked", "d",
+                                           [&](jobrepo::JobContext&) -> std::chrono::microseconds {
+                                             ++asked_runs;
+                                             throw std::runtime_error("exit 1");
+                                           }),
+                         {.backoff = backoff, .on_demand = true});
+  CHECK(m.repo.lookup_job("asked")->next_scheduled_run == jobrepo::never);
+  CHECK(m.repo.lookup_job("asked")->schedule == "on demand");
+  scheduler.start();
+  m.settle();
+  CHECK(never_runs == 1);
+  CHECK(asked_runs == 0);
+  CHECK(m.repo.lookup_job("once-ever")->next_scheduled_run == jobrepo::never);
+  scheduler.run_now("asked");
+  m.settle();
+  CHECK(asked_runs == 1);
+  m.advance(1s);  // retried once (attempt 2 of 2), then it gives up
+  CHECK(asked_runs == 2);
+  const auto job = *m.repo.lookup_job("asked");
+  CHECK(job.next_scheduled_run == jobrepo::never);
+  CHECK(job.consecutive_failures == 2);
+  m.advance(24h);
+  CHECK(asked_runs == 2);
+  CHECK(m.recorder.of(SchedulerEvent::Kind::failed, "asked").back().event.detail.find("gave up") != std::string::npos);
+  scheduler.run_now("asked");  // asked again: a new round
+  m.settle();
+  CHECK(asked_runs == 3);
+  CHECK(m.repo.lookup_job("asked")->next_scheduled_run == m.at(24h + 1s + 1s));
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE("manual clock: a local queue claims ahead; its runs time out from their start; stop hands them back") {
+  Manual m;
+  auto options = m.options();
+  options.worker_threads = 1;
+  options.local_queue = 3;
+  options.backoff.initial = options.backoff.max = 1h;
+  jobrepo::Scheduler scheduler("s1", *m.store, options);
+  std::array<std::atomic<int>, 5> reasons{};
+  for (std::size_t i = 0; i < reasons.size(); ++i) {
+    reasons[i] = -1;
+    scheduler.register_job(until_cancelled("q" + std::to_string(i), reasons[i]), {.timeout = 600ms});
+  }
+  scheduler.start();
+  m.settle();
+  CHECK(m.repo.list_runs({.status = Status::running}).size() == 4);  // 1 running + 3 queued
+  m.advance(600ms);                                                  // the first times out; the next starts now
+  m.advance(600ms);                                                  // and times out 600 ms after its start
+  std::vector<jobrepo::Timestamp> failed;
+  for (const auto& run : m.repo.list_runs({.status = Status::failed, .limit = -1})) failed.push_back(*run.end_time);
+  std::sort(failed.begin(), failed.end());
+  REQUIRE(failed.size() == 2);
+  CHECK(failed[0] == m.at(600ms));
+  CHECK(failed[1] == m.at(1200ms));
+  CHECK(scheduler.stop());
+  int handed_back = 0;
+  for (const auto& run : m.repo.list_runs({.limit = -1})) {
+    CHECK(run.status != Status::running);
+    if (run.message == "its server stopped before it started") ++handed_back;
+  }
+  CHECK(handed_back == 2);
+}
+
+TEST_CASE("manual clock: start() ends this server's own leftover runs at once, and the job runs again") {
+  Manual m;
+  m.repo.create_job("left", "d");
+  const auto leftover = m.repo.run_jobs("s1").at(0);  // as if s1 had crashed mid-run
+  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+  std::atomic<int> runs{0};
+  scheduler.register_job(jobrepo::make_job("left", "d", [&](jobrepo::JobContext&) {
+    ++runs;
+    return answer(1h);
+  }));
+  scheduler.start();
+  m.settle();
+  CHECK(m.repo.lookup_run(leftover.private_id)->status == Status::interrupted);
+  CHECK(runs == 1);  // no time passed
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE("manual clock: the claim loop wakes when a job becomes due, not at its next interval") {
+  Manual m;
+  auto options = m.options();
+  options.claim_interval = 10s;
+  jobrepo::Scheduler scheduler("s1", *m.store, options);
+  std::atomic<int> runs{0};
+  scheduler.register_job(jobrepo::make_job("soon", "d",
+                                           [&](jobrepo::JobContext&) {
+                                             ++runs;
+                                             return answer(1h);
+                                           }),
+                         {.next_run_in = 700ms});
+  scheduler.start();
+  m.settle();
+  m.advance(699ms);
+  CHECK(runs == 0);
+  m.advance(1ms);
+  CHECK(runs == 1);
+  CHECK(m.runs("soon").at(0).create_time == m.at(700ms));
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE("manual clock: an operator's cancel stops the handler at the next heartbeat; the job keeps its schedule") {
+  Manual m;
+  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+  std::atomic<int> reason{-1};
+  scheduler.register_job(until_cancelled("victim", reason), {.every = std::chrono::microseconds(1h)});
+  scheduler.start();
+  m.settle();
+  const std::string run_id = scheduler.executing().front().run_id;
+  m.advance(300ms);
+  CHECK(m.repo.cancel_run(run_id).cancel_requested);
+  m.advance(699ms);
+  CHECK(reason == -1);
+  m.advance(1ms);  // the heartbeat at 1 s
+  CHECK(reason == static_cast<int>(CancelReason::operator_request));
+  const auto run = *m.repo.lookup_run(run_id);
+  CHECK(run.status == Status::interrupted);
+  CHECK(run.message == "cancelled by operator");
+  CHECK(run.end_time == m.at(1s));
+  CHECK(m.repo.lookup_job("victim")->next_scheduled_run == m.at(1s + 1h));
+  const auto ended = m.recorder.of(SchedulerEvent::Kind::interrupted, "victim");
+  REQUIRE(ended.size() == 1);
+  CHECK(ended.front().event.message == "cancelled by operator");
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE("manual clock: run_now during a run makes the job due again as soon as the run ends") {
+  Manual m;
+  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+  std::atomic<int> runs{0};
+  scheduler.register_job(jobrepo::make_job("r", "d", [&](jobrepo::JobContext& c) {
+    ++runs;
+    c.sleep_for(2s);
+    return answer(1h);
+  }));
+  scheduler.start();
+  m.settle();
+  CHECK(runs == 1);
+  m.advance(500ms);
+  scheduler.run_now("r");
+  CHECK(m.repo.lookup_job("r")->run_requested);
+  m.advance(1500ms);  // the run ends at 2 s; the job is due at once
+  CHECK(runs == 2);
+  CHECK(m.runs("r").at(1).create_time == m.at(2s));
+  CHECK(!m.repo.lookup_job("r")->run_requested);
+  m.advance_in_steps(3s, 1s);
+  CHECK(runs == 2);  // then its hour
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE("manual clock: failures are counted in the store, so two servers back off as one; max_attempts waits") {
+  Manual m;
+  jobrepo::Scheduler a("a", *m.store, m.options());
+  jobrepo::Scheduler b("b", *m.store, m.options());
+  std::atomic<int> calls{0};
+  const auto failing = [&] {
+    return jobrepo::make_job("f", "d", [&](jobrepo::JobContext&) -> std::chrono::microseconds {
+      ++calls;
+      throw std::runtime_error("exit 1");
+    });
+  };
+  jobrepo::BackoffOptions backoff{.initial = 100ms, .max = 400ms, .multiplier = 2.0, .jitter = 0.0, .max_attempts = 4};
+  a.register_job(failing(), {.every = std::chrono::microseconds(1h), .backoff = backoff});
+  b.register_job(failing(), {.every = std::chrono::microseconds(1h), .backoff = backoff});
+  a.start();
+  b.start();
+  m.settle();
+  m.advance_in_steps(2s, 50ms);
+  CHECK(calls == 4);
+  const auto runs = m.runs("f");
+  REQUIRE(runs.size() == 4);
+  std::string seen;  // for the report of a failure
+  for (const auto& run : runs)
+    seen += run.server_id + "@" +
+            std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(run.create_time - m.start).count()) +
+            "ms ";
+  INFO("runs: " << seen);
+  CHECK(runs[0].create_time == m.at(0ms));
+  CHECK(runs[1].create_time == m.at(100ms));
+  CHECK(runs[2].create_time == m.at(300ms));
+  CHECK(runs[3].create_time == m.at(700ms));
+  for (std::size_t i = 0; i < runs.size(); ++i) CHECK(runs[i].attempt == static_cast<std::int64_t>(i + 1));
+  const auto job = *m.repo.lookup_job("f");
+  CHECK(job.consecutive_failures == 4);
+  CHECK(job.next_scheduled_run == m.at(700ms + 1h));  // its regular time
+  CHECK(a.stop());
+  CHECK(b.stop());
+}
+
+TEST_CASE("manual clock: servers record the jobs they serve; a differing definition is warned of once; stop forgets") {
+  Manual m;
+  Recorder other;
+  auto b_options = m.options();
+  b_options.on_event = other.callback();
+  jobrepo::Scheduler a("a", *m.store, m.options());
+  jobrepo::Scheduler b("b", *m.store, b_options);
+  const auto job = [] { return jobrepo::make_job("j", "d", [](jobrepo::JobContext&) { return answer(1h); }); };
+  a.register_job(job(), {.definition = "every 5s"});
+  b.register_job(job(), {.definition = "every 20s"});
+  a.start();
+  m.settle();
+  CHECK(m.repo.list_servings("j").size() == 1);
+  b.start();
+  m.settle();
+  CHECK(other.count(SchedulerEvent::Kind::warning, "j") == 1);
+  const auto servings = m.repo.list_servings("j");
+  REQUIRE(servings.size() == 2);
+  CHECK(servings[0].fingerprint == jobrepo::definition_fingerprint("every 5s"));
+  CHECK(servings[1].fingerprint == jobrepo::definition_fingerprint("every 20s"));
+  CHECK(servings[0].live);
+  m.advance_in_steps(10s, 1s);  // more records, no more warnings
+  CHECK(other.count(SchedulerEvent::Kind::warning, "j") == 1);
+  CHECK(a.unregister_job("j"));
+  m.advance(1s);
+  CHECK(m.repo.list_servings("j").size() == 1);
+  CHECK(a.stop());
+  CHECK(b.stop());
+  CHECK(m.repo.list_servings().empty());
 }
