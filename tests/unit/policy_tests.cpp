@@ -36,8 +36,8 @@ JobTiming interval(std::chrono::microseconds every, int max_attempts = 0, bool g
 TEST_CASE("policy: back-off grows by the multiplier, stops at max, and takes the jitter's spread") {
   jobrepo::BackoffOptions b{.initial = 1s, .max = 10s, .multiplier = 3.0, .jitter = 0.2};
   const std::vector<std::tuple<std::int64_t, double, std::chrono::microseconds>> table = {
-      {1, 1.0, 1s}, {2, 1.0, 3s}, {3, 1.0, 9s}, {4, 1.0, 10s}, {100, 1.0, 10s},
-      {1, 0.8, 800ms}, {1, 1.2, 1200ms}, {4, 1.2, 12s},
+      {1, 1.0, 1s},    {2, 1.0, 3s},    {3, 1.0, 9s},     {4, 1.0, 10s},
+      {100, 1.0, 10s}, {1, 0.8, 800ms}, {1, 1.2, 1200ms}, {4, 1.2, 12s},
   };
   for (const auto& [failures, spread, expected] : table) {
     INFO("failures " << failures << ", spread " << spread);
