@@ -204,8 +204,8 @@ void Scheduler::State::hand_back_queued() noexcept {
 bool Scheduler::State::halt(std::optional<microseconds> wait) noexcept {
   try {
     // stop_timeout counts from the call.
-    const auto deadline =
-        wait ? now() + std::chrono::duration_cast<SteadyTime::duration>(std::min(*wait, max_offset)) : SteadyTime::max();
+    const auto deadline = wait ? now() + std::chrono::duration_cast<SteadyTime::duration>(std::min(*wait, max_offset))
+                               : SteadyTime::max();
     {
       std::unique_lock lock(lifecycle_mutex);
       stop_requested = true;
