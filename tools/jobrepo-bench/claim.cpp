@@ -73,11 +73,18 @@ std::string pgbench_script() {
          claim + " \\gset\n" + complete + ";\n";
 }
 
-Measure run_ours(const Target& t, int workers, double seconds, int batch) {
+Measure run_ours(const Target& t, int workers, double seconds, int batch, const ClaimFilter& filter) {
   auto store = jobrepo::open_store(t.url, {workers, std::chrono::milliseconds(10000)});
+  // "names": every job's name, as a server that runs them all would send.
+  std::vector<std::string> names;
+  if (filter.kind == "names") {
+    for (int i = 0; i < filter.jobs; ++i) names.push_back("job-" + std::to_string(i));
+  }
   return on_workers(workers, seconds, [&](int w, Measure& m, Steady::time_point start, Steady::time_point end) {
     jobrepo::Repository repo(*store);
     const std::string server = "bench-" + std::to_string(w);
+    jobrepo::RunJobsOptions options{.limit = batch};
+    if (filter.kind == "names") options.only_jobs = names;
     // Connect before the clock starts, as the ceilings do (pgbench leaves
     // its connection time out of its rate; the store connects on demand).
     repo.lookup_job("job-0");
@@ -85,7 +92,7 @@ Measure run_ours(const Target& t, int workers, double seconds, int batch) {
     while (Steady::now() < end) {
       try {
         const auto t0 = Steady::now();
-        const auto runs = repo.run_jobs(server, {.limit = batch});
+        const auto runs = repo.run_jobs(server, options);
         m.claim_ms.push_back(ms_between(t0, Steady::now()));
         if (runs.empty()) {
           ++m.empty;
