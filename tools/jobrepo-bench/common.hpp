@@ -89,8 +89,9 @@ inline Steady::duration seconds_of(double s) {
   return std::chrono::duration_cast<Steady::duration>(std::chrono::duration<double>(s));
 }
 
-// How the claims of run_ours choose their jobs: "none" (every due job) or
-// "names" (only_jobs: the names of all `jobs` jobs).
+// How the claims of run_ours choose their jobs: "none" (every due job),
+// "names" (only_jobs: the names of all `jobs` jobs) or "served" (served_only;
+// each worker's server first records that it serves all `jobs` jobs).
 struct ClaimFilter {
   std::string kind = "none";
   int jobs = 0;

@@ -21,7 +21,7 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
 [[noreturn]] void usage(int status) {
   std::cout << "usage: jobrepo-bench [--backend sqlite|postgres|both] [--postgres URL] [--workloads LIST]\n"
                "                     [--workers 1,2,4,8] [--jobs N] [--seconds S] [--with-ceiling] [--rounds R]\n"
-               "                     [--claim-filter none,names]\n"
+               "                     [--claim-filter none,names,served]\n"
                "                     [--sqlite-synchronous full,normal] [--scale-jobs 10000,100000,1000000]\n"
                "                     [--history N] [--scheduler-workers 8,64] [--local-queue 0,500] [--wakeups N]\n"
                "                     [--jobctl PATH] [--peer-jobs N] [--peer-dir DIR] [--node PATH]\n"
@@ -37,7 +37,9 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
                "               setting and prints ours/ceiling; --rounds R alternates them R times (S seconds each).\n"
                "  batch-100    the same with run_jobs(limit 100), then a completion per run: runs/s.\n"
                "               Both claim with each --claim-filter (default none): none claims any due job,\n"
-               "               names passes the N job names (only_jobs). The ceiling runs with none only.\n"
+               "               names passes the N job names (only_jobs), served claims the jobs the worker's\n"
+               "               server recorded (served_only; each records all N before the clock starts).\n"
+               "               The ceiling runs with none only.\n"
                "  scheduler    a Scheduler with N no-op jobs (each due again at once) and --scheduler-workers\n"
                "               worker threads, with each --local-queue size (SchedulerOptions::local_queue, default\n"
                "               0): runs/s, lag from due time to handler start (p50/p99).\n"
@@ -157,8 +159,8 @@ Parsed parse(int argc, char* argv[]) {
     } else if (a == "--claim-filter") {
       o.claim_filters = split(value());
       for (const auto& f : o.claim_filters) {
-        if (f != "none" && f != "names") {
-          std::cerr << "jobrepo-bench: --claim-filter: \"" << f << "\" is not none or names\n";
+        if (f != "none" && f != "names" && f != "served") {
+          std::cerr << "jobrepo-bench: --claim-filter: \"" << f << "\" is not none, names or served\n";
           std::exit(2);
         }
       }
