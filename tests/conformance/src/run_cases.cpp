@@ -179,6 +179,9 @@ TEST_CASE("served_only follows the server's last recorded set in its own plugin,
     // Due again at once (an hour ago: whatever the test clock says later).
     for (const auto& run : runs) f.repo.complete_run(run.private_id, -1h);
   };
+  // s2 serves x all along: what another server serves does not count.
+  f.repo.record_server("s2", 1min, {.instance = "i2", .jobs = serving({"x"})});
+  CHECK(f.repo.run_jobs("s1", served).empty());
   f.repo.record_server("s1", 1min, {.instance = "i1", .jobs = serving({"x"})});
   claim_and_free({"x"});
   // A new set replaces the old one: y is served, x no longer.
@@ -193,7 +196,7 @@ TEST_CASE("served_only follows the server's last recorded set in its own plugin,
   claim_and_free({"y"});
   f.store.set_clock_offset(0us);
   // Another instance's refused record changes nothing.
-  CHECK(!f.repo.record_server("s1", 1min, {.instance = "i2", .jobs = serving({"x"})}).held);
+  CHECK(!f.repo.record_server("s1", 1min, {.instance = "i9", .jobs = serving({"x"})}).held);
   claim_and_free({"y"});
   // remove_server empties the set; the same server id in another plugin,
   // serving a job of the same name, does not count.
