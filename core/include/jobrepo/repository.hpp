@@ -81,6 +81,9 @@ struct RunJobsOptions {
   // When set, only jobs that server_id serves are claimed: the set of its
   // last record_server with jobs (list_servings), without sending names. A
   // server that recorded none claims nothing. With only_jobs, both apply.
+  // Each due job the claim passes over is looked up once, so it costs more
+  // than only_jobs when many due jobs it does not serve come first
+  // (docs/performance.md).
   bool served_only = false;
 };
 
