@@ -226,7 +226,7 @@ std::vector<Run> Repository::run_jobs(std::string_view server_id, RunJobsOptions
     for (const auto& name : *options.only_jobs) require_key(op, "only_jobs name", name);
   }
   ClaimRequest request{plugin_id_, std::string(server_id), options.limit == 0 ? 1 : options.limit,
-                       std::move(options.only_jobs)};
+                       std::move(options.only_jobs), options.served_only};
   return as_operation(op, [&] { return store_.claim_runs(request); });
 }
 

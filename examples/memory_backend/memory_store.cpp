@@ -354,6 +354,12 @@ std::vector<Run> MemoryStore::claim_runs(const jobrepo::ClaimRequest& request) {
         std::find(request.only_jobs->begin(), request.only_jobs->end(), row.job.name) == request.only_jobs->end()) {
       continue;
     }
+    // served_only: a job the server serves in this plugin (a set of another
+    // plugin's server of the same id does not count).
+    if (request.served_only &&
+        !db_->servings.contains(ServingKey{request.plugin_id, row.job.name, request.server_id})) {
+      continue;
+    }
     due.push_back(&row);
   }
   // Earliest due first, ties by name; at most `limit` (negative: all).

@@ -100,7 +100,8 @@ TEST_CASE("postgres: the claim reads running runs through a partial index, whate
   store->migrate();
   jobrepo::Repository repo(*store);
   for (int i = 0; i < 50; ++i) repo.create_job("job-" + std::to_string(i), "d");
-  const std::vector<std::string> claim_values = {"0", "'pi_system'", "'pi_system'", "0", "'[]'", "1", "'s1'"};
+  const std::vector<std::string> claim_values = {"0", "'pi_system'", "'pi_system'", "0",   "'[]'",
+                                                 "0", "'s1'",        "1",           "'s1'"};
   const auto check = [&](const std::string& when) {
     const std::string plan = generic_plan(db.url(), queries::claim_runs, claim_values);
     INFO(when << "\n" << plan);
@@ -118,6 +119,62 @@ TEST_CASE("postgres: the claim reads running runs through a partial index, whate
       " now(), now(), now(), 'completed' FROM generate_series(1, 200000) g; ANALYZE");
   check("200,000 final runs, analyzed");
   CHECK(repo.run_jobs("s1", {.limit = -1}).size() == 50);
+}
+
+TEST_CASE("postgres: a served_only claim probes job_server by its whole key per due job, statistics or not") {
+  jobrepo::test::TestDatabase db;
+  auto store = jobrepo::open_store(db.url());
+  store->migrate();
+  jobrepo::Repository repo(*store);
+  // No ANALYZE but the test's own.
+  jobrepo::test::postgres_exec(db.url(),
+                               "ALTER TABLE job SET (autovacuum_enabled = false);"
+                               " ALTER TABLE job_server SET (autovacuum_enabled = false)");
+  // The plan of a served_only claim of s1 (limit 1): job_server is read only
+  // by an index scan whose condition is the whole key (plugin, job, server),
+  // never by a scan of the server's servings filtered by job name, a hashed
+  // set of them, or a scan of the table.
+  const std::vector<std::string> claim_values = {"0", "'pi_system'", "'pi_system'", "0",   "'[]'",
+                                                 "1", "'s1'",        "1",           "'s1'"};
+  const auto check = [&](const std::string& when) {
+    const std::string plan = generic_plan(db.url(), queries::claim_runs, claim_values);
+    INFO(when << "\n" << plan);
+    const auto scan = plan.find(" on job_server s ");
+    REQUIRE(scan != std::string::npos);
+    CHECK(plan.find(" on job_server s ", scan + 1) == std::string::npos);
+    const std::string line = plan.substr(plan.rfind('\n', scan) + 1, plan.find('\n', scan) - plan.rfind('\n', scan));
+    CHECK(line.find("Index") != std::string::npos);
+    CHECK(line.find("Bitmap") == std::string::npos);
+    const auto next = plan.find('\n', scan) + 1;
+    const std::string condition = plan.substr(next, plan.find('\n', next) - next);
+    CHECK(condition.find("Index Cond:") != std::string::npos);
+    CHECK(condition.find("plugin_id = j.plugin_id") != std::string::npos);
+    CHECK(condition.find("job_name = j.name") != std::string::npos);
+    CHECK(condition.find("server_id = $7") != std::string::npos);
+    // Run per due job: the subplan it belongs to is not hashed.
+    const auto header = plan.rfind("SubPlan ", scan);
+    REQUIRE(header != std::string::npos);
+    const std::string subplan = plan.substr(header, plan.find('\n', header) - header);
+    CHECK(plan.find("hashed " + subplan + ")") == std::string::npos);
+    CHECK(plan.find("(" + subplan + ")") != std::string::npos);
+  };
+  check("no jobs, no servings, no statistics");
+  // 5,000 due jobs, each served by 20 servers but s1, which serves every
+  // other job (97,500 servings).
+  jobrepo::test::postgres_exec(
+      db.url(),
+      "INSERT INTO job (plugin_id, name, description, next_scheduled_run)"
+      " SELECT 'pi_system', 'job-' || g, 'd', now() - interval '1 hour' FROM generate_series(1, 5000) g;"
+      " INSERT INTO server (plugin_id, server_id, seen_time, expire_time)"
+      " SELECT 'pi_system', 's' || g, now(), now() + interval '1 hour' FROM generate_series(1, 20) g;"
+      " INSERT INTO job_server (plugin_id, job_name, server_id, fingerprint, registered_time)"
+      " SELECT 'pi_system', 'job-' || j, 's' || s, 'f', now() FROM generate_series(1, 5000) j,"
+      " generate_series(1, 20) s WHERE s <> 1 OR j % 2 = 0");
+  check("5,000 due jobs, 97,500 servings, no statistics");
+  jobrepo::test::postgres_exec(db.url(), "ANALYZE");
+  check("5,000 due jobs, 97,500 servings, analyzed");
+  CHECK(repo.run_jobs("s1", {.limit = -1, .served_only = true}).size() == 2500);
+  CHECK(repo.run_jobs("s2", {.limit = -1, .served_only = true}).size() == 2500);
 }
 
 TEST_CASE("postgres: run updates find the run by its primary key, not the partial index") {

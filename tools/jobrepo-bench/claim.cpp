@@ -44,9 +44,15 @@ Measure on_workers(int workers, double seconds, Body body) {
 std::string pgbench_script() {
   namespace q = jobrepo::postgres_backend::queries;
   std::string claim = q::claim_runs;
-  const std::vector<std::pair<std::string, std::string>> claim_values = {
-      {":clock", "0"}, {":plugin2", "'pi_system'"}, {":plugin", "'pi_system'"}, {":filtered", "0"}, {":names", "'[]'"},
-      {":limit", "1"}, {":server", "'pgbench'"}};
+  const std::vector<std::pair<std::string, std::string>> claim_values = {{":clock", "0"},
+                                                                         {":plugin2", "'pi_system'"},
+                                                                         {":plugin", "'pi_system'"},
+                                                                         {":filtered", "0"},
+                                                                         {":names", "'[]'"},
+                                                                         {":served", "0"},
+                                                                         {":served_by", "'pgbench'"},
+                                                                         {":limit", "1"},
+                                                                         {":server", "'pgbench'"}};
   for (const auto& [name, value] : claim_values) claim = std::regex_replace(claim, std::regex(name + "\\b"), value);
   // pgbench's \gset needs exactly one row, and a claim that lost a race returns
   // none: the script keeps every CTE of the claim but returns one row, the run
@@ -73,19 +79,31 @@ std::string pgbench_script() {
          claim + " \\gset\n" + complete + ";\n";
 }
 
-Measure run_ours(const Target& t, int workers, double seconds, int batch) {
+Measure run_ours(const Target& t, int workers, double seconds, int batch, const ClaimFilter& filter) {
   auto store = jobrepo::open_store(t.url, {workers, std::chrono::milliseconds(10000)});
+  // "names": every job's name, as a server that runs them all would send;
+  // "served": the same set, recorded as what each worker's server serves.
+  std::vector<std::string> names;
+  std::vector<jobrepo::ServedJob> served;
+  for (int i = 0; i < filter.jobs && filter.kind != "none"; ++i) {
+    names.push_back("job-" + std::to_string(i));
+    served.push_back({names.back(), "bench"});
+  }
   return on_workers(workers, seconds, [&](int w, Measure& m, Steady::time_point start, Steady::time_point end) {
     jobrepo::Repository repo(*store);
     const std::string server = "bench-" + std::to_string(w);
+    jobrepo::RunJobsOptions options{.limit = batch};
+    if (filter.kind == "names") options.only_jobs = names;
+    options.served_only = filter.kind == "served";
     // Connect before the clock starts, as the ceilings do (pgbench leaves
     // its connection time out of its rate; the store connects on demand).
     repo.lookup_job("job-0");
+    if (options.served_only) repo.record_server(server, std::chrono::hours(1), {.instance = server, .jobs = served});
     std::this_thread::sleep_until(start);
     while (Steady::now() < end) {
       try {
         const auto t0 = Steady::now();
-        const auto runs = repo.run_jobs(server, {.limit = batch});
+        const auto runs = repo.run_jobs(server, options);
         m.claim_ms.push_back(ms_between(t0, Steady::now()));
         if (runs.empty()) {
           ++m.empty;

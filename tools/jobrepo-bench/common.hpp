@@ -23,6 +23,7 @@ struct Options {
   double seconds = 3;
   bool ceiling = false;
   int rounds = 1;  // claim cycle with the ceiling: ours and the ceiling alternate this often
+  std::vector<std::string> claim_filters{"none"};  // claim cycle and batch claims: ClaimFilter::kind
   bool json_output = false;
   std::vector<std::string> sqlite_synchronous{"full"};  // the claim cycle runs for each; others: the first
   std::string write_pgbench_script;
@@ -88,9 +89,17 @@ inline Steady::duration seconds_of(double s) {
   return std::chrono::duration_cast<Steady::duration>(std::chrono::duration<double>(s));
 }
 
+// How the claims of run_ours choose their jobs: "none" (every due job),
+// "names" (only_jobs: the names of all `jobs` jobs) or "served" (served_only;
+// each worker's server first records that it serves all `jobs` jobs).
+struct ClaimFilter {
+  std::string kind = "none";
+  int jobs = 0;
+};
+
 // Workloads. Each returns rows for the JSON (and the table).
 // claim.cpp: the claim cycle (batch 1) and batch claims, with the ceiling.
-Measure run_ours(const Target& t, int workers, double seconds, int batch);
+Measure run_ours(const Target& t, int workers, double seconds, int batch, const ClaimFilter& filter = {});
 Measure run_sqlite_ceiling(const Target& t, int workers, double seconds, const std::string& synchronous);
 Measure run_pgbench(const Target& t, int workers, double seconds);
 std::string pgbench_script();

@@ -21,6 +21,7 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
 [[noreturn]] void usage(int status) {
   std::cout << "usage: jobrepo-bench [--backend sqlite|postgres|both] [--postgres URL] [--workloads LIST]\n"
                "                     [--workers 1,2,4,8] [--jobs N] [--seconds S] [--with-ceiling] [--rounds R]\n"
+               "                     [--claim-filter none,names,served]\n"
                "                     [--sqlite-synchronous full,normal] [--scale-jobs 10000,100000,1000000]\n"
                "                     [--history N] [--scheduler-workers 8,64] [--local-queue 0,500] [--wakeups N]\n"
                "                     [--jobctl PATH] [--peer-jobs N] [--peer-dir DIR] [--node PATH]\n"
@@ -35,6 +36,10 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
                "               each --sqlite-synchronous setting, or pgbench -M prepared) right after each\n"
                "               setting and prints ours/ceiling; --rounds R alternates them R times (S seconds each).\n"
                "  batch-100    the same with run_jobs(limit 100), then a completion per run: runs/s.\n"
+               "               Both claim with each --claim-filter (default none): none claims any due job,\n"
+               "               names passes the N job names (only_jobs), served claims the jobs the worker's\n"
+               "               server recorded (served_only; each records all N before the clock starts).\n"
+               "               The ceiling runs with none only.\n"
                "  scheduler    a Scheduler with N no-op jobs (each due again at once) and --scheduler-workers\n"
                "               worker threads, with each --local-queue size (SchedulerOptions::local_queue, default\n"
                "               0): runs/s, lag from due time to handler start (p50/p99).\n"
@@ -151,6 +156,15 @@ Parsed parse(int argc, char* argv[]) {
       }
     } else if (a == "--rounds") {
       o.rounds = positive_int(a, value());
+    } else if (a == "--claim-filter") {
+      o.claim_filters = split(value());
+      for (const auto& f : o.claim_filters) {
+        if (f != "none" && f != "names" && f != "served") {
+          std::cerr << "jobrepo-bench: --claim-filter: \"" << f << "\" is not none, names or served\n";
+          std::exit(2);
+        }
+      }
+      if (o.claim_filters.empty()) usage(2);
     } else if (a == "--with-ceiling") {
       o.ceiling = true;
     } else if (a == "--json") {
@@ -217,6 +231,7 @@ struct Column {
 const std::vector<Column>& columns_of(const std::string& workload) {
   static const std::vector<Column> claim = {{"backend", "backend", 's', 10},
                                             {"sync", "sqlite_synchronous", 's', 7},
+                                            {"filter", "claim_filter", 's', 8},
                                             {"workers", "workers", 'n', 9},
                                             {"jobs", "jobs", 'n', 9},
                                             {"ours/s", "runs_per_second", 'n', 9},
@@ -344,6 +359,8 @@ void write_plot(const json& results, const std::string& path) {
     std::string sync;
     for (const auto& row : results) {
       if (row["workload"] != "claim-cycle" || row["backend"] != backend) continue;
+      // Unfiltered claims only (a JSON older than --claim-filter has none).
+      if (row.contains("claim_filter") && row["claim_filter"] != "none") continue;
       // SQLite: the first synchronous setting of the run only.
       const std::string s = row["sqlite_synchronous"].is_string() ? row["sqlite_synchronous"].get<std::string>() : "";
       if (sync.empty()) sync = s;
@@ -379,11 +396,12 @@ Measure merge_rounds(const std::vector<Measure>& rounds) {
   return merge(rounds, seconds);
 }
 
-json claim_row(const std::string& workload, const Target& t, const Options& o, int workers, const Measure& ours,
-               const Measure* ceiling) {
+json claim_row(const std::string& workload, const Target& t, const Options& o, const std::string& filter, int workers,
+               const Measure& ours, const Measure* ceiling) {
   const double ratio = ceiling && ceiling->rate() > 0 ? ours.rate() / ceiling->rate() : 0;
   return json{{"workload", workload},
               {"backend", t.backend},
+              {"claim_filter", filter},
               {"workers", workers},
               {"jobs", o.jobs},
               {"seconds", ours.seconds},
@@ -448,22 +466,27 @@ int run(const Options& o) {
         try {
           if (workload == "claim-cycle" || workload == "batch-100") {
             const int batch = workload == "claim-cycle" ? 1 : 100;
-            for (const int workers : o.workers) {
-              // With the ceiling, ours and the ceiling alternate for
-              // --rounds rounds of --seconds each, so that the machine's
-              // drift hits both alike; the figures are over all rounds.
-              const bool with_ceiling = o.ceiling && batch == 1;
-              std::vector<Measure> ours, ceiling;
-              for (int round = 0; round < (with_ceiling ? o.rounds : 1); ++round) {
-                reset(t, o.jobs);
-                ours.push_back(run_ours(t, workers, o.seconds, batch));
-                if (!with_ceiling) continue;
-                reset(t, o.jobs);
-                ceiling.push_back(backend == "sqlite" ? run_sqlite_ceiling(t, workers, o.seconds, sync)
-                                                      : run_pgbench(t, workers, o.seconds));
+            for (const auto& filter : o.claim_filters) {
+              for (const int workers : o.workers) {
+                // With the ceiling, ours and the ceiling alternate for
+                // --rounds rounds of --seconds each, so that the machine's
+                // drift hits both alike; the figures are over all rounds.
+                // The ceiling's statements claim any due job: it runs
+                // against the unfiltered claim only.
+                const bool with_ceiling = o.ceiling && batch == 1 && filter == "none";
+                std::vector<Measure> ours, ceiling;
+                for (int round = 0; round < (with_ceiling ? o.rounds : 1); ++round) {
+                  reset(t, o.jobs);
+                  ours.push_back(run_ours(t, workers, o.seconds, batch, {filter, o.jobs}));
+                  if (!with_ceiling) continue;
+                  reset(t, o.jobs);
+                  ceiling.push_back(backend == "sqlite" ? run_sqlite_ceiling(t, workers, o.seconds, sync)
+                                                        : run_pgbench(t, workers, o.seconds));
+                }
+                const Measure all_ceiling = merge_rounds(ceiling);
+                emit(claim_row(workload, t, o, filter, workers, merge_rounds(ours),
+                               with_ceiling ? &all_ceiling : nullptr));
               }
-              const Measure all_ceiling = merge_rounds(ceiling);
-              emit(claim_row(workload, t, o, workers, merge_rounds(ours), with_ceiling ? &all_ceiling : nullptr));
             }
           } else if (workload == "scheduler") {
             for (const int workers : o.scheduler_workers) {

@@ -84,7 +84,12 @@ inline constexpr const char* reschedule_job =
 // planner made it an anti join that, with statistics taken while job_run was
 // small, compared every due job with every running run (a claim among 1,000
 // running runs took milliseconds); LATERAL ... LIMIT 1 still cost ~20 us per
-// due job. The conflict arbiter is the partial unique index
+// due job. served_only looks job_server up by its whole key, one probe per
+// due job, with a scalar subquery (NULL: not served): an EXISTS there became
+// a hashed set of every serving of the server id in all plugins, built by
+// every claim. Both indexes of job_server hold the whole key (schema 0005),
+// so the probe is one key whatever the planner's statistics. The conflict
+// arbiter is the partial unique index
 // job_run_one_running. Run ids: 128 random bits from gen_random_uuid(), as 22
 // base64url characters.
 inline constexpr const char* claim_runs =
@@ -96,6 +101,8 @@ inline constexpr const char* claim_runs =
     "  AND j.name NOT IN (SELECT r.job_name FROM job_run r WHERE r.job_plugin_id = :plugin2"
     "                     AND r.status = 'running')"
     "  AND (CAST(:filtered AS integer) = 0 OR j.name IN (SELECT jsonb_array_elements_text(CAST(:names AS jsonb))))"
+    "  AND (CAST(:served AS integer) = 0 OR (SELECT true FROM job_server s"
+    "       WHERE s.plugin_id = j.plugin_id AND s.job_name = j.name AND s.server_id = :served_by))"
     "  ORDER BY j.next_scheduled_run, j.name"
     "  LIMIT CAST(:limit AS bigint)"
     "  FOR UPDATE OF j SKIP LOCKED),"

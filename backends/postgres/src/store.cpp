@@ -672,8 +672,9 @@ class PostgresStore final : public Store {
       const std::string names = request.only_jobs ? json_array(*request.only_jobs) : "[]";
       const std::string limit = std::to_string(request.limit);
       const auto result = st.execute({clock.c_str(), request.plugin_id.c_str(), request.plugin_id.c_str(),
-                                      request.only_jobs ? "1" : "0", names.c_str(),
-                                      request.limit < 0 ? nullptr : limit.c_str(), request.server_id.c_str()});
+                                      request.only_jobs ? "1" : "0", names.c_str(), request.served_only ? "1" : "0",
+                                      request.server_id.c_str(), request.limit < 0 ? nullptr : limit.c_str(),
+                                      request.server_id.c_str()});
       std::vector<Run> runs;
       runs.reserve(static_cast<std::size_t>(result.rows()));
       for (int row = 0; row < result.rows(); ++row) runs.push_back(result.run(row));

@@ -96,11 +96,11 @@ constexpr const char* run_columns =
 // The statements of the hot path (the claim, run transitions, the clock),
 // each prepared once per connection and bound to the buffers of its struct.
 struct DueStatement {
-  std::string name, plugin, names;
+  std::string name, plugin, names, server;
   long long failures = 0;
   int run_requested = 0;
   Micros now = 0;
-  int filtered = 0;
+  int filtered = 0, served = 0;
   long long limit = 0;
   soci::statement st;
   explicit DueStatement(soci::session& sql) : st(sql) {
@@ -111,13 +111,18 @@ struct DueStatement {
     st.exchange(soci::use(now));
     st.exchange(soci::use(filtered));
     st.exchange(soci::use(names));
+    st.exchange(soci::use(served));
+    st.exchange(soci::use(server));
     st.exchange(soci::use(limit));
     // The NOT EXISTS probe reads the small partial index of running runs,
-    // so its cost does not grow with the run history.
+    // so its cost does not grow with the run history; the served probe looks
+    // one key of job_server up per due job, whatever the server serves.
     prepare(st,
             "SELECT name, consecutive_failures, run_requested FROM job"
             " WHERE plugin_id = :p AND next_scheduled_run <= :now AND paused = 0"
             " AND (:filtered = 0 OR name IN (SELECT value FROM json_each(:names)))"
+            " AND (:served = 0 OR EXISTS (SELECT 1 FROM job_server s WHERE s.plugin_id = job.plugin_id"
+            "   AND s.job_name = job.name AND s.server_id = :server))"
             " AND NOT EXISTS (SELECT 1 FROM job_run r WHERE r.job_plugin_id = job.plugin_id"
             "   AND r.job_name = job.name AND r.status = 'running')"
             " ORDER BY next_scheduled_run, name LIMIT :l");
@@ -768,6 +773,8 @@ class SqliteStore final : public Store {
       due.now = now;
       due.filtered = request.only_jobs ? 1 : 0;
       due.names = request.only_jobs ? json_array(*request.only_jobs) : "[]";
+      due.served = request.served_only ? 1 : 0;
+      due.server = request.server_id;
       due.limit = request.limit < 0 ? -1 : request.limit;
       struct Due {
         std::string name;

@@ -85,6 +85,13 @@ struct RunJobsOptions {
   // When set, only jobs with these names are claimed (a server claims only
   // the jobs it can run). Empty list: nothing is claimed.
   std::optional<std::vector<std::string>> only_jobs{};
+  // When set, only jobs that server_id serves are claimed: the set of its
+  // last record_server with jobs (list_servings), without sending names. A
+  // server that recorded none claims nothing. With only_jobs, both apply.
+  // Each due job the claim passes over is looked up once, so it costs more
+  // than only_jobs when many due jobs it does not serve come first
+  // (docs/performance.md).
+  bool served_only = false;
 };
 
 struct FailRunOptions {
@@ -242,7 +249,8 @@ class Repository {
   std::vector<Serving> list_servings(std::string_view name = {});
 
   // The claim: a running run owned by server_id for each due job that has no
-  // running run, earliest due first (ties by name), at most options.limit.
+  // running run (among options.only_jobs and the jobs server_id serves, when
+  // asked), earliest due first (ties by name), at most options.limit.
   // Returns the new runs in claim order, or none. Never fails because another
   // server claimed at the same time.
   // Throws invalid_parameter (server_id empty or malformed, a malformed

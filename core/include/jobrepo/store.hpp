@@ -71,6 +71,11 @@ struct ClaimRequest {
   std::int64_t limit = 1;  // > 0, or negative for no limit
   // When set, only jobs with these names may be claimed (an empty list claims nothing).
   std::optional<std::vector<std::string>> only_jobs{};
+  // When set, only jobs that server_id serves in plugin_id may be claimed:
+  // the set of its last record_server with jobs, as list_servings shows it,
+  // live or not. A server without such a set (never recorded jobs, or
+  // removed) claims nothing. With only_jobs, a job must pass both.
+  bool served_only = false;
 };
 
 // One change to a running run, decided by core. The store applies it only if
@@ -242,8 +247,9 @@ class Store {
 
   // The claim. Atomically inserts a running run owned by request.server_id for
   // each job of request.plugin_id that is due (next_scheduled_run <= now),
-  // not paused and has no running run, earliest due first, ties by name, at
-  // most request.limit; returns the new runs in that order. Each run's
+  // not paused, has no running run and passes the request's filters
+  // (only_jobs, served_only), earliest due first, ties by name, at most
+  // request.limit; returns the new runs in that order. Each run's
   // attempt is 1 + its job's consecutive_failures; the job's run_requested
   // is cleared. Concurrent claims never
   // get the same job and never fail because another claim won a race.

@@ -132,6 +132,70 @@ void churn_race(Fixture& f, int processes) {
   CHECK(audit.missing == 0);
 }
 
+// Two groups of 4 threads, each thread a server with served_only claims:
+// "thread-0".."thread-3" serve jobs 0-599, "thread-4".."thread-7" jobs 0-199
+// and 600-999, so that from the start both groups race for jobs 0-199, the
+// earliest due.
+void served_race(Fixture& f) {
+  constexpr int jobs = 1000;
+  const auto serves = [](int thread, int job) { return job < 200 || (thread < 4 ? job < 600 : job >= 600); };
+  for (int i = 0; i < jobs; ++i) f.repo.create_job("race-" + std::to_string(i), "d");
+  for (int t = 0; t < 8; ++t) {
+    std::vector<ServedJob> set;
+    for (int i = 0; i < jobs; ++i) {
+      if (serves(t, i)) set.push_back({"race-" + std::to_string(i), "f"});
+    }
+    const std::string server = "thread-" + std::to_string(t);
+    REQUIRE(f.repo.record_server(server, 1h, {.instance = server, .jobs = set}).held);
+  }
+
+  WorkerPlan plan;
+  plan.mode = WorkerMode::claim_all;
+  plan.threads = 8;
+  plan.max_claims = jobs;
+  plan.served_only = true;
+  ClaimLog children;
+  ClaimLog log = race(f, plan, 0, 0, children);
+  // A claimer stops at its first empty claim, and a claim that lost every
+  // race for its jobs may return none (architecture.md, "The claim"): all
+  // four of a group may stop while jobs only they serve are left. Each
+  // server then claims what is left, alone.
+  std::size_t left = 0;
+  for (int t = 0; t < 8; ++t) {
+    for (;;) {
+      const auto runs = f.repo.run_jobs("thread-" + std::to_string(t), {.limit = -1, .served_only = true});
+      if (runs.empty()) break;
+      for (const auto& run : runs) {
+        log.run_ids.push_back(run.private_id);
+        log.job_names.push_back(run.job_name);
+      }
+      left += runs.size();
+    }
+  }
+
+  INFO("errors:" << describe(log.errors) << "\nclaimed after the race: " << left);
+  CHECK(log.errors.empty());
+  std::map<std::string, int> per_job;
+  for (const auto& name : log.job_names) ++per_job[name];
+  CHECK(log.job_names.size() == static_cast<std::size_t>(jobs));
+  CHECK(per_job.size() == static_cast<std::size_t>(jobs));
+
+  // The database agrees: one running run per job, each owned by a server
+  // that serves the job.
+  const auto running = f.repo.interrupt_runs(0s);
+  std::set<std::string> running_jobs;
+  int not_served = 0;
+  for (const auto& run : running) {
+    running_jobs.insert(run.job_name);
+    const int job = std::stoi(run.job_name.substr(std::string("race-").size()));
+    const int thread = std::stoi(run.server_id.substr(std::string("thread-").size()));
+    if (!serves(thread, job)) ++not_served;
+  }
+  CHECK(running.size() == static_cast<std::size_t>(jobs));
+  CHECK(running_jobs.size() == static_cast<std::size_t>(jobs));
+  CHECK(not_served == 0);
+}
+
 }  // namespace
 
 TEST_CASE("threads claiming the same due jobs get each job once, without errors", "[conformance][race]") {
@@ -144,6 +208,12 @@ TEST_CASE("threads and processes claiming the same due jobs get each job once, w
   Fixture f;
   if (const auto why = cross_process_problem(f); !why.empty()) JR_SKIP(why);
   claim_race(f, 4);
+}
+
+TEST_CASE("servers serving overlapping sets claim with served_only at once: each job once, by a server serving it",
+          "[conformance][race][servers]") {
+  Fixture f;
+  served_race(f);
 }
 
 TEST_CASE("threads churning claims and completions never run one job twice at once", "[conformance][race]") {

@@ -25,6 +25,13 @@ std::vector<std::string> job_names(const std::vector<Run>& runs) {
   return names;
 }
 
+// The set of jobs a server serves, for record_server (one fingerprint for all).
+std::vector<ServedJob> serving(const std::vector<std::string>& names) {
+  std::vector<ServedJob> jobs;
+  for (const auto& name : names) jobs.push_back({name, "f"});
+  return jobs;
+}
+
 }  // namespace
 
 TEST_CASE("run_jobs claims a due job with a new running run", "[conformance][claim]") {
@@ -128,6 +135,96 @@ TEST_CASE("run_jobs claims only the named jobs when asked", "[conformance][claim
             "s1", {.limit = -1, .only_jobs = std::vector<std::string>{"b \"quoted\" \\ name", "zzz"}})) ==
         std::vector<std::string>{"b \"quoted\" \\ name"});
   CHECK(job_names(f.repo.run_jobs("s1", {.limit = -1})) == std::vector<std::string>{"a", "c"});
+}
+
+TEST_CASE("run_jobs with served_only claims only the jobs its server serves, earliest due first",
+          "[conformance][claim][servers]") {
+  Fixture f;
+  f.repo.create_job("d", "d", {.next_run_in = -4min});  // due first, served by no one
+  f.repo.create_job("c", "d", {.next_run_in = -3min});
+  f.repo.create_job("b", "d", {.next_run_in = -2min});
+  f.repo.create_job("a", "d", {.next_run_in = -1min});
+  f.repo.create_job("later", "d", {.next_run_in = 1h});
+  const RunJobsOptions served{.limit = -1, .served_only = true};
+  // A server that never recorded what it serves claims nothing, even when
+  // it recorded a proof of life.
+  CHECK(f.repo.run_jobs("s1", served).empty());
+  f.repo.record_server("s1", 1min, {.instance = "i1"});
+  CHECK(f.repo.run_jobs("s1", served).empty());
+  f.repo.record_server("s1", 1min, {.instance = "i1", .jobs = serving({"a", "b", "c", "later", "ghost"})});
+  // Among the jobs it serves: earliest due first, at most the limit.
+  const auto first = f.repo.run_jobs("s1", {.limit = 2, .served_only = true});
+  CHECK(job_names(first) == std::vector<std::string>{"c", "b"});
+  for (const auto& run : first) CHECK(run.server_id == "s1");
+  CHECK(job_names(f.repo.run_jobs("s1", served)) == std::vector<std::string>{"a"});
+  // "later" is served but not due; "d" is due but not served.
+  CHECK(f.repo.run_jobs("s1", served).empty());
+  // A job created after the record is not in the set until the server
+  // records it.
+  f.repo.create_job("new", "d", {.next_run_in = -5min});
+  CHECK(f.repo.run_jobs("s1", served).empty());
+  // What it left stays due for a claim without the filter.
+  CHECK(job_names(f.repo.run_jobs("s2", {.limit = -1})) == std::vector<std::string>{"new", "d"});
+}
+
+TEST_CASE("served_only follows the server's last recorded set in its own plugin, live or not",
+          "[conformance][claim][servers]") {
+  Fixture f;
+  f.repo.create_job("x", "d");
+  f.repo.create_job("y", "d");
+  const RunJobsOptions served{.limit = -1, .served_only = true};
+  const auto claim_and_free = [&](const std::vector<std::string>& expected) {
+    const auto runs = f.repo.run_jobs("s1", served);
+    CHECK(job_names(runs) == expected);
+    // Due again at once (an hour ago: whatever the test clock says later).
+    for (const auto& run : runs) f.repo.complete_run(run.private_id, -1h);
+  };
+  // s2 serves x all along: what another server serves does not count.
+  f.repo.record_server("s2", 1min, {.instance = "i2", .jobs = serving({"x"})});
+  CHECK(f.repo.run_jobs("s1", served).empty());
+  f.repo.record_server("s1", 1min, {.instance = "i1", .jobs = serving({"x"})});
+  claim_and_free({"x"});
+  // A new set replaces the old one: y is served, x no longer.
+  f.repo.record_server("s1", 1min, {.instance = "i1", .jobs = serving({"y"})});
+  claim_and_free({"y"});
+  // A proof of life alone keeps the set.
+  f.repo.record_server("s1", 1min, {.instance = "i1"});
+  claim_and_free({"y"});
+  // A server past its ttl (not live in list_servings) still claims what it serves.
+  f.store.set_clock_offset(2min);
+  REQUIRE(!f.repo.list_servings("y").at(0).live);
+  claim_and_free({"y"});
+  f.store.set_clock_offset(0us);
+  // Another instance's refused record changes nothing.
+  CHECK(!f.repo.record_server("s1", 1min, {.instance = "i9", .jobs = serving({"x"})}).held);
+  claim_and_free({"y"});
+  // remove_server empties the set; the same server id in another plugin,
+  // serving a job of the same name, does not count.
+  f.repo.remove_server("s1");
+  auto other = f.other_plugin();
+  other.create_job("x", "d");
+  other.record_server("s1", 1min, {.instance = "i3", .jobs = serving({"x"})});
+  CHECK(f.repo.run_jobs("s1", served).empty());
+  CHECK(job_names(other.run_jobs("s1", served)) == std::vector<std::string>{"x"});
+  auto left = job_names(f.repo.run_jobs("s1", {.limit = -1}));
+  std::sort(left.begin(), left.end());
+  CHECK(left == std::vector<std::string>{"x", "y"});
+}
+
+TEST_CASE("served_only with only_jobs claims only jobs that pass both", "[conformance][claim][servers]") {
+  Fixture f;
+  f.repo.create_job("a", "d", {.next_run_in = -3min});
+  f.repo.create_job("b", "d", {.next_run_in = -2min});
+  f.repo.create_job("c", "d", {.next_run_in = -1min});
+  f.repo.record_server("s1", 1min, {.instance = "i1", .jobs = serving({"a", "b"})});
+  const auto both = [&](const std::vector<std::string>& names) {
+    return job_names(f.repo.run_jobs("s1", {.limit = -1, .only_jobs = names, .served_only = true}));
+  };
+  CHECK(both({}).empty());
+  CHECK(both({"c"}).empty());  // named, not served
+  CHECK(both({"b", "c"}) == std::vector<std::string>{"b"});
+  CHECK(job_names(f.repo.run_jobs("s1", {.limit = -1, .served_only = true})) == std::vector<std::string>{"a"});
+  CHECK(job_names(f.repo.run_jobs("s2", {.limit = -1})) == std::vector<std::string>{"c"});
 }
 
 TEST_CASE("run_jobs claims only its own plugin's jobs", "[conformance][claim][plugins]") {

@@ -44,7 +44,7 @@ void claim_loop(Repository& repo, const std::string& server, const WorkerPlan& p
           return;
         }
         // Vary the batch size so that claims of different sizes interleave.
-        const auto runs = repo.run_jobs(server, {.limit = 1 + (round++ % 4)});
+        const auto runs = repo.run_jobs(server, {.limit = 1 + (round++ % 4), .served_only = plan.served_only});
         if (runs.empty()) return;
         for (const auto& run : runs) {
           log.run_ids.push_back(run.private_id);
@@ -52,7 +52,7 @@ void claim_loop(Repository& repo, const std::string& server, const WorkerPlan& p
         }
       } else {
         if (std::chrono::steady_clock::now() >= end) return;
-        const auto runs = repo.run_jobs(server, {.limit = plan.claim_limit});
+        const auto runs = repo.run_jobs(server, {.limit = plan.claim_limit, .served_only = plan.served_only});
         for (const auto& run : runs) {
           log.run_ids.push_back(run.private_id);
           log.job_names.push_back(run.job_name);
@@ -120,6 +120,7 @@ ChildClaimers::ChildClaimers(const std::string& url, const WorkerPlan& plan, int
                                      std::to_string(plan.claim_limit),
                                      std::to_string(plan.max_claims),
                                      std::to_string(plan.time_limit.count()),
+                                     plan.served_only ? "served" : "any",
                                      outputs_.back()};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -194,8 +195,8 @@ ChildClaimers::~ChildClaimers() {
 }
 
 int worker_main(Harness& harness, int argc, char* argv[]) {
-  if (argc != 11) {
-    std::fprintf(stderr, "conformance worker: expected 11 arguments, got %d\n", argc);
+  if (argc != 12) {
+    std::fprintf(stderr, "conformance worker: expected 12 arguments, got %d\n", argc);
     return 2;
   }
   WorkerPlan plan;
@@ -209,7 +210,8 @@ int worker_main(Harness& harness, int argc, char* argv[]) {
   plan.claim_limit = std::atoi(argv[7]);
   plan.max_claims = std::atoi(argv[8]);
   plan.time_limit = std::chrono::milliseconds(std::atoll(argv[9]));
-  const std::string output = argv[10];
+  plan.served_only = std::string(argv[10]) == "served";
+  const std::string output = argv[11];
   std::ofstream out(output);
   ClaimLog log;
   try {

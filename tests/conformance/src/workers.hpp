@@ -34,6 +34,7 @@ struct WorkerPlan {
   Timestamp start_at;                     // all claimers start at this moment
   std::chrono::milliseconds duration{0};  // churn only
   int claim_limit = 1;                    // churn only
+  bool served_only = false;               // RunJobsOptions::served_only of every claim
   // claim_all: each claimer stops with an error after claiming more runs
   // than this (a claim that hands out jobs with running runs never returns
   // nothing) or after time_limit, so that a broken store fails the case
