@@ -14,9 +14,11 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -514,24 +516,75 @@ TEST_CASE("manual clock: a run ended in the store is cancelled here at the next 
   CHECK(scheduler.stop());
 }
 
-TEST_CASE("manual clock: only registered jobs are claimed") {
+TEST_CASE("manual clock: claims name no job: the store claims the served set, kept current as jobs come and go") {
+  // Sees every claim the scheduler sends.
+  struct Claims : jobrepo::StoreWrapper {
+    using StoreWrapper::StoreWrapper;
+    std::mutex mutex;
+    std::vector<jobrepo::ClaimRequest> seen;
+    std::vector<jobrepo::Run> claim_runs(const jobrepo::ClaimRequest& request) override {
+      {
+        const std::lock_guard lock(mutex);
+        seen.push_back(request);
+      }
+      return StoreWrapper::claim_runs(request);
+    }
+    std::vector<jobrepo::ClaimRequest> take() {
+      const std::lock_guard lock(mutex);
+      return std::exchange(seen, {});
+    }
+  };
   Manual m;
+  Claims claims(*m.store);
   m.repo.create_job("foreign", "a job of another server's code");
-  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
-  std::atomic<int> runs{0};
-  scheduler.register_job(jobrepo::make_job("mine", "d", [&](jobrepo::JobContext&) {
-    ++runs;
-    return answer(1h);
-  }));
+  jobrepo::Scheduler scheduler("s1", claims, m.options());
+  std::map<std::string, int> runs;
+  std::mutex runs_mutex;
+  const auto job = [&](const std::string& name) {
+    return jobrepo::make_job(name, "d", [&, name](jobrepo::JobContext&) {
+      const std::lock_guard lock(runs_mutex);
+      ++runs[name];
+      return answer(1h);
+    });
+  };
+  const auto count = [&](const std::string& name) {
+    const std::lock_guard lock(runs_mutex);
+    return runs[name];
+  };
+  scheduler.register_job(job("mine"));
   scheduler.start();
   m.settle();
   m.advance_in_steps(3s, 1s);
-  CHECK(runs == 1);
-  CHECK(scheduler.stop());
+  CHECK(count("mine") == 1);
   CHECK(m.recorder.count(SchedulerEvent::Kind::claimed, "foreign") == 0);
+  auto seen = claims.take();
+  REQUIRE_FALSE(seen.empty());
+  for (const auto& request : seen) {
+    CHECK(request.served_only);
+    CHECK_FALSE(request.only_jobs);
+  }
+  // A job registered while running is in the served set before the next
+  // claim, which runs it at once; one unregistered leaves the set first.
+  scheduler.register_job(job("added"));
+  m.settle();
+  CHECK(count("added") == 1);
+  CHECK(m.repo.list_servings("added").size() == 1);
+  CHECK(scheduler.unregister_job("mine"));
+  m.repo.update_job_next_run("mine", 0s);
+  scheduler.run_now("added");
+  m.settle();
+  CHECK(count("added") == 2);
+  CHECK(count("mine") == 1);
+  CHECK(m.repo.list_servings("mine").empty());
+  for (const auto& request : claims.take()) CHECK(request.served_only);
+  CHECK(scheduler.stop());
+  // Still due, for the servers that run them.
   const auto others = m.repo.run_jobs("s2", {.limit = -1});
-  REQUIRE(others.size() == 1);
-  CHECK(others.front().job_name == "foreign");
+  REQUIRE(others.size() == 2);
+  CHECK(others[0].job_name == "foreign");
+  CHECK(others[1].job_name == "mine");
+  for (const auto* name : {"", "mine", "added", "foreign"})
+    CHECK(m.recorder.count(SchedulerEvent::Kind::error, name) == 0);
 }
 
 TEST_CASE("manual clock: an outcome that meets busy or unavailable is stored later, never lost") {

@@ -40,40 +40,6 @@ using Steady = std::chrono::steady_clock;
 
 using namespace jobrepo::test::scheduler;
 
-TEST_CASE("scheduler: serving every job, claims name none; a job created elsewhere meanwhile is handed back once") {
-  Fixture f;
-  auto options = fast_options(f.recorder);
-  options.claim_interval = 1h;  // one scan of the jobs, at the first sleep
-  jobrepo::Scheduler scheduler("s1", *f.store, options);
-  std::atomic<int> runs{0};
-  scheduler.register_job(jobrepo::make_job("mine", "d", [&](jobrepo::JobContext&) {
-    ++runs;
-    return std::chrono::microseconds(1h);
-  }));
-  scheduler.start();
-  REQUIRE(wait_until([&] { return runs == 1; }, 5s));
-  std::this_thread::sleep_for(200ms);  // asleep: the scan found only "mine"
-  // A job this server does not run, due now: the wake-up makes it claim
-  // without names and take it; it hands the run back before anything ran.
-  f.repo.create_job("stranger", "another server's job");
-  const auto handed_back = [&] {
-    return f.repo.list_runs({.job_name = "stranger", .status = jobrepo::Status::interrupted}).size();
-  };
-  REQUIRE(wait_until([&] { return handed_back() == 1; }, 5s));
-  const auto run = f.repo.list_runs({.job_name = "stranger"}).front();
-  CHECK(run.message.value_or("") == "claimed by s1, which does not run this job; handed back");
-  // Claims name the jobs again: another wake-up leaves the job alone.
-  f.repo.update_job_next_run("mine", 0s);
-  REQUIRE(wait_until([&] { return runs == 2; }, 5s));
-  std::this_thread::sleep_for(200ms);
-  CHECK(handed_back() == 1);
-  CHECK(scheduler.stop());
-  CHECK(f.recorder.count(SchedulerEvent::Kind::error, "stranger") == 0);
-  const auto others = f.repo.run_jobs("s2", {.limit = -1});  // still due, for the servers that run it
-  REQUIRE(others.size() == 1);
-  CHECK(others.front().job_name == "stranger");
-}
-
 TEST_CASE("scheduler: a job made due elsewhere wakes an idle scheduler at once, not at the next interval") {
   Fixture f;
   auto options = fast_options(f.recorder);

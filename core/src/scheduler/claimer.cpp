@@ -63,16 +63,22 @@ void Scheduler::State::claim_loop() {
   }
 }
 
+// Claims name no jobs: the store claims those of this server's last recorded
+// set (served_only), which is made current first when a job was registered
+// or unregistered since. Only when that record fails do claims name the jobs.
 std::vector<std::shared_ptr<Scheduler::State::LocalRun>> Scheduler::State::claim(
     Repository& repo, int limit, const std::map<std::string, Registered, std::less<>>& jobs, int version) {
+  if (jobs.empty()) return {};
   const auto claimed_at = now();
-  std::vector<std::string> names;
-  const bool unfiltered = serves_all_version.load() == version;
-  if (!unfiltered) {
-    for (const auto& entry : jobs) names.push_back(entry.first);
+  if (recorded_jobs_version() != version) guarded("record_server", [&] { record_server(repo); });
+  RunJobsOptions request{.limit = limit};
+  if (recorded_jobs_version() == version) {
+    request.served_only = true;
+  } else {
+    request.only_jobs.emplace();
+    for (const auto& entry : jobs) request.only_jobs->push_back(entry.first);
   }
-  auto runs = unfiltered ? repo.run_jobs(server_id, {.limit = limit})
-                         : repo.run_jobs(server_id, {.limit = limit, .only_jobs = names});
+  auto runs = repo.run_jobs(server_id, request);
   if (!runs.empty()) database_clock.observe(runs.front().create_time, now());
   std::vector<std::shared_ptr<LocalRun>> locals;
   std::vector<Run> strangers;
@@ -125,29 +131,23 @@ void Scheduler::State::skip_missed(Repository& repo) {
   }
 }
 
-// Reads the plugin's jobs: the due times of those registered here, and
-// whether every job is (then claims need not name them).
+// Reads the due times of the jobs registered here.
 void Scheduler::State::scan_jobs(Repository& repo) {
-  int version = 0;
-  const auto jobs = registered(&version);
+  const auto jobs = registered();
   const auto now = database_clock.now();
   std::vector<Timestamp> due;
-  bool all_here = true;
   for (const auto& job : repo.list_jobs({.limit = -1})) {
-    const bool here = jobs.count(job.name) != 0;
-    all_here = all_here && here;
-    if (here && job.next_scheduled_run > now) due.push_back(job.next_scheduled_run);
+    if (jobs.count(job.name) != 0 && job.next_scheduled_run > now) due.push_back(job.next_scheduled_run);
   }
   known_due.replace(std::move(due));
-  serves_all_version.store(all_here ? version : -1);
 }
 
-// Runs of jobs not registered here, which a claim without the names took (a
-// job created elsewhere since the last read): they end at once, interrupted
-// before anything ran, the job still due for the servers that run it;
-// claims name the jobs again until the next read.
+// Runs of jobs not registered here, which no claim should return (the
+// store's served set is this server's current one, or the claim named the
+// jobs), but a store that failed its contract might: they end at once,
+// interrupted before anything ran, the job still due for the servers that
+// run it.
 void Scheduler::State::hand_back_strangers(Repository& repo, const std::vector<Run>& strangers) {
-  serves_all_version.store(-1);
   std::vector<RunUpdate> updates;
   for (const auto& run : strangers) {
     updates.push_back({.run_id = run.private_id,

@@ -46,7 +46,6 @@ void Scheduler::State::start() {
     loops_signal.reset();
     known_due.clear();
     lease_lost.store(false);
-    serves_all_version.store(-1);
     {
       const std::lock_guard lock(record_mutex);
       recorded_version = -1;

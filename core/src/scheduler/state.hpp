@@ -234,10 +234,6 @@ struct Scheduler::State {
   scheduling::DueTimes known_due;
   // Another instance took the server id over: no more claims.
   std::atomic<bool> lease_lost{false};
-  // The last read of the jobs found every job of the plugin registered here,
-  // as of jobs_version serves_all_version: claims then need not name the
-  // jobs. -1: name them.
-  std::atomic<int> serves_all_version{-1};
   // SchedulerHealth's times, as steady-clock ticks of the runtime.
   std::atomic<SteadyTime::rep> claim_tick{0}, monitor_tick{0}, fence_tick{0}, store_answered{0};
 
@@ -305,6 +301,12 @@ struct Scheduler::State {
   void check_drift(Repository& repo);
   std::mutex record_mutex;
   int recorded_version = -1;  // the jobs_version the store last heard of
+  // recorded_version, read under record_mutex: when it is the version of a
+  // claim's jobs, the store's served set is exactly those jobs.
+  int recorded_jobs_version() {
+    const std::lock_guard lock(record_mutex);
+    return recorded_version;
+  }
   // Jobs whose servers disagree about the definition, warned of once.
   std::set<std::string, std::less<>> warned_drift;
   std::optional<SteadyTime> last_drift_check;
