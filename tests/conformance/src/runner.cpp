@@ -328,7 +328,10 @@ int run(Harness& harness, int argc, char* argv[]) {
   link_run_cases();
   link_race_cases();
   link_control_cases();
+  link_scheduler_cases();
+  link_scheduler_process_cases();
   if (argc >= 2 && std::strcmp(argv[1], worker_flag) == 0) return worker_main(harness, argc - 2, argv + 2);
+  if (argc >= 2 && std::strcmp(argv[1], scheduler_flag) == 0) return scheduler_main(harness, argc - 2, argv + 2);
   if (argc >= 2 && std::strcmp(argv[1], ctest_flag) == 0) return print_ctest_script(argc - 2, argv + 2);
 
   // --jobrepo-case NAME: that case alone, by its exact name.

@@ -104,4 +104,6 @@ void link_job_cases();
 void link_run_cases();
 void link_race_cases();
 void link_control_cases();
+void link_scheduler_cases();
+void link_scheduler_process_cases();
 }  // namespace jobrepo::conformance

@@ -12,6 +12,8 @@
 namespace jobrepo::conformance {
 
 inline constexpr const char* worker_flag = "--jobrepo-conformance-worker";
+// A child process running a Scheduler (scheduler_process_cases.cpp).
+inline constexpr const char* scheduler_flag = "--jobrepo-conformance-scheduler";
 
 // What a set of claimers did.
 struct ClaimLog {
@@ -73,5 +75,8 @@ class ChildClaimers {
 
 // The child side of run_child_claimers.
 int worker_main(Harness& harness, int argc, char* argv[]);
+
+// The child side of the scheduler processes.
+int scheduler_main(Harness& harness, int argc, char* argv[]);
 
 }  // namespace jobrepo::conformance

@@ -1,14 +1,16 @@
-// The Scheduler on a ManualRuntime: time moves only when a test says so
-// (advance), and the test waits until the scheduler has done what that time
-// asks for (settle). The store is SQLite in memory whose clock is the
-// runtime's wall clock (Store::set_time_source), so every time is exact: no
-// test here sleeps, and no assertion is a range.
-#include "error_of.hpp"
+// Conformance cases: the Scheduler on this backend, on a ManualRuntime
+// (runtime.hpp): time moves only when a case says so (advance) and the case
+// waits until the scheduler has done what that time asks for (settle). The
+// store's clock must be the runtime's (Store::set_time_source), so every time
+// a case asserts is exact: no case sleeps and none takes more than a few
+// milliseconds. A store whose clock is its database server's (PostgreSQL)
+// cannot follow a manual clock: these cases are skipped there, and the
+// real-time cases (scheduler_process_cases.cpp) cover it.
 #include "support.hpp"
 
 #include <jobrepo/jobrepo.hpp>
-
-#include <catch2/catch.hpp>
+#include <jobrepo/runtime.hpp>
+#include <jobrepo/store_wrapper.hpp>
 
 #include <algorithm>
 #include <array>
@@ -21,27 +23,84 @@
 #include <utility>
 #include <vector>
 
-using namespace std::chrono_literals;
-using jobrepo::CancelReason;
-using jobrepo::ErrorCode;
-using jobrepo::SchedulerEvent;
-using jobrepo::Status;
-using jobrepo::test::scheduler::Recorder;
+namespace jobrepo::conformance {
+
+void link_scheduler_cases() {}
 
 namespace {
 
-// A store whose clock is the manual runtime's, a Repository on it, events.
+// Events seen.
+struct Recorder {
+  mutable std::mutex mutex;
+  std::vector<SchedulerEvent> events;
+
+  std::function<void(const SchedulerEvent&)> callback() {
+    return [this](const SchedulerEvent& e) {
+      const std::lock_guard lock(mutex);
+      events.push_back(e);
+    };
+  }
+  int count(SchedulerEvent::Kind kind, const std::string& job) const {
+    const std::lock_guard lock(mutex);
+    return static_cast<int>(std::count_if(
+        events.begin(), events.end(), [&](const SchedulerEvent& e) { return e.kind == kind && e.job_name == job; }));
+  }
+  std::vector<SchedulerEvent> of(SchedulerEvent::Kind kind, const std::string& job) const {
+    const std::lock_guard lock(mutex);
+    std::vector<SchedulerEvent> out;
+    for (const auto& e : events) {
+      if (e.kind == kind && e.job_name == job) out.push_back(e);
+    }
+    return out;
+  }
+};
+
+// The code of the jobrepo::Error `call` throws; fails the case when it throws none.
+ErrorCode code_of(const std::function<void()>& call, std::string* message = nullptr) {
+  const auto error = error_of(call);
+  if (!error) {
+    FAIL("no jobrepo::Error was thrown");
+    return ErrorCode::internal;
+  }
+  if (message) *message = error->what();
+  return error->code();
+}
+
+// Polls `condition` in real time (for a phase another thread reaches).
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(2ms);
+  }
+  return condition();
+}
+
+constexpr const char* not_manual =
+    "the store's clock does not follow Store::set_time_source (its clock is its database server's): the "
+    "Scheduler's manual-clock cases need a store whose clock this process sets; the real-time scheduler "
+    "cases cover this backend";
+
+// A case's database whose clock is a ManualRuntime's, a Repository on it,
+// the events of its schedulers.
 struct Manual {
-  jobrepo::ManualRuntime runtime;
-  std::unique_ptr<jobrepo::Store> store = jobrepo::open_store("sqlite::memory:");
-  jobrepo::Repository repo =
-      (store->set_time_source([this] { return runtime.wall_now(); }), store->migrate(), jobrepo::Repository(*store));
+  ManualRuntime runtime;
+  CaseDatabase database{};
+  Store* store = &database.store();
+  Repository repo = (store->migrate(), Repository(*store));
+  // Whether the store reads its time from the runtime (else JR_MANUAL skips).
+  const bool follows = [this] {
+    store->set_time_source([this] { return runtime.wall_now(); });
+    return store->now() == runtime.wall_now() + store->clock_offset();
+  }();
   Recorder recorder;
-  const jobrepo::Timestamp start = runtime.wall_now();
+  const Timestamp start = runtime.wall_now();
+
+  ~Manual() { store->set_time_source({}); }
 
   // Threshold 4 s, monitor 1 s: fenced 3 s after the last good heartbeat.
-  jobrepo::SchedulerOptions options() {
-    jobrepo::SchedulerOptions o;
+  SchedulerOptions options() {
+    SchedulerOptions o;
     o.runtime = &runtime;
     o.worker_threads = 2;
     o.claim_interval = 1s;
@@ -51,9 +110,8 @@ struct Manual {
     o.backoff.initial = 200ms;
     o.backoff.jitter = 0.0;
     o.on_event = recorder.callback();
-    // A test that moves time too far at once must fail, not end the test
-    // program (the watchdog has a test of its own, edge_tests.cpp).
-    o.fence_overrun = jobrepo::FenceOverrun::report;
+    // A case that moves time too far at once must fail, not end the suite.
+    o.fence_overrun = FenceOverrun::report;
     return o;
   }
   void settle() { REQUIRE(runtime.settle()); }
@@ -67,23 +125,43 @@ struct Manual {
       by -= now;
     }
   }
-  jobrepo::Timestamp at(std::chrono::microseconds since_start) const { return start + since_start; }
-  std::vector<jobrepo::Run> runs(const std::string& job) {
+  Timestamp at(std::chrono::microseconds since_start) const { return start + since_start; }
+  std::vector<Run> runs(const std::string& job) {
     auto all = repo.list_runs({.job_name = job, .limit = -1});
     std::reverse(all.begin(), all.end());  // oldest first
     return all;
   }
 };
 
+#define JR_MANUAL(m) \
+  Manual m;          \
+  if (!m.follows) JR_SKIP(not_manual)
+
 std::chrono::microseconds answer(std::chrono::microseconds d) { return d; }
+
+// A handler that blocks (on the runtime's clock) until cancelled, records
+// why, and throws.
+std::shared_ptr<JobHandler> until_cancelled(const std::string& name, std::atomic<int>& reason,
+                                            std::atomic<int>* started = nullptr) {
+  return make_job(name, "blocks until cancelled", [&reason, started](JobContext& c) {
+    if (started) ++*started;
+    c.report_progress(3, 10);
+    while (c.sleep_for(1h)) {
+    }
+    reason = static_cast<int>(c.cancel_reason());
+    c.throw_if_cancelled();
+    return answer(1h);
+  });
+}
 
 }  // namespace
 
-TEST_CASE("manual clock: a job due at once runs at once; it runs again exactly its answer after its end") {
-  Manual m;
-  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+TEST_CASE("scheduler on a manual clock: a job due at once runs at once; it runs again exactly its answer after its end",
+          "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  Scheduler scheduler("s1", *m.store, m.options());
   std::atomic<int> runs{0};
-  scheduler.register_job(jobrepo::make_job("hourly", "d", [&](jobrepo::JobContext&) {
+  scheduler.register_job(make_job("hourly", "d", [&](JobContext&) {
     ++runs;
     return answer(1h);
   }));
@@ -104,14 +182,15 @@ TEST_CASE("manual clock: a job due at once runs at once; it runs again exactly i
   REQUIRE(history.size() == 2);
   CHECK(history[1].create_time == m.at(1h));
   CHECK(scheduler.stop());
-  CHECK(scheduler.phase() == jobrepo::SchedulerPhase::stopped);
+  CHECK(scheduler.phase() == SchedulerPhase::stopped);
 }
 
-TEST_CASE("manual clock: back-off after failures is exact: 200, 400, 800 ms, then a success resets it") {
-  Manual m;
-  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+TEST_CASE("scheduler on a manual clock: back-off after failures is exact: 200, 400, 800 ms, then a success resets it",
+          "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  Scheduler scheduler("s1", *m.store, m.options());
   std::atomic<int> calls{0};
-  scheduler.register_job(jobrepo::make_job("flaky", "d", [&](jobrepo::JobContext&) -> std::chrono::microseconds {
+  scheduler.register_job(make_job("flaky", "d", [&](JobContext&) -> std::chrono::microseconds {
     if (++calls <= 3) throw std::runtime_error("exit 1");
     return 1h;
   }));
@@ -136,17 +215,18 @@ TEST_CASE("manual clock: back-off after failures is exact: 200, 400, 800 ms, the
   CHECK(scheduler.stop());
 }
 
-TEST_CASE("manual clock: a job's timeout cancels its handler at the exact deadline; the run fails then") {
-  Manual m;
-  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+TEST_CASE("scheduler on a manual clock: a job's timeout cancels its handler at the exact deadline; the run fails then",
+          "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  Scheduler scheduler("s1", *m.store, m.options());
   std::atomic<int> reason{-1};
-  scheduler.register_job(jobrepo::make_job("slow", "d",
-                                           [&](jobrepo::JobContext& c) {
-                                             c.sleep_for(1h);  // waits on the runtime's clock
-                                             reason = static_cast<int>(c.cancel_reason());
-                                             c.throw_if_cancelled();
-                                             return answer(1h);
-                                           }),
+  scheduler.register_job(make_job("slow", "d",
+                                  [&](JobContext& c) {
+                                    c.sleep_for(1h);  // waits on the runtime's clock
+                                    reason = static_cast<int>(c.cancel_reason());
+                                    c.throw_if_cancelled();
+                                    return answer(1h);
+                                  }),
                          {.timeout = 300ms});
   scheduler.start();
   m.settle();
@@ -162,21 +242,24 @@ TEST_CASE("manual clock: a job's timeout cancels its handler at the exact deadli
   CHECK(scheduler.stop());
 }
 
-TEST_CASE("manual clock: a run that cannot heartbeat is fenced exactly 3/4 of the threshold after its last good one") {
-  Manual m;
-  struct HeartbeatsFail : jobrepo::StoreWrapper {
+TEST_CASE(
+    "scheduler on a manual clock: a run that cannot heartbeat is fenced exactly 3/4 of the threshold after its last "
+    "good one",
+    "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  struct HeartbeatsFail : StoreWrapper {
     using StoreWrapper::StoreWrapper;
     std::atomic<bool> failing{false};
-    std::vector<std::optional<jobrepo::Run>> transition_runs(std::span<const jobrepo::RunTransition> c) override {
+    std::vector<std::optional<Run>> transition_runs(std::span<const RunTransition> c) override {
       if (failing && c.size() == 1 && c.front().to == Status::running) {
-        throw jobrepo::Error(ErrorCode::unavailable, "update_run: injected outage");
+        throw Error(ErrorCode::unavailable, "update_run: injected outage");
       }
       return StoreWrapper::transition_runs(c);
     }
   } store(*m.store);
-  jobrepo::Scheduler scheduler("s1", store, m.options());
+  Scheduler scheduler("s1", store, m.options());
   std::atomic<int> reason{-1};
-  scheduler.register_job(jobrepo::make_job("held", "d", [&](jobrepo::JobContext& c) {
+  scheduler.register_job(make_job("held", "d", [&](JobContext& c) {
     while (c.sleep_for(1h)) {
     }
     reason = static_cast<int>(c.cancel_reason());
@@ -201,13 +284,16 @@ TEST_CASE("manual clock: a run that cannot heartbeat is fenced exactly 3/4 of th
   CHECK(scheduler.stop());
 }
 
-TEST_CASE("manual clock: a dead server's run is interrupted once it was seen silent for the threshold, and run here") {
-  Manual m;
+TEST_CASE(
+    "scheduler on a manual clock: a dead server's run is interrupted once it was seen silent for the threshold, and "
+    "run here",
+    "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
   m.repo.create_job("orphan", "d");
   const auto dead = m.repo.run_jobs("dead-server").at(0);  // claimed at 0, then never heard of again
-  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+  Scheduler scheduler("s1", *m.store, m.options());
   std::atomic<int> runs{0};
-  scheduler.register_job(jobrepo::make_job("orphan", "d", [&](jobrepo::JobContext&) {
+  scheduler.register_job(make_job("orphan", "d", [&](JobContext&) {
     ++runs;
     return answer(1h);
   }));
@@ -225,13 +311,14 @@ TEST_CASE("manual clock: a dead server's run is interrupted once it was seen sil
   CHECK(scheduler.stop());
 }
 
-TEST_CASE("manual clock: a step of the database's wall clock by 10 thresholds interrupts no live run") {
-  Manual m;
-  jobrepo::Scheduler a("a", *m.store, m.options());
-  jobrepo::Scheduler b("b", *m.store, m.options());
+TEST_CASE("scheduler on a manual clock: a step of the database's wall clock by 10 thresholds interrupts no live run",
+          "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  Scheduler a("a", *m.store, m.options());
+  Scheduler b("b", *m.store, m.options());
   std::atomic<int> reason{-1};
   const auto held = [&] {
-    return jobrepo::make_job("held", "d", [&](jobrepo::JobContext& c) {
+    return make_job("held", "d", [&](JobContext& c) {
       while (c.sleep_for(1h)) {
       }
       reason = static_cast<int>(c.cancel_reason());
@@ -255,25 +342,26 @@ TEST_CASE("manual clock: a step of the database's wall clock by 10 thresholds in
   CHECK(a.stop());
 }
 
-TEST_CASE("manual clock: stop() that times out returns false at the exact timeout; the run stays running") {
-  Manual m;
-  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+TEST_CASE(
+    "scheduler on a manual clock: stop() that times out returns false at the exact timeout; the run stays running",
+    "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  Scheduler scheduler("s1", *m.store, m.options());
   // A handler that ignores cancellation: it waits (on the runtime, so that
   // settle() knows it waits) until the test releases it.
   std::mutex mutex;
   std::condition_variable released;
   bool release = false;
-  scheduler.register_job(jobrepo::make_job("stubborn", "d", [&](jobrepo::JobContext&) {
+  scheduler.register_job(make_job("stubborn", "d", [&](JobContext&) {
     std::unique_lock lock(mutex);
-    m.runtime.wait_until(lock, released, jobrepo::Runtime::SteadyTime::max(), [&] { return release; });
+    m.runtime.wait_until(lock, released, Runtime::SteadyTime::max(), [&] { return release; });
     return answer(1h);
   }));
   scheduler.start();
   m.settle();
   std::atomic<int> result{-1};
   std::thread stopper([&] { result = scheduler.stop() ? 1 : 0; });
-  REQUIRE(
-      jobrepo::test::scheduler::wait_until([&] { return scheduler.phase() == jobrepo::SchedulerPhase::stopping; }, 5s));
+  REQUIRE(wait_until([&] { return scheduler.phase() == SchedulerPhase::stopping; }, 5s));
   m.settle();
   m.advance_in_steps(4999ms, 500ms);  // heartbeats go on meanwhile
   CHECK(result == -1);
@@ -296,11 +384,12 @@ TEST_CASE("manual clock: stop() that times out returns false at the exact timeou
   CHECK(m.runs("stubborn").at(0).end_time == m.at(15s));
 }
 
-TEST_CASE("manual clock: run_due() runs what is due on the calling thread, for tests") {
-  Manual m;
-  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+TEST_CASE("scheduler on a manual clock: run_due() runs what is due on the calling thread, for tests",
+          "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  Scheduler scheduler("s1", *m.store, m.options());
   std::thread::id ran_on;
-  scheduler.register_job(jobrepo::make_job("daily", "d", [&](jobrepo::JobContext&) {
+  scheduler.register_job(make_job("daily", "d", [&](JobContext&) {
     ran_on = std::this_thread::get_id();
     return answer(24h);
   }));
@@ -315,135 +404,24 @@ TEST_CASE("manual clock: run_due() runs what is due on the calling thread, for t
   CHECK(ran[0].create_time == m.at(24h));
   scheduler.start();
   std::string message;
-  CHECK(jobrepo::test::code_of([&] { scheduler.run_due(); }, &message) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { scheduler.run_due(); }, &message) == ErrorCode::invalid_parameter);
   CHECK(message.find("run_due: the scheduler is running") != std::string::npos);
   CHECK(scheduler.stop());
   CHECK(scheduler.run_due().empty());  // stopped: drivable again
 }
 
 TEST_CASE(
-    "lifecycle: concurrent and repeated start() and stop() from 8 threads: every call returns, as the table says") {
-  Manual m;
-  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
-  std::atomic<int> runs{0};
-  scheduler.register_job(jobrepo::make_job("j", "d", [&](jobrepo::JobContext&) {
-    ++runs;
-    return answer(1h);
-  }));
-  std::atomic<int> errors{0}, stops_false{0};
-  std::vector<std::thread> callers;
-  for (int t = 0; t < 8; ++t) {
-    callers.emplace_back([&, t] {
-      for (int i = 0; i < 20; ++i) {
-        try {
-          if ((i + t) % 2 == 0) {
-            scheduler.start();
-            const auto phase = scheduler.phase();
-            // start() returned: it runs, unless another thread stopped it since.
-            if (phase != jobrepo::SchedulerPhase::running && phase != jobrepo::SchedulerPhase::stopping &&
-                phase != jobrepo::SchedulerPhase::stopped && phase != jobrepo::SchedulerPhase::starting) {
-              ++errors;
-            }
-          } else if (!scheduler.stop()) {
-            ++stops_false;
-          }
-        } catch (...) {
-          ++errors;
-        }
-      }
-    });
-  }
-  for (auto& c : callers) c.join();
-  CHECK(errors == 0);
-  CHECK(stops_false == 0);  // every handler returns at once
-  CHECK(scheduler.stop());
-  CHECK(scheduler.phase() == jobrepo::SchedulerPhase::stopped);
-  // It still works: started once more, it runs the job when due.
-  m.advance(1h);
-  scheduler.start();
-  m.settle();
-  CHECK(runs > 0);
-  CHECK(scheduler.stop());
-  CHECK(m.repo.list_runs({.status = Status::running}).empty());
-  CHECK(m.repo.list_servings().empty());  // the lease given up
-}
-
-TEST_CASE("lifecycle: stop() before start(), start() after stop(), stop() while start() waits for a lease") {
-  Manual m;
-  {
-    jobrepo::Scheduler never_started("s1", *m.store, m.options());
-    CHECK(never_started.phase() == jobrepo::SchedulerPhase::idle);
-    CHECK(never_started.stop());
-    CHECK(never_started.phase() == jobrepo::SchedulerPhase::stopped);
-  }
-  // Started again after a stop: a new life, the job runs again.
-  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
-  std::atomic<int> runs{0};
-  scheduler.register_job(jobrepo::make_job("j", "d", [&](jobrepo::JobContext&) {
-    ++runs;
-    return answer(1h);  // (0: due again at once, forever, at a clock that stands still)
-  }));
-  scheduler.start();
-  m.settle();
-  CHECK(scheduler.stop());
-  const int before = runs;
-  m.advance(1h);  // due again
-  scheduler.start();
-  m.settle();
-  CHECK(scheduler.phase() == jobrepo::SchedulerPhase::running);
-  CHECK(runs > before);
-  CHECK(scheduler.stop());
-  // A live holder of the id: start() waits to see whether it renews; a
-  // stop() meanwhile ends the wait, and nothing starts.
-  m.repo.record_server("held", 1h, {.instance = "another instance", .address = "elsewhere pid 1"});
-  jobrepo::Scheduler waiting("held", *m.store, m.options());
-  std::atomic<bool> returned{false};
-  std::thread starter([&] {
-    waiting.start();
-    returned = true;
-  });
-  REQUIRE(
-      jobrepo::test::scheduler::wait_until([&] { return waiting.phase() == jobrepo::SchedulerPhase::starting; }, 5s));
-  m.advance(1s);
-  CHECK(!returned);
-  CHECK(waiting.stop());
-  starter.join();
-  CHECK(returned);
-  CHECK(waiting.phase() == jobrepo::SchedulerPhase::stopped);
-  CHECK(m.recorder.count(SchedulerEvent::Kind::warning, "") >=
-        1);  // "start: server id "held" is held by elsewhere pid 1 ..."
-}
-
-// --- the guarantees of the real-time suite, on the manual clock ---------------
-
-namespace {
-
-// A handler that blocks (on the runtime's clock) until cancelled, records
-// why, and throws.
-std::shared_ptr<jobrepo::JobHandler> until_cancelled(const std::string& name, std::atomic<int>& reason,
-                                                     std::atomic<int>* started = nullptr) {
-  return jobrepo::make_job(name, "blocks until cancelled", [&reason, started](jobrepo::JobContext& c) {
-    if (started) ++*started;
-    c.report_progress(3, 10);
-    while (c.sleep_for(1h)) {
-    }
-    reason = static_cast<int>(c.cancel_reason());
-    c.throw_if_cancelled();
-    return answer(1h);
-  });
-}
-
-}  // namespace
-
-TEST_CASE("manual clock: a failing job reruns after its back-off, a completed one waits; run_now runs it at once") {
-  Manual m;
-  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+    "scheduler on a manual clock: a failing job reruns after its back-off, a completed one waits; run_now runs it at "
+    "once",
+    "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  Scheduler scheduler("s1", *m.store, m.options());
   std::atomic<int> a_runs{0}, b_runs{0};
-  scheduler.register_job(jobrepo::make_job("a-fails", "d", [&](jobrepo::JobContext&) -> std::chrono::microseconds {
+  scheduler.register_job(make_job("a-fails", "d", [&](JobContext&) -> std::chrono::microseconds {
     ++a_runs;
     throw std::runtime_error("boom");
   }));
-  scheduler.register_job(jobrepo::make_job("b-completes", "d", [&](jobrepo::JobContext&) {
+  scheduler.register_job(make_job("b-completes", "d", [&](JobContext&) {
     ++b_runs;
     return answer(1h);
   }));
@@ -458,13 +436,14 @@ TEST_CASE("manual clock: a failing job reruns after its back-off, a completed on
   m.settle();
   CHECK(b_runs == 2);
   CHECK(m.runs("b-completes").at(1).create_time == m.at(600ms));
-  CHECK(jobrepo::test::code_of([&] { scheduler.run_now("no-such-job"); }) == ErrorCode::record_not_found);
+  CHECK(code_of([&] { scheduler.run_now("no-such-job"); }) == ErrorCode::record_not_found);
   CHECK(scheduler.stop());
 }
 
-TEST_CASE("manual clock: progress is stored with the next heartbeat; executing() shows the run") {
-  Manual m;
-  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+TEST_CASE("scheduler on a manual clock: progress is stored with the next heartbeat; executing() shows the run",
+          "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  Scheduler scheduler("s1", *m.store, m.options());
   std::atomic<int> reason{-1};
   scheduler.register_job(until_cancelled("slow", reason));
   scheduler.start();
@@ -480,9 +459,12 @@ TEST_CASE("manual clock: progress is stored with the next heartbeat; executing()
   CHECK(scheduler.stop());
 }
 
-TEST_CASE("manual clock: stop() cancels a blocked handler and leaves its run interrupted; a peer may take it at once") {
-  Manual m;
-  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+TEST_CASE(
+    "scheduler on a manual clock: stop() cancels a blocked handler and leaves its run interrupted; a peer may take it "
+    "at once",
+    "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  Scheduler scheduler("s1", *m.store, m.options());
   std::atomic<int> reason{-1};
   scheduler.register_job(until_cancelled("blocked", reason));
   scheduler.start();
@@ -497,9 +479,12 @@ TEST_CASE("manual clock: stop() cancels a blocked handler and leaves its run int
   CHECK(m.recorder.count(SchedulerEvent::Kind::interrupted, "blocked") == 1);
 }
 
-TEST_CASE("manual clock: a run ended in the store is cancelled here at the next heartbeat, and its work end recorded") {
-  Manual m;
-  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+TEST_CASE(
+    "scheduler on a manual clock: a run ended in the store is cancelled here at the next heartbeat, and its work end "
+    "recorded",
+    "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  Scheduler scheduler("s1", *m.store, m.options());
   std::atomic<int> reason{-1};
   scheduler.register_job(until_cancelled("victim", reason));
   scheduler.start();
@@ -516,32 +501,35 @@ TEST_CASE("manual clock: a run ended in the store is cancelled here at the next 
   CHECK(scheduler.stop());
 }
 
-TEST_CASE("manual clock: claims name no job: the store claims the served set, kept current as jobs come and go") {
+TEST_CASE(
+    "scheduler on a manual clock: claims name no job: the store claims the served set, kept current as jobs come and "
+    "go",
+    "[conformance][scheduler][manual-clock]") {
   // Sees every claim the scheduler sends.
-  struct Claims : jobrepo::StoreWrapper {
+  struct Claims : StoreWrapper {
     using StoreWrapper::StoreWrapper;
     std::mutex mutex;
-    std::vector<jobrepo::ClaimRequest> seen;
-    std::vector<jobrepo::Run> claim_runs(const jobrepo::ClaimRequest& request) override {
+    std::vector<ClaimRequest> seen;
+    std::vector<Run> claim_runs(const ClaimRequest& request) override {
       {
         const std::lock_guard lock(mutex);
         seen.push_back(request);
       }
       return StoreWrapper::claim_runs(request);
     }
-    std::vector<jobrepo::ClaimRequest> take() {
+    std::vector<ClaimRequest> take() {
       const std::lock_guard lock(mutex);
       return std::exchange(seen, {});
     }
   };
-  Manual m;
+  JR_MANUAL(m);
   Claims claims(*m.store);
   m.repo.create_job("foreign", "a job of another server's code");
-  jobrepo::Scheduler scheduler("s1", claims, m.options());
+  Scheduler scheduler("s1", claims, m.options());
   std::map<std::string, int> runs;
   std::mutex runs_mutex;
   const auto job = [&](const std::string& name) {
-    return jobrepo::make_job(name, "d", [&, name](jobrepo::JobContext&) {
+    return make_job(name, "d", [&, name](JobContext&) {
       const std::lock_guard lock(runs_mutex);
       ++runs[name];
       return answer(1h);
@@ -587,22 +575,23 @@ TEST_CASE("manual clock: claims name no job: the store claims the served set, ke
     CHECK(m.recorder.count(SchedulerEvent::Kind::error, name) == 0);
 }
 
-TEST_CASE("manual clock: an outcome that meets busy or unavailable is stored later, never lost") {
-  Manual m;
-  struct OutcomesFail : jobrepo::StoreWrapper {
+TEST_CASE("scheduler on a manual clock: an outcome that meets busy or unavailable is stored later, never lost",
+          "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  struct OutcomesFail : StoreWrapper {
     using StoreWrapper::StoreWrapper;
     std::atomic<int> failures{0};
-    std::vector<std::optional<jobrepo::Run>> transition_runs(std::span<const jobrepo::RunTransition> c) override {
-      const bool ends = std::any_of(c.begin(), c.end(), [](const auto& t) { return jobrepo::is_final(t.to); });
+    std::vector<std::optional<Run>> transition_runs(std::span<const RunTransition> c) override {
+      const bool ends = std::any_of(c.begin(), c.end(), [](const auto& t) { return is_final(t.to); });
       if (ends && failures < 4) {
         ++failures;
-        throw jobrepo::Error(failures % 2 ? ErrorCode::busy : ErrorCode::unavailable, "update_run: injected");
+        throw Error(failures % 2 ? ErrorCode::busy : ErrorCode::unavailable, "update_run: injected");
       }
       return StoreWrapper::transition_runs(c);
     }
   } store(*m.store);
-  jobrepo::Scheduler scheduler("s1", store, m.options());
-  scheduler.register_job(jobrepo::make_job("once", "d", [&](jobrepo::JobContext&) { return answer(1h); }));
+  Scheduler scheduler("s1", store, m.options());
+  scheduler.register_job(make_job("once", "d", [&](JobContext&) { return answer(1h); }));
   scheduler.start();
   m.settle();
   // The writer tries again 20, 40, 80 and 160 ms after each failure.
@@ -619,39 +608,41 @@ TEST_CASE("manual clock: an outcome that meets busy or unavailable is stored lat
   CHECK(scheduler.stop());
 }
 
-TEST_CASE("manual clock: microseconds::max() means never; on-demand jobs run only when asked, and give up") {
-  Manual m;
-  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+TEST_CASE(
+    "scheduler on a manual clock: microseconds::max() means never; on-demand jobs run only when asked, and give up",
+    "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  Scheduler scheduler("s1", *m.store, m.options());
   std::atomic<int> never_runs{0}, asked_runs{0};
-  scheduler.register_job(jobrepo::make_job("once-ever", "d", [&](jobrepo::JobContext&) {
+  scheduler.register_job(make_job("once-ever", "d", [&](JobContext&) {
     ++never_runs;
     return std::chrono::microseconds::max();
   }));
-  jobrepo::BackoffOptions backoff{.initial = 1s, .max = 1s, .multiplier = 1.0, .jitter = 0.0, .max_attempts = 2};
-  scheduler.register_job(jobrepo::make_job("asked", "d",
-                                           [&](jobrepo::JobContext&) -> std::chrono::microseconds {
-                                             ++asked_runs;
-                                             throw std::runtime_error("exit 1");
-                                           }),
+  BackoffOptions backoff{.initial = 1s, .max = 1s, .multiplier = 1.0, .jitter = 0.0, .max_attempts = 2};
+  scheduler.register_job(make_job("asked", "d",
+                                  [&](JobContext&) -> std::chrono::microseconds {
+                                    ++asked_runs;
+                                    throw std::runtime_error("exit 1");
+                                  }),
                          {.backoff = backoff, .on_demand = true});
-  CHECK(m.repo.lookup_job("asked")->next_scheduled_run == jobrepo::never);
+  CHECK(m.repo.lookup_job("asked")->next_scheduled_run == never);
   CHECK(m.repo.lookup_job("asked")->schedule == "on demand");
   scheduler.start();
   m.settle();
   CHECK(never_runs == 1);
   CHECK(asked_runs == 0);
-  CHECK(m.repo.lookup_job("once-ever")->next_scheduled_run == jobrepo::never);
+  CHECK(m.repo.lookup_job("once-ever")->next_scheduled_run == never);
   scheduler.run_now("asked");
   m.settle();
   CHECK(asked_runs == 1);
   m.advance(1s);  // retried once (attempt 2 of 2), then it gives up
   CHECK(asked_runs == 2);
   const auto job = *m.repo.lookup_job("asked");
-  CHECK(job.next_scheduled_run == jobrepo::never);
+  CHECK(job.next_scheduled_run == never);
   CHECK(job.consecutive_failures == 2);
   m.advance(24h);
   CHECK(asked_runs == 2);
-  CHECK(m.recorder.of(SchedulerEvent::Kind::failed, "asked").back().event.detail.find("gave up") != std::string::npos);
+  CHECK(m.recorder.of(SchedulerEvent::Kind::failed, "asked").back().detail.find("gave up") != std::string::npos);
   scheduler.run_now("asked");  // asked again: a new round
   m.settle();
   CHECK(asked_runs == 3);
@@ -659,13 +650,15 @@ TEST_CASE("manual clock: microseconds::max() means never; on-demand jobs run onl
   CHECK(scheduler.stop());
 }
 
-TEST_CASE("manual clock: a local queue claims ahead; its runs time out from their start; stop hands them back") {
-  Manual m;
+TEST_CASE(
+    "scheduler on a manual clock: a local queue claims ahead; its runs time out from their start; stop hands them back",
+    "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
   auto options = m.options();
   options.worker_threads = 1;
   options.local_queue = 3;
   options.backoff.initial = options.backoff.max = 1h;
-  jobrepo::Scheduler scheduler("s1", *m.store, options);
+  Scheduler scheduler("s1", *m.store, options);
   std::array<std::atomic<int>, 5> reasons{};
   for (std::size_t i = 0; i < reasons.size(); ++i) {
     reasons[i] = -1;
@@ -676,7 +669,7 @@ TEST_CASE("manual clock: a local queue claims ahead; its runs time out from thei
   CHECK(m.repo.list_runs({.status = Status::running}).size() == 4);  // 1 running + 3 queued
   m.advance(600ms);                                                  // the first times out; the next starts now
   m.advance(600ms);                                                  // and times out 600 ms after its start
-  std::vector<jobrepo::Timestamp> failed;
+  std::vector<Timestamp> failed;
   for (const auto& run : m.repo.list_runs({.status = Status::failed, .limit = -1})) failed.push_back(*run.end_time);
   std::sort(failed.begin(), failed.end());
   REQUIRE(failed.size() == 2);
@@ -691,13 +684,14 @@ TEST_CASE("manual clock: a local queue claims ahead; its runs time out from thei
   CHECK(handed_back == 2);
 }
 
-TEST_CASE("manual clock: start() ends this server's own leftover runs at once, and the job runs again") {
-  Manual m;
+TEST_CASE("scheduler on a manual clock: start() ends this server's own leftover runs at once, and the job runs again",
+          "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
   m.repo.create_job("left", "d");
   const auto leftover = m.repo.run_jobs("s1").at(0);  // as if s1 had crashed mid-run
-  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+  Scheduler scheduler("s1", *m.store, m.options());
   std::atomic<int> runs{0};
-  scheduler.register_job(jobrepo::make_job("left", "d", [&](jobrepo::JobContext&) {
+  scheduler.register_job(make_job("left", "d", [&](JobContext&) {
     ++runs;
     return answer(1h);
   }));
@@ -708,17 +702,18 @@ TEST_CASE("manual clock: start() ends this server's own leftover runs at once, a
   CHECK(scheduler.stop());
 }
 
-TEST_CASE("manual clock: the claim loop wakes when a job becomes due, not at its next interval") {
-  Manual m;
+TEST_CASE("scheduler on a manual clock: the claim loop wakes when a job becomes due, not at its next interval",
+          "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
   auto options = m.options();
   options.claim_interval = 10s;
-  jobrepo::Scheduler scheduler("s1", *m.store, options);
+  Scheduler scheduler("s1", *m.store, options);
   std::atomic<int> runs{0};
-  scheduler.register_job(jobrepo::make_job("soon", "d",
-                                           [&](jobrepo::JobContext&) {
-                                             ++runs;
-                                             return answer(1h);
-                                           }),
+  scheduler.register_job(make_job("soon", "d",
+                                  [&](JobContext&) {
+                                    ++runs;
+                                    return answer(1h);
+                                  }),
                          {.next_run_in = 700ms});
   scheduler.start();
   m.settle();
@@ -730,9 +725,12 @@ TEST_CASE("manual clock: the claim loop wakes when a job becomes due, not at its
   CHECK(scheduler.stop());
 }
 
-TEST_CASE("manual clock: an operator's cancel stops the handler at the next heartbeat; the job keeps its schedule") {
-  Manual m;
-  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+TEST_CASE(
+    "scheduler on a manual clock: an operator's cancel stops the handler at the next heartbeat; the job keeps its "
+    "schedule",
+    "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  Scheduler scheduler("s1", *m.store, m.options());
   std::atomic<int> reason{-1};
   scheduler.register_job(until_cancelled("victim", reason), {.every = std::chrono::microseconds(1h)});
   scheduler.start();
@@ -751,15 +749,16 @@ TEST_CASE("manual clock: an operator's cancel stops the handler at the next hear
   CHECK(m.repo.lookup_job("victim")->next_scheduled_run == m.at(1s + 1h));
   const auto ended = m.recorder.of(SchedulerEvent::Kind::interrupted, "victim");
   REQUIRE(ended.size() == 1);
-  CHECK(ended.front().event.message == "cancelled by operator");
+  CHECK(ended.front().message == "cancelled by operator");
   CHECK(scheduler.stop());
 }
 
-TEST_CASE("manual clock: run_now during a run makes the job due again as soon as the run ends") {
-  Manual m;
-  jobrepo::Scheduler scheduler("s1", *m.store, m.options());
+TEST_CASE("scheduler on a manual clock: run_now during a run makes the job due again as soon as the run ends",
+          "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  Scheduler scheduler("s1", *m.store, m.options());
   std::atomic<int> runs{0};
-  scheduler.register_job(jobrepo::make_job("r", "d", [&](jobrepo::JobContext& c) {
+  scheduler.register_job(make_job("r", "d", [&](JobContext& c) {
     ++runs;
     c.sleep_for(2s);
     return answer(1h);
@@ -779,18 +778,21 @@ TEST_CASE("manual clock: run_now during a run makes the job due again as soon as
   CHECK(scheduler.stop());
 }
 
-TEST_CASE("manual clock: failures are counted in the store, so two servers back off as one; max_attempts waits") {
-  Manual m;
-  jobrepo::Scheduler a("a", *m.store, m.options());
-  jobrepo::Scheduler b("b", *m.store, m.options());
+TEST_CASE(
+    "scheduler on a manual clock: failures are counted in the store, so two servers back off as one; max_attempts "
+    "waits",
+    "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  Scheduler a("a", *m.store, m.options());
+  Scheduler b("b", *m.store, m.options());
   std::atomic<int> calls{0};
   const auto failing = [&] {
-    return jobrepo::make_job("f", "d", [&](jobrepo::JobContext&) -> std::chrono::microseconds {
+    return make_job("f", "d", [&](JobContext&) -> std::chrono::microseconds {
       ++calls;
       throw std::runtime_error("exit 1");
     });
   };
-  jobrepo::BackoffOptions backoff{.initial = 100ms, .max = 400ms, .multiplier = 2.0, .jitter = 0.0, .max_attempts = 4};
+  BackoffOptions backoff{.initial = 100ms, .max = 400ms, .multiplier = 2.0, .jitter = 0.0, .max_attempts = 4};
   a.register_job(failing(), {.every = std::chrono::microseconds(1h), .backoff = backoff});
   b.register_job(failing(), {.every = std::chrono::microseconds(1h), .backoff = backoff});
   a.start();
@@ -818,14 +820,17 @@ TEST_CASE("manual clock: failures are counted in the store, so two servers back 
   CHECK(b.stop());
 }
 
-TEST_CASE("manual clock: servers record the jobs they serve; a differing definition is warned of once; stop forgets") {
-  Manual m;
+TEST_CASE(
+    "scheduler on a manual clock: servers record the jobs they serve; a differing definition is warned of once; stop "
+    "forgets",
+    "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
   Recorder other;
   auto b_options = m.options();
   b_options.on_event = other.callback();
-  jobrepo::Scheduler a("a", *m.store, m.options());
-  jobrepo::Scheduler b("b", *m.store, b_options);
-  const auto job = [] { return jobrepo::make_job("j", "d", [](jobrepo::JobContext&) { return answer(1h); }); };
+  Scheduler a("a", *m.store, m.options());
+  Scheduler b("b", *m.store, b_options);
+  const auto job = [] { return make_job("j", "d", [](JobContext&) { return answer(1h); }); };
   a.register_job(job(), {.definition = "every 5s"});
   b.register_job(job(), {.definition = "every 20s"});
   a.start();
@@ -836,8 +841,8 @@ TEST_CASE("manual clock: servers record the jobs they serve; a differing definit
   CHECK(other.count(SchedulerEvent::Kind::warning, "j") == 1);
   const auto servings = m.repo.list_servings("j");
   REQUIRE(servings.size() == 2);
-  CHECK(servings[0].fingerprint == jobrepo::definition_fingerprint("every 5s"));
-  CHECK(servings[1].fingerprint == jobrepo::definition_fingerprint("every 20s"));
+  CHECK(servings[0].fingerprint == definition_fingerprint("every 5s"));
+  CHECK(servings[1].fingerprint == definition_fingerprint("every 20s"));
   CHECK(servings[0].live);
   m.advance_in_steps(10s, 1s);  // more records, no more warnings
   CHECK(other.count(SchedulerEvent::Kind::warning, "j") == 1);
@@ -848,3 +853,5 @@ TEST_CASE("manual clock: servers record the jobs they serve; a differing definit
   CHECK(b.stop());
   CHECK(m.repo.list_servings().empty());
 }
+
+}  // namespace jobrepo::conformance
