@@ -752,7 +752,7 @@ TEST_CASE("sqlite: a connection that fails to open later is an error of the oper
   CHECK(repo.lookup_job("j").has_value());
 }
 
-TEST_CASE("sqlite: a read-only database file is unavailable, naming the file; writable again, the same store writes") {
+TEST_CASE("sqlite: a read-only database file is unavailable, naming the file - writable again, the same store writes") {
   TempDir dir{"jobrepo-sqlite-test"};
   const auto path = dir.path / "jobs.db";
   jobrepo::open_store("sqlite:" + path.string())->migrate();

@@ -90,6 +90,19 @@ TEST_CASE("Status spells exactly the four words and parses them back") {
   CHECK(jobrepo::is_final(Status::interrupted));
 }
 
+TEST_CASE("every scheduler event kind has a name of its own") {
+  using Kind = jobrepo::SchedulerEvent::Kind;
+  const std::vector<Kind> kinds{Kind::claimed,     Kind::started,          Kind::completed, Kind::failed,
+                                Kind::cancelled,   Kind::interrupted_peer, Kind::error,     Kind::skipped,
+                                Kind::interrupted, Kind::warning};
+  std::set<std::string> names;
+  for (const auto kind : kinds) names.insert(std::string(jobrepo::to_string(kind)));
+  CHECK(names.size() == kinds.size());
+  CHECK(names.count("unknown") == 0);
+  CHECK(jobrepo::to_string(Kind::interrupted_peer) == "interrupted_peer");
+  CHECK(jobrepo::to_string(Kind::interrupted) == "interrupted");
+}
+
 TEST_CASE("Error keeps its code and native code, on one line") {
   const jobrepo::Error e(ErrorCode::busy, "run_jobs: server \"s1\":\nlocked\r\n", "sqlite 5");
   CHECK(e.code() == ErrorCode::busy);
@@ -235,7 +248,7 @@ TEST_CASE("Repository passes limits to the store as documented") {
   CHECK(store.claim_limit < 0);
 }
 
-TEST_CASE("a StoreWrapper injects faults; a failed call writes nothing") {
+TEST_CASE("a StoreWrapper injects faults - a failed call writes nothing") {
   auto real = jobrepo::open_store("sqlite::memory:");
   real->migrate();
   struct Flaky : jobrepo::StoreWrapper {
@@ -259,7 +272,7 @@ TEST_CASE("a StoreWrapper injects faults; a failed call writes nothing") {
   CHECK(repo.run_jobs("s1").size() == 1);
 }
 
-TEST_CASE("update_runs: a batch the store fails goes one change at a time; a transient failure fails the call") {
+TEST_CASE("update_runs: a batch the store fails goes one change at a time - a transient failure fails the call") {
   auto real = jobrepo::open_store("sqlite::memory:");
   real->migrate();
   // Fails every transition_runs call that names the poisoned run (as

@@ -72,7 +72,7 @@ std::string refusal(const std::string& expression, const std::string& zone = "UT
 
 }  // namespace
 
-TEST_CASE("cron: 5 and 6 fields; *, lists, ranges and steps") {
+TEST_CASE("cron: 5 and 6 fields - *, lists, ranges and steps") {
   CHECK(fires("* * * * *", "UTC", "2026-03-28T12:00:00.5Z", 2) ==
         Lines{"2026-03-28T12:01:00Z", "2026-03-28T12:02:00Z"});
   CHECK(fires("*/15 * * * *", "UTC", "2026-03-28T12:00:00Z", 4) ==
@@ -114,7 +114,7 @@ TEST_CASE("cron: next_after is strictly after, in whole seconds, whatever the fr
   CHECK(fires("0 0 1 1 *", "UTC", "1677-09-22T00:00:00Z", 1) == Lines{"1678-01-01T00:00:00Z"});
 }
 
-TEST_CASE("cron: month and day names in any case, in ranges and lists; 0 and 7 are Sunday") {
+TEST_CASE("cron: month and day names in any case, in ranges and lists - 0 and 7 are Sunday") {
   // 2026-01-01 is a Thursday.
   const std::string thursday = "2026-01-01T00:00:00Z";
   CHECK(fires("0 0 * * MON-FRI", "UTC", thursday, 3) ==

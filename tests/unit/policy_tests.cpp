@@ -81,7 +81,7 @@ TEST_CASE("policy: after an operator's cancel a job keeps its schedule") {
   CHECK(regular_next(daily, claimed, now).at == claimed - 10h + 27h);  // 03:00 the next day
 }
 
-TEST_CASE("policy: a failure is retried after the back-off; after max_attempts it waits or gives up") {
+TEST_CASE("policy: a failure is retried after the back-off - after max_attempts it waits or gives up") {
   const auto now = claimed + 1min;
   // No limit: the back-off, attempt after attempt.
   auto retry = plan_retry(interval(1h), 3, claimed, now, 1.0);

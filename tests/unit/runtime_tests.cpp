@@ -12,7 +12,7 @@
 
 using namespace std::chrono_literals;
 
-TEST_CASE("runtime: a manual runtime's clocks stand still until advanced; a wall step leaves the monotonic clock") {
+TEST_CASE("runtime: a manual runtime's clocks stand still until advanced - a wall step leaves the monotonic clock") {
   jobrepo::ManualRuntime rt;
   const auto steady = rt.steady_now();
   const auto wall = rt.wall_now();
@@ -30,7 +30,7 @@ TEST_CASE("runtime: a manual runtime's clocks stand still until advanced; a wall
   CHECK(rt.steady_now() - steady == 1500ms);
 }
 
-TEST_CASE("runtime: a thread's wait ends when the clock passes its deadline or it is notified; settle() knows") {
+TEST_CASE("runtime: a thread's wait ends when the clock passes its deadline or it is notified - settle() knows") {
   jobrepo::ManualRuntime rt;
   std::mutex mutex;
   std::condition_variable cv;

@@ -15,6 +15,7 @@
 #include <jobrepo/scheduler.hpp>
 #include <jobrepo/store.hpp>
 #include <jobrepo/store_wrapper.hpp>
+#include <jobrepo/testing.hpp>
 #include <jobrepo/types.hpp>
 
 #if defined(JOBREPO_WITH_SQLITE)

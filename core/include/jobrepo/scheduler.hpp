@@ -88,9 +88,14 @@ class JobContext {
   // Sleeps for `duration` or until cancelled; false when cancelled.
   virtual bool sleep_for(std::chrono::microseconds duration) const = 0;
   // Records progress; the scheduler stores it with the next heartbeat.
-  // Throws invalid_parameter for negative counts or completed > total.
+  // Throws invalid_parameter for negative counts or completed > total
+  // (progress_problem).
   virtual void report_progress(std::int64_t completed, std::int64_t total) = 0;
 };
+
+// Why report_progress refuses the counts, in one line ("counts 5/3 must be
+// non-negative with completed <= total"), or empty.
+std::string progress_problem(std::int64_t completed, std::int64_t total);
 
 // The code of one job.
 class JobHandler {

@@ -57,10 +57,8 @@ class LocalRun final : public JobContext {
   }
 
   void report_progress(std::int64_t completed, std::int64_t total) override {
-    if (completed < 0 || total < 0 || completed > total) {
-      throw Error(ErrorCode::invalid_parameter, "report_progress: run \"" + run_.private_id + "\": counts " +
-                                                    std::to_string(completed) + "/" + std::to_string(total) +
-                                                    " must be non-negative with completed <= total");
+    if (auto problem = progress_problem(completed, total); !problem.empty()) {
+      throw Error(ErrorCode::invalid_parameter, "report_progress: run \"" + run_.private_id + "\": " + problem);
     }
     const std::lock_guard lock(counts_mutex_);
     completed_ = completed;

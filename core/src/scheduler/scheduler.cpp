@@ -59,6 +59,12 @@ void JobContext::throw_if_cancelled() const {
   if (cancelled()) throw Cancelled(cancel_reason());
 }
 
+std::string progress_problem(std::int64_t completed, std::int64_t total) {
+  if (completed >= 0 && total >= 0 && completed <= total) return {};
+  return "counts " + std::to_string(completed) + "/" + std::to_string(total) +
+         " must be non-negative with completed <= total";
+}
+
 namespace {
 
 class FunctionJob final : public JobHandler {

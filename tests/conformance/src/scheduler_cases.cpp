@@ -675,13 +675,36 @@ TEST_CASE(
   REQUIRE(failed.size() == 2);
   CHECK(failed[0] == m.at(600ms));
   CHECK(failed[1] == m.at(1200ms));
+  m.advance(100ms);  // the third has run 100 ms when stop() comes
   CHECK(scheduler.stop());
   int handed_back = 0;
+  std::vector<std::string> handed_back_ids;
   for (const auto& run : m.repo.list_runs({.limit = -1})) {
     CHECK(run.status != Status::running);
-    if (run.message == "its server stopped before it started") ++handed_back;
+    if (run.message == "its server stopped before it started") {
+      ++handed_back;
+      handed_back_ids.push_back(run.private_id);
+    }
   }
   CHECK(handed_back == 2);
+  // Every run stop() ended has its outcome event: the handed-back ones ran
+  // for no time, the stopped one for its 100 ms.
+  std::vector<std::string> stopped_ids;
+  std::vector<std::chrono::microseconds> durations;
+  for (std::size_t i = 0; i < reasons.size(); ++i) {
+    for (const auto& e : m.recorder.of(SchedulerEvent::Kind::interrupted, "q" + std::to_string(i))) {
+      if (e.detail == "its server stopped before it started") {
+        stopped_ids.push_back(e.run_id);
+        CHECK(e.duration == 0us);
+      } else {
+        durations.push_back(e.duration);
+      }
+    }
+  }
+  std::sort(stopped_ids.begin(), stopped_ids.end());
+  std::sort(handed_back_ids.begin(), handed_back_ids.end());
+  CHECK(stopped_ids == handed_back_ids);
+  CHECK(durations == std::vector<std::chrono::microseconds>{100ms});
 }
 
 TEST_CASE("scheduler on a manual clock: start() ends this server's own leftover runs at once, and the job runs again",
