@@ -56,7 +56,8 @@ class NoIoStore : public jobrepo::Store {
   std::optional<jobrepo::Job> set_job_paused(const std::string&, const std::string&, bool) override {
     return touch(), std::nullopt;
   }
-  std::optional<jobrepo::Job> request_run(const std::string&, const std::string&) override {
+  std::optional<jobrepo::Job> request_run(const std::string&, const std::string&,
+                                          const std::optional<std::string>&) override {
     return touch(), std::nullopt;
   }
   std::optional<jobrepo::Run> request_cancel(const std::string&, const std::string&) override {
@@ -191,6 +192,19 @@ TEST_CASE("Repository checks its arguments before any I/O") {
   CHECK(code_of([&] { repo.delete_job(""); }) == ErrorCode::invalid_parameter);
   CHECK(code_of([&] { repo.prune_runs(-1s); }) == ErrorCode::invalid_parameter);
   CHECK(code_of([&] { jobrepo::Repository bad(store, {.plugin_id = ""}); }) == ErrorCode::invalid_parameter);
+  // A run's arguments (payload_problem), before the job is looked up.
+  CHECK(code_of([&] { repo.run_now("", "{}"); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.run_now("j", ""); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.run_now("j", "{\"a\": 1,}"); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.run_now("j", std::string(jobrepo::max_payload_bytes + 1, ' ')); }) ==
+        ErrorCode::invalid_parameter);
+  std::string payload_message;
+  code_of([&] { repo.run_now("j", "[1,]"); }, &payload_message);
+  CHECK(payload_message ==
+        "run_now: payload of job \"j\" is not valid JSON: at byte 4 (\"]\"): expected a value (an object, array, "
+        "string, number, true, false or null)");
+  code_of([&] { repo.run_now("j", std::string(jobrepo::max_payload_bytes + 1, ' ')); }, &payload_message);
+  CHECK(payload_message == "run_now: payload of job \"j\" has 65537 bytes, more than 65536");
   // Durations beyond max_offset, either way.
   // (microseconds::max() itself means never for a due time: see the conformance suite.)
   for (const auto bad : {std::chrono::microseconds::max() - 1us, -jobrepo::max_offset - 1us}) {
