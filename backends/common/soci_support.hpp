@@ -77,11 +77,12 @@ inline void prepare(soci::statement& st, const std::string& query) {
 
 // Destination of one row of: private_id, job_plugin_id, job_name, server_id,
 // create_time, update_time, end_time, completed_count, total_count, status,
-// message, attempt, cancel_requested (0 or 1).
+// message, attempt, cancel_requested (0 or 1), work_end_time, payload.
 struct RunRow {
-  std::string private_id, job_plugin_id, job_name, server_id, status, message;
+  std::string private_id, job_plugin_id, job_name, server_id, status, message, payload;
   Micros create_time = 0, update_time = 0, end_time = 0, work_end_time = 0;
-  soci::indicator end_ind = soci::i_null, message_ind = soci::i_null, work_end_ind = soci::i_null;
+  soci::indicator end_ind = soci::i_null, message_ind = soci::i_null, work_end_ind = soci::i_null,
+                  payload_ind = soci::i_null;
   long long completed = 0, total = 0, attempt = 1;
   int cancel_requested = 0;
 
@@ -100,6 +101,7 @@ struct RunRow {
     st.exchange(soci::into(attempt));
     st.exchange(soci::into(cancel_requested));
     st.exchange(soci::into(work_end_time, work_end_ind));
+    st.exchange(soci::into(payload, payload_ind));
   }
 
   Run to_run() const {
@@ -113,6 +115,7 @@ struct RunRow {
     run.attempt = attempt;
     run.cancel_requested = cancel_requested != 0;
     if (work_end_ind == soci::i_ok) run.work_end_time = to_timestamp(work_end_time);
+    if (payload_ind == soci::i_ok) run.payload = payload;
     return run;
   }
 };
@@ -121,19 +124,19 @@ struct RunRow {
 // converts the times and booleans in queries.hpp).
 #define JR_JOB_ROW_COLUMNS                                                                                    \
   "plugin_id, name, description, next_scheduled_run, schedule, paused, run_requested, consecutive_failures, " \
-  "last_status, last_end_time, last_message, last_success_time"
+  "last_status, last_end_time, last_message, last_success_time, requested_payload"
 
 // Destination of one row of: plugin_id, name, description,
 // next_scheduled_run (microseconds since the epoch), schedule, paused (0 or
 // 1), run_requested (0 or 1), consecutive_failures, last_status,
-// last_end_time, last_message, last_success_time.
+// last_end_time, last_message, last_success_time, requested_payload.
 struct JobRow {
-  std::string plugin_id, name, description, schedule, last_status, last_message;
+  std::string plugin_id, name, description, schedule, last_status, last_message, requested_payload;
   Micros next = 0, last_end = 0, last_success = 0;
   int paused = 0, run_requested = 0;
   long long failures = 0;
   soci::indicator last_status_ind = soci::i_null, last_end_ind = soci::i_null, last_message_ind = soci::i_null,
-                  last_success_ind = soci::i_null;
+                  last_success_ind = soci::i_null, requested_payload_ind = soci::i_null;
 
   void bind(soci::statement& st) {
     st.exchange(soci::into(plugin_id));
@@ -148,6 +151,7 @@ struct JobRow {
     st.exchange(soci::into(last_end, last_end_ind));
     st.exchange(soci::into(last_message, last_message_ind));
     st.exchange(soci::into(last_success, last_success_ind));
+    st.exchange(soci::into(requested_payload, requested_payload_ind));
   }
   Job to_job() const {
     Job job{plugin_id, name, description, to_timestamp(next), schedule};
@@ -158,6 +162,7 @@ struct JobRow {
     if (last_end_ind == soci::i_ok) job.last_end_time = to_timestamp(last_end);
     if (last_message_ind == soci::i_ok) job.last_message = last_message;
     if (last_success_ind == soci::i_ok) job.last_success_time = to_timestamp(last_success);
+    if (requested_payload_ind == soci::i_ok) job.requested_payload = requested_payload;
     return job;
   }
 };

@@ -283,8 +283,25 @@ Job Repository::resume_job(std::string_view name) {
                     [&](const std::string& job) { return store_.set_job_paused(plugin_id_, job, false); });
 }
 
-Job Repository::run_now(std::string_view name) {
-  return change_job("run_now", name, [&](const std::string& job) { return store_.request_run(plugin_id_, job); });
+Job Repository::run_now(std::string_view name, std::optional<std::string> payload) {
+  constexpr const char* op = "run_now";
+  require_key(op, "name", name);
+  if (payload) {
+    if (auto problem = payload_problem(*payload)) throw_problem(op, "payload of job " + quoted(name), *problem);
+  }
+  auto job = change_job(op, name, [&](const std::string& job) { return store_.request_run(plugin_id_, job, payload); });
+  if (payload && !job.requested_payload) {
+    throw Error(ErrorCode::internal, std::string(op) + ": the store did not keep the payload of job " + quoted(name));
+  }
+  // The store kept the payload that waits for a claim and wrote nothing:
+  // refused, so that the caller knows that its arguments were not taken.
+  if (payload && job.requested_payload != payload) {
+    throw Error(ErrorCode::invalid_job_run_state,
+                std::string(op) + ": job " + quoted(name) + " in plugin " + quoted(plugin_id_) +
+                    " already has a run requested with other arguments, " + quoted(*job.requested_payload) +
+                    ", that no server has claimed yet: ask again once that run has started");
+  }
+  return job;
 }
 
 Run Repository::cancel_run(std::string_view run_id) {

@@ -1,5 +1,6 @@
 #include <jobrepo/error.hpp>
 #include <jobrepo/testing.hpp>
+#include <jobrepo/text.hpp>
 
 #include <string>
 #include <utility>
@@ -52,6 +53,15 @@ void FakeJobContext::report_progress(std::int64_t completed, std::int64_t total)
   }
   const std::lock_guard lock(mutex_);
   progress_.emplace_back(completed, total);
+}
+
+void FakeJobContext::set_payload(std::optional<std::string> payload) {
+  if (payload) {
+    if (auto problem = payload_problem(*payload)) {
+      throw Error(problem->code, "set_payload: run \"" + run_id_ + "\": payload " + problem->message);
+    }
+  }
+  payload_ = std::move(payload);
 }
 
 void FakeJobContext::cancel(CancelReason reason) {

@@ -1,5 +1,7 @@
 #include <jobrepo/text.hpp>
 
+#include "utf8.hpp"
+
 #include <cstdio>
 #include <vector>
 
@@ -7,37 +9,8 @@ namespace jobrepo {
 
 namespace {
 
-unsigned char byte_at(std::string_view text, std::size_t i) { return static_cast<unsigned char>(text[i]); }
-
-// The length of the well-formed UTF-8 sequence that starts at text[i], or 0
-// when the bytes there are not one (RFC 3629: no overlong forms, no UTF-16
-// surrogates, nothing beyond U+10FFFF; the set PostgreSQL accepts too).
-std::size_t sequence_length(std::string_view text, std::size_t i) {
-  const unsigned char lead = byte_at(text, i);
-  if (lead < 0x80) return 1;
-  std::size_t length = 0;
-  unsigned char low = 0x80;  // the range of the second byte
-  unsigned char high = 0xBF;
-  if (lead >= 0xC2 && lead <= 0xDF) {
-    length = 2;
-  } else if (lead >= 0xE0 && lead <= 0xEF) {
-    length = 3;
-    if (lead == 0xE0) low = 0xA0;   // overlong
-    if (lead == 0xED) high = 0x9F;  // surrogates
-  } else if (lead >= 0xF0 && lead <= 0xF4) {
-    length = 4;
-    if (lead == 0xF0) low = 0x90;   // overlong
-    if (lead == 0xF4) high = 0x8F;  // beyond U+10FFFF
-  } else {
-    return 0;
-  }
-  if (i + length > text.size()) return 0;
-  if (byte_at(text, i + 1) < low || byte_at(text, i + 1) > high) return 0;
-  for (std::size_t k = 2; k < length; ++k) {
-    if ((byte_at(text, i + k) & 0xC0U) != 0x80U) return 0;
-  }
-  return length;
-}
+using utf8::byte_at;
+using utf8::sequence_length;
 
 bool url_safe(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';

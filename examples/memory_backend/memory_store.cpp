@@ -120,7 +120,7 @@ std::span<const jobrepo::Migration> migrations() {
   // backend embeds its files with jobrepo_embed_migrations() (CMake).
   static const jobrepo::Migration all[] = {
       {1, "0001_initial", ""},          {2, "0002_run_history", ""},  {3, "0003_job_schedule", ""},
-      {4, "0004_operator_control", ""}, {5, "0005_server_lease", ""},
+      {4, "0004_operator_control", ""}, {5, "0005_server_lease", ""}, {6, "0006_run_arguments", ""},
   };
   return all;
 }
@@ -264,13 +264,18 @@ std::optional<Job> MemoryStore::set_job_paused(const std::string& plugin_id, con
   return result;
 }
 
-std::optional<Job> MemoryStore::request_run(const std::string& plugin_id, const std::string& name) {
+std::optional<Job> MemoryStore::request_run(const std::string& plugin_id, const std::string& name,
+                                            const std::optional<std::string>& payload) {
   std::optional<Job> result;
   {
     const auto lock = begin("request_run");
     const Timestamp now = clock();
     JobRow* row = db_->find_job(plugin_id, name);
     if (!row) return std::nullopt;
+    std::optional<std::string>& waiting = row->job.requested_payload;
+    // Another payload waits for a claim: nothing changes (core refuses the request).
+    if (payload && waiting && *waiting != *payload) return row->job;
+    if (!waiting) waiting = payload;
     if (!row->running_run_id.empty()) {
       row->job.run_requested = true;  // the running run's end makes it due
     } else {
@@ -378,6 +383,8 @@ std::vector<Run> MemoryStore::claim_runs(const jobrepo::ClaimRequest& request) {
     JobRow& row = *due[i];
     Run run{ids[i], request.plugin_id, row.job.name, request.server_id, now, now, std::nullopt, 0, 0, Status::running};
     run.attempt = 1 + row.job.consecutive_failures;
+    run.payload = std::move(row.job.requested_payload);  // the operator's arguments go to this run
+    row.job.requested_payload.reset();
     row.job.run_requested = false;
     row.running_run_id = run.private_id;
     db_->runs.emplace(run.private_id, run);

@@ -25,8 +25,9 @@
 
 namespace memory_backend {
 
-// The schema versions this store ships: the built-in backends' (version 5:
-// pausing, run-now, cancel requests, servings, server leases, work ends).
+// The schema versions this store ships: the built-in backends' (version 6:
+// pausing, run-now, cancel requests, servings, server leases, work ends,
+// run arguments).
 std::span<const jobrepo::Migration> migrations();
 
 // The shared state of one named database (defined in memory_store.cpp).
@@ -52,7 +53,8 @@ class MemoryStore final : public jobrepo::Store {
   bool delete_job(const std::string& plugin_id, const std::string& name) override;
   std::optional<jobrepo::Job> set_job_paused(const std::string& plugin_id, const std::string& name,
                                              bool paused) override;
-  std::optional<jobrepo::Job> request_run(const std::string& plugin_id, const std::string& name) override;
+  std::optional<jobrepo::Job> request_run(const std::string& plugin_id, const std::string& name,
+                                          const std::optional<std::string>& payload) override;
   std::optional<jobrepo::Run> request_cancel(const std::string& plugin_id, const std::string& run_id) override;
 
   jobrepo::ServerLease record_server(const jobrepo::ServerRecord& record) override;

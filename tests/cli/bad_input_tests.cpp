@@ -24,6 +24,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -46,8 +47,8 @@ constexpr std::string_view password = "Pw-7f3kq9Zx";
 constexpr std::string_view password_middle = "7f3kq9";
 
 // The rows of each table (at least), so that a table cannot shrink silently.
-constexpr std::size_t min_library_rows = 229;
-constexpr std::size_t min_cli_rows = 169;
+constexpr std::size_t min_library_rows = 246;
+constexpr std::size_t min_cli_rows = 182;
 constexpr std::size_t min_config_rows = 122;
 static_assert(min_library_rows + min_cli_rows + min_config_rows >= 150);
 
@@ -190,6 +191,8 @@ std::vector<LibraryRow> library_rows(Seeded& db, jobrepo::Scheduler& scheduler, 
   const std::string long_server = repeat("s", 256), long_accented = repeat("\xc3\xa9", 128);
   const std::string nul = "a\0b"s, bad_utf8 = "a\xff", overlong = "\xc0\xaf", surrogate = "\xed\xa0\x80";
   const std::string beyond = "\xf4\x90\x80\x80", cut_short = "a\xc3";
+  const std::string payload_over = "\"" + repeat("x", jobrepo::max_payload_bytes - 1) + "\"";  // 65537 bytes
+  const std::string nested_65 = repeat("[", 65) + repeat("]", 65);
   const std::string& running = db.running;
   const std::string& completed = db.completed;
   const std::string& failed = db.failed;
@@ -703,6 +706,47 @@ std::vector<LibraryRow> library_rows(Seeded& db, jobrepo::Scheduler& scheduler, 
       {"run_now: name empty", [=, &repo, &scheduler] { scheduler.run_now(""); }, ip, "run_now: name is missing"},
       {"run_now: name with a NUL byte", [=, &repo, &scheduler] { scheduler.run_now(nul); }, ip,
        "run_now: name \"a\\x00b\" contains a NUL byte"},
+      // run_now's payload (Scheduler and Repository): the rule of text.hpp, checked before the job is looked up
+      {"run_now: payload not JSON", [=, &repo, &scheduler] { scheduler.run_now("idle", "{"); }, ip,
+       "run_now: payload of job \"idle\" is not valid JSON: at the end: expected a string (a key of the object)"},
+      {"run_now: payload empty", [=, &repo, &scheduler] { scheduler.run_now("idle", ""); }, ip,
+       "run_now: payload of job \"idle\" is empty (leave it out for a run without arguments)"},
+      {"run_now: payload of 65537 bytes", [=, &repo, &scheduler] { repo.run_now("idle", payload_over); }, ip,
+       "run_now: payload of job \"idle\" has 65537 bytes, more than 65536"},
+      {"run_now: payload with a trailing comma", [=, &repo, &scheduler] { repo.run_now("idle", "[1,]"); }, ip,
+       "is not valid JSON: at byte 4 (\"]\"): expected a value"},
+      {"run_now: payload with single quotes", [=, &repo, &scheduler] { repo.run_now("idle", "{'a': 1}"); }, ip,
+       "is not valid JSON: at byte 2 (\"'a': 1}\"): expected a string (a key of the object)"},
+      {"run_now: payload of two values", [=, &repo, &scheduler] { repo.run_now("idle", "{} {}"); }, ip,
+       "expected the end of the text (one JSON value only)"},
+      {"run_now: payload NaN", [=, &repo, &scheduler] { repo.run_now("idle", "NaN"); }, ip,
+       "is not valid JSON: at byte 1 (\"NaN\")"},
+      {"run_now: payload with a comment", [=, &repo, &scheduler] { repo.run_now("idle", "[1] // c"); }, ip,
+       "is not valid JSON: at byte 5"},
+      {"run_now: payload not UTF-8", [=, &repo, &scheduler] { repo.run_now("idle", "\"a\xff\""); }, ip,
+       "at byte 3 (\"\\xff\\\"\"): not valid UTF-8"},
+      {"run_now: payload with a raw line break in a string", [=, &repo, &scheduler] { repo.run_now("idle", "\"a\nb\""); },
+       ip, "a control character in a string"},
+      {"run_now: payload with a NUL byte", [=, &repo, &scheduler] { repo.run_now("idle", "[1]\0"s); }, ip,
+       "at byte 4 (\"\\x00\"): expected the end of the text"},
+      {"run_now: payload with a lone escaped surrogate", [=, &repo, &scheduler] { repo.run_now("idle", "\"\\uD800\""); },
+       ip, "an escaped high surrogate without a low one after it"},
+      {"run_now: payload number beyond a double", [=, &repo, &scheduler] { repo.run_now("idle", "[1e400]"); }, ip,
+       "the number is beyond what a double holds"},
+      {"run_now: payload nested 65 deep", [=, &repo, &scheduler] { repo.run_now("idle", nested_65); }, ip,
+       "arrays and objects are nested deeper than 64"},
+      {"run_now: bad payload of an unknown job", [=, &repo, &scheduler] { repo.run_now("nope", "{"); }, ip,
+       "run_now: payload of job \"nope\" is not valid JSON"},
+      {"run_now: payload of an unknown job", [=, &repo, &scheduler] { scheduler.run_now("nope", "{}"); }, nf,
+       "run_now: no job \"nope\" in plugin \"pi_system\""},
+      {"run_now: payload while another one waits for its run",
+       [=, &repo, &scheduler] {
+         repo.run_now("running", "[1]");  // waits for the run after the running one
+         repo.run_now("running", "[2]");
+       },
+       fin,
+       "run_now: job \"running\" in plugin \"pi_system\" already has a run requested with other arguments, "
+       "\"[1]\", that no server has claimed yet"},
 
       // open_store: URLs and StoreOptions
       {"open_store: empty URL", open(""), ip, "open_store: the URL has no scheme"},
@@ -1093,6 +1137,38 @@ std::vector<CliRow> cli_rows(const Seeded& db, const fs::path& dir) {
        1,
        "(unavailable)"},
 
+      // job run-now --arg: the library's payload rule, a usage error before the database is opened
+      {"--arg not JSON",
+       {"job", "run-now", "idle", "--arg", "{"},
+       2,
+       "jobctl job run-now: --arg is not valid JSON: at the end: expected a string (a key of the object)"},
+      {"--arg empty",
+       {"job", "run-now", "idle", "--arg="},
+       2,
+       "jobctl job run-now: --arg is empty (leave it out for a run without arguments)"},
+      {"--arg of 65537 bytes",
+       {"job", "run-now", "idle", "--arg", "\"" + repeat("x", jobrepo::max_payload_bytes - 1) + "\""},
+       2,
+       "jobctl job run-now: --arg has 65537 bytes, more than 65536"},
+      {"--arg with a trailing comma", {"job", "run-now", "idle", "--arg", "{\"a\": 1,}"}, 2, "at byte 9 (\"}\")"},
+      {"--arg of two values", {"job", "run-now", "idle", "--arg", "1 2"}, 2, "one JSON value only"},
+      {"--arg not UTF-8",
+       {"job", "run-now", "idle", "--arg", "[\"\xc3\"]"},
+       2,
+       "at byte 3 (\"\\xc3\\\"]\"): not valid UTF-8"},
+      {"--arg with a raw tab in a string",
+       {"job", "run-now", "idle", "--arg", "\"a\tb\""},
+       2,
+       "a control character in a string"},
+      {"--arg a bare word", {"job", "run-now", "idle", "--arg", "yes"}, 2, "--arg is not valid JSON: at byte 1"},
+      {"--arg with --json", {"job", "run-now", "idle", "--arg", "[", "--json"}, 2, "--arg is not valid JSON"},
+      {"--arg without its value", {"job", "run-now", "idle", "--arg"}, 2, "jobctl: option --arg needs a value"},
+      {"--arg of another command", {"jobs", "--arg", "{}"}, 2, "jobctl jobs: unknown option --arg"},
+      {"--arg not JSON, the database unreachable",
+       {"--db", refused_url(), "job", "run-now", "idle", "--arg", "{"},
+       2,
+       "jobctl job run-now: --arg is not valid JSON"},
+
       // record_not_found, invalid_job_run_state, not_unique
       {"job show of an unknown job",
        {"job", "show", "nope"},
@@ -1104,6 +1180,10 @@ std::vector<CliRow> cli_rows(const Seeded& db, const fs::path& dir) {
        "jobctl job next-run: no job \"nope\" in plugin \"pi_system\" (record_not_found)"},
       {"job run-now of an unknown job",
        {"job", "run-now", "nope"},
+       1,
+       "jobctl job run-now: no job \"nope\" in plugin \"pi_system\" (record_not_found)"},
+      {"job run-now --arg of an unknown job",
+       {"job", "run-now", "nope", "--arg", "{}"},
        1,
        "jobctl job run-now: no job \"nope\" in plugin \"pi_system\" (record_not_found)"},
       {"job delete of an unknown job",
@@ -1598,6 +1678,9 @@ TEST_CASE("bad input: the library gives each bad argument its documented code an
   CHECK(db.repo.lookup_run(db.completed)->status == jobrepo::Status::completed);
   CHECK(db.repo.list_jobs().size() == 7);  // the five, "registered" and the one above
   CHECK(!fs::exists(dir.path / "cut"));    // the path cut at its NUL byte
+  // A refused payload replaced none: the one that waits is the first.
+  CHECK(db.repo.lookup_job("running")->requested_payload == std::optional<std::string>("[1]"));
+  CHECK(!db.repo.lookup_job("idle")->requested_payload);
 }
 
 TEST_CASE("bad input: jobctl exits 2 for usage errors and 1 with the code for failed operations") {

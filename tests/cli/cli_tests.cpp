@@ -30,18 +30,20 @@ using jobrepo::test::slurp;
 using jobrepo::test::TempDir;
 using jobrepo::test::wait_until;
 
-const std::set<std::string> job_keys = {"plugin_id",   "name",          "description",   "next_scheduled_run",
-                                        "schedule",    "paused",        "run_requested", "consecutive_failures",
-                                        "last_status", "last_end_time", "last_message",  "last_success_time"};
+const std::set<std::string> job_keys = {"plugin_id",        "name",          "description",   "next_scheduled_run",
+                                        "schedule",         "paused",        "run_requested", "consecutive_failures",
+                                        "last_status",      "last_end_time", "last_message",  "last_success_time",
+                                        "requested_payload"};
 // jobs and job show add what the cluster knows of each job.
 const std::set<std::string> listed_job_keys = [] {
   auto keys = job_keys;
   keys.insert({"running", "servers", "unserved", "drifted"});
   return keys;
 }();
-const std::set<std::string> run_keys = {
-    "private_id",      "job_plugin_id", "job_name", "server_id", "create_time", "update_time",      "end_time",
-    "completed_count", "total_count",   "status",   "message",   "attempt",     "cancel_requested", "work_end_time"};
+const std::set<std::string> run_keys = {"private_id",       "job_plugin_id", "job_name", "server_id",
+                                        "create_time",      "update_time",   "end_time", "completed_count",
+                                        "total_count",      "status",        "message",  "attempt",
+                                        "cancel_requested", "work_end_time", "payload"};
 
 std::set<std::string> keys(const json& object) {
   std::set<std::string> out;
@@ -203,6 +205,89 @@ TEST_CASE("cli: jobs are created, shown, listed, rescheduled and deleted; JSON h
   CHECK(cli({"job", "run-now", "report"}).status == 0);
   CHECK(cli({"job", "delete", "cleanup", "--json"}).parsed() == json{{"deleted", "cleanup"}});
   CHECK(cli({"jobs", "--json"}).parsed().size() == 1);
+}
+
+TEST_CASE("cli: job run-now --arg: the next run's arguments, byte for byte, in text and JSON; a bad one exits 2") {
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  REQUIRE(cli({"job", "create", "report", "d", "--next-run-in", "1h"}).status == 0);
+  // A line break and a tab between tokens, an escape, a two-byte character: kept as given.
+  const std::string payload = "{\"day\": \"2026-12-01\",\n\t\"note\": \"caf\xc3\xa9 \\\"q\\\"\"}";
+  const auto asked = cli({"job", "run-now", "report", "--arg", payload, "--json"});
+  REQUIRE(asked.status == 0);
+  CHECK(keys(asked.parsed()) == job_keys);
+  CHECK(asked.parsed()["requested_payload"] == payload);
+  CHECK(asked.parsed()["run_requested"] == false);
+  CHECK(cli({"job", "show", "report", "--json"}).parsed()["requested_payload"] == payload);
+  const std::string shown = "{\"day\": \"2026-12-01\",  \"note\": \"caf\xc3\xa9 \\\"q\\\"\"}";
+  CHECK(cli({"job", "show", "report"}).out.find("arguments:    " + shown + " (for its next run)\n") !=
+        std::string::npos);
+  // Another --arg while it waits: refused, nothing changes; the same one or none keeps it.
+  const auto other = cli({"job", "run-now", "report", "--arg", "[2]"});
+  CHECK(other.status == 1);
+  CHECK(other.err.rfind("jobctl job run-now: job \"report\" in plugin \"pi_system\" already has a run requested with "
+                        "other arguments, \"{\\\"day\\\": ",
+                        0) == 0);
+  CHECK(other.err.find("(invalid_job_run_state)\n") != std::string::npos);
+  CHECK(cli({"job", "run-now", "report", "--arg", payload}).status == 0);
+  CHECK(cli({"job", "run-now", "report", "--json"}).parsed()["requested_payload"] == payload);
+
+  const auto claimed = cli({"claim", "--server", "s1", "--json"}).parsed();
+  REQUIRE(claimed.size() == 1);
+  CHECK(keys(claimed[0]) == run_keys);
+  CHECK(claimed[0]["payload"] == payload);
+  const std::string id = claimed[0]["private_id"];
+  CHECK(cli({"job", "show", "report", "--json"}).parsed()["requested_payload"].is_null());
+  CHECK(cli({"runs", "--json"}).parsed()[0]["payload"] == payload);
+  CHECK(cli({"run", "show", id, "--json"}).parsed()["payload"] == payload);
+  CHECK(cli({"run", "show", id}).out.find("\narguments:    " + shown + "\n") != std::string::npos);
+  const auto table = cli({"runs"}).out;
+  CHECK(table.find("ARGUMENTS") != std::string::npos);
+  CHECK(table.find("{\"day\": \"2026-12-01\",  \"note\":... ") != std::string::npos);  // cut after 30 characters
+  // A run without arguments: null, "-", no arguments line.
+  REQUIRE(cli({"job", "create", "plain", "d"}).status == 0);
+  const auto plain = cli({"claim", "--server", "s1", "--json"}).parsed();
+  REQUIRE(plain.size() == 1);
+  CHECK(plain[0]["payload"].is_null());
+  CHECK(cli({"run", "show", plain[0]["private_id"]}).out.find("arguments:") == std::string::npos);
+  // Any JSON value: null is the text "null", not the absence of arguments.
+  REQUIRE(cli({"run", "complete", id, "--next-run-in", "1h"}).status == 0);
+  CHECK(cli({"job", "run-now", "report", "--arg", "null", "--json"}).parsed()["requested_payload"] == "null");
+
+  // Refused by the library's rule: exit 2, nothing on stdout, before the database is opened.
+  const std::string largest = "\"" + repeat_text("x", 65534) + "\"";
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"{", "jobctl job run-now: --arg is not valid JSON: at the end: expected a string (a key of the object)\n"},
+      {"{'a': 1}",
+       "jobctl job run-now: --arg is not valid JSON: at byte 2 (\"'a': 1}\"): expected a string (a key of the "
+       "object)\n"},
+      {"[1,]",
+       "jobctl job run-now: --arg is not valid JSON: at byte 4 (\"]\"): expected a value (an object, array, "
+       "string, number, true, false or null)\n"},
+      {"", "jobctl job run-now: --arg is empty (leave it out for a run without arguments)\n"},
+      {largest + " ", "jobctl job run-now: --arg has 65537 bytes, more than 65536\n"},
+  };
+  for (const auto& [arg, message] : bad) {
+    INFO(message);
+    const auto refused = cli({"job", "run-now", "plain", "--arg", arg});
+    CHECK(refused.status == 2);
+    CHECK(refused.out.empty());
+    CHECK(refused.err.rfind(message, 0) == 0);
+    const auto as_json = cli({"job", "run-now", "plain", "--arg", arg, "--json"});
+    CHECK(as_json.status == 2);
+    CHECK(as_json.out.empty());
+    // No database is opened: one nobody listens on gives the same usage error.
+    const auto unreachable =
+        cli.bare({"--db", "postgresql://u@127.0.0.1:1/none", "job", "run-now", "plain", "--arg", arg});
+    CHECK(unreachable.status == 2);
+    CHECK(unreachable.err.rfind(message, 0) == 0);
+  }
+  CHECK(cli({"job", "show", "plain", "--json"}).parsed()["requested_payload"].is_null());
+  // 64 KiB exactly is taken.
+  const auto big = cli({"job", "run-now", "plain", "--arg", largest, "--json"});
+  CHECK(big.status == 0);
+  CHECK(big.parsed()["requested_payload"] == largest);
+  CHECK(cli({"job", "run-now", "--arg", "{}"}).status == 2);  // NAME is still required
 }
 
 TEST_CASE("cli: bad input gets exit 2 with a clear message; failed operations exit 1 with the code") {

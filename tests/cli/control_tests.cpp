@@ -160,6 +160,43 @@ TEST_CASE("control: run-now during a run gives exactly one more run right after 
   CHECK(cli({"audit"}).status == 0);
 }
 
+TEST_CASE("control: run-now --arg reaches that run's command as JOBREPO_RUN_ARG, byte for byte; other runs have none") {
+  Cli cli;
+  // Each run leaves a file: arg-RUN_ID with JOBREPO_RUN_ARG exactly, or none-RUN_ID when it is unset.
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "args", "every": "1h", "environment": {"JOBREPO_RUN_ARG": "from the config"},
+     "command": ["sh", "-c", "if [ -n \"${JOBREPO_RUN_ARG+set}\" ]; then printf '%s' \"$JOBREPO_RUN_ARG\" > \"$JOBREPO_TEST_DIR/arg-$JOBREPO_RUN_ID\"; else : > \"$JOBREPO_TEST_DIR/none-$JOBREPO_RUN_ID\"; fi"]}
+  ])");
+  // serve's own environment has one too: neither passes for the run's arguments.
+  auto serve = std::make_unique<jobrepo::test::Process>(
+      std::vector<std::string>{"--db", cli.url, "serve", "--config", config.string(), "--server-id", "a"}, cli.dir.path,
+      "serve-a", std::vector<std::string>{"JOBREPO_RUN_ARG=from serve"});
+  const auto ended = [&](std::size_t count) {
+    const auto runs = runs_of(cli, "args");
+    return runs.size() == count && runs.back()["status"] == "completed";
+  };
+  REQUIRE(wait_until([&] { return ended(1); }, 20s));  // due at once: a run by schedule
+  // Spaces, a line break, quotes, a backslash, '$' and non-ASCII: nothing is lost to a shell or a parse.
+  const std::string payload = "{\"cmd\": \"a b; $HOME `x`\",\n \"q\": \"\\\"\\\\\", \"u\": \"\xc3\xa9\xe2\x82\xac\"}";
+  REQUIRE(cli({"job", "run-now", "args", "--arg", payload}).status == 0);
+  REQUIRE(wait_until([&] { return ended(2); }, 10s));
+  REQUIRE(cli({"job", "run-now", "args"}).status == 0);  // without --arg: none
+  REQUIRE(wait_until([&] { return ended(3); }, 10s));
+  stop(serve);
+  const auto runs = runs_of(cli, "args");
+  REQUIRE(runs.size() == 3);
+  const auto file = [&](const char* kind, const json& run) {
+    return cli.dir.path / (kind + run["private_id"].get<std::string>());
+  };
+  CHECK(std::filesystem::exists(file("none-", runs[0])));
+  CHECK(runs[0]["payload"].is_null());
+  REQUIRE(std::filesystem::exists(file("arg-", runs[1])));
+  CHECK(slurp(file("arg-", runs[1])) == payload);
+  CHECK(runs[1]["payload"] == payload);
+  CHECK(std::filesystem::exists(file("none-", runs[2])));
+  CHECK(runs[2]["payload"].is_null());
+}
+
 TEST_CASE("control: jobs flags a job no live server serves and one whose servers disagree; delete needs --force") {
   Cli cli;
   const auto config_a = write_config(cli.dir.path, R"([

@@ -378,7 +378,7 @@ TEST_CASE("sqlite: a file renamed, deleted or replaced under an open store: ever
       {"reschedule_job", [&] { store->reschedule_job(plugin, "j", {}); }},
       {"delete_job", [&] { store->delete_job(plugin, "j"); }},
       {"set_job_paused", [&] { store->set_job_paused(plugin, "j", true); }},
-      {"request_run", [&] { store->request_run(plugin, "j"); }},
+      {"request_run", [&] { store->request_run(plugin, "j", std::nullopt); }},
       {"request_cancel", [&] { store->request_cancel(plugin, run.private_id); }},
       {"record_server",
        [&] {

@@ -56,7 +56,8 @@ class NoIoStore : public jobrepo::Store {
   std::optional<jobrepo::Job> set_job_paused(const std::string&, const std::string&, bool) override {
     return touch(), std::nullopt;
   }
-  std::optional<jobrepo::Job> request_run(const std::string&, const std::string&) override {
+  std::optional<jobrepo::Job> request_run(const std::string&, const std::string&,
+                                          const std::optional<std::string>&) override {
     return touch(), std::nullopt;
   }
   std::optional<jobrepo::Run> request_cancel(const std::string&, const std::string&) override {
@@ -191,6 +192,19 @@ TEST_CASE("Repository checks its arguments before any I/O") {
   CHECK(code_of([&] { repo.delete_job(""); }) == ErrorCode::invalid_parameter);
   CHECK(code_of([&] { repo.prune_runs(-1s); }) == ErrorCode::invalid_parameter);
   CHECK(code_of([&] { jobrepo::Repository bad(store, {.plugin_id = ""}); }) == ErrorCode::invalid_parameter);
+  // A run's arguments (payload_problem), before the job is looked up.
+  CHECK(code_of([&] { repo.run_now("", "{}"); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.run_now("j", ""); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.run_now("j", "{\"a\": 1,}"); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.run_now("j", std::string(jobrepo::max_payload_bytes + 1, ' ')); }) ==
+        ErrorCode::invalid_parameter);
+  std::string payload_message;
+  code_of([&] { repo.run_now("j", "[1,]"); }, &payload_message);
+  CHECK(payload_message ==
+        "run_now: payload of job \"j\" is not valid JSON: at byte 4 (\"]\"): expected a value (an object, array, "
+        "string, number, true, false or null)");
+  code_of([&] { repo.run_now("j", std::string(jobrepo::max_payload_bytes + 1, ' ')); }, &payload_message);
+  CHECK(payload_message == "run_now: payload of job \"j\" has 65537 bytes, more than 65536");
   // Durations beyond max_offset, either way.
   // (microseconds::max() itself means never for a due time: see the conformance suite.)
   for (const auto bad : {std::chrono::microseconds::max() - 1us, -jobrepo::max_offset - 1us}) {
@@ -606,6 +620,83 @@ TEST_CASE("text.hpp: the text rules, their codes and messages") {
   CHECK(jobrepo::quote_text("a\"b\\c\n\x01\x7f\xff") == R"("a\"b\\c\x0a\x01\x7f\xff")");
   CHECK(jobrepo::quote_text(std::string(61, 'x')) == "\"" + std::string(60, 'x') + "...\"");
   CHECK(jobrepo::quote_text(std::string(60, 'x')) == "\"" + std::string(60, 'x') + "\"");
+}
+
+TEST_CASE("text.hpp: a payload is strict JSON of at most 64 KiB, and a message shows where it goes wrong") {
+  const auto accepted = [](std::string_view payload) { return !jobrepo::payload_problem(payload).has_value(); };
+  const auto why = [](std::string_view payload) {
+    const auto problem = jobrepo::payload_problem(payload);
+    REQUIRE(problem);
+    CHECK(problem->code == ErrorCode::invalid_parameter);
+    return problem->message;
+  };
+  // Every kind of value, at the top too, with whitespace around and between.
+  for (const char* good :
+       {"{}", "[]", "null", "true", "false", "0", "-0", "7", "-12.5e-3", "1E+2", "\"\"",
+        " \t\r\n{ \"a\" : [ 1 , 2 ] }\n", R"({"a":{"b":[{"c":null}]},"a":2})",
+        R"("\" \\ \/ \b \f \n \r \t \u00e9 \uD83D\uDE00 \u0000")", "\"\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"",
+        "1.7976931348623157e308", "4.9e-324", "0e99999"}) {
+    INFO(good);
+    CHECK(accepted(good));
+  }
+  CHECK(why("") == "is empty (leave it out for a run without arguments)");
+  CHECK(why(" ") ==
+        "is not valid JSON: at the end: expected a value (an object, array, string, number, true, false or null)");
+  CHECK(why("{\"a\": tru}") ==
+        "is not valid JSON: at byte 7 (\"tru}\"): expected a value (an object, array, string, number, true, false or "
+        "null)");
+  CHECK(why("[1,]") ==
+        "is not valid JSON: at byte 4 (\"]\"): expected a value (an object, array, string, number, "
+        "true, false or null)");
+  CHECK(why("{\"a\":1,}") == "is not valid JSON: at byte 8 (\"}\"): expected a string (a key of the object)");
+  CHECK(why("{'a': 1}") == "is not valid JSON: at byte 2 (\"'a': 1}\"): expected a string (a key of the object)");
+  CHECK(why("{\"a\" 1}") == "is not valid JSON: at byte 6 (\"1}\"): expected ':' after the key");
+  CHECK(why("[1 2]") == "is not valid JSON: at byte 4 (\"2]\"): expected ',' or ']'");
+  CHECK(why("{} {}") == "is not valid JSON: at byte 4 (\"{}\"): expected the end of the text (one JSON value only)");
+  CHECK(why("[1") == "is not valid JSON: at the end: expected ',' or ']'");
+  CHECK(why("\"open") == "is not valid JSON: at the end: the string does not end (no closing '\"')");
+  CHECK(why("\"a\nb\"") ==
+        "is not valid JSON: at byte 3 (\"\\x0ab\\\"\"): a control character in a string (write it as an escape, like "
+        "\\n or \\u0001)");
+  CHECK(why("\"\\x\"").find("expected an escape") != std::string::npos);
+  CHECK(why("\"\\u12g4\"") == "is not valid JSON: at byte 6 (\"g4\\\"\"): expected four hexadecimal digits after \\u");
+  CHECK(why("\"\\uD83D\"").find("an escaped high surrogate without a low one after it") != std::string::npos);
+  CHECK(why("\"\\uD83D\\u0041\"").find("an escaped high surrogate without a low one after it") != std::string::npos);
+  CHECK(why("\"\\uDE00\"").find("an escaped low surrogate without a high one before it") != std::string::npos);
+  CHECK(why("\"\xff\"") == "is not valid JSON: at byte 2 (\"\\xff\\\"\"): not valid UTF-8");
+  CHECK(why("\"\xc0\xaf\"").find("not valid UTF-8") != std::string::npos);  // overlong
+  CHECK(why(std::string("[\0]", 3)).find("at byte 2 (\"\\x00]\")") != std::string::npos);
+  for (const char* bad : {"01", "-", "1.", ".5", "1e", "+1", "0x10", "NaN", "Infinity", "-Infinity", "TRUE", "nul",
+                          "/* c */ 1", "[1] // c", "'a'", "{\"a\":1,,}"}) {
+    INFO(bad);
+    CHECK(why(bad).rfind("is not valid JSON: ", 0) == 0);
+  }
+  CHECK(why("01") == "is not valid JSON: at byte 2 (\"1\"): a number does not start with 0 followed by more digits");
+  // Numbers that a double does not hold.
+  CHECK(why("[1e400]") ==
+        "is not valid JSON: at byte 2 (\"1e400]\"): the number is beyond what a double holds "
+        "(about 1e-308 to 1e308, or 0)");
+  CHECK(why("-1e400").find("beyond what a double holds") != std::string::npos);
+  CHECK(why("1e-400").find("beyond what a double holds") != std::string::npos);
+  CHECK(why("1" + std::string(400, '0')).find("beyond what a double holds") != std::string::npos);
+  // Nesting: 64 levels, not 65.
+  CHECK(accepted(std::string(64, '[') + std::string(64, ']')));
+  CHECK(why(std::string(65, '[') + std::string(65, ']')) == "is not valid JSON: at byte 65 (\"[" +
+                                                                std::string(59, ']') +
+                                                                "...\"): arrays and objects are nested deeper "
+                                                                "than 64");
+  std::string objects;
+  for (int i = 0; i < 65; ++i) objects += "{\"a\":";
+  CHECK(why(objects + "1" + std::string(65, '}')).find("nested deeper than 64") != std::string::npos);
+  // Size: 65536 bytes, not 65537; the message never holds the payload.
+  const std::string largest = "\"" + std::string(jobrepo::max_payload_bytes - 2, 'x') + "\"";
+  CHECK(accepted(largest));
+  CHECK(accepted(std::string(jobrepo::max_payload_bytes - 2, ' ') + "{}"));
+  CHECK(why(largest + " ") == "has 65537 bytes, more than 65536");
+  const std::string late = "[" + std::string(60000, ' ') + "1," + std::string(1000, 'x') + "]";
+  const auto message = why(late);
+  CHECK(message.size() < 250);
+  CHECK(message.rfind("is not valid JSON: at byte 60004 (\"xxx", 0) == 0);
 }
 
 TEST_CASE("timestamp_from_us saturates at the ends of what a Timestamp holds") {

@@ -3,6 +3,7 @@
 // the test sees what the code did, without time passing.
 #include <jobrepo/error.hpp>
 #include <jobrepo/testing.hpp>
+#include <jobrepo/text.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -122,4 +123,32 @@ TEST_CASE("testing: a FakeJobContext refuses what the scheduler refuses, in one 
   ctx.set_fence_deadline(soon + 1s);
   CHECK(ctx.deadline() == soon);
   CHECK(ctx.fence_deadline() == soon + 1s);
+}
+
+TEST_CASE("testing: a FakeJobContext carries a run's arguments, checked as run_now checks them") {
+  // A job that reads its arguments: a full rebuild when asked for one.
+  const auto rebuild = [](jobrepo::JobContext& ctx) {
+    return ctx.payload() && ctx.payload()->find("\"full\": true") != std::string::npos ? 24h : 1h;
+  };
+  jobrepo::FakeJobContext scheduled("index", "r-1");
+  CHECK_FALSE(scheduled.payload());  // a run by schedule has none
+  CHECK(rebuild(scheduled) == 1h);
+  jobrepo::FakeJobContext asked("index", "r-2");
+  asked.set_payload(R"({"full": true})");
+  CHECK(asked.payload() == std::optional<std::string>(R"({"full": true})"));
+  CHECK(rebuild(asked) == 24h);
+  try {
+    asked.set_payload("{full: true}");
+    FAIL("set_payload of text that is not JSON did not throw");
+  } catch (const jobrepo::Error& e) {
+    CHECK(e.code() == jobrepo::ErrorCode::invalid_parameter);
+    CHECK(std::string(e.what()) ==
+          "set_payload: run \"r-2\": payload is not valid JSON: at byte 2 (\"full: true}\"): expected a string (a "
+          "key of the object)");
+  }
+  CHECK(asked.payload() == std::optional<std::string>(R"({"full": true})"));  // kept
+  CHECK(code_of([&] { asked.set_payload(std::string(jobrepo::max_payload_bytes + 1, ' ')); }) ==
+        jobrepo::ErrorCode::invalid_parameter);
+  asked.set_payload(std::nullopt);
+  CHECK_FALSE(asked.payload());
 }

@@ -71,6 +71,15 @@ std::string cell(const std::string& text, std::size_t width) {
   return text;
 }
 
+// A run's arguments on one line: a JSON text has raw line breaks and tabs
+// only between its tokens (inside strings they are escaped), so they are
+// shown as spaces without changing what it means.
+std::string one_line(std::string text) {
+  std::replace_if(
+      text.begin(), text.end(), [](char c) { return c == '\n' || c == '\r' || c == '\t'; }, ' ');
+  return text;
+}
+
 std::string state_text(const JobView& v) {
   std::string state;
   if (v.job.paused) state = "paused";
@@ -123,9 +132,9 @@ void print_runs(const std::vector<jobrepo::Run>& runs) {
         {r.private_id, r.job_name, std::string(jobrepo::to_string(r.status)), r.server_id,
          progress_text(r.completed_count, r.total_count), when(r.create_time, now),
          format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(took)) + (r.end_time ? "" : " so far"),
-         r.message ? cell(*r.message, 50) : "-"});
+         r.payload ? cell(one_line(*r.payload), 30) : "-", r.message ? cell(*r.message, 50) : "-"});
   }
-  print_table({"RUN", "JOB", "STATUS", "SERVER", "PROGRESS", "STARTED", "DURATION", "MESSAGE"}, rows);
+  print_table({"RUN", "JOB", "STATUS", "SERVER", "PROGRESS", "STARTED", "DURATION", "ARGUMENTS", "MESSAGE"}, rows);
 }
 
 void print_job(const jobrepo::Job& j) {
@@ -141,6 +150,7 @@ void print_job(const jobrepo::Job& j) {
             << "\n"
             << "last run:     " << last_text(j, now) << "\n";
   if (j.last_success_time) std::cout << "last success: " << when(*j.last_success_time, now) << "\n";
+  if (j.requested_payload) std::cout << "arguments:    " << one_line(*j.requested_payload) << " (for its next run)\n";
 }
 
 void print_job_view(const JobView& v) {
@@ -163,6 +173,7 @@ void print_run(const jobrepo::Run& r) {
             << (r.cancel_requested && r.status == jobrepo::Status::running ? " (cancel requested)" : "") << "\n"
             << "message:      " << r.message.value_or("-") << "\n"
             << "attempt:      " << r.attempt << "\n"
+            << (r.payload ? "arguments:    " + one_line(*r.payload) + "\n" : std::string())
             << "server:       " << r.server_id << "\n"
             << "progress:     " << progress_text(r.completed_count, r.total_count) << "\n"
             << "started:      " << when(r.create_time, now) << "\n"
@@ -367,6 +378,13 @@ int execute(const Invocation& in) {
         },
         flags);
   }
+  // A run's arguments (job run-now --arg), by the library's own rule, before
+  // the database is opened: a bad --arg is a usage error whatever the database.
+  std::optional<std::string> run_arg;
+  if (const auto arg = in.values.find("--arg"); arg != in.values.end()) {
+    if (const auto problem = jobrepo::payload_problem(arg->second)) throw UsageError("--arg " + problem->message);
+    run_arg = arg->second;
+  }
   auto store = open_database(in, url);
   if (name == "migrate") {
     store->migrate();
@@ -394,7 +412,7 @@ int execute(const Invocation& in) {
     const auto job = repo.update_job_next_run(in.args[0], duration_arg("", in.args[1]));
     output(to_json(job), [&] { print_job(job); });
   } else if (name == "job run-now") {
-    const auto job = repo.run_now(in.args[0]);
+    const auto job = repo.run_now(in.args[0], run_arg);
     output(to_json(job), [&] { print_job(job); });
   } else if (name == "job pause" || name == "job resume") {
     const auto job = name == "job pause" ? repo.pause_job(in.args[0]) : repo.resume_job(in.args[0]);

@@ -58,7 +58,9 @@ struct Runtime {
 // The environment of a command of `job` ("NAME=value"): jobctl's own without
 // serve's database credentials (a job that needs the database gets its own
 // in `environment`), then the job's `environment`, JOBREPO_JOB_NAME and
-// `extra`.
+// `extra`. JOBREPO_RUN_ARG comes from `extra` alone: set only for a run with
+// arguments, so that a value in serve's own environment or in the config
+// never passes for them.
 std::vector<std::string> command_environment(const CommandJob& job, const std::map<std::string, std::string>& extra) {
   std::map<std::string, std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
@@ -68,6 +70,7 @@ std::vector<std::string> command_environment(const CommandJob& job, const std::m
   }
   for (const char* secret : {"JOBREPO_DATABASE_URL", "JOBREPO_DATABASE_URL_FILE", "PGPASSWORD"}) env.erase(secret);
   for (const auto& [key, value] : job.environment) env[key] = value;
+  env.erase("JOBREPO_RUN_ARG");
   env["JOBREPO_JOB_NAME"] = job.name;
   for (const auto& [key, value] : extra) env[key] = value;
   std::vector<std::string> out;
@@ -80,7 +83,9 @@ std::vector<std::string> command_environment(const CommandJob& job, const std::m
 microseconds run_command(const CommandJob& job, const Runtime& runtime, jobrepo::JobContext& context) {
   SupervisedCommand command{context.run_id(),      job.name,      job.command,    {},
                             job.working_directory, runtime.grace, runtime.lock_fd};
-  command.environment = command_environment(job, {{"JOBREPO_RUN_ID", context.run_id()}});
+  std::map<std::string, std::string> run_variables{{"JOBREPO_RUN_ID", context.run_id()}};
+  if (const auto& payload = context.payload()) run_variables["JOBREPO_RUN_ARG"] = *payload;
+  command.environment = command_environment(job, run_variables);
 
   const auto on_line = [&](std::string_view line) {
     if (const auto progress = parse_progress(line)) {

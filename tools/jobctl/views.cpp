@@ -34,7 +34,8 @@ json to_json(const jobrepo::Job& job) {
           {"last_status", job.last_status ? json(std::string(jobrepo::to_string(*job.last_status))) : json(nullptr)},
           {"last_end_time", time_or_null(job.last_end_time)},
           {"last_message", or_null(job.last_message)},
-          {"last_success_time", time_or_null(job.last_success_time)}};
+          {"last_success_time", time_or_null(job.last_success_time)},
+          {"requested_payload", or_null(job.requested_payload)}};
 }
 
 json to_json(const jobrepo::Run& run) {
@@ -51,7 +52,8 @@ json to_json(const jobrepo::Run& run) {
           {"message", or_null(run.message)},
           {"attempt", run.attempt},
           {"cancel_requested", run.cancel_requested},
-          {"work_end_time", time_or_null(run.work_end_time)}};
+          {"work_end_time", time_or_null(run.work_end_time)},
+          {"payload", or_null(run.payload)}};
 }
 
 std::vector<const jobrepo::Serving*> JobView::live() const {

@@ -13,15 +13,15 @@
 namespace jobrepo::postgres_backend::queries {
 
 #define JR_EPOCH_US(column) "CAST(extract(epoch FROM " column ") * 1000000 AS bigint)"
-#define JR_RUN_COLUMNS(p)                                                                                            \
-  p "private_id, " p "job_plugin_id, " p "job_name, " p "server_id, " JR_EPOCH_US(p "create_time") ", " JR_EPOCH_US( \
-      p "update_time") ", " JR_EPOCH_US(p "end_time") ", " p "completed_count, " p "total_count, " p "status, " p    \
-                                                      "message, " p "attempt, CAST(" p                               \
-                                                      "cancel_requested AS integer), " JR_EPOCH_US(p "work_end_time")
+#define JR_RUN_COLUMNS(p)                                                                                          \
+  p "private_id, " p "job_plugin_id, " p "job_name, " p                                                            \
+    "server_id, " JR_EPOCH_US(p "create_time") ", " JR_EPOCH_US(p "update_time") ", " JR_EPOCH_US(                 \
+        p "end_time") ", " p "completed_count, " p "total_count, " p "status, " p "message, " p "attempt, CAST(" p \
+                      "cancel_requested AS integer), " JR_EPOCH_US(p "work_end_time") ", " p "payload"
 #define JR_JOB_COLUMNS \
   "plugin_id, name, description, " JR_EPOCH_US("next_scheduled_run") ", schedule, CAST(paused AS integer),"           \
   " CAST(run_requested AS integer), consecutive_failures, last_status, " JR_EPOCH_US("last_end_time") ", last_message, " \
-  JR_EPOCH_US("last_success_time")
+  JR_EPOCH_US("last_success_time") ", requested_payload"
 // A CTE with a volatile function is evaluated once, never inlined.
 #define JR_CLOCK "clock AS (SELECT clock_timestamp() + CAST(:clock AS bigint) * interval '1 microsecond' AS now)"
 // Now without the test clock, once per statement (an InitPlan).
@@ -95,7 +95,7 @@ inline constexpr const char* reschedule_job =
 inline constexpr const char* claim_runs =
     "WITH " JR_CLOCK ","
     " due AS ("
-    "  SELECT j.plugin_id, j.name, j.next_scheduled_run, j.consecutive_failures, j.run_requested"
+    "  SELECT j.plugin_id, j.name, j.next_scheduled_run, j.consecutive_failures, j.run_requested, j.requested_payload"
     "  FROM job j CROSS JOIN clock c"
     "  WHERE j.plugin_id = :plugin AND j.next_scheduled_run <= c.now AND NOT j.paused"
     "  AND j.name NOT IN (SELECT r.job_name FROM job_run r WHERE r.job_plugin_id = :plugin2"
@@ -107,16 +107,18 @@ inline constexpr const char* claim_runs =
     "  LIMIT CAST(:limit AS bigint)"
     "  FOR UPDATE OF j SKIP LOCKED),"
     " ins AS ("
-    "  INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time, update_time, attempt)"
+    "  INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time, update_time, attempt,"
+    "   payload)"
     "  SELECT translate(encode(decode(replace(CAST(gen_random_uuid() AS text), '-', ''), 'hex'), 'base64'),"
     "                   '+/=', '-_'),"
-    "         d.plugin_id, d.name, :server, c.now, c.now, d.consecutive_failures + 1"
+    "         d.plugin_id, d.name, :server, c.now, c.now, d.consecutive_failures + 1, d.requested_payload"
     "  FROM due d, clock c"
     "  ON CONFLICT (job_plugin_id, job_name) WHERE status = 'running' DO NOTHING"
     "  RETURNING *),"
     " cleared AS ("
-    "  UPDATE job j SET run_requested = false FROM ins, due d"
-    "  WHERE d.run_requested AND d.plugin_id = ins.job_plugin_id AND d.name = ins.job_name"
+    "  UPDATE job j SET run_requested = false, requested_payload = NULL FROM ins, due d"
+    "  WHERE (d.run_requested OR d.requested_payload IS NOT NULL)"
+    "  AND d.plugin_id = ins.job_plugin_id AND d.name = ins.job_name"
     "  AND j.plugin_id = d.plugin_id AND j.name = d.name)"
     " SELECT " JR_RUN_COLUMNS("ins.") " FROM ins JOIN due ON due.plugin_id = ins.job_plugin_id AND due.name = ins.job_name"
     " ORDER BY due.next_scheduled_run, due.name";
@@ -240,15 +242,23 @@ inline constexpr const char* set_job_paused =
     " WHERE plugin_id = :plugin AND name = :name RETURNING *)"
     " SELECT " JR_JOB_COLUMNS " FROM changed" JR_NOTIFY_DUE("changed WHERE NOT paused", "plugin_id");
 
-// Run-now: due now, or, while a run is running, due when it ends.
+// Run-now, after lock_job in the same transaction (so that this statement's
+// snapshot sees a claim that held the row): due now, or, while a run is
+// running, due when it ends. A payload that waits for a claim is never
+// replaced: a request with another one changes nothing (no row; core
+// refuses it).
+inline constexpr const char* lock_job = "SELECT 1 FROM job WHERE plugin_id = :plugin AND name = :name FOR UPDATE";
 inline constexpr const char* request_run =
     "WITH " JR_CLOCK
     ","
     " running AS (SELECT EXISTS (SELECT 1 FROM job_run r WHERE r.job_plugin_id = :plugin AND r.job_name = :name"
     "  AND r.status = 'running') AS yes),"
     " changed AS (UPDATE job j SET run_requested = running.yes,"
-    "  next_scheduled_run = CASE WHEN running.yes THEN j.next_scheduled_run ELSE c.now END"
-    "  FROM running, clock c WHERE j.plugin_id = :plugin2 AND j.name = :name2 RETURNING j.*)"
+    "  next_scheduled_run = CASE WHEN running.yes THEN j.next_scheduled_run ELSE c.now END,"
+    "  requested_payload = COALESCE(j.requested_payload, CAST(:payload AS text))"
+    "  FROM running, clock c WHERE j.plugin_id = :plugin2 AND j.name = :name2"
+    "  AND (CAST(:payload2 AS text) IS NULL OR j.requested_payload IS NULL OR j.requested_payload = :payload3)"
+    "  RETURNING j.*)"
     " SELECT " JR_JOB_COLUMNS " FROM changed" JR_NOTIFY_DUE("changed", "plugin_id");
 
 inline constexpr const char* request_cancel =

@@ -180,6 +180,8 @@ class NativeResult {
     run.attempt = number(row, 11);
     run.cancel_requested = number(row, 12) != 0;
     if (!null(row, 13)) run.work_end_time = to_timestamp(number(row, 13));
+    if (!null(row, 14))
+      run.payload = std::string(text(row, 14), static_cast<std::size_t>(PQgetlength(result_, row, 14)));
     return run;
   }
 
@@ -800,20 +802,39 @@ class PostgresStore final : public Store {
                });
   }
 
-  std::optional<Job> request_run(const std::string& plugin_id, const std::string& name) override {
+  std::optional<Job> request_run(const std::string& plugin_id, const std::string& name,
+                                 const std::optional<std::string>& payload) override {
     return run("run_now", job_subject(plugin_id, name), [&](Connection& c) -> std::optional<Job> {
+      soci::transaction tx(c.sql);
+      int found = 0;
+      c.sql << queries::lock_job, soci::use(plugin_id), soci::use(name), soci::into(found);
+      if (!c.sql.got_data()) return std::nullopt;
       JobRow row;
       Micros clock = clock_offset().count();
+      std::string arguments = payload.value_or("");
+      soci::indicator arguments_ind = payload ? soci::i_ok : soci::i_null;
       soci::statement st(c.sql);
       row.bind(st);
       st.exchange(soci::use(clock));
       st.exchange(soci::use(plugin_id));
       st.exchange(soci::use(name));
+      st.exchange(soci::use(arguments, arguments_ind));
       st.exchange(soci::use(plugin_id));
       st.exchange(soci::use(name));
+      st.exchange(soci::use(arguments, arguments_ind));
+      st.exchange(soci::use(arguments, arguments_ind));
       prepare(st, queries::request_run);
-      if (!st.execute(true)) return std::nullopt;
-      return row.to_job();
+      if (!st.execute(true)) {
+        // Another payload waits for a claim: the job as it is (locked above).
+        auto& current = prepared(c.lookup_job, c.sql);
+        current.plugin = plugin_id;
+        current.name = name;
+        current.st.execute(true);
+        tx.commit();
+        return std::optional(current.row.to_job());
+      }
+      tx.commit();
+      return std::optional(row.to_job());
     });
   }
 

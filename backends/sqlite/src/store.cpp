@@ -91,12 +91,13 @@ void exec_native(soci::session& sql, const char* text) {
 // The columns RunRow binds, in its order.
 constexpr const char* run_columns =
     "private_id, job_plugin_id, job_name, server_id, create_time, update_time, end_time, "
-    "completed_count, total_count, status, message, attempt, cancel_requested, work_end_time";
+    "completed_count, total_count, status, message, attempt, cancel_requested, work_end_time, payload";
 
 // The statements of the hot path (the claim, run transitions, the clock),
 // each prepared once per connection and bound to the buffers of its struct.
 struct DueStatement {
-  std::string name, plugin, names, server;
+  std::string name, plugin, names, server, payload;
+  soci::indicator payload_ind = soci::i_null;
   long long failures = 0;
   int run_requested = 0;
   Micros now = 0;
@@ -107,6 +108,7 @@ struct DueStatement {
     st.exchange(soci::into(name));
     st.exchange(soci::into(failures));
     st.exchange(soci::into(run_requested));
+    st.exchange(soci::into(payload, payload_ind));
     st.exchange(soci::use(plugin));
     st.exchange(soci::use(now));
     st.exchange(soci::use(filtered));
@@ -118,7 +120,7 @@ struct DueStatement {
     // so its cost does not grow with the run history; the served probe looks
     // one key of job_server up per due job, whatever the server serves.
     prepare(st,
-            "SELECT name, consecutive_failures, run_requested FROM job"
+            "SELECT name, consecutive_failures, run_requested, requested_payload FROM job"
             " WHERE plugin_id = :p AND next_scheduled_run <= :now AND paused = 0"
             " AND (:filtered = 0 OR name IN (SELECT value FROM json_each(:names)))"
             " AND (:served = 0 OR EXISTS (SELECT 1 FROM job_server s WHERE s.plugin_id = job.plugin_id"
@@ -130,7 +132,8 @@ struct DueStatement {
 };
 
 struct InsertRunStatement {
-  std::string id, plugin, name, server;
+  std::string id, plugin, name, server, payload;
+  soci::indicator payload_ind = soci::i_null;
   Micros now = 0;
   long long attempt = 1;
   soci::statement st;
@@ -141,10 +144,11 @@ struct InsertRunStatement {
     st.exchange(soci::use(server));
     st.exchange(soci::use(now));
     st.exchange(soci::use(attempt));
+    st.exchange(soci::use(payload, payload_ind));
     prepare(st,
             "INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time,"
-            " update_time, completed_count, total_count, status, attempt)"
-            " VALUES (:id, :p, :n, :s, :c, :c, 0, 0, 'running', :a)");
+            " update_time, completed_count, total_count, status, attempt, payload)"
+            " VALUES (:id, :p, :n, :s, :c, :c, 0, 0, 'running', :a, :payload)");
   }
 };
 
@@ -780,10 +784,14 @@ class SqliteStore final : public Store {
         std::string name;
         long long attempt;
         bool requested;
+        std::optional<std::string> payload;
       };
       std::vector<Due> names;
       due.st.execute();
-      while (due.st.fetch()) names.push_back({due.name, due.failures + 1, due.run_requested != 0});
+      while (due.st.fetch()) {
+        names.push_back({due.name, due.failures + 1, due.run_requested != 0,
+                         due.payload_ind == soci::i_ok ? std::optional(due.payload) : std::nullopt});
+      }
       finish(due.st);
       std::vector<Run> runs;
       if (names.empty()) return runs;
@@ -792,15 +800,18 @@ class SqliteStore final : public Store {
       insert.server = request.server_id;
       insert.now = now;
       runs.reserve(names.size());
-      for (auto& [job_name, attempt, requested] : names) {
+      for (auto& [job_name, attempt, requested, payload] : names) {
         insert.id = generate_run_id();
         insert.name = job_name;
         insert.attempt = attempt;
+        insert.payload = payload.value_or("");
+        insert.payload_ind = payload ? soci::i_ok : soci::i_null;
         insert.st.execute(true);
         finish(insert.st);
-        if (requested) {
-          c.sql << "UPDATE job SET run_requested = 0 WHERE plugin_id = :p AND name = :n", soci::use(request.plugin_id),
-              soci::use(job_name);
+        // The operator's request, and its arguments, go to this run.
+        if (requested || payload) {
+          c.sql << "UPDATE job SET run_requested = 0, requested_payload = NULL WHERE plugin_id = :p AND name = :n",
+              soci::use(request.plugin_id), soci::use(job_name);
         }
         Run run{insert.id,
                 request.plugin_id,
@@ -813,6 +824,7 @@ class SqliteStore final : public Store {
                 0,
                 Status::running};
         run.attempt = attempt;
+        run.payload = std::move(payload);
         runs.push_back(std::move(run));
       }
       return runs;
@@ -959,26 +971,44 @@ class SqliteStore final : public Store {
     return job;
   }
 
-  std::optional<Job> request_run(const std::string& plugin_id, const std::string& name) override {
+  std::optional<Job> request_run(const std::string& plugin_id, const std::string& name,
+                                 const std::optional<std::string>& payload) override {
+    bool changed = false;
     auto job =
         write("run_now", job_subject(plugin_id, name), [&](soci::session& sql, Micros now) -> std::optional<Job> {
           JobRow row;
+          std::string arguments = payload.value_or("");
+          soci::indicator arguments_ind = payload ? soci::i_ok : soci::i_null;
           soci::statement st(sql);
           row.bind(st);
           st.exchange(soci::use(now, "now"));
+          st.exchange(soci::use(arguments, arguments_ind, "payload"));
           st.exchange(soci::use(plugin_id, "p"));
           st.exchange(soci::use(name, "n"));
+          // A payload that waits for a claim is never replaced: a request
+          // with another one changes nothing (core refuses it).
           prepare(st,
                   "UPDATE job SET"
                   " run_requested = EXISTS (SELECT 1 FROM job_run r WHERE r.job_plugin_id = :p AND r.job_name = :n"
                   "   AND r.status = 'running'),"
                   " next_scheduled_run = CASE WHEN EXISTS (SELECT 1 FROM job_run r WHERE r.job_plugin_id = :p"
-                  "   AND r.job_name = :n AND r.status = 'running') THEN next_scheduled_run ELSE :now END"
+                  "   AND r.job_name = :n AND r.status = 'running') THEN next_scheduled_run ELSE :now END,"
+                  " requested_payload = coalesce(requested_payload, :payload)"
                   " WHERE plugin_id = :p AND name = :n"
+                  " AND (:payload IS NULL OR requested_payload IS NULL OR requested_payload = :payload)"
                   " RETURNING " JR_JOB_ROW_COLUMNS);
-          return fetch_job(st, row);
+          auto updated = fetch_job(st, row);
+          finish(st);
+          changed = updated.has_value();
+          if (updated) return updated;
+          soci::statement current(sql);
+          row.bind(current);
+          current.exchange(soci::use(plugin_id));
+          current.exchange(soci::use(name));
+          prepare(current, "SELECT " JR_JOB_ROW_COLUMNS " FROM job WHERE plugin_id = :p AND name = :n");
+          return fetch_job(current, row);
         });
-    if (job) due_.notify(plugin_id);
+    if (changed) due_.notify(plugin_id);
     return job;
   }
 

@@ -219,8 +219,17 @@ class Repository {
 
   // An operator's "run it now": due now, or, while a run of it is running,
   // due as soon as that run ends (whatever next time the run's end sets),
-  // on whichever server. A paused job stays paused. Errors as pause_job.
-  Job run_now(std::string_view name);
+  // on whichever server. A paused job stays paused.
+  // With a payload (the run's arguments: JSON text, payload_problem() in
+  // text.hpp), the next run claimed gets it as Run::payload; until then it
+  // is the job's requested_payload. Asking again with the same payload, or
+  // with none, keeps it; asking with another one while it waits is refused
+  // (invalid_job_run_state, naming the job), so that neither is lost. A run
+  // that is running keeps its own payload: one asked for meanwhile goes to
+  // the run after it.
+  // Throws invalid_parameter (empty or malformed name, a payload that is
+  // not JSON or over 64 KiB), record_not_found, invalid_job_run_state.
+  Job run_now(std::string_view name, std::optional<std::string> payload = {});
 
   // Asks the server that runs the run to stop it: sets cancel_requested.
   // The server sees it with its next heartbeat, stops the work and ends the

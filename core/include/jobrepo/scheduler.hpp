@@ -35,6 +35,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
@@ -91,6 +92,11 @@ class JobContext {
   // Throws invalid_parameter for negative counts or completed > total
   // (progress_problem).
   virtual void report_progress(std::int64_t completed, std::int64_t total) = 0;
+  // The run's arguments (Run::payload): the JSON text given to run_now for
+  // this run, byte for byte, or empty (a scheduled run, a retry, a run_now
+  // without one). Valid while run() runs. Not pure, so that contexts written
+  // before it existed still compile: the default has no arguments.
+  virtual const std::optional<std::string>& payload() const;
 };
 
 // Why report_progress refuses the counts, in one line ("counts 5/3 must be
@@ -381,10 +387,13 @@ class Scheduler {
 
   // Makes the job due now (in the store, for the whole cluster), or, while
   // a run of it is running, due as soon as that run ends (Repository::
-  // run_now), and wakes the claim loop. Throws what Repository::run_now
-  // throws (record_not_found for an unknown job), its message starting with
-  // "run_now: ".
-  void run_now(std::string_view job_name);
+  // run_now), and wakes the claim loop. With a payload, the run it makes
+  // gets those arguments (JobContext::payload()). Throws what
+  // Repository::run_now throws (record_not_found for an unknown job,
+  // invalid_parameter for a payload that is not JSON or over 64 KiB,
+  // invalid_job_run_state while another payload waits), its message
+  // starting with "run_now: ".
+  void run_now(std::string_view job_name, std::optional<std::string> payload = {});
 
   // For tests and tools that drive a scheduler by hand, while it is not
   // started (idle or stopped): claims the due jobs registered here (at most

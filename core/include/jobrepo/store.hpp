@@ -216,11 +216,18 @@ class Store {
   // subscribers (subscribe_due).
   virtual std::optional<Job> set_job_paused(const std::string& plugin_id, const std::string& name, bool paused) = 0;
 
-  // An operator's "run it now": when the job has a running run, sets its
-  // run_requested (the run's end makes it due at once); otherwise sets
-  // next_scheduled_run to now and wakes subscribers. Empty when the job does
-  // not exist.
-  virtual std::optional<Job> request_run(const std::string& plugin_id, const std::string& name) = 0;
+  // An operator's "run it now", with the run's arguments (`payload`: JSON
+  // text that core checked, or none): when the job has a running run, sets
+  // its run_requested (the run's end makes it due at once); otherwise sets
+  // next_scheduled_run to now and wakes subscribers. A payload becomes the
+  // job's requested_payload when it has none; one it has is kept: another
+  // request with no payload or with the same one (byte for byte) changes
+  // nothing else about it, and a request with a different payload writes
+  // nothing at all and returns the job as it is (core refuses the request
+  // with invalid_job_run_state). Returns the job as stored after; empty
+  // when it does not exist.
+  virtual std::optional<Job> request_run(const std::string& plugin_id, const std::string& name,
+                                         const std::optional<std::string>& payload) = 0;
 
   // Sets cancel_requested of the run when it is running. Returns the run as
   // stored after (a final one unchanged), or empty when it does not exist
@@ -250,8 +257,9 @@ class Store {
   // not paused, has no running run and passes the request's filters
   // (only_jobs, served_only), earliest due first, ties by name, at most
   // request.limit; returns the new runs in that order. Each run's
-  // attempt is 1 + its job's consecutive_failures; the job's run_requested
-  // is cleared. Concurrent claims never
+  // attempt is 1 + its job's consecutive_failures, its payload its job's
+  // requested_payload; the job's run_requested and requested_payload are
+  // cleared. Concurrent claims never
   // get the same job and never fail because another claim won a race.
   // Run ids come from generate_run_id() (backend.hpp) or are equally strong.
   virtual std::vector<Run> claim_runs(const ClaimRequest& request) = 0;

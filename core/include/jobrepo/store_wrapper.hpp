@@ -47,8 +47,9 @@ class StoreWrapper : public Store {
   std::optional<Job> set_job_paused(const std::string& plugin_id, const std::string& name, bool paused) override {
     return forward("set_job_paused", [&] { return target_.set_job_paused(plugin_id, name, paused); });
   }
-  std::optional<Job> request_run(const std::string& plugin_id, const std::string& name) override {
-    return forward("request_run", [&] { return target_.request_run(plugin_id, name); });
+  std::optional<Job> request_run(const std::string& plugin_id, const std::string& name,
+                                 const std::optional<std::string>& payload) override {
+    return forward("request_run", [&] { return target_.request_run(plugin_id, name, payload); });
   }
   std::optional<Run> request_cancel(const std::string& plugin_id, const std::string& run_id) override {
     return forward("request_cancel", [&] { return target_.request_cancel(plugin_id, run_id); });

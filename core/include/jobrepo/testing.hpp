@@ -8,12 +8,14 @@
 //
 // The handler sees what a scheduler would give it: sleep_for returns false
 // once cancelled, throw_if_cancelled throws Cancelled with the reason, and
-// report_progress refuses what the scheduler refuses (progress_problem). To
+// report_progress refuses what the scheduler refuses (progress_problem);
+// payload() is what set_payload gave (a run_now's arguments). To
 // test the job with its schedule, retries and timeout, run it in a Scheduler
 // on a ManualRuntime instead (docs/scheduler.md, "Testing your application").
 //
 // Thread-safety: every method may be called from any thread (a test may
-// cancel while the handler runs on another).
+// cancel while the handler runs on another), except set_payload: call it
+// before the handler runs.
 #pragma once
 
 #include <jobrepo/scheduler.hpp>
@@ -56,6 +58,8 @@ class FakeJobContext final : public JobContext {
   // Keeps the counts (progress(), progress_reports()). Throws
   // invalid_parameter as the scheduler does (progress_problem).
   void report_progress(std::int64_t completed, std::int64_t total) override;
+  // The run's arguments: empty unless set_payload gave some.
+  const std::optional<std::string>& payload() const override { return payload_; }
 
   // What the test does to the run.
   //
@@ -66,6 +70,11 @@ class FakeJobContext final : public JobContext {
   void cancel_after(std::chrono::microseconds after, CancelReason reason = CancelReason::deadline);
   void set_deadline(SteadyTime deadline);
   void set_fence_deadline(SteadyTime fence_deadline);
+  // Makes it a run with arguments, as Scheduler::run_now(name, payload)
+  // would (empty: without). Throws invalid_parameter for a payload that
+  // run_now refuses (payload_problem, text.hpp). REQUIRES: the handler is
+  // not running (payload() hands out a reference).
+  void set_payload(std::optional<std::string> payload);
 
   // What the handler did.
   //
@@ -90,6 +99,7 @@ class FakeJobContext final : public JobContext {
   SteadyTime deadline_ = SteadyTime::max();
   SteadyTime fence_deadline_ = SteadyTime::max();
   std::vector<Progress> progress_;
+  std::optional<std::string> payload_;
 };
 
 }  // namespace jobrepo

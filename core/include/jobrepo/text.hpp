@@ -9,7 +9,8 @@
 // characters for job names and plugin ids, 1 to 1023 for descriptions, 1 to
 // 255 for server ids, counted in code points after trimming leading and
 // trailing spaces (as SQL's length(trim(x))). Run ids are URL-safe
-// characters only (A-Z a-z 0-9 - _). docs/architecture.md, "Inputs: ranges
+// characters only (A-Z a-z 0-9 - _). A run's arguments (a payload) are
+// strict JSON text of at most 64 KiB. docs/architecture.md, "Inputs: ranges
 // and text rules", lists every rule with its error code. Thread-safe.
 #pragma once
 
@@ -26,6 +27,14 @@ inline constexpr std::size_t max_name_length = 127;          // job names and pl
 inline constexpr std::size_t max_description_length = 1023;  // job descriptions
 inline constexpr std::size_t max_server_id_length = 255;     // server ids
 inline constexpr std::size_t max_message_length = 1023;      // Run::message
+// A run's arguments (Run::payload, Job::requested_payload), in bytes: 64 KiB,
+// small enough for an environment variable (jobctl serve's JOBREPO_RUN_ARG;
+// Linux takes up to 128 KiB in one) and for every read of a run.
+inline constexpr std::size_t max_payload_bytes = 65536;
+// Arrays and objects nested in a payload, at most: deep enough for any
+// arguments, shallow enough for every JSON parser a handler may use
+// (recursive ones among them).
+inline constexpr std::size_t max_payload_depth = 64;
 
 // What a text is, for its rule.
 enum class TextKind { job_name, description, server_id, plugin_id, run_id };
@@ -51,6 +60,22 @@ std::optional<TextProblem> text_problem(TextKind kind, std::string_view value);
 // or nothing: a NUL byte or invalid UTF-8, both invalid_parameter. No length
 // rule applies: a text too long to be stored is simply never found.
 std::optional<TextProblem> encoding_problem(std::string_view value);
+
+// The problem of `payload` as a run's arguments (Repository::run_now), or
+// nothing when it is accepted. The code is always invalid_parameter; the
+// message shows at most a short piece of the payload, where it goes wrong:
+//   `is empty (leave it out for a run without arguments)`;
+//   `has 65537 bytes, more than 65536`;
+//   `is not valid JSON: at byte 7 ("tru}"): expected a value`.
+// Valid JSON is RFC 8259's grammar, strictly: one value of any kind (`null`
+// too) with optional whitespace around it, in UTF-8; no comments, trailing
+// commas, single quotes, leading zeros, NaN or raw control characters in
+// strings; an escaped UTF-16 surrogate (backslash, u, D800-DFFF) only in a
+// high-low pair; at most max_payload_depth nested arrays and objects; and,
+// for interoperability (RFC 8259, section 6), numbers that a double holds:
+// not 1e400, nor a non-zero one that would read as 0 (1e-400). Keys may
+// repeat (RFC 8259 allows it; most parsers keep the last).
+std::optional<TextProblem> payload_problem(std::string_view payload);
 
 // Code points of `text` after trimming leading and trailing spaces, as the
 // schema counts them. REQUIRES: `text` is valid UTF-8 (encoding_problem()).

@@ -62,6 +62,11 @@ struct Job {
   std::optional<std::string> last_message{};
   // When a run of it last completed.
   std::optional<Timestamp> last_success_time{};
+  // The arguments of an operator's request for a run (Repository::run_now
+  // with a payload) that no claim has taken yet: JSON text, at most
+  // max_payload_bytes (text.hpp). The next claim of the job moves it onto
+  // its new run (Run::payload) and clears it.
+  std::optional<std::string> requested_payload{};
 
   friend bool operator==(const Job&, const Job&) = default;
 };
@@ -96,6 +101,10 @@ struct Run {
   // recorded ended while its work still ran (jobctl audit reports it).
   // Empty otherwise: a run its owner ends is ended after its work.
   std::optional<Timestamp> work_end_time{};
+  // The run's arguments: the JSON text of the request that made it
+  // (Repository::run_now with a payload), byte for byte; empty for runs
+  // that no request with arguments made (scheduled ones, retries).
+  std::optional<std::string> payload{};
 
   friend bool operator==(const Run&, const Run&) = default;
 };

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <utility>
@@ -44,6 +45,7 @@ class LocalRun final : public JobContext {
 
   const std::string& run_id() const override { return run_.private_id; }
   const std::string& job_name() const override { return run_.job_name; }
+  const std::optional<std::string>& payload() const override { return run_.payload; }
   // max() while queued and for a job without a timeout.
   SteadyTime deadline() const override { return SteadyTime(SteadyTime::duration(deadline_.load())); }
   SteadyTime fence_deadline() const override { return last_heartbeat() + fence_after_; }

@@ -59,6 +59,11 @@ void JobContext::throw_if_cancelled() const {
   if (cancelled()) throw Cancelled(cancel_reason());
 }
 
+const std::optional<std::string>& JobContext::payload() const {
+  static const std::optional<std::string> none;
+  return none;
+}
+
 std::string progress_problem(std::int64_t completed, std::int64_t total) {
   if (completed >= 0 && total >= 0 && completed <= total) return {};
   return "counts " + std::to_string(completed) + "/" + std::to_string(total) +
@@ -271,9 +276,9 @@ bool Scheduler::stop() { return state_->halt(state_->options.stop_timeout); }
 
 std::vector<Run> Scheduler::run_due(int limit) { return state_->run_due(limit); }
 
-void Scheduler::run_now(std::string_view job_name) {
+void Scheduler::run_now(std::string_view job_name, std::optional<std::string> payload) {
   try {
-    state_->repository().run_now(job_name);
+    state_->repository().run_now(job_name, std::move(payload));
   } catch (const Error& e) {
     throw for_operation(e, "run_now");
   }

@@ -1,7 +1,7 @@
-// Conformance cases: what operators steer and read (schema versions 4 and
-// 5): pausing, a run-now that sticks, cancel requests, why runs ended, the
-// count of consecutive failures, which servers serve which jobs, and a
-// server id as a lease held by one instance.
+// Conformance cases: what operators steer and read (schema versions 4 to
+// 6): pausing, a run-now that sticks, and its arguments (a payload), cancel
+// requests, why runs ended, the count of consecutive failures, which servers
+// serve which jobs, and a server id as a lease held by one instance.
 #include "support.hpp"
 
 #include <algorithm>
@@ -28,6 +28,16 @@ Job job(Repository& repo, const std::string& name) {
   auto found = repo.lookup_job(name);
   REQUIRE(found.has_value());
   return *found;
+}
+
+// A JSON string of exactly `bytes` bytes (at least 12) that holds characters
+// of 2, 3 and 4 bytes in UTF-8 and escapes.
+std::string json_string_of(std::size_t bytes) {
+  static const std::string pieces[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\\n", "\\u00e9", "a"};
+  std::string body;
+  for (std::size_t i = 0; body.size() + 2 + 6 <= bytes; ++i) body += pieces[i % 6];
+  body.append(bytes - 2 - body.size(), 'a');
+  return "\"" + body + "\"";
 }
 
 }  // namespace
@@ -103,6 +113,162 @@ TEST_CASE("run_now makes an idle job due now and a running job due when its run 
   CHECK(held.paused);
   CHECK(f.repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{"held"}}).empty());
   JR_REQUIRE_ERROR_WITH(f.repo.run_now("nope"), ErrorCode::record_not_found, "run_now");
+}
+
+TEST_CASE("run_now with a payload gives it to the run the next claim makes, byte for byte, and clears it",
+          "[conformance][control]") {
+  Fixture f;
+  const std::string payload = R"({"full": true, "ids": [1, 2.5e3, -0], "note": "caf\u00e9 \u20ac"})";
+  f.repo.create_job("a", "d", {.next_run_in = 1h});
+  const auto asked = f.repo.run_now("a", payload);
+  CHECK(asked.requested_payload == std::optional(payload));
+  CHECK(!asked.run_requested);
+  CHECK(asked.next_scheduled_run <= f.repo.database_time());
+  CHECK(job(f.repo, "a") == asked);
+  CHECK(f.repo.list_jobs().front() == asked);
+  // Another plugin's job of the same name is another job.
+  auto other = f.other_plugin();
+  other.create_job("a", "d", {.next_run_in = 1h});
+  CHECK(!job(other, "a").requested_payload);
+  other.run_now("a", "[\"other\"]");
+  CHECK(job(f.repo, "a").requested_payload == std::optional(payload));
+
+  const auto runs = f.repo.run_jobs("s1", {.limit = -1});
+  REQUIRE(runs.size() == 1);
+  const auto& run = runs.front();
+  CHECK(run.payload == std::optional(payload));
+  CHECK(f.repo.lookup_run(run.private_id).value() == run);
+  CHECK(f.repo.list_runs().front() == run);
+  const auto claimed_job = job(f.repo, "a");
+  CHECK(!claimed_job.requested_payload);
+  CHECK(!claimed_job.run_requested);
+  // The run keeps it to its end.
+  CHECK(f.repo.update_progress(run.private_id, 1, 2).payload == std::optional(payload));
+  const auto done = f.repo.complete_run(run.private_id, -1min);
+  CHECK(done.payload == std::optional(payload));
+  CHECK(f.repo.lookup_run(run.private_id).value() == done);
+  // The next run, a scheduled one, has none.
+  const auto next = f.repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{"a"}});
+  REQUIRE(next.size() == 1);
+  CHECK(!next.front().payload);
+  CHECK(!f.repo.lookup_run(next.front().private_id)->payload);
+  // A run_now without a payload makes a run without one.
+  f.repo.create_job("plain", "d", {.next_run_in = 1h});
+  CHECK(!f.repo.run_now("plain").requested_payload);
+  const auto plain = f.repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{"plain"}});
+  REQUIRE(plain.size() == 1);
+  CHECK(!plain.front().payload);
+  // The other plugin's run gets its own.
+  const auto theirs = other.run_jobs("s1");
+  REQUIRE(theirs.size() == 1);
+  CHECK(theirs.front().payload == std::optional<std::string>("[\"other\"]"));
+}
+
+TEST_CASE(
+    "a run_now with another payload while one waits is refused and changes nothing; the same one or none keeps it",
+    "[conformance][control]") {
+  Fixture f;
+  const std::string first = R"({"n":1})";
+  const std::string second = R"({"n":2})";
+  f.repo.create_job("j", "d", {.next_run_in = 1h});
+  f.repo.run_now("j", first);
+  // Waiting for a claim, later than now (so that a write would show).
+  f.repo.update_job_next_run("j", 1h);
+  const auto waiting = job(f.repo, "j");
+  CHECK(waiting.requested_payload == std::optional(first));
+  JR_REQUIRE_ERROR_WITH(f.repo.run_now("j", second), ErrorCode::invalid_job_run_state, "run_now: job \"j\"");
+  CHECK(job(f.repo, "j") == waiting);
+  // The same payload again, or none: the request stands, with its payload, due now.
+  const auto again = f.repo.run_now("j", first);
+  CHECK(again.requested_payload == std::optional(first));
+  CHECK(again.next_scheduled_run <= f.repo.database_time());
+  f.repo.update_job_next_run("j", 1h);
+  const auto bare = f.repo.run_now("j");
+  CHECK(bare.requested_payload == std::optional(first));
+  CHECK(bare.next_scheduled_run <= f.repo.database_time());
+  // Equal means byte for byte: the same value written otherwise is another payload.
+  JR_REQUIRE_ERROR(f.repo.run_now("j", R"({"n": 1})"), ErrorCode::invalid_job_run_state);
+  const auto runs = f.repo.run_jobs("s1");
+  REQUIRE(runs.size() == 1);
+  CHECK(runs.front().payload == std::optional(first));
+  // Once claimed, the second is taken: the run that follows gets it.
+  const auto later = f.repo.run_now("j", second);
+  CHECK(later.requested_payload == std::optional(second));
+  CHECK(later.run_requested);
+  CHECK(f.repo.lookup_run(runs.front().private_id)->payload == std::optional(first));
+  // **core:** errors in their order; none writes anything.
+  JR_REQUIRE_ERROR_WITH(f.repo.run_now("nope", first), ErrorCode::record_not_found, "run_now");
+  JR_REQUIRE_ERROR(f.repo.run_now("", first), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR_WITH(f.repo.run_now("j", "{"), ErrorCode::invalid_parameter, "not valid JSON");
+  JR_REQUIRE_ERROR(f.repo.run_now("j", ""), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR_WITH(f.repo.run_now("nope", "{"), ErrorCode::invalid_parameter, "payload");
+  CHECK(!f.repo.lookup_job("nope"));
+  CHECK(job(f.repo, "j") == later);
+}
+
+TEST_CASE("run_now with a payload while the job runs keeps it for the run that follows", "[conformance][control]") {
+  Fixture f;
+  const std::string payload = R"(["again"])";
+  const auto run = claimed(f.repo, "busy");
+  const auto before = job(f.repo, "busy").next_scheduled_run;
+  const auto asked = f.repo.run_now("busy", payload);
+  CHECK(asked.run_requested);
+  CHECK(asked.requested_payload == std::optional(payload));
+  CHECK(asked.next_scheduled_run == before);
+  CHECK(!f.repo.lookup_run(run.private_id)->payload);  // the running run keeps its own (none)
+  CHECK(!f.repo.update_progress(run.private_id, 1, 1).payload);
+  // Its end makes the job due at once and leaves the payload waiting.
+  const auto ended = f.repo.complete_run(run.private_id, 1h);
+  CHECK(!ended.payload);
+  const auto after = job(f.repo, "busy");
+  CHECK(!after.run_requested);
+  CHECK(after.requested_payload == std::optional(payload));
+  CHECK(after.next_scheduled_run <= f.repo.database_time());
+  const auto next = f.repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{"busy"}});
+  REQUIRE(next.size() == 1);
+  CHECK(next.front().payload == std::optional(payload));
+  CHECK(!job(f.repo, "busy").requested_payload);
+  // A run that fails without a reschedule keeps the request and its payload for the next claim.
+  f.repo.run_now("busy", "2");
+  f.repo.fail_run(next.front().private_id);
+  CHECK(job(f.repo, "busy").run_requested);
+  CHECK(job(f.repo, "busy").requested_payload == std::optional<std::string>("2"));
+  const auto third = f.repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{"busy"}});
+  REQUIRE(third.size() == 1);
+  CHECK(third.front().payload == std::optional<std::string>("2"));
+  CHECK(!job(f.repo, "busy").run_requested);
+  CHECK(!job(f.repo, "busy").requested_payload);
+}
+
+TEST_CASE("a payload of 64 KiB is stored byte for byte; core refuses a bigger one and text that is not JSON",
+          "[conformance][control]") {
+  Fixture f;
+  const std::string largest = json_string_of(max_payload_bytes);
+  REQUIRE(largest.size() == 65536);
+  REQUIRE(!payload_problem(largest));
+  f.repo.create_job("big", "d", {.next_run_in = 1h});
+  CHECK(f.repo.run_now("big", largest).requested_payload == std::optional(largest));
+  CHECK(job(f.repo, "big").requested_payload == std::optional(largest));
+  const auto runs = f.repo.run_jobs("s1");
+  REQUIRE(runs.size() == 1);
+  CHECK(runs.front().payload == std::optional(largest));
+  CHECK(f.repo.lookup_run(runs.front().private_id)->payload == std::optional(largest));
+  CHECK(f.repo.list_runs({.job_name = "big"}).front().payload == std::optional(largest));
+  // Whitespace and escapes are kept as written.
+  const std::string spaced = " {\"a\" :\t[ 1 ,\"\\u00e9\\n\" ] }\n";
+  f.repo.create_job("spaced", "d", {.next_run_in = 1h});
+  f.repo.run_now("spaced", spaced);
+  const auto spaced_runs = f.repo.run_jobs("s1");
+  REQUIRE(spaced_runs.size() == 1);
+  CHECK(spaced_runs.front().payload == std::optional(spaced));
+  // **core:** one byte more, text that is not JSON: invalid_parameter, nothing written.
+  f.repo.create_job("refused", "d", {.next_run_in = 1h});
+  const auto before = job(f.repo, "refused");
+  JR_REQUIRE_ERROR_WITH(f.repo.run_now("refused", largest + " "), ErrorCode::invalid_parameter, "65537 bytes");
+  JR_REQUIRE_ERROR_WITH(f.repo.run_now("refused", "{'a': 1}"), ErrorCode::invalid_parameter, "not valid JSON");
+  JR_REQUIRE_ERROR_WITH(f.repo.run_now("refused", "[1,]"), ErrorCode::invalid_parameter, "not valid JSON");
+  CHECK(job(f.repo, "refused") == before);
+  CHECK(f.repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{"refused"}}).empty());
 }
 
 TEST_CASE("cancel_run asks the run's server to stop it; its server ends it as interrupted", "[conformance][control]") {

@@ -9,6 +9,7 @@
 #include "workers.hpp"
 
 #include <jobrepo/error.hpp>
+#include <jobrepo/text.hpp>
 
 #include <atomic>
 #include <cstdio>
@@ -298,6 +299,16 @@ std::string timestamp_text(Timestamp t) {
   return std::string(whole) + fraction;
 }
 
+namespace {
+
+// ", payload "{\"a\":1}" (7 bytes)", cut after 60 code points; "" for none.
+std::string payload_text(const std::optional<std::string>& payload) {
+  if (!payload) return "";
+  return ", payload " + quote_text(*payload) + " (" + std::to_string(payload->size()) + " bytes)";
+}
+
+}  // namespace
+
 std::string run_text(const Run& run) {
   std::ostringstream out;
   out << "Run{" << run.private_id << ", job " << run.job_plugin_id << "/" << run.job_name << ", server "
@@ -305,7 +316,7 @@ std::string run_text(const Run& run) {
       << ", updated " << timestamp_text(run.update_time) << ", ended "
       << (run.end_time ? timestamp_text(*run.end_time) : "-") << ", counts " << run.completed_count << "/"
       << run.total_count << ", attempt " << run.attempt << (run.cancel_requested ? ", cancel requested" : "")
-      << (run.message ? ", message \"" + *run.message + "\"" : "") << "}";
+      << (run.message ? ", message \"" + *run.message + "\"" : "") << payload_text(run.payload) << "}";
   return out.str();
 }
 
@@ -318,7 +329,8 @@ std::string job_text(const Job& job) {
   if (job.last_end_time) out << " at " << timestamp_text(*job.last_end_time);
   if (job.last_message) out << " \"" << *job.last_message << "\"";
   if (job.last_success_time) out << ", last success " << timestamp_text(*job.last_success_time);
-  out << ", description \"" << job.description << "\", schedule \"" << job.schedule << "\"}";
+  out << payload_text(job.requested_payload) << ", description \"" << job.description << "\", schedule \""
+      << job.schedule << "\"}";
   return out.str();
 }
 

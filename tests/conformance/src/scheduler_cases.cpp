@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -437,6 +438,50 @@ TEST_CASE(
   CHECK(b_runs == 2);
   CHECK(m.runs("b-completes").at(1).create_time == m.at(600ms));
   CHECK(code_of([&] { scheduler.run_now("no-such-job"); }) == ErrorCode::record_not_found);
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE(
+    "scheduler on a manual clock: run_now with a payload: the handler reads it from its context; the runs by "
+    "schedule before and after it have none",
+    "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  Scheduler scheduler("s1", *m.store, m.options());
+  std::mutex mutex;
+  std::vector<std::optional<std::string>> seen;
+  scheduler.register_job(make_job("args", "d", [&](JobContext& c) {
+    const std::lock_guard lock(mutex);
+    seen.push_back(c.payload());
+    return answer(1h);
+  }));
+  scheduler.start();
+  m.settle();     // due at once: a run by schedule, without arguments
+  m.advance(1s);  // (so that each run has its own create_time, the order of the history)
+  const std::string payload = R"({"full": true, "since": "2026-12-01"})";
+  scheduler.run_now("args", payload);
+  m.settle();
+  m.advance(1h);  // an hour after that run: due by schedule again
+  {
+    const std::lock_guard lock(mutex);
+    REQUIRE(seen.size() == 3);
+    CHECK(!seen[0]);
+    CHECK(seen[1] == std::optional(payload));
+    CHECK(!seen[2]);
+  }
+  const auto history = m.runs("args");
+  REQUIRE(history.size() == 3);
+  CHECK(!history[0].payload);
+  CHECK(history[1].payload == std::optional(payload));
+  CHECK(history[0].create_time == m.at(0s));
+  CHECK(history[1].create_time == m.at(1s));
+  CHECK(!history[2].payload);
+  CHECK(history[2].create_time == m.at(1s + 1h));
+  CHECK(!m.repo.lookup_job("args")->requested_payload);
+  // The library's rules, named by the scheduler's operation; nothing is written.
+  std::string message;
+  CHECK(code_of([&] { scheduler.run_now("args", "{\"full\": tru}"); }, &message) == ErrorCode::invalid_parameter);
+  CHECK(message.rfind("run_now: payload of job \"args\" is not valid JSON", 0) == 0);
+  CHECK(!m.repo.lookup_job("args")->requested_payload);
   CHECK(scheduler.stop());
 }
 
