@@ -672,11 +672,13 @@ TEST_CASE(
                          {.backoff = backoff, .on_demand = true});
   CHECK(m.repo.lookup_job("asked")->next_scheduled_run == never);
   CHECK(m.repo.lookup_job("asked")->schedule == "on demand");
+  CHECK(due_state(*m.repo.lookup_job("asked")) == DueState::on_demand);
   scheduler.start();
   m.settle();
   CHECK(never_runs == 1);
   CHECK(asked_runs == 0);
   CHECK(m.repo.lookup_job("once-ever")->next_scheduled_run == never);
+  CHECK(due_state(*m.repo.lookup_job("once-ever")) == DueState::on_demand);
   scheduler.run_now("asked");
   m.settle();
   CHECK(asked_runs == 1);
@@ -685,13 +687,16 @@ TEST_CASE(
   const auto job = *m.repo.lookup_job("asked");
   CHECK(job.next_scheduled_run == never);
   CHECK(job.consecutive_failures == 2);
+  CHECK(due_state(job) == DueState::gave_up);
   m.advance(24h);
   CHECK(asked_runs == 2);
-  CHECK(m.recorder.of(SchedulerEvent::Kind::failed, "asked").back().detail.find("gave up") != std::string::npos);
+  CHECK(m.recorder.of(SchedulerEvent::Kind::failed, "asked").back().detail ==
+        "exit 1; attempt 2 of 2; gave up (run-now retries it)");
   scheduler.run_now("asked");  // asked again: a new round
   m.settle();
   CHECK(asked_runs == 3);
   CHECK(m.repo.lookup_job("asked")->next_scheduled_run == m.at(24h + 1s + 1s));
+  CHECK(due_state(*m.repo.lookup_job("asked")) == DueState::scheduled);  // retrying
   CHECK(scheduler.stop());
 }
 
