@@ -131,8 +131,9 @@ struct BackoffOptions {
   // starts a new round of retries. 0: no limit.
   int max_attempts = 0;
   // After max_attempts failed attempts in a row, the job gives up: it is
-  // due `never` (repository.hpp) until run_now asks again (an operator,
-  // the API), which starts a new round. An on-demand job always gives up.
+  // due `never` (repository.hpp; jobrepo::due_state says DueState::gave_up)
+  // until run_now asks again (an operator, the API), which starts a new
+  // round. Needs max_attempts > 0. An on-demand job always gives up.
   bool give_up = false;
 };
 
@@ -292,7 +293,8 @@ std::string scheduler_options_problem(const SchedulerOptions& options);
 
 // Why `backoff` cannot be used, in one line naming the setting (after
 // `prefix`, e.g. "backoff."), or empty: initial <= max <= 100 years, 1 <=
-// multiplier <= 1000, 0 <= jitter < 1, max_attempts >= 0.
+// multiplier <= 1000, 0 <= jitter < 1, max_attempts >= 0, and give_up only
+// with max_attempts > 0.
 std::string backoff_problem(const BackoffOptions& backoff, std::string_view prefix = "backoff.");
 
 // Where a Scheduler is in its life (see Scheduler, "Lifecycle").
