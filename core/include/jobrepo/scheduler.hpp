@@ -170,7 +170,11 @@ struct RegisterJobOptions {
   // The job runs only when asked (run_now, jobctl job run-now): it is due
   // `never` otherwise, after every run too (a failed one is retried after
   // the back-off until max_attempts, then it gives up). Not with a calendar
-  // schedule or `every`; the handler's answer is ignored.
+  // schedule or `every`; the handler's answer is ignored. A job registered
+  // under another schedule (Job::schedule) than its stored one is due at
+  // that schedule's first time: on demand, `never`; a calendar schedule, its
+  // next fire time; otherwise, when it was due `never` (on demand, or given
+  // up), next_run_in from now.
   bool on_demand = false;
 };
 

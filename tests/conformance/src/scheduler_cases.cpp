@@ -701,6 +701,52 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "scheduler on a manual clock: a job on demand until now, registered with an interval, is due at once; one whose "
+    "handler said never stays so",
+    "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  std::atomic<int> runs{0}, once_runs{0};
+  const auto report = [&] {
+    return make_job("report", "d", [&](JobContext&) {
+      ++runs;
+      return answer(1h);
+    });
+  };
+  const auto once_ever = [&] {
+    return make_job("once-ever", "d", [&](JobContext&) {
+      ++once_runs;
+      return std::chrono::microseconds::max();
+    });
+  };
+  {
+    Scheduler scheduler("s1", *m.store, m.options());
+    scheduler.register_job(report(), {.on_demand = true});
+    scheduler.register_job(once_ever(), {.schedule_text = "once"});
+    scheduler.start();
+    m.settle();
+    CHECK(runs == 0);
+    CHECK(once_runs == 1);
+    CHECK(scheduler.stop());
+  }
+  // The servers restart with report on an interval now; once-ever as before.
+  Scheduler scheduler("s1", *m.store, m.options());
+  scheduler.register_job(report(), {.schedule_text = "every 1h", .every = 1h});
+  scheduler.register_job(once_ever(), {.schedule_text = "once"});
+  CHECK(m.repo.lookup_job("report")->next_scheduled_run == m.at(0s));
+  CHECK(due_state(*m.repo.lookup_job("report")) == DueState::scheduled);
+  CHECK(m.repo.lookup_job("once-ever")->next_scheduled_run == never);
+  scheduler.start();
+  m.settle();
+  CHECK(runs == 1);
+  CHECK(once_runs == 1);
+  CHECK(m.repo.lookup_job("report")->next_scheduled_run == m.at(1h));
+  // Registered again as it is now: nothing moves.
+  scheduler.register_job(report(), {.schedule_text = "every 1h", .replace = true, .every = 1h});
+  CHECK(m.repo.lookup_job("report")->next_scheduled_run == m.at(1h));
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE(
     "scheduler on a manual clock: a local queue claims ahead; its runs time out from their start; stop hands them back",
     "[conformance][scheduler][manual-clock]") {
   JR_MANUAL(m);
