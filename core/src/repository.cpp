@@ -120,6 +120,22 @@ std::string describe_invalid_counts(const RunTransition& change) {
 
 }  // namespace
 
+DueState due_state(const Job& job) noexcept {
+  // At or past `never` (a time written by hand past it reads back saturated
+  // at the end of what a Timestamp holds): no time makes the job due.
+  if (job.next_scheduled_run < never) return DueState::scheduled;
+  return job.consecutive_failures > 0 ? DueState::gave_up : DueState::on_demand;
+}
+
+std::string_view to_string(DueState state) noexcept {
+  switch (state) {
+    case DueState::scheduled: return "scheduled";
+    case DueState::on_demand: return "on_demand";
+    case DueState::gave_up: return "gave_up";
+  }
+  return "scheduled";
+}
+
 Error for_operation(const Error& error, std::string_view operation) {
   const std::string prefix = std::string(operation) + ": ";
   std::string_view message = error.what();

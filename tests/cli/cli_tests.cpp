@@ -4,6 +4,8 @@
 // PostgreSQL (JOBREPO_TEST_BACKEND, see ../scheduler/backend.hpp).
 #include "cli_support.hpp"
 
+#include <jobrepo/jobrepo.hpp>
+
 #include <libpq-fe.h>
 #include <sqlite3.h>
 #include <catch2/catch.hpp>
@@ -30,10 +32,10 @@ using jobrepo::test::slurp;
 using jobrepo::test::TempDir;
 using jobrepo::test::wait_until;
 
-const std::set<std::string> job_keys = {"plugin_id",        "name",          "description",   "next_scheduled_run",
-                                        "schedule",         "paused",        "run_requested", "consecutive_failures",
-                                        "last_status",      "last_end_time", "last_message",  "last_success_time",
-                                        "requested_payload"};
+const std::set<std::string> job_keys = {
+    "plugin_id",     "name",         "description",       "next_scheduled_run",   "due_state",
+    "schedule",      "paused",       "run_requested",     "consecutive_failures", "last_status",
+    "last_end_time", "last_message", "last_success_time", "requested_payload"};
 // jobs and job show add what the cluster knows of each job.
 const std::set<std::string> listed_job_keys = [] {
   auto keys = job_keys;
@@ -288,6 +290,72 @@ TEST_CASE("cli: job run-now --arg: the next run's arguments, byte for byte, in t
   CHECK(big.status == 0);
   CHECK(big.parsed()["requested_payload"] == largest);
   CHECK(cli({"job", "run-now", "--arg", "{}"}).status == 2);  // NAME is still required
+}
+
+TEST_CASE("cli: jobs and job show say on demand and gave up where no time makes a job due; JSON has due_state") {
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  {
+    // The three states as the library leaves them: a time; never, with no
+    // failure (on demand); never after failures (gave up: what a back-off
+    // with give_up stores after its last attempt).
+    auto store = jobrepo::open_store(cli.url);
+    jobrepo::Repository repo(*store);
+    const auto at = jobrepo::Timestamp(std::chrono::sys_days{std::chrono::year{2030} / 1 / 2} + 3h + 4min + 5s);
+    repo.create_job("timed", "Runs at a time", {.next_run_at = at});
+    repo.create_job("asked", "Runs when asked",
+                    {.next_run_in = std::chrono::microseconds::max(), .schedule = "on demand"});
+    repo.create_job("broken", "Fails every time");
+    for (int attempt = 1; attempt <= 3; ++attempt) {
+      const auto run = repo.run_jobs("s1").at(0);
+      REQUIRE(run.job_name == "broken");
+      jobrepo::FailRunOptions failed{.message = "exit 3"};
+      if (attempt == 3) failed.retry_in = std::chrono::microseconds::max();
+      repo.fail_run(run.private_id, failed);
+    }
+  }
+  const std::vector<std::string> utc = {"TZ=UTC"};  // local times, as the table shows them, in UTC
+
+  std::map<std::string, json> listed;
+  for (const auto& job : cli({"jobs", "--json"}).parsed()) listed[job["name"].get<std::string>()] = job;
+  REQUIRE(listed.size() == 3);
+  for (const auto& [name, job] : listed) CHECK(keys(job) == listed_job_keys);
+  CHECK(listed["timed"]["due_state"] == "scheduled");
+  CHECK(listed["timed"]["next_scheduled_run"] == "2030-01-02T03:04:05.000000Z");
+  CHECK(listed["asked"]["due_state"] == "on_demand");
+  CHECK(listed["asked"]["next_scheduled_run"].is_null());
+  CHECK(listed["broken"]["due_state"] == "gave_up");
+  CHECK(listed["broken"]["next_scheduled_run"].is_null());
+  CHECK(listed["broken"]["consecutive_failures"] == 3);
+  CHECK(cli({"job", "show", "broken", "--json"}).parsed()["due_state"] == "gave_up");
+
+  const auto table = cli({"jobs"}, utc);
+  INFO(table.out);
+  REQUIRE(table.status == 0);
+  std::map<std::string, std::string> rows;
+  std::istringstream lines(table.out);
+  for (std::string line; std::getline(lines, line);) rows[line.substr(0, line.find(' '))] = line;
+  CHECK(std::regex_search(rows["timed"], std::regex(R"(^timed +idle +2030-01-02 03:04:05 \(in \d)")));
+  CHECK(std::regex_search(rows["asked"], std::regex(R"(^asked +idle +on demand +- )")));
+  CHECK(std::regex_search(rows["broken"], std::regex(R"(^broken +idle +gave up \(3 failures\) +failed )")));
+  CHECK(table.out.find("2262") == std::string::npos);  // the time that stands for never is not shown
+  const auto show = [&](const std::string& name) { return cli({"job", "show", name}, utc).out; };
+  CHECK(show("broken").find("\nnext run:     gave up (3 failures); jobctl job run-now broken retries it\n") !=
+        std::string::npos);
+  CHECK(show("asked").find("\nnext run:     on demand (jobctl job run-now asked)\n") != std::string::npos);
+  CHECK(show("timed").find("\nnext run:     2030-01-02 03:04:05 (in ") != std::string::npos);
+
+  // Paused, it still says what makes it due (resuming it alone runs nothing).
+  REQUIRE(cli({"job", "pause", "asked"}).status == 0);
+  CHECK(std::regex_search(cli({"jobs"}, utc).out, std::regex(R"(\nasked +paused +on demand +- )")));
+  // run-now makes it due now: a time again.
+  const auto retried = cli({"job", "run-now", "broken", "--json"}).parsed();
+  CHECK(retried["due_state"] == "scheduled");
+  CHECK(iso_time(retried["next_scheduled_run"]));
+  CHECK(retried["consecutive_failures"] == 3);  // until a run completes
+  const auto moved = cli({"job", "next-run", "asked", "1h", "--json"}).parsed();
+  CHECK(moved["due_state"] == "scheduled");
+  CHECK(cli({"jobs"}, utc).out.find("2262") == std::string::npos);
 }
 
 TEST_CASE("cli: bad input gets exit 2 with a clear message; failed operations exit 1 with the code") {
@@ -884,7 +952,8 @@ TEST_CASE("cli: a bad serve config exits 2 naming the field, before touching the
       {R"({"jobs": []})", "jobs: must be a non-empty array"},
       {R"({"jobs": [{"name": "x", "command": ["true"], "every": "10x"}]})", "jobs[0].every: \"10x\" is not a duration"},
       {R"({"jobs": [{"name": "x", "command": "true", "every": "1s"}]})", "jobs[0].command: must be a non-empty array"},
-      {R"({"jobs": [{"name": "x", "command": ["true"]}]})", "jobs[0]: needs \"every\" (a duration) or \"cron\""},
+      {R"({"jobs": [{"name": "x", "command": ["true"]}]})",
+       R"(jobs[0]: needs "every" (a duration) or "cron" (a cron expression), or "on_demand": true)"},
       {R"({"jobs": [{"name": "x", "command": ["true"], "every": "1s", "cron": "* * * * *"}]})",
        "jobs[0]: give \"every\" or \"cron\", not both"},
       {R"({"jobs": [{"name": "x", "command": ["true"], "cron": "0 61 * * *"}]})",

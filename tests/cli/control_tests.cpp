@@ -272,6 +272,51 @@ TEST_CASE("control: back-off is counted in the store; after max_attempts the job
   stop(b);
 }
 
+TEST_CASE("control: an on-demand job runs only when asked; a job with give_up stops after max_attempts until asked") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "asked", "command": ["true"], "on_demand": true},
+    {"name": "quitter", "command": ["sh", "-c", "exit 3"], "every": "200ms",
+     "backoff": {"initial": "200ms", "max": "200ms", "multiplier": 1, "max_attempts": 2, "give_up": true}}
+  ])");
+  const auto check = cli.bare({"serve", "--check", "--config", config.string()});
+  CHECK(check.out.find("  asked: on demand\n") != std::string::npos);
+  auto a = cli.serve(config, "a");
+  auto b = cli.serve(config, "b");
+  REQUIRE(wait_until([&] { return runs_of(cli, "quitter").size() >= 2; }, 20s));
+  std::this_thread::sleep_for(1500ms);  // 7 more of its every and back-off
+  CHECK(runs_of(cli, "quitter").size() == 2);
+  CHECK(runs_of(cli, "asked").empty());
+  auto quitter = job_of(cli, "quitter");
+  CHECK(quitter["due_state"] == "gave_up");
+  CHECK(quitter["next_scheduled_run"].is_null());
+  CHECK(quitter["consecutive_failures"] == 2);
+  auto asked = job_of(cli, "asked");
+  CHECK(asked["due_state"] == "on_demand");
+  CHECK(asked["schedule"] == "on demand");
+  const auto table = cli({"jobs"}).out;
+  INFO(table);
+  CHECK(table.find("gave up (2 failures)") != std::string::npos);
+  CHECK(table.find("on demand") != std::string::npos);
+  const auto log = a->errors() + b->errors();
+  CHECK(log.find("with exit 3; attempt 2 of 2; gave up (run-now retries it)\n") != std::string::npos);
+
+  // Asked, each runs: the on-demand job once, the other a new round of two attempts.
+  REQUIRE(cli({"job", "run-now", "asked"}).status == 0);
+  REQUIRE(cli({"job", "run-now", "quitter"}).status == 0);
+  CHECK(wait_until([&] { return runs_of(cli, "asked").size() == 1 && runs_of(cli, "quitter").size() == 4; }, 10s));
+  std::this_thread::sleep_for(1s);
+  CHECK(runs_of(cli, "asked").size() == 1);
+  CHECK(runs_of(cli, "asked").at(0)["status"] == "completed");
+  CHECK(runs_of(cli, "quitter").size() == 4);
+  CHECK(job_of(cli, "asked")["due_state"] == "on_demand");
+  quitter = job_of(cli, "quitter");
+  CHECK(quitter["due_state"] == "gave_up");
+  CHECK(quitter["consecutive_failures"] == 4);
+  stop(a);
+  stop(b);
+}
+
 TEST_CASE("control: on_failure runs once per failed or timed-out run with its status and message") {
   Cli cli;
   const auto config = write_config(cli.dir.path, R"([

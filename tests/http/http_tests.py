@@ -6,9 +6,12 @@ then on SQLite): /metrics parsed by the Prometheus client's own text parser
 after known runs, values checked against the database; /healthz through a
 database outage (503 while the server is stopped, 200 after it is back, the
 outage logged once at each end); the status page rendered by a real headless
-browser (chromium), whose DOM must show the jobs, a running run's progress and
-a failure's message, and whose screenshot is written for docs/; /api/jobs and
-/api/runs against jobctl --json; every log line of --log-format json parsed.
+browser (chromium), whose DOM must show the jobs, a running run's progress, a
+failure's message and the jobs that gave up or run on demand, and whose
+screenshot is written for docs/; a job that gave up no longer does after
+run-now (page and metric); the metrics that docs/operations.md's alert rules
+use exist; /api/jobs and /api/runs against jobctl --json; every log line of
+--log-format json parsed.
 
 Usage: http_tests.py JOBCTL SOURCE_DIR OUTPUT_DIR
 Exit 0 when everything holds, 1 on a failed check, 77 (skipped) when a tool is
@@ -121,6 +124,9 @@ CONFIG = {
         {"name": "export", "description": "Exports everything; takes a while",
          "command": ["sh", "-c", "echo progress 3/10; echo exporting; sleep 120"], "every": "1h"},
         {"name": "held", "description": "Paused by the operator", "command": ["true"], "every": "1h"},
+        {"name": "asked", "description": "Runs when an operator asks", "command": ["true"], "on_demand": True},
+        {"name": "quitter", "description": "Gives up after one failure", "command": ["sh", "-c", "exit 5"],
+         "every": "1h", "backoff": {"max_attempts": 1, "give_up": True}},
     ],
 }
 
@@ -153,9 +159,10 @@ def scenario(work, url, backend, pg_dir=None):
             running = jobs["export"]["running"]
             return (len(jobctl(url, "runs", "--job", "often", "--status", "completed", "--limit", "-1", "--json")) >= 3
                     and jobs["broken"]["last_status"] == "failed"
+                    and jobs["quitter"]["due_state"] == "gave_up"
                     and running is not None and running["completed_count"] == 3)
 
-        wait_until(ready, 30, "three runs of often, broken failed, export running at 3/10")
+        wait_until(ready, 30, "three runs of often, broken failed, quitter gave up, export running at 3/10")
         # The cluster-wide values are read every 5 s: wait for a reading that has the pause.
         wait_until(lambda: value(metrics(port), "jobrepo_job_paused", job="held") == 1, 15,
                    "jobrepo_job_paused{job=held} is 1")
@@ -187,6 +194,19 @@ def scenario(work, url, backend, pg_dir=None):
         next_run = value(samples, "jobrepo_job_next_run_timestamp_seconds", job="broken")
         check(next_run is not None and now + 3500 < next_run < now + 3700, f"broken is due in an hour ({next_run})")
         check(value(samples, "jobrepo_job_paused", job="often") == 0, "jobrepo_job_paused{often} is 0")
+        # Jobs that no time makes due: one gave up, one runs on demand.
+        check(value(samples, "jobrepo_job_gave_up", job="quitter") == 1, "jobrepo_job_gave_up{quitter} is 1")
+        for name in ("broken", "asked", "often"):
+            check(value(samples, "jobrepo_job_gave_up", job=name) == 0, f"jobrepo_job_gave_up{{{name}}} is 0")
+        for name in ("quitter", "asked"):
+            check(value(samples, "jobrepo_job_next_run_timestamp_seconds", job=name) is None,
+                  f"{name} is due at no time: no next-run sample")
+        # The alert rules of docs/operations.md ask for metrics that exist.
+        with open(os.path.join(SOURCE, "docs", "operations.md")) as f:
+            rules = re.search(r"```yaml\n(.*?)```", f.read(), re.S).group(1)
+        exported = {name for name, _ in samples}
+        for name in sorted(set(re.findall(r"\bjobrepo_[a-z_]+", rules))):
+            check(name in exported, f"docs/operations.md's alert rules use {name}, which /metrics exports")
         claims = value(samples, "jobrepo_claims_total")
         check(claims is not None and claims >= often + 2, f"jobrepo_claims_total {claims} counts every claimed run")
 
@@ -212,12 +232,35 @@ def scenario(work, url, backend, pg_dir=None):
               "the status page shows export running at 3/10 with its progress bar")
         check('<table id="failures">' in dom and "exit 4" in dom, "the status page shows broken's failure, exit 4")
         check("paused" in dom, "the status page shows the paused job")
+        asked_row = re.search(r'<tr data-job="asked">.*?</tr>', dom)
+        check(asked_row is not None and '<td class="next">on demand</td>' in asked_row.group(0),
+              "the status page says asked runs on demand")
+        quitter_row = re.search(r'<tr data-job="quitter">.*?</tr>', dom)
+        check(quitter_row is not None and "gave up (1 failure)" in quitter_row.group(0)
+              and "jobctl job run-now quitter retries it" in quitter_row.group(0),
+              "the status page says quitter gave up, and how to retry it")
+        check("2262" not in dom, "the status page shows no time for jobs due at none")
         if backend == "postgres":
             shot = os.path.join(OUTPUT, "status-page.png")
             subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                             "--window-size=1100,760", f"--screenshot={shot}", f"http://127.0.0.1:{port}/"],
                            capture_output=True, timeout=120)
             check(os.path.exists(shot) and os.path.getsize(shot) > 10000, f"a screenshot of the status page at {shot}")
+
+        # Asked again, the job that gave up is due at a time: no longer gave up.
+        # Paused first, so that it stays so instead of failing again at once.
+        jobctl(url, "job", "pause", "quitter")
+        check(jobctl(url, "job", "run-now", "quitter", "--json")["due_state"] == "scheduled",
+              "run-now makes quitter due at a time again")
+        wait_until(lambda: value(metrics(port), "jobrepo_job_gave_up", job="quitter") == 0, 15,
+                   "jobrepo_job_gave_up{quitter} is 0 after run-now")
+        check(value(metrics(port), "jobrepo_job_next_run_timestamp_seconds", job="quitter") is not None,
+              "quitter has a next-run sample again")
+        dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                              f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=120).stdout
+        quitter_row = re.search(r'<tr data-job="quitter">.*?</tr>', dom)
+        check(quitter_row is not None and "gave up" not in quitter_row.group(0),
+              "the status page no longer says quitter gave up")
 
         if pg_dir is not None:
             # The database goes away: healthz says so within a few monitor
@@ -262,8 +305,9 @@ def scenario(work, url, backend, pg_dir=None):
     check(any(p["msg"].startswith(f"HTTP on http://127.0.0.1:{port}/") for p in parsed),
           "serve says where it listens (127.0.0.1 for a bare :PORT)")
     failed = [p for p in parsed if p.get("event") == "failed"]
-    check(failed and failed[0].get("job") == "broken" and failed[0].get("run"),
-          "the failure's line names its job and run")
+    check(any(p.get("job") == "broken" and p.get("run") for p in failed), "the failure's line names its job and run")
+    check(any(p.get("job") == "quitter" and p["msg"].endswith("with exit 5; attempt 1 of 1; gave up (run-now retries it)")
+              for p in failed), "the line of the last failure before giving up says so")
     output = [p for p in parsed if p.get("stream") == "stdout"]
     check(any(p["job"] == "export" and p["msg"] == "exporting" and p.get("run") for p in output),
           "a command's output line is tagged with its job and run")

@@ -104,6 +104,29 @@ TEST_CASE("every scheduler event kind has a name of its own") {
   CHECK(jobrepo::to_string(Kind::interrupted) == "interrupted");
 }
 
+TEST_CASE("due_state: a time makes a job due, or only a request: on demand, or after failures, gave up") {
+  using jobrepo::DueState;
+  const auto job = [](jobrepo::Timestamp next, std::int64_t failures, bool run_requested = false) {
+    jobrepo::Job j{.plugin_id = "p", .name = "j", .description = "d", .next_scheduled_run = next};
+    j.consecutive_failures = failures;
+    j.run_requested = run_requested;
+    return j;
+  };
+  const auto far = jobrepo::never - 1us;
+  CHECK(jobrepo::due_state(job(jobrepo::earliest_time, 0)) == DueState::scheduled);
+  CHECK(jobrepo::due_state(job(far, 0)) == DueState::scheduled);
+  CHECK(jobrepo::due_state(job(far, 7)) == DueState::scheduled);  // retrying after a back-off
+  CHECK(jobrepo::due_state(job(jobrepo::never, 0)) == DueState::on_demand);
+  CHECK(jobrepo::due_state(job(jobrepo::never, 1)) == DueState::gave_up);
+  CHECK(jobrepo::due_state(job(jobrepo::never, 3, true)) == DueState::gave_up);  // the request is its own field
+  // A time past `never` (SQL by hand, read back saturated) is no time either.
+  CHECK(jobrepo::due_state(job(jobrepo::timestamp_from_us(std::numeric_limits<std::int64_t>::max()), 0)) ==
+        DueState::on_demand);
+  CHECK(jobrepo::to_string(DueState::scheduled) == "scheduled");
+  CHECK(jobrepo::to_string(DueState::on_demand) == "on_demand");
+  CHECK(jobrepo::to_string(DueState::gave_up) == "gave_up");
+}
+
 TEST_CASE("Error keeps its code and native code, on one line") {
   const jobrepo::Error e(ErrorCode::busy, "run_jobs: server \"s1\":\nlocked\r\n", "sqlite 5");
   CHECK(e.code() == ErrorCode::busy);

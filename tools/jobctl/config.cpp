@@ -58,6 +58,11 @@ struct Reader {
     return s;
   }
 
+  bool flag(const json& value, const std::string& field) const {
+    if (!value.is_boolean()) fail(field, "must be true or false");
+    return value.get<bool>();
+  }
+
   microseconds duration(const json& value, const std::string& field, bool positive) const {
     if (!value.is_string()) fail(field, std::string("must be a duration string, ") + duration_hint);
     std::string problem;
@@ -125,12 +130,13 @@ void check_zone(const Reader& r, const std::string& field, const std::string& zo
   check_cron(r, field, "0 0 1 1 *", zone);
 }
 
-// "backoff": {"initial": "1s", "max": "5m", "multiplier": 2, "max_attempts": 5},
-// each field optional (the defaults of `base`), checked by the library's rule.
+// "backoff": {"initial": "1s", "max": "5m", "multiplier": 2, "max_attempts": 5,
+// "give_up": true}, each field optional (the defaults of `base`), checked by
+// the library's rule.
 jobrepo::BackoffOptions read_backoff(const Reader& r, const json& value, const std::string& where,
                                      jobrepo::BackoffOptions base) {
-  if (!value.is_object()) r.fail(where, "must be an object with initial, max, multiplier, max_attempts");
-  r.only(value, where, {"initial", "max", "multiplier", "max_attempts"});
+  if (!value.is_object()) r.fail(where, "must be an object with initial, max, multiplier, max_attempts, give_up");
+  r.only(value, where, {"initial", "max", "multiplier", "max_attempts", "give_up"});
   if (value.contains("initial")) base.initial = r.duration(value["initial"], where + ".initial", false);
   if (value.contains("max")) base.max = r.duration(value["max"], where + ".max", false);
   if (value.contains("multiplier")) {
@@ -145,6 +151,7 @@ jobrepo::BackoffOptions read_backoff(const Reader& r, const json& value, const s
     }
     base.max_attempts = static_cast<int>(attempts.get<std::int64_t>());
   }
+  if (value.contains("give_up")) base.give_up = r.flag(value["give_up"], where + ".give_up");
   if (const auto problem = jobrepo::backoff_problem(base, ""); !problem.empty()) r.fail(where, problem);
   return base;
 }
@@ -166,8 +173,8 @@ CommandJob read_job(const Reader& r, const json& item, const std::string& where,
   const std::string& time_zone = config.time_zone;
   if (!item.is_object()) r.fail(where, "must be an object");
   r.only(item, where,
-         {"name", "description", "command", "every", "cron", "time_zone", "misfire", "timeout", "working_directory",
-          "environment", "backoff", "on_failure"});
+         {"name", "description", "command", "every", "cron", "on_demand", "time_zone", "misfire", "timeout",
+          "working_directory", "environment", "backoff", "on_failure"});
   CommandJob job;
   job.backoff = config.backoff;
   job.on_failure = config.on_failure;
@@ -189,16 +196,23 @@ CommandJob read_job(const Reader& r, const json& item, const std::string& where,
   job.description = item.contains("description")
                         ? r.text(item["description"], where + ".description", jobrepo::TextKind::description)
                         : "runs " + job.command.front();
-  if (item.contains("every") == item.contains("cron")) {
-    r.fail(where, item.contains("every") ? "give \"every\" or \"cron\", not both"
-                                         : "needs \"every\" (a duration) or \"cron\" (a cron expression)");
+  if (item.contains("on_demand")) job.on_demand = r.flag(item["on_demand"], where + ".on_demand");
+  if (job.on_demand && (item.contains("every") || item.contains("cron"))) {
+    r.fail(where + ".on_demand", "an on-demand job has no \"every\" or \"cron\" (only run-now makes it due)");
   }
-  if (item.contains("every")) {
-    job.every = r.duration(item["every"], where + ".every", true);
+  if (!job.on_demand && item.contains("every") == item.contains("cron")) {
+    r.fail(where, item.contains("every") ? "give \"every\" or \"cron\", not both"
+                                         : "needs \"every\" (a duration) or \"cron\" (a cron expression), or "
+                                           "\"on_demand\": true");
+  }
+  if (!item.contains("cron")) {
     for (const char* field : {"time_zone", "misfire"}) {
       if (item.contains(field)) r.fail(where + "." + field, "applies to \"cron\" jobs only");
     }
-  } else {
+  }
+  if (item.contains("every")) {
+    job.every = r.duration(item["every"], where + ".every", true);
+  } else if (item.contains("cron")) {
     job.cron = r.plain(item["cron"], where + ".cron");
     job.time_zone = time_zone;
     if (item.contains("time_zone")) {
@@ -255,20 +269,24 @@ std::string_view to_string(CgroupsSetting setting) noexcept {
 std::string definition(const CommandJob& job) {
   json env = json::object();
   for (const auto& [key, value] : job.environment) env[key] = value;
-  const json d = {
-      {"name", job.name},
-      {"description", job.description},
-      {"command", job.command},
-      {"every", job.every.count()},
-      {"cron", job.cron},
-      {"time_zone", job.cron.empty() ? std::string() : job.time_zone},
-      {"misfire", std::string(jobrepo::to_string(job.misfire))},
-      {"timeout", job.timeout.count()},
-      {"working_directory", job.working_directory},
-      {"environment", env},
-      {"backoff",
-       {job.backoff.initial.count(), job.backoff.max.count(), job.backoff.multiplier, job.backoff.max_attempts}},
-      {"on_failure", job.on_failure}};
+  json d = {{"name", job.name},
+            {"description", job.description},
+            {"command", job.command},
+            {"every", job.every.count()},
+            {"cron", job.cron},
+            {"time_zone", job.cron.empty() ? std::string() : job.time_zone},
+            {"misfire", std::string(jobrepo::to_string(job.misfire))},
+            {"timeout", job.timeout.count()},
+            {"working_directory", job.working_directory},
+            {"environment", env},
+            {"backoff",
+             {job.backoff.initial.count(), job.backoff.max.count(), job.backoff.multiplier, job.backoff.max_attempts}},
+            {"on_failure", job.on_failure}};
+  // Fields that came later are written only when set, so that the
+  // definitions (and fingerprints) of jobs that do not use them stay as
+  // servers of the version before wrote them: no drift in a rolling upgrade.
+  if (job.backoff.give_up) d["backoff"].push_back("give_up");
+  if (job.on_demand) d["on_demand"] = true;
   return d.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -276,7 +294,10 @@ jobrepo::RegisterJobOptions register_options(const CommandJob& job) {
   jobrepo::RegisterJobOptions options{.next_run_in = microseconds(0), .timeout = job.timeout};
   options.backoff = job.backoff;
   options.definition = definition(job);
-  if (job.cron.empty()) {
+  if (job.on_demand) {
+    options.on_demand = true;
+    options.schedule_text = "on demand";
+  } else if (job.cron.empty()) {
     options.schedule_text = "every " + format_duration(job.every);
     options.every = job.every;
   } else {

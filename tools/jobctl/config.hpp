@@ -25,10 +25,12 @@ struct CommandJob {
   std::string name;
   std::string description;
   std::vector<std::string> command;  // argv; no shell unless the user writes one
-  // Exactly one of: `every` (from the end of a successful run) or `cron` (a
-  // calendar schedule in `time_zone`, with `misfire`).
+  // Exactly one of: `every` (from the end of a successful run), `cron` (a
+  // calendar schedule in `time_zone`, with `misfire`) or `on_demand` (only
+  // run-now makes it due).
   std::chrono::microseconds every{0};
   std::string cron;
+  bool on_demand = false;
   std::string time_zone;  // of cron: the job's own, else the config's, else UTC
   jobrepo::Misfire misfire = jobrepo::Misfire::run_once;
   std::chrono::microseconds timeout{0};  // 0: none

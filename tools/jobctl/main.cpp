@@ -112,13 +112,20 @@ std::string servers_text(const JobView& v) {
   return text;
 }
 
+// NEXT RUN of jobctl jobs: what makes the job due when no time does, "-"
+// while paused, else when.
+std::string next_run_cell(const jobrepo::Job& j, jobrepo::Timestamp now) {
+  if (auto words = due_text(j); !words.empty()) return words;
+  return j.paused ? "-" : when(j.next_scheduled_run, now);
+}
+
 void print_jobs(const std::vector<JobView>& views) {
   const auto now = jobrepo::Clock::now();
   std::vector<std::vector<std::string>> rows;
   for (const auto& v : views) {
     const auto& j = v.job;
-    rows.push_back({j.name, state_text(v), j.paused ? "-" : when(j.next_scheduled_run, now), last_text(j, now),
-                    servers_text(v), j.schedule.empty() ? "-" : j.schedule});
+    rows.push_back({j.name, state_text(v), next_run_cell(j, now), last_text(j, now), servers_text(v),
+                    j.schedule.empty() ? "-" : j.schedule});
   }
   print_table({"NAME", "STATE", "NEXT RUN", "LAST RUN", "SERVERS", "SCHEDULE"}, rows);
 }
@@ -137,6 +144,18 @@ void print_runs(const std::vector<jobrepo::Run>& runs) {
   print_table({"RUN", "JOB", "STATUS", "SERVER", "PROGRESS", "STARTED", "DURATION", "ARGUMENTS", "MESSAGE"}, rows);
 }
 
+// "next run:" of a job: when, or what makes it due when no time does, with
+// the command that makes it due now.
+std::string next_run_line(const jobrepo::Job& j, jobrepo::Timestamp now) {
+  if (j.run_requested) return "as soon as its running run ends (run requested)";
+  switch (jobrepo::due_state(j)) {
+    case jobrepo::DueState::scheduled: break;
+    case jobrepo::DueState::on_demand: return due_text(j) + " (jobctl job run-now " + j.name + ")";
+    case jobrepo::DueState::gave_up: return due_text(j) + "; jobctl job run-now " + j.name + " retries it";
+  }
+  return when(j.next_scheduled_run, now);
+}
+
 void print_job(const jobrepo::Job& j) {
   const auto now = jobrepo::Clock::now();
   std::cout << "name:         " << j.name << "\n"
@@ -144,10 +163,7 @@ void print_job(const jobrepo::Job& j) {
             << "description:  " << j.description << "\n"
             << "schedule:     " << (j.schedule.empty() ? "-" : j.schedule) << "\n"
             << "paused:       " << (j.paused ? "yes (jobctl job resume " + j.name + ")" : std::string("no")) << "\n"
-            << "next run:     "
-            << (j.run_requested ? std::string("as soon as its running run ends (run requested)")
-                                : when(j.next_scheduled_run, now))
-            << "\n"
+            << "next run:     " << next_run_line(j, now) << "\n"
             << "last run:     " << last_text(j, now) << "\n";
   if (j.last_success_time) std::cout << "last success: " << when(*j.last_success_time, now) << "\n";
   if (j.requested_payload) std::cout << "arguments:    " << one_line(*j.requested_payload) << " (for its next run)\n";

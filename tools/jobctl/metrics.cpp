@@ -138,14 +138,21 @@ std::string prometheus_text(const Metrics::Values& values, const std::vector<std
     out.append("jobrepo_job_last_success_timestamp_seconds{job=\"" + label(job.name) + "\"} " +
                number(seconds_since_epoch(*job.last_success)) + "\n");
   }
-  header("jobrepo_job_next_run_timestamp_seconds", "gauge", "When the job is due next (Unix time; from the store).");
+  header("jobrepo_job_next_run_timestamp_seconds", "gauge",
+         "When the job is due next (Unix time; from the store); none when no time makes it due.");
   for (const auto& job : cluster) {
+    if (!job.next_run) continue;
     out.append("jobrepo_job_next_run_timestamp_seconds{job=\"" + label(job.name) + "\"} " +
-               number(seconds_since_epoch(job.next_run)) + "\n");
+               number(seconds_since_epoch(*job.next_run)) + "\n");
   }
   header("jobrepo_job_paused", "gauge", "1 when the job is paused (from the store).");
   for (const auto& job : cluster) {
     out.append("jobrepo_job_paused{job=\"" + label(job.name) + "\"} " + (job.paused ? "1" : "0") + "\n");
+  }
+  header("jobrepo_job_gave_up", "gauge",
+         "1 when the job failed and nothing retries it until run-now asks (from the store).");
+  for (const auto& job : cluster) {
+    out.append("jobrepo_job_gave_up{job=\"" + label(job.name) + "\"} " + (job.gave_up ? "1" : "0") + "\n");
   }
 
   header("jobrepo_claims_total", "counter", "Runs this server claimed.");

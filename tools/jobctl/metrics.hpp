@@ -57,7 +57,8 @@ struct ClusterJob {
   std::string name;
   bool paused = false;
   std::optional<jobrepo::Timestamp> last_success;
-  jobrepo::Timestamp next_run{};
+  std::optional<jobrepo::Timestamp> next_run;  // empty when no time makes it due
+  bool gave_up = false;                        // jobrepo::DueState::gave_up
 };
 
 // The Prometheus text exposition (version 0.0.4) of `values`, the jobs

@@ -103,8 +103,11 @@ std::string StatusBoard::metrics_text() const {
       for (const auto& run : scheduler_->executing()) running.push_back(run.job_name);
     }
     for (const auto& view : snapshot_.jobs) {
+      const auto due = jobrepo::due_state(view.job);
       cluster.push_back(
-          ClusterJob{view.job.name, view.job.paused, view.job.last_success_time, view.job.next_scheduled_run});
+          ClusterJob{view.job.name, view.job.paused, view.job.last_success_time,
+                     due == jobrepo::DueState::scheduled ? std::optional(view.job.next_scheduled_run) : std::nullopt,
+                     due == jobrepo::DueState::gave_up});
     }
   }
   return prometheus_text(metrics_.values(), registered, running, cluster);
@@ -196,15 +199,27 @@ std::string StatusBoard::page_html() const {
         last += "<br><span class=bad>" + std::to_string(j.consecutive_failures) + " failures in a row</span>";
       }
     }
+    // Next run: what makes it due when no time does (as jobctl jobs says
+    // it), "paused", after its running run, or when.
+    std::string next;
+    switch (jobrepo::due_state(j)) {
+      case jobrepo::DueState::on_demand: next = html(due_text(j)); break;
+      case jobrepo::DueState::gave_up:
+        next = "<span class=bad>" + html(due_text(j)) + "</span><br><span class=dim>jobctl job run-now " +
+               html(j.name) + " retries it</span>";
+        break;
+      case jobrepo::DueState::scheduled:
+        next = j.paused ? "<span class=dim>paused</span>"
+                        : (j.run_requested ? "after its running run" : when_html(j.next_scheduled_run, now));
+        break;
+    }
     std::string servers;
     for (const auto* s : view.live()) servers += (servers.empty() ? "" : ", ") + html(s->server_id);
     if (view.unserved()) servers = "<span class=bad>no live server</span>";
     if (view.drifted()) servers += " <span class=warn>definitions differ</span>";
     out += "<tr data-job=\"" + html(j.name) + "\"><td><b>" + html(j.name) + "</b><br><span class=dim>" +
            html(j.description) + "</span></td><td>" + state + "</td><td>" +
-           (j.schedule.empty() ? "<span class=dim>-</span>" : html(j.schedule)) + "</td><td>" +
-           (j.paused ? "<span class=dim>paused</span>"
-                     : (j.run_requested ? "after its running run" : when_html(j.next_scheduled_run, now))) +
+           (j.schedule.empty() ? "<span class=dim>-</span>" : html(j.schedule)) + "</td><td class=next>" + next +
            "</td><td>" + last + "</td><td>" + servers + "</td></tr>";
   }
   out += "</table></div>";

@@ -22,11 +22,24 @@ json or_null(const std::optional<T>& value) {
 
 }  // namespace
 
+std::string due_text(const jobrepo::Job& job) {
+  switch (jobrepo::due_state(job)) {
+    case jobrepo::DueState::scheduled: return {};
+    case jobrepo::DueState::on_demand: return "on demand";
+    case jobrepo::DueState::gave_up:
+      return "gave up (" + std::to_string(job.consecutive_failures) +
+             (job.consecutive_failures == 1 ? " failure)" : " failures)");
+  }
+  return {};
+}
+
 json to_json(const jobrepo::Job& job) {
+  const auto due = jobrepo::due_state(job);
   return {{"plugin_id", job.plugin_id},
           {"name", job.name},
           {"description", job.description},
-          {"next_scheduled_run", iso_utc(job.next_scheduled_run)},
+          {"next_scheduled_run", due == jobrepo::DueState::scheduled ? json(iso_utc(job.next_scheduled_run)) : json()},
+          {"due_state", std::string(jobrepo::to_string(due))},
           {"schedule", job.schedule},
           {"paused", job.paused},
           {"run_requested", job.run_requested},

@@ -17,6 +17,13 @@ namespace jobctl {
 // aborting.
 std::string json_text(const nlohmann::json& value);
 
+// The words jobctl shows instead of a next-run time when no time makes the
+// job due (jobrepo::due_state): "on demand", "gave up (3 failures)"; empty
+// for a scheduled job. One text for jobctl jobs, job show and the status page.
+std::string due_text(const jobrepo::Job& job);
+
+// A job as JSON: next_scheduled_run is null when no time makes it due, and
+// due_state says why ("scheduled", "on_demand", "gave_up").
 nlohmann::json to_json(const jobrepo::Job& job);
 nlohmann::json to_json(const jobrepo::Run& run);
 

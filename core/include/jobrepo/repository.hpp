@@ -63,6 +63,22 @@ inline constexpr Timestamp latest_time{std::chrono::sys_days{std::chrono::year{2
 // (next_run_in, retry_in) means it: the job is due `never`.
 inline constexpr Timestamp never = latest_time;
 
+// What makes a job due, read from its row alone, for people and monitoring
+// (jobctl jobs, the status page, metrics):
+// - scheduled: a time (next_scheduled_run is before `never`);
+// - on_demand: no time, only a request (run_now): due `never`, with no
+//   failure since its last completed run (RegisterJobOptions::on_demand, a
+//   handler that answered microseconds::max());
+// - gave_up: no time, and it failed: due `never` with consecutive_failures
+//   above 0 (BackoffOptions::give_up after max_attempts failures in a row),
+//   so nothing retries it until run_now asks.
+// A run_requested job is due when its running run ends, whatever this says.
+enum class DueState { scheduled, on_demand, gave_up };
+
+DueState due_state(const Job& job) noexcept;
+// "scheduled", "on_demand" or "gave_up".
+std::string_view to_string(DueState state) noexcept;
+
 struct RepositoryOptions {
   std::string plugin_id = std::string(default_plugin_id);  // 1-127 characters (text.hpp)
   int default_limit = 10000;  // list_jobs limit when the call gives none; 0: 10000, negative: unlimited

@@ -131,8 +131,9 @@ struct BackoffOptions {
   // starts a new round of retries. 0: no limit.
   int max_attempts = 0;
   // After max_attempts failed attempts in a row, the job gives up: it is
-  // due `never` (repository.hpp) until run_now asks again (an operator,
-  // the API), which starts a new round. An on-demand job always gives up.
+  // due `never` (repository.hpp; jobrepo::due_state says DueState::gave_up)
+  // until run_now asks again (an operator, the API), which starts a new
+  // round. Needs max_attempts > 0. An on-demand job always gives up.
   bool give_up = false;
 };
 
@@ -169,7 +170,11 @@ struct RegisterJobOptions {
   // The job runs only when asked (run_now, jobctl job run-now): it is due
   // `never` otherwise, after every run too (a failed one is retried after
   // the back-off until max_attempts, then it gives up). Not with a calendar
-  // schedule or `every`; the handler's answer is ignored.
+  // schedule or `every`; the handler's answer is ignored. A job registered
+  // under another schedule (Job::schedule) than its stored one is due at
+  // that schedule's first time: on demand, `never`; a calendar schedule, its
+  // next fire time; otherwise, when it was due `never` (on demand, or given
+  // up), next_run_in from now.
   bool on_demand = false;
 };
 
@@ -292,7 +297,8 @@ std::string scheduler_options_problem(const SchedulerOptions& options);
 
 // Why `backoff` cannot be used, in one line naming the setting (after
 // `prefix`, e.g. "backoff."), or empty: initial <= max <= 100 years, 1 <=
-// multiplier <= 1000, 0 <= jitter < 1, max_attempts >= 0.
+// multiplier <= 1000, 0 <= jitter < 1, max_attempts >= 0, and give_up only
+// with max_attempts > 0.
 std::string backoff_problem(const BackoffOptions& backoff, std::string_view prefix = "backoff.");
 
 // Where a Scheduler is in its life (see Scheduler, "Lifecycle").

@@ -150,6 +150,10 @@ std::string backoff_problem(const BackoffOptions& b, std::string_view prefix) {
   }
   if (!(b.jitter >= 0.0 && b.jitter < 1.0)) return p + "jitter " + std::to_string(b.jitter) + " is not in [0, 1)";
   if (b.max_attempts < 0) return p + "max_attempts " + std::to_string(b.max_attempts) + " is negative";
+  // Without a limit there is no last attempt to give up after.
+  if (b.give_up && b.max_attempts == 0) {
+    return p + "give_up needs max_attempts (the failures in a row after which the job gives up)";
+  }
   return {};
 }
 

@@ -234,7 +234,14 @@ void Scheduler::register_job(std::shared_ptr<JobHandler> handler, RegisterJobOpt
       repo.ensure_job(name, handler->description(), job);
       if (existing && existing->schedule != job.schedule) repo.update_job_next_run(name, *job.next_run_at);
     } else {
+      // A job due `never` that was scheduled otherwise until now (on demand,
+      // or given up under another schedule) is due as a new job would be;
+      // one whose handler said "never" under this same schedule stays so.
+      const auto existing = repo.lookup_job(name);
       repo.ensure_job(name, handler->description(), job);
+      if (existing && existing->schedule != job.schedule && existing->next_scheduled_run >= never) {
+        repo.update_job_next_run(name, options.next_run_in);
+      }
     }
   } catch (const Error& e) {
     throw for_operation(e, "register_job");

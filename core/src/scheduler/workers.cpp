@@ -109,6 +109,9 @@ std::optional<Scheduler::State::Outcome> Scheduler::State::execute(const std::sh
     const auto retry =
         scheduling::plan_retry(timing, local->run().attempt, claimed, database_now, spread(timing.backoff));
     set_next(update, retry.next);
+    // A job due `never` (it gave up, or its regular time is never) is due in
+    // no duration worth showing.
+    if (retry.next.at && *retry.next.at >= never) return outcome(message + note + "; " + retry.how);
     return outcome(message + note + "; " + (retry.how == "retry" ? "retry" : retry.how + ",") + " in " +
                    duration_text(retry.delay));
   };

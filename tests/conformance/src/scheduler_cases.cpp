@@ -672,11 +672,13 @@ TEST_CASE(
                          {.backoff = backoff, .on_demand = true});
   CHECK(m.repo.lookup_job("asked")->next_scheduled_run == never);
   CHECK(m.repo.lookup_job("asked")->schedule == "on demand");
+  CHECK(due_state(*m.repo.lookup_job("asked")) == DueState::on_demand);
   scheduler.start();
   m.settle();
   CHECK(never_runs == 1);
   CHECK(asked_runs == 0);
   CHECK(m.repo.lookup_job("once-ever")->next_scheduled_run == never);
+  CHECK(due_state(*m.repo.lookup_job("once-ever")) == DueState::on_demand);
   scheduler.run_now("asked");
   m.settle();
   CHECK(asked_runs == 1);
@@ -685,13 +687,62 @@ TEST_CASE(
   const auto job = *m.repo.lookup_job("asked");
   CHECK(job.next_scheduled_run == never);
   CHECK(job.consecutive_failures == 2);
+  CHECK(due_state(job) == DueState::gave_up);
   m.advance(24h);
   CHECK(asked_runs == 2);
-  CHECK(m.recorder.of(SchedulerEvent::Kind::failed, "asked").back().detail.find("gave up") != std::string::npos);
+  CHECK(m.recorder.of(SchedulerEvent::Kind::failed, "asked").back().detail ==
+        "exit 1; attempt 2 of 2; gave up (run-now retries it)");
   scheduler.run_now("asked");  // asked again: a new round
   m.settle();
   CHECK(asked_runs == 3);
   CHECK(m.repo.lookup_job("asked")->next_scheduled_run == m.at(24h + 1s + 1s));
+  CHECK(due_state(*m.repo.lookup_job("asked")) == DueState::scheduled);  // retrying
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE(
+    "scheduler on a manual clock: a job on demand until now, registered with an interval, is due at once; one whose "
+    "handler said never stays so",
+    "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  std::atomic<int> runs{0}, once_runs{0};
+  const auto report = [&] {
+    return make_job("report", "d", [&](JobContext&) {
+      ++runs;
+      return answer(1h);
+    });
+  };
+  const auto once_ever = [&] {
+    return make_job("once-ever", "d", [&](JobContext&) {
+      ++once_runs;
+      return std::chrono::microseconds::max();
+    });
+  };
+  {
+    Scheduler scheduler("s1", *m.store, m.options());
+    scheduler.register_job(report(), {.on_demand = true});
+    scheduler.register_job(once_ever(), {.schedule_text = "once"});
+    scheduler.start();
+    m.settle();
+    CHECK(runs == 0);
+    CHECK(once_runs == 1);
+    CHECK(scheduler.stop());
+  }
+  // The servers restart with report on an interval now; once-ever as before.
+  Scheduler scheduler("s1", *m.store, m.options());
+  scheduler.register_job(report(), {.schedule_text = "every 1h", .every = 1h});
+  scheduler.register_job(once_ever(), {.schedule_text = "once"});
+  CHECK(m.repo.lookup_job("report")->next_scheduled_run == m.at(0s));
+  CHECK(due_state(*m.repo.lookup_job("report")) == DueState::scheduled);
+  CHECK(m.repo.lookup_job("once-ever")->next_scheduled_run == never);
+  scheduler.start();
+  m.settle();
+  CHECK(runs == 1);
+  CHECK(once_runs == 1);
+  CHECK(m.repo.lookup_job("report")->next_scheduled_run == m.at(1h));
+  // Registered again as it is now: nothing moves.
+  scheduler.register_job(report(), {.schedule_text = "every 1h", .replace = true, .every = 1h});
+  CHECK(m.repo.lookup_job("report")->next_scheduled_run == m.at(1h));
   CHECK(scheduler.stop());
 }
 
