@@ -1,3 +1,5 @@
+#include "scheduler/policy.hpp"
+
 #include <jobrepo/error.hpp>
 #include <jobrepo/testing.hpp>
 #include <jobrepo/text.hpp>
@@ -6,12 +8,6 @@
 #include <utility>
 
 namespace jobrepo {
-
-namespace {
-
-std::string micros(std::chrono::microseconds d) { return std::to_string(d.count()) + " us"; }
-
-}  // namespace
 
 FakeJobContext::FakeJobContext(std::string job_name, std::string run_id)
     : job_name_(std::move(job_name)), run_id_(std::move(run_id)) {}
@@ -34,7 +30,7 @@ CancelReason FakeJobContext::cancel_reason() const {
 bool FakeJobContext::sleep_for(std::chrono::microseconds duration) const {
   if (duration.count() < 0) {
     throw Error(ErrorCode::invalid_parameter,
-                "sleep_for: run \"" + run_id_ + "\": duration " + micros(duration) + " is negative");
+                "sleep_for: run \"" + run_id_ + "\": duration " + scheduling::duration_text(duration) + " is negative");
   }
   const std::lock_guard lock(mutex_);
   if (reason_ != CancelReason::none) return false;
@@ -80,7 +76,7 @@ void FakeJobContext::cancel_locked(CancelReason reason) const {
 void FakeJobContext::cancel_after(std::chrono::microseconds after, CancelReason reason) {
   if (after.count() < 0 || reason == CancelReason::none) {
     throw Error(ErrorCode::invalid_parameter, "cancel_after: run \"" + run_id_ + "\": needs a duration >= 0 (got " +
-                                                  micros(after) + ") and a reason other than none");
+                                                  scheduling::duration_text(after) + ") and a reason other than none");
   }
   const std::lock_guard lock(mutex_);
   cancel_after_ = after;

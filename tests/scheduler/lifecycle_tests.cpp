@@ -1,29 +1,20 @@
-// The Scheduler on a ManualRuntime: time moves only when a test says so
-// (advance), and the test waits until the scheduler has done what that time
-// asks for (settle). The store is SQLite in memory whose clock is the
-// runtime's wall clock (Store::set_time_source), so every time is exact: no
-// test here sleeps, and no assertion is a range.
-#include "error_of.hpp"
+// The Scheduler's lifecycle (scheduler.hpp, "Lifecycle") on a ManualRuntime:
+// concurrent and repeated start() and stop(), and a stop() during start()'s
+// wait for a lease. The store is SQLite in memory whose clock is the
+// runtime's (Store::set_time_source); nothing here sleeps for time to pass.
+// The Scheduler's behaviour on a manual clock is in the conformance suite
+// (tests/conformance/src/scheduler_cases.cpp).
 #include "support.hpp"
 
 #include <jobrepo/jobrepo.hpp>
 
 #include <catch2/catch.hpp>
 
-#include <algorithm>
-#include <array>
 #include <atomic>
-#include <condition_variable>
-#include <map>
-#include <mutex>
-#include <string>
 #include <thread>
-#include <utility>
 #include <vector>
 
 using namespace std::chrono_literals;
-using jobrepo::CancelReason;
-using jobrepo::ErrorCode;
 using jobrepo::SchedulerEvent;
 using jobrepo::Status;
 using jobrepo::test::scheduler::Recorder;
@@ -37,20 +28,10 @@ struct Manual {
   jobrepo::Repository repo =
       (store->set_time_source([this] { return runtime.wall_now(); }), store->migrate(), jobrepo::Repository(*store));
   Recorder recorder;
-  const jobrepo::Timestamp start = runtime.wall_now();
 
-  // Threshold 4 s, monitor 1 s: fenced 3 s after the last good heartbeat.
   jobrepo::SchedulerOptions options() {
-    jobrepo::SchedulerOptions o;
+    auto o = jobrepo::test::scheduler::fast_options(recorder);
     o.runtime = &runtime;
-    o.worker_threads = 2;
-    o.claim_interval = 1s;
-    o.monitor_interval = 1s;
-    o.interrupt_threshold = 4s;
-    o.stop_timeout = 5s;
-    o.backoff.initial = 200ms;
-    o.backoff.jitter = 0.0;
-    o.on_event = recorder.callback();
     // A test that moves time too far at once must fail, not end the test
     // program (the watchdog has a test of its own, edge_tests.cpp).
     o.fence_overrun = jobrepo::FenceOverrun::report;
@@ -58,21 +39,6 @@ struct Manual {
   }
   void settle() { REQUIRE(runtime.settle()); }
   void advance(std::chrono::microseconds by) { REQUIRE(runtime.advance_and_settle(by)); }
-  // Moves time in steps of at most `step`, settling after each (so that
-  // each monitor round and fence check happens at its time).
-  void advance_in_steps(std::chrono::microseconds by, std::chrono::microseconds step = 100ms) {
-    while (by.count() > 0) {
-      const auto now = std::min(by, step);
-      advance(now);
-      by -= now;
-    }
-  }
-  jobrepo::Timestamp at(std::chrono::microseconds since_start) const { return start + since_start; }
-  std::vector<jobrepo::Run> runs(const std::string& job) {
-    auto all = repo.list_runs({.job_name = job, .limit = -1});
-    std::reverse(all.begin(), all.end());  // oldest first
-    return all;
-  }
 };
 
 std::chrono::microseconds answer(std::chrono::microseconds d) { return d; }

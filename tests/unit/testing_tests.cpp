@@ -1,6 +1,8 @@
 // FakeJobContext (testing.hpp): a job's code run by a unit test sees what a
 // scheduler would give it (cancellation, its reason, progress rules), and
 // the test sees what the code did, without time passing.
+#include "error_of.hpp"
+
 #include <jobrepo/error.hpp>
 #include <jobrepo/testing.hpp>
 #include <jobrepo/text.hpp>
@@ -9,13 +11,14 @@
 
 #include <atomic>
 #include <chrono>
-#include <functional>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
+
+using jobrepo::test::code_of;
 
 namespace {
 
@@ -28,15 +31,6 @@ std::chrono::microseconds minute_steps(jobrepo::JobContext& ctx, int steps) {
   }
   ctx.report_progress(steps, steps);
   return 1h;
-}
-
-std::optional<jobrepo::ErrorCode> code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const jobrepo::Error& e) {
-    return e.code();
-  }
-  return std::nullopt;
 }
 
 }  // namespace
