@@ -134,12 +134,13 @@ void Scheduler::State::skip_missed(Repository& repo) {
 // Reads the due times of the jobs registered here.
 void Scheduler::State::scan_jobs(Repository& repo) {
   const auto jobs = registered();
+  const auto mark = known_due.mark();
   const auto now = database_clock.now();
   std::vector<Timestamp> due;
   for (const auto& job : repo.list_jobs({.limit = -1})) {
     if (jobs.count(job.name) != 0 && job.next_scheduled_run > now) due.push_back(job.next_scheduled_run);
   }
-  known_due.replace(std::move(due));
+  known_due.replace(std::move(due), mark);
 }
 
 // Runs of jobs not registered here, which no claim should return (the

@@ -215,19 +215,28 @@ Timestamp DatabaseClock::now() const {
 
 // --- DueTimes -------------------------------------------------------------
 
-void DueTimes::replace(std::vector<Timestamp> times) {
+std::uint64_t DueTimes::mark() {
   const std::lock_guard lock(mutex_);
+  return added_;
+}
+
+void DueTimes::replace(std::vector<Timestamp> times, std::uint64_t mark) {
+  const std::lock_guard lock(mutex_);
+  std::erase_if(since_read_, [&](const auto& added) { return added.first <= mark; });
+  for (const auto& added : since_read_) times.push_back(added.second);
   times_ = decltype(times_)(std::greater<>(), std::move(times));
 }
 
 void DueTimes::add(Timestamp due) {
   const std::lock_guard lock(mutex_);
   times_.push(due);
+  since_read_.emplace_back(++added_, due);
 }
 
 std::optional<Timestamp> DueTimes::next(Timestamp now) {
   const std::lock_guard lock(mutex_);
   while (!times_.empty() && times_.top() <= now) times_.pop();
+  std::erase_if(since_read_, [&](const auto& added) { return added.second <= now; });
   if (times_.empty()) return std::nullopt;
   return times_.top();
 }
@@ -235,6 +244,7 @@ std::optional<Timestamp> DueTimes::next(Timestamp now) {
 void DueTimes::clear() {
   const std::lock_guard lock(mutex_);
   times_ = {};
+  since_read_.clear();
 }
 
 }  // namespace jobrepo::scheduling

@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
@@ -34,6 +35,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace jobrepo {
@@ -167,10 +169,14 @@ class DatabaseClock {
 };
 
 // Future due times of jobs registered here (from the last read of the jobs
-// and from this server's own outcomes), earliest on top.
+// and from this server's own outcomes), earliest on top. A read of the jobs
+// races with the outcomes stored meanwhile: it takes a mark() before it
+// reads, and its replace() keeps the times added after that mark (an
+// outcome stored after the read began may be missing from what it read).
 class DueTimes {
  public:
-  void replace(std::vector<Timestamp> times);
+  std::uint64_t mark();
+  void replace(std::vector<Timestamp> times, std::uint64_t mark);
   void add(Timestamp due);
   // The earliest still to come after `now` (older ones are dropped).
   std::optional<Timestamp> next(Timestamp now);
@@ -179,6 +185,8 @@ class DueTimes {
  private:
   std::mutex mutex_;
   std::priority_queue<Timestamp, std::vector<Timestamp>, std::greater<>> times_;
+  std::uint64_t added_ = 0;                                      // add() calls so far
+  std::vector<std::pair<std::uint64_t, Timestamp>> since_read_;  // add()s since the last replace(), numbered
 };
 
 }  // namespace scheduling

@@ -216,6 +216,44 @@ TEST_CASE("scheduler on a manual clock: back-off after failures is exact: 200, 4
   CHECK(scheduler.stop());
 }
 
+// The claimer's scan of the jobs (list_jobs) and the writer's storing of an
+// outcome race: a scan that read the job before the outcome was stored, and
+// returned after the writer had noted the job's next due time, must not make
+// the scheduler forget that time (the job ran at the next scan, a
+// claim_interval late, instead of at its back-off).
+TEST_CASE("scheduler on a manual clock: a scan of the jobs that overlaps an outcome's write keeps the job's due time",
+          "[conformance][scheduler][manual-clock]") {
+  JR_MANUAL(m);
+  struct SlowScan : StoreWrapper {
+    SlowScan(Store& target, Recorder& events) : StoreWrapper(target), recorder(events) {}
+    Recorder& recorder;
+    std::vector<Job> list_jobs(const JobQuery& query) override {
+      auto jobs = StoreWrapper::list_jobs(query);
+      // Returns once the writer has stored the failure (its event comes
+      // just before it notes the due time), and a moment after.
+      if (wait_until([&] { return recorder.count(SchedulerEvent::Kind::failed, "flaky") > 0; }, 5s)) {
+        std::this_thread::sleep_for(50ms);
+      }
+      return jobs;
+    }
+  } store(*m.store, m.recorder);
+  Scheduler scheduler("s1", store, m.options());
+  std::atomic<int> calls{0};
+  scheduler.register_job(make_job("flaky", "d", [&](JobContext&) -> std::chrono::microseconds {
+    if (++calls == 1) throw std::runtime_error("exit 1");
+    return 1h;
+  }));
+  scheduler.start();
+  m.settle();
+  REQUIRE(calls == 1);
+  REQUIRE(m.recorder.count(SchedulerEvent::Kind::failed, "flaky") == 1);
+  m.advance(199ms);
+  CHECK(calls == 1);
+  m.advance(1ms);
+  CHECK(calls == 2);  // at its back-off, 200 ms, not at the next scan (1 s)
+  CHECK(scheduler.stop());
+}
+
 TEST_CASE("scheduler on a manual clock: a job's timeout cancels its handler at the exact deadline; the run fails then",
           "[conformance][scheduler][manual-clock]") {
   JR_MANUAL(m);
