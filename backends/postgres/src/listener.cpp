@@ -12,11 +12,7 @@
 
 namespace jobrepo::postgres_backend {
 
-namespace {
-
 void ignore_notice(void*, const char*) {}
-
-}  // namespace
 
 DueListener::DueListener(std::string conninfo, const DueNotifier& notifier, std::chrono::milliseconds max_backoff)
     : conninfo_(std::move(conninfo)), notifier_(notifier), max_backoff_(max_backoff) {

@@ -10,6 +10,10 @@
 
 namespace jobrepo::postgres_backend {
 
+// A libpq notice processor (PQsetNoticeProcessor) that discards the server's
+// NOTICE messages, which libpq would print to stderr.
+void ignore_notice(void*, const char*);
+
 // The channel the store NOTIFYs (payload: the plugin id) in the transaction
 // of each change that may make jobs due.
 inline constexpr const char* due_channel = "jobrepo_due";

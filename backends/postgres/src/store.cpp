@@ -368,9 +368,6 @@ void exec_native(Connection& connection, const std::string& text) {
   PQclear(result);
 }
 
-// Discards the server's NOTICE messages (libpq prints them to stderr).
-void ignore_notice(void*, const char*) {}
-
 // The URL rewritten as an equivalent libpq URI whose values are all
 // percent-encoded query parameters: SOCI splits its connect string at spaces
 // and '=' before handing it to libpq, which mangles quoted keyword values and

@@ -16,14 +16,6 @@ void link_control_cases() {}
 
 namespace {
 
-// The running run of a new job `name`, claimed by `server`.
-Run claimed(Repository& repo, const std::string& name, const std::string& server = "s1") {
-  if (!repo.lookup_job(name)) repo.create_job(name, "d");
-  auto runs = repo.run_jobs(server, {.only_jobs = std::vector<std::string>{name}});
-  REQUIRE(runs.size() == 1);
-  return runs.front();
-}
-
 Job job(Repository& repo, const std::string& name) {
   auto found = repo.lookup_job(name);
   REQUIRE(found.has_value());

@@ -11,14 +11,6 @@ void link_run_cases() {}
 
 namespace {
 
-// A job named `name`, claimed now by `server`: its running run.
-Run claimed(Repository& repo, const std::string& name, const std::string& server = "s1") {
-  repo.create_job(name, "d");
-  auto runs = repo.run_jobs(server, {.only_jobs = std::vector<std::string>{name}});
-  REQUIRE(runs.size() == 1);
-  return runs.front();
-}
-
 std::vector<std::string> job_names(const std::vector<Run>& runs) {
   std::vector<std::string> names;
   for (const auto& run : runs) names.push_back(run.job_name);

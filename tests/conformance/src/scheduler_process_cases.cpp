@@ -37,8 +37,6 @@ namespace {
 
 using Steady = std::chrono::steady_clock;
 
-bool exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
-
 // Why these cases cannot run against the harness, or empty.
 std::string no_processes(const Fixture& f) {
   if (!capabilities().shares_across_processes) return "the harness's databases cannot be shared across processes";

@@ -71,6 +71,9 @@ struct Fixture {
   Repository other_plugin(const std::string& plugin_id = "pi_other") { return Repository(store, {plugin_id}); }
 };
 
+// The running run of job `name` (created when missing), claimed now by `server`.
+Run claimed(Repository& repo, const std::string& name, const std::string& server = "s1");
+
 // The jobrepo::Error `call` throws, or empty when it throws none.
 std::optional<Error> error_of(const std::function<void()>& call);
 

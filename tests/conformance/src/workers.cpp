@@ -90,9 +90,9 @@ ClaimLog run_claimers(Store& store, const WorkerPlan& plan) {
   return all;
 }
 
-namespace {
-
 bool exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
+
+namespace {
 
 void touch(const std::string& path) { std::ofstream(path).put('\n'); }
 

@@ -74,6 +74,9 @@ class ChildClaimers {
 };
 
 // The child side of run_child_claimers.
+// Whether a file exists at `path`.
+bool exists(const std::string& path);
+
 int worker_main(Harness& harness, int argc, char* argv[]);
 
 // The child side of the scheduler processes.
