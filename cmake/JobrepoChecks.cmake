@@ -1,4 +1,4 @@
-# The trees of tools/build-checks (sanitizers, fuzzing) build themselves in
+# The trees of tools/build-checks (the sanitizers) build themselves in
 # ctest: their first test, "<prefix>the build", builds the tree at the lowest
 # priority (nice 19), so that in tools/test's one ctest run they build while
 # the normal tests run, on the CPU those leave idle. Every other test of the

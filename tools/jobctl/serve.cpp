@@ -183,7 +183,7 @@ class Hooks {
     const std::lock_guard lock(mutex_);
     if (stopping_) return;
     running_.push_back(context);
-    threads_.emplace_back([this, command, context, limit] {
+    threads_.emplace_back([command, context, limit] {
       const std::string what = "on_failure of " + context->job_name() + " run " + context->run_id();
       std::mutex m;
       std::condition_variable cv;
