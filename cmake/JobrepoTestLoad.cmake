@@ -12,8 +12,8 @@
 #                  suites of jobctl under ASan), or has deadlines it misses
 #                  beside more than one other (the scheduler suites)
 #           cpu:4  the machine to itself among them: the soak races, which
-#                  assert a throughput, and the SQLite suite under a
-#                  sanitizer, whose races must win file locks within 5 s
+#                  assert a throughput, and the SQLite suite's races under a
+#                  sanitizer, which must win file locks within 5 s
 #   disk  2 units: a build that writes objects takes one (the build of a
 #         check tree, the install test); the SQLite soak, whose throughput
 #         is that of fsync, takes both.
