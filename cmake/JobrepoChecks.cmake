@@ -3,8 +3,8 @@
 # priority (nice 19), so that in tools/test's one ctest run they build while
 # the normal tests run, on the CPU those leave idle. Every other test of the
 # tree requires it (a fixture: ctest runs it first, also for a single test
-# run by hand). One check tree builds at a time (the lock check_build), the
-# most expensive first (COST); each takes one unit of the disk pool
+# run by hand). One check tree builds at a time (the lock check_build), in
+# the order of `cost` (tests/CMakeLists.txt); each takes one unit of the disk pool
 # (cmake/JobrepoTestLoad.cmake). Call at the end of a tests folder.
 function(jobrepo_tests_build_first prefix cost)
   cmake_host_system_information(RESULT cores QUERY NUMBER_OF_LOGICAL_CORES)

@@ -138,10 +138,8 @@ expect("component conformance: found=TRUE" "every component")
 expect("component postgres: found=TRUE" "every component")
 
 # 5.
-# Built without unity batches, so that each source of core and SQLite is
-# shown to compile alone (the main build compiles them in batches).
 message("-- 5. jobrepo with core and SQLite only")
-step(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/core-sqlite" -G Ninja -DJOBREPO_WITH_POSTGRES=OFF -DJOBREPO_UNITY_BUILD=OFF
+step(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/core-sqlite" -G Ninja -DJOBREPO_WITH_POSTGRES=OFF
      -DJOBREPO_WITH_CONFORMANCE=OFF -DJOBREPO_BUILD_TESTS=OFF -DJOBREPO_BUILD_TOOLS=OFF ${no_libpq_no_catch2})
 step(${CMAKE_COMMAND} --build "${WORK_DIR}/core-sqlite")
 step(${CMAKE_COMMAND} --install "${WORK_DIR}/core-sqlite" --prefix "${WORK_DIR}/prefix-core-sqlite")
