@@ -146,6 +146,9 @@ TEST_CASE("control: run-now during a run gives exactly one more run right after 
   REQUIRE(wait_until([&] { return runs_of(cli, "r").size() >= 2; }, 5s));
   std::this_thread::sleep_for(3s);  // the second run ends; nothing more is due
   const auto runs = runs_of(cli, "r");
+  std::string seen;
+  for (const auto& run : runs) seen += run.dump() + "\n";
+  INFO("runs:\n" << seen);
   REQUIRE(runs.size() == 2);
   CHECK(runs[0]["status"] == "completed");
   // Right after the first ended: within the claim interval (200 ms) and some.
