@@ -222,29 +222,25 @@ std::uint64_t DueTimes::mark() {
 
 void DueTimes::replace(std::vector<Timestamp> times, std::uint64_t mark) {
   const std::lock_guard lock(mutex_);
-  std::erase_if(since_read_, [&](const auto& added) { return added.first <= mark; });
-  for (const auto& added : since_read_) times.push_back(added.second);
-  times_ = decltype(times_)(std::greater<>(), std::move(times));
+  std::erase_if(times_, [&](const auto& entry) { return entry.second <= mark; });
+  for (const auto time : times) times_.emplace(time, 0);
 }
 
 void DueTimes::add(Timestamp due) {
   const std::lock_guard lock(mutex_);
-  times_.push(due);
-  since_read_.emplace_back(++added_, due);
+  times_.emplace(due, ++added_);
 }
 
 std::optional<Timestamp> DueTimes::next(Timestamp now) {
   const std::lock_guard lock(mutex_);
-  while (!times_.empty() && times_.top() <= now) times_.pop();
-  std::erase_if(since_read_, [&](const auto& added) { return added.second <= now; });
+  times_.erase(times_.begin(), times_.upper_bound(now));
   if (times_.empty()) return std::nullopt;
-  return times_.top();
+  return times_.begin()->first;
 }
 
 void DueTimes::clear() {
   const std::lock_guard lock(mutex_);
-  times_ = {};
-  since_read_.clear();
+  times_.clear();
 }
 
 }  // namespace jobrepo::scheduling

@@ -30,7 +30,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <queue>
 #include <random>
 #include <set>
 #include <string>
@@ -184,9 +183,9 @@ class DueTimes {
 
  private:
   std::mutex mutex_;
-  std::priority_queue<Timestamp, std::vector<Timestamp>, std::greater<>> times_;
-  std::uint64_t added_ = 0;                                      // add() calls so far
-  std::vector<std::pair<std::uint64_t, Timestamp>> since_read_;  // add()s since the last replace(), numbered
+  // Each time with the number of the add() that gave it (0: a read's).
+  std::multimap<Timestamp, std::uint64_t> times_;
+  std::uint64_t added_ = 0;  // add() calls so far
 };
 
 }  // namespace scheduling

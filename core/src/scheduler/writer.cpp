@@ -64,10 +64,10 @@ std::vector<Scheduler::State::Outcome> Scheduler::State::store_outcomes(Reposito
                                                                            : SchedulerEvent::Kind::failed;
     if (const auto& run = results[i].run) {
       if (run->end_time) database_clock.observe(*run->end_time, received);
-      emit(ended_kind, name, id, outcome.detail, run->message.value_or(""), std::nullopt, outcome.took);
       std::optional<Timestamp> due = outcome.update.next_run_at;
       if (run->end_time && outcome.update.next_run_in) due = *run->end_time + *outcome.update.next_run_in;
       if (due && *due > database_clock.now()) known_due.add(*due);
+      emit(ended_kind, name, id, outcome.detail, run->message.value_or(""), std::nullopt, outcome.took);
       finished.push_back(id);
       continue;
     }

@@ -229,11 +229,9 @@ TEST_CASE("scheduler on a manual clock: a scan of the jobs that overlaps an outc
     Recorder& recorder;
     std::vector<Job> list_jobs(const JobQuery& query) override {
       auto jobs = StoreWrapper::list_jobs(query);
-      // Returns once the writer has stored the failure (its event comes
-      // just before it notes the due time), and a moment after.
-      if (wait_until([&] { return recorder.count(SchedulerEvent::Kind::failed, "flaky") > 0; }, 5s)) {
-        std::this_thread::sleep_for(50ms);
-      }
+      // Returns once the writer has stored the failure and noted the job's
+      // next due time (its event comes after).
+      wait_until([&] { return recorder.count(SchedulerEvent::Kind::failed, "flaky") > 0; }, 5s);
       return jobs;
     }
   } store(*m.store, m.recorder);
