@@ -18,7 +18,7 @@
 #         check tree, the install test); the SQLite soak, whose throughput
 #         is that of fsync, takes both.
 #
-# The measured CPU time of each test is in docs/development.md. Tests outside
+# Where the CPU goes, measured: docs/development.md. Tests outside
 # the pools (the unit tests, the conformance suite, the bad-input tables) are
 # short or light and run beside any of them; tests that only take CPU and
 # check no time (the install test, the benchmark's smoke run, lint) run at
