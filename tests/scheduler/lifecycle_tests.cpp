@@ -129,8 +129,8 @@ TEST_CASE("lifecycle: stop() before start(), start() after stop(), stop() while 
   // It warns before it starts to wait. Half the interrupt threshold later
   // (1 s), whether its wait began before the clock moved or after, the
   // holder is not yet silent for long enough to be taken over.
-  REQUIRE(jobrepo::test::scheduler::wait_until(
-      [&] { return m.recorder.count(SchedulerEvent::Kind::warning, "") >= 1; }, 5s));
+  REQUIRE(jobrepo::test::scheduler::wait_until([&] { return m.recorder.count(SchedulerEvent::Kind::warning, "") >= 1; },
+                                               5s));
   CHECK(waiting.phase() == jobrepo::SchedulerPhase::starting);
   m.advance(500ms);
   CHECK(!returned);
