@@ -78,6 +78,7 @@ struct ManualRuntime::Impl {
   void idle() {  // under mutex
     if (--busy == 0) settled.notify_all();
   }
+  void move(std::chrono::microseconds by);  // under mutex: advance()'s work
 };
 
 ManualRuntime::ManualRuntime(Timestamp wall_start) : impl_(std::make_unique<Impl>()) { impl_->wall = wall_start; }
@@ -147,16 +148,20 @@ std::thread ManualRuntime::start_thread(std::function<void()> body) {
   });
 }
 
-void ManualRuntime::advance(std::chrono::microseconds by) {
-  const std::lock_guard guard(impl_->mutex);
-  impl_->steady += std::max(by, std::chrono::microseconds(0));
-  impl_->wall += std::max(by, std::chrono::microseconds(0));
-  for (auto* waiter : impl_->waiters) {
-    if (waiter->deadline > impl_->steady || waiter->woken) continue;
+void ManualRuntime::Impl::move(std::chrono::microseconds by) {
+  steady += std::max(by, std::chrono::microseconds(0));
+  wall += std::max(by, std::chrono::microseconds(0));
+  for (auto* waiter : waiters) {
+    if (waiter->deadline > steady || waiter->woken) continue;
     waiter->woken = true;
-    if (waiter->managed) ++impl_->busy;
+    if (waiter->managed) ++busy;
     waiter->cv->notify_all();
   }
+}
+
+void ManualRuntime::advance(std::chrono::microseconds by) {
+  const std::lock_guard guard(impl_->mutex);
+  impl_->move(by);
 }
 
 void ManualRuntime::step_wall(std::chrono::microseconds by) {
@@ -169,8 +174,16 @@ bool ManualRuntime::settle(std::chrono::milliseconds timeout) {
   return impl_->settled.wait_for(lock, timeout, [&] { return impl_->busy == 0; });
 }
 
+// The clock moves under the same lock that sees every thread settled: a
+// wait woken meanwhile from outside the runtime (a store's wake-up thread)
+// counts as busy under that lock, so its work runs wholly before the move
+// or wholly after it, never reading a time from each side of it.
 bool ManualRuntime::advance_and_settle(std::chrono::microseconds by, std::chrono::milliseconds timeout) {
-  advance(by);
+  {
+    std::unique_lock lock(impl_->mutex);
+    if (!impl_->settled.wait_for(lock, timeout, [&] { return impl_->busy == 0; })) return false;
+    impl_->move(by);
+  }
   return settle(timeout);
 }
 

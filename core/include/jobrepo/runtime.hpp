@@ -96,7 +96,11 @@ class ManualRuntime final : public Runtime {
   // waits (a handler that does not wait with JobContext::sleep_for, a store
   // call that hangs).
   bool settle(std::chrono::milliseconds timeout = std::chrono::seconds(10));
-  // advance(by), then settle(); false as settle().
+  // settle(), advance(by), then settle() again; false as settle() (when
+  // the first one fails, the clock has not moved). The first settle and
+  // the move are one step: a thread woken meanwhile from outside the
+  // runtime (a store's wake-up thread) does its work wholly before the move
+  // or wholly after it, so no store call reads a time from each side.
   bool advance_and_settle(std::chrono::microseconds by, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
  private:

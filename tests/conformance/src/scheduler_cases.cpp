@@ -566,19 +566,23 @@ TEST_CASE(
     "[conformance][scheduler][manual-clock]") {
   JR_MANUAL(m);
   Scheduler scheduler("s1", *m.store, m.options());
-  std::atomic<int> reason{-1};
-  scheduler.register_job(until_cancelled("victim", reason));
+  std::atomic<int> reason{-1}, started{0};
+  scheduler.register_job(until_cancelled("victim", reason, &started));
   scheduler.start();
   m.settle();
   m.advance(500ms);
   REQUIRE(m.repo.interrupt_runs(0s).size() == 1);  // as an operator would, by hand
   m.advance(499ms);
   CHECK(reason == -1);
+  // The job is due again and this server may claim it, but a second copy of
+  // its work never starts while the first still runs here.
+  CHECK(started == 1);
   m.advance(1ms);  // the heartbeat at 1 s finds it final
   CHECK(reason == static_cast<int>(CancelReason::interrupted));
   const auto run = m.runs("victim").at(0);
   CHECK(run.end_time == m.at(500ms));
   CHECK(run.work_end_time == m.at(1s));
+  CHECK(started == 2);  // the next run, once the first's work ended
   CHECK(scheduler.stop());
 }
 
