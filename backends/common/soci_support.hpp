@@ -1,9 +1,7 @@
 // Pieces shared by the SOCI-based backends (sqlite, postgres): header-only,
-// installed as <jobrepo/soci_support.hpp> for other SOCI-based backends (it
-// needs SOCI's and Boost's headers; its interface follows jobrepo's minor
-// version, not the stable API). Each query that returns runs or jobs selects
-// the columns in the order RunRow / JobRow bind them, with times as integer
-// microseconds since the Unix epoch.
+// theirs alone (not installed since 0.7). Each query that returns runs or
+// jobs selects the columns in the order RunRow / JobRow bind them, with times
+// as integer microseconds since the Unix epoch.
 #pragma once
 
 #include <jobrepo/error.hpp>

@@ -41,6 +41,7 @@ class MemoryStore final : public jobrepo::Store {
   // connections, and the one mutex is never held for long.
   explicit MemoryStore(const std::string& name, const jobrepo::StoreOptions& options = {});
 
+  jobrepo::StoreContract7 contract() const override { return {}; }  // written for Store contract 7
   void migrate() override;
   jobrepo::Timestamp now() override;
 

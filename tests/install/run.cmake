@@ -13,7 +13,7 @@
 #      package, each suite case is a ctest test (the cases it cannot run
 #      show as skipped), and a copy whose claim ignores running runs fails
 #      the suite within 60 s instead of hanging.
-#   cmake -DBUILD_DIR=... -DSOURCE_DIR=... -DWORK_DIR=... -P run.cmake
+#   cmake -DBUILD_DIR=... -DSOURCE_DIR=... -DJOBREPO_VERSION=... -DWORK_DIR=... -P run.cmake
 file(REMOVE_RECURSE "${WORK_DIR}")
 file(MAKE_DIRECTORY "${WORK_DIR}")
 set(prefix "${WORK_DIR}/prefix")
@@ -27,6 +27,13 @@ function(step)
   endif()
   set(out "${output}" PARENT_SCOPE)
 endfunction()
+# The package was not found (component_check prints "jobrepo: found=1 ..." when it was).
+function(expect_not_found what)
+  string(FIND "${out}" "jobrepo: found=1 " at)
+  if(NOT at EQUAL -1)
+    message(FATAL_ERROR "${what}: the package was found:\n${out}")
+  endif()
+endfunction()
 function(expect text what)
   string(FIND "${out}" "${text}" at)
   if(at EQUAL -1)
@@ -38,7 +45,7 @@ endfunction()
 message("-- 1. install")
 step(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${prefix}")
 foreach(file
-    include/jobrepo/conformance.hpp include/jobrepo/conformance_printers.hpp include/jobrepo/soci_support.hpp
+    include/jobrepo/conformance.hpp include/jobrepo/conformance_printers.hpp include/jobrepo/version.hpp
     include/jobrepo/backend.hpp share/doc/jobrepo/backends.md share/doc/jobrepo/architecture.md
     share/doc/jobrepo/examples/memory_backend/memory_store.cpp share/jobrepo/schema/sqlite/0001_initial.sql
     share/jobrepo/schema/postgres/0001_initial.sql share/jobrepo/conformance/run_cases.cpp
@@ -48,6 +55,10 @@ foreach(file
     message(FATAL_ERROR "the package lacks ${file}")
   endif()
 endforeach()
+# The built-in backends' SOCI helpers are not part of the package.
+if(EXISTS "${prefix}/include/jobrepo/soci_support.hpp")
+  message(FATAL_ERROR "the package installs include/jobrepo/soci_support.hpp")
+endif()
 
 # 2.
 message("-- 2. every component")
@@ -136,6 +147,19 @@ expect("No component nosuch" "an unknown component")
 check_components(all "" "${prefix}")
 expect("component conformance: found=TRUE" "every component")
 expect("component postgres: found=TRUE" "every component")
+expect("jobrepo: found=1 " "every component")
+# Without COMPONENTS every installed component is required: one whose
+# dependency is missing makes the package not found, saying which.
+check_components(all-without-catch2 "" "${prefix}" -DCMAKE_DISABLE_FIND_PACKAGE_Catch2=ON)
+expect_not_found("every component, without Catch2")
+expect("component conformance needs Catch2" "every component, without Catch2")
+# The package's version is the Store contract's (docs/backends.md, "Changes
+# for backend authors"): a project that asks for another minor version
+# does not get this one.
+check_components(this-version "core" "${prefix}" "-DJOBREPO_REQUESTED_VERSION=${JOBREPO_VERSION}")
+expect("jobrepo: found=1 version=${JOBREPO_VERSION} " "the package's own version")
+check_components(older-contract "core" "${prefix}" -DJOBREPO_REQUESTED_VERSION=0.6)
+expect_not_found("a request for contract 6 (version 0.6)")
 
 # 5.
 message("-- 5. jobrepo with core and SQLite only")
@@ -181,5 +205,24 @@ message("${out}")
 if(NOT out MATCHES "claim-ignores-running: +caught")
   message(FATAL_ERROR "the suite did not fail within 60 s on a claim that ignores running runs")
 endif()
+
+# A store written for an older Store contract (the template without its
+# contract() override, as stores were before 0.7) does not compile, and the
+# error names the contract it must move to.
+set(old_store "${WORK_DIR}/contract-6")
+file(COPY "${prefix}/share/doc/jobrepo/examples/memory_backend/" DESTINATION "${old_store}/src")
+file(READ "${old_store}/src/memory_store.hpp" header)
+string(REGEX REPLACE "\n[^\n]*StoreContract7 contract\\(\\) const override[^\n]*" "" older "${header}")
+if(older STREQUAL header)
+  message(FATAL_ERROR "the template's memory_store.hpp has no contract() override to remove")
+endif()
+file(WRITE "${old_store}/src/memory_store.hpp" "${older}")
+step(${CMAKE_COMMAND} -S "${old_store}/src" -B "${old_store}/build" -G Ninja "-DCMAKE_PREFIX_PATH=${prefix}")
+execute_process(COMMAND ${CMAKE_COMMAND} --build "${old_store}/build" RESULT_VARIABLE rc OUTPUT_VARIABLE out
+                ERROR_VARIABLE out)
+if(rc EQUAL 0)
+  message(FATAL_ERROR "a store without Store::contract() compiled")
+endif()
+expect("StoreContract7" "the compile error of a store written for an older contract")
 
 file(REMOVE_RECURSE "${WORK_DIR}")

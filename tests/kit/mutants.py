@@ -9,6 +9,8 @@ with -a (abort at the first failure):
   caught    the suite failed (exit status neither 0 nor 77) within the timeout
   survived  the suite passed (0) or skipped (77): it does not check that rule
   hung      the timeout passed first: NOT caught (a suite should fail, not hang)
+  crashed   the suite died of a signal: NOT caught (a suite should fail, not
+            crash, whatever the store returns)
 
 The unmutated copy runs first and must pass: exit status 0, or 77 when it
 reports cases skipped and none failed (its summary line says so); otherwise
@@ -153,6 +155,8 @@ class Slot:
             return "passed", build_seconds, seconds
         if status == 77:
             return "skipped", build_seconds, seconds
+        if status < 0 or status >= 128:
+            return "crashed", build_seconds, seconds
         return "caught", build_seconds, seconds
 
 
@@ -236,7 +240,7 @@ def main():
     for slot in slots:
         slot.write_source(source_file, original)
 
-    counts = {k: 0 for k in ("caught", "survived", "hung", "build-failed")}
+    counts = {k: 0 for k in ("caught", "survived", "hung", "crashed", "build-failed")}
     for outcome, _ in results.values():
         counts[outcome] += 1
     print()
@@ -245,8 +249,9 @@ def main():
         outcome, seconds = results[m["id"]]
         print(f"  {m['id']:<36} {outcome:<12} {seconds:6.1f} s")
     print()
-    print(f"mutants: {counts['caught']} caught, {counts['survived']} survived, {counts['hung']} hung of {len(mutants)}")
-    for kind in ("survived", "hung", "build-failed"):
+    print(f"mutants: {counts['caught']} caught, {counts['survived']} survived, {counts['hung']} hung, "
+          f"{counts['crashed']} crashed of {len(mutants)}")
+    for kind in ("survived", "hung", "crashed", "build-failed"):
         for m in mutants:
             if results[m["id"]][0] == kind:
                 print(f"  {kind}: {m['id']}: {m['what']}")

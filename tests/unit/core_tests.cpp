@@ -23,6 +23,7 @@ namespace {
 class NoIoStore : public jobrepo::Store {
  public:
   int calls = 0;
+  jobrepo::StoreContract7 contract() const override { return {}; }
   void migrate() override { touch(); }
   jobrepo::Job create_job(const jobrepo::NewJob&) override { return touch(), jobrepo::Job{}; }
   jobrepo::Job ensure_job(const jobrepo::NewJob&) override { return touch(), jobrepo::Job{}; }

@@ -291,13 +291,14 @@ inline constexpr const char* forget_served_jobs =
     "DELETE FROM job_server WHERE plugin_id = :plugin AND server_id = :server";
 
 // The jobs arrive as one JSON array of {"name", "fingerprint"}; jobs that
-// do not exist are left out.
+// do not exist are left out. Registered at the server record's seen_time
+// (:seen, microseconds), not at this statement's own clock reading.
 inline constexpr const char* record_served_jobs =
-    "WITH " JR_CLOCK
-    " INSERT INTO job_server (plugin_id, job_name, server_id, fingerprint, registered_time)"
-    " SELECT j.plugin_id, j.name, :server, i.fingerprint, c.now"
+    "INSERT INTO job_server (plugin_id, job_name, server_id, fingerprint, registered_time)"
+    " SELECT j.plugin_id, j.name, :server, i.fingerprint,"
+    " timestamptz 'epoch' + CAST(:seen AS bigint) * interval '1 microsecond'"
     " FROM jsonb_to_recordset(CAST(:jobs AS jsonb)) AS i(name text, fingerprint text)"
-    " JOIN job j ON j.plugin_id = :plugin AND j.name = i.name CROSS JOIN clock c"
+    " JOIN job j ON j.plugin_id = :plugin AND j.name = i.name"
     " ON CONFLICT DO NOTHING";
 
 inline constexpr const char* remove_server =

@@ -522,6 +522,8 @@ class PostgresStore final : public Store {
     auto lease = acquire("open_store");
   }
 
+  StoreContract7 contract() const override { return {}; }
+
   void migrate() override {
     run(
         "migrate", "",
@@ -884,7 +886,7 @@ class PostgresStore final : public Store {
         }
         jobs.push_back(']');
         c.sql << queries::forget_served_jobs, soci::use(record.plugin_id), soci::use(record.server_id);
-        c.sql << queries::record_served_jobs, soci::use(clock), soci::use(record.server_id), soci::use(jobs),
+        c.sql << queries::record_served_jobs, soci::use(record.server_id), soci::use(seen), soci::use(jobs),
             soci::use(record.plugin_id);
       }
       tx.commit();

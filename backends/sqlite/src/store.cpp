@@ -605,6 +605,8 @@ class SqliteStore final : public Store {
     file_id_ = {st.st_dev, st.st_ino};
   }
 
+  StoreContract7 contract() const override { return {}; }
+
   void migrate() override {
     write(
         "migrate", "",

@@ -27,6 +27,7 @@
 #pragma once
 
 #include <jobrepo/types.hpp>
+#include <jobrepo/version.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -178,12 +179,26 @@ class DueSubscription {
   virtual ~DueSubscription() = default;
 };
 
+// The Store contract these headers describe (version.hpp). A store says
+// which one it was written for by overriding Store::contract():
+//
+//   jobrepo::StoreContract7 contract() const override { return {}; }
+//
+// A store written for an earlier contract does not compile against these
+// headers (Store::contract() is pure; its old override's type is another);
+// docs/backends.md, "Changes for backend authors", says what changed since.
+struct StoreContract7 {};
+static_assert(JOBREPO_STORE_CONTRACT == 7, "version.hpp and store.hpp disagree on the Store contract");
+
 class Store {
  public:
   Store() = default;
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
   virtual ~Store() = default;
+
+  // The contract this store was written for (see StoreContract7 above).
+  virtual StoreContract7 contract() const = 0;
 
   // Creates or upgrades the schema to the version this jobrepo ships.
   // Idempotent; safe when several processes call it at once.

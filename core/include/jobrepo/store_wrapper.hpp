@@ -20,6 +20,7 @@ class StoreWrapper : public Store {
 
   Store& target() const { return target_; }
 
+  StoreContract7 contract() const override { return {}; }
   void migrate() override {
     around("migrate", [&] { target_.migrate(); });
   }

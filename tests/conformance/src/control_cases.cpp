@@ -44,7 +44,7 @@ TEST_CASE("a paused job is never claimed; its running run ends normally; resume 
   const auto paused = f.repo.pause_job("a");
   CHECK(paused.paused);
   CHECK(job(f.repo, "a").paused);
-  CHECK(f.repo.list_jobs().front().paused);
+  CHECK(f.repo.list_jobs().at(0).paused);
   CHECK(f.repo.run_jobs("s1", {.limit = -1}).empty());
   // Pausing is idempotent and does not stop a running run.
   f.repo.pause_job("b");
@@ -60,7 +60,7 @@ TEST_CASE("a paused job is never claimed; its running run ends normally; resume 
   CHECK(!resumed.paused);
   const auto runs = f.repo.run_jobs("s1", {.limit = -1});
   REQUIRE(runs.size() == 1);
-  CHECK(runs.front().job_name == "a");
+  CHECK(runs.at(0).job_name == "a");
   JR_REQUIRE_ERROR_WITH(f.repo.pause_job("nope"), ErrorCode::record_not_found, "pause_job");
   JR_REQUIRE_ERROR_WITH(f.repo.resume_job("nope"), ErrorCode::record_not_found, "resume_job");
   JR_REQUIRE_ERROR(f.repo.pause_job(""), ErrorCode::invalid_parameter);
@@ -87,7 +87,7 @@ TEST_CASE("run_now makes an idle job due now and a running job due when its run 
   const auto again = f.repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{"busy"}});
   REQUIRE(again.size() == 1);
   // Without another request the next end reschedules as asked.
-  f.repo.complete_run(again.front().private_id, 1h);
+  f.repo.complete_run(again.at(0).private_id, 1h);
   CHECK(job(f.repo, "busy").next_scheduled_run > f.repo.database_time() + 50min);
 
   // A run that ends without a reschedule leaves the job due; the claim clears the request.
@@ -117,7 +117,7 @@ TEST_CASE("run_now with a payload gives it to the run the next claim makes, byte
   CHECK(!asked.run_requested);
   CHECK(asked.next_scheduled_run <= f.repo.database_time());
   CHECK(job(f.repo, "a") == asked);
-  CHECK(f.repo.list_jobs().front() == asked);
+  CHECK(f.repo.list_jobs().at(0) == asked);
   // Another plugin's job of the same name is another job.
   auto other = f.other_plugin();
   other.create_job("a", "d", {.next_run_in = 1h});
@@ -127,10 +127,10 @@ TEST_CASE("run_now with a payload gives it to the run the next claim makes, byte
 
   const auto runs = f.repo.run_jobs("s1", {.limit = -1});
   REQUIRE(runs.size() == 1);
-  const auto& run = runs.front();
+  const auto& run = runs.at(0);
   CHECK(run.payload == std::optional(payload));
   CHECK(f.repo.lookup_run(run.private_id).value() == run);
-  CHECK(f.repo.list_runs().front() == run);
+  CHECK(f.repo.list_runs().at(0) == run);
   const auto claimed_job = job(f.repo, "a");
   CHECK(!claimed_job.requested_payload);
   CHECK(!claimed_job.run_requested);
@@ -142,18 +142,18 @@ TEST_CASE("run_now with a payload gives it to the run the next claim makes, byte
   // The next run, a scheduled one, has none.
   const auto next = f.repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{"a"}});
   REQUIRE(next.size() == 1);
-  CHECK(!next.front().payload);
-  CHECK(!f.repo.lookup_run(next.front().private_id)->payload);
+  CHECK(!next.at(0).payload);
+  CHECK(!f.repo.lookup_run(next.at(0).private_id)->payload);
   // A run_now without a payload makes a run without one.
   f.repo.create_job("plain", "d", {.next_run_in = 1h});
   CHECK(!f.repo.run_now("plain").requested_payload);
   const auto plain = f.repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{"plain"}});
   REQUIRE(plain.size() == 1);
-  CHECK(!plain.front().payload);
+  CHECK(!plain.at(0).payload);
   // The other plugin's run gets its own.
   const auto theirs = other.run_jobs("s1");
   REQUIRE(theirs.size() == 1);
-  CHECK(theirs.front().payload == std::optional<std::string>("[\"other\"]"));
+  CHECK(theirs.at(0).payload == std::optional<std::string>("[\"other\"]"));
 }
 
 TEST_CASE(
@@ -182,12 +182,12 @@ TEST_CASE(
   JR_REQUIRE_ERROR(f.repo.run_now("j", R"({"n": 1})"), ErrorCode::invalid_job_run_state);
   const auto runs = f.repo.run_jobs("s1");
   REQUIRE(runs.size() == 1);
-  CHECK(runs.front().payload == std::optional(first));
+  CHECK(runs.at(0).payload == std::optional(first));
   // Once claimed, the second is taken: the run that follows gets it.
   const auto later = f.repo.run_now("j", second);
   CHECK(later.requested_payload == std::optional(second));
   CHECK(later.run_requested);
-  CHECK(f.repo.lookup_run(runs.front().private_id)->payload == std::optional(first));
+  CHECK(f.repo.lookup_run(runs.at(0).private_id)->payload == std::optional(first));
   // **core:** errors in their order; none writes anything.
   JR_REQUIRE_ERROR_WITH(f.repo.run_now("nope", first), ErrorCode::record_not_found, "run_now");
   JR_REQUIRE_ERROR(f.repo.run_now("", first), ErrorCode::invalid_parameter);
@@ -218,16 +218,16 @@ TEST_CASE("run_now with a payload while the job runs keeps it for the run that f
   CHECK(after.next_scheduled_run <= f.repo.database_time());
   const auto next = f.repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{"busy"}});
   REQUIRE(next.size() == 1);
-  CHECK(next.front().payload == std::optional(payload));
+  CHECK(next.at(0).payload == std::optional(payload));
   CHECK(!job(f.repo, "busy").requested_payload);
   // A run that fails without a reschedule keeps the request and its payload for the next claim.
   f.repo.run_now("busy", "2");
-  f.repo.fail_run(next.front().private_id);
+  f.repo.fail_run(next.at(0).private_id);
   CHECK(job(f.repo, "busy").run_requested);
   CHECK(job(f.repo, "busy").requested_payload == std::optional<std::string>("2"));
   const auto third = f.repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{"busy"}});
   REQUIRE(third.size() == 1);
-  CHECK(third.front().payload == std::optional<std::string>("2"));
+  CHECK(third.at(0).payload == std::optional<std::string>("2"));
   CHECK(!job(f.repo, "busy").run_requested);
   CHECK(!job(f.repo, "busy").requested_payload);
 }
@@ -243,16 +243,16 @@ TEST_CASE("a payload of 64 KiB is stored byte for byte; core refuses a bigger on
   CHECK(job(f.repo, "big").requested_payload == std::optional(largest));
   const auto runs = f.repo.run_jobs("s1");
   REQUIRE(runs.size() == 1);
-  CHECK(runs.front().payload == std::optional(largest));
-  CHECK(f.repo.lookup_run(runs.front().private_id)->payload == std::optional(largest));
-  CHECK(f.repo.list_runs({.job_name = "big"}).front().payload == std::optional(largest));
+  CHECK(runs.at(0).payload == std::optional(largest));
+  CHECK(f.repo.lookup_run(runs.at(0).private_id)->payload == std::optional(largest));
+  CHECK(f.repo.list_runs({.job_name = "big"}).at(0).payload == std::optional(largest));
   // Whitespace and escapes are kept as written.
   const std::string spaced = " {\"a\" :\t[ 1 ,\"\\u00e9\\n\" ] }\n";
   f.repo.create_job("spaced", "d", {.next_run_in = 1h});
   f.repo.run_now("spaced", spaced);
   const auto spaced_runs = f.repo.run_jobs("s1");
   REQUIRE(spaced_runs.size() == 1);
-  CHECK(spaced_runs.front().payload == std::optional(spaced));
+  CHECK(spaced_runs.at(0).payload == std::optional(spaced));
   // **core:** one byte more, text that is not JSON: invalid_parameter, nothing written.
   f.repo.create_job("refused", "d", {.next_run_in = 1h});
   const auto before = job(f.repo, "refused");
@@ -275,8 +275,8 @@ TEST_CASE("cancel_run asks the run's server to stop it; its server ends it as in
   CHECK(beat.cancel_requested);
   const auto results = f.repo.update_runs(std::vector<RunUpdate>{RunUpdate{
       .run_id = run.private_id, .status = Status::interrupted, .next_run_in = 1h, .message = "cancelled by operator"}});
-  REQUIRE(results.front().run.has_value());
-  const auto& ended = *results.front().run;
+  REQUIRE(results.at(0).run.has_value());
+  const auto& ended = *results.at(0).run;
   CHECK(ended.status == Status::interrupted);
   CHECK(ended.end_time.has_value());
   CHECK(ended.message == std::optional<std::string>("cancelled by operator"));
@@ -364,13 +364,13 @@ TEST_CASE("servers record what they serve; list_servings tells which are live", 
   f.repo.record_server("s2", 1min, {.instance = "i2", .jobs = std::vector<ServedJob>{{"a", "f2"}}});
   auto servings = f.repo.list_servings();
   REQUIRE(servings.size() == 3);
-  CHECK(servings[0].job_name == "a");
-  CHECK(servings[0].server_id == "s1");
-  CHECK(servings[0].fingerprint == "f1");
-  CHECK(servings[1].job_name == "a");
-  CHECK(servings[1].server_id == "s2");
-  CHECK(servings[1].fingerprint == "f2");
-  CHECK(servings[2].job_name == "b");
+  CHECK(servings.at(0).job_name == "a");
+  CHECK(servings.at(0).server_id == "s1");
+  CHECK(servings.at(0).fingerprint == "f1");
+  CHECK(servings.at(1).job_name == "a");
+  CHECK(servings.at(1).server_id == "s2");
+  CHECK(servings.at(1).fingerprint == "f2");
+  CHECK(servings.at(2).job_name == "b");
   for (const auto& s : servings) {
     CHECK(s.live);
     CHECK(near_system_now(s.registered_time));
@@ -385,15 +385,17 @@ TEST_CASE("servers record what they serve; list_servings tells which are live", 
   f.repo.record_server("s1", 1min, {.instance = "i1", .jobs = std::vector<ServedJob>{{"b", "f3"}}});
   servings = f.repo.list_servings();
   REQUIRE(servings.size() == 2);
-  CHECK(servings[0].server_id == "s2");
-  CHECK(servings[1].fingerprint == "f3");
+  CHECK(servings.at(0).server_id == "s2");
+  CHECK(servings.at(1).fingerprint == "f3");
 
   // A server not heard of for its ttl is not live.
   f.store.set_clock_offset(2min);
   servings = f.repo.list_servings();
   CHECK(std::none_of(servings.begin(), servings.end(), [](const Serving& s) { return s.live; }));
   f.repo.record_server("s2", 1min, {.instance = "i2"});
-  CHECK(f.repo.list_servings("a").front().live);
+  const auto a_servings = f.repo.list_servings("a");
+  REQUIRE(!a_servings.empty());
+  CHECK(a_servings.at(0).live);
   f.store.set_clock_offset(0us);
 
   // A clean stop forgets the server (in its own plugin only); deleting a
@@ -412,6 +414,87 @@ TEST_CASE("servers record what they serve; list_servings tells which are live", 
   JR_REQUIRE_ERROR(f.repo.record_server("s1", 1min, {.instance = ""}), ErrorCode::invalid_parameter);
   JR_REQUIRE_ERROR(f.repo.record_server("s1", 1min, {.instance = "i1", .jobs = std::vector<ServedJob>{{"a", ""}}}),
                    ErrorCode::invalid_parameter);
+}
+
+TEST_CASE("pause_job and resume_job change only their own plugin's job of that name", "[conformance][control]") {
+  Fixture f;
+  auto other = f.other_plugin();
+  // Both exist before the pause: a store whose update ignored the plugin
+  // would pause both.
+  f.repo.create_job("a", "d");
+  other.create_job("a", "d");
+  f.repo.pause_job("a");
+  CHECK(job(f.repo, "a").paused);
+  CHECK(!job(other, "a").paused);
+  CHECK(f.repo.run_jobs("s1", {.limit = -1}).empty());
+  const auto theirs = other.run_jobs("s1", {.limit = -1});
+  REQUIRE(theirs.size() == 1);
+  other.complete_run(theirs.at(0).private_id, -1h);  // due again at once
+  // And the other way round: their pause leaves ours paused, their resume
+  // leaves ours paused too.
+  other.pause_job("a");
+  other.resume_job("a");
+  CHECK(job(f.repo, "a").paused);
+  CHECK(!job(other, "a").paused);
+  f.repo.resume_job("a");
+  other.pause_job("a");
+  CHECK(!job(f.repo, "a").paused);
+  CHECK(job_names(f.repo.run_jobs("s1", {.limit = -1})) == std::vector<std::string>{"a"});
+  CHECK(other.run_jobs("s1", {.limit = -1}).empty());
+}
+
+TEST_CASE("a serving's registered_time is when its set was recorded, seen_time the server's last record",
+          "[conformance][control]") {
+  Fixture f;
+  f.repo.create_job("a", "d");
+  f.repo.create_job("b", "d");
+  const auto first = f.repo.record_server("s1", 1min, {.instance = "i1", .jobs = std::vector<ServedJob>{{"a", "f1"}}});
+  REQUIRE(first.held);
+  const auto registered = first.seen_time;
+  // A proof of life 10 s later: seen then, registered as before.
+  f.store.set_clock_offset(10s);
+  const auto alive = f.repo.record_server("s1", 1min, {.instance = "i1"});
+  auto servings = f.repo.list_servings();
+  REQUIRE(servings.size() == 1);
+  CHECK(servings.at(0).registered_time == registered);
+  CHECK(servings.at(0).seen_time == alive.seen_time);
+  CHECK(alive.seen_time - registered >= 10s);
+  // A set recorded 20 s later: each of its jobs registered then.
+  f.store.set_clock_offset(20s);
+  const auto again =
+      f.repo.record_server("s1", 1min, {.instance = "i1", .jobs = std::vector<ServedJob>{{"a", "f1"}, {"b", "f1"}}});
+  servings = f.repo.list_servings();
+  REQUIRE(servings.size() == 2);
+  for (const auto& serving : servings) {
+    CHECK(serving.registered_time == again.seen_time);
+    CHECK(serving.seen_time == again.seen_time);
+  }
+  f.store.set_clock_offset(0us);
+}
+
+TEST_CASE("a server recorded again after remove_server serves nothing until it records a set",
+          "[conformance][control][servers]") {
+  Fixture f;
+  f.repo.create_job("a", "d");
+  f.repo.record_server("s1", 1min, {.instance = "i1", .jobs = std::vector<ServedJob>{{"a", "f1"}}});
+  REQUIRE(f.repo.list_servings().size() == 1);
+  f.repo.remove_server("s1", "i1");
+  CHECK(f.repo.list_servings().empty());
+  // The same instance (a stop racing its last proof of life) or a new one
+  // records the id again without a set: the old set does not come back.
+  CHECK(f.repo.record_server("s1", 1min, {.instance = "i1"}).held);
+  CHECK(f.repo.list_servings().empty());
+  CHECK(f.repo.run_jobs("s1", {.limit = -1, .served_only = true}).empty());
+  f.repo.remove_server("s1");
+  CHECK(f.repo.record_server("s1", 1min, {.instance = "i2"}).held);
+  CHECK(f.repo.list_servings().empty());
+  CHECK(f.repo.run_jobs("s1", {.limit = -1, .served_only = true}).empty());
+  // A set recorded then is served.
+  f.repo.record_server("s1", 1min, {.instance = "i2", .jobs = std::vector<ServedJob>{{"a", "f2"}}});
+  const auto servings = f.repo.list_servings();
+  REQUIRE(servings.size() == 1);
+  CHECK(servings.at(0).fingerprint == "f2");
+  CHECK(job_names(f.repo.run_jobs("s1", {.limit = -1, .served_only = true})) == std::vector<std::string>{"a"});
 }
 
 TEST_CASE("a server id is a lease: one instance holds it until it stops or another takes it over",
@@ -502,8 +585,8 @@ TEST_CASE("interrupt_runs of observed runs interrupts each only while its update
        .runs = std::vector<ObservedRun>{
            {a.private_id, a.update_time}, {b.private_id, b.update_time}, {"never-claimed-run-id", a.update_time}}});
   REQUIRE(interrupted.size() == 1);
-  CHECK(interrupted[0].private_id == a.private_id);
-  CHECK(interrupted[0].message == std::optional<std::string>("seen stale"));
+  CHECK(interrupted.at(0).private_id == a.private_id);
+  CHECK(interrupted.at(0).message == std::optional<std::string>("seen stale"));
   CHECK(f.repo.lookup_run(b.private_id)->status == Status::running);
   CHECK(f.repo.lookup_run(c.private_id)->status == Status::running);  // not observed
   // Observed, but not stale by the threshold on the store's clock: kept.

@@ -150,7 +150,7 @@ TEST_CASE("text with a NUL byte or invalid UTF-8 is invalid_parameter, never cut
   // Nothing was written, and "nul" is as it was.
   const auto jobs = f.repo.list_jobs();
   REQUIRE(jobs.size() == 1);
-  CHECK(jobs.front().name == "nul");
+  CHECK(jobs.at(0).name == "nul");
   CHECK(f.repo.run_jobs("s1").empty());
 }
 
@@ -228,12 +228,12 @@ TEST_CASE("list_jobs orders by name, filters by name and honours limits", "[conf
 
   const auto one = f.repo.list_jobs({.name = "job-07"});
   REQUIRE(one.size() == 1);
-  CHECK(one.front().name == "job-07");
+  CHECK(one.at(0).name == "job-07");
   CHECK(f.repo.list_jobs({.name = "nope"}).empty());
   CHECK(f.repo.list_jobs({.name = "job-00"}).empty());
 
   CHECK(f.repo.list_jobs({.limit = 3}).size() == 3);
-  CHECK(f.repo.list_jobs({.limit = 3}).back().name == "job-03");
+  CHECK(f.repo.list_jobs({.limit = 3}).at(2).name == "job-03");
   CHECK(f.repo.list_jobs({.limit = -1}).size() == 15);
 
   Repository ten(f.store, {.plugin_id = "pi_system", .default_limit = 10});
@@ -350,7 +350,7 @@ TEST_CASE("the test clock moves the store's time", "[conformance][clock]") {
   f.store.set_clock_offset(1h + 1s);
   const auto runs = f.repo.run_jobs("s1");
   REQUIRE(runs.size() == 1);
-  CHECK(runs.front().create_time >= job.next_scheduled_run);
+  CHECK(runs.at(0).create_time >= job.next_scheduled_run);
   f.store.set_clock_offset(0s);
   const Job now_job = f.repo.create_job("now", "d");
   CHECK(near_system_now(now_job.next_scheduled_run));
@@ -371,7 +371,7 @@ TEST_CASE("due times may be absolute; ensure_job keeps the due time and updates 
   CHECK(created.schedule == "cron 30 2 * * *");
   CHECK(f.repo.lookup_job("nightly")->next_scheduled_run == at);
   CHECK(f.repo.lookup_job("nightly")->schedule == "cron 30 2 * * *");
-  CHECK(f.repo.list_jobs().front().schedule == "cron 30 2 * * *");
+  CHECK(f.repo.list_jobs().at(0).schedule == "cron 30 2 * * *");
 
   // Registration again: the description and the schedule text change, the due time stays.
   const Job ensured =
@@ -390,22 +390,23 @@ TEST_CASE("due times may be absolute; ensure_job keeps the due time and updates 
   f.repo.create_job("c", "d");
   const auto runs = f.repo.run_jobs("s1", {.limit = -1});
   REQUIRE(runs.size() == 3);
-  f.repo.complete_run(runs[0].private_id, at + 1s);
-  CHECK(f.repo.lookup_job(runs[0].job_name)->next_scheduled_run == at + 1s);
-  f.repo.fail_run(runs[1].private_id, {.retry_at = at + 2s});
-  CHECK(f.repo.lookup_job(runs[1].job_name)->next_scheduled_run == at + 2s);
+  f.repo.complete_run(runs.at(0).private_id, at + 1s);
+  CHECK(f.repo.lookup_job(runs.at(0).job_name)->next_scheduled_run == at + 1s);
+  f.repo.fail_run(runs.at(1).private_id, {.retry_at = at + 2s});
+  CHECK(f.repo.lookup_job(runs.at(1).job_name)->next_scheduled_run == at + 2s);
   const std::vector<RunUpdate> updates = {
-      {.run_id = runs[2].private_id, .status = Status::completed, .next_run_at = at}};
+      {.run_id = runs.at(2).private_id, .status = Status::completed, .next_run_at = at}};
   const auto results = f.repo.update_runs(updates);
-  REQUIRE(results[0].run);
-  CHECK(f.repo.lookup_job(runs[2].job_name)->next_scheduled_run == at);
+  REQUIRE(results.at(0).run);
+  CHECK(f.repo.lookup_job(runs.at(2).job_name)->next_scheduled_run == at);
 
   // Out of range, or both forms at once: invalid_parameter, nothing written.
   JR_REQUIRE_ERROR(f.repo.create_job("x", "d", {.next_run_at = earliest_time - microseconds(1)}),
                    ErrorCode::invalid_parameter);
   JR_REQUIRE_ERROR(f.repo.update_job_next_run("nightly", latest_time + microseconds(1)), ErrorCode::invalid_parameter);
   JR_REQUIRE_ERROR(f.repo.create_job("x", "d", {.next_run_in = 1h, .next_run_at = at}), ErrorCode::invalid_parameter);
-  JR_REQUIRE_ERROR(f.repo.fail_run(runs[0].private_id, {.retry_in = 1s, .retry_at = at}), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.fail_run(runs.at(0).private_id, {.retry_in = 1s, .retry_at = at}),
+                   ErrorCode::invalid_parameter);
   JR_REQUIRE_ERROR(f.repo.create_job("x", "d", {.schedule = std::string(1024, 's')}), ErrorCode::check_constraint);
   JR_REQUIRE_ERROR(f.repo.create_job("x", "d", {.schedule = std::string("a\0b", 3)}), ErrorCode::invalid_parameter);
   CHECK(!f.repo.lookup_job("x"));

@@ -20,7 +20,7 @@ namespace {
 
 std::string describe(const std::vector<std::string>& errors) {
   std::string out;
-  for (std::size_t i = 0; i < errors.size() && i < 5; ++i) out += "\n  " + errors[i];
+  for (std::size_t i = 0; i < errors.size() && i < 5; ++i) out += "\n  " + errors.at(i);
   return out;
 }
 

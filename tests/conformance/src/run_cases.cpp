@@ -11,12 +11,6 @@ void link_run_cases() {}
 
 namespace {
 
-std::vector<std::string> job_names(const std::vector<Run>& runs) {
-  std::vector<std::string> names;
-  for (const auto& run : runs) names.push_back(run.job_name);
-  return names;
-}
-
 // The set of jobs a server serves, for record_server (one fingerprint for all).
 std::vector<ServedJob> serving(const std::vector<std::string>& names) {
   std::vector<ServedJob> jobs;
@@ -31,7 +25,7 @@ TEST_CASE("run_jobs claims a due job with a new running run", "[conformance][cla
   f.repo.create_job("j", "d");
   const auto runs = f.repo.run_jobs("server-1");
   REQUIRE(runs.size() == 1);
-  const Run& run = runs.front();
+  const Run& run = runs.at(0);
   CHECK(run.job_plugin_id == "pi_system");
   CHECK(run.job_name == "j");
   CHECK(run.server_id == "server-1");
@@ -72,7 +66,7 @@ TEST_CASE("run_jobs orders by due time, then by name", "[conformance][claim]") {
   std::sort(jobs.begin(), jobs.end(), [](const Job& x, const Job& y) {
     return x.next_scheduled_run != y.next_scheduled_run ? x.next_scheduled_run < y.next_scheduled_run : x.name < y.name;
   });
-  CHECK(job_names(runs) == std::vector<std::string>{jobs[0].name, jobs[1].name, jobs[2].name});
+  CHECK(job_names(runs) == std::vector<std::string>{jobs.at(0).name, jobs.at(1).name, jobs.at(2).name});
 }
 
 TEST_CASE("run_jobs limits: 0 means one, negative means all", "[conformance][claim]") {
@@ -91,9 +85,9 @@ TEST_CASE("run_jobs never claims a job that is running; final runs free it", "[c
   f.repo.complete_run(first.private_id, 0s);
   const auto second = f.repo.run_jobs("s2");
   REQUIRE(second.size() == 1);
-  CHECK(second.front().private_id != first.private_id);
-  CHECK(second.front().server_id == "s2");
-  f.repo.fail_run(second.front().private_id);
+  CHECK(second.at(0).private_id != first.private_id);
+  CHECK(second.at(0).server_id == "s2");
+  f.repo.fail_run(second.at(0).private_id);
   const auto third = f.repo.run_jobs("s3");
   REQUIRE(third.size() == 1);
   f.repo.interrupt_runs(0s);
@@ -110,11 +104,11 @@ TEST_CASE("run_jobs accepts any non-empty server id and rejects bad ones", "[con
   // Nothing was claimed by the failed calls.
   const auto runs = f.repo.run_jobs("a");  // a one-character id is fine
   REQUIRE(runs.size() == 1);
-  CHECK(runs.front().server_id == "a");
-  f.repo.fail_run(runs.front().private_id);
+  CHECK(runs.at(0).server_id == "a");
+  f.repo.fail_run(runs.at(0).private_id);
   const auto long_id = f.repo.run_jobs(std::string(255, 's'));
   REQUIRE(long_id.size() == 1);
-  CHECK(long_id.front().server_id == std::string(255, 's'));
+  CHECK(long_id.at(0).server_id == std::string(255, 's'));
 }
 
 TEST_CASE("run_jobs claims only the named jobs when asked", "[conformance][claim]") {
@@ -227,14 +221,14 @@ TEST_CASE("run_jobs claims only its own plugin's jobs", "[conformance][claim][pl
   CHECK(job_names(f.repo.run_jobs("s1", {.limit = -1})) == std::vector<std::string>{"mine"});
   const auto theirs = other.run_jobs("s1", {.limit = -1});
   REQUIRE(theirs.size() == 1);
-  CHECK(theirs.front().job_plugin_id == "pi_other");
+  CHECK(theirs.at(0).job_plugin_id == "pi_other");
   // Runs of another plugin are invisible and untouchable.
-  CHECK(!f.repo.lookup_run(theirs.front().private_id).has_value());
-  JR_REQUIRE_ERROR(f.repo.update_progress(theirs.front().private_id, 1, 2), ErrorCode::record_not_found);
-  JR_REQUIRE_ERROR(f.repo.complete_run(theirs.front().private_id, 0s), ErrorCode::record_not_found);
-  JR_REQUIRE_ERROR(f.repo.fail_run(theirs.front().private_id), ErrorCode::record_not_found);
+  CHECK(!f.repo.lookup_run(theirs.at(0).private_id).has_value());
+  JR_REQUIRE_ERROR(f.repo.update_progress(theirs.at(0).private_id, 1, 2), ErrorCode::record_not_found);
+  JR_REQUIRE_ERROR(f.repo.complete_run(theirs.at(0).private_id, 0s), ErrorCode::record_not_found);
+  JR_REQUIRE_ERROR(f.repo.fail_run(theirs.at(0).private_id), ErrorCode::record_not_found);
   CHECK(job_names(f.repo.interrupt_runs(0s)) == std::vector<std::string>{"mine"});
-  CHECK(other.lookup_run(theirs.front().private_id)->status == Status::running);
+  CHECK(other.lookup_run(theirs.at(0).private_id)->status == Status::running);
 }
 
 TEST_CASE("run ids are unique and URL-safe", "[conformance][claim]") {
@@ -379,33 +373,33 @@ TEST_CASE("update_runs applies many updates in one call; a bad one writes nothin
   REQUIRE(results.size() == updates.size());
   const auto code = [&](std::size_t i) {
     INFO("update " << i);
-    REQUIRE(!results[i].run);
-    REQUIRE(results[i].error.has_value());
-    return results[i].error->code();
+    REQUIRE(!results.at(i).run);
+    REQUIRE(results.at(i).error.has_value());
+    return results.at(i).error->code();
   };
-  REQUIRE(results[0].run);
-  CHECK(results[0].run->status == Status::completed);
-  CHECK(results[0].run->completed_count == 7);
-  CHECK(results[0].run->end_time.has_value());
-  CHECK(f.repo.lookup_job("a")->next_scheduled_run == *results[0].run->end_time + 2h);
-  REQUIRE(results[1].run);
-  CHECK(results[1].run->status == Status::running);
-  CHECK(results[1].run->total_count == 4);
-  CHECK(results[1].run->update_time >= b.update_time + 1min);
+  REQUIRE(results.at(0).run);
+  CHECK(results.at(0).run->status == Status::completed);
+  CHECK(results.at(0).run->completed_count == 7);
+  CHECK(results.at(0).run->end_time.has_value());
+  CHECK(f.repo.lookup_job("a")->next_scheduled_run == *results.at(0).run->end_time + 2h);
+  REQUIRE(results.at(1).run);
+  CHECK(results.at(1).run->status == Status::running);
+  CHECK(results.at(1).run->total_count == 4);
+  CHECK(results.at(1).run->update_time >= b.update_time + 1min);
   CHECK(code(2) == ErrorCode::record_not_found);
   CHECK(code(3) == ErrorCode::invalid_job_run_state);
   CHECK(code(4) == ErrorCode::check_constraint);
   CHECK(code(5) == ErrorCode::invalid_parameter);
   CHECK(code(6) == ErrorCode::invalid_parameter);
-  REQUIRE(results[7].run);
-  CHECK(results[7].run->status == Status::failed);
-  CHECK(results[7].run->completed_count == 0);  // update 4 wrote nothing
-  CHECK(f.repo.lookup_job("c")->next_scheduled_run == *results[7].run->end_time + 10min);
+  REQUIRE(results.at(7).run);
+  CHECK(results.at(7).run->status == Status::failed);
+  CHECK(results.at(7).run->completed_count == 0);  // update 4 wrote nothing
+  CHECK(f.repo.lookup_job("c")->next_scheduled_run == *results.at(7).run->end_time + 10min);
   CHECK(code(8) == ErrorCode::invalid_job_run_state);
   // What the results say is what is stored.
-  CHECK(*f.repo.lookup_run(a.private_id) == *results[0].run);
-  CHECK(*f.repo.lookup_run(b.private_id) == *results[1].run);
-  CHECK(*f.repo.lookup_run(c.private_id) == *results[7].run);
+  CHECK(*f.repo.lookup_run(a.private_id) == *results.at(0).run);
+  CHECK(*f.repo.lookup_run(b.private_id) == *results.at(1).run);
+  CHECK(*f.repo.lookup_run(c.private_id) == *results.at(7).run);
   CHECK(f.repo.lookup_run(d.private_id)->status == Status::completed);
   CHECK(f.repo.update_runs({}).empty());
 
@@ -419,18 +413,18 @@ TEST_CASE("update_runs applies many updates in one call; a bad one writes nothin
   };
   const auto again = f.repo.update_runs(second);
   REQUIRE(again.size() == 4);
-  REQUIRE(again[0].run);
-  CHECK(again[0].run->status == Status::completed);
-  CHECK(f.repo.lookup_job("e")->next_scheduled_run == *again[0].run->end_time + 30min);
-  REQUIRE(again[1].error);
-  CHECK(again[1].error->code() == ErrorCode::record_not_found);
-  REQUIRE(again[2].run);
-  CHECK(again[2].run->completed_count == 2);
-  CHECK(again[2].run->status == Status::running);
-  REQUIRE(again[3].error);
-  CHECK(again[3].error->code() == ErrorCode::invalid_job_run_state);
-  CHECK(*f.repo.lookup_run(e.private_id) == *again[0].run);
-  CHECK(*f.repo.lookup_run(b.private_id) == *again[2].run);
+  REQUIRE(again.at(0).run);
+  CHECK(again.at(0).run->status == Status::completed);
+  CHECK(f.repo.lookup_job("e")->next_scheduled_run == *again.at(0).run->end_time + 30min);
+  REQUIRE(again.at(1).error);
+  CHECK(again.at(1).error->code() == ErrorCode::record_not_found);
+  REQUIRE(again.at(2).run);
+  CHECK(again.at(2).run->completed_count == 2);
+  CHECK(again.at(2).run->status == Status::running);
+  REQUIRE(again.at(3).error);
+  CHECK(again.at(3).error->code() == ErrorCode::invalid_job_run_state);
+  CHECK(*f.repo.lookup_run(e.private_id) == *again.at(0).run);
+  CHECK(*f.repo.lookup_run(b.private_id) == *again.at(2).run);
 }
 
 TEST_CASE("a duration beyond max_offset is invalid_parameter; in update_runs, only for its own update",
@@ -448,23 +442,23 @@ TEST_CASE("a duration beyond max_offset is invalid_parameter; in update_runs, on
   };
   const auto results = f.repo.update_runs(updates);
   REQUIRE(results.size() == 2);
-  REQUIRE(results[0].run);
-  CHECK(results[0].run->status == Status::completed);
-  REQUIRE(results[0].run->end_time.has_value());
-  CHECK(f.repo.lookup_job("a")->next_scheduled_run == *results[0].run->end_time + 1h);
+  REQUIRE(results.at(0).run);
+  CHECK(results.at(0).run->status == Status::completed);
+  REQUIRE(results.at(0).run->end_time.has_value());
+  CHECK(f.repo.lookup_job("a")->next_scheduled_run == *results.at(0).run->end_time + 1h);
   CHECK(near_system_now(f.repo.lookup_job("a")->next_scheduled_run - 1h));
-  CHECK(*f.repo.lookup_run(a.private_id) == *results[0].run);
-  CHECK(!results[1].run);
-  REQUIRE(results[1].error);
-  CHECK(results[1].error->code() == ErrorCode::invalid_parameter);
-  CHECK_THAT(std::string(results[1].error->what()), Catch::Contains("next_run_in"));
+  CHECK(*f.repo.lookup_run(a.private_id) == *results.at(0).run);
+  CHECK(!results.at(1).run);
+  REQUIRE(results.at(1).error);
+  CHECK(results.at(1).error->code() == ErrorCode::invalid_parameter);
+  CHECK_THAT(std::string(results.at(1).error->what()), Catch::Contains("next_run_in"));
   CHECK(f.repo.lookup_run(b.private_id)->status == Status::running);
   const std::vector<RunUpdate> backwards = {
       {.run_id = b.private_id, .status = Status::failed, .next_run_in = too_early}};
   const auto rejected = f.repo.update_runs(backwards);
   REQUIRE(rejected.size() == 1);
-  REQUIRE(rejected[0].error);
-  CHECK(rejected[0].error->code() == ErrorCode::invalid_parameter);
+  REQUIRE(rejected.at(0).error);
+  CHECK(rejected.at(0).error->code() == ErrorCode::invalid_parameter);
   CHECK(f.repo.lookup_run(b.private_id)->status == Status::running);
 
   // The single calls refuse such durations too, and write nothing.
@@ -482,7 +476,7 @@ TEST_CASE("a duration beyond max_offset is invalid_parameter; in update_runs, on
   CHECK(!f.repo.lookup_job("c").has_value());
   CHECK(*f.repo.lookup_job("b") == b_job);
   CHECK(f.repo.lookup_run(b.private_id)->status == Status::running);
-  CHECK(*f.repo.lookup_run(a.private_id) == *results[0].run);
+  CHECK(*f.repo.lookup_run(a.private_id) == *results.at(0).run);
 
   // max_offset itself, either way, is accepted.
   const Job late = f.repo.create_job("late", "d", {.next_run_in = max_offset});
@@ -516,7 +510,7 @@ TEST_CASE("interrupt_runs ends the runs not updated within the threshold", "[con
 
   const auto interrupted = f.repo.interrupt_runs(5min);
   REQUIRE(interrupted.size() == 1);
-  const Run& run = interrupted.front();
+  const Run& run = interrupted.at(0);
   CHECK(run.private_id == stale.private_id);
   CHECK(run.status == Status::interrupted);
   REQUIRE(run.end_time.has_value());
@@ -535,7 +529,7 @@ TEST_CASE("interrupt_runs ends the runs not updated within the threshold", "[con
   // Threshold 0: every running run.
   const auto rest = f.repo.interrupt_runs(0s);
   REQUIRE(rest.size() == 1);
-  CHECK(rest.front().private_id == fresh.private_id);
+  CHECK(rest.at(0).private_id == fresh.private_id);
 }
 
 TEST_CASE("interrupt_runs can be limited to one server", "[conformance][interrupt]") {
@@ -579,15 +573,15 @@ TEST_CASE("list_runs lists newest first, filters by job and status, honours limi
   CHECK(f.repo.list_runs({.job_name = "a"}).size() == 2);
   const auto done = f.repo.list_runs({.status = Status::completed});
   REQUIRE(done.size() == 1);
-  CHECK(done.front().private_id == a1.private_id);
-  CHECK(done.front().status == Status::completed);
-  CHECK(f.repo.list_runs({.job_name = "a", .status = Status::running}).front().private_id == a2.private_id);
+  CHECK(done.at(0).private_id == a1.private_id);
+  CHECK(done.at(0).status == Status::completed);
+  CHECK(f.repo.list_runs({.job_name = "a", .status = Status::running}).at(0).private_id == a2.private_id);
   const auto first = f.repo.list_runs({.limit = 1});
   REQUIRE(first.size() == 1);
-  CHECK(first.front().private_id == b1.private_id);
+  CHECK(first.at(0).private_id == b1.private_id);
   const auto two = f.repo.list_runs({.limit = 2});
   REQUIRE(two.size() == 2);
-  CHECK(two.back().private_id == a2.private_id);
+  CHECK(two.at(1).private_id == a2.private_id);
   CHECK(f.repo.list_runs({.job_name = "a", .limit = 1}).size() == 1);
   CHECK(f.repo.list_runs({.limit = -1}).size() == 3);
   CHECK(f.repo.list_runs({.job_name = "nope"}).empty());
@@ -673,10 +667,11 @@ TEST_CASE("runs claimed together list in private_id order among equal create tim
   const auto listed = f.repo.list_runs();
   REQUIRE(listed.size() == 5);
   for (std::size_t i = 1; i < listed.size(); ++i) {
-    INFO("runs " << i - 1 << " and " << i << ": " << ::Catch::Detail::stringify(listed[i - 1]) << " then "
-                 << ::Catch::Detail::stringify(listed[i]));
-    CHECK(listed[i - 1].create_time >= listed[i].create_time);
-    if (listed[i - 1].create_time == listed[i].create_time) CHECK(listed[i - 1].private_id < listed[i].private_id);
+    INFO("runs " << i - 1 << " and " << i << ": " << ::Catch::Detail::stringify(listed.at(i - 1)) << " then "
+                 << ::Catch::Detail::stringify(listed.at(i)));
+    CHECK(listed.at(i - 1).create_time >= listed.at(i).create_time);
+    if (listed.at(i - 1).create_time == listed.at(i).create_time)
+      CHECK(listed.at(i - 1).private_id < listed.at(i).private_id);
   }
 }
 
@@ -700,8 +695,8 @@ TEST_CASE("every timestamp the store returns has microsecond resolution", "[conf
   const Run listed = f.repo.list_runs().at(0);
   seen.insert(seen.end(), {listed.create_time, listed.update_time, listed.end_time.value()});
   for (std::size_t i = 0; i < seen.size(); ++i) {
-    INFO("timestamp " << i << ": " << ::Catch::Detail::stringify(seen[i]));
-    CHECK(whole(seen[i]));
+    INFO("timestamp " << i << ": " << ::Catch::Detail::stringify(seen.at(i)));
+    CHECK(whole(seen.at(i)));
   }
 }
 
@@ -768,7 +763,7 @@ TEST_CASE("microseconds::max() as a due time means never: the job waits for run_
   f.repo.run_now("created");
   const auto runs = f.repo.run_jobs("s1", {.limit = -1});
   REQUIRE(runs.size() == 1);
-  CHECK(runs[0].job_name == "created");
+  CHECK(runs.at(0).job_name == "created");
   f.store.set_clock_offset(0us);
 }
 

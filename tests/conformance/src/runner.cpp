@@ -260,7 +260,7 @@ Run claimed(Repository& repo, const std::string& name, const std::string& server
   if (!repo.lookup_job(name)) repo.create_job(name, "d");
   auto runs = repo.run_jobs(server, {.only_jobs = std::vector<std::string>{name}});
   REQUIRE(runs.size() == 1);
-  return runs.front();
+  return runs.at(0);
 }
 
 std::optional<Error> error_of(const std::function<void()>& call) {

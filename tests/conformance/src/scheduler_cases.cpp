@@ -500,9 +500,9 @@ TEST_CASE(
   {
     const std::lock_guard lock(mutex);
     REQUIRE(seen.size() == 3);
-    CHECK(!seen[0]);
-    CHECK(seen[1] == std::optional(payload));
-    CHECK(!seen[2]);
+    CHECK(!seen.at(0));
+    CHECK(seen.at(1) == std::optional(payload));
+    CHECK(!seen.at(2));
   }
   const auto history = m.runs("args");
   REQUIRE(history.size() == 3);
@@ -530,8 +530,8 @@ TEST_CASE("scheduler on a manual clock: progress is stored with the next heartbe
   scheduler.start();
   m.settle();
   REQUIRE(scheduler.executing().size() == 1);
-  CHECK(scheduler.executing().front().completed_count == 3);
-  const auto run_id = scheduler.executing().front().run_id;
+  CHECK(scheduler.executing().at(0).completed_count == 3);
+  const auto run_id = scheduler.executing().at(0).run_id;
   m.advance(1s);
   const auto run = *m.repo.lookup_run(run_id);
   CHECK(run.completed_count == 3);
@@ -550,7 +550,7 @@ TEST_CASE(
   scheduler.register_job(until_cancelled("blocked", reason));
   scheduler.start();
   m.settle();
-  const std::string run_id = scheduler.executing().front().run_id;
+  const std::string run_id = scheduler.executing().at(0).run_id;
   CHECK(scheduler.stop());  // no time passes
   CHECK(reason == static_cast<int>(CancelReason::stopping));
   const auto run = *m.repo.lookup_run(run_id);
@@ -682,12 +682,12 @@ TEST_CASE("scheduler on a manual clock: an outcome that meets busy or unavailabl
   // The writer tries again 20, 40, 80 and 160 ms after each failure.
   m.advance_in_steps(299ms, 1ms);
   CHECK(store.failures == 4);
-  CHECK(m.runs("once").front().status == Status::running);
+  CHECK(m.runs("once").at(0).status == Status::running);
   m.advance(1ms);
   const auto stored = m.runs("once");
   REQUIRE(stored.size() == 1);
-  CHECK(stored.front().status == Status::completed);
-  CHECK(stored.front().end_time == m.at(300ms));
+  CHECK(stored.at(0).status == Status::completed);
+  CHECK(stored.at(0).end_time == m.at(300ms));
   CHECK(m.repo.lookup_job("once")->next_scheduled_run == m.at(300ms + 1h));
   CHECK(m.recorder.count(SchedulerEvent::Kind::completed, "once") == 1);
   CHECK(scheduler.stop());
@@ -730,8 +730,9 @@ TEST_CASE(
   CHECK(due_state(job) == DueState::gave_up);
   m.advance(24h);
   CHECK(asked_runs == 2);
-  CHECK(m.recorder.of(SchedulerEvent::Kind::failed, "asked").back().detail ==
-        "exit 1; attempt 2 of 2; gave up (run-now retries it)");
+  const auto asked_failures = m.recorder.of(SchedulerEvent::Kind::failed, "asked");
+  REQUIRE(!asked_failures.empty());
+  CHECK(asked_failures.back().detail == "exit 1; attempt 2 of 2; gave up (run-now retries it)");
   scheduler.run_now("asked");  // asked again: a new round
   m.settle();
   CHECK(asked_runs == 3);
@@ -894,7 +895,7 @@ TEST_CASE(
   scheduler.register_job(until_cancelled("victim", reason), {.every = std::chrono::microseconds(1h)});
   scheduler.start();
   m.settle();
-  const std::string run_id = scheduler.executing().front().run_id;
+  const std::string run_id = scheduler.executing().at(0).run_id;
   m.advance(300ms);
   CHECK(m.repo.cancel_run(run_id).cancel_requested);
   m.advance(699ms);
@@ -908,7 +909,7 @@ TEST_CASE(
   CHECK(m.repo.lookup_job("victim")->next_scheduled_run == m.at(1s + 1h));
   const auto ended = m.recorder.of(SchedulerEvent::Kind::interrupted, "victim");
   REQUIRE(ended.size() == 1);
-  CHECK(ended.front().message == "cancelled by operator");
+  CHECK(ended.at(0).message == "cancelled by operator");
   CHECK(scheduler.stop());
 }
 
@@ -967,11 +968,11 @@ TEST_CASE(
             std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(run.create_time - m.start).count()) +
             "ms ";
   INFO("runs: " << seen);
-  CHECK(runs[0].create_time == m.at(0ms));
-  CHECK(runs[1].create_time == m.at(100ms));
-  CHECK(runs[2].create_time == m.at(300ms));
-  CHECK(runs[3].create_time == m.at(700ms));
-  for (std::size_t i = 0; i < runs.size(); ++i) CHECK(runs[i].attempt == static_cast<std::int64_t>(i + 1));
+  CHECK(runs.at(0).create_time == m.at(0ms));
+  CHECK(runs.at(1).create_time == m.at(100ms));
+  CHECK(runs.at(2).create_time == m.at(300ms));
+  CHECK(runs.at(3).create_time == m.at(700ms));
+  for (std::size_t i = 0; i < runs.size(); ++i) CHECK(runs.at(i).attempt == static_cast<std::int64_t>(i + 1));
   const auto job = *m.repo.lookup_job("f");
   CHECK(job.consecutive_failures == 4);
   CHECK(job.next_scheduled_run == m.at(700ms + 1h));  // its regular time
@@ -1000,9 +1001,9 @@ TEST_CASE(
   CHECK(other.count(SchedulerEvent::Kind::warning, "j") == 1);
   const auto servings = m.repo.list_servings("j");
   REQUIRE(servings.size() == 2);
-  CHECK(servings[0].fingerprint == definition_fingerprint("every 5s"));
-  CHECK(servings[1].fingerprint == definition_fingerprint("every 20s"));
-  CHECK(servings[0].live);
+  CHECK(servings.at(0).fingerprint == definition_fingerprint("every 5s"));
+  CHECK(servings.at(1).fingerprint == definition_fingerprint("every 20s"));
+  CHECK(servings.at(0).live);
   m.advance_in_steps(10s, 1s);  // more records, no more warnings
   CHECK(other.count(SchedulerEvent::Kind::warning, "j") == 1);
   CHECK(a.unregister_job("j"));

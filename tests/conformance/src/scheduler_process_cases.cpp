@@ -242,9 +242,9 @@ TEST_CASE("scheduler in two processes: each job's work runs on one server at a t
   for (auto& [job, runs] : by_job) {
     std::sort(runs.begin(), runs.end(), [](const Run& x, const Run& y) { return x.create_time < y.create_time; });
     for (std::size_t i = 1; i < runs.size(); ++i) {
-      INFO(job << ": run " << runs[i].private_id << " began before " << runs[i - 1].private_id << " ended");
-      REQUIRE(runs[i - 1].end_time.has_value());
-      CHECK(*runs[i - 1].end_time <= runs[i].create_time);
+      INFO(job << ": run " << runs.at(i).private_id << " began before " << runs.at(i - 1).private_id << " ended");
+      REQUIRE(runs.at(i - 1).end_time.has_value());
+      CHECK(*runs.at(i - 1).end_time <= runs.at(i).create_time);
     }
   }
 }
@@ -265,7 +265,7 @@ TEST_CASE(
   while (held().empty() && Steady::now() < deadline) std::this_thread::sleep_for(10ms);
   const auto before = held();
   REQUIRE(before.size() == 1);
-  CHECK(before.front().server_id == "holder");
+  CHECK(before.at(0).server_id == "holder");
   // This process serves the job too; it must wait for the holder's silence.
   std::atomic<int> runs{0};
   Scheduler taker("taker", f.store, process_options());
@@ -280,7 +280,7 @@ TEST_CASE(
   const auto killed = Steady::now();
   // The holder's last heartbeat (it is dead: its run changes no more until
   // the taker interrupts it).
-  const auto last_heartbeat = f.repo.lookup_run(before.front().private_id)->update_time;
+  const auto last_heartbeat = f.repo.lookup_run(before.at(0).private_id)->update_time;
   while (runs == 0 && Steady::now() - killed < 30s) std::this_thread::sleep_for(10ms);
   const auto took = Steady::now() - killed;
   CHECK(runs == 1);
@@ -288,19 +288,19 @@ TEST_CASE(
   // Within the threshold (2 s) + a monitor interval (250 ms) + a claim, with
   // room for a slow machine.
   CHECK(took < 10s);
-  const auto old = *f.repo.lookup_run(before.front().private_id);
+  const auto old = *f.repo.lookup_run(before.at(0).private_id);
   CHECK(old.status == Status::interrupted);
   const auto all = f.repo.list_runs({.job_name = "held", .limit = -1});
   REQUIRE(all.size() == 2);
-  CHECK(all.front().server_id == "taker");
-  CHECK(all.front().status == Status::completed);
+  CHECK(all.at(0).server_id == "taker");
+  CHECK(all.at(0).status == Status::completed);
   // Never before the run was silent for the threshold, by the database's
   // clock (the last heartbeat may have come more than a monitor interval
   // before the kill on a loaded machine: the time from the kill is no bound).
   INFO("taken over "
-       << std::chrono::duration_cast<std::chrono::milliseconds>(all.front().create_time - last_heartbeat).count()
+       << std::chrono::duration_cast<std::chrono::milliseconds>(all.at(0).create_time - last_heartbeat).count()
        << " ms after the last heartbeat");
-  CHECK(all.front().create_time - last_heartbeat >= process_options().interrupt_threshold);
+  CHECK(all.at(0).create_time - last_heartbeat >= process_options().interrupt_threshold);
 }
 
 }  // namespace jobrepo::conformance

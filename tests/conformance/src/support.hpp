@@ -71,6 +71,13 @@ struct Fixture {
   Repository other_plugin(const std::string& plugin_id = "pi_other") { return Repository(store, {plugin_id}); }
 };
 
+// The job names of `runs`, in their order.
+inline std::vector<std::string> job_names(const std::vector<Run>& runs) {
+  std::vector<std::string> names;
+  for (const auto& run : runs) names.push_back(run.job_name);
+  return names;
+}
+
 // The running run of job `name` (created when missing), claimed now by `server`.
 Run claimed(Repository& repo, const std::string& name, const std::string& server = "s1");
 
