@@ -1,8 +1,8 @@
 // jobrepo: the umbrella header. Include this one header to use the library.
 //
 // open_store() accepts the URLs of every backend your program links:
-// linking jobrepo::sqlite (or jobrepo::postgres) defines JOBREPO_WITH_SQLITE
-// (JOBREPO_WITH_POSTGRES) for your code, and open_store() then registers that
+// linking jobrepo::sqlite (jobrepo::postgres, jobrepo::mariadb) defines
+// JOBREPO_WITH_SQLITE (JOBREPO_WITH_POSTGRES, JOBREPO_WITH_MARIADB) for your code, and open_store() then registers that
 // backend explicitly before opening; nothing depends on static initialisers.
 // Third-party backends call register_backend() (backend.hpp) first.
 #pragma once
@@ -24,6 +24,9 @@
 #if defined(JOBREPO_WITH_POSTGRES)
 #include <jobrepo/postgres.hpp>
 #endif
+#if defined(JOBREPO_WITH_MARIADB)
+#include <jobrepo/mariadb.hpp>
+#endif
 
 #include <memory>
 #include <string>
@@ -38,12 +41,16 @@ inline void register_linked_backends() {
 #if defined(JOBREPO_WITH_POSTGRES)
   register_postgres_backend();
 #endif
+#if defined(JOBREPO_WITH_MARIADB)
+  register_mariadb_backend();
+#endif
 }
 
 // Opens a store from a URL:
 //   sqlite:PATH            a database file (created, owner-only, when missing)
 //   sqlite::memory:        a private in-memory database
 //   postgresql://... or postgres://...   passed to libpq as is
+//   mariadb://... or mysql://...         MariaDB 10.6+, MySQL 8 (mariadb.hpp)
 // Throws invalid_parameter for a URL whose backend is not linked, unavailable
 // when the database cannot be reached. The store is not migrated: call migrate().
 inline std::unique_ptr<Store> open_store(const std::string& url, const StoreOptions& options = {}) {
@@ -52,7 +59,7 @@ inline std::unique_ptr<Store> open_store(const std::string& url, const StoreOpti
 }
 
 // `url` as messages and logs may show it: SQLite URLs as they are (paths are
-// not secret), PostgreSQL URLs without their passwords (only the scheme when
+// not secret), PostgreSQL and MariaDB URLs without their passwords (only the scheme when
 // the URL is unclear), other URLs as "scheme:***".
 inline std::string redact_url(const std::string& url) {
   register_linked_backends();
