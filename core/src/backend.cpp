@@ -94,7 +94,8 @@ std::unique_ptr<Store> open_registered_store(const std::string& url, const Store
   if (scheme.empty()) {
     // The URL may hold a password: never echo it.
     throw Error(ErrorCode::invalid_parameter,
-                "open_store: the URL has no scheme (expected sqlite:PATH, sqlite::memory: or postgresql://...)");
+                "open_store: the URL has no scheme (expected sqlite:PATH, sqlite::memory:, postgresql://... or "
+                "mariadb://...)");
   }
   StoreFactory factory;
   {

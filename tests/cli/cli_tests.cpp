@@ -383,10 +383,16 @@ TEST_CASE("cli: bad input gets exit 2 with a clear message; failed operations ex
   CHECK(cli({"claim"}).err.find("missing --server") != std::string::npos);
   CHECK(cli({"job", "create", "x", "   "}).err.find("(check_constraint)") != std::string::npos);
   CHECK(cli.bare({}).status == 2);
-  const auto no_backend = cli.bare({"--db", "mysql://u:hunter2@h/db", "jobs"});
+  const auto no_backend = cli.bare({"--db", "oracle://u:hunter2@h/db", "jobs"});
   CHECK(no_backend.status == 1);
   CHECK(no_backend.err.find("(invalid_parameter)") != std::string::npos);
   CHECK(no_backend.err.find("hunter2") == std::string::npos);
+  // A MariaDB/MySQL server that is not there: unavailable, the URL shown without its password.
+  const auto no_server = cli.bare({"--db", "mysql://u:hunter2@127.0.0.1:1/db", "jobs"});
+  CHECK(no_server.status == 1);
+  CHECK(no_server.err.find("(unavailable)") != std::string::npos);
+  CHECK(no_server.err.find("mysql://u:***@127.0.0.1:1/db") != std::string::npos);
+  CHECK(no_server.err.find("hunter2") == std::string::npos);
   // JOBREPO_DATABASE_URL is the default database.
   const auto from_env = cli.bare({"jobs", "--json"}, {"JOBREPO_DATABASE_URL=" + cli.url});
   CHECK(from_env.status == 0);
@@ -589,7 +595,7 @@ TEST_CASE("cli: --json never aborts on text that is not UTF-8; such arguments ar
     CHECK(result.err.find("(invalid_parameter)") != std::string::npos);
   }
   CHECK(cli({"jobs", "--json"}).parsed().empty());
-  if (jobrepo::test::scheduler_on_postgres()) return;  // PostgreSQL cannot hold such text
+  if (!jobrepo::test::scheduler_on_sqlite()) return;  // PostgreSQL and MariaDB cannot hold such text
   // SQLite holds what old versions or SQL written by hand stored: printed with U+FFFD.
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open(cli.url.substr(7).c_str(), &db) == SQLITE_OK);

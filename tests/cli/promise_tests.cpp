@@ -113,6 +113,7 @@ std::string other_spelling(const std::string& url) {
     const fs::path path = url.substr(7);
     return "sqlite:" + (path.parent_path() / "." / path.filename()).string();
   }
+  if (jobrepo::test::scheduler_on_mariadb()) return url + "?connect_timeout=10";  // the default, spelled out
   return jobrepo::test::with_parameter(url, "application_name=another%20spelling");
 }
 
@@ -160,9 +161,8 @@ TEST_CASE("serve: SIGTERM just after a run starts: 40 times, a peer never starts
   std::printf(
       "promise: sigterm after start [%s]: %d SIGTERMs right after a start, runs %zu, real overlaps %zu, "
       "jobctl audit overlaps %zu, ended while working %zu\n",
-      jobrepo::test::scheduler_on_postgres() ? "postgres" : "sqlite", signalled,
-      b.cli({"runs", "--limit", "-1", "--json"}).parsed().size(), b.overlap_count(), audit["overlaps"].size(),
-      audit["ended_while_working"].size());
+      jobrepo::test::test_backend().c_str(), signalled, b.cli({"runs", "--limit", "-1", "--json"}).parsed().size(),
+      b.overlap_count(), audit["overlaps"].size(), audit["ended_while_working"].size());
   CHECK(signalled == 40);
   CHECK(stopped_clean == 40);
   CHECK(b.overlaps().empty());
@@ -366,7 +366,7 @@ TEST_CASE("serve: 10 forward steps of every serve's clock (and SQLite's) by twic
   std::printf(
       "promise: clock steps [%s]: 10 steps of +4s (threshold 2s), command starts %zu, runs interrupted %zu, "
       "real overlaps %zu\n",
-      jobrepo::test::scheduler_on_postgres() ? "postgres" : "sqlite", b.events("start c"), interrupted, overlaps);
+      jobrepo::test::test_backend().c_str(), b.events("start c"), interrupted, overlaps);
   CHECK(interrupted == 0);
   CHECK(b.events("start c") == 4);
   CHECK(overlaps == 0);

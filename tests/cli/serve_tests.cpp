@@ -490,9 +490,9 @@ void kill_audit(bool same_id) {
   std::printf(
       "serve kill audit [%s, %s]: %d kill -9s, runs %zu (interrupted %zu), command starts %zu, real overlaps %zu, "
       "jobctl audit overlaps %zu, processes alive 1 s after a kill %d, left running %zu\n",
-      jobrepo::test::scheduler_on_postgres() ? "postgres" : "sqlite", same_id ? "same id" : "new ids", kills,
-      runs.size(), interrupted, lines_of(cli.dir.path / "events", "start "), overlaps, audit["overlaps"].size(),
-      alive_after_a_second, left_running);
+      jobrepo::test::test_backend().c_str(), same_id ? "same id" : "new ids", kills, runs.size(), interrupted,
+      lines_of(cli.dir.path / "events", "start "), overlaps, audit["overlaps"].size(), alive_after_a_second,
+      left_running);
   INFO(alive_report);
   INFO(slurp(cli.dir.path / "overlaps"));
   CHECK(overlaps == 0);
@@ -779,9 +779,8 @@ TEST_CASE(
       "serve cgroup kill audit [%s]: %d kill -9s of serve with its supervisors, runs %zu, command starts %zu, real "
       "overlaps %zu, processes alive 1 s after a kill %d, left running %zu, run cgroups left %zu; orphans killed by a "
       "starting serve %zu times, by a serving one %zu times\n",
-      jobrepo::test::scheduler_on_postgres() ? "postgres" : "sqlite", kills, runs.size(),
-      lines_of(cli.dir.path / "events", "start "), overlaps, alive_after_a_second, left_running,
-      cgroup.runs_left().size(), at_start, while_serving);
+      jobrepo::test::test_backend().c_str(), kills, runs.size(), lines_of(cli.dir.path / "events", "start "), overlaps,
+      alive_after_a_second, left_running, cgroup.runs_left().size(), at_start, while_serving);
   INFO(alive_report);
   INFO(slurp(cli.dir.path / "overlaps"));
   INFO(errors);
@@ -913,7 +912,7 @@ std::set<std::string> run_ids(Cli& cli) {
 
 TEST_CASE(
     "serve: restarted where its SQLite file was moved away, it waits and keeps the WAL; moved back, no run is lost") {
-  if (jobrepo::test::scheduler_on_postgres()) {
+  if (!jobrepo::test::scheduler_on_sqlite()) {
     SUCCEED("SQLite only: a database file and its WAL");
     return;
   }
@@ -960,7 +959,7 @@ TEST_CASE(
 }
 
 TEST_CASE("serve: started on a read-only SQLite file, it waits; writable again, it serves") {
-  if (jobrepo::test::scheduler_on_postgres()) {
+  if (!jobrepo::test::scheduler_on_sqlite()) {
     SUCCEED("SQLite only: a read-only database file");
     return;
   }
@@ -993,7 +992,7 @@ TEST_CASE("serve: started on a read-only SQLite file, it waits; writable again, 
 }
 
 TEST_CASE("serve: started where the SQLite file's directory is read-only, it waits; writable again, it serves") {
-  if (jobrepo::test::scheduler_on_postgres()) {
+  if (!jobrepo::test::scheduler_on_sqlite()) {
     SUCCEED("SQLite only: a read-only directory");
     return;
   }
@@ -1028,7 +1027,7 @@ TEST_CASE("serve: started where the SQLite file's directory is read-only, it wai
 }
 
 TEST_CASE("serve: restarted after its SQLite file system became read-only, it waits; SIGTERM then exits 0") {
-  if (jobrepo::test::scheduler_on_postgres()) {
+  if (!jobrepo::test::scheduler_on_sqlite()) {
     SUCCEED("SQLite only: a read-only file system");
     return;
   }

@@ -1,7 +1,9 @@
-// The database a scheduler test runs on: SQLite on a file, or PostgreSQL
-// (JOBREPO_TEST_BACKEND=postgres and the test server), a new one per call.
+// The database a scheduler test runs on: SQLite on a file, PostgreSQL
+// (JOBREPO_TEST_BACKEND=postgres and its test server) or MariaDB
+// (JOBREPO_TEST_BACKEND=mariadb and its test server), a new one per call.
 #pragma once
 
+#include "../mariadb/test_server.hpp"
 #include "test_server.hpp"
 
 #include <jobrepo/jobrepo.hpp>
@@ -13,10 +15,15 @@
 
 namespace jobrepo::test {
 
-inline bool scheduler_on_postgres() {
+// "sqlite" (the default), "postgres" or "mariadb".
+inline std::string test_backend() {
   const char* backend = std::getenv("JOBREPO_TEST_BACKEND");
-  return backend && std::string(backend) == "postgres";
+  return backend && *backend ? backend : "sqlite";
 }
+
+inline bool scheduler_on_postgres() { return test_backend() == "postgres"; }
+inline bool scheduler_on_mariadb() { return test_backend() == "mariadb"; }
+inline bool scheduler_on_sqlite() { return test_backend() == "sqlite"; }
 
 class Databases {
  public:
@@ -34,6 +41,10 @@ class Databases {
       postgres_exec(database_->url(), "CREATE SCHEMA " + schema);
       return with_parameter(database_->url(), "options=-csearch_path%3D" + schema);
     }
+    if (scheduler_on_mariadb()) {
+      if (!mariadb_) mariadb_ = std::make_unique<MariadbDatabases>();
+      return mariadb_->create();
+    }
     if (dir_.empty()) {
       std::string pattern = (std::filesystem::temp_directory_path() / "jobrepo-scheduler-XXXXXX").string();
       if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("cannot make a temporary directory");
@@ -44,6 +55,7 @@ class Databases {
 
  private:
   std::unique_ptr<TestDatabase> database_;
+  std::unique_ptr<MariadbDatabases> mariadb_;
   std::filesystem::path dir_;
   int count_ = 0;
 };

@@ -393,8 +393,8 @@ TEST_CASE("scheduler: two processes churning short jobs never run one job twice 
   std::printf(
       "scheduler churn audit [%s]: 2 processes, %d s: runs %zu (node-a %zu, node-b %zu), jobs %zu, "
       "overlaps %d, failed %zu, errors %zu\n",
-      jobrepo::test::scheduler_on_postgres() ? "postgres" : "sqlite", seconds, runs, from_a, runs - from_a,
-      runs_of.size(), overlaps, failures, errors);
+      jobrepo::test::test_backend().c_str(), seconds, runs, from_a, runs - from_a, runs_of.size(), overlaps, failures,
+      errors);
   CHECK(runs > 100);
   CHECK(from_a > 0);
   CHECK(runs - from_a > 0);
@@ -422,7 +422,7 @@ TEST_CASE("scheduler: after kill -9 of the process running a long job, the other
   std::printf(
       "kill -9 recovery [%s]: threshold 2000 ms, monitor 250 ms: the other process started the job %lld ms "
       "after the kill\n",
-      jobrepo::test::scheduler_on_postgres() ? "postgres" : "sqlite", took);
+      jobrepo::test::test_backend().c_str(), took);
   CHECK(took <= 2000 + 250 + 100);  // threshold + one monitor interval (+ claim and clock slack)
   CHECK(other.events("interrupted_peer").size() == 1);
 }

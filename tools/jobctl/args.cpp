@@ -112,8 +112,9 @@ std::string usage_text() {
     out << line << "  " << c.summary << "\n";
   }
   out << "\nOptions:\n"
-      << "  --db URL        sqlite:PATH, sqlite::memory:, postgresql://... (default: $JOBREPO_DATABASE_URL,\n"
-      << "                  else the URL in the file $JOBREPO_DATABASE_URL_FILE, else sqlite:jobrepo.db);\n"
+      << "  --db URL        sqlite:PATH, sqlite::memory:, postgresql://..., mariadb://... (default:\n"
+      << "                  $JOBREPO_DATABASE_URL, else the URL in the file $JOBREPO_DATABASE_URL_FILE,\n"
+      << "                  else sqlite:jobrepo.db);\n"
       << "                  only migrate and serve create a SQLite file\n"
       << "  --db-file PATH  the URL from the first line of PATH, so that ps does not show a password\n"
       << "                  (keep the file mode 0600; one others can read is refused)\n"

@@ -37,8 +37,7 @@ bool is_connection_error(unsigned number) {
     case ER_SERVER_SHUTDOWN:
     case 4031:  // ER_CLIENT_INTERACTION_TIMEOUT: the server closed an idle link
       return true;
-    default:
-      return false;
+    default: return false;
   }
 }
 
@@ -68,8 +67,9 @@ class Statement {
 
   std::uint64_t execute(std::initializer_list<Value> values, std::vector<Row>* rows) {
     if (values.size() != parameters_) {
-      throw DatabaseError(0, "", "the statement takes " + std::to_string(parameters_) + " values, not " +
-                                     std::to_string(values.size()));
+      throw DatabaseError(
+          0, "",
+          "the statement takes " + std::to_string(parameters_) + " values, not " + std::to_string(values.size()));
     }
     std::vector<MYSQL_BIND> binds(values.size());
     std::vector<unsigned long> lengths(values.size());

@@ -72,7 +72,7 @@ struct ConnectOptions {
   std::string user;
   std::optional<std::string> password;
   std::string database;
-  std::string socket;  // a Unix socket path instead of host and port
+  std::string socket;             // a Unix socket path instead of host and port
   unsigned connect_timeout = 10;  // seconds
   unsigned read_timeout = 60;     // seconds; the client tries a read up to 3 times
   unsigned write_timeout = 60;

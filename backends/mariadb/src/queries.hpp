@@ -22,17 +22,19 @@ namespace jobrepo::mariadb_backend::queries {
 
 #define JR_US(column) "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', " column ")"
 #define JR_FROM_US(value) "TIMESTAMPADD(MICROSECOND, " value ", '1970-01-01 00:00:00')"
-#define JR_RUN_COLUMNS(p)                                                                                       \
-  p "private_id, " p "job_plugin_id, " p "job_name, " p "server_id, " JR_US(p "create_time") ", " JR_US(       \
-      p "update_time") ", " JR_US(p "end_time") ", " p "completed_count, " p "total_count, " p "status, " p     \
-                       "message, " p "attempt, " p "cancel_requested, " JR_US(p "work_end_time") ", " p "payload"
-#define JR_JOB_COLUMNS                                                                                              \
+#define JR_RUN_COLUMNS(p)                                                                                   \
+  p "private_id, " p "job_plugin_id, " p "job_name, " p "server_id, " JR_US(p "create_time") ", " JR_US(    \
+      p "update_time") ", " JR_US(p "end_time") ", " p "completed_count, " p "total_count, " p "status, " p \
+                                                "message, " p "attempt, " p                                 \
+                                                "cancel_requested, " JR_US(p "work_end_time") ", " p "payload"
+#define JR_JOB_COLUMNS \
   "plugin_id, name, description, " JR_US("next_scheduled_run") ", schedule, paused, run_requested,"                \
   " consecutive_failures, last_status, " JR_US("last_end_time") ", last_message, " JR_US("last_success_time") ", " \
   "requested_payload"
 // A JSON array of strings as a table of (ord, value).
-#define JR_JSON_STRINGS(param)                                                                    \
-  "JSON_TABLE(" param ", '$[*]' COLUMNS (ord FOR ORDINALITY,"                                    \
+#define JR_JSON_STRINGS(param)            \
+  "JSON_TABLE(" param                     \
+  ", '$[*]' COLUMNS (ord FOR ORDINALITY," \
   " value VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin PATH '$' ERROR ON ERROR))"
 
 // The server's clock, microseconds since the epoch.
@@ -45,8 +47,7 @@ inline constexpr const char* has_schema_table =
 inline constexpr const char* create_schema_table =
     "CREATE TABLE IF NOT EXISTS jobrepo_schema_version (version INT PRIMARY KEY, name VARCHAR(255) NOT NULL,"
     " applied_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE = InnoDB";
-inline constexpr const char* record_schema_version =
-    "INSERT INTO jobrepo_schema_version (version, name) VALUES (?, ?)";
+inline constexpr const char* record_schema_version = "INSERT INTO jobrepo_schema_version (version, name) VALUES (?, ?)";
 // migrate() holds this lock (?: seconds to wait), so that servers starting
 // at once do not migrate twice; DDL commits at once in MariaDB, so no
 // transaction can hold the migration.
@@ -184,7 +185,7 @@ inline constexpr const char* job_after_run =
 // (a heartbeat that commits after the clock was read is later than the cut).
 // plugin, cut (us), filtered (0/1), server, observed (0/1), runs (JSON
 // [{"id", "updated"}])
-#define JR_STALE_RUNS                                                                                              \
+#define JR_STALE_RUNS \
   " FROM job_run r WHERE r.running_plugin_id = ?"                                                                  \
   " AND r.update_time <= " JR_FROM_US("?")                                                                         \
   " AND (? = 0 OR r.server_id = ?)"                                                                                \
@@ -223,9 +224,8 @@ inline constexpr const char* insert_server =
     "INSERT INTO server (plugin_id, server_id, instance, address, seen_time, expire_time)"
     " VALUES (?, ?, ?, ?, " JR_FROM_US("?") ", " JR_FROM_US("?") ")";
 // instance, address, seen (us), expire (us), plugin, server
-inline constexpr const char* update_server =
-    "UPDATE server SET instance = ?, address = ?, seen_time = " JR_FROM_US("?") ", expire_time = " JR_FROM_US("?")
-    " WHERE plugin_id = ? AND server_id = ?";
+inline constexpr const char* update_server = "UPDATE server SET instance = ?, address = ?, seen_time = " JR_FROM_US(
+    "?") ", expire_time = " JR_FROM_US("?") " WHERE plugin_id = ? AND server_id = ?";
 
 // plugin, server
 inline constexpr const char* forget_served_jobs = "DELETE FROM job_server WHERE plugin_id = ? AND server_id = ?";

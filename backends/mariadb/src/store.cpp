@@ -97,7 +97,7 @@ class MariadbStore final : public Store {
       // The client's messages name the host, port, user and database,
       // never the password.
       throw Error(error_code_for(e.number(), e.what()) == ErrorCode::internal ? ErrorCode::unavailable
-                                                                               : error_code_for(e.number(), e.what()),
+                                                                              : error_code_for(e.number(), e.what()),
                   "cannot connect to " + shown_url_ + ": " + e.what(), "MariaDB error " + std::to_string(e.number()));
     }
   }
@@ -184,7 +184,6 @@ class MariadbStore final : public Store {
       throw make_error(operation, subject, number, sqlstate, message);
     }
   }
-
 
   // The wake-up poll of one plugin: (earliest due time, count) of its
   // claimable jobs; nullopt when the database cannot be read now.
@@ -302,8 +301,9 @@ class MariadbStore final : public Store {
   }
 
   bool delete_job(const std::string& plugin_id, const std::string& name) override {
-    return run("delete_job", job_subject(plugin_id, name),
-               [&](Connection& c) { return c.execute(queries::delete_job, {text(plugin_id), text(name)}) > 0; });
+    return run("delete_job", job_subject(plugin_id, name), [&](Connection& c) {
+      return c.execute(queries::delete_job, {text(plugin_id), text(name)}) > 0;
+    });
   }
 
   std::optional<Job> set_job_paused(const std::string& plugin_id, const std::string& name, bool paused) override {
@@ -345,10 +345,10 @@ class MariadbStore final : public Store {
     return run("run_jobs", "server " + quoted(request.server_id), [&](Connection& c) {
       std::vector<Run> runs;
       const std::string names = request.only_jobs ? json_array(*request.only_jobs) : "[]";
-      const auto due = c.query(queries::claim_lock,
-                               {text(request.plugin_id), number(clock_offset().count()),
-                                flag(request.only_jobs.has_value()), text(names), flag(request.served_only),
-                                text(request.server_id), number(limit_of(request.limit))});
+      const auto due =
+          c.query(queries::claim_lock,
+                  {text(request.plugin_id), number(clock_offset().count()), flag(request.only_jobs.has_value()),
+                   text(names), flag(request.served_only), text(request.server_id), number(limit_of(request.limit))});
       if (due.empty()) return runs;
       const Micros now = now_us(c);
       std::string json = "[";
@@ -363,8 +363,16 @@ class MariadbStore final : public Store {
         json.append(",\"name\":");
         append_json_string(json, job.text(0));
         json.append(",\"attempt\":").append(std::to_string(job.number(1) + 1)).append("}");
-        Run run{ids.back(),         request.plugin_id,  job.text(0), request.server_id, to_timestamp(now),
-                to_timestamp(now), std::nullopt,       0,           0,                 Status::running};
+        Run run{ids.back(),
+                request.plugin_id,
+                job.text(0),
+                request.server_id,
+                to_timestamp(now),
+                to_timestamp(now),
+                std::nullopt,
+                0,
+                0,
+                Status::running};
         run.attempt = job.number(1) + 1;
         run.payload = job.optional_text(3);
         runs.push_back(std::move(run));
@@ -380,8 +388,8 @@ class MariadbStore final : public Store {
       }
       for (std::size_t i = 0; i < due.size(); ++i) {
         const bool requested = due[i].number(2) != 0 || !due[i].null(3);
-        const bool claimed = std::any_of(runs.begin(), runs.end(),
-                                         [&](const Run& r) { return r.private_id == ids[i]; });
+        const bool claimed =
+            std::any_of(runs.begin(), runs.end(), [&](const Run& r) { return r.private_id == ids[i]; });
         if (requested && claimed) c.execute(queries::clear_request, {text(request.plugin_id), text(due[i].text(0))});
       }
       return runs;
@@ -423,18 +431,17 @@ class MariadbStore final : public Store {
         const Micros now = rows.front().number(15) + clock_offset().count();
         const std::string status(to_string(change.to));
         const bool final = is_final(change.to);
-        c.execute(queries::update_run,
-                  {text(status), number(now), flag(final), number(now), optional_value(change.completed_count),
-                   optional_value(change.total_count), flag(final), optional_value(change.message),
-                   text(change.run_id)});
+        c.execute(queries::update_run, {text(status), number(now), flag(final), number(now),
+                                        optional_value(change.completed_count), optional_value(change.total_count),
+                                        flag(final), optional_value(change.message), text(change.run_id)});
         run = changed(std::move(run), change, now);
         if (touches_job) {
           const Micros next = change.reschedule ? stored(due_micros(*change.reschedule, now)) : 0;
           const Value message = optional_value(run.message);
-          c.execute(queries::job_after_run,
-                    {flag(change.reschedule.has_value()), number(now), number(next), flag(change.reschedule.has_value()),
-                     text(status), text(status), text(status), text(status), number(now), text(status), message,
-                     text(status), number(now), text(change.plugin_id), text(run.job_name)});
+          c.execute(queries::job_after_run, {flag(change.reschedule.has_value()), number(now), number(next),
+                                             flag(change.reschedule.has_value()), text(status), text(status),
+                                             text(status), text(status), number(now), text(status), message,
+                                             text(status), number(now), text(change.plugin_id), text(run.job_name)});
         }
         results[i] = std::move(run);
       }
@@ -461,9 +468,9 @@ class MariadbStore final : public Store {
       // The jobs of the stale runs, locked in name order; then those runs
       // (still stale, of those jobs), locked.
       std::vector<std::string> names;
-      for (const auto& row : c.query(queries::stale_jobs,
-                                     {text(query.plugin_id), number(cut), flag(query.server_id.has_value()),
-                                      text(server), flag(query.runs.has_value()), text(observed)})) {
+      for (const auto& row :
+           c.query(queries::stale_jobs, {text(query.plugin_id), number(cut), flag(query.server_id.has_value()),
+                                         text(server), flag(query.runs.has_value()), text(observed)})) {
         names.push_back(row.text(0));
       }
       if (names.empty()) return interrupted;

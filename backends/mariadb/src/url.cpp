@@ -167,9 +167,9 @@ ReadUrl read_url(std::string_view url) {
         read.problem = std::string(key) + " " + quote_text(*value) + " is not a number of seconds from 1 to 86400";
         return read;
       }
-      (key == "connect_timeout"  ? read.options.connect_timeout
-       : key == "read_timeout" ? read.options.read_timeout
-                               : read.options.write_timeout) = *parsed;
+      (key == "connect_timeout" ? read.options.connect_timeout
+       : key == "read_timeout"  ? read.options.read_timeout
+                                : read.options.write_timeout) = *parsed;
     } else if (key == "ssl_mode") {
       if (*value != "required" && *value != "verify") {
         read.problem = "ssl_mode " + quote_text(*value) + " is not required or verify";
