@@ -1,5 +1,6 @@
 # The benchmark smoke run: every workload, a fraction of a second each, on
-# SQLite and (when JOBREPO_TEST_POSTGRES_URL is set) PostgreSQL. Figures are
+# SQLite and (when JOBREPO_TEST_POSTGRES_URL, JOBREPO_TEST_MARIADB_URL are
+# set) PostgreSQL and MariaDB. Figures are
 # printed, never judged; the run fails only when the tool fails, a workload
 # is missing from its JSON, a measurement reports errors or missed wake-ups,
 # or the plot is not an SVG document. On PostgreSQL the peer workload runs
@@ -19,8 +20,12 @@ if(DEFINED PEER_DIR)
   list(APPEND peer --peer-dir "${PEER_DIR}")
 endif()
 if(DEFINED ENV{JOBREPO_TEST_POSTGRES_URL} AND NOT "$ENV{JOBREPO_TEST_POSTGRES_URL}" STREQUAL "")
-  set(backend both)
+  set(backend sqlite,postgres)
   set(postgres --postgres "$ENV{JOBREPO_TEST_POSTGRES_URL}")
+endif()
+if(DEFINED ENV{JOBREPO_TEST_MARIADB_URL} AND NOT "$ENV{JOBREPO_TEST_MARIADB_URL}" STREQUAL "")
+  set(backend ${backend},mariadb)
+  list(APPEND postgres --mariadb "$ENV{JOBREPO_TEST_MARIADB_URL}")
 endif()
 execute_process(
   COMMAND "${BENCH}" --backend ${backend} ${postgres} --workers 2 --jobs 200 --seconds 0.3 --with-ceiling
@@ -38,7 +43,7 @@ math(EXPR last "${rows} - 1")
 foreach(i RANGE ${last})
   string(JSON workload GET "${results}" ${i} workload)
   string(JSON row_backend GET "${results}" ${i} backend)
-  list(APPEND seen "${workload}")
+  list(APPEND seen "${workload}" "${workload}@${row_backend}")
   if(workload STREQUAL "peer")
     string(JSON setting GET "${results}" ${i} setting)
     # The ratio must be there (a number); its value is a figure, not judged.
@@ -55,12 +60,18 @@ foreach(i RANGE ${last})
     endif()
   endforeach()
 endforeach()
+string(REPLACE "," ";" backends "${backend}")
 foreach(workload claim-cycle batch-100 scheduler wakeup scale memory)
   if(NOT workload IN_LIST seen)
     message(FATAL_ERROR "the JSON has no ${workload} rows")
   endif()
+  foreach(b IN LISTS backends)
+    if(NOT "${workload}@${b}" IN_LIST seen)
+      message(FATAL_ERROR "the JSON has no ${workload} rows on ${b}")
+    endif()
+  endforeach()
 endforeach()
-if(backend STREQUAL "both")
+if("postgres" IN_LIST backends)
   foreach(setting default batched)
     if(NOT setting IN_LIST peer_settings)
       message(FATAL_ERROR "the JSON has no peer row for the ${setting} setting")

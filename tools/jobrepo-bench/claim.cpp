@@ -1,18 +1,25 @@
 // The claim cycle and batch claims through jobrepo, and their ceiling: the
-// same statements without the library (raw sqlite3; pgbench -M prepared).
+// same statements without the library (raw sqlite3; pgbench -M prepared;
+// the MariaDB client's C API).
 #include "common.hpp"
-#include "queries.hpp"
+#include "mariadb/src/queries.hpp"
+#include "mariadb/src/url.hpp"
+#include "postgres/src/queries.hpp"
 
 #include <jobrepo/jobrepo.hpp>
 
+#include <mysql.h>
 #include <sqlite3.h>
 
+#include <array>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <regex>
 #include <sstream>
 #include <thread>
+#include <variant>
 
 #include <unistd.h>
 
@@ -209,6 +216,162 @@ Measure run_sqlite_ceiling(const Target& t, int workers, double seconds, const s
     }
     for (auto* s : {begin, commit, now, due, insert, finish, reschedule}) sqlite3_finalize(s);
     sqlite3_close(db);
+  });
+}
+
+// The MariaDB store's claim and completion transactions, statement for
+// statement (backends/mariadb/src/queries.hpp), with the MariaDB client's C
+// API: statements prepared once per connection, values bound, one
+// transaction each, as the store runs them.
+namespace {
+
+// A prepared statement of the ceiling: binds integers and text, reads text.
+class RawStatement {
+ public:
+  RawStatement(MYSQL* c, const char* sql) : s_(mysql_stmt_init(c)) {
+    if (mysql_stmt_prepare(s_, sql, std::strlen(sql)) != 0) {
+      throw std::runtime_error(std::string("mariadb ceiling: ") + mysql_stmt_error(s_));
+    }
+  }
+  RawStatement(const RawStatement&) = delete;
+  RawStatement& operator=(const RawStatement&) = delete;
+  ~RawStatement() { mysql_stmt_close(s_); }
+  // Rows the last run() matched.
+  unsigned long long affected() const { return mysql_stmt_affected_rows(s_); }
+
+  // Runs with `values` (NULL, an int64 or a string each) and returns the first
+  // column of each row (up to 15 columns are read, as text).
+  std::vector<std::string> run(const std::vector<std::variant<std::monostate, long long, std::string>>& values,
+                               std::string* last_column = nullptr) {
+    std::vector<MYSQL_BIND> in(values.size());
+    std::vector<unsigned long> lengths(values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      std::memset(&in[i], 0, sizeof in[i]);
+      if (std::holds_alternative<std::monostate>(values[i])) {
+        in[i].buffer_type = MYSQL_TYPE_NULL;
+      } else if (const auto* number = std::get_if<long long>(&values[i])) {
+        in[i].buffer_type = MYSQL_TYPE_LONGLONG;
+        in[i].buffer = const_cast<long long*>(number);  // NOLINT: read only
+      } else {
+        const auto& text = std::get<std::string>(values[i]);
+        lengths[i] = text.size();
+        in[i].buffer_type = MYSQL_TYPE_STRING;
+        in[i].buffer = const_cast<char*>(text.data());  // NOLINT: read only
+        in[i].buffer_length = text.size();
+        in[i].length = &lengths[i];
+      }
+    }
+    if ((!in.empty() && mysql_stmt_bind_param(s_, in.data()) != 0) || mysql_stmt_execute(s_) != 0) {
+      throw std::runtime_error(std::string("mariadb ceiling: ") + mysql_stmt_error(s_));
+    }
+    std::vector<std::string> rows;
+    MYSQL_RES* meta = mysql_stmt_result_metadata(s_);
+    if (meta == nullptr) return rows;
+    const unsigned columns = mysql_num_fields(meta);
+    mysql_free_result(meta);
+    std::vector<MYSQL_BIND> out(columns);
+    std::vector<std::array<char, 256>> buffers(columns);
+    std::vector<unsigned long> out_lengths(columns);
+    for (unsigned c = 0; c < columns; ++c) {
+      std::memset(&out[c], 0, sizeof out[c]);
+      out[c].buffer_type = MYSQL_TYPE_STRING;
+      out[c].buffer = buffers[c].data();
+      out[c].buffer_length = buffers[c].size();
+      out[c].length = &out_lengths[c];
+    }
+    mysql_stmt_bind_result(s_, out.data());
+    while (mysql_stmt_fetch(s_) == 0) {
+      rows.emplace_back(buffers[0].data(), out_lengths[0]);
+      if (last_column) last_column->assign(buffers[columns - 1].data(), out_lengths[columns - 1]);
+    }
+    mysql_stmt_free_result(s_);
+    return rows;
+  }
+
+ private:
+  MYSQL_STMT* s_;
+};
+
+}  // namespace
+
+Measure run_mariadb_ceiling(const Target& t, int workers, double seconds) {
+  namespace q = jobrepo::mariadb_backend::queries;
+  return on_workers(workers, seconds, [&](int w, Measure& m, Steady::time_point start, Steady::time_point end) {
+    const auto read = jobrepo::mariadb_backend::read_url(t.raw);
+    const auto& o = read.options;
+    MYSQL* c = mysql_init(nullptr);
+    mysql_options(c, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    if (mysql_real_connect(c, o.socket.empty() ? o.host.c_str() : nullptr, o.user.c_str(),
+                           o.password ? o.password->c_str() : nullptr, o.database.c_str(), o.port,
+                           o.socket.empty() ? nullptr : o.socket.c_str(), CLIENT_FOUND_ROWS) == nullptr) {
+      std::cerr << "jobrepo-bench: mariadb ceiling: " << mysql_error(c) << "\n";
+      ++m.errors;
+      mysql_close(c);
+      return;
+    }
+    mysql_query(c,
+                "SET SESSION time_zone = '+00:00', SESSION innodb_lock_wait_timeout = 10,"
+                " SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
+    mysql_autocommit(c, 0);
+    try {
+      RawStatement lock(c, q::claim_lock), now(c, q::now), insert(c, q::claim_insert), job_of(c, q::job_of_run),
+          lock_job(c, q::lock_job), lock_run(c, q::lock_run), update(c, q::update_run), after(c, q::job_after_run);
+      const std::string plugin = "pi_system", server = "raw-" + std::to_string(w), names = "[]";
+      const std::string completed = "completed";
+      std::this_thread::sleep_until(start);
+      while (Steady::now() < end) {
+        // A deadlock (InnoDB's locks of the unique key of running runs) is
+        // rolled back and the transaction tried again, as the store does.
+        try {
+          const auto t0 = Steady::now();
+          const auto due = lock.run({plugin, 0LL, 0LL, names, 0LL, server, 1LL});
+          std::string id;
+          if (!due.empty()) {
+            const long long n = std::stoll(now.run({}).at(0));
+            id = jobrepo::generate_run_id();
+            const std::string runs = "[{\"id\":\"" + id + "\",\"name\":\"" + due.front() + "\",\"attempt\":1}]";
+            insert.run({server, n, n, runs, plugin});
+            // A job whose run another claim committed meanwhile is left
+            // out (as the store leaves it out).
+            if (insert.affected() == 0) id.clear();
+          }
+          mysql_commit(c);
+          m.claim_ms.push_back(ms_between(t0, Steady::now()));
+          if (id.empty()) {
+            ++m.empty;
+            continue;
+          }
+          const auto c0 = Steady::now();
+          for (;;) {
+            try {
+              const std::string name = job_of.run({id, plugin}).at(0);
+              lock_job.run({plugin, name});
+              std::string clock;
+              lock_run.run({id, plugin}, &clock);
+              const long long n = std::stoll(clock);
+              const std::monostate null;
+              update.run({completed, n, 1LL, n, null, null, 1LL, null, id});
+              after.run({1LL, n, n, 1LL, completed, completed, completed, completed, n, completed, null, completed, n,
+                         plugin, name});
+              mysql_commit(c);
+              break;
+            } catch (const std::runtime_error& e) {
+              mysql_rollback(c);
+              if (std::string(e.what()).find("Deadlock") == std::string::npos) throw;
+            }
+          }
+          m.complete_ms.push_back(ms_between(c0, Steady::now()));
+          ++m.cycles;
+        } catch (const std::runtime_error& e) {
+          mysql_rollback(c);
+          if (std::string(e.what()).find("Deadlock") != std::string::npos) continue;
+          throw;
+        }
+      }
+    } catch (const std::exception& e) {
+      if (++m.errors == 1) std::cerr << "jobrepo-bench: " << e.what() << "\n";
+    }
+    mysql_close(c);
   });
 }
 

@@ -2,7 +2,10 @@
 
 #include <jobrepo/jobrepo.hpp>
 
+#include "mariadb/src/url.hpp"
+
 #include <libpq-fe.h>
+#include <mysql.h>
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -24,6 +27,27 @@ void pg_exec(const std::string& url, const std::string& sql) {
   if (!ok) throw std::runtime_error(sql.substr(0, 60) + ": " + message);
 }
 
+void mariadb_exec(const std::string& url, const std::string& sql) {
+  const auto read = jobrepo::mariadb_backend::read_url(url);
+  if (!read.problem.empty()) throw std::runtime_error("mariadb: " + read.shown + ": " + read.problem);
+  const auto& o = read.options;
+  MYSQL* c = mysql_init(nullptr);
+  std::string error;
+  if (mysql_real_connect(c, o.socket.empty() ? o.host.c_str() : nullptr, o.user.c_str(),
+                         o.password ? o.password->c_str() : nullptr, o.database.empty() ? nullptr : o.database.c_str(),
+                         o.port, o.socket.empty() ? nullptr : o.socket.c_str(), CLIENT_MULTI_STATEMENTS) == nullptr ||
+      mysql_query(c, sql.c_str()) != 0) {
+    error = mysql_error(c);
+  } else {
+    do {
+      if (MYSQL_RES* result = mysql_store_result(c)) mysql_free_result(result);
+    } while (mysql_next_result(c) == 0);
+    if (mysql_errno(c) != 0) error = mysql_error(c);
+  }
+  mysql_close(c);
+  if (!error.empty()) throw std::runtime_error(sql.substr(0, 60) + ": " + error);
+}
+
 std::string with_database(const std::string& url, const std::string& db) {
   const auto slash = url.find('/', url.find("://") + 3);
   return url.substr(0, slash) + "/" + db;
@@ -43,6 +67,10 @@ void sqlite_exec(sqlite3* db, const std::string& sql) {
 }  // namespace
 
 void raw_exec(const Target& t, const std::string& sql) {
+  if (t.backend == "mariadb") {
+    mariadb_exec(t.raw, sql);
+    return;
+  }
   if (t.backend != "sqlite") {
     pg_exec(t.raw, sql);
     return;
@@ -72,8 +100,14 @@ Target make_target(const std::string& backend, const Options& o, int n, const st
     pg_exec(o.postgres_url, "CREATE DATABASE " + t.cleanup);
     t.raw = with_database(o.postgres_url, t.cleanup);
     t.url = t.raw;
+  } else if (backend == "mariadb") {
+    if (o.mariadb_url.empty()) throw std::runtime_error("mariadb: give --mariadb URL or JOBREPO_BENCH_MARIADB_URL");
+    t.cleanup = "jobrepo_bench_" + std::to_string(getpid()) + "_" + std::to_string(n);
+    mariadb_exec(o.mariadb_url, "CREATE DATABASE " + t.cleanup + " CHARACTER SET utf8mb4");
+    t.raw = with_database(o.mariadb_url, t.cleanup);
+    t.url = t.raw;
   } else {
-    throw std::runtime_error("unknown backend \"" + backend + "\" (sqlite, postgres or both)");
+    throw std::runtime_error("unknown backend \"" + backend + "\" (sqlite, postgres or mariadb)");
   }
   auto store = jobrepo::open_store(t.url);
   store->migrate();
@@ -83,6 +117,8 @@ Target make_target(const std::string& backend, const Options& o, int n, const st
 void drop_target(const Target& t, const Options& o) {
   if (t.backend == "sqlite") {
     for (const auto* suffix : {"", "-wal", "-shm"}) std::remove((t.raw + suffix).c_str());
+  } else if (t.backend == "mariadb") {
+    mariadb_exec(o.mariadb_url, "DROP DATABASE IF EXISTS " + t.cleanup);
   } else {
     pg_exec(o.postgres_url, "DROP DATABASE IF EXISTS " + t.cleanup + " WITH (FORCE)");
   }
@@ -115,6 +151,28 @@ void reset(const Target& t, int jobs, int due_every, int history) {
              n + "), 'history', " + past + " + i, " + past + " + i, " + past + " + i, 0, 0, 'completed' FROM g;";
     }
     raw_exec(t, sql + "COMMIT; ANALYZE; PRAGMA wal_checkpoint(TRUNCATE);");
+  } else if (t.backend == "mariadb") {
+    // Rows from MariaDB's sequence tables (seq_0_to_N, the Sequence engine).
+    std::string sql =
+        "SET time_zone = '+00:00'; DELETE FROM job_server; DELETE FROM server; DELETE FROM job_run; DELETE FROM job;";
+    if (jobs > 0) {
+      sql +=
+          "INSERT INTO job (plugin_id, name, description, next_scheduled_run)"
+          " SELECT 'pi_system', CONCAT('job-', seq), 'bench job', IF(seq % " +
+          every + " = 0, UTC_TIMESTAMP(6) - INTERVAL 1 HOUR, UTC_TIMESTAMP(6) + INTERVAL 1 DAY) FROM seq_0_to_" +
+          std::to_string(jobs - 1) + ";";
+    }
+    if (jobs > 0 && history > 0) {
+      sql +=
+          "INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time, update_time,"
+          " end_time, completed_count, total_count, status)"
+          " SELECT CONCAT('history-', LPAD(seq, 10, '0')), 'pi_system', CONCAT('job-', seq % " +
+          n +
+          "), 'history', t, t, t, 0, 0, 'completed' FROM (SELECT seq, UTC_TIMESTAMP(6) - INTERVAL 1 HOUR"
+          " + INTERVAL seq MICROSECOND AS t FROM seq_0_to_" +
+          std::to_string(history - 1) + ") x;";
+    }
+    mariadb_exec(t.raw, sql + "ANALYZE TABLE job, job_run;");
   } else {
     pg_exec(t.raw,
             "TRUNCATE job_run, job_server, server, job; INSERT INTO job SELECT 'pi_system', 'job-' || g, 'bench job',"

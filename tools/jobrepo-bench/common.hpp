@@ -18,6 +18,7 @@ struct Options {
   std::vector<std::string> backends{"sqlite"};
   std::vector<std::string> workloads{"claim-cycle", "batch-100", "scheduler", "wakeup", "scale", "memory", "peer"};
   std::string postgres_url;  // a server URL; a database is created and dropped per backend
+  std::string mariadb_url;   // the same for MariaDB
   std::vector<int> workers{1, 2, 4, 8};
   int jobs = 10000;
   double seconds = 3;
@@ -44,11 +45,11 @@ struct Options {
 
 // One database for the workloads of one backend.
 struct Target {
-  std::string backend;      // "sqlite" or "postgres"
+  std::string backend;      // "sqlite", "postgres" or "mariadb"
   std::string synchronous;  // sqlite
   std::string url;          // for jobrepo
-  std::string raw;          // sqlite: the file path; postgres: the libpq URL
-  std::string cleanup;      // postgres: the database to drop
+  std::string raw;          // sqlite: the file path; postgres: the libpq URL; mariadb: the URL
+  std::string cleanup;      // postgres, mariadb: the database to drop
 };
 
 // A new database; `synchronous` is SQLite's setting (ignored by PostgreSQL).
@@ -65,7 +66,9 @@ std::string with_database(const std::string& url, const std::string& db);
 
 // Runs SQL on PostgreSQL (libpq); throws std::runtime_error with the message.
 void pg_exec(const std::string& url, const std::string& sql);
-// Runs SQL on the target's database directly (sqlite3 or libpq).
+// Runs SQL (statements separated by ';') on MariaDB; throws std::runtime_error with the message.
+void mariadb_exec(const std::string& url, const std::string& sql);
+// Runs SQL on the target's database directly (sqlite3, libpq or the MariaDB client).
 void raw_exec(const Target& t, const std::string& sql);
 
 // Claim/complete latencies and counts of one setting.
@@ -102,6 +105,7 @@ struct ClaimFilter {
 Measure run_ours(const Target& t, int workers, double seconds, int batch, const ClaimFilter& filter = {});
 Measure run_sqlite_ceiling(const Target& t, int workers, double seconds, const std::string& synchronous);
 Measure run_pgbench(const Target& t, int workers, double seconds);
+Measure run_mariadb_ceiling(const Target& t, int workers, double seconds);
 std::string pgbench_script();
 // scheduler.cpp
 json scheduler_throughput(const Target& t, const Options& o, int worker_threads, int local_queue = 0,

@@ -19,7 +19,7 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
                                              "scale",       "memory",    "peer"};
 
 [[noreturn]] void usage(int status) {
-  std::cout << "usage: jobrepo-bench [--backend sqlite|postgres|both] [--postgres URL] [--workloads LIST]\n"
+  std::cout << "usage: jobrepo-bench [--backend LIST] [--postgres URL] [--mariadb URL] [--workloads LIST]\n"
                "                     [--workers 1,2,4,8] [--jobs N] [--seconds S] [--with-ceiling] [--rounds R]\n"
                "                     [--claim-filter none,names,served]\n"
                "                     [--sqlite-synchronous full,normal] [--scale-jobs 10000,100000,1000000]\n"
@@ -33,7 +33,8 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
                "  claim-cycle  N due jobs; W workers, each with its own Repository, loop run_jobs(limit 1) +\n"
                "               complete_run(next_run_in 0) for S seconds: cycles/s, claim/complete latency.\n"
                "               --with-ceiling also runs the same statements without jobrepo (raw sqlite3 with\n"
-               "               each --sqlite-synchronous setting, or pgbench -M prepared) right after each\n"
+               "               each --sqlite-synchronous setting, pgbench -M prepared, or the MariaDB client's\n"
+               "               C API with the MariaDB store's statements) right after each\n"
                "               setting and prints ours/ceiling; --rounds R alternates them R times (S seconds each).\n"
                "  batch-100    the same with run_jobs(limit 100), then a completion per run: runs/s.\n"
                "               Both claim with each --claim-filter (default none): none claims any due job,\n"
@@ -60,8 +61,10 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
                "--plot writes an SVG of claim-cycle cycles/s against workers (ours and the ceiling);\n"
                "--plot-json makes it from the JSON of an earlier run (--json-out) without measuring; with\n"
                "--markdown it prints that run's tables in Markdown (docs/performance.md).\n"
-               "PostgreSQL needs --postgres URL (a database is created and dropped per run) or\n"
-               "JOBREPO_BENCH_POSTGRES_URL. ./tools/bench runs the standard sweep with its own server.\n";
+               "--backend: sqlite, postgres, mariadb, a comma-separated list of them, both (sqlite,postgres)\n"
+               "or all; default sqlite. PostgreSQL needs --postgres URL (a database is created and dropped\n"
+               "per run) or JOBREPO_BENCH_POSTGRES_URL; MariaDB --mariadb URL or JOBREPO_BENCH_MARIADB_URL.\n"
+               "./tools/bench runs the standard sweep with its own servers.\n";
   std::exit(status);
 }
 
@@ -109,6 +112,7 @@ Parsed parse(int argc, char* argv[]) {
   Parsed p;
   Options& o = p.options;
   if (const char* url = std::getenv("JOBREPO_BENCH_POSTGRES_URL")) o.postgres_url = url;
+  if (const char* url = std::getenv("JOBREPO_BENCH_MARIADB_URL")) o.mariadb_url = url;
   o.self = std::filesystem::canonical("/proc/self/exe").string();
   o.jobctl = (std::filesystem::path(o.self).parent_path().parent_path() / "jobctl" / "jobctl").string();
   // The peer's bench/: the source tree's this tool was built from, else ./bench.
@@ -128,11 +132,17 @@ Parsed parse(int argc, char* argv[]) {
       usage(0);
     } else if (a == "--backend") {
       const auto b = value();
-      if (b != "both" && b != "sqlite" && b != "postgres") {
-        std::cerr << "jobrepo-bench: --backend: \"" << b << "\" is not sqlite, postgres or both\n";
-        std::exit(2);
+      o.backends = b == "both"  ? std::vector<std::string>{"sqlite", "postgres"}
+                   : b == "all" ? std::vector<std::string>{"sqlite", "postgres", "mariadb"}
+                                : split(b);
+      for (const auto& backend : o.backends) {
+        if (backend != "sqlite" && backend != "postgres" && backend != "mariadb") {
+          std::cerr << "jobrepo-bench: --backend: \"" << backend
+                    << "\" is not sqlite, postgres or mariadb (or both, all)\n";
+          std::exit(2);
+        }
       }
-      o.backends = b == "both" ? std::vector<std::string>{"sqlite", "postgres"} : std::vector<std::string>{b};
+      if (o.backends.empty()) usage(2);
     } else if (a == "--workloads") {
       o.workloads = split(value());
       for (const auto& w : o.workloads) {
@@ -143,6 +153,8 @@ Parsed parse(int argc, char* argv[]) {
       }
     } else if (a == "--postgres") {
       o.postgres_url = value();
+    } else if (a == "--mariadb") {
+      o.mariadb_url = value();
     } else if (a == "--workers") {
       o.workers = int_list(a, value());
     } else if (a == "--jobs") {
@@ -352,7 +364,8 @@ void print_markdown(const json& results) {
 
 void write_plot(const json& results, const std::string& path) {
   Plot plot{"claim cycle: cycles/s against workers", "workers", "cycles/s", true, {}};
-  const std::vector<std::pair<std::string, std::uint32_t>> colours{{"sqlite", 0x1f77b4}, {"postgres", 0xd62728}};
+  const std::vector<std::pair<std::string, std::uint32_t>> colours{
+      {"sqlite", 0x1f77b4}, {"postgres", 0xd62728}, {"mariadb", 0x2ca02c}};
   for (const auto& [backend, rgb] : colours) {
     Series ours{backend + " (jobrepo)", rgb, false, {}};
     Series ceiling{backend + " ceiling", rgb, true, {}};
@@ -375,7 +388,7 @@ void write_plot(const json& results, const std::string& path) {
       ours.label += " synchronous=" + sync;
       ceiling.label = backend + " raw sqlite3 ceiling";
     } else {
-      ceiling.label = backend + " pgbench ceiling";
+      ceiling.label = backend + (backend == "mariadb" ? " raw C API ceiling" : " pgbench ceiling");
     }
     if (!ours.points.empty()) plot.series.push_back(ours);
     if (!ceiling.points.empty()) plot.series.push_back(ceiling);
@@ -480,8 +493,9 @@ int run(const Options& o) {
                   ours.push_back(run_ours(t, workers, o.seconds, batch, {filter, o.jobs}));
                   if (!with_ceiling) continue;
                   reset(t, o.jobs);
-                  ceiling.push_back(backend == "sqlite" ? run_sqlite_ceiling(t, workers, o.seconds, sync)
-                                                        : run_pgbench(t, workers, o.seconds));
+                  ceiling.push_back(backend == "sqlite"    ? run_sqlite_ceiling(t, workers, o.seconds, sync)
+                                    : backend == "mariadb" ? run_mariadb_ceiling(t, workers, o.seconds)
+                                                           : run_pgbench(t, workers, o.seconds));
                 }
                 const Measure all_ceiling = merge_rounds(ceiling);
                 emit(claim_row(workload, t, o, filter, workers, merge_rounds(ours),
