@@ -17,7 +17,8 @@
 file(REMOVE_RECURSE "${WORK_DIR}")
 file(MAKE_DIRECTORY "${WORK_DIR}")
 set(prefix "${WORK_DIR}/prefix")
-set(no_libpq_no_catch2 -DCMAKE_DISABLE_FIND_PACKAGE_PostgreSQL=ON -DCMAKE_DISABLE_FIND_PACKAGE_Catch2=ON)
+set(no_libpq_no_catch2 -DCMAKE_DISABLE_FIND_PACKAGE_PostgreSQL=ON -DCMAKE_DISABLE_FIND_PACKAGE_Catch2=ON
+    -DCMAKE_DISABLE_FIND_PACKAGE_MariaDBClient=ON)
 
 # step(<command>...): runs it, fails the test when it fails; sets `out`.
 function(step)
@@ -118,8 +119,8 @@ step("${WORK_DIR}/sqlite_only/sqlite_only")
 expect("sqlite_only: run completed, backends: sqlite" "the SQLite-only program")
 message("${out}")
 step(ldd "${WORK_DIR}/sqlite_only/sqlite_only")
-if(out MATCHES "libpq|soci_postgresql")
-  message(FATAL_ERROR "the SQLite-only program links PostgreSQL's libraries:\n${out}")
+if(out MATCHES "libpq|soci_postgresql|libmariadb")
+  message(FATAL_ERROR "the SQLite-only program links PostgreSQL's or MariaDB's libraries:\n${out}")
 endif()
 
 # 4.
@@ -137,7 +138,10 @@ endfunction()
 check_components(postgres-without-libpq "postgres" "${prefix}" -DCMAKE_DISABLE_FIND_PACKAGE_PostgreSQL=ON)
 expect("component postgres: found=FALSE" "postgres without libpq")
 expect("component core: found=TRUE" "postgres without libpq")
-expect("component postgres needs SOCI (COMPONENTS core postgresql)" "postgres without libpq")
+expect("component postgres needs PostgreSQL, which was not found" "postgres without libpq")
+check_components(mariadb-without-client "mariadb" "${prefix}" -DCMAKE_DISABLE_FIND_PACKAGE_MariaDBClient=ON)
+expect("component mariadb: found=FALSE" "mariadb without its client library")
+expect("component mariadb needs MariaDBClient, which was not found" "mariadb without its client library")
 check_components(conformance-without-catch2 "conformance;sqlite" "${prefix}" -DCMAKE_DISABLE_FIND_PACKAGE_Catch2=ON)
 expect("component conformance: found=FALSE" "conformance without Catch2")
 expect("component sqlite: found=TRUE" "conformance without Catch2")
@@ -147,6 +151,7 @@ expect("No component nosuch" "an unknown component")
 check_components(all "" "${prefix}")
 expect("component conformance: found=TRUE" "every component")
 expect("component postgres: found=TRUE" "every component")
+expect("component mariadb: found=TRUE" "every component")
 expect("jobrepo: found=1 " "every component")
 # Without COMPONENTS every installed component is required: one whose
 # dependency is missing makes the package not found, saying which.
@@ -164,10 +169,11 @@ expect_not_found("a request for contract 6 (version 0.6)")
 # 5.
 message("-- 5. jobrepo with core and SQLite only")
 step(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/core-sqlite" -G Ninja -DJOBREPO_WITH_POSTGRES=OFF
-     -DJOBREPO_WITH_CONFORMANCE=OFF -DJOBREPO_BUILD_TESTS=OFF -DJOBREPO_BUILD_TOOLS=OFF ${no_libpq_no_catch2})
+     -DJOBREPO_WITH_MARIADB=OFF -DJOBREPO_WITH_CONFORMANCE=OFF -DJOBREPO_BUILD_TESTS=OFF -DJOBREPO_BUILD_TOOLS=OFF ${no_libpq_no_catch2})
 step(${CMAKE_COMMAND} --build "${WORK_DIR}/core-sqlite")
 step(${CMAKE_COMMAND} --install "${WORK_DIR}/core-sqlite" --prefix "${WORK_DIR}/prefix-core-sqlite")
 if(EXISTS "${WORK_DIR}/prefix-core-sqlite/include/jobrepo/postgres.hpp"
+   OR EXISTS "${WORK_DIR}/prefix-core-sqlite/include/jobrepo/mariadb.hpp"
    OR EXISTS "${WORK_DIR}/prefix-core-sqlite/include/jobrepo/conformance.hpp")
   message(FATAL_ERROR "a package without postgres and conformance installed their headers")
 endif()

@@ -154,12 +154,12 @@ TEST_CASE("open_store names a scheme that is not linked, never the rest of the U
   CHECK(jobrepo::url_scheme("postgresql://u:p@h/db") == "postgresql");
   CHECK(jobrepo::url_scheme("no scheme here").empty());
   try {
-    jobrepo::open_store("mysql://admin:hunter2@db.example/jobs");
+    jobrepo::open_store("oracle://admin:hunter2@db.example/jobs");
     FAIL("expected an error");
   } catch (const jobrepo::Error& e) {
     CHECK(e.code() == ErrorCode::invalid_parameter);
     const std::string message = e.what();
-    CHECK(message.find("\"mysql\"") != std::string::npos);
+    CHECK(message.find("\"oracle\"") != std::string::npos);
     CHECK(message.find("sqlite") != std::string::npos);  // what is linked
     CHECK(message.find("hunter2") == std::string::npos);
   }
@@ -189,7 +189,9 @@ TEST_CASE("redact_url shows each backend's URLs without their secrets") {
   CHECK(jobrepo::redact_url("sqlite::memory:") == "sqlite::memory:");
   CHECK(jobrepo::redact_url("postgresql://u:hunter2@db/jobs") == "postgresql://u:***@db/jobs");
   CHECK(jobrepo::redact_url("postgres://u:hun%zzter2@db/jobs") == "postgres://***");
-  CHECK(jobrepo::redact_url("mysql://u:hunter2@db/jobs") == "mysql:***");
+  CHECK(jobrepo::redact_url("mysql://u:hunter2@db/jobs") == "mysql://u:***@db/jobs");
+  CHECK(jobrepo::redact_url("mariadb://u:hun@ter2@db/jobs") == "mariadb://***");
+  CHECK(jobrepo::redact_url("oracle://u:hunter2@db/jobs") == "oracle:***");
   CHECK(jobrepo::redact_url("host=db password=hunter2") == "***");  // no scheme
   CHECK(jobrepo::redact_url("") == "***");
 }

@@ -51,15 +51,9 @@ Measure on_workers(int workers, double seconds, Body body) {
 std::string pgbench_script() {
   namespace q = jobrepo::postgres_backend::queries;
   std::string claim = q::claim_runs;
-  const std::vector<std::pair<std::string, std::string>> claim_values = {{":clock", "0"},
-                                                                         {":plugin2", "'pi_system'"},
-                                                                         {":plugin", "'pi_system'"},
-                                                                         {":filtered", "0"},
-                                                                         {":names", "'[]'"},
-                                                                         {":served", "0"},
-                                                                         {":served_by", "'pgbench'"},
-                                                                         {":limit", "1"},
-                                                                         {":server", "'pgbench'"}};
+  const std::vector<std::pair<std::string, std::string>> claim_values = {
+      {":clock", "0"},  {":plugin", "'pi_system'"},  {":filtered", "0"}, {":names", "'[]'"},
+      {":served", "0"}, {":served_by", "'pgbench'"}, {":limit", "1"},    {":server", "'pgbench'"}};
   for (const auto& [name, value] : claim_values) claim = std::regex_replace(claim, std::regex(name + "\\b"), value);
   // pgbench's \gset needs exactly one row, and a claim that lost a race returns
   // none: the script keeps every CTE of the claim but returns one row, the run

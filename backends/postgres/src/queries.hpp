@@ -1,5 +1,6 @@
 // The SQL of the PostgreSQL store, in one place (the tests EXPLAIN it too).
-// Placeholders are SOCI's :name, bound in order of appearance. Times leave
+// Placeholders are named (:name): one parameter per name, bound by name
+// (connection.hpp). Times leave
 // the server as integer microseconds since the Unix epoch. "Now" is always
 // clock_timestamp(), read once per statement while it executes, plus the test
 // clock offset; never current_timestamp, the transaction's start: a claim
@@ -36,6 +37,16 @@ inline constexpr const char* now =
     "SELECT " JR_EPOCH_US("clock_timestamp() + CAST(:clock AS bigint) * interval '1 microsecond'");
 
 inline constexpr const char* schema_version = "SELECT max(version) FROM jobrepo_schema_version";
+inline constexpr const char* has_schema_table =
+    "SELECT CAST(to_regclass('jobrepo_schema_version') IS NOT NULL AS integer)";
+inline constexpr const char* create_schema_table =
+    "CREATE TABLE jobrepo_schema_version (version integer PRIMARY KEY, name text NOT NULL,"
+    " applied_at timestamptz NOT NULL DEFAULT current_timestamp)";
+inline constexpr const char* record_schema_version =
+    "INSERT INTO jobrepo_schema_version (version, name) VALUES (CAST(:version AS integer), :name)";
+// migrate() holds this lock for its transaction, so that servers starting
+// at once migrate one after the other.
+inline constexpr const char* lock_migration = "SELECT pg_advisory_xact_lock(CAST(:key AS bigint))";
 
 // A WHERE condition that is always true and, evaluated once, sends NOTIFY
 // jobrepo_due (payload: the plugin id) at commit when the CTE `cte` has rows:
@@ -98,7 +109,7 @@ inline constexpr const char* claim_runs =
     "  SELECT j.plugin_id, j.name, j.next_scheduled_run, j.consecutive_failures, j.run_requested, j.requested_payload"
     "  FROM job j CROSS JOIN clock c"
     "  WHERE j.plugin_id = :plugin AND j.next_scheduled_run <= c.now AND NOT j.paused"
-    "  AND j.name NOT IN (SELECT r.job_name FROM job_run r WHERE r.job_plugin_id = :plugin2"
+    "  AND j.name NOT IN (SELECT r.job_name FROM job_run r WHERE r.job_plugin_id = :plugin"
     "                     AND r.status = 'running')"
     "  AND (CAST(:filtered AS integer) = 0 OR j.name IN (SELECT jsonb_array_elements_text(CAST(:names AS jsonb))))"
     "  AND (CAST(:served AS integer) = 0 OR (SELECT true FROM job_server s"
@@ -270,8 +281,8 @@ inline constexpr const char* request_run =
     " changed AS (UPDATE job j SET run_requested = running.yes,"
     "  next_scheduled_run = CASE WHEN running.yes THEN j.next_scheduled_run ELSE c.now END,"
     "  requested_payload = COALESCE(j.requested_payload, CAST(:payload AS text))"
-    "  FROM running, clock c WHERE j.plugin_id = :plugin2 AND j.name = :name2"
-    "  AND (CAST(:payload2 AS text) IS NULL OR j.requested_payload IS NULL OR j.requested_payload = :payload3)"
+    "  FROM running, clock c WHERE j.plugin_id = :plugin AND j.name = :name"
+    "  AND (CAST(:payload AS text) IS NULL OR j.requested_payload IS NULL OR j.requested_payload = :payload)"
     "  RETURNING j.*)"
     " SELECT " JR_JOB_COLUMNS " FROM changed" JR_NOTIFY_DUE("changed", "plugin_id");
 
@@ -279,7 +290,7 @@ inline constexpr const char* request_cancel =
     "WITH changed AS (UPDATE job_run SET cancel_requested = true"
     " WHERE private_id = :id AND job_plugin_id = :plugin AND status = 'running' RETURNING *)"
     " SELECT " JR_RUN_COLUMNS("") " FROM changed"
-    " UNION ALL SELECT " JR_RUN_COLUMNS("") " FROM job_run WHERE private_id = :id2 AND job_plugin_id = :plugin2"
+    " UNION ALL SELECT " JR_RUN_COLUMNS("") " FROM job_run WHERE private_id = :id AND job_plugin_id = :plugin"
     " AND NOT EXISTS (SELECT 1 FROM changed)";
 
 // A server's record, written only when the server id is free (no record, or
@@ -317,7 +328,7 @@ inline constexpr const char* record_served_jobs =
 
 inline constexpr const char* remove_server =
     "DELETE FROM server WHERE plugin_id = :plugin AND server_id = :server"
-    " AND (CAST(:instance AS text) = '' OR instance = :instance2)";
+    " AND (CAST(:instance AS text) = '' OR instance = :instance)";
 
 inline constexpr const char* record_work_end =
     "UPDATE job_run SET work_end_time = COALESCE(work_end_time,"

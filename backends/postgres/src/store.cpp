@@ -1,19 +1,16 @@
 #include "store.hpp"
 
+#include "connection.hpp"
 #include "errors.hpp"
-#include "listener.hpp"
 #include "queries.hpp"
-#include "soci_support.hpp"
+#include "store_support.hpp"
 #include "url.hpp"
+#include "wakeups.hpp"
 
 #include <jobrepo/error.hpp>
 
-#include <soci/postgresql/soci-postgresql.h>
-#include <soci/soci.h>
-
 #include <algorithm>
 #include <cctype>
-#include <cstdlib>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -24,220 +21,78 @@ namespace jobrepo::postgres_backend {
 namespace {
 
 using std::chrono::microseconds;
-using namespace soci_support;
+using namespace store_support;  // NOLINT(google-build-using-namespace)
 
 // Any fixed number: the advisory lock migrate() holds, so that servers that
 // start at once migrate one after the other.
 constexpr long long migration_lock_key = 0x6a6f627265706fLL;  // "jobrepo"
 
-template <class... Values>
-void use_all(soci::statement& st, Values&... values) {
-  (st.exchange(soci::use(values)), ...);
+Value text(const std::string& value) { return std::string_view(value); }
+Value number(long long value) { return value; }
+Value flag(bool value) { return static_cast<long long>(value ? 1 : 0); }
+
+// The run in columns JR_RUN_COLUMNS of `row`, from column `first` on.
+Run to_run(const Result& r, int row, int first = 0) {
+  const auto col = [&](int i) { return first + i; };
+  Run run{r.text(row, col(0)),
+          r.text(row, col(1)),
+          r.text(row, col(2)),
+          r.text(row, col(3)),
+          to_timestamp(r.number(row, col(4))),
+          to_timestamp(r.number(row, col(5))),
+          std::nullopt,
+          r.number(row, col(7)),
+          r.number(row, col(8)),
+          Status::running};
+  if (!r.null(row, col(6))) run.end_time = to_timestamp(r.number(row, col(6)));
+  const auto status = parse_status(r.text(row, col(9)));
+  if (!status) {
+    throw Error(ErrorCode::internal, "run " + quoted(run.private_id) + " has unknown status " + r.text(row, col(9)));
+  }
+  run.status = *status;
+  run.message = r.optional_text(row, col(10));
+  run.attempt = r.number(row, col(11));
+  run.cancel_requested = r.number(row, col(12)) != 0;
+  if (!r.null(row, col(13))) run.work_end_time = to_timestamp(r.number(row, col(13)));
+  run.payload = r.optional_text(row, col(14));
+  return run;
 }
 
-// Each statement is prepared once per connection, bound to the buffers of
-// its struct; a call fills the inputs, executes, and reads the outputs.
-// A due time as the statements bind it (queries.hpp JR_DUE): `at` first,
-// NULL unless absolute, then `delta` (the clock offset included).
-struct DueParameters {
-  Micros at = 0, delta = 0;
-  soci::indicator at_ind = soci::i_null;
-  void bind(soci::statement& st) {
-    st.exchange(soci::use(at, at_ind));
-    st.exchange(soci::use(delta));
-  }
-  void set(const Due& due, std::chrono::microseconds clock_offset) {
-    at = due.at ? to_micros(*due.at) : 0;
-    at_ind = due.at ? soci::i_ok : soci::i_null;
-    delta = clock_offset.count() + due.in.count();
-  }
-};
-
-struct CreateJobStatement {
-  std::string plugin, name, description, schedule;
-  DueParameters due;
-  Micros next = 0;
-  soci::statement st;
-  explicit CreateJobStatement(soci::session& sql) : st(sql) {
-    st.exchange(soci::into(next));
-    use_all(st, plugin, name, description, schedule);
-    due.bind(st);
-    prepare(st, queries::create_job);
-  }
-};
-
-struct EnsureJobStatement {
-  JobRow row;
-  std::string plugin, name, description, schedule;
-  DueParameters due;
-  soci::statement st;
-  explicit EnsureJobStatement(soci::session& sql) : st(sql) {
-    row.bind(st);
-    use_all(st, plugin, name, description, schedule);
-    due.bind(st);
-    prepare(st, queries::ensure_job);
-  }
-};
-
-struct LookupJobStatement {
-  JobRow row;
-  std::string plugin, name;
-  soci::statement st;
-  explicit LookupJobStatement(soci::session& sql) : st(sql) {
-    row.bind(st);
-    use_all(st, plugin, name);
-    prepare(st, queries::lookup_job);
-  }
-};
-
-struct ListJobsStatement {
-  JobRow row;
-  std::string plugin, name;
-  int filtered = 0;
-  long long limit = 0;
-  soci::indicator limit_ind = soci::i_ok;
-  soci::statement st;
-  explicit ListJobsStatement(soci::session& sql) : st(sql) {
-    row.bind(st);
-    use_all(st, plugin, filtered, name);
-    st.exchange(soci::use(limit, limit_ind));
-    prepare(st, queries::list_jobs);
-  }
-};
-
-struct RescheduleStatement {
-  JobRow row;
-  DueParameters due;
-  std::string plugin, name;
-  soci::statement st;
-  explicit RescheduleStatement(soci::session& sql) : st(sql) {
-    row.bind(st);
-    due.bind(st);
-    use_all(st, plugin, name);
-    prepare(st, queries::reschedule_job);
-  }
-};
-
-// The hot path (claim, run updates) goes to libpq directly: SOCI's
-// per-call conversions cost as much CPU as libpq itself (callgrind of the
-// claim cycle), and on a small machine the client's CPU is the server's.
-
-// `query` with SOCI's :name placeholders numbered $1, $2... in order of
-// appearance (each occurrence is a parameter of its own, as SOCI binds them).
-std::string numbered_placeholders(std::string_view query, int& count) {
-  std::string out;
-  count = 0;
-  for (std::size_t i = 0; i < query.size(); ++i) {
-    const bool starts = query[i] == ':' && i + 1 < query.size() &&
-                        (std::islower(static_cast<unsigned char>(query[i + 1])) != 0 || query[i + 1] == '_') &&
-                        (i == 0 || query[i - 1] != ':');
-    if (!starts) {
-      out.push_back(query[i]);
-      continue;
-    }
-    out += "$" + std::to_string(++count);
-    while (i + 1 < query.size() &&
-           (std::isalnum(static_cast<unsigned char>(query[i + 1])) != 0 || query[i + 1] == '_')) {
-      ++i;
-    }
-  }
-  return out;
+std::vector<Run> to_runs(const Result& r) {
+  std::vector<Run> runs;
+  runs.reserve(static_cast<std::size_t>(r.rows()));
+  for (int row = 0; row < r.rows(); ++row) runs.push_back(to_run(r, row));
+  return runs;
 }
 
-// A PGresult, cleared when it goes.
-class NativeResult {
- public:
-  explicit NativeResult(PGresult* result) : result_(result) {}
-  NativeResult(NativeResult&& other) noexcept : result_(std::exchange(other.result_, nullptr)) {}
-  NativeResult(const NativeResult&) = delete;
-  NativeResult& operator=(const NativeResult&) = delete;
-  NativeResult& operator=(NativeResult&&) = delete;
-  ~NativeResult() { PQclear(result_); }
-  int rows() const { return PQntuples(result_); }
-  const char* text(int row, int column) const { return PQgetvalue(result_, row, column); }
-  bool null(int row, int column) const { return PQgetisnull(result_, row, column) != 0; }
-  long long number(int row, int column) const { return std::strtoll(text(row, column), nullptr, 10); }
+// The job in columns JR_JOB_COLUMNS of `row`.
+Job to_job(const Result& r, int row) {
+  Job job{r.text(row, 0), r.text(row, 1), r.text(row, 2), to_timestamp(r.number(row, 3)), r.text(row, 4)};
+  job.paused = r.number(row, 5) != 0;
+  job.run_requested = r.number(row, 6) != 0;
+  job.consecutive_failures = r.number(row, 7);
+  if (!r.null(row, 8)) job.last_status = parse_status(r.text(row, 8));
+  if (!r.null(row, 9)) job.last_end_time = to_timestamp(r.number(row, 9));
+  job.last_message = r.optional_text(row, 10);
+  if (!r.null(row, 11)) job.last_success_time = to_timestamp(r.number(row, 11));
+  job.requested_payload = r.optional_text(row, 12);
+  return job;
+}
 
-  // The run in columns JR_RUN_COLUMNS of `row`.
-  Run run(int row) const {
-    Run run{text(row, 0),
-            text(row, 1),
-            text(row, 2),
-            text(row, 3),
-            to_timestamp(number(row, 4)),
-            to_timestamp(number(row, 5)),
-            std::nullopt,
-            number(row, 7),
-            number(row, 8),
-            Status::running};
-    if (!null(row, 6)) run.end_time = to_timestamp(number(row, 6));
-    const auto status = parse_status(text(row, 9));
-    if (!status) {
-      throw Error(ErrorCode::internal, "run " + quoted(run.private_id) + " has unknown status " + text(row, 9));
-    }
-    run.status = *status;
-    if (!null(row, 10)) run.message = text(row, 10);
-    run.attempt = number(row, 11);
-    run.cancel_requested = number(row, 12) != 0;
-    if (!null(row, 13)) run.work_end_time = to_timestamp(number(row, 13));
-    if (!null(row, 14))
-      run.payload = std::string(text(row, 14), static_cast<std::size_t>(PQgetlength(result_, row, 14)));
-    return run;
-  }
+std::optional<Job> first_job(const Result& r) {
+  if (r.rows() == 0) return std::nullopt;
+  return to_job(r, 0);
+}
 
- private:
-  PGresult* result_;
-};
+std::optional<Run> first_run(const Result& r) {
+  if (r.rows() == 0) return std::nullopt;
+  return to_run(r, 0);
+}
 
-// A statement prepared on one connection with PQprepare; its parameters go
-// as text (nullptr: NULL). Failures throw soci::postgresql_soci_error, so
-// that the store's retry and error mapping treat them as SOCI's.
-class NativeStatement {
- public:
-  NativeStatement(PGconn* connection, std::string name, std::string_view query)
-      : connection_(connection), name_(std::move(name)) {
-    const std::string text = numbered_placeholders(query, parameters_);
-    check(PQprepare(connection_, name_.c_str(), text.c_str(), parameters_, nullptr));
-  }
-
-  NativeResult execute(std::initializer_list<const char*> values) const {
-    if (static_cast<int>(values.size()) != parameters_) {
-      throw Error(ErrorCode::internal, "statement " + name_ + ": " + std::to_string(values.size()) + " values for " +
-                                           std::to_string(parameters_) + " parameters");
-    }
-    return check(PQexecPrepared(connection_, name_.c_str(), parameters_, std::data(values), nullptr, nullptr, 0));
-  }
-
- private:
-  static NativeResult check(PGresult* result) {
-    NativeResult owned(result);
-    const auto status = PQresultStatus(result);
-    if (result == nullptr || (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)) {
-      const char* sqlstate = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
-      throw soci::postgresql_soci_error(result ? PQresultErrorMessage(result) : "no result from the server",
-                                        sqlstate ? sqlstate : "     ");
-    }
-    return owned;
-  }
-
-  PGconn* connection_;
-  std::string name_;
-  int parameters_ = 0;
-};
-
-struct UpdateRunsBatchStatement {
-  int ord = 0;
-  RunRow row;
-  Micros clock = 0;
-  std::string changes;  // JSON
-  soci::statement st;
-  explicit UpdateRunsBatchStatement(soci::session& sql) : st(sql) {
-    st.exchange(soci::into(ord));
-    row.bind(st);
-    use_all(st, clock, changes);
-    prepare(st, queries::update_runs_batch);
-  }
-};
+// A due time as the statements bind it (queries.hpp JR_DUE): `at`, NULL
+// unless absolute, and `delta` (the clock offset included).
+Value due_at(const Due& due) { return due.at ? Value(to_micros(*due.at)) : Value(std::monostate{}); }
+Value due_delta(const Due& due, microseconds clock_offset) { return clock_offset.count() + due.in.count(); }
 
 // The changes as the JSON array update_runs_batch reads.
 std::string changes_json(std::span<const RunTransition> changes) {
@@ -279,95 +134,6 @@ bool has_duplicate_runs(std::span<const RunTransition> changes) {
   return std::adjacent_find(ids.begin(), ids.end()) != ids.end();
 }
 
-struct InterruptStatement {
-  RunRow row;
-  Micros clock = 0;
-  std::string message;
-  soci::indicator message_ind = soci::i_null;
-  std::string plugin;
-  Micros threshold = 0;
-  int filtered = 0;
-  std::string server;
-  int observed = 0;
-  std::string runs;  // JSON: [{"id", "updated"}...]
-  soci::statement st;
-  explicit InterruptStatement(soci::session& sql) : st(sql) {
-    row.bind(st);
-    use_all(st, clock);
-    st.exchange(soci::use(message, message_ind));
-    use_all(st, plugin, threshold, filtered, server, observed, runs);
-    prepare(st, queries::interrupt_stale_runs);
-  }
-};
-
-struct LookupRunStatement {
-  RunRow row;
-  std::string id, plugin;
-  soci::statement st;
-  explicit LookupRunStatement(soci::session& sql) : st(sql) {
-    row.bind(st);
-    use_all(st, id, plugin);
-    prepare(st, queries::lookup_run);
-  }
-};
-
-// One connection and the statements prepared on it. The statements are
-// declared after the session, so they are destroyed (deallocated) first.
-struct Connection {
-  explicit Connection(const std::string& url) : sql(soci::postgresql, url) {}
-  soci::session sql;
-  std::unique_ptr<CreateJobStatement> create_job;
-  std::unique_ptr<EnsureJobStatement> ensure_job;
-  std::unique_ptr<LookupJobStatement> lookup_job;
-  std::unique_ptr<ListJobsStatement> list_jobs;
-  std::unique_ptr<RescheduleStatement> reschedule;
-  std::unique_ptr<NativeStatement> claim;
-  std::unique_ptr<NativeStatement> update_run;
-  std::unique_ptr<NativeStatement> update_run_and_job;
-  std::unique_ptr<UpdateRunsBatchStatement> update_runs_batch;
-  std::unique_ptr<InterruptStatement> interrupt;
-  std::unique_ptr<LookupRunStatement> lookup_run;
-
-  PGconn* native() { return static_cast<soci::postgresql_session_backend*>(sql.get_backend())->conn_; }
-  bool broken() { return PQstatus(native()) != CONNECTION_OK; }
-
-  // SOCI 4.0.3 formats each bound value into a buffer before a statement
-  // runs and frees it only after the statement succeeded; the next run
-  // allocates a new one. So a SOCI statement that failed (a unique
-  // violation, say) is dropped, which frees its buffers, and is prepared
-  // again when next used. (The libpq statements keep nothing.)
-  void drop_soci_statements() {
-    create_job.reset();
-    ensure_job.reset();
-    lookup_job.reset();
-    list_jobs.reset();
-    reschedule.reset();
-    update_runs_batch.reset();
-    interrupt.reset();
-    lookup_run.reset();
-  }
-};
-
-// The statement in `slot`, made from `args` at first use on its connection.
-template <class S, class... Args>
-S& prepared(std::unique_ptr<S>& slot, Args&&... args) {
-  if (!slot) slot = std::make_unique<S>(std::forward<Args>(args)...);
-  return *slot;
-}
-
-// Runs SQL (possibly several statements, no parameters) on the native handle.
-void exec_native(Connection& connection, const std::string& text) {
-  PGresult* result = PQexec(connection.native(), text.c_str());
-  const auto status = PQresultStatus(result);
-  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-    const char* sqlstate = PQresultErrorField(result, PG_DIAG_SQLSTATE);
-    std::string message = PQresultErrorMessage(result);
-    PQclear(result);
-    throw soci::postgresql_soci_error(message, sqlstate ? sqlstate : "     ");
-  }
-  PQclear(result);
-}
-
 // The URL rewritten as an equivalent libpq URI whose values are all
 // percent-encoded query parameters: SOCI splits its connect string at spaces
 // and '=' before handing it to libpq, which mangles quoted keyword values and
@@ -406,13 +172,11 @@ std::string connection_uri(const std::string& url, const std::string& shown) {
 class PostgresStore final : public Store {
   std::unique_ptr<Connection> connect() {
     try {
-      auto connection = std::make_unique<Connection>(connection_uri_);
-      PQsetNoticeProcessor(connection->native(), ignore_notice, nullptr);
-      return connection;
-    } catch (const soci::soci_error& e) {
+      return std::make_unique<Connection>(connection_uri_);
+    } catch (const DatabaseError& e) {
       // libpq's message names parts of the URL (host, port, user, database),
       // which read_url() found clear of the password.
-      std::string message = scrub_message(e.get_error_message(), url_, connection_uri_, shown_url_);
+      std::string message = scrub_message(e.what(), url_, connection_uri_, shown_url_);
       std::replace(message.begin(), message.end(), '\n', ' ');
       throw Error(ErrorCode::unavailable, "cannot connect to " + shown_url_ + ": " + message);
     }
@@ -427,11 +191,9 @@ class PostgresStore final : public Store {
     }
   }
 
-  static int schema_version(Connection& connection) {
-    int version = 0;
-    soci::indicator ind = soci::i_null;
-    connection.sql << queries::schema_version, soci::into(version, ind);
-    return ind == soci::i_ok ? version : 0;
+  static int schema_version(Connection& c) {
+    const auto r = c.query(queries::schema_version, {});
+    return r.rows() == 0 || r.null(0, 0) ? 0 : static_cast<int>(r.number(0, 0));
   }
 
   void check_schema(const char* operation, Connection& connection) {
@@ -440,10 +202,12 @@ class PostgresStore final : public Store {
     schema_ok_ = true;
   }
 
-  // Runs `body(connection)` with a pooled connection. Serialization failures
-  // and deadlocks are retried until busy_timeout has passed. A broken
-  // connection is closed with every idle one (after a server restart they
-  // are all dead) and the call fails with `unavailable`; so is a read-only one.
+  // Runs `body(connection)` with a pooled connection (a body of several
+  // statements holds its own transaction: transaction()). Serialization
+  // failures and deadlocks are retried until busy_timeout has passed. A
+  // broken connection is closed with every idle one (after a server restart
+  // they are all dead) and the call fails with `unavailable`; so is a
+  // read-only one.
   template <class Body>
   auto run(const char* operation, const std::string& subject, Body&& body, bool check = true) {
     const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
@@ -455,12 +219,9 @@ class PostgresStore final : public Store {
       try {
         if (check) check_schema(operation, *lease);
         return body(*lease);
-      } catch (const soci::postgresql_soci_error& e) {
+      } catch (const DatabaseError& e) {
         sqlstate = e.sqlstate();
-        if (sqlstate.find_first_not_of(' ') == std::string::npos) sqlstate.clear();
-        message = e.get_error_message();
-      } catch (const soci::soci_error& e) {
-        message = e.get_error_message();
+        message = e.what();
       }
       if (lease->broken()) {
         lease.discard();
@@ -475,12 +236,26 @@ class PostgresStore final : public Store {
         pool_.clear_idle();
         throw make_error(operation, subject, sqlstate, first_line(message));
       }
-      lease->drop_soci_statements();
       if (is_retryable(sqlstate) && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(microseconds(200 + jitter() % 5000));
         continue;
       }
       throw make_error(operation, subject, sqlstate, first_line(message));
+    }
+  }
+
+  // `body(c)` in one transaction on `c`: committed when it returns, rolled
+  // back when it throws.
+  template <class Body>
+  static auto transaction(Connection& c, Body&& body) {
+    c.begin();
+    try {
+      auto result = body();
+      c.commit();
+      return result;
+    } catch (...) {
+      c.rollback();
+      throw;
     }
   }
 
@@ -492,12 +267,7 @@ class PostgresStore final : public Store {
     return line;
   }
 
-  std::vector<Run> fetch_runs(soci::statement& st, const RunRow& row) {
-    st.execute();
-    std::vector<Run> runs;
-    while (st.fetch()) runs.push_back(row.to_run());
-    return runs;
-  }
+  Value clock() const { return clock_offset().count(); }
 
   const std::string url_;
   const std::string shown_url_;
@@ -528,32 +298,18 @@ class PostgresStore final : public Store {
     run(
         "migrate", "",
         [&](Connection& c) {
-          exec_native(c, "BEGIN");
-          try {
-            c.sql << "SELECT pg_advisory_xact_lock(:key)", soci::use(migration_lock_key);
+          return transaction(c, [&] {
+            c.query(queries::lock_migration, {{"key", number(migration_lock_key)}});
             // No DDL unless something is missing: a runtime role without
             // CREATE rights may call migrate() on an up-to-date database.
-            int has_table = 0;
-            c.sql << "SELECT CAST(to_regclass('jobrepo_schema_version') IS NOT NULL AS integer)", soci::into(has_table);
-            if (has_table == 0) {
-              exec_native(c,
-                          "CREATE TABLE jobrepo_schema_version ("
-                          " version integer PRIMARY KEY, name text NOT NULL,"
-                          " applied_at timestamptz NOT NULL DEFAULT current_timestamp)");
-            }
+            if (c.query(queries::has_schema_table, {}).number(0, 0) == 0) c.run_script(queries::create_schema_table);
             apply_migrations(schema_version(c), migrations(), [&](const Migration& migration) {
-              exec_native(c, std::string(migration.sql));
-              int version = migration.version;
-              std::string name(migration.name);
-              c.sql << "INSERT INTO jobrepo_schema_version (version, name) VALUES (:v, :n)", soci::use(version),
-                  soci::use(name);
+              c.run_script(std::string(migration.sql));
+              const std::string name(migration.name);
+              c.query(queries::record_schema_version, {{"version", number(migration.version)}, {"name", text(name)}});
             });
-            exec_native(c, "COMMIT");
-          } catch (...) {
-            PQclear(PQexec(c.native(), "ROLLBACK"));
-            throw;
-          }
-          return 0;
+            return 0;
+          });
         },
         /*check=*/false);
     schema_ok_ = true;
@@ -561,156 +317,130 @@ class PostgresStore final : public Store {
 
   Timestamp now() override {
     return run("now", "database " + shown_url_, [&](Connection& c) {
-      Micros now = 0;
-      Micros clock = clock_offset().count();
-      c.sql << queries::now, soci::use(clock), soci::into(now);
-      return to_timestamp(now);
+      return to_timestamp(c.query(queries::now, {{"clock", clock()}}).number(0, 0));
     });
   }
 
   Job create_job(const NewJob& job) override {
     return run("create_job", job_subject(job.plugin_id, job.name), [&](Connection& c) {
-      auto& s = prepared(c.create_job, c.sql);
-      s.plugin = job.plugin_id;
-      s.name = job.name;
-      s.description = job.description;
-      s.schedule = job.schedule;
-      s.due.set(job.due, clock_offset());
-      s.st.execute(true);
-      return Job{job.plugin_id, job.name, job.description, to_timestamp(s.next), job.schedule};
+      const auto r = c.query(queries::create_job, {{"plugin", text(job.plugin_id)},
+                                                   {"name", text(job.name)},
+                                                   {"description", text(job.description)},
+                                                   {"schedule", text(job.schedule)},
+                                                   {"delta", due_delta(job.due, clock_offset())},
+                                                   {"at", due_at(job.due)}});
+      return Job{job.plugin_id, job.name, job.description, to_timestamp(r.number(0, 0)), job.schedule};
     });
   }
 
   Job ensure_job(const NewJob& job) override {
     return run("ensure_job", job_subject(job.plugin_id, job.name), [&](Connection& c) {
-      auto& s = prepared(c.ensure_job, c.sql);
-      s.plugin = job.plugin_id;
-      s.name = job.name;
-      s.description = job.description;
-      s.schedule = job.schedule;
-      s.due.set(job.due, clock_offset());
-      s.st.execute(true);
-      return s.row.to_job();
+      const auto r = c.query(queries::ensure_job, {{"plugin", text(job.plugin_id)},
+                                                   {"name", text(job.name)},
+                                                   {"description", text(job.description)},
+                                                   {"schedule", text(job.schedule)},
+                                                   {"delta", due_delta(job.due, clock_offset())},
+                                                   {"at", due_at(job.due)}});
+      return to_job(r, 0);
     });
   }
 
   std::optional<Job> lookup_job(const std::string& plugin_id, const std::string& name) override {
-    return run("lookup_job", job_subject(plugin_id, name), [&](Connection& c) -> std::optional<Job> {
-      auto& s = prepared(c.lookup_job, c.sql);
-      s.plugin = plugin_id;
-      s.name = name;
-      if (!s.st.execute(true)) return std::nullopt;
-      return s.row.to_job();
+    return run("lookup_job", job_subject(plugin_id, name), [&](Connection& c) {
+      return first_job(c.query(queries::lookup_job, {{"plugin", text(plugin_id)}, {"name", text(name)}}));
     });
   }
 
   std::vector<Job> list_jobs(const JobQuery& query) override {
     return run("list_jobs", "plugin " + quoted(query.plugin_id), [&](Connection& c) {
-      auto& s = prepared(c.list_jobs, c.sql);
-      s.plugin = query.plugin_id;
-      s.filtered = query.name ? 1 : 0;
-      s.name = query.name.value_or("");
-      s.limit = query.limit;
-      s.limit_ind = query.limit < 0 ? soci::i_null : soci::i_ok;
-      s.st.execute();
+      const std::string name = query.name.value_or("");
+      const auto r = c.query(queries::list_jobs, {{"plugin", text(query.plugin_id)},
+                                                  {"filtered", flag(query.name.has_value())},
+                                                  {"name", text(name)},
+                                                  {"limit", query.limit < 0 ? Value() : number(query.limit)}});
       std::vector<Job> jobs;
-      while (s.st.fetch()) jobs.push_back(s.row.to_job());
+      jobs.reserve(static_cast<std::size_t>(r.rows()));
+      for (int row = 0; row < r.rows(); ++row) jobs.push_back(to_job(r, row));
       return jobs;
     });
   }
 
   std::optional<Job> reschedule_job(const std::string& plugin_id, const std::string& name, const Due& due) override {
-    return run("update_job_next_run", job_subject(plugin_id, name), [&](Connection& c) -> std::optional<Job> {
-      auto& s = prepared(c.reschedule, c.sql);
-      s.due.set(due, clock_offset());
-      s.plugin = plugin_id;
-      s.name = name;
-      if (!s.st.execute(true)) return std::nullopt;
-      return s.row.to_job();
+    return run("update_job_next_run", job_subject(plugin_id, name), [&](Connection& c) {
+      return first_job(c.query(queries::reschedule_job, {{"plugin", text(plugin_id)},
+                                                         {"name", text(name)},
+                                                         {"delta", due_delta(due, clock_offset())},
+                                                         {"at", due_at(due)}}));
     });
   }
 
   bool delete_job(const std::string& plugin_id, const std::string& name) override {
     return run("delete_job", job_subject(plugin_id, name), [&](Connection& c) {
-      soci::statement st = (c.sql.prepare << queries::delete_job, soci::use(plugin_id), soci::use(name));
-      st.execute(true);
-      return st.get_affected_rows() > 0;
+      return c.query(queries::delete_job, {{"plugin", text(plugin_id)}, {"name", text(name)}}).changed() > 0;
     });
   }
 
   std::vector<Run> list_runs(const RunQuery& query) override {
     return run("list_runs", "plugin " + quoted(query.plugin_id), [&](Connection& c) {
-      RunRow row;
-      std::string plugin = query.plugin_id;
-      int has_job = query.job_name ? 1 : 0;
-      std::string job = query.job_name.value_or("");
-      int has_status = query.status ? 1 : 0;
-      std::string status(query.status ? to_string(*query.status) : "");
-      long long limit = query.limit;
-      soci::indicator limit_ind = query.limit < 0 ? soci::i_null : soci::i_ok;
-      soci::statement st(c.sql);
-      row.bind(st);
-      use_all(st, plugin, has_job, job, has_status, status);
-      st.exchange(soci::use(limit, limit_ind));
-      prepare(st, queries::list_runs);
-      return fetch_runs(st, row);
+      const std::string job = query.job_name.value_or("");
+      const std::string status(query.status ? to_string(*query.status) : "");
+      return to_runs(c.query(queries::list_runs, {{"plugin", text(query.plugin_id)},
+                                                  {"has_job", flag(query.job_name.has_value())},
+                                                  {"job", text(job)},
+                                                  {"has_status", flag(query.status.has_value())},
+                                                  {"status", text(status)},
+                                                  {"limit", query.limit < 0 ? Value() : number(query.limit)}}));
     });
   }
 
   std::int64_t prune_runs(const std::string& plugin_id, microseconds older_than) override {
     return run("prune_runs", "plugin " + quoted(plugin_id), [&](Connection& c) {
-      Micros delta = clock_offset().count() - older_than.count();
-      soci::statement st = (c.sql.prepare << queries::prune_runs, soci::use(plugin_id), soci::use(delta));
-      st.execute(true);
-      return static_cast<std::int64_t>(st.get_affected_rows());
+      return static_cast<std::int64_t>(
+          c.query(queries::prune_runs,
+                  {{"plugin", text(plugin_id)}, {"delta", number(clock_offset().count() - older_than.count())}})
+              .changed());
     });
   }
 
   std::vector<Run> claim_runs(const ClaimRequest& request) override {
     return run("run_jobs", "server " + quoted(request.server_id), [&](Connection& c) {
-      const auto& st = prepared(c.claim, c.native(), "jobrepo_claim", queries::claim_runs);
-      const std::string clock = std::to_string(clock_offset().count());
       const std::string names = request.only_jobs ? json_array(*request.only_jobs) : "[]";
-      const std::string limit = std::to_string(request.limit);
-      const auto result = st.execute({clock.c_str(), request.plugin_id.c_str(), request.plugin_id.c_str(),
-                                      request.only_jobs ? "1" : "0", names.c_str(), request.served_only ? "1" : "0",
-                                      request.server_id.c_str(), request.limit < 0 ? nullptr : limit.c_str(),
-                                      request.server_id.c_str()});
-      std::vector<Run> runs;
-      runs.reserve(static_cast<std::size_t>(result.rows()));
-      for (int row = 0; row < result.rows(); ++row) runs.push_back(result.run(row));
-      return runs;
+      return to_runs(c.query(queries::claim_runs, {{"clock", clock()},
+                                                   {"plugin", text(request.plugin_id)},
+                                                   {"filtered", flag(request.only_jobs.has_value())},
+                                                   {"names", text(names)},
+                                                   {"served", flag(request.served_only)},
+                                                   {"served_by", text(request.server_id)},
+                                                   {"limit", request.limit < 0 ? Value() : number(request.limit)},
+                                                   {"server", text(request.server_id)}}));
     });
   }
 
   // One change, one statement (the caller holds the transaction when there
   // are several).
   std::optional<Run> transition_one(Connection& c, const RunTransition& change) {
-    const std::string clock = std::to_string(clock_offset().count());
     const std::string status(to_string(change.to));
-    const char* final = is_final(change.to) ? "1" : "0";
-    const std::string completed = change.completed_count ? std::to_string(*change.completed_count) : "";
-    const std::string total = change.total_count ? std::to_string(*change.total_count) : "";
-    const char* completed_value = change.completed_count ? completed.c_str() : nullptr;
-    const char* total_value = change.total_count ? total.c_str() : nullptr;
     if (change.reschedule || is_final(change.to)) {
-      const std::string delta = change.reschedule ? std::to_string(change.reschedule->in.count()) : "0";
-      const std::string at =
-          change.reschedule && change.reschedule->at ? std::to_string(to_micros(*change.reschedule->at)) : "";
-      const auto& st =
-          prepared(c.update_run_and_job, c.native(), "jobrepo_update_run_and_job", queries::update_run_and_job);
-      const auto result = st.execute({clock.c_str(), status.c_str(), final, completed_value, total_value,
-                                      change.message ? change.message->c_str() : nullptr, change.reschedule ? "1" : "0",
-                                      delta.c_str(), change.reschedule && change.reschedule->at ? at.c_str() : nullptr,
-                                      change.run_id.c_str(), change.plugin_id.c_str()});
-      if (result.rows() == 0) return std::nullopt;
-      return result.run(0);
+      const Due due = change.reschedule.value_or(Due{});
+      return first_run(c.query(queries::update_run_and_job, {{"clock", clock()},
+                                                             {"status", text(status)},
+                                                             {"final", flag(is_final(change.to))},
+                                                             {"completed", optional_value(change.completed_count)},
+                                                             {"total", optional_value(change.total_count)},
+                                                             {"message", optional_value(change.message)},
+                                                             {"reschedule", flag(change.reschedule.has_value())},
+                                                             {"delta", number(due.in.count())},
+                                                             {"at", change.reschedule ? due_at(due) : Value()},
+                                                             {"id", text(change.run_id)},
+                                                             {"plugin", text(change.plugin_id)}}));
     }
-    const auto& st = prepared(c.update_run, c.native(), "jobrepo_update_run", queries::update_run);
-    const auto result = st.execute({clock.c_str(), status.c_str(), final, completed_value, total_value,
-                                    change.run_id.c_str(), change.plugin_id.c_str()});
-    if (result.rows() == 0) return std::nullopt;
-    return result.run(0);
+    return first_run(c.query(queries::update_run, {{"clock", clock()},
+                                                   {"status", text(status)},
+                                                   {"final", flag(is_final(change.to))},
+                                                   {"completed", optional_value(change.completed_count)},
+                                                   {"total", optional_value(change.total_count)},
+                                                   {"id", text(change.run_id)},
+                                                   {"plugin", text(change.plugin_id)}}));
   }
 
   std::vector<std::optional<Run>> transition_runs(std::span<const RunTransition> changes) override {
@@ -720,15 +450,14 @@ class PostgresStore final : public Store {
       // The common batch (the Scheduler's completions and heartbeats): one
       // statement, one round trip, whatever the number of runs.
       return run("update_run", subject, [&](Connection& c) {
-        auto& s = prepared(c.update_runs_batch, c.sql);
-        s.clock = clock_offset().count();
-        s.changes = changes_json(changes);
+        const std::string json = changes_json(changes);
+        const auto r = c.query(queries::update_runs_batch, {{"clock", clock()}, {"changes", text(json)}});
         std::vector<std::optional<Run>> results(changes.size());
-        s.st.execute();
-        while (s.st.fetch()) {
-          if (s.ord >= 0 && static_cast<std::size_t>(s.ord) < results.size()) {
-            results[static_cast<std::size_t>(s.ord)] = s.row.to_run();
-          }
+        for (int row = 0; row < r.rows(); ++row) {
+          const long long ord = r.number(row, 0);
+          if (ord < 0 || static_cast<std::size_t>(ord) >= results.size()) continue;
+          // The run's columns follow its position.
+          results[static_cast<std::size_t>(ord)] = to_run(r, row, 1);
         }
         return results;
       });
@@ -736,43 +465,37 @@ class PostgresStore final : public Store {
     return run("update_run", subject, [&](Connection& c) {
       // One change, or changes of one run more than once: applied in
       // order, one statement each, in one transaction.
-      const bool batch = changes.size() > 1;
-      if (batch) exec_native(c, "BEGIN");
-      try {
+      const auto apply = [&] {
         std::vector<std::optional<Run>> results;
         results.reserve(changes.size());
         for (const auto& change : changes) results.push_back(transition_one(c, change));
-        if (batch) exec_native(c, "COMMIT");
         return results;
-      } catch (...) {
-        if (batch && !c.broken()) PQclear(PQexec(c.native(), "ROLLBACK"));
-        throw;
-      }
+      };
+      return changes.size() > 1 ? transaction(c, apply) : apply();
     });
   }
 
   std::vector<Run> interrupt_stale_runs(const StaleRunQuery& query) override {
     return run("interrupt_runs", "plugin " + quoted(query.plugin_id), [&](Connection& c) {
-      auto& s = prepared(c.interrupt, c.sql);
-      s.clock = clock_offset().count();
-      s.plugin = query.plugin_id;
-      s.threshold = query.threshold.count();
-      s.filtered = query.server_id ? 1 : 0;
-      s.server = query.server_id.value_or("");
-      s.message = query.message.value_or("");
-      s.message_ind = query.message ? soci::i_ok : soci::i_null;
-      s.observed = query.runs ? 1 : 0;
-      s.runs = "[";
+      std::string runs = "[";
       if (query.runs) {
         for (const auto& observed : *query.runs) {
-          if (s.runs.size() > 1) s.runs.push_back(',');
-          s.runs.append("{\"id\":");
-          append_json_string(s.runs, observed.run_id);
-          s.runs.append(",\"updated\":").append(std::to_string(to_micros(observed.update_time))).append("}");
+          if (runs.size() > 1) runs.push_back(',');
+          runs.append("{\"id\":");
+          append_json_string(runs, observed.run_id);
+          runs.append(",\"updated\":").append(std::to_string(to_micros(observed.update_time))).append("}");
         }
       }
-      s.runs.push_back(']');
-      return fetch_runs(s.st, s.row);
+      runs.push_back(']');
+      const std::string server = query.server_id.value_or("");
+      return to_runs(c.query(queries::interrupt_stale_runs, {{"clock", clock()},
+                                                             {"message", optional_value(query.message)},
+                                                             {"plugin", text(query.plugin_id)},
+                                                             {"threshold", number(query.threshold.count())},
+                                                             {"filtered", flag(query.server_id.has_value())},
+                                                             {"server", text(server)},
+                                                             {"observed", flag(query.runs.has_value())},
+                                                             {"runs", text(runs)}}));
     });
   }
 
@@ -786,165 +509,118 @@ class PostgresStore final : public Store {
   }
 
   std::optional<Job> set_job_paused(const std::string& plugin_id, const std::string& name, bool paused) override {
-    return run(paused ? "pause_job" : "resume_job", job_subject(plugin_id, name),
-               [&](Connection& c) -> std::optional<Job> {
-                 JobRow row;
-                 int value = paused ? 1 : 0;
-                 soci::statement st(c.sql);
-                 row.bind(st);
-                 st.exchange(soci::use(value));
-                 st.exchange(soci::use(plugin_id));
-                 st.exchange(soci::use(name));
-                 prepare(st, queries::set_job_paused);
-                 if (!st.execute(true)) return std::nullopt;
-                 return row.to_job();
-               });
+    return run(paused ? "pause_job" : "resume_job", job_subject(plugin_id, name), [&](Connection& c) {
+      return first_job(c.query(queries::set_job_paused,
+                               {{"paused", flag(paused)}, {"plugin", text(plugin_id)}, {"name", text(name)}}));
+    });
   }
 
   std::optional<Job> request_run(const std::string& plugin_id, const std::string& name,
                                  const std::optional<std::string>& payload) override {
-    return run("run_now", job_subject(plugin_id, name), [&](Connection& c) -> std::optional<Job> {
-      soci::transaction tx(c.sql);
-      int found = 0;
-      c.sql << queries::lock_job, soci::use(plugin_id), soci::use(name), soci::into(found);
-      if (!c.sql.got_data()) return std::nullopt;
-      JobRow row;
-      Micros clock = clock_offset().count();
-      std::string arguments = payload.value_or("");
-      soci::indicator arguments_ind = payload ? soci::i_ok : soci::i_null;
-      soci::statement st(c.sql);
-      row.bind(st);
-      st.exchange(soci::use(clock));
-      st.exchange(soci::use(plugin_id));
-      st.exchange(soci::use(name));
-      st.exchange(soci::use(arguments, arguments_ind));
-      st.exchange(soci::use(plugin_id));
-      st.exchange(soci::use(name));
-      st.exchange(soci::use(arguments, arguments_ind));
-      st.exchange(soci::use(arguments, arguments_ind));
-      prepare(st, queries::request_run);
-      if (!st.execute(true)) {
+    return run("run_now", job_subject(plugin_id, name), [&](Connection& c) {
+      return transaction(c, [&]() -> std::optional<Job> {
+        if (c.query(queries::lock_job, {{"plugin", text(plugin_id)}, {"name", text(name)}}).rows() == 0) {
+          return std::nullopt;
+        }
+        auto changed = first_job(c.query(queries::request_run, {{"clock", clock()},
+                                                                {"plugin", text(plugin_id)},
+                                                                {"name", text(name)},
+                                                                {"payload", optional_value(payload)}}));
+        if (changed) return changed;
         // Another payload waits for a claim: the job as it is (locked above).
-        auto& current = prepared(c.lookup_job, c.sql);
-        current.plugin = plugin_id;
-        current.name = name;
-        current.st.execute(true);
-        tx.commit();
-        return std::optional(current.row.to_job());
-      }
-      tx.commit();
-      return std::optional(row.to_job());
+        return first_job(c.query(queries::lookup_job, {{"plugin", text(plugin_id)}, {"name", text(name)}}));
+      });
     });
   }
 
   std::optional<Run> request_cancel(const std::string& plugin_id, const std::string& run_id) override {
-    return run("cancel_run", "run " + quoted(run_id), [&](Connection& c) -> std::optional<Run> {
-      RunRow row;
-      soci::statement st(c.sql);
-      row.bind(st);
-      st.exchange(soci::use(run_id));
-      st.exchange(soci::use(plugin_id));
-      st.exchange(soci::use(run_id));
-      st.exchange(soci::use(plugin_id));
-      prepare(st, queries::request_cancel);
-      if (!st.execute(true)) return std::nullopt;
-      return row.to_run();
+    return run("cancel_run", "run " + quoted(run_id), [&](Connection& c) {
+      return first_run(c.query(queries::request_cancel, {{"id", text(run_id)}, {"plugin", text(plugin_id)}}));
     });
   }
 
   ServerLease record_server(const ServerRecord& record) override {
     return run("record_server", "server " + quoted(record.server_id), [&](Connection& c) {
-      Micros clock = clock_offset().count();
-      Micros ttl = record.ttl.count();
-      int take_over = record.take_over ? 1 : 0;
-      Micros seen = 0, expire = 0;
-      soci::transaction tx(c.sql);
-      soci::statement st = (c.sql.prepare << queries::record_server, soci::use(clock), soci::use(record.plugin_id),
-                            soci::use(record.server_id), soci::use(record.instance), soci::use(record.address),
-                            soci::use(ttl), soci::use(take_over), soci::into(seen), soci::into(expire));
-      if (!st.execute(true)) {
-        ServerLease lease;
-        soci::indicator found = soci::i_null;
-        c.sql << queries::server_holder, soci::use(record.plugin_id), soci::use(record.server_id),
-            soci::into(lease.instance, found), soci::into(lease.address), soci::into(seen), soci::into(expire);
-        tx.commit();
-        if (found == soci::i_ok) {
-          lease.seen_time = to_timestamp(seen);
-          lease.expire_time = to_timestamp(expire);
+      return transaction(c, [&] {
+        const auto written = c.query(queries::record_server, {{"clock", clock()},
+                                                              {"plugin", text(record.plugin_id)},
+                                                              {"server", text(record.server_id)},
+                                                              {"instance", text(record.instance)},
+                                                              {"address", text(record.address)},
+                                                              {"ttl", number(record.ttl.count())},
+                                                              {"take_over", flag(record.take_over)}});
+        if (written.rows() == 0) {
+          ServerLease lease;
+          const auto holder =
+              c.query(queries::server_holder, {{"plugin", text(record.plugin_id)}, {"server", text(record.server_id)}});
+          if (holder.rows() > 0) {
+            lease.instance = holder.text(0, 0);
+            lease.address = holder.text(0, 1);
+            lease.seen_time = to_timestamp(holder.number(0, 2));
+            lease.expire_time = to_timestamp(holder.number(0, 3));
+          }
+          return lease;
         }
-        return lease;
-      }
-      if (record.jobs) {
-        std::string jobs = "[";
-        for (const auto& job : *record.jobs) {
-          if (jobs.size() > 1) jobs.push_back(',');
-          jobs.append("{\"name\":");
-          append_json_string(jobs, job.name);
-          jobs.append(",\"fingerprint\":");
-          append_json_string(jobs, job.fingerprint);
-          jobs.push_back('}');
+        const long long seen = written.number(0, 0);
+        if (record.jobs) {
+          std::string jobs = "[";
+          for (const auto& job : *record.jobs) {
+            if (jobs.size() > 1) jobs.push_back(',');
+            jobs.append("{\"name\":");
+            append_json_string(jobs, job.name);
+            jobs.append(",\"fingerprint\":");
+            append_json_string(jobs, job.fingerprint);
+            jobs.push_back('}');
+          }
+          jobs.push_back(']');
+          c.query(queries::forget_served_jobs,
+                  {{"plugin", text(record.plugin_id)}, {"server", text(record.server_id)}});
+          c.query(queries::record_served_jobs, {{"server", text(record.server_id)},
+                                                {"seen", number(seen)},
+                                                {"jobs", text(jobs)},
+                                                {"plugin", text(record.plugin_id)}});
         }
-        jobs.push_back(']');
-        c.sql << queries::forget_served_jobs, soci::use(record.plugin_id), soci::use(record.server_id);
-        c.sql << queries::record_served_jobs, soci::use(record.server_id), soci::use(seen), soci::use(jobs),
-            soci::use(record.plugin_id);
-      }
-      tx.commit();
-      return ServerLease{true, record.instance, record.address, to_timestamp(seen), to_timestamp(expire)};
+        return ServerLease{true, record.instance, record.address, to_timestamp(seen),
+                           to_timestamp(written.number(0, 1))};
+      });
     });
   }
 
   void remove_server(const std::string& plugin_id, const std::string& server_id, const std::string& instance) override {
     run("remove_server", "server " + quoted(server_id), [&](Connection& c) {
-      c.sql << queries::remove_server, soci::use(plugin_id), soci::use(server_id), soci::use(instance),
-          soci::use(instance);
+      c.query(queries::remove_server,
+              {{"plugin", text(plugin_id)}, {"server", text(server_id)}, {"instance", text(instance)}});
       return 0;
     });
   }
 
   std::optional<Run> record_work_end(const std::string& plugin_id, const std::string& run_id,
                                      Timestamp ended) override {
-    return run("record_work_end", "run " + quoted(run_id), [&](Connection& c) -> std::optional<Run> {
-      RunRow row;
-      Micros at = to_micros(ended);
-      soci::statement st(c.sql);
-      row.bind(st);
-      st.exchange(soci::use(at));
-      st.exchange(soci::use(run_id));
-      st.exchange(soci::use(plugin_id));
-      prepare(st, queries::record_work_end);
-      if (!st.execute(true)) return std::nullopt;
-      return row.to_run();
+    return run("record_work_end", "run " + quoted(run_id), [&](Connection& c) {
+      return first_run(
+          c.query(queries::record_work_end,
+                  {{"ended", number(to_micros(ended))}, {"id", text(run_id)}, {"plugin", text(plugin_id)}}));
     });
   }
 
   std::vector<Serving> list_servings(const std::string& plugin_id, const std::optional<std::string>& name) override {
     return run("list_servings", "plugin " + quoted(plugin_id), [&](Connection& c) {
-      Micros clock = clock_offset().count();
-      const int filtered = name ? 1 : 0;
       const std::string job = name.value_or("");
-      ServingRow row;
-      soci::statement st(c.sql);
-      row.bind(st);
-      st.exchange(soci::use(clock));
-      st.exchange(soci::use(plugin_id));
-      st.exchange(soci::use(filtered));
-      st.exchange(soci::use(job));
-      prepare(st, queries::list_servings);
-      st.execute();
+      const auto r = c.query(
+          queries::list_servings,
+          {{"clock", clock()}, {"plugin", text(plugin_id)}, {"filtered", flag(name.has_value())}, {"name", text(job)}});
       std::vector<Serving> servings;
-      while (st.fetch()) servings.push_back(row.to_serving());
+      for (int row = 0; row < r.rows(); ++row) {
+        servings.push_back(Serving{r.text(row, 0), r.text(row, 1), r.text(row, 2), to_timestamp(r.number(row, 3)),
+                                   to_timestamp(r.number(row, 4)), r.number(row, 5) != 0});
+      }
       return servings;
     });
   }
 
   std::optional<Run> lookup_run(const std::string& plugin_id, const std::string& run_id) override {
-    return run("lookup_run", "run " + quoted(run_id), [&](Connection& c) -> std::optional<Run> {
-      auto& s = prepared(c.lookup_run, c.sql);
-      s.id = run_id;
-      s.plugin = plugin_id;
-      if (!s.st.execute(true)) return std::nullopt;
-      return s.row.to_run();
+    return run("lookup_run", "run " + quoted(run_id), [&](Connection& c) {
+      return first_run(c.query(queries::lookup_run, {{"id", text(run_id)}, {"plugin", text(plugin_id)}}));
     });
   }
 };

@@ -1,5 +1,6 @@
-// DueListener: LISTEN jobrepo_due on a connection of its own, feeding a
-// DueNotifier. Started by a PostgresStore's first subscribe_due().
+// Wake-ups of the PostgreSQL store (Store::subscribe_due): DueListener,
+// LISTEN jobrepo_due on a connection of its own, feeding a DueNotifier.
+// Started by a PostgresStore's first subscribe_due().
 #pragma once
 
 #include <jobrepo/backend.hpp>
@@ -9,10 +10,6 @@
 #include <thread>
 
 namespace jobrepo::postgres_backend {
-
-// A libpq notice processor (PQsetNoticeProcessor) that discards the server's
-// NOTICE messages, which libpq would print to stderr.
-void ignore_notice(void*, const char*);
 
 // The channel the store NOTIFYs (payload: the plugin id) in the transaction
 // of each change that may make jobs due.

@@ -1,4 +1,6 @@
-#include "listener.hpp"
+#include "wakeups.hpp"
+
+#include "connection.hpp"
 
 #include <libpq-fe.h>
 
@@ -11,8 +13,6 @@
 #include <unistd.h>
 
 namespace jobrepo::postgres_backend {
-
-void ignore_notice(void*, const char*) {}
 
 DueListener::DueListener(std::string conninfo, const DueNotifier& notifier, std::chrono::milliseconds max_backoff)
     : conninfo_(std::move(conninfo)), notifier_(notifier), max_backoff_(max_backoff) {
