@@ -180,10 +180,6 @@ TEST_CASE("postgres: run updates find the run by its primary key, not the partia
   jobrepo::test::postgres_exec(db.url(), "ANALYZE");
   const std::string id = "'AAAAAAAAAAAAAAAAAAAAAA'";
   for (const auto& [name, query, values] : std::vector<std::tuple<std::string, std::string, std::vector<std::string>>>{
-           {"update_run", queries::update_run, {"0", "'running'", "0", "1", "2", id, "'pi_system'"}},
-           {"update_run_and_job",
-            queries::update_run_and_job,
-            {"0", "'completed'", "1", "NULL", "NULL", "NULL", "1", "0", "NULL", id, "'pi_system'"}},
            {"update_runs_batch",
             queries::update_runs_batch,
             {"0",

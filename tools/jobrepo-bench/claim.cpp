@@ -60,18 +60,17 @@ std::string pgbench_script() {
   // id or 'none' (whose completion then changes nothing, as ours skips it).
   claim = claim.substr(0, claim.find(" SELECT ins.private_id")) +
           " SELECT coalesce(max(ins.private_id), 'none') AS private_id FROM ins";
-  std::string complete = q::update_run_and_job;
-  const std::vector<std::pair<std::string, std::string>> complete_values = {{":clock", "0"},
-                                                                            {":id", ":private_id"},
-                                                                            {":plugin", "'pi_system'"},
-                                                                            {":status", "'completed'"},
-                                                                            {":final", "1"},
-                                                                            {":completed", "NULL"},
-                                                                            {":total", "NULL"},
-                                                                            {":message", "NULL"},
-                                                                            {":reschedule", "1"},
-                                                                            {":at", "NULL"},
-                                                                            {":delta", "0"}};
+  // The completion: the store's one statement of run changes, with the
+  // change the store sends for complete_run(id, 0) (one element; its JSON
+  // built in SQL around the claimed id, which pgbench binds).
+  std::string complete = q::update_runs_batch;
+  const std::vector<std::pair<std::string, std::string>> complete_values = {
+      {":clock", "0"},
+      {":changes",
+       "CAST(json_build_array(json_build_object('ord', 0, 'id', CAST(:private_id AS text), 'plugin', 'pi_system', "
+       "'status', "
+       "'completed', 'final', 1, 'completed', NULL, 'total', NULL, 'message', NULL, 'reschedule', 1, 'delta', 0, "
+       "'at', NULL)) AS text)"}};
   for (const auto& [name, value] : complete_values) {
     complete = std::regex_replace(complete, std::regex(name + "\\b"), value);
   }

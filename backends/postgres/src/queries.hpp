@@ -134,17 +134,6 @@ inline constexpr const char* claim_runs =
     " SELECT " JR_RUN_COLUMNS("ins.") " FROM ins JOIN due ON due.plugin_id = ins.job_plugin_id AND due.name = ins.job_name"
     " ORDER BY due.next_scheduled_run, due.name";
 
-// Progress, fail: touches the run row only.
-inline constexpr const char* update_run =
-    "WITH " JR_CLOCK
-    " UPDATE job_run r SET status = :status, update_time = c.now,"
-    "  end_time = CASE WHEN CAST(:final AS integer) = 1 THEN c.now END,"
-    "  completed_count = COALESCE(CAST(:completed AS bigint), r.completed_count),"
-    "  total_count = COALESCE(CAST(:total AS bigint), r.total_count)"
-    " FROM clock c"
-    " WHERE r.private_id = :id AND r.job_plugin_id = :plugin AND r.status = 'running'"
-    " RETURNING " JR_RUN_COLUMNS("r.");
-
 // What a run's change does to its job (`src`: a row with the run's status
 // and message and the change's reschedule (0/1), delta and at; `c`: the
 // clock): a reschedule, at now instead when an operator asked for a run
@@ -161,36 +150,12 @@ inline constexpr const char* update_run =
   " last_message = CASE WHEN " src ".status <> 'running' THEN " src ".message ELSE j.last_message END,"              \
   " last_success_time = CASE WHEN " src ".status = 'completed' THEN c.now ELSE j.last_success_time END"
 
-// An end (complete, fail) or a reschedule: updates the run and its job.
-// Locks the job row first, as the claim does, so that a claim and a
-// completion never wait for each other in opposite orders (no deadlock).
-inline constexpr const char* update_run_and_job =
-    "WITH " JR_CLOCK
-    ","
-    " input AS (SELECT CAST(:status AS text) AS status, CAST(:final AS integer) AS final,"
-    "  CAST(:completed AS bigint) AS completed, CAST(:total AS bigint) AS total, CAST(:message AS text) AS message,"
-    "  CAST(:reschedule AS integer) AS reschedule, CAST(:delta AS bigint) AS delta, CAST(:at AS bigint) AS at),"
-    " locked AS ("
-    "  SELECT r.private_id FROM job_run r JOIN job j ON j.plugin_id = r.job_plugin_id AND j.name = r.job_name"
-    "  WHERE r.private_id = :id AND r.job_plugin_id = :plugin AND r.status = 'running'"
-    "  FOR UPDATE OF j),"
-    " run AS ("
-    "  UPDATE job_run r SET status = i.status, update_time = c.now,"
-    "   end_time = CASE WHEN i.final = 1 THEN c.now END,"
-    "   completed_count = COALESCE(i.completed, r.completed_count),"
-    "   total_count = COALESCE(i.total, r.total_count),"
-    "   message = CASE WHEN i.final = 1 THEN COALESCE(i.message, r.message) ELSE r.message END"
-    "  FROM locked l, clock c, input i"
-    "  WHERE r.private_id = l.private_id AND r.status = 'running'"
-    "  RETURNING r.*, i.reschedule, i.delta, i.at),"
-    " after AS ("
-    "  UPDATE job j SET" JR_JOB_AFTER_RUN("run")
-    "  FROM run, clock c WHERE j.plugin_id = run.job_plugin_id AND j.name = run.job_name)"
-    " SELECT " JR_RUN_COLUMNS("run.") " FROM run";
-
-// Many run transitions in one statement (Repository::update_runs): the
-// changes arrive as one JSON array. The lock order is that of every
-// statement that changes a run and its job (update_run_and_job too): the
+// Every run transition, one or many (Repository::update_runs), in one
+// statement: the only statement that changes a running run's status or
+// counts (until 0.7 single changes had two statements of their own, through
+// another layer, and the paths locked in opposite orders). The changes
+// arrive as one JSON array. The lock order is that of every statement that
+// changes a run and its job (the claim, run-now, interrupt_stale_runs): the
 // job first, then its run; and jobs in (plugin_id, name) order. So for each
 // change, in the order of its run's job, the job and then the run (by
 // primary key) are locked: a batch (one server's completions, its
@@ -245,22 +210,35 @@ inline constexpr const char* update_runs_batch =
     "  AND j.plugin_id = run.job_plugin_id AND j.name = run.job_name)"
     " SELECT run.ord, " JR_RUN_COLUMNS("run.") " FROM run ORDER BY run.ord";
 
+// The stale runs are found first (a snapshot), then their jobs locked in
+// (plugin_id, name) order, then the runs updated (each only while still
+// running and stale: a heartbeat or an end committed meanwhile is seen by
+// the update, which reads the newest version): the lock order of every run
+// change, job before run (until 0.7 this statement locked the runs first).
+// The jobs' locks are an InitPlan of the update, taken before it starts.
+#define JR_STALE(r) \
+  " " r ".job_plugin_id = :plugin AND " r ".status = 'running'"                                                     \
+  " AND " r ".update_time <= c.now - CAST(:threshold AS bigint) * interval '1 microsecond'"                          \
+  " AND (CAST(:filtered AS integer) = 0 OR " r ".server_id = :server)"                                              \
+  " AND (CAST(:observed AS integer) = 0 OR (" r ".private_id, " JR_EPOCH_US(r ".update_time") ") IN"                \
+  "  (SELECT o.id, o.updated FROM jsonb_to_recordset(CAST(:runs AS jsonb)) AS o(id text, updated bigint)))"
 inline constexpr const char* interrupt_stale_runs =
     "WITH " JR_CLOCK
-    ", interrupted AS ("
+    ", stale AS (SELECT r.private_id, r.job_plugin_id, r.job_name FROM job_run r, clock c WHERE" JR_STALE("r") "),"
+    " locked AS (SELECT j.plugin_id FROM job j WHERE (j.plugin_id, j.name) IN"
+    "  (SELECT s.job_plugin_id, s.job_name FROM stale s) ORDER BY j.plugin_id, j.name FOR UPDATE OF j),"
+    " interrupted AS ("
     " UPDATE job_run r SET status = 'interrupted', update_time = c.now, end_time = c.now,"
     "  message = CAST(:message AS text)"
     " FROM clock c"
-    " WHERE r.job_plugin_id = :plugin AND r.status = 'running'"
-    " AND r.update_time <= c.now - CAST(:threshold AS bigint) * interval '1 microsecond'"
-    " AND (CAST(:filtered AS integer) = 0 OR r.server_id = :server)"
-    " AND (CAST(:observed AS integer) = 0 OR (r.private_id, " JR_EPOCH_US("r.update_time") ") IN"
-    "  (SELECT o.id, o.updated FROM jsonb_to_recordset(CAST(:runs AS jsonb)) AS o(id text, updated bigint)))"
+    " WHERE (SELECT count(*) FROM locked) >= 0"
+    " AND r.private_id = ANY (ARRAY(SELECT s.private_id FROM stale s)) AND" JR_STALE("r")
     " RETURNING r.*),"
     " noted AS (UPDATE job j SET last_status = 'interrupted', last_end_time = c.now,"
     "  last_message = interrupted.message"
     "  FROM interrupted, clock c WHERE j.plugin_id = interrupted.job_plugin_id AND j.name = interrupted.job_name)"
     " SELECT " JR_RUN_COLUMNS("interrupted.") " FROM interrupted" JR_NOTIFY_DUE("interrupted", "job_plugin_id");
+#undef JR_STALE
 
 inline constexpr const char* set_job_paused =
     "WITH changed AS (UPDATE job SET paused = CAST(:paused AS integer) = 1"

@@ -416,62 +416,37 @@ class PostgresStore final : public Store {
     });
   }
 
-  // One change, one statement (the caller holds the transaction when there
-  // are several).
-  std::optional<Run> transition_one(Connection& c, const RunTransition& change) {
-    const std::string status(to_string(change.to));
-    if (change.reschedule || is_final(change.to)) {
-      const Due due = change.reschedule.value_or(Due{});
-      return first_run(c.query(queries::update_run_and_job, {{"clock", clock()},
-                                                             {"status", text(status)},
-                                                             {"final", flag(is_final(change.to))},
-                                                             {"completed", optional_value(change.completed_count)},
-                                                             {"total", optional_value(change.total_count)},
-                                                             {"message", optional_value(change.message)},
-                                                             {"reschedule", flag(change.reschedule.has_value())},
-                                                             {"delta", number(due.in.count())},
-                                                             {"at", change.reschedule ? due_at(due) : Value()},
-                                                             {"id", text(change.run_id)},
-                                                             {"plugin", text(change.plugin_id)}}));
+  // Changes (of distinct runs) in one statement, update_runs_batch: the
+  // only statement that changes runs. Element i of the result is change i's.
+  std::vector<std::optional<Run>> apply_changes(Connection& c, std::span<const RunTransition> changes) {
+    const std::string json = changes_json(changes);
+    const auto r = c.query(queries::update_runs_batch, {{"clock", clock()}, {"changes", text(json)}});
+    std::vector<std::optional<Run>> results(changes.size());
+    for (int row = 0; row < r.rows(); ++row) {
+      const long long ord = r.number(row, 0);
+      // The run's columns follow its position.
+      if (ord >= 0 && static_cast<std::size_t>(ord) < results.size()) {
+        results[static_cast<std::size_t>(ord)] = to_run(r, row, 1);
+      }
     }
-    return first_run(c.query(queries::update_run, {{"clock", clock()},
-                                                   {"status", text(status)},
-                                                   {"final", flag(is_final(change.to))},
-                                                   {"completed", optional_value(change.completed_count)},
-                                                   {"total", optional_value(change.total_count)},
-                                                   {"id", text(change.run_id)},
-                                                   {"plugin", text(change.plugin_id)}}));
+    return results;
   }
 
   std::vector<std::optional<Run>> transition_runs(std::span<const RunTransition> changes) override {
     const std::string subject =
         changes.size() == 1 ? "run " + quoted(changes.front().run_id) : std::to_string(changes.size()) + " runs";
-    if (changes.size() > 1 && !has_duplicate_runs(changes)) {
-      // The common batch (the Scheduler's completions and heartbeats): one
-      // statement, one round trip, whatever the number of runs.
-      return run("update_run", subject, [&](Connection& c) {
-        const std::string json = changes_json(changes);
-        const auto r = c.query(queries::update_runs_batch, {{"clock", clock()}, {"changes", text(json)}});
-        std::vector<std::optional<Run>> results(changes.size());
-        for (int row = 0; row < r.rows(); ++row) {
-          const long long ord = r.number(row, 0);
-          if (ord < 0 || static_cast<std::size_t>(ord) >= results.size()) continue;
-          // The run's columns follow its position.
-          results[static_cast<std::size_t>(ord)] = to_run(r, row, 1);
-        }
-        return results;
-      });
-    }
     return run("update_run", subject, [&](Connection& c) {
-      // One change, or changes of one run more than once: applied in
-      // order, one statement each, in one transaction.
-      const auto apply = [&] {
+      // One statement, one round trip, whatever the number of runs; changes
+      // of one run more than once apply in order, one statement each, in
+      // one transaction.
+      if (!has_duplicate_runs(changes)) return apply_changes(c, changes);
+      return transaction(c, [&] {
         std::vector<std::optional<Run>> results;
         results.reserve(changes.size());
-        for (const auto& change : changes) results.push_back(transition_one(c, change));
+        for (std::size_t i = 0; i < changes.size(); ++i)
+          results.push_back(apply_changes(c, changes.subspan(i, 1)).at(0));
         return results;
-      };
-      return changes.size() > 1 ? transaction(c, apply) : apply();
+      });
     });
   }
 
