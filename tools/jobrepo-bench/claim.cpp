@@ -1,10 +1,11 @@
 // The claim cycle and batch claims through jobrepo, and their ceiling: the
-// same statements without the library (raw sqlite3; pgbench -M prepared;
-// the MariaDB client's C API).
+// same statements without the library, each backend's own (its
+// queries.hpp): raw sqlite3, pgbench -M prepared, the MariaDB client's C API.
 #include "common.hpp"
 #include "mariadb/src/queries.hpp"
 #include "mariadb/src/url.hpp"
 #include "postgres/src/queries.hpp"
+#include "sqlite/src/queries.hpp"
 
 #include <jobrepo/jobrepo.hpp>
 
@@ -124,9 +125,12 @@ Measure run_ours(const Target& t, int workers, double seconds, int batch, const 
 
 // --- the ceilings ------------------------------------------------------------------
 
-// The SQLite store's claim and completion transactions, with the sqlite3 C
-// API and statements prepared once per connection.
+// The SQLite store's claim and completion transactions, statement for
+// statement (backends/sqlite/src/queries.hpp), with the sqlite3 C API and
+// statements prepared once per connection; the clock is the process's, read
+// inside the write lock, as the store reads it.
 Measure run_sqlite_ceiling(const Target& t, int workers, double seconds, const std::string& synchronous) {
+  namespace q = jobrepo::sqlite_backend::queries;
   return on_workers(workers, seconds, [&](int w, Measure& m, Steady::time_point start, Steady::time_point end) {
     sqlite3* db = nullptr;
     sqlite3_open(t.raw.c_str(), &db);
@@ -135,38 +139,39 @@ Measure run_sqlite_ceiling(const Target& t, int workers, double seconds, const s
                  nullptr);
     const auto prep = [&](const char* sql) {
       sqlite3_stmt* s = nullptr;
-      sqlite3_prepare_v2(db, sql, -1, &s, nullptr);
+      if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK) {
+        throw std::runtime_error(std::string("sqlite ceiling: ") + sqlite3_errmsg(db));
+      }
       return s;
     };
+    const auto at = [](sqlite3_stmt* s, const char* name) { return sqlite3_bind_parameter_index(s, name); };
     sqlite3_stmt* begin = prep("BEGIN IMMEDIATE");
     sqlite3_stmt* commit = prep("COMMIT");
-    sqlite3_stmt* now = prep(
-        "SELECT CAST(strftime('%s', 'now') AS INTEGER) * 1000000 + CAST(substr(strftime('%f', 'now'), 4) AS "
-        "INTEGER) * 1000");
-    sqlite3_stmt* due = prep(
-        "SELECT name FROM job WHERE plugin_id = 'pi_system' AND next_scheduled_run <= ?1 AND NOT EXISTS (SELECT 1 "
-        "FROM job_run r WHERE r.job_plugin_id = job.plugin_id AND r.job_name = job.name AND r.status = 'running') "
-        "ORDER BY next_scheduled_run, name LIMIT 1");
-    sqlite3_stmt* insert = prep(
-        "INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time, update_time, "
-        "completed_count, total_count, status) VALUES (?1, 'pi_system', ?2, ?3, ?4, ?4, 0, 0, 'running')");
-    sqlite3_stmt* finish = prep(
-        "UPDATE job_run SET status = 'completed', update_time = ?1, end_time = ?1 WHERE private_id = ?2 AND "
-        "job_plugin_id = 'pi_system' AND status = 'running' RETURNING job_name");
-    sqlite3_stmt* reschedule =
-        prep("UPDATE job SET next_scheduled_run = ?1 WHERE plugin_id = 'pi_system' AND name = ?2");
-    const std::string server = "raw-" + std::to_string(w);
+    sqlite3_stmt* due = prep(q::claim_due);
+    sqlite3_stmt* insert = prep(q::insert_run);
+    sqlite3_stmt* finish = prep(q::update_run);
+    sqlite3_stmt* after = prep(q::job_after_run);
+    const std::string server = "raw-" + std::to_string(w), plugin = "pi_system";
     const auto step = [](sqlite3_stmt* s) {
-      const int rc = sqlite3_step(s);
+      int rc = sqlite3_step(s);
+      while (rc == SQLITE_ROW) rc = sqlite3_step(s);
       sqlite3_reset(s);
       return rc;
     };
-    const auto read_now = [&] {
-      sqlite3_step(now);
-      const auto v = sqlite3_column_int64(now, 0);
-      sqlite3_reset(now);
-      return v;
+    const auto read_now = [] {
+      return std::chrono::duration_cast<std::chrono::microseconds>(
+                 std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now()).time_since_epoch())
+          .count();
     };
+    const auto text = [](sqlite3_stmt* s, int i, const std::string& v) {
+      sqlite3_bind_text(s, i, v.c_str(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    };
+    text(due, at(due, ":p"), plugin);
+    sqlite3_bind_int(due, at(due, ":filtered"), 0);
+    text(due, at(due, ":names"), "[]");
+    sqlite3_bind_int(due, at(due, ":served"), 0);
+    text(due, at(due, ":server"), server);
+    sqlite3_bind_int(due, at(due, ":l"), 1);
     std::this_thread::sleep_until(start);
     while (Steady::now() < end) {
       const auto t0 = Steady::now();
@@ -175,16 +180,23 @@ Measure run_sqlite_ceiling(const Target& t, int workers, double seconds, const s
         continue;
       }
       const auto n = read_now();
-      sqlite3_bind_int64(due, 1, n);
+      sqlite3_bind_int64(due, at(due, ":now"), n);
       std::string name, id;
-      if (sqlite3_step(due) == SQLITE_ROW) name = reinterpret_cast<const char*>(sqlite3_column_text(due, 0));
+      long long failures = 0;
+      if (sqlite3_step(due) == SQLITE_ROW) {
+        name = reinterpret_cast<const char*>(sqlite3_column_text(due, 0));
+        failures = sqlite3_column_int64(due, 1);
+      }
       sqlite3_reset(due);
       if (!name.empty()) {
         id = jobrepo::generate_run_id();
-        sqlite3_bind_text(insert, 1, id.c_str(), -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(insert, 2, name.c_str(), -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(insert, 3, server.c_str(), -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(insert, 4, n);
+        text(insert, at(insert, ":id"), id);
+        text(insert, at(insert, ":p"), plugin);
+        text(insert, at(insert, ":n"), name);
+        text(insert, at(insert, ":s"), server);
+        sqlite3_bind_int64(insert, at(insert, ":c"), n);
+        sqlite3_bind_int64(insert, at(insert, ":a"), failures + 1);
+        sqlite3_bind_null(insert, at(insert, ":payload"));
         step(insert);
       }
       step(commit);
@@ -196,18 +208,29 @@ Measure run_sqlite_ceiling(const Target& t, int workers, double seconds, const s
       const auto c0 = Steady::now();
       step(begin);
       const auto n2 = read_now();
-      sqlite3_bind_int64(finish, 1, n2);
-      sqlite3_bind_text(finish, 2, id.c_str(), -1, SQLITE_TRANSIENT);
-      sqlite3_step(finish);
-      sqlite3_reset(finish);
-      sqlite3_bind_int64(reschedule, 1, n2);
-      sqlite3_bind_text(reschedule, 2, name.c_str(), -1, SQLITE_TRANSIENT);
-      step(reschedule);
+      text(finish, at(finish, ":s"), "completed");
+      sqlite3_bind_int64(finish, at(finish, ":u"), n2);
+      sqlite3_bind_int64(finish, at(finish, ":e"), n2);
+      sqlite3_bind_null(finish, at(finish, ":c"));
+      sqlite3_bind_null(finish, at(finish, ":t"));
+      sqlite3_bind_null(finish, at(finish, ":m"));
+      text(finish, at(finish, ":id"), id);
+      text(finish, at(finish, ":p"), plugin);
+      step(finish);
+      sqlite3_bind_int(after, at(after, ":r1"), 1);
+      sqlite3_bind_int64(after, at(after, ":n1"), n2);
+      sqlite3_bind_int64(after, at(after, ":next"), n2);
+      sqlite3_bind_int(after, at(after, ":f1"), 1);
+      text(after, at(after, ":s1"), "completed");
+      sqlite3_bind_null(after, at(after, ":m"));
+      text(after, at(after, ":p"), plugin);
+      text(after, at(after, ":n"), name);
+      step(after);
       step(commit);
       m.complete_ms.push_back(ms_between(c0, Steady::now()));
       ++m.cycles;
     }
-    for (auto* s : {begin, commit, now, due, insert, finish, reschedule}) sqlite3_finalize(s);
+    for (auto* s : {begin, commit, due, insert, finish, after}) sqlite3_finalize(s);
     sqlite3_close(db);
   });
 }

@@ -50,7 +50,7 @@ inline constexpr const char* lock_migration = "SELECT pg_advisory_xact_lock(CAST
 
 // A WHERE condition that is always true and, evaluated once, sends NOTIFY
 // jobrepo_due (payload: the plugin id) at commit when the CTE `cte` has rows:
-// the wake-up of schedulers that wait (listener.hpp).
+// the wake-up of schedulers that wait (wakeups.hpp).
 #define JR_NOTIFY_DUE(cte, plugin_column)                                                           \
   " WHERE (SELECT count(*) FROM (SELECT pg_notify('jobrepo_due', min(" plugin_column ")) FROM " cte \
   " HAVING count(*) > 0) notified) >= 0"

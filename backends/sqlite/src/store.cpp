@@ -1,8 +1,9 @@
 #include "store.hpp"
 
 #include "errors.hpp"
+#include "queries.hpp"
 #include "soci_support.hpp"
-#include "watcher.hpp"
+#include "wakeups.hpp"
 
 #include <jobrepo/error.hpp>
 
@@ -88,11 +89,6 @@ void exec_native(soci::session& sql, const char* text) {
   }
 }
 
-// The columns RunRow binds, in its order.
-constexpr const char* run_columns =
-    "private_id, job_plugin_id, job_name, server_id, create_time, update_time, end_time, "
-    "completed_count, total_count, status, message, attempt, cancel_requested, work_end_time, payload";
-
 // The statements of the hot path (the claim, run transitions, the clock),
 // each prepared once per connection and bound to the buffers of its struct.
 struct DueStatement {
@@ -119,15 +115,7 @@ struct DueStatement {
     // The NOT EXISTS probe reads the small partial index of running runs,
     // so its cost does not grow with the run history; the served probe looks
     // one key of job_server up per due job, whatever the server serves.
-    prepare(st,
-            "SELECT name, consecutive_failures, run_requested, requested_payload FROM job"
-            " WHERE plugin_id = :p AND next_scheduled_run <= :now AND paused = 0"
-            " AND (:filtered = 0 OR name IN (SELECT value FROM json_each(:names)))"
-            " AND (:served = 0 OR EXISTS (SELECT 1 FROM job_server s WHERE s.plugin_id = job.plugin_id"
-            "   AND s.job_name = job.name AND s.server_id = :server))"
-            " AND NOT EXISTS (SELECT 1 FROM job_run r WHERE r.job_plugin_id = job.plugin_id"
-            "   AND r.job_name = job.name AND r.status = 'running')"
-            " ORDER BY next_scheduled_run, name LIMIT :l");
+    prepare(st, queries::claim_due);
   }
 };
 
@@ -145,10 +133,7 @@ struct InsertRunStatement {
     st.exchange(soci::use(now));
     st.exchange(soci::use(attempt));
     st.exchange(soci::use(payload, payload_ind));
-    prepare(st,
-            "INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time,"
-            " update_time, completed_count, total_count, status, attempt, payload)"
-            " VALUES (:id, :p, :n, :s, :c, :c, 0, 0, 'running', :a, :payload)");
+    prepare(st, queries::insert_run);
   }
 };
 
@@ -171,14 +156,7 @@ struct UpdateRunStatement {
     st.exchange(soci::use(message, message_ind));
     st.exchange(soci::use(id));
     st.exchange(soci::use(plugin));
-    prepare(st,
-            "UPDATE job_run SET status = :s, update_time = :u, end_time = :e,"
-            " completed_count = coalesce(:c, completed_count),"
-            " total_count = coalesce(:t, total_count),"
-            " message = coalesce(:m, message)"
-            " WHERE private_id = :id AND job_plugin_id = :p AND status = 'running'"
-            " RETURNING " +
-                std::string(run_columns));
+    prepare(st, queries::update_run);
   }
 };
 
@@ -200,19 +178,7 @@ struct JobAfterRunStatement {
     st.exchange(soci::use(message, message_ind, "m"));
     st.exchange(soci::use(plugin, "p"));
     st.exchange(soci::use(name, "n"));
-    prepare(st,
-            "UPDATE job SET"
-            " next_scheduled_run = CASE WHEN :r1 = 0 THEN next_scheduled_run"
-            "   WHEN run_requested = 1 THEN :n1 ELSE :next END,"
-            " run_requested = CASE WHEN :r1 = 1 THEN 0 ELSE run_requested END,"
-            " consecutive_failures = CASE WHEN :f1 = 0 THEN consecutive_failures"
-            "   WHEN :s1 = 'failed' THEN consecutive_failures + 1"
-            "   WHEN :s1 = 'completed' THEN 0 ELSE consecutive_failures END,"
-            " last_status = CASE WHEN :f1 = 1 THEN :s1 ELSE last_status END,"
-            " last_end_time = CASE WHEN :f1 = 1 THEN :n1 ELSE last_end_time END,"
-            " last_message = CASE WHEN :f1 = 1 THEN :m ELSE last_message END,"
-            " last_success_time = CASE WHEN :s1 = 'completed' THEN :n1 ELSE last_success_time END"
-            " WHERE plugin_id = :p AND name = :n");
+    prepare(st, queries::job_after_run);
   }
 };
 
@@ -396,7 +362,7 @@ class SqliteStore final : public Store {
   static int schema_version(soci::session& sql) {
     int version = 0;
     soci::indicator ind = soci::i_null;
-    sql << "SELECT max(version) FROM jobrepo_schema_version", soci::into(version, ind);
+    sql << queries::schema_version, soci::into(version, ind);
     return ind == soci::i_ok ? version : 0;
   }
 
@@ -611,15 +577,12 @@ class SqliteStore final : public Store {
     write(
         "migrate", "",
         [&](soci::session& sql, Micros now) {
-          exec_native(sql,
-                      "CREATE TABLE IF NOT EXISTS jobrepo_schema_version ("
-                      " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT");
+          exec_native(sql, queries::create_schema_table);
           apply_migrations(schema_version(sql), migrations(), [&](const Migration& migration) {
             exec_native(sql, std::string(migration.sql).c_str());
             int version = migration.version;
             std::string name(migration.name);
-            sql << "INSERT INTO jobrepo_schema_version (version, name, applied_at) VALUES (:v, :n, :t)",
-                soci::use(version), soci::use(name), soci::use(now);
+            sql << queries::record_schema_version, soci::use(version), soci::use(name), soci::use(now);
           });
           return 0;
         },
@@ -634,10 +597,8 @@ class SqliteStore final : public Store {
   Job create_job(const NewJob& job) override {
     auto created = write("create_job", job_subject(job.plugin_id, job.name), [&](soci::session& sql, Micros now) {
       Micros next = due_micros(job.due, now);
-      sql << "INSERT INTO job (plugin_id, name, description, next_scheduled_run, schedule)"
-             " VALUES (:p, :n, :d, :t, :s)",
-          soci::use(job.plugin_id), soci::use(job.name), soci::use(job.description), soci::use(next),
-          soci::use(job.schedule);
+      sql << queries::create_job, soci::use(job.plugin_id), soci::use(job.name), soci::use(job.description),
+          soci::use(next), soci::use(job.schedule);
       return Job{job.plugin_id, job.name, job.description, to_timestamp(next), job.schedule};
     });
     due_.notify(job.plugin_id);
@@ -655,12 +616,7 @@ class SqliteStore final : public Store {
       st.exchange(soci::use(job.description));
       st.exchange(soci::use(next));
       st.exchange(soci::use(job.schedule));
-      prepare(st,
-              "INSERT INTO job (plugin_id, name, description, next_scheduled_run, schedule)"
-              " VALUES (:p, :n, :d, :t, :s)"
-              " ON CONFLICT (plugin_id, name) DO UPDATE SET description = excluded.description,"
-              " schedule = excluded.schedule"
-              " RETURNING " JR_JOB_ROW_COLUMNS);
+      prepare(st, queries::ensure_job);
       st.execute(true);
       return row.to_job();
     });
@@ -675,9 +631,7 @@ class SqliteStore final : public Store {
       row.bind(st);
       st.exchange(soci::use(plugin_id));
       st.exchange(soci::use(name));
-      prepare(st, "SELECT " JR_JOB_ROW_COLUMNS
-                  " FROM job"
-                  " WHERE plugin_id = :p AND name = :n");
+      prepare(st, queries::lookup_job);
       return fetch_job(st, row);
     });
   }
@@ -694,10 +648,7 @@ class SqliteStore final : public Store {
       st.exchange(soci::use(has_name));
       st.exchange(soci::use(name));
       st.exchange(soci::use(limit));
-      prepare(st, "SELECT " JR_JOB_ROW_COLUMNS
-                  " FROM job"
-                  " WHERE plugin_id = :p AND (:has_name = 0 OR name = :n)"
-                  " ORDER BY name LIMIT :l");
+      prepare(st, queries::list_jobs);
       st.execute();
       std::vector<Job> jobs;
       while (st.fetch()) jobs.push_back(row.to_job());
@@ -715,10 +666,7 @@ class SqliteStore final : public Store {
                        st.exchange(soci::use(next));
                        st.exchange(soci::use(plugin_id));
                        st.exchange(soci::use(name));
-                       prepare(st,
-                               "UPDATE job SET next_scheduled_run = :t"
-                               " WHERE plugin_id = :p AND name = :n"
-                               " RETURNING " JR_JOB_ROW_COLUMNS);
+                       prepare(st, queries::reschedule_job);
                        return fetch_job(st, row);
                      });
     if (job) due_.notify(plugin_id);
@@ -727,8 +675,7 @@ class SqliteStore final : public Store {
 
   bool delete_job(const std::string& plugin_id, const std::string& name) override {
     return write("delete_job", job_subject(plugin_id, name), [&](soci::session& sql, Micros) {
-      soci::statement st =
-          (sql.prepare << "DELETE FROM job WHERE plugin_id = :p AND name = :n", soci::use(plugin_id), soci::use(name));
+      soci::statement st = (sql.prepare << queries::delete_job, soci::use(plugin_id), soci::use(name));
       st.execute(true);
       return st.get_affected_rows() > 0;
     });
@@ -750,10 +697,7 @@ class SqliteStore final : public Store {
       st.exchange(soci::use(has_status));
       st.exchange(soci::use(status));
       st.exchange(soci::use(limit));
-      prepare(st, "SELECT " + std::string(run_columns) +
-                      " FROM job_run WHERE job_plugin_id = :p AND (:has_job = 0 OR job_name = :j)"
-                      " AND (:has_status = 0 OR status = :s)"
-                      " ORDER BY create_time DESC, private_id LIMIT :l");
+      prepare(st, queries::list_runs);
       st.execute();
       std::vector<Run> runs;
       while (st.fetch()) runs.push_back(row.to_run());
@@ -764,9 +708,7 @@ class SqliteStore final : public Store {
   std::int64_t prune_runs(const std::string& plugin_id, microseconds older_than) override {
     return write("prune_runs", "plugin " + quoted(plugin_id), [&](soci::session& sql, Micros now) {
       Micros cutoff = now - older_than.count();
-      soci::statement st = (sql.prepare << "DELETE FROM job_run WHERE job_plugin_id = :p AND status <> 'running'"
-                                           " AND end_time <= :c",
-                            soci::use(plugin_id), soci::use(cutoff));
+      soci::statement st = (sql.prepare << queries::prune_runs, soci::use(plugin_id), soci::use(cutoff));
       st.execute(true);
       return static_cast<std::int64_t>(st.get_affected_rows());
     });
@@ -812,8 +754,7 @@ class SqliteStore final : public Store {
         finish(insert.st);
         // The operator's request, and its arguments, go to this run.
         if (requested || payload) {
-          c.sql << "UPDATE job SET run_requested = 0, requested_payload = NULL WHERE plugin_id = :p AND name = :n",
-              soci::use(request.plugin_id), soci::use(job_name);
+          c.sql << queries::clear_request, soci::use(request.plugin_id), soci::use(job_name);
         }
         Run run{insert.id,
                 request.plugin_id,
@@ -911,22 +852,13 @@ class SqliteStore final : public Store {
       st.exchange(soci::use(server));
       st.exchange(soci::use(observed));
       st.exchange(soci::use(runs));
-      prepare(st,
-              "UPDATE job_run SET status = 'interrupted', update_time = :u, end_time = :e, message = :m"
-              " WHERE job_plugin_id = :p AND status = 'running' AND update_time <= :c"
-              " AND (:filtered = 0 OR server_id = :s)"
-              " AND (:observed = 0 OR EXISTS (SELECT 1 FROM json_each(:runs) o"
-              "   WHERE json_extract(o.value, '$[0]') = job_run.private_id"
-              "   AND json_extract(o.value, '$[1]') = job_run.update_time))"
-              " RETURNING " +
-                  std::string(run_columns));
+      prepare(st, queries::interrupt_stale_runs);
       st.execute();
       std::vector<Run> interrupted;
       while (st.fetch()) interrupted.push_back(row.to_run());
       for (const auto& run : interrupted) {
-        sql << "UPDATE job SET last_status = 'interrupted', last_end_time = :t, last_message = :m"
-               " WHERE plugin_id = :p AND name = :n",
-            soci::use(now), soci::use(message, message_ind), soci::use(run.job_plugin_id), soci::use(run.job_name);
+        sql << queries::job_interrupted, soci::use(now), soci::use(message, message_ind), soci::use(run.job_plugin_id),
+            soci::use(run.job_name);
       }
       return interrupted;
     });
@@ -964,9 +896,7 @@ class SqliteStore final : public Store {
                        st.exchange(soci::use(value));
                        st.exchange(soci::use(plugin_id));
                        st.exchange(soci::use(name));
-                       prepare(st,
-                               "UPDATE job SET paused = :v WHERE plugin_id = :p AND name = :n"
-                               " RETURNING " JR_JOB_ROW_COLUMNS);
+                       prepare(st, queries::set_job_paused);
                        return fetch_job(st, row);
                      });
     if (job && !paused) due_.notify(plugin_id);
@@ -989,16 +919,7 @@ class SqliteStore final : public Store {
           st.exchange(soci::use(name, "n"));
           // A payload that waits for a claim is never replaced: a request
           // with another one changes nothing (core refuses it).
-          prepare(st,
-                  "UPDATE job SET"
-                  " run_requested = EXISTS (SELECT 1 FROM job_run r WHERE r.job_plugin_id = :p AND r.job_name = :n"
-                  "   AND r.status = 'running'),"
-                  " next_scheduled_run = CASE WHEN EXISTS (SELECT 1 FROM job_run r WHERE r.job_plugin_id = :p"
-                  "   AND r.job_name = :n AND r.status = 'running') THEN next_scheduled_run ELSE :now END,"
-                  " requested_payload = coalesce(requested_payload, :payload)"
-                  " WHERE plugin_id = :p AND name = :n"
-                  " AND (:payload IS NULL OR requested_payload IS NULL OR requested_payload = :payload)"
-                  " RETURNING " JR_JOB_ROW_COLUMNS);
+          prepare(st, queries::request_run);
           auto updated = fetch_job(st, row);
           finish(st);
           changed = updated.has_value();
@@ -1007,7 +928,7 @@ class SqliteStore final : public Store {
           row.bind(current);
           current.exchange(soci::use(plugin_id));
           current.exchange(soci::use(name));
-          prepare(current, "SELECT " JR_JOB_ROW_COLUMNS " FROM job WHERE plugin_id = :p AND name = :n");
+          prepare(current, queries::lookup_job);
           return fetch_job(current, row);
         });
     if (changed) due_.notify(plugin_id);
@@ -1016,15 +937,13 @@ class SqliteStore final : public Store {
 
   std::optional<Run> request_cancel(const std::string& plugin_id, const std::string& run_id) override {
     return write("cancel_run", "run " + quoted(run_id), [&](soci::session& sql, Micros) -> std::optional<Run> {
-      sql << "UPDATE job_run SET cancel_requested = 1"
-             " WHERE private_id = :id AND job_plugin_id = :p AND status = 'running'",
-          soci::use(run_id), soci::use(plugin_id);
+      sql << queries::request_cancel, soci::use(run_id), soci::use(plugin_id);
       RunRow row;
       soci::statement st(sql);
       row.bind(st);
       st.exchange(soci::use(run_id));
       st.exchange(soci::use(plugin_id));
-      prepare(st, "SELECT " + std::string(run_columns) + " FROM job_run WHERE private_id = :id AND job_plugin_id = :p");
+      prepare(st, queries::lookup_run);
       st.execute();
       if (!st.fetch()) return std::nullopt;
       return row.to_run();
@@ -1037,30 +956,21 @@ class SqliteStore final : public Store {
       ServerLease lease;
       Micros seen = 0, expire = 0;
       soci::indicator found = soci::i_null;
-      sql << "SELECT instance, address, seen_time, expire_time FROM server WHERE plugin_id = :p AND server_id = :s",
-          soci::into(lease.instance, found), soci::into(lease.address), soci::into(seen), soci::into(expire),
-          soci::use(record.plugin_id), soci::use(record.server_id);
+      sql << queries::server_holder, soci::into(lease.instance, found), soci::into(lease.address), soci::into(seen),
+          soci::into(expire), soci::use(record.plugin_id), soci::use(record.server_id);
       if (found == soci::i_ok && !lease.instance.empty() && lease.instance != record.instance && !record.take_over) {
         lease.seen_time = to_timestamp(seen);
         lease.expire_time = to_timestamp(expire);
         return lease;
       }
       Micros until = now + record.ttl.count();
-      sql << "INSERT INTO server (plugin_id, server_id, instance, address, seen_time, expire_time)"
-             " VALUES (:p, :s, :i, :a, :t, :e)"
-             " ON CONFLICT (plugin_id, server_id) DO UPDATE SET instance = excluded.instance,"
-             " address = excluded.address, seen_time = excluded.seen_time, expire_time = excluded.expire_time",
-          soci::use(record.plugin_id), soci::use(record.server_id), soci::use(record.instance),
-          soci::use(record.address), soci::use(now), soci::use(until);
+      sql << queries::record_server, soci::use(record.plugin_id), soci::use(record.server_id),
+          soci::use(record.instance), soci::use(record.address), soci::use(now), soci::use(until);
       if (record.jobs) {
-        sql << "DELETE FROM job_server WHERE plugin_id = :p AND server_id = :s", soci::use(record.plugin_id),
-            soci::use(record.server_id);
+        sql << queries::forget_served_jobs, soci::use(record.plugin_id), soci::use(record.server_id);
         for (const auto& job : *record.jobs) {
-          sql << "INSERT INTO job_server (plugin_id, job_name, server_id, fingerprint, registered_time)"
-                 " SELECT plugin_id, name, :s, :f, :t FROM job WHERE plugin_id = :p AND name = :n"
-                 " ON CONFLICT DO NOTHING",
-              soci::use(record.server_id), soci::use(job.fingerprint), soci::use(now), soci::use(record.plugin_id),
-              soci::use(job.name);
+          sql << queries::record_served_job, soci::use(record.server_id), soci::use(job.fingerprint), soci::use(now),
+              soci::use(record.plugin_id), soci::use(job.name);
         }
       }
       return ServerLease{true, record.instance, record.address, to_timestamp(now), to_timestamp(until)};
@@ -1069,8 +979,8 @@ class SqliteStore final : public Store {
 
   void remove_server(const std::string& plugin_id, const std::string& server_id, const std::string& instance) override {
     write("remove_server", "server " + quoted(server_id), [&](soci::session& sql, Micros) {
-      sql << "DELETE FROM server WHERE plugin_id = :p AND server_id = :s AND (:i = '' OR instance = :i2)",
-          soci::use(plugin_id), soci::use(server_id), soci::use(instance), soci::use(instance);
+      sql << queries::remove_server, soci::use(plugin_id), soci::use(server_id), soci::use(instance),
+          soci::use(instance);
       return 0;
     });
   }
@@ -1085,10 +995,7 @@ class SqliteStore final : public Store {
       st.exchange(soci::use(at));
       st.exchange(soci::use(run_id));
       st.exchange(soci::use(plugin_id));
-      prepare(st,
-              "UPDATE job_run SET work_end_time = coalesce(work_end_time, :w)"
-              " WHERE private_id = :id AND job_plugin_id = :p RETURNING " +
-                  std::string(run_columns));
+      prepare(st, queries::record_work_end);
       st.execute();
       if (!st.fetch()) return std::nullopt;
       return row.to_run();
@@ -1107,12 +1014,7 @@ class SqliteStore final : public Store {
       st.exchange(soci::use(plugin_id));
       st.exchange(soci::use(has_name));
       st.exchange(soci::use(job));
-      prepare(st,
-              "SELECT js.job_name, js.server_id, js.fingerprint, js.registered_time, s.seen_time,"
-              " s.expire_time > :now"
-              " FROM job_server js JOIN server s ON s.plugin_id = js.plugin_id AND s.server_id = js.server_id"
-              " WHERE js.plugin_id = :p AND (:has_name = 0 OR js.job_name = :n)"
-              " ORDER BY js.job_name, js.server_id");
+      prepare(st, queries::list_servings);
       st.execute();
       std::vector<Serving> servings;
       while (st.fetch()) servings.push_back(row.to_serving());
@@ -1127,7 +1029,7 @@ class SqliteStore final : public Store {
       row.bind(st);
       st.exchange(soci::use(run_id));
       st.exchange(soci::use(plugin_id));
-      prepare(st, "SELECT " + std::string(run_columns) + " FROM job_run WHERE private_id = :id AND job_plugin_id = :p");
+      prepare(st, queries::lookup_run);
       st.execute();
       if (!st.fetch()) return std::nullopt;
       return row.to_run();

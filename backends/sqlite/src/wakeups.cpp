@@ -1,4 +1,4 @@
-#include "watcher.hpp"
+#include "wakeups.hpp"
 
 #include <array>
 #include <cerrno>
