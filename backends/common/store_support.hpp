@@ -19,7 +19,7 @@
 
 namespace jobrepo::store_support {
 
-using Micros = long long;  // SOCI binds 64-bit integers as long long
+using Micros = long long;
 
 // Every stored time becomes a Timestamp here (saturated: types.hpp).
 inline Timestamp to_timestamp(Micros us) { return timestamp_from_us(us); }

@@ -1,5 +1,6 @@
 // The SQLite backend's own behaviour: error mapping, file creation, busy
 // handling, URLs. The Repository contract itself is in the conformance suite.
+#include "sqlite/src/connection.hpp"
 #include "sqlite/src/errors.hpp"
 #include "sqlite/src/store.hpp"
 
@@ -544,28 +545,20 @@ TEST_CASE("sqlite: a store with create_if_missing = false opens an existing file
   jobrepo::Repository repo(*store);
   CHECK(repo.lookup_job("j").has_value());
   CHECK(repo.create_job("k", "d").name == "k");
-  // Its connections open the file without SQLITE_OPEN_CREATE (through a VFS,
-  // as SOCI takes no open flags), so that a file deleted meanwhile is not
-  // created again; WAL files are created as usual.
+  // Its connections open the file without SQLITE_OPEN_CREATE, so that a
+  // file deleted meanwhile is not created again; WAL files are created as
+  // usual.
   const auto other = (dir.path / "other.db").string();
-  sqlite3* db = nullptr;
-  CHECK(sqlite3_open_v2(other.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                        jobrepo::sqlite_backend::no_create_vfs()) == SQLITE_CANTOPEN);
-  sqlite3_close(db);
+  int code = SQLITE_OK;
+  try {
+    jobrepo::sqlite_backend::Connection c(other, std::chrono::seconds(1));
+  } catch (const jobrepo::sqlite_backend::DatabaseError& e) {
+    code = e.code();
+  }
+  CHECK(code == SQLITE_CANTOPEN);
   CHECK(!fs::exists(other));
-  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                          jobrepo::sqlite_backend::no_create_vfs()) == SQLITE_OK);
-  CHECK(sqlite3_exec(db, "PRAGMA journal_mode = WAL; SELECT count(*) FROM job", nullptr, nullptr, nullptr) ==
-        SQLITE_OK);
-  sqlite3_close(db);
-  jobrepo::SqliteOptions direct;
-  direct.path = other;
-  direct.create_if_missing = false;
-  CHECK(code_of([&] { jobrepo::open_sqlite_store(direct); }) == ErrorCode::unavailable);
-  CHECK(!fs::exists(other));
-  // In memory there is no file to find.
-  auto memory = jobrepo::open_store("sqlite::memory:", existing_only);
-  memory->migrate();
+  jobrepo::sqlite_backend::Connection c(path.string(), std::chrono::seconds(1));
+  c.run_script("PRAGMA journal_mode = WAL; SELECT count(*) FROM job");
 }
 
 namespace {
@@ -674,7 +667,7 @@ TEST_CASE("sqlite: a -wal or -shm without its database file: nothing is created 
   }
 }
 
-TEST_CASE("sqlite: the store's VFS never opens an empty database file beside a -wal or -shm") {
+TEST_CASE("sqlite: the store's connections never open an empty database file beside a -wal or -shm") {
   // The guard against a file deleted or emptied between open_store()'s check
   // and SQLite's open: SQLite would delete or reset that WAL.
   TempDir dir{"jobrepo-sqlite-test"};
@@ -682,22 +675,21 @@ TEST_CASE("sqlite: the store's VFS never opens an empty database file beside a -
   const auto wal = with_suffix(path, "-wal");
   std::ofstream{path};
   std::ofstream(wal) << "frames of a database that lives elsewhere now";
-  sqlite3* db = nullptr;
-  CHECK(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                        jobrepo::sqlite_backend::no_create_vfs()) == SQLITE_CANTOPEN);
-  sqlite3_close(db);
+  using jobrepo::sqlite_backend::Connection;
+  int code = SQLITE_OK;
+  try {
+    Connection refused(path.string(), std::chrono::seconds(1));
+  } catch (const jobrepo::sqlite_backend::DatabaseError& e) {
+    code = e.code();
+  }
+  CHECK(code == SQLITE_CANTOPEN);
   CHECK(bytes_of(wal) == "frames of a database that lives elsewhere now");
   // A database with content, or an empty one without leftovers, opens.
   fs::remove(wal);
-  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, jobrepo::sqlite_backend::no_create_vfs()) ==
-          SQLITE_OK);
-  CHECK(sqlite3_exec(db, "PRAGMA journal_mode = WAL; CREATE TABLE t (x)", nullptr, nullptr, nullptr) == SQLITE_OK);
-  sqlite3* second = nullptr;
-  CHECK(sqlite3_open_v2(path.c_str(), &second, SQLITE_OPEN_READWRITE, jobrepo::sqlite_backend::no_create_vfs()) ==
-        SQLITE_OK);
-  CHECK(sqlite3_exec(second, "SELECT * FROM t", nullptr, nullptr, nullptr) == SQLITE_OK);
-  sqlite3_close(second);
-  sqlite3_close(db);
+  Connection db(path.string(), std::chrono::seconds(1));
+  db.run_script("PRAGMA journal_mode = WAL; CREATE TABLE t (x)");
+  Connection second(path.string(), std::chrono::seconds(1));
+  second.run_script("SELECT * FROM t");
 }
 
 namespace {
@@ -863,4 +855,19 @@ TEST_CASE("sqlite: a database file replaced while a store opens it is refused by
   jobrepo::Repository repo(*store);
   CHECK(repo.create_job("j", "d").name == "j");
   CHECK(repo.lookup_job("j").has_value());
+}
+
+TEST_CASE("sqlite: a path with a double quote, a space or an equals sign opens as written") {
+  // SOCI's connect string could not hold a '"' (refused until 0.7); the
+  // sqlite3 C API takes the path as it is.
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = dir.path / "a \"b\" =c.db";
+  {
+    auto store = jobrepo::open_store("sqlite:" + path.string());
+    store->migrate();
+    jobrepo::Repository(*store).create_job("j", "d");
+  }
+  CHECK(fs::exists(path));
+  auto store = jobrepo::open_store("sqlite:" + path.string());
+  CHECK(jobrepo::Repository(*store).lookup_job("j").has_value());
 }

@@ -135,7 +135,7 @@ bool has_duplicate_runs(std::span<const RunTransition> changes) {
 }
 
 // The URL rewritten as an equivalent libpq URI whose values are all
-// percent-encoded query parameters: SOCI splits its connect string at spaces
+// percent-encoded query parameters: SOCI split its connect string at spaces
 // and '=' before handing it to libpq, which mangles quoted keyword values and
 // URIs without a query. Also names the application "jobrepo" in
 // pg_stat_activity unless the URL names one. `shown` is the URL for messages.

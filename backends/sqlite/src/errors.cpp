@@ -1,14 +1,14 @@
 #include "errors.hpp"
 
+#include "connection.hpp"
+
 #include <jobrepo/backend.hpp>
 
-#include <soci/sqlite3/soci-sqlite3.h>
+#include <sqlite3.h>
 
 #include <string>
 
 namespace jobrepo::sqlite_backend {
-
-using namespace sqlite_api;
 
 ErrorCode error_code_for(int sqlite_code, std::string_view driver_message) noexcept {
   switch (sqlite_code) {
@@ -59,23 +59,8 @@ Error make_error(std::string_view operation, std::string_view subject, int sqlit
                         "sqlite " + std::to_string(sqlite_code) + " (" + (name ? name : "?") + ")");
 }
 
-Error make_error(std::string_view operation, std::string_view subject, const soci::soci_error& e,
-                 std::string_view file) {
-  if (const auto* sqlite = dynamic_cast<const soci::sqlite3_soci_error*>(&e)) {
-    return make_error(operation, subject, sqlite->result(), sqlite_words(e.get_error_message()), file);
-  }
-  return database_error(ErrorCode::internal, operation, subject, e.get_error_message(), "");
-}
-
-std::string sqlite_words(std::string soci_message) {
-  for (const std::string_view prefix : {"Cannot establish connection to the database. "}) {
-    if (soci_message.rfind(prefix, 0) == 0) return soci_message.substr(prefix.size());
-  }
-  // Statements: "sqlite3_statement_backend::loadOne: ..."
-  if (soci_message.rfind("sqlite3_", 0) == 0) {
-    if (const auto colon = soci_message.find(": "); colon != std::string::npos) soci_message.erase(0, colon + 2);
-  }
-  return soci_message;
+Error make_error(std::string_view operation, std::string_view subject, const DatabaseError& e, std::string_view file) {
+  return make_error(operation, subject, e.code(), e.what(), file);
 }
 
 }  // namespace jobrepo::sqlite_backend

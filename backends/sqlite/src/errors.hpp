@@ -6,10 +6,6 @@
 #include <string>
 #include <string_view>
 
-namespace soci {
-class soci_error;
-}
-
 namespace jobrepo::sqlite_backend {
 
 // The ErrorCode for an SQLite result code (primary or extended). A file that
@@ -29,15 +25,9 @@ bool is_busy(int sqlite_code) noexcept;
 Error make_error(std::string_view operation, std::string_view subject, int sqlite_code, std::string_view driver_message,
                  std::string_view file = {});
 
-// The same from what the SQLite layer threw: SQLite's code and words when the
-// exception carries them (soci::sqlite3_soci_error), else a failure of SOCI's
-// own, `internal`.
-Error make_error(std::string_view operation, std::string_view subject, const soci::soci_error& e,
+// The same from what the database layer threw (connection.hpp).
+class DatabaseError;
+Error make_error(std::string_view operation, std::string_view subject, const DatabaseError& e,
                  std::string_view file = {});
-
-// SQLite's words in a SOCI message, without the prefix SOCI adds
-// ("sqlite3_statement_backend::loadOne: ", "Cannot establish connection to
-// the database. ").
-std::string sqlite_words(std::string soci_message);
 
 }  // namespace jobrepo::sqlite_backend

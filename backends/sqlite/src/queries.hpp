@@ -57,6 +57,9 @@ inline constexpr const char* job_after_run =
     " last_success_time = CASE WHEN :s1 = 'completed' THEN :n1 ELSE last_success_time END"
     " WHERE plugin_id = :p AND name = :n";
 
+// Changes with other connections' commits only (the commit watcher).
+inline constexpr const char* data_version = "PRAGMA data_version";
+
 inline constexpr const char* schema_version = "SELECT max(version) FROM jobrepo_schema_version";
 
 inline constexpr const char* create_schema_table =
@@ -165,7 +168,7 @@ inline constexpr const char* record_served_job =
     " ON CONFLICT DO NOTHING";
 
 inline constexpr const char* remove_server =
-    "DELETE FROM server WHERE plugin_id = :p AND server_id = :s AND (:i = '' OR instance = :i2)";
+    "DELETE FROM server WHERE plugin_id = :p AND server_id = :s AND (:i = '' OR instance = :i)";
 
 inline constexpr const char* record_work_end =
     "UPDATE job_run SET work_end_time = coalesce(work_end_time, :w)"
