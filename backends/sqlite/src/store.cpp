@@ -109,11 +109,13 @@ int on_busy(void* context, int count) {
 // so a writer never fails half-way because another took it first.
 class Transaction {
  public:
-  Transaction(Connection& c, bool immediate) : c_(c) { c_.run_script(immediate ? "BEGIN IMMEDIATE" : "BEGIN"); }
+  Transaction(Connection& c, bool immediate) : c_(c) {
+    c_.execute(immediate ? queries::begin_immediate : queries::begin, {});
+  }
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
   void commit() {
-    c_.run_script("COMMIT");
+    c_.execute(queries::commit, {});
     done_ = true;
   }
   ~Transaction() {
