@@ -424,5 +424,14 @@ TEST_CASE("scheduler: after kill -9 of the process running a long job, the other
       "after the kill\n",
       jobrepo::test::test_backend().c_str(), took);
   CHECK(took <= 2000 + 250 + 100);  // threshold + one monitor interval (+ claim and clock slack)
-  CHECK(other.events("interrupted_peer").size() == 1);
+  // The other interrupted the dead server's run; or, on a machine so loaded
+  // that the owner's heartbeats lapsed for 3/4 of the threshold before the
+  // kill (seen once under ThreadSanitizer at the end of ./tools/test, the job
+  // started 1,863 ms after the kill), the owner's fence had cancelled its
+  // work already, and the other took over the run it left.
+  const auto interrupted = other.events("interrupted_peer").size();
+  const auto fenced = owner.events("cancelled").size();
+  INFO("the other interrupted " << interrupted << " run(s); the owner cancelled " << fenced << " before the kill");
+  CHECK(interrupted + fenced >= 1);
+  CHECK(interrupted <= 1);
 }
