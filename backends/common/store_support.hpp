@@ -3,6 +3,8 @@
 // database boundary as integer microseconds since the Unix epoch.
 #pragma once
 
+#include "bound_value.hpp"
+
 #include <jobrepo/error.hpp>
 #include <jobrepo/store.hpp>
 #include <jobrepo/text.hpp>
@@ -70,6 +72,81 @@ inline Micros to_micros(Timestamp t) {
 // The next_scheduled_run of `due` for a store whose now is `now`.
 inline Micros due_micros(const Due& due, Micros now) { return due.at ? to_micros(*due.at) : now + due.in.count(); }
 
+// The run in the columns of `row` (every store selects them in this order:
+// private_id, job_plugin_id, job_name, server_id, create_time, update_time,
+// end_time, completed_count, total_count, status, message, attempt,
+// cancel_requested (0/1), work_end_time, payload; times in microseconds).
+// `Row` reads a column by index: null(i), number(i), text(i), optional_text(i).
+template <class Row>
+Run run_from_row(const Row& row) {
+  Run run{row.text(0),
+          row.text(1),
+          row.text(2),
+          row.text(3),
+          to_timestamp(row.number(4)),
+          to_timestamp(row.number(5)),
+          std::nullopt,
+          row.number(7),
+          row.number(8),
+          Status::running};
+  if (!row.null(6)) run.end_time = to_timestamp(row.number(6));
+  const auto status = parse_status(row.text(9));
+  if (!status) throw Error(ErrorCode::internal, "run " + quoted(run.private_id) + " has unknown status " + row.text(9));
+  run.status = *status;
+  run.message = row.optional_text(10);
+  run.attempt = row.number(11);
+  run.cancel_requested = row.number(12) != 0;
+  if (!row.null(13)) run.work_end_time = to_timestamp(row.number(13));
+  run.payload = row.optional_text(14);
+  return run;
+}
+
+// The job in the columns of `row`: plugin_id, name, description,
+// next_scheduled_run, schedule, paused (0/1), run_requested (0/1),
+// consecutive_failures, last_status, last_end_time, last_message,
+// last_success_time, requested_payload.
+template <class Row>
+Job job_from_row(const Row& row) {
+  Job job{row.text(0), row.text(1), row.text(2), to_timestamp(row.number(3)), row.text(4)};
+  job.paused = row.number(5) != 0;
+  job.run_requested = row.number(6) != 0;
+  job.consecutive_failures = row.number(7);
+  if (!row.null(8)) job.last_status = parse_status(row.text(8));
+  if (!row.null(9)) job.last_end_time = to_timestamp(row.number(9));
+  job.last_message = row.optional_text(10);
+  if (!row.null(11)) job.last_success_time = to_timestamp(row.number(11));
+  job.requested_payload = row.optional_text(12);
+  return job;
+}
+
+// The jobs a server serves as one JSON array of {"name", "fingerprint"}.
+inline std::string served_jobs_json(const std::vector<ServedJob>& jobs) {
+  std::string out = "[";
+  for (const auto& job : jobs) {
+    if (out.size() > 1) out.push_back(',');
+    out.append("{\"name\":");
+    append_json_string(out, job.name);
+    out.append(",\"fingerprint\":");
+    append_json_string(out, job.fingerprint);
+    out.push_back('}');
+  }
+  out.push_back(']');
+  return out;
+}
+
+// Observed runs as one JSON array of {"id", "updated"} (microseconds).
+inline std::string observed_runs_json(const std::vector<ObservedRun>& runs) {
+  std::string out = "[";
+  for (const auto& run : runs) {
+    if (out.size() > 1) out.push_back(',');
+    out.append("{\"id\":");
+    append_json_string(out, run.run_id);
+    out.append(",\"updated\":").append(std::to_string(to_micros(run.update_time))).append("}");
+  }
+  out.push_back(']');
+  return out;
+}
+
 // A pool of connections of type C, opened on demand up to `max`; callers
 // wait when all are in use. A Lease returns its connection when it ends,
 // unless discard() was called (a broken connection is closed instead).
@@ -105,6 +182,16 @@ class Pool {
       open_ -= static_cast<int>(closing.size());
     }
     available_.notify_all();
+  }
+
+  // acquire() for `operation`: a jobrepo::Error of opening a connection
+  // names the operation first ("run_jobs: cannot connect to ...").
+  Lease acquire_for(const char* operation) {
+    try {
+      return acquire();
+    } catch (const Error& e) {
+      throw Error(e.code(), std::string(operation) + ": " + e.what(), e.native_code());
+    }
   }
 
   Lease acquire() {

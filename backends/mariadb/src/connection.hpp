@@ -4,6 +4,8 @@
 // never spliced into SQL text; results come back as text, NULL as nullopt.
 #pragma once
 
+#include "bound_value.hpp"
+
 #include <mysql.h>
 
 #include <cstdint>
@@ -34,18 +36,9 @@ class DatabaseError : public std::runtime_error {
   std::string sqlstate_;
 };
 
-// A bound value: NULL, an integer or text (which must outlive the call).
-using Value = std::variant<std::monostate, long long, std::string_view>;
-inline Value null_value() { return std::monostate{}; }
-template <class T>
-Value optional_value(const std::optional<T>& value) {
-  if (!value) return std::monostate{};
-  if constexpr (std::is_integral_v<T>) {
-    return static_cast<long long>(*value);
-  } else {
-    return std::string_view(*value);
-  }
-}
+// A bound value (bound_value.hpp): NULL, an integer or text.
+using store_support::optional_value;
+using store_support::Value;
 
 // One row of a result: each column as text, or nullopt for NULL.
 class Row {

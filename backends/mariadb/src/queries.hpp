@@ -215,8 +215,6 @@ inline constexpr const char* request_cancel =
 
 // A server's record (its row locked, or the gap where it goes): the holder.
 // plugin, server
-inline constexpr const char* server_holder = "SELECT instance, address, " JR_US("seen_time") ", " JR_US(
-    "expire_time") " FROM server WHERE plugin_id = ? AND server_id = ?";
 inline constexpr const char* lock_server_holder = "SELECT instance, address, " JR_US("seen_time") ", " JR_US(
     "expire_time") " FROM server WHERE plugin_id = ? AND server_id = ? FOR UPDATE";
 // plugin, server, instance, address, seen (us), expire (us)

@@ -31,48 +31,6 @@ constexpr Micros min_stored_us = -30610224000000000LL;  // 1000-01-01
 constexpr Micros max_stored_us = 253402300799999999LL;  // 9999-12-31 23:59:59.999999
 Micros stored(Micros us) { return std::clamp(us, min_stored_us, max_stored_us); }
 
-Value text(const std::string& value) { return std::string_view(value); }
-Value number(long long value) { return value; }
-Value flag(bool value) { return static_cast<long long>(value ? 1 : 0); }
-
-// The run in columns JR_RUN_COLUMNS of `row`.
-Run to_run(const Row& row) {
-  Run run{row.text(0),
-          row.text(1),
-          row.text(2),
-          row.text(3),
-          to_timestamp(row.number(4)),
-          to_timestamp(row.number(5)),
-          std::nullopt,
-          row.number(7),
-          row.number(8),
-          Status::running};
-  if (!row.null(6)) run.end_time = to_timestamp(row.number(6));
-  const auto status = parse_status(row.text(9));
-  if (!status) throw Error(ErrorCode::internal, "run " + quoted(run.private_id) + " has unknown status " + row.text(9));
-  run.status = *status;
-  run.message = row.optional_text(10);
-  run.attempt = row.number(11);
-  run.cancel_requested = row.number(12) != 0;
-  if (!row.null(13)) run.work_end_time = to_timestamp(row.number(13));
-  run.payload = row.optional_text(14);
-  return run;
-}
-
-// The job in columns JR_JOB_COLUMNS of `row`.
-Job to_job(const Row& row) {
-  Job job{row.text(0), row.text(1), row.text(2), to_timestamp(row.number(3)), row.text(4)};
-  job.paused = row.number(5) != 0;
-  job.run_requested = row.number(6) != 0;
-  job.consecutive_failures = row.number(7);
-  if (!row.null(8)) job.last_status = parse_status(row.text(8));
-  if (!row.null(9)) job.last_end_time = to_timestamp(row.number(9));
-  job.last_message = row.optional_text(10);
-  if (!row.null(11)) job.last_success_time = to_timestamp(row.number(11));
-  job.requested_payload = row.optional_text(12);
-  return job;
-}
-
 // `run` after `change`, as update_run writes it at `now`.
 Run changed(Run run, const RunTransition& change, Micros now) {
   run.status = change.to;
@@ -96,18 +54,9 @@ class MariadbStore final : public Store {
     } catch (const DatabaseError& e) {
       // The client's messages name the host, port, user and database,
       // never the password.
-      throw Error(error_code_for(e.number(), e.what()) == ErrorCode::internal ? ErrorCode::unavailable
-                                                                              : error_code_for(e.number(), e.what()),
+      const ErrorCode code = error_code_for(e.number(), e.what());
+      throw Error(code == ErrorCode::internal ? ErrorCode::unavailable : code,
                   "cannot connect to " + shown_url_ + ": " + e.what(), "MariaDB error " + std::to_string(e.number()));
-    }
-  }
-
-  // A pooled connection; a failure to open one names the operation.
-  Pool<Connection>::Lease acquire(const char* operation) {
-    try {
-      return pool_.acquire();
-    } catch (const Error& e) {
-      throw Error(e.code(), std::string(operation) + ": " + e.what(), e.native_code());
     }
   }
 
@@ -132,13 +81,13 @@ class MariadbStore final : public Store {
   static std::optional<Job> find_job(Connection& c, const std::string& plugin_id, const std::string& name) {
     const auto rows = c.query(queries::lookup_job, {text(plugin_id), text(name)});
     if (rows.empty()) return std::nullopt;
-    return to_job(rows.front());
+    return job_from_row(rows.front());
   }
 
   static std::optional<Run> find_run(Connection& c, const std::string& plugin_id, const std::string& run_id) {
     const auto rows = c.query(queries::lookup_run, {text(run_id), text(plugin_id)});
     if (rows.empty()) return std::nullopt;
-    return to_run(rows.front());
+    return run_from_row(rows.front());
   }
 
   // Runs `body(connection)` as one transaction on a pooled connection,
@@ -150,7 +99,7 @@ class MariadbStore final : public Store {
     const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
     std::minstd_rand jitter(static_cast<unsigned>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
     for (;;) {
-      auto lease = acquire(operation);
+      auto lease = pool_.acquire_for(operation);
       unsigned number = 0;
       std::string sqlstate;
       std::string message;
@@ -208,7 +157,7 @@ class MariadbStore final : public Store {
         wakeups_([this](const std::string& plugin_id) { return due_state(plugin_id); },
                  std::chrono::milliseconds(connect_options_.wakeup_poll_ms)) {
     // Connect now, so that a bad URL or an unreachable server fails here.
-    auto lease = acquire("open_store");
+    auto lease = pool_.acquire_for("open_store");
   }
 
   StoreContract7 contract() const override { return {}; }
@@ -271,7 +220,7 @@ class MariadbStore final : public Store {
       const auto rows = c.query(queries::lookup_job, {text(job.plugin_id), text(job.name)});
       if (rows.empty()) throw Error(ErrorCode::internal, "ensure_job: the job vanished while it was written");
       wakeups_.changed(job.plugin_id);
-      return to_job(rows.front());
+      return job_from_row(rows.front());
     });
   }
 
@@ -285,7 +234,7 @@ class MariadbStore final : public Store {
       std::vector<Job> jobs;
       for (const auto& row : c.query(queries::list_jobs, {text(query.plugin_id), flag(query.name.has_value()),
                                                           text(name), number(limit_of(query.limit))})) {
-        jobs.push_back(to_job(row));
+        jobs.push_back(job_from_row(row));
       }
       return jobs;
     });
@@ -384,13 +333,14 @@ class MariadbStore final : public Store {
         // A job got a run from a claim that committed after this one's
         // first statement read: left out. The runs that were made, in order.
         runs.clear();
-        for (const auto& row : c.query(queries::runs_by_id, {text(json_array(ids))})) runs.push_back(to_run(row));
+        for (const auto& row : c.query(queries::runs_by_id, {text(json_array(ids))})) runs.push_back(run_from_row(row));
       }
       for (std::size_t i = 0; i < due.size(); ++i) {
-        const bool requested = due[i].number(2) != 0 || !due[i].null(3);
+        // Requests are rare: the claimed runs are searched only for those.
+        if (due[i].number(2) == 0 && due[i].null(3)) continue;
         const bool claimed =
             std::any_of(runs.begin(), runs.end(), [&](const Run& r) { return r.private_id == ids[i]; });
-        if (requested && claimed) c.execute(queries::clear_request, {text(request.plugin_id), text(due[i].text(0))});
+        if (claimed) c.execute(queries::clear_request, {text(request.plugin_id), text(due[i].text(0))});
       }
       return runs;
     });
@@ -423,7 +373,7 @@ class MariadbStore final : public Store {
         const bool touches_job = change.reschedule || is_final(change.to);
         const auto rows = c.query(queries::lock_run, {text(change.run_id), text(change.plugin_id)});
         if (rows.empty()) continue;
-        Run run = to_run(rows.front());
+        Run run = run_from_row(rows.front());
         if (run.status != Status::running) continue;
         // A run whose job was not locked above (it was not found then):
         // nothing to lock it after, so it is left as not found.
@@ -451,16 +401,7 @@ class MariadbStore final : public Store {
 
   std::vector<Run> interrupt_stale_runs(const StaleRunQuery& query) override {
     return run("interrupt_runs", "plugin " + quoted(query.plugin_id), [&](Connection& c) {
-      std::string observed = "[";
-      if (query.runs) {
-        for (const auto& run : *query.runs) {
-          if (observed.size() > 1) observed.push_back(',');
-          observed.append("{\"id\":");
-          append_json_string(observed, run.run_id);
-          observed.append(",\"updated\":").append(std::to_string(to_micros(run.update_time))).append("}");
-        }
-      }
-      observed.push_back(']');
+      const std::string observed = query.runs ? observed_runs_json(*query.runs) : "[]";
       const std::string server = query.server_id.value_or("");
       const Micros now = now_us(c);
       const Micros cut = stored(now - query.threshold.count());
@@ -520,7 +461,7 @@ class MariadbStore final : public Store {
       for (const auto& row :
            c.query(queries::list_runs, {text(query.plugin_id), flag(query.job_name.has_value()), text(job),
                                         flag(query.status.has_value()), text(status), number(limit_of(query.limit))})) {
-        runs.push_back(to_run(row));
+        runs.push_back(run_from_row(row));
       }
       return runs;
     });
@@ -560,16 +501,7 @@ class MariadbStore final : public Store {
                                            text(record.plugin_id), text(record.server_id)});
       }
       if (record.jobs) {
-        std::string jobs = "[";
-        for (const auto& job : *record.jobs) {
-          if (jobs.size() > 1) jobs.push_back(',');
-          jobs.append("{\"name\":");
-          append_json_string(jobs, job.name);
-          jobs.append(",\"fingerprint\":");
-          append_json_string(jobs, job.fingerprint);
-          jobs.push_back('}');
-        }
-        jobs.push_back(']');
+        const std::string jobs = served_jobs_json(*record.jobs);
         c.execute(queries::forget_served_jobs, {text(record.plugin_id), text(record.server_id)});
         c.execute(queries::record_served_jobs,
                   {text(record.server_id), number(now), text(jobs), text(record.plugin_id)});

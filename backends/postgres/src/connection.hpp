@@ -7,6 +7,8 @@
 // parameter, and a call binds its values by name.
 #pragma once
 
+#include "bound_value.hpp"
+
 #include <libpq-fe.h>
 
 #include <cstdint>
@@ -36,17 +38,9 @@ class DatabaseError : public std::runtime_error {
   std::string sqlstate_;
 };
 
-// A bound value: NULL, an integer or text (which must outlive the call).
-using Value = std::variant<std::monostate, long long, std::string_view>;
-template <class T>
-Value optional_value(const std::optional<T>& value) {
-  if (!value) return std::monostate{};
-  if constexpr (std::is_integral_v<T>) {
-    return static_cast<long long>(*value);
-  } else {
-    return std::string_view(*value);
-  }
-}
+// A bound value (bound_value.hpp): NULL, an integer or text.
+using store_support::optional_value;
+using store_support::Value;
 
 // A named value of a call.
 using Named = std::pair<std::string_view, Value>;

@@ -27,36 +27,19 @@ using namespace store_support;  // NOLINT(google-build-using-namespace)
 // start at once migrate one after the other.
 constexpr long long migration_lock_key = 0x6a6f627265706fLL;  // "jobrepo"
 
-Value text(const std::string& value) { return std::string_view(value); }
-Value number(long long value) { return value; }
-Value flag(bool value) { return static_cast<long long>(value ? 1 : 0); }
+// One row of a Result, from column `first` on, as run_from_row() and
+// job_from_row() read it.
+struct ResultRow {
+  const Result& result;
+  int row;
+  int first = 0;
+  bool null(int i) const { return result.null(row, first + i); }
+  long long number(int i) const { return result.number(row, first + i); }
+  std::string text(int i) const { return result.text(row, first + i); }
+  std::optional<std::string> optional_text(int i) const { return result.optional_text(row, first + i); }
+};
 
-// The run in columns JR_RUN_COLUMNS of `row`, from column `first` on.
-Run to_run(const Result& r, int row, int first = 0) {
-  const auto col = [&](int i) { return first + i; };
-  Run run{r.text(row, col(0)),
-          r.text(row, col(1)),
-          r.text(row, col(2)),
-          r.text(row, col(3)),
-          to_timestamp(r.number(row, col(4))),
-          to_timestamp(r.number(row, col(5))),
-          std::nullopt,
-          r.number(row, col(7)),
-          r.number(row, col(8)),
-          Status::running};
-  if (!r.null(row, col(6))) run.end_time = to_timestamp(r.number(row, col(6)));
-  const auto status = parse_status(r.text(row, col(9)));
-  if (!status) {
-    throw Error(ErrorCode::internal, "run " + quoted(run.private_id) + " has unknown status " + r.text(row, col(9)));
-  }
-  run.status = *status;
-  run.message = r.optional_text(row, col(10));
-  run.attempt = r.number(row, col(11));
-  run.cancel_requested = r.number(row, col(12)) != 0;
-  if (!r.null(row, col(13))) run.work_end_time = to_timestamp(r.number(row, col(13)));
-  run.payload = r.optional_text(row, col(14));
-  return run;
-}
+Run to_run(const Result& r, int row, int first = 0) { return run_from_row(ResultRow{r, row, first}); }
 
 std::vector<Run> to_runs(const Result& r) {
   std::vector<Run> runs;
@@ -65,19 +48,7 @@ std::vector<Run> to_runs(const Result& r) {
   return runs;
 }
 
-// The job in columns JR_JOB_COLUMNS of `row`.
-Job to_job(const Result& r, int row) {
-  Job job{r.text(row, 0), r.text(row, 1), r.text(row, 2), to_timestamp(r.number(row, 3)), r.text(row, 4)};
-  job.paused = r.number(row, 5) != 0;
-  job.run_requested = r.number(row, 6) != 0;
-  job.consecutive_failures = r.number(row, 7);
-  if (!r.null(row, 8)) job.last_status = parse_status(r.text(row, 8));
-  if (!r.null(row, 9)) job.last_end_time = to_timestamp(r.number(row, 9));
-  job.last_message = r.optional_text(row, 10);
-  if (!r.null(row, 11)) job.last_success_time = to_timestamp(r.number(row, 11));
-  job.requested_payload = r.optional_text(row, 12);
-  return job;
-}
+Job to_job(const Result& r, int row) { return job_from_row(ResultRow{r, row}); }
 
 std::optional<Job> first_job(const Result& r) {
   if (r.rows() == 0) return std::nullopt;
@@ -182,15 +153,6 @@ class PostgresStore final : public Store {
     }
   }
 
-  // A pooled connection; a failure to open one names the operation.
-  Pool<Connection>::Lease acquire(const char* operation) {
-    try {
-      return pool_.acquire();
-    } catch (const Error& e) {
-      throw Error(e.code(), std::string(operation) + ": " + e.what(), e.native_code());
-    }
-  }
-
   static int schema_version(Connection& c) {
     const auto r = c.query(queries::schema_version, {});
     return r.rows() == 0 || r.null(0, 0) ? 0 : static_cast<int>(r.number(0, 0));
@@ -213,7 +175,7 @@ class PostgresStore final : public Store {
     const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
     std::minstd_rand jitter(static_cast<unsigned>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
     for (;;) {
-      auto lease = acquire(operation);
+      auto lease = pool_.acquire_for(operation);
       std::string sqlstate;
       std::string message;
       try {
@@ -289,7 +251,7 @@ class PostgresStore final : public Store {
         options_(options),
         pool_(options.pool_size > 0 ? options.pool_size : 4, [this] { return connect(); }) {
     // Connect now, so that a bad URL or an unreachable server fails here.
-    auto lease = acquire("open_store");
+    auto lease = pool_.acquire_for("open_store");
   }
 
   StoreContract7 contract() const override { return {}; }
@@ -452,16 +414,7 @@ class PostgresStore final : public Store {
 
   std::vector<Run> interrupt_stale_runs(const StaleRunQuery& query) override {
     return run("interrupt_runs", "plugin " + quoted(query.plugin_id), [&](Connection& c) {
-      std::string runs = "[";
-      if (query.runs) {
-        for (const auto& observed : *query.runs) {
-          if (runs.size() > 1) runs.push_back(',');
-          runs.append("{\"id\":");
-          append_json_string(runs, observed.run_id);
-          runs.append(",\"updated\":").append(std::to_string(to_micros(observed.update_time))).append("}");
-        }
-      }
-      runs.push_back(']');
+      const std::string runs = query.runs ? observed_runs_json(*query.runs) : "[]";
       const std::string server = query.server_id.value_or("");
       return to_runs(c.query(queries::interrupt_stale_runs, {{"clock", clock()},
                                                              {"message", optional_value(query.message)},
@@ -538,16 +491,7 @@ class PostgresStore final : public Store {
         }
         const long long seen = written.number(0, 0);
         if (record.jobs) {
-          std::string jobs = "[";
-          for (const auto& job : *record.jobs) {
-            if (jobs.size() > 1) jobs.push_back(',');
-            jobs.append("{\"name\":");
-            append_json_string(jobs, job.name);
-            jobs.append(",\"fingerprint\":");
-            append_json_string(jobs, job.fingerprint);
-            jobs.push_back('}');
-          }
-          jobs.push_back(']');
+          const std::string jobs = served_jobs_json(*record.jobs);
           c.query(queries::forget_served_jobs,
                   {{"plugin", text(record.plugin_id)}, {"server", text(record.server_id)}});
           c.query(queries::record_served_jobs, {{"server", text(record.server_id)},

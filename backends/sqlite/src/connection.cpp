@@ -109,17 +109,17 @@ std::vector<Row> Connection::query(const char* sql, std::initializer_list<Named>
       auto& cell = cells[static_cast<std::size_t>(c)];
       switch (sqlite3_column_type(stmt, c)) {
         case SQLITE_NULL: break;
+        // Each cell as its column's type holds it (the tables are STRICT):
+        // a number read as text or text as a number would cost a conversion.
         case SQLITE_INTEGER:
         case SQLITE_FLOAT:
           cell.null = false;
           cell.number = sqlite3_column_int64(stmt, c);
-          cell.text = std::to_string(cell.number);
           break;
         default: {
           cell.null = false;
           const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, c));
           cell.text.assign(text ? text : "", static_cast<std::size_t>(sqlite3_column_bytes(stmt, c)));
-          cell.number = sqlite3_column_int64(stmt, c);
         }
       }
     }

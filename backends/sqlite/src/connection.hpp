@@ -3,6 +3,8 @@
 // spliced into SQL text; rows are read into Row values.
 #pragma once
 
+#include "bound_value.hpp"
+
 #include <sqlite3.h>
 
 #include <atomic>
@@ -33,21 +35,14 @@ class DatabaseError : public std::runtime_error {
   int code_;
 };
 
-// A bound value: NULL, an integer or text (which must outlive the call).
-using Value = std::variant<std::monostate, long long, std::string_view>;
-template <class T>
-Value optional_value(const std::optional<T>& value) {
-  if (!value) return std::monostate{};
-  if constexpr (std::is_integral_v<T>) {
-    return static_cast<long long>(*value);
-  } else {
-    return std::string_view(*value);
-  }
-}
+// A bound value (bound_value.hpp): NULL, an integer or text.
+using store_support::optional_value;
+using store_support::Value;
 // A named value of a call (the placeholder with its colon: ":p").
 using Named = std::pair<const char*, Value>;
 
-// One row of a result.
+// One row of a result: an INTEGER cell answers number(), a TEXT cell
+// text(), each as SQLite stored it.
 class Row {
  public:
   struct Cell {

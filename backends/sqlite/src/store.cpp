@@ -30,62 +30,20 @@ namespace {
 using std::chrono::microseconds;
 using namespace store_support;  // NOLINT(google-build-using-namespace)
 
-Value text(const std::string& value) { return std::string_view(value); }
-Value number(long long value) { return value; }
-Value flag(bool value) { return static_cast<long long>(value ? 1 : 0); }
-
-// The run in columns JR_RUN_COLUMNS of `row`.
-Run to_run(const Row& row) {
-  Run run{row.text(0),
-          row.text(1),
-          row.text(2),
-          row.text(3),
-          to_timestamp(row.number(4)),
-          to_timestamp(row.number(5)),
-          std::nullopt,
-          row.number(7),
-          row.number(8),
-          Status::running};
-  if (!row.null(6)) run.end_time = to_timestamp(row.number(6));
-  const auto status = parse_status(row.text(9));
-  if (!status) throw Error(ErrorCode::internal, "run " + quoted(run.private_id) + " has unknown status " + row.text(9));
-  run.status = *status;
-  run.message = row.optional_text(10);
-  run.attempt = row.number(11);
-  run.cancel_requested = row.number(12) != 0;
-  if (!row.null(13)) run.work_end_time = to_timestamp(row.number(13));
-  run.payload = row.optional_text(14);
-  return run;
-}
-
-// The job in columns JR_JOB_COLUMNS of `row`.
-Job to_job(const Row& row) {
-  Job job{row.text(0), row.text(1), row.text(2), to_timestamp(row.number(3)), row.text(4)};
-  job.paused = row.number(5) != 0;
-  job.run_requested = row.number(6) != 0;
-  job.consecutive_failures = row.number(7);
-  if (!row.null(8)) job.last_status = parse_status(row.text(8));
-  if (!row.null(9)) job.last_end_time = to_timestamp(row.number(9));
-  job.last_message = row.optional_text(10);
-  if (!row.null(11)) job.last_success_time = to_timestamp(row.number(11));
-  job.requested_payload = row.optional_text(12);
-  return job;
-}
-
 std::optional<Job> first_job(const std::vector<Row>& rows) {
   if (rows.empty()) return std::nullopt;
-  return to_job(rows.front());
+  return job_from_row(rows.front());
 }
 
 std::optional<Run> first_run(const std::vector<Row>& rows) {
   if (rows.empty()) return std::nullopt;
-  return to_run(rows.front());
+  return run_from_row(rows.front());
 }
 
 std::vector<Run> to_runs(const std::vector<Row>& rows) {
   std::vector<Run> runs;
   runs.reserve(rows.size());
-  for (const auto& row : rows) runs.push_back(to_run(row));
+  for (const auto& row : rows) runs.push_back(run_from_row(row));
   return runs;
 }
 
@@ -449,12 +407,12 @@ class SqliteStore final : public Store {
   Job ensure_job(const NewJob& job) override {
     auto ensured = write("ensure_job", job_subject(job.plugin_id, job.name), [&](Connection& c, Micros now) {
       const Micros next = due_micros(job.due, now);
-      return to_job(c.query(queries::ensure_job, {{":p", text(job.plugin_id)},
-                                                  {":n", text(job.name)},
-                                                  {":d", text(job.description)},
-                                                  {":t", number(next)},
-                                                  {":s", text(job.schedule)}})
-                        .at(0));
+      return job_from_row(c.query(queries::ensure_job, {{":p", text(job.plugin_id)},
+                                                        {":n", text(job.name)},
+                                                        {":d", text(job.description)},
+                                                        {":t", number(next)},
+                                                        {":s", text(job.schedule)}})
+                              .at(0));
     });
     due_.notify(job.plugin_id);
     return ensured;
@@ -475,7 +433,7 @@ class SqliteStore final : public Store {
                                                           {":n", text(name)},
                                                           // SQLite: LIMIT -1 is no limit
                                                           {":l", number(query.limit < 0 ? -1 : query.limit)}})) {
-        jobs.push_back(to_job(row));
+        jobs.push_back(job_from_row(row));
       }
       return jobs;
     });
