@@ -9,6 +9,7 @@
 
 #include <jobrepo/jobrepo.hpp>
 
+#include <libpq-fe.h>
 #include <mysql.h>
 #include <sqlite3.h>
 
@@ -397,8 +398,30 @@ Measure run_mariadb_ceiling(const Target& t, int workers, double seconds) {
   });
 }
 
+namespace {
+
+// The runs the pgbench ceiling completed so far (its server id is
+// "pgbench"), or -1 when the database cannot say.
+long long pgbench_completed_runs(const std::string& url) {
+  PGconn* c = PQconnectdb(url.c_str());
+  long long n = -1;
+  if (PQstatus(c) == CONNECTION_OK) {
+    PGresult* r = PQexec(c, "SELECT count(*) FROM job_run WHERE server_id = 'pgbench' AND status = 'completed'");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) n = std::atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+  }
+  PQfinish(c);
+  return n;
+}
+
+}  // namespace
+
 // pgbench -M prepared over the store's own claim and completion statements.
+// A cycle is a run claimed and completed, as ours counts it: pgbench counts
+// a claim that found nothing (a concurrent claim won) as a transaction too,
+// so the cycles are the runs it completed, counted in the database.
 Measure run_pgbench(const Target& t, int workers, double seconds) {
+  const long long completed_before = pgbench_completed_runs(t.raw);
   const std::string script =
       (std::filesystem::temp_directory_path() / ("jobrepo-bench-" + std::to_string(getpid()) + ".sql")).string();
   std::ofstream(script) << pgbench_script();
@@ -422,12 +445,20 @@ Measure run_pgbench(const Target& t, int workers, double seconds) {
     m.errors = 1;
     return m;
   }
-  m.cycles = std::stoll(match[1]);
+  const long long transactions = std::stoll(match[1]);
   // pgbench's own rate, over the time its clients ran (which is not exactly -T).
   if (std::regex_search(s, match, std::regex(R"(tps = ([\d.]+) \(without initial connection time\))")) &&
       std::stod(match[1]) > 0) {
-    m.seconds = static_cast<double>(m.cycles) / std::stod(match[1]);
+    m.seconds = static_cast<double>(transactions) / std::stod(match[1]);
   }
+  const long long completed_after = pgbench_completed_runs(t.raw);
+  if (completed_before < 0 || completed_after < completed_before) {
+    std::cerr << "jobrepo-bench: cannot count the runs pgbench completed\n";
+    m.errors = 1;
+    return m;
+  }
+  m.cycles = completed_after - completed_before;
+  m.empty = transactions - m.cycles;
   if (std::regex_search(s, match, std::regex(R"(latency average = ([\d.]+) ms)"))) {
     m.claim_ms.push_back(std::stod(match[1]));  // per cycle: claim + complete
   }
