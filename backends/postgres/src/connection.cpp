@@ -1,5 +1,7 @@
 #include "connection.hpp"
 
+#include "queries.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
@@ -73,15 +75,23 @@ Connection::~Connection() { PQfinish(conn_); }
 const Connection::Prepared& Connection::prepared(const char* sql) {
   const auto found = statements_.find(sql);
   if (found != statements_.end()) return found->second;
-  Prepared statement{"jobrepo_" + std::to_string(statements_.size() + 1), {}};
+  Prepared statement{"jobrepo_" + std::to_string(statements_.size() + 1), {}, queries::generic_plan(sql)};
   const std::string text = numbered_placeholders(sql, statement.parameters);
   checked(conn_, PQprepare(conn_, statement.name.c_str(), text.c_str(), static_cast<int>(statement.parameters.size()),
                            nullptr));
   return statements_.emplace(sql, std::move(statement)).first->second;
 }
 
+void Connection::plan_mode_for(const Prepared& statement) {
+  if (generic_mode_ == statement.generic) return;
+  checked(conn_,
+          PQexec(conn_, statement.generic ? "SET plan_cache_mode = force_generic_plan" : "RESET plan_cache_mode"));
+  generic_mode_ = statement.generic;
+}
+
 Result Connection::query(const char* sql, std::initializer_list<Named> values) {
   const auto& statement = prepared(sql);
+  plan_mode_for(statement);
   if (values.size() != statement.parameters.size()) {
     throw DatabaseError("", "statement " + statement.name + " takes " + std::to_string(statement.parameters.size()) +
                                 " values, not " + std::to_string(values.size()));
@@ -112,6 +122,7 @@ Result Connection::query(const char* sql, std::initializer_list<Named> values) {
 void Connection::run_script(const std::string& sql) { checked(conn_, PQexec(conn_, sql.c_str())); }
 
 void Connection::rollback() noexcept {
+  generic_mode_.reset();
   if (broken()) return;
   PQclear(PQexec(conn_, "ROLLBACK"));
 }

@@ -98,11 +98,18 @@ class Connection {
   struct Prepared {
     std::string name;
     std::vector<std::string> parameters;  // names, in order of their numbers
+    bool generic = false;                 // queries::generic_plan
   };
+  // Sets the session's plan_cache_mode for `statement` when it differs.
+  void plan_mode_for(const Prepared& statement);
   const Prepared& prepared(const char* sql);
 
   PGconn* conn_ = nullptr;
   std::map<const char*, Prepared> statements_;
+  // The session's plan_cache_mode: force_generic_plan, or its default
+  // (RESET) when false; unknown after a rollback, which undoes a SET made in
+  // its transaction.
+  std::optional<bool> generic_mode_ = false;
 };
 
 // `query` with its :name placeholders numbered $1, $2... by first
