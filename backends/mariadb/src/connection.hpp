@@ -101,6 +101,9 @@ class Connection {
   // SQL text without parameters, possibly several statements (migrations).
   void run_script(std::string_view sql);
 
+  // Autocommit is off: the first statement after a commit or a rollback
+  // begins the next transaction, so begin() sends nothing.
+  void begin() {}
   void commit();
   // Never throws: a rollback that fails leaves the connection broken.
   void rollback() noexcept;

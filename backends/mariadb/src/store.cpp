@@ -4,6 +4,7 @@
 #include "errors.hpp"
 #include "queries.hpp"
 #include "store_support.hpp"
+#include "transaction.hpp"
 #include "url.hpp"
 #include "wakeups.hpp"
 
@@ -14,8 +15,6 @@
 #include <algorithm>
 #include <limits>
 #include <mutex>
-#include <random>
-#include <thread>
 #include <utility>
 
 namespace jobrepo::mariadb_backend {
@@ -90,23 +89,22 @@ class MariadbStore final : public Store {
     return run_from_row(rows.front());
   }
 
-  // Runs `body(connection)` as one transaction on a pooled connection,
-  // committed when it returns. Deadlocks are retried until busy_timeout has
-  // passed. A broken connection is closed with every idle one (after a
-  // server restart they are all dead) and the call fails with `unavailable`.
+  // Runs `body(connection)` as one transaction (in_transaction()) on a
+  // pooled connection. Deadlocks are retried (Retry, transaction.hpp). A
+  // broken connection is closed with every idle one (after a server restart
+  // they are all dead) and the call fails with `unavailable`.
   template <class Body>
   auto run(const char* operation, const std::string& subject, Body&& body, bool check = true) {
-    const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
-    std::minstd_rand jitter(static_cast<unsigned>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
-    for (;;) {
+    for (Retry retry(options_.busy_timeout);;) {
       auto lease = pool_.acquire_for(operation);
       unsigned number = 0;
       std::string sqlstate;
       std::string message;
       try {
-        if (check) check_schema(operation, *lease);
-        auto result = body(*lease);
-        lease->commit();
+        auto result = in_transaction(*lease, [&] {
+          if (check) check_schema(operation, *lease);
+          return body(*lease);
+        });
         wakeups_.flush();
         return result;
       } catch (const DatabaseError& e) {
@@ -115,21 +113,16 @@ class MariadbStore final : public Store {
         message = e.what();
       } catch (...) {
         wakeups_.discard();
-        lease->rollback();
         if (lease->broken()) lease.discard();
         throw;
       }
       wakeups_.discard();
-      lease->rollback();
       if (lease->broken()) {
         lease.discard();
         pool_.clear_idle();
         throw make_error(operation, subject, number, sqlstate, message);
       }
-      if (is_retryable(number) && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(microseconds(200 + jitter() % 5000));
-        continue;
-      }
+      if (is_retryable(number) && retry.again()) continue;
       throw make_error(operation, subject, number, sqlstate, message);
     }
   }

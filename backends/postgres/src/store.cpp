@@ -4,6 +4,7 @@
 #include "errors.hpp"
 #include "queries.hpp"
 #include "store_support.hpp"
+#include "transaction.hpp"
 #include "url.hpp"
 #include "wakeups.hpp"
 
@@ -12,8 +13,6 @@
 #include <algorithm>
 #include <cctype>
 #include <mutex>
-#include <random>
-#include <thread>
 #include <utility>
 
 namespace jobrepo::postgres_backend {
@@ -165,16 +164,14 @@ class PostgresStore final : public Store {
   }
 
   // Runs `body(connection)` with a pooled connection (a body of several
-  // statements holds its own transaction: transaction()). Serialization
-  // failures and deadlocks are retried until busy_timeout has passed. A
+  // statements holds its own transaction: in_transaction()). Serialization
+  // failures and deadlocks are retried (Retry, transaction.hpp). A
   // broken connection is closed with every idle one (after a server restart
   // they are all dead) and the call fails with `unavailable`; so is a
   // read-only one.
   template <class Body>
   auto run(const char* operation, const std::string& subject, Body&& body, bool check = true) {
-    const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
-    std::minstd_rand jitter(static_cast<unsigned>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
-    for (;;) {
+    for (Retry retry(options_.busy_timeout);;) {
       auto lease = pool_.acquire_for(operation);
       std::string sqlstate;
       std::string message;
@@ -198,26 +195,8 @@ class PostgresStore final : public Store {
         pool_.clear_idle();
         throw make_error(operation, subject, sqlstate, first_line(message));
       }
-      if (is_retryable(sqlstate) && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(microseconds(200 + jitter() % 5000));
-        continue;
-      }
+      if (is_retryable(sqlstate) && retry.again()) continue;
       throw make_error(operation, subject, sqlstate, first_line(message));
-    }
-  }
-
-  // `body(c)` in one transaction on `c`: committed when it returns, rolled
-  // back when it throws.
-  template <class Body>
-  static auto transaction(Connection& c, Body&& body) {
-    c.begin();
-    try {
-      auto result = body();
-      c.commit();
-      return result;
-    } catch (...) {
-      c.rollback();
-      throw;
     }
   }
 
@@ -260,7 +239,7 @@ class PostgresStore final : public Store {
     run(
         "migrate", "",
         [&](Connection& c) {
-          return transaction(c, [&] {
+          return in_transaction(c, [&] {
             c.query(queries::lock_migration, {{"key", number(migration_lock_key)}});
             // No DDL unless something is missing: a runtime role without
             // CREATE rights may call migrate() on an up-to-date database.
@@ -402,7 +381,7 @@ class PostgresStore final : public Store {
       // of one run more than once apply in order, one statement each, in
       // one transaction.
       if (!has_duplicate_runs(changes)) return apply_changes(c, changes);
-      return transaction(c, [&] {
+      return in_transaction(c, [&] {
         std::vector<std::optional<Run>> results;
         results.reserve(changes.size());
         for (std::size_t i = 0; i < changes.size(); ++i)
@@ -446,7 +425,7 @@ class PostgresStore final : public Store {
   std::optional<Job> request_run(const std::string& plugin_id, const std::string& name,
                                  const std::optional<std::string>& payload) override {
     return run("run_now", job_subject(plugin_id, name), [&](Connection& c) {
-      return transaction(c, [&]() -> std::optional<Job> {
+      return in_transaction(c, [&]() -> std::optional<Job> {
         if (c.query(queries::lock_job, {{"plugin", text(plugin_id)}, {"name", text(name)}}).rows() == 0) {
           return std::nullopt;
         }
@@ -469,7 +448,7 @@ class PostgresStore final : public Store {
 
   ServerLease record_server(const ServerRecord& record) override {
     return run("record_server", "server " + quoted(record.server_id), [&](Connection& c) {
-      return transaction(c, [&] {
+      return in_transaction(c, [&] {
         const auto written = c.query(queries::record_server, {{"clock", clock()},
                                                               {"plugin", text(record.plugin_id)},
                                                               {"server", text(record.server_id)},

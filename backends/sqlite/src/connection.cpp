@@ -1,5 +1,7 @@
 #include "connection.hpp"
 
+#include "queries.hpp"
+
 #include <cstring>
 
 #include <sys/stat.h>
@@ -141,6 +143,15 @@ void Connection::run_script(const char* sql) {
     sqlite3_free(message);
     throw DatabaseError(sqlite3_extended_errcode(db_), detail);
   }
+}
+
+void Connection::begin() { execute(queries::begin_immediate, {}); }
+
+void Connection::commit() { execute(queries::commit, {}); }
+
+void Connection::rollback() noexcept {
+  if (sqlite3_get_autocommit(db_) != 0) return;
+  sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
 }
 
 }  // namespace jobrepo::sqlite_backend

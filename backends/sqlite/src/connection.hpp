@@ -88,6 +88,17 @@ class Connection {
   // SQL without parameters, possibly several statements.
   void run_script(const char* sql);
 
+  // A transaction (in_transaction(), transaction.hpp). The store writes in
+  // one only, and begin() is BEGIN IMMEDIATE: it takes the write lock at
+  // once, so that a writer never fails half-way because another took it
+  // first.
+  void begin();
+  void commit();
+  // Never throws: when SQLite has ended the transaction itself (SQLITE_FULL,
+  // SQLITE_IOERR) there is nothing to roll back, and a rollback that fails
+  // leaves SQLite to roll back on its own.
+  void rollback() noexcept;
+
   sqlite3* native() const { return db_; }
   // SQLite's words for the last error on this connection.
   std::string last_message() const;

@@ -61,7 +61,6 @@ inline constexpr const char* job_after_run =
 // writer begins and commits at every operation: parsing them each time cost
 // the claim cycle several percent).
 inline constexpr const char* begin_immediate = "BEGIN IMMEDIATE";
-inline constexpr const char* begin = "BEGIN";
 inline constexpr const char* commit = "COMMIT";
 
 // Changes with other connections' commits only (the commit watcher).

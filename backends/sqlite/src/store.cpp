@@ -4,6 +4,7 @@
 #include "errors.hpp"
 #include "queries.hpp"
 #include "store_support.hpp"
+#include "transaction.hpp"
 #include "wakeups.hpp"
 
 #include <jobrepo/error.hpp>
@@ -15,7 +16,6 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
-#include <random>
 #include <thread>
 #include <utility>
 
@@ -62,32 +62,6 @@ int on_busy(void* context, int count) {
   return 1;
 }
 
-// Begins a transaction in its constructor and rolls it back in its
-// destructor unless commit() ran. BEGIN IMMEDIATE takes the write lock at once,
-// so a writer never fails half-way because another took it first.
-class Transaction {
- public:
-  Transaction(Connection& c, bool immediate) : c_(c) {
-    c_.execute(immediate ? queries::begin_immediate : queries::begin, {});
-  }
-  Transaction(const Transaction&) = delete;
-  Transaction& operator=(const Transaction&) = delete;
-  void commit() {
-    c_.execute(queries::commit, {});
-    done_ = true;
-  }
-  ~Transaction() {
-    // SQLite may have ended the transaction itself (SQLITE_FULL, SQLITE_IOERR).
-    if (done_ || sqlite3_get_autocommit(c_.native()) != 0) return;
-    // Never throws: a failed rollback leaves SQLite to roll back on its own.
-    sqlite3_exec(c_.native(), "ROLLBACK", nullptr, nullptr, nullptr);
-  }
-
- private:
-  Connection& c_;
-  bool done_ = false;
-};
-
 // Thrown by SqliteStore::connect() when the path no longer holds the store's
 // file; acquire() turns it into the error of the operation that asked.
 struct FileMoved {};
@@ -110,14 +84,12 @@ class SqliteStore final : public Store {
       // Switching a new file to WAL needs it alone for a moment; when another
       // process opens the same new file at the same time SQLite may answer
       // SQLITE_BUSY at once, without its busy handler: retry until the timeout.
-      const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
-      for (;;) {
+      for (Retry retry(options_.busy_timeout);;) {
         try {
           connection->run_script("PRAGMA journal_mode = WAL");
           break;
         } catch (const DatabaseError& e) {
-          if (!is_busy(e.code()) || std::chrono::steady_clock::now() >= deadline) throw;
-          std::this_thread::sleep_for(std::chrono::microseconds(200 + connection->jitter() % 2000));
+          if (!is_busy(e.code()) || !retry.again()) throw;
         }
       }
     }
@@ -260,38 +232,23 @@ class SqliteStore final : public Store {
 
   template <class Body>
   auto write_on(Connection& connection, const char* operation, const std::string& subject, Body&& body, bool check) {
-    const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
-    std::minstd_rand jitter(static_cast<unsigned>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
-    for (int attempt = 1;; ++attempt) {
-      int code = SQLITE_OK;
-      std::string message;
+    for (Retry retry(options_.busy_timeout);;) {
       try {
-        Transaction tx(connection, /*immediate=*/true);
-        try {
+        auto result = in_transaction(connection, [&] {
           // After BEGIN IMMEDIATE: waiting for the lock may take long, and a
           // replacement meanwhile must not go unseen.
           check_not_moved(operation, connection);
           if (check) check_schema(operation, connection);
-          auto result = body(connection, clock_us());
-          tx.commit();
-          yield_to_other_processes();
-          return result;
-        } catch (const DatabaseError& e) {
-          // SQLite's words, read before the rollback (tx's destructor)
-          // replaces them with its own (e.g. "cannot rollback - no
-          // transaction is active" after SQLITE_FULL ended the transaction).
-          code = e.code();
-          message = e.what();
-        }
-      } catch (const DatabaseError& e) {  // BEGIN IMMEDIATE
-        code = e.code();
-        message = e.what();
+          return body(connection, clock_us());
+        });
+        yield_to_other_processes();
+        return result;
+      } catch (const DatabaseError& e) {
+        // SQLite's words were read when the statement failed (e), before
+        // the rollback replaced them with its own.
+        if (is_busy(e.code()) && retry.again()) continue;
+        throw make_error(operation, subject, e, file_name_);
       }
-      if (is_busy(code) && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(microseconds(500 + jitter() % 2000));
-        continue;
-      }
-      throw make_error(operation, subject, code, message, file_name_);
     }
   }
 
@@ -308,18 +265,14 @@ class SqliteStore final : public Store {
   // Runs a read-only `body(connection)`; a single SELECT is atomic on its own.
   template <class Body>
   auto read(const char* operation, const std::string& subject, Body&& body) {
-    const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
     auto lease = acquire(operation, subject);
     check_not_moved(operation, *lease);
-    for (;;) {
+    for (Retry retry(options_.busy_timeout);;) {
       try {
         check_schema(operation, *lease);
         return body(*lease);
       } catch (const DatabaseError& e) {
-        if (is_busy(e.code()) && std::chrono::steady_clock::now() < deadline) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(1));
-          continue;
-        }
+        if (is_busy(e.code()) && retry.again()) continue;
         throw make_error(operation, subject, e, file_name_);
       }
     }
