@@ -177,8 +177,12 @@ inline constexpr const char* claim_runs =
 // by key, never by the ctid the lock returned: a row changed by a
 // transaction that committed after this statement's snapshot (a heartbeat,
 // an operator's run-now) has a newest version the snapshot does not see, so
-// an update by its ctid would skip it, where one by key follows it. Each
-// result row carries its change's position.
+// an update by its ctid would skip it, where one by key follows it: each
+// locked row's key, one probe per change (until 0.7 the probe also tested
+// the key against an array of every locked id, which the planner put in the
+// probe: work in the square of the batch, 8,000 completions in 3.8 s, now
+// 0.5 s; a stalled Scheduler's batches grew without end). Each result row
+// carries its change's position.
 inline constexpr const char* update_runs_batch =
     "WITH " JR_CLOCK
     ","
@@ -193,7 +197,7 @@ inline constexpr const char* update_runs_batch =
     "  CROSS JOIN LATERAL (SELECT j.plugin_id, j.name FROM job j"
     "   WHERE j.plugin_id = i.job_plugin AND j.name = i.job FOR UPDATE OF j) j"
     "  CROSS JOIN LATERAL (SELECT r.private_id, r.job_plugin_id, r.job_name, r.status"
-    "   FROM job_run r WHERE r.private_id = i.id AND j.name IS NOT NULL FOR UPDATE OF r) r"
+    "   FROM job_run r WHERE r.private_id = i.id AND j.name IS NOT NULL LIMIT 1 FOR UPDATE OF r) r"
     "  WHERE r.status = 'running' AND r.job_plugin_id = i.plugin),"
     " run AS ("
     "  UPDATE job_run r SET status = l.status, update_time = c.now,"
@@ -202,7 +206,7 @@ inline constexpr const char* update_runs_batch =
     "   total_count = COALESCE(l.total, r.total_count),"
     "   message = CASE WHEN l.final = 1 THEN COALESCE(l.message, r.message) ELSE r.message END"
     "  FROM locked l, clock c"
-    "  WHERE r.private_id = ANY (ARRAY(SELECT private_id FROM locked)) AND r.private_id = l.private_id"
+    "  WHERE r.private_id = l.private_id"
     "  RETURNING r.*, l.ord, l.reschedule, l.delta, l.at),"
     " after AS ("
     "  UPDATE job j SET" JR_JOB_AFTER_RUN("run")

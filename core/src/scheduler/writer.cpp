@@ -1,6 +1,9 @@
-// The writer: stores the outcomes of ended runs, every outcome that ended
+// The writer: stores the outcomes of ended runs, the outcomes that ended
 // meanwhile in one update_runs call (one commit), so that the cost of a
-// commit is shared when runs end quickly. A transient error (busy,
+// commit is shared when runs end quickly; at most max_write_batch per call,
+// so that no call grows with a backlog (a call that takes longer lets more
+// outcomes wait for the next, which took longer still: a PostgreSQL
+// Scheduler stored nothing for minutes that way). A transient error (busy,
 // unavailable) never drops an outcome: it is tried again after a pause that
 // grows to monitor_interval, until it is stored, its run is final or gone in
 // the store (a peer interrupted it meanwhile), or the end of a stop gives up.
@@ -16,6 +19,8 @@ namespace {
 
 bool transient(ErrorCode code) { return code == ErrorCode::busy || code == ErrorCode::unavailable; }
 
+constexpr std::size_t max_write_batch = 1000;
+
 }  // namespace
 
 void Scheduler::State::writer_loop() {
@@ -30,8 +35,16 @@ void Scheduler::State::writer_loop() {
     std::vector<Outcome> batch = std::move(retry);
     retry.clear();
     std::move(fresh.begin(), fresh.end(), std::back_inserter(batch));
+    for (std::size_t at = 0; at < batch.size(); at += max_write_batch) {
+      const auto end = batch.begin() + static_cast<std::ptrdiff_t>(std::min(batch.size(), at + max_write_batch));
+      auto again =
+          store_outcomes(repo,
+                         std::vector<Outcome>(std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(at)),
+                                              std::make_move_iterator(end)),
+                         last);
+      std::move(again.begin(), again.end(), std::back_inserter(retry));
+    }
     if (batch.empty()) continue;
-    retry = store_outcomes(repo, std::move(batch), last);
     failed_rounds = retry.empty() ? 0 : failed_rounds + 1;
   }
 }
