@@ -871,3 +871,53 @@ TEST_CASE("sqlite: a path with a double quote, a space or an equals sign opens a
   auto store = jobrepo::open_store("sqlite:" + path.string());
   CHECK(jobrepo::Repository(*store).lookup_job("j").has_value());
 }
+
+TEST_CASE("sqlite: writes of many threads that wait together commit together, and each succeeds or fails alone") {
+  // While another connection holds the lock, every thread's write queues;
+  // when it is released, the writes run in one transaction, each in a
+  // savepoint of its own: a write that fails (a duplicate name) leaves the
+  // others, before and after it, written.
+  TempDir dir{"jobrepo-sqlite-test"};
+  const auto path = (dir.path / "combined.db").string();
+  auto store = jobrepo::open_store("sqlite:" + path);
+  store->migrate();
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &other) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  constexpr int threads = 12;
+  std::vector<std::optional<ErrorCode>> failures(threads);
+  std::vector<int> created(threads, 0);
+  std::vector<std::thread> writers;
+  for (int t = 0; t < threads; ++t) {
+    writers.emplace_back([&, t] {
+      jobrepo::Repository repo(*store);
+      // Threads 0-5 create a job each; 6-11 create the same names again.
+      const std::string name = "job-" + std::to_string(t % (threads / 2));
+      try {
+        repo.create_job(name, "by thread " + std::to_string(t));
+        created[static_cast<std::size_t>(t)] = 1;
+      } catch (const jobrepo::Error& e) {
+        failures[static_cast<std::size_t>(t)] = e.code();
+      }
+    });
+  }
+  std::this_thread::sleep_for(300ms);  // every thread waits now
+  REQUIRE(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(other);
+  for (auto& w : writers) w.join();
+  jobrepo::Repository repo(*store);
+  const auto jobs = repo.list_jobs();
+  CHECK(jobs.size() == threads / 2);
+  for (int k = 0; k < threads / 2; ++k) {
+    INFO("job-" << k);
+    const auto a = static_cast<std::size_t>(k);
+    const auto b = static_cast<std::size_t>(k + threads / 2);
+    // Exactly one of the two writers of each name created it; the other got
+    // not_unique, and the job is the one the creator wrote.
+    CHECK(created[a] + created[b] == 1);
+    CHECK(failures[created[a] == 1 ? b : a] == ErrorCode::not_unique);
+    const auto job = repo.lookup_job("job-" + std::to_string(k));
+    REQUIRE(job.has_value());
+    CHECK(job->description == "by thread " + std::to_string(created[a] == 1 ? k : k + threads / 2));
+  }
+}

@@ -62,6 +62,10 @@ inline constexpr const char* job_after_run =
 // the claim cycle several percent).
 inline constexpr const char* begin_immediate = "BEGIN IMMEDIATE";
 inline constexpr const char* commit = "COMMIT";
+// One write of several combined in one transaction (store.cpp, write()).
+inline constexpr const char* savepoint = "SAVEPOINT jobrepo_write";
+inline constexpr const char* release_savepoint = "RELEASE jobrepo_write";
+inline constexpr const char* rollback_to_savepoint = "ROLLBACK TO jobrepo_write";
 
 // Changes with other connections' commits only (the commit watcher).
 inline constexpr const char* data_version = "PRAGMA data_version";

@@ -12,11 +12,18 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <exception>
+#include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <type_traits>
 #include <utility>
 
 #include <fcntl.h>
@@ -167,30 +174,156 @@ class SqliteStore final : public Store {
     schema_ok_ = true;
   }
 
-  // Runs `body(connection, now)` in one BEGIN IMMEDIATE transaction. Lock
+  // Runs `body(connection, now)` in a BEGIN IMMEDIATE transaction. Lock
   // conflicts are waited out by SQLite's busy handler and retried here until
   // busy_timeout has passed; then ErrorCode::busy.
+  //
+  // A file store writes through a connection of its own, so that its
+  // data_version changes with other connections' commits only (the commit
+  // watcher reads it) and a writer never waits for a pooled connection. The
+  // writes of its threads are combined: a thread that finds another writing
+  // queues its write, and the writing thread runs every write queued when
+  // its transaction begins (up to 64), each in a savepoint of its own, in
+  // that one transaction: each write succeeds or fails alone, and one commit
+  // (one fsync with synchronous FULL) serves them all. Only the one writing
+  // waits in SQLite's busy handler for other processes. An in-memory store
+  // writes through its one connection, one write at a time.
   template <class Body>
   auto write(const char* operation, const std::string& subject, Body&& body, bool check = true) {
-    // Writers of this process take turns on a mutex (no polling among
-    // threads); only the one at the front waits in SQLite's busy handler for
-    // other processes. An in-memory store writes through its one connection;
-    // a file store through a connection of its own, so that its
-    // data_version changes with other connections' commits only (the commit
-    // watcher reads it) and a writer never waits for a pooled connection.
-    std::unique_lock writer(writer_mutex_);
     if (in_memory_) {
+      const std::lock_guard writer(writer_mutex_);
       auto lease = acquire(operation, subject);
       return write_on(*lease, operation, subject, std::forward<Body>(body), check);
     }
-    Connection& connection = writer_connection(operation, subject);
-    // Every write fails on a file SQLite opened read-only, also one that
-    // would change nothing (migrate() of a migrated database, a claim that
-    // finds no due job), so that a caller sees it at its first write.
-    if (sqlite3_db_readonly(connection.native(), "main") == 1) {
-      throw make_error(operation, subject, SQLITE_READONLY, sqlite3_errstr(SQLITE_READONLY), file_name_);
+    std::optional<std::invoke_result_t<Body&, Connection&, Micros>> result;
+    PendingWrite write{operation, &subject, check, [&](Connection& c, Micros now) { result.emplace(body(c, now)); },
+                       {},        false};
+    combine(write);
+    if (write.error) {
+      try {
+        std::rethrow_exception(write.error);
+      } catch (const DatabaseError& e) {
+        throw make_error(operation, subject, e, file_name_);
+      }
     }
-    return write_on(connection, operation, subject, std::forward<Body>(body), check);
+    if (!result) throw Error(ErrorCode::internal, std::string(operation) + ": the write ended without a result");
+    return std::move(*result);
+  }
+
+  // A write waiting for the writing thread (write()).
+  struct PendingWrite {
+    const char* operation;
+    const std::string* subject;
+    bool check;
+    std::function<void(Connection&, Micros)> run;
+    std::exception_ptr error;  // what it threw, or the transaction's failure
+    bool done = false;         // under queue_mutex_
+  };
+
+  // Queues `write` and returns when it was written or failed: written by
+  // this thread, with the writes queued meanwhile, when no other thread is
+  // writing; otherwise by the thread that is.
+  void combine(PendingWrite& write) {
+    std::unique_lock lock(queue_mutex_);
+    queue_.push_back(&write);
+    for (;;) {
+      queue_ready_.wait(lock, [&] { return write.done || !writing_; });
+      if (write.done) return;
+      writing_ = true;
+      Batch batch;
+      while (!queue_.empty() && batch.size < batch.writes.size()) {
+        batch.writes[batch.size++] = queue_.front();
+        queue_.pop_front();
+      }
+      lock.unlock();
+      write_batch(batch);
+      lock.lock();
+      for (auto* pending : batch) pending->done = true;
+      writing_ = false;
+      queue_ready_.notify_all();
+    }
+  }
+
+  // The writes of one transaction, in the order they were queued.
+  struct Batch {
+    std::array<PendingWrite*, 64> writes{};
+    std::size_t size = 0;
+    PendingWrite** begin() { return writes.data(); }
+    PendingWrite** end() { return writes.data() + size; }
+    PendingWrite& front() { return *writes[0]; }
+  };
+
+  // Runs `batch` in one transaction on the writing connection; never throws
+  // (each write's failure is its `error`).
+  void write_batch(Batch& batch) noexcept {
+    const std::lock_guard writer(writer_mutex_);
+    Connection* connection = nullptr;
+    for (auto* pending : batch) {
+      try {
+        connection = &writer_connection(pending->operation, *pending->subject);
+        // Every write fails on a file SQLite opened read-only, also one that
+        // would change nothing (migrate() of a migrated database, a claim
+        // that finds no due job), so that a caller sees it at its first write.
+        if (sqlite3_db_readonly(connection->native(), "main") == 1) {
+          throw make_error(pending->operation, *pending->subject, SQLITE_READONLY, sqlite3_errstr(SQLITE_READONLY),
+                           file_name_);
+        }
+      } catch (...) {
+        pending->error = std::current_exception();
+      }
+    }
+    const auto failed =
+        std::find_if(batch.begin(), batch.end(), [](const PendingWrite* p) { return p->error != nullptr; });
+    if (failed != batch.end()) {
+      // No write of the batch can run: each gets its own failure, or the first.
+      for (auto* pending : batch) {
+        if (!pending->error) pending->error = (*failed)->error;
+      }
+      return;
+    }
+    Connection& c = *connection;
+    const auto one = [&](PendingWrite& pending) {
+      // After BEGIN IMMEDIATE: waiting for the lock may take long, and a
+      // replacement meanwhile must not go unseen.
+      check_not_moved(pending.operation, c);
+      if (pending.check) check_schema(pending.operation, c);
+      pending.run(c, clock_us());
+    };
+    for (Retry retry(options_.busy_timeout);;) {
+      for (auto* pending : batch) pending->error = nullptr;
+      try {
+        in_transaction(c, [&] {
+          if (batch.size == 1) {
+            one(batch.front());
+            return 0;
+          }
+          for (auto* pending : batch) {
+            c.execute(queries::savepoint, {});
+            try {
+              one(*pending);
+              c.execute(queries::release_savepoint, {});
+            } catch (...) {
+              // SQLite ended the whole transaction (SQLITE_FULL,
+              // SQLITE_IOERR): every write of the batch fails with it.
+              if (sqlite3_get_autocommit(c.native()) != 0) throw;
+              pending->error = std::current_exception();
+              c.execute(queries::rollback_to_savepoint, {});
+              c.execute(queries::release_savepoint, {});
+            }
+          }
+          return 0;
+        });
+        yield_to_other_processes();
+        return;
+      } catch (const DatabaseError& e) {
+        if (is_busy(e.code()) && retry.again()) continue;
+        for (auto* pending : batch) pending->error = std::current_exception();
+        return;
+      } catch (...) {
+        for (auto* pending : batch) pending->error = std::current_exception();
+        return;
+      }
+    }
   }
 
   // The file store's writing connection, opened at its first use. SQLite
@@ -230,6 +363,7 @@ class SqliteStore final : public Store {
     }
   }
 
+  // An in-memory store's write on its one connection.
   template <class Body>
   auto write_on(Connection& connection, const char* operation, const std::string& subject, Body&& body, bool check) {
     for (Retry retry(options_.busy_timeout);;) {
@@ -289,6 +423,10 @@ class SqliteStore final : public Store {
   DueNotifier due_;
   // Started by the first subscribe_due() of a file store; destroyed before
   // due_, whose subscribers it calls.
+  std::mutex queue_mutex_;               // the writes waiting (combine())
+  std::condition_variable queue_ready_;  // a write done, or no thread writing
+  std::deque<PendingWrite*> queue_;      // under queue_mutex_
+  bool writing_ = false;                 // under queue_mutex_
   std::mutex writer_mutex_;
   std::unique_ptr<Connection> writer_;  // a file store's, see write()
   std::int64_t watched_version_ = -1;   // of writer_, under writer_mutex_
