@@ -104,7 +104,7 @@ const std::vector<Command>& commands() {
 std::string usage_text() {
   std::ostringstream out;
   out << "usage: jobctl [--db URL | --db-file PATH] [--json] [--plugin ID] COMMAND [ARGS]\n\n"
-      << "Jobs that run on one server at a time, kept in SQLite or PostgreSQL.\n\n"
+      << "Jobs that run on one server at a time, kept in SQLite, PostgreSQL or MariaDB/MySQL.\n\n"
       << "Commands:\n";
   for (const auto& c : commands()) {
     std::string line = "  " + c.words + (c.arguments.empty() ? "" : " " + c.arguments);
