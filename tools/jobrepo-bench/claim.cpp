@@ -332,8 +332,8 @@ Measure run_mariadb_ceiling(const Target& t, int workers, double seconds) {
                 " SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
     mysql_autocommit(c, 0);
     try {
-      RawStatement lock(c, q::claim_lock), now(c, q::now), insert(c, q::claim_insert), job_of(c, q::job_of_run),
-          lock_job(c, q::lock_job), lock_run(c, q::lock_run), update(c, q::update_run), after(c, q::job_after_run);
+      RawStatement lock(c, q::claim_lock), now(c, q::now), insert(c, q::claim_insert), jobs_of(c, q::jobs_of_runs),
+          lock_jobs(c, q::lock_jobs), lock_runs(c, q::lock_runs), update(c, q::update_run), after(c, q::job_after_run);
       const std::string plugin = "pi_system", server = "raw-" + std::to_string(w), names = "[]";
       const std::string completed = "completed";
       // The store's pause before it tries a deadlocked transaction again.
@@ -366,11 +366,12 @@ Measure run_mariadb_ceiling(const Target& t, int workers, double seconds) {
           const auto c0 = Steady::now();
           for (;;) {
             try {
-              const std::string name = job_of.run({id, plugin}).at(0);
-              lock_job.run({plugin, name});
-              std::string clock;
-              lock_run.run({id, plugin}, &clock);
-              const long long n = std::stoll(clock);
+              const std::string ids = "[\"" + id + "\"]";
+              std::string name;
+              if (jobs_of.run({ids, plugin}, &name).empty()) throw std::runtime_error("mariadb ceiling: no run " + id);
+              lock_jobs.run({"[\"" + name + "\"]", plugin});
+              lock_runs.run({ids, plugin});
+              const long long n = std::stoll(now.run({}).at(0));
               const std::monostate null;
               update.run({completed, n, 1LL, n, null, null, 1LL, null, id});
               after.run({1LL, n, n, 1LL, completed, completed, completed, completed, n, completed, null, completed, n,

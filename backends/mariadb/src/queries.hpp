@@ -36,6 +36,13 @@ namespace jobrepo::mariadb_backend::queries {
   "JSON_TABLE(" param                     \
   ", '$[*]' COLUMNS (ord FOR ORDINALITY," \
   " value VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin PATH '$' ERROR ON ERROR))"
+// The same for run ids, in the column's character set: compared with a
+// utf8mb4 value, private_id's index (ascii_bin) could not be used, and a
+// lookup by id read every run.
+#define JR_JSON_IDS(param)                \
+  "JSON_TABLE(" param                     \
+  ", '$[*]' COLUMNS (ord FOR ORDINALITY," \
+  " value VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin PATH '$' ERROR ON ERROR))"
 
 // The server's clock, microseconds since the epoch.
 inline constexpr const char* now = "SELECT " JR_US("SYSDATE(6)");
@@ -134,20 +141,30 @@ inline constexpr const char* claim_insert =
     "  AND r.running_job_name = j.name)";
 
 // The claim's runs, in claim order (when one was left out). ids (JSON)
-inline constexpr const char* runs_by_id = "SELECT " JR_RUN_COLUMNS("r.") " FROM " JR_JSON_STRINGS("?") " i"
-                                          " JOIN job_run r ON r.private_id = i.value ORDER BY i.ord";
+inline constexpr const char* runs_by_id = "SELECT " JR_RUN_COLUMNS("r.") " FROM " JR_JSON_IDS("?") " i"
+                                          " STRAIGHT_JOIN job_run r FORCE INDEX (PRIMARY) ON r.private_id = i.value"
+                                          " ORDER BY i.ord";
 
 // A claimed job's request is used up. plugin, name
 inline constexpr const char* clear_request =
     "UPDATE job SET run_requested = FALSE, requested_payload = NULL WHERE plugin_id = ? AND name = ?";
 
-// The job of a run, read without a lock (the job is locked next). id, plugin
-inline constexpr const char* job_of_run = "SELECT job_name FROM job_run WHERE private_id = ? AND job_plugin_id = ?";
+// The jobs of runs, read without a lock (they are locked next): each run's
+// id and job name. ids (a JSON array), plugin
+// Each statement that looks rows up by a JSON array of keys reads the array
+// first (STRAIGHT_JOIN) and finds each row by its primary key (FORCE INDEX):
+// with a constant plugin_id the optimizer read every row of the plugin
+// through another index instead, and with FOR UPDATE locked them all.
+inline constexpr const char* jobs_of_runs =
+    "SELECT r.private_id, r.job_name FROM " JR_JSON_IDS("?") " i"
+    " STRAIGHT_JOIN job_run r FORCE INDEX (PRIMARY) ON r.private_id = i.value WHERE r.job_plugin_id = ?";
 
-// The run, locked, with the clock read once its lock is held. id, plugin
-inline constexpr const char* lock_run =
-    "SELECT " JR_RUN_COLUMNS("") ", " JR_US("SYSDATE(6)") " FROM job_run WHERE private_id = ? AND job_plugin_id = ?"
-    " FOR UPDATE";
+// The runs, locked in the order of the ids given (sorted: id order), after
+// their jobs. ids (a JSON array), plugin
+inline constexpr const char* lock_runs =
+    "SELECT " JR_RUN_COLUMNS("r.") " FROM " JR_JSON_IDS("?") " i"
+    " STRAIGHT_JOIN job_run r FORCE INDEX (PRIMARY) ON r.private_id = i.value WHERE r.job_plugin_id = ?"
+    " ORDER BY i.ord FOR UPDATE";
 
 // status, now (us), final (0/1), now (us), completed, total, final (0/1),
 // message, id
@@ -198,8 +215,9 @@ inline constexpr const char* lock_stale_runs = "SELECT r.private_id, r.job_name"
                                                " AND r.job_name IN (SELECT n.value FROM " JR_JSON_STRINGS("?") " n)"
                                                " ORDER BY r.private_id FOR UPDATE";
 // Jobs locked in name order (one plugin). plugin, names (JSON)
-inline constexpr const char* lock_jobs = "SELECT 1 FROM " JR_JSON_STRINGS("?") " n"
-                                         " JOIN job j ON j.plugin_id = ? AND j.name = n.value ORDER BY n.ord FOR UPDATE";
+inline constexpr const char* lock_jobs =
+    "SELECT 1 FROM " JR_JSON_STRINGS("?") " n"
+    " STRAIGHT_JOIN job j FORCE INDEX (PRIMARY) ON j.plugin_id = ? AND j.name = n.value ORDER BY n.ord FOR UPDATE";
 // now (us), now (us), message, id
 inline constexpr const char* interrupt_run =
     "UPDATE job_run SET status = 'interrupted', update_time = " JR_FROM_US("?") ", end_time = " JR_FROM_US("?") ","
@@ -282,6 +300,7 @@ inline constexpr const char* next_due =
 #undef JR_RUN_COLUMNS
 #undef JR_JOB_COLUMNS
 #undef JR_JSON_STRINGS
+#undef JR_JSON_IDS
 #undef JR_STALE_RUNS
 
 }  // namespace jobrepo::mariadb_backend::queries

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <utility>
 
@@ -343,41 +344,60 @@ class MariadbStore final : public Store {
     const std::string subject =
         changes.size() == 1 ? "run " + quoted(changes.front().run_id) : std::to_string(changes.size()) + " runs";
     return run("update_run", subject, [&](Connection& c) {
-      // The jobs that change, locked first, in (plugin_id, name) order;
-      // then each run, locked when its change is applied: a job is always
-      // locked before its runs, as by the claim and run-now.
-      std::vector<std::pair<std::string, std::string>> jobs;
-      std::vector<std::optional<std::string>> job_names(changes.size());
-      for (std::size_t i = 0; i < changes.size(); ++i) {
-        const auto& change = changes[i];
-        if (!change.reschedule && !is_final(change.to)) continue;
-        const auto rows = c.query(queries::job_of_run, {text(change.run_id), text(change.plugin_id)});
-        if (rows.empty()) continue;
-        job_names[i] = rows.front().text(0);
-        jobs.emplace_back(change.plugin_id, rows.front().text(0));
+      // Three statements for the whole batch, then two per change: the
+      // runs' jobs (read), those jobs locked in (plugin_id, name) order, the
+      // runs locked in id order, the clock read once the locks are held;
+      // then each change's run and job updated. A job is always locked
+      // before its runs, as by the claim, run-now and interrupt_runs.
+      // (Until 0.7 five statements per change: 1.5 ms a change under load.)
+      std::vector<std::string> ids;
+      ids.reserve(changes.size());
+      for (const auto& change : changes) ids.push_back(change.run_id);
+      std::sort(ids.begin(), ids.end());
+      ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+      const std::string plugin = changes.empty() ? std::string() : changes.front().plugin_id;
+      std::vector<std::optional<Run>> results(changes.size());
+      if (changes.empty()) return results;
+      // Every change of one call is of one plugin (Repository's).
+      for (const auto& change : changes) {
+        if (change.plugin_id != plugin) throw Error(ErrorCode::internal, "update_run: changes of two plugins");
+      }
+      const std::string ids_json = json_array(ids);
+      std::map<std::string, std::string> job_of;  // run id -> job name, read unlocked
+      for (const auto& row : c.query(queries::jobs_of_runs, {text(ids_json), text(plugin)})) {
+        job_of.emplace(row.text(0), row.text(1));
+      }
+      std::vector<std::string> jobs;
+      for (const auto& change : changes) {
+        const auto found = job_of.find(change.run_id);
+        if ((change.reschedule || is_final(change.to)) && found != job_of.end()) jobs.push_back(found->second);
       }
       std::sort(jobs.begin(), jobs.end());
       jobs.erase(std::unique(jobs.begin(), jobs.end()), jobs.end());
-      for (const auto& [plugin, name] : jobs) c.query(queries::lock_job, {text(plugin), text(name)});
-
-      std::vector<std::optional<Run>> results(changes.size());
+      if (!jobs.empty()) c.query(queries::lock_jobs, {text(json_array(jobs)), text(plugin)});
+      std::map<std::string, Run> locked;
+      for (const auto& row : c.query(queries::lock_runs, {text(ids_json), text(plugin)})) {
+        auto run = run_from_row(row);
+        locked.emplace(run.private_id, std::move(run));
+      }
+      if (locked.empty()) return results;
+      const Micros now = now_us(c);
       for (std::size_t i = 0; i < changes.size(); ++i) {
         const auto& change = changes[i];
         const bool touches_job = change.reschedule || is_final(change.to);
-        const auto rows = c.query(queries::lock_run, {text(change.run_id), text(change.plugin_id)});
-        if (rows.empty()) continue;
-        Run run = run_from_row(rows.front());
-        if (run.status != Status::running) continue;
+        const auto at = locked.find(change.run_id);
+        if (at == locked.end() || at->second.status != Status::running) continue;
         // A run whose job was not locked above (it was not found then):
         // nothing to lock it after, so it is left as not found.
-        if (touches_job && job_names[i] != run.job_name) continue;
-        const Micros now = rows.front().number(15) + clock_offset().count();
+        const auto read = job_of.find(change.run_id);
+        if (touches_job && (read == job_of.end() || read->second != at->second.job_name)) continue;
         const std::string status(to_string(change.to));
         const bool final = is_final(change.to);
         c.execute(queries::update_run, {text(status), number(now), flag(final), number(now),
                                         optional_value(change.completed_count), optional_value(change.total_count),
                                         flag(final), optional_value(change.message), text(change.run_id)});
-        run = changed(std::move(run), change, now);
+        at->second = changed(std::move(at->second), change, now);
+        const Run& run = at->second;
         if (touches_job) {
           const Micros next = change.reschedule ? stored(due_micros(*change.reschedule, now)) : 0;
           const Value message = optional_value(run.message);
@@ -386,7 +406,7 @@ class MariadbStore final : public Store {
                                              text(status), text(status), number(now), text(status), message,
                                              text(status), number(now), text(change.plugin_id), text(run.job_name)});
         }
-        results[i] = std::move(run);
+        results[i] = run;
       }
       return results;
     });
