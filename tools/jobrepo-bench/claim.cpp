@@ -370,8 +370,9 @@ Measure run_mariadb_ceiling(const Target& t, int workers, double seconds) {
               std::string name;
               if (jobs_of.run({ids, plugin}, &name).empty()) throw std::runtime_error("mariadb ceiling: no run " + id);
               lock_jobs.run({"[\"" + name + "\"]", plugin});
-              lock_runs.run({ids, plugin});
-              const long long n = std::stoll(now.run({}).at(0));
+              std::string clock;
+              lock_runs.run({ids, plugin}, &clock);
+              const long long n = std::stoll(clock);
               const std::monostate null;
               update.run({completed, n, 1LL, n, null, null, 1LL, null, id});
               after.run({1LL, n, n, 1LL, completed, completed, completed, completed, n, completed, null, completed, n,

@@ -160,9 +160,10 @@ inline constexpr const char* jobs_of_runs =
     " STRAIGHT_JOIN job_run r FORCE INDEX (PRIMARY) ON r.private_id = i.value WHERE r.job_plugin_id = ?";
 
 // The runs, locked in the order of the ids given (sorted: id order), after
-// their jobs. ids (a JSON array), plugin
+// their jobs, each row with the clock read once its lock is held (the last
+// row's: after every lock). ids (a JSON array), plugin
 inline constexpr const char* lock_runs =
-    "SELECT " JR_RUN_COLUMNS("r.") " FROM " JR_JSON_IDS("?") " i"
+    "SELECT " JR_RUN_COLUMNS("r.") ", " JR_US("SYSDATE(6)") " FROM " JR_JSON_IDS("?") " i"
     " STRAIGHT_JOIN job_run r FORCE INDEX (PRIMARY) ON r.private_id = i.value WHERE r.job_plugin_id = ?"
     " ORDER BY i.ord FOR UPDATE";
 
