@@ -328,8 +328,11 @@ TEST_CASE("serve: a cron job every 2 s on two servers: runs start on the even se
   for (const auto& run : runs) {
     const auto start = micros_of(run["create_time"]);
     const long long fire = start / 2000000 * 2000000;
-    // Within the claim latency of its fire time (claim_interval is 200 ms).
-    if (start - fire > 500000) late += std::to_string(start) + " ";
+    // Within the claim latency of its fire time (claim_interval is 200 ms),
+    // well before the next fire time: at most 1 s. (Seen once in
+    // ./tools/test, beside the sanitizer builds on 2 cores: a start 611 ms
+    // after its fire time; the limit was 500 ms.)
+    if (start - fire > 1000000) late += std::to_string(start) + " ";
     CHECK(fires.insert(fire).second);  // one run per fire time
     INFO("run " << run.dump());
     CHECK(run["status"] == "completed");
