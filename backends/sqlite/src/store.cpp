@@ -244,6 +244,17 @@ class SqliteStore final : public Store {
     }
   }
 
+  // Whether `error` is SQLite's lock conflict (SQLITE_BUSY, SQLITE_LOCKED).
+  static bool busy_error(const std::exception_ptr& error) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const DatabaseError& e) {
+      return is_busy(e.code());
+    } catch (...) {
+      return false;
+    }
+  }
+
   // The writes of one transaction, in the order they were queued.
   struct Batch {
     std::array<PendingWrite*, 64> writes{};
@@ -304,8 +315,10 @@ class SqliteStore final : public Store {
               c.execute(queries::release_savepoint, {});
             } catch (...) {
               // SQLite ended the whole transaction (SQLITE_FULL,
-              // SQLITE_IOERR): every write of the batch fails with it.
-              if (sqlite3_get_autocommit(c.native()) != 0) throw;
+              // SQLITE_IOERR): every write of the batch fails with it. A
+              // lock conflict is the batch's: it runs again (Retry), as a
+              // write alone does.
+              if (sqlite3_get_autocommit(c.native()) != 0 || busy_error(std::current_exception())) throw;
               pending->error = std::current_exception();
               c.execute(queries::rollback_to_savepoint, {});
               c.execute(queries::release_savepoint, {});
