@@ -350,18 +350,18 @@ class MariadbStore final : public Store {
       // then each change's run and job updated. A job is always locked
       // before its runs, as by the claim, run-now and interrupt_runs.
       // (Until 0.7 five statements per change: 1.5 ms a change under load.)
-      std::vector<std::string> ids;
-      ids.reserve(changes.size());
-      for (const auto& change : changes) ids.push_back(change.run_id);
-      std::sort(ids.begin(), ids.end());
-      ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-      const std::string plugin = changes.empty() ? std::string() : changes.front().plugin_id;
       std::vector<std::optional<Run>> results(changes.size());
       if (changes.empty()) return results;
       // Every change of one call is of one plugin (Repository's).
+      const std::string& plugin = changes.front().plugin_id;
+      std::vector<std::string> ids;
+      ids.reserve(changes.size());
       for (const auto& change : changes) {
         if (change.plugin_id != plugin) throw Error(ErrorCode::internal, "update_run: changes of two plugins");
+        ids.push_back(change.run_id);
       }
+      std::sort(ids.begin(), ids.end());
+      ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
       const std::string ids_json = json_array(ids);
       std::map<std::string, std::string> job_of;  // run id -> job name, read unlocked
       for (const auto& row : c.query(queries::jobs_of_runs, {text(ids_json), text(plugin)})) {

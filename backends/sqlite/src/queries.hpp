@@ -122,14 +122,14 @@ inline constexpr const char* prune_runs =
 inline constexpr const char* clear_request =
     "UPDATE job SET run_requested = 0, requested_payload = NULL WHERE plugin_id = :p AND name = :n";
 
-// Observed runs: a JSON array of [id, update_time] pairs.
+// Observed runs: a JSON array of {"id", "updated"} (observed_runs_json()).
 inline constexpr const char* interrupt_stale_runs =
     "UPDATE job_run SET status = 'interrupted', update_time = :u, end_time = :e, message = :m"
     " WHERE job_plugin_id = :p AND status = 'running' AND update_time <= :c"
     " AND (:filtered = 0 OR server_id = :s)"
     " AND (:observed = 0 OR EXISTS (SELECT 1 FROM json_each(:runs) o"
-    "   WHERE json_extract(o.value, '$[0]') = job_run.private_id"
-    "   AND json_extract(o.value, '$[1]') = job_run.update_time))"
+    "   WHERE json_extract(o.value, '$.id') = job_run.private_id"
+    "   AND json_extract(o.value, '$.updated') = job_run.update_time))"
     " RETURNING " JR_RUN_COLUMNS;
 
 inline constexpr const char* job_interrupted =

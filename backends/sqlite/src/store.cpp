@@ -268,27 +268,31 @@ class SqliteStore final : public Store {
   // (each write's failure is its `error`).
   void write_batch(Batch& batch) noexcept {
     const std::lock_guard writer(writer_mutex_);
-    Connection* connection = nullptr;
-    for (auto* pending : batch) {
-      try {
-        connection = &writer_connection(pending->operation, *pending->subject);
-        // Every write fails on a file SQLite opened read-only, also one that
-        // would change nothing (migrate() of a migrated database, a claim
-        // that finds no due job), so that a caller sees it at its first write.
-        if (sqlite3_db_readonly(connection->native(), "main") == 1) {
-          throw make_error(pending->operation, *pending->subject, SQLITE_READONLY, sqlite3_errstr(SQLITE_READONLY),
-                           file_name_);
-        }
-      } catch (...) {
-        pending->error = std::current_exception();
+    // The connection, once for the batch; when it cannot be had, every write
+    // fails with that, in its own words (the operation that asked).
+    const auto writable = [&](const PendingWrite& pending) -> Connection& {
+      Connection& connection = writer_connection(pending.operation, *pending.subject);
+      // Every write fails on a file SQLite opened read-only, also one that
+      // would change nothing (migrate() of a migrated database, a claim
+      // that finds no due job), so that a caller sees it at its first write.
+      if (sqlite3_db_readonly(connection.native(), "main") == 1) {
+        throw make_error(pending.operation, *pending.subject, SQLITE_READONLY, sqlite3_errstr(SQLITE_READONLY),
+                         file_name_);
       }
-    }
-    const auto failed =
-        std::find_if(batch.begin(), batch.end(), [](const PendingWrite* p) { return p->error != nullptr; });
-    if (failed != batch.end()) {
-      // No write of the batch can run: each gets its own failure, or the first.
+      return connection;
+    };
+    Connection* connection = nullptr;
+    try {
+      connection = &writable(batch.front());
+    } catch (...) {
+      const auto first = std::current_exception();
       for (auto* pending : batch) {
-        if (!pending->error) pending->error = (*failed)->error;
+        try {
+          writable(*pending);
+          pending->error = first;
+        } catch (...) {
+          pending->error = std::current_exception();
+        }
       }
       return;
     }
@@ -657,19 +661,9 @@ class SqliteStore final : public Store {
   }
 
   std::vector<Run> interrupt_stale_runs(const StaleRunQuery& query) override {
+    const std::string server = query.server_id.value_or("");
+    const std::string observed = query.runs ? observed_runs_json(*query.runs) : "[]";
     auto runs = write("interrupt_runs", "plugin " + quoted(query.plugin_id), [&](Connection& c, Micros now) {
-      const std::string server = query.server_id.value_or("");
-      // Observed runs: a JSON array of [id, update_time] pairs.
-      std::string observed = "[";
-      if (query.runs) {
-        for (const auto& run : *query.runs) {
-          if (observed.size() > 1) observed.push_back(',');
-          observed.append("[");
-          append_json_string(observed, run.run_id);
-          observed.append(",").append(std::to_string(to_micros(run.update_time))).append("]");
-        }
-      }
-      observed.push_back(']');
       auto interrupted =
           to_runs(c.query(queries::interrupt_stale_runs, {{":u", number(now)},
                                                           {":e", number(now)},
