@@ -82,10 +82,25 @@ const Connection::Prepared& Connection::prepared(const char* sql) {
   return statements_.emplace(sql, std::move(statement)).first->second;
 }
 
+namespace {
+
+// queries::hot_path_settings as SET statements, and as RESETs, each one
+// round trip.
+std::string settings_script(bool hot_path) {
+  std::string script;
+  for (const auto& [name, value] : queries::hot_path_settings) {
+    if (!script.empty()) script += "; ";
+    script += hot_path ? std::string("SET ") + name + " = " + value : std::string("RESET ") + name;
+  }
+  return script;
+}
+
+}  // namespace
+
 void Connection::plan_mode_for(const Prepared& statement) {
   if (generic_mode_ == statement.generic) return;
-  checked(conn_,
-          PQexec(conn_, statement.generic ? "SET plan_cache_mode = force_generic_plan" : "RESET plan_cache_mode"));
+  static const std::string hot_path = settings_script(true), defaults = settings_script(false);
+  checked(conn_, PQexec(conn_, (statement.generic ? hot_path : defaults).c_str()));
   generic_mode_ = statement.generic;
 }
 

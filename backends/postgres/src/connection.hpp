@@ -100,14 +100,15 @@ class Connection {
     std::vector<std::string> parameters;  // names, in order of their numbers
     bool generic = false;                 // queries::generic_plan
   };
-  // Sets the session's plan_cache_mode for `statement` when it differs.
+  // Sets the session's planner settings for `statement` (plan_cache_mode and
+  // the hot path's, queries::generic_plan) when they differ.
   void plan_mode_for(const Prepared& statement);
   const Prepared& prepared(const char* sql);
 
   PGconn* conn_ = nullptr;
   std::map<const char*, Prepared> statements_;
-  // The session's plan_cache_mode: force_generic_plan, or its default
-  // (RESET) when false; unknown after a rollback, which undoes a SET made in
+  // The session's planner settings: the hot path's (force_generic_plan),
+  // or the defaults (RESET) when false; unknown after a rollback, which undoes a SET made in
   // its transaction.
   std::optional<bool> generic_mode_ = false;
 };

@@ -11,6 +11,10 @@
 // change it saw.
 #pragma once
 
+#include <array>
+#include <string_view>
+#include <utility>
+
 namespace jobrepo::postgres_backend::queries {
 
 #define JR_EPOCH_US(column) "CAST(extract(epoch FROM " column ") * 1000000 AS bigint)"
@@ -341,17 +345,49 @@ inline constexpr const char* prune_runs =
     "DELETE FROM job_run WHERE job_plugin_id = :plugin AND status <> 'running'"
     " AND end_time <= " JR_NOW " + CAST(:delta AS bigint) * interval '1 microsecond'";
 
-// The statements run with the plan PostgreSQL made once for the prepared
-// statement (plan_cache_mode force_generic_plan; connection.cpp switches the
-// session when it must). The claim's LIMIT is a parameter, for which the
-// planner guesses a tenth of the due jobs: the generic plan looks costly,
-// so under the default mode the server plans the claim again at every call
-// (0.3 ms of its 0.6 ms on a 10,000-job table, measured with pgbench). Its
-// generic plan is the one every custom plan chose (an ordered scan of
-// job_due, stopped at the limit). The run-change batch goes generic after
-// five calls anyway (a JSON recordset has no estimate to refine); it is
-// listed so that the Scheduler's claims and batches never switch the mode.
-inline bool generic_plan(const char* sql) { return sql == claim_runs || sql == update_runs_batch; }
+// The statements of the hot path (the claim, the run-change batch) run with
+// the plan PostgreSQL made once for the prepared statement (plan_cache_mode
+// force_generic_plan), planned with sequential scans, sorts, hash and merge
+// joins disabled (connection.cpp sets the session's planner settings when it
+// switches). The claim's LIMIT is a parameter, for which the planner guesses
+// a tenth of the due jobs: the generic plan looks costly, so under the
+// default mode the server plans the claim again at every call (0.3 ms of its
+// 0.6 ms on a 10,000-job table, measured with pgbench). The run-change batch
+// goes generic after five calls anyway (a JSON recordset has no estimate to
+// refine). A generic plan lives as long as the connection or until the
+// tables are analyzed again, so the statistics it was made from can be those
+// of a table a thousandth of its present size: made by cost while the job
+// table held one job, the claim read and sorted every job of the plugin (a
+// sequential scan; 3.8 ms at 2,000 jobs, growing with them); made while the
+// run table was empty, the batch's lookups scanned it (every change read the
+// whole history). With those plan shapes disabled, each statement's plan is
+// the one its shape asks for whatever the statistics: the ordered scan of
+// job_due stopped at the limit, and primary-key probes in nested loops, one
+// per change (tests/postgres: "keep key lookups planned on empty, analyzed
+// tables").
+// The session's planner settings while a statement of the hot path runs
+// (connection.cpp sets them when it switches, and resets them for any other
+// statement; the bench's pgbench ceiling runs with them too). No JIT: a
+// disabled plan shape counts 10^10 in a plan's cost, which any plan that
+// still needs a sort (the claim's result, the batch's lock order) carries,
+// and far above jit_above_cost the server compiled each statement at every
+// call (74 functions, 470 ms per claim).
+inline constexpr std::array<std::pair<const char*, const char*>, 6> hot_path_settings = {{
+    {"plan_cache_mode", "force_generic_plan"},
+    {"enable_seqscan", "off"},
+    {"enable_sort", "off"},
+    {"enable_hashjoin", "off"},
+    {"enable_mergejoin", "off"},
+    {"jit", "off"},
+}};
+
+// Compared by text, not by address: a string literal can have one address
+// per translation unit (no merging under AddressSanitizer, nor across a
+// shared library and its caller). Called once per statement and connection.
+inline bool generic_plan(const char* sql) {
+  const std::string_view text(sql);
+  return text == claim_runs || text == update_runs_batch;
+}
 
 #undef JR_EPOCH_US
 #undef JR_NOW
