@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,9 @@ std::string with_database(const std::string& url, const std::string& db);
 void pg_exec(const std::string& url, const std::string& sql);
 // Runs SQL (statements separated by ';') on MariaDB; throws std::runtime_error with the message.
 void mariadb_exec(const std::string& url, const std::string& sql);
+// The first column of the first row of `sql` as a number, or nullopt (no row,
+// NULL, or an error: no privilege to read it).
+std::optional<long long> mariadb_number(const std::string& url, const std::string& sql);
 // Runs SQL on the target's database directly (sqlite3, libpq or the MariaDB client).
 void raw_exec(const Target& t, const std::string& sql);
 

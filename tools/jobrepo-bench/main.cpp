@@ -33,9 +33,10 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
                "  claim-cycle  N due jobs; W workers, each with its own Repository, loop run_jobs(limit 1) +\n"
                "               complete_run(next_run_in 0) for S seconds: cycles/s, claim/complete latency.\n"
                "               --with-ceiling also runs the same statements without jobrepo (raw sqlite3 with\n"
-               "               each --sqlite-synchronous setting, pgbench -M prepared, or the MariaDB client's\n"
-               "               C API with the MariaDB store's statements) right after each\n"
-               "               setting and prints ours/ceiling; --rounds R alternates them R times (S seconds each).\n"
+               "               each --sqlite-synchronous setting, pgbench -M prepared with the store's planner\n"
+               "               settings, or the MariaDB client's C API with the MariaDB store's statements)\n"
+               "               right after each setting and prints ours/ceiling; --rounds R alternates them R\n"
+               "               times (S seconds each).\n"
                "  batch-100    the same with run_jobs(limit 100), then a completion per run: runs/s.\n"
                "               Both claim with each --claim-filter (default none): none claims any due job,\n"
                "               names passes the N job names (only_jobs), served claims the jobs the worker's\n"
@@ -428,6 +429,7 @@ json claim_row(const std::string& workload, const Target& t, const Options& o, c
               {"empty_claims", ours.empty},
               {"errors", ours.errors},
               {"ceiling_runs_per_second", ceiling ? json(ceiling->rate()) : json(nullptr)},
+              {"ceiling_empty_claims", ceiling ? json(ceiling->empty) : json(nullptr)},
               {"ours_over_ceiling", ceiling ? json(ratio) : json(nullptr)}};
 }
 
