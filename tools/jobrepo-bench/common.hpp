@@ -24,7 +24,8 @@ struct Options {
   int jobs = 10000;
   double seconds = 3;
   bool ceiling = false;
-  int rounds = 1;  // claim cycle with the ceiling: ours and the ceiling alternate this often
+  int rounds = 1;        // claim cycle with the ceiling: ours and the ceiling alternate this often
+  int claim_rounds = 0;  // the same for the claim cycle only; 0: rounds
   std::vector<std::string> claim_filters{"none"};  // claim cycle and batch claims: ClaimFilter::kind
   bool json_output = false;
   std::vector<std::string> sqlite_synchronous{"full"};  // the claim cycle runs for each; others: the first

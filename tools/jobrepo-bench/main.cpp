@@ -21,6 +21,7 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
 [[noreturn]] void usage(int status) {
   std::cout << "usage: jobrepo-bench [--backend LIST] [--postgres URL] [--mariadb URL] [--workloads LIST]\n"
                "                     [--workers 1,2,4,8] [--jobs N] [--seconds S] [--with-ceiling] [--rounds R]\n"
+               "                     [--claim-rounds R]\n"
                "                     [--claim-filter none,names,served]\n"
                "                     [--sqlite-synchronous full,normal] [--scale-jobs 10000,100000,1000000]\n"
                "                     [--history N] [--scheduler-workers 8,64] [--local-queue 0,500] [--wakeups N]\n"
@@ -36,7 +37,7 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
                "               each --sqlite-synchronous setting, pgbench -M prepared with the store's planner\n"
                "               settings, or the MariaDB client's C API with the MariaDB store's statements)\n"
                "               right after each setting and prints ours/ceiling; --rounds R alternates them R\n"
-               "               times (S seconds each).\n"
+               "               times (S seconds each), --claim-rounds R instead of --rounds for this workload.\n"
                "  batch-100    the same with run_jobs(limit 100), then a completion per run: runs/s.\n"
                "               Both claim with each --claim-filter (default none): none claims any due job,\n"
                "               names passes the N job names (only_jobs), served claims the jobs the worker's\n"
@@ -169,6 +170,8 @@ Parsed parse(int argc, char* argv[]) {
       }
     } else if (a == "--rounds") {
       o.rounds = positive_int(a, value());
+    } else if (a == "--claim-rounds") {
+      o.claim_rounds = positive_int(a, value());
     } else if (a == "--claim-filter") {
       o.claim_filters = split(value());
       for (const auto& f : o.claim_filters) {
@@ -403,6 +406,9 @@ bool wanted(const Options& o, const std::string& workload) {
   return std::find(o.workloads.begin(), o.workloads.end(), workload) != o.workloads.end();
 }
 
+// How often the claim cycle alternates ours and the ceiling.
+int claim_rounds(const Options& o) { return o.claim_rounds > 0 ? o.claim_rounds : o.rounds; }
+
 // The rounds of one setting as one measure (their time and cycles added).
 Measure merge_rounds(const std::vector<Measure>& rounds) {
   double seconds = 0;
@@ -419,7 +425,7 @@ json claim_row(const std::string& workload, const Target& t, const Options& o, c
               {"workers", workers},
               {"jobs", o.jobs},
               {"seconds", ours.seconds},
-              {"rounds", ceiling ? o.rounds : 1},
+              {"rounds", ceiling ? claim_rounds(o) : 1},
               {"sqlite_synchronous", t.backend == "sqlite" ? json(t.synchronous) : json(nullptr)},
               {"runs_per_second", ours.rate()},
               {"claim_p50_ms", percentile(ours.claim_ms, 0.5)},
@@ -490,7 +496,7 @@ int run(const Options& o) {
                 // against the unfiltered claim only.
                 const bool with_ceiling = o.ceiling && batch == 1 && filter == "none";
                 std::vector<Measure> ours, ceiling;
-                for (int round = 0; round < (with_ceiling ? o.rounds : 1); ++round) {
+                for (int round = 0; round < (with_ceiling ? claim_rounds(o) : 1); ++round) {
                   reset(t, o.jobs);
                   ours.push_back(run_ours(t, workers, o.seconds, batch, {filter, o.jobs}));
                   if (!with_ceiling) continue;
