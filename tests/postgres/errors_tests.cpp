@@ -24,6 +24,8 @@ TEST_CASE("postgres: SQLSTATEs map to one ErrorCode each") {
   CHECK(error_code_for("40001", "could not serialize access") == ErrorCode::busy);
   CHECK(error_code_for("40P01", "deadlock detected") == ErrorCode::busy);
   CHECK(error_code_for("55P03", "") == ErrorCode::busy);
+  CHECK(error_code_for("57014", "canceling statement due to statement timeout") == ErrorCode::busy);
+  CHECK(!jobrepo::postgres_backend::is_retryable("57014"));  // it waited busy_timeout already
   CHECK(error_code_for("08006", "connection failure") == ErrorCode::unavailable);
   CHECK(error_code_for("57P01", "terminating connection due to administrator command") == ErrorCode::unavailable);
   CHECK(error_code_for("53300", "too many connections") == ErrorCode::unavailable);

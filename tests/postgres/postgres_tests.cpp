@@ -610,6 +610,40 @@ TEST_CASE("postgres: single completions racing heartbeat batches of the same run
   CHECK(after == before);
 }
 
+TEST_CASE("postgres: a completion held up longer than busy_timeout fails with busy and is stored when tried again") {
+  // A statement of the hot path has a bound: the server cancels a claim or
+  // a run-change batch that runs longer than busy_timeout (at least 1 s),
+  // and the call fails with busy, which the Scheduler's writer tries again
+  // (an event and jobrepo_store_errors_total{code="busy"} tell the stall).
+  // Held up here by a session that locks the run's job and stays idle in
+  // its transaction: without the bound the completion waited for it forever.
+  jobrepo::test::TestDatabase db;
+  auto store = jobrepo::open_store(db.url(), {.busy_timeout = 1000ms});
+  store->migrate();
+  jobrepo::Repository repo(*store);
+  repo.create_job("j", "d");
+  const auto runs = repo.run_jobs("s1");
+  REQUIRE(runs.size() == 1);
+  PGconn* holder = PQconnectdb(db.url().c_str());
+  PQclear(PQexec(holder, "BEGIN"));
+  PGresult* locked = PQexec(holder, "SELECT 1 FROM job WHERE name = 'j' FOR UPDATE");
+  REQUIRE(PQntuples(locked) == 1);
+  PQclear(locked);
+  const auto began = std::chrono::steady_clock::now();
+  std::string message;
+  CHECK(code_of([&] { repo.complete_run(runs.front().private_id, 0s); }, &message) == ErrorCode::busy);
+  const auto took = std::chrono::steady_clock::now() - began;
+  INFO(message);
+  CHECK(message.find("statement timeout") != std::string::npos);
+  CHECK(took >= 1000ms);
+  CHECK(took < 10s);
+  PQclear(PQexec(holder, "ROLLBACK"));
+  PQfinish(holder);
+  CHECK(repo.lookup_run(runs.front().private_id)->status == jobrepo::Status::running);
+  repo.complete_run(runs.front().private_id, 0s);
+  CHECK(repo.lookup_run(runs.front().private_id)->status == jobrepo::Status::completed);
+}
+
 TEST_CASE("postgres: the claim and the run-change batch keep key lookups planned on empty, analyzed tables") {
   // A store's connection plans its claim and its run-change batch once
   // (generic plans) and keeps the plans until the tables' statistics change.
@@ -628,7 +662,7 @@ TEST_CASE("postgres: the claim and the run-change batch keep key lookups planned
                                " VALUES ('pi_system', 'first', 'd', now())");
   jobrepo::test::postgres_exec(db.url(), "VACUUM ANALYZE job");
   jobrepo::test::postgres_exec(db.url(), "VACUUM ANALYZE job_run");
-  jobrepo::postgres_backend::Connection c(db.url());
+  jobrepo::postgres_backend::Connection c(db.url(), 5000ms);
   const auto claim_values = [](const std::string& server) {
     return std::map<std::string, std::string>{{"clock", "0"},  {"plugin", "pi_system"}, {"filtered", "0"},
                                               {"names", "[]"}, {"served", "0"},         {"served_by", server},

@@ -59,7 +59,27 @@ long long Result::number(int row, int column) const {
 
 std::uint64_t Result::changed() const { return std::strtoull(PQcmdTuples(result_), nullptr, 10); }
 
-Connection::Connection(const std::string& conninfo) : conn_(PQconnectdb(conninfo.c_str())) {
+namespace {
+
+// queries::hot_path_settings and the hot path's statement_timeout as SET
+// statements, or all of them RESET (to the session's own values, those of
+// the URL's options included); one round trip each.
+std::string settings_script(bool hot_path, std::chrono::milliseconds timeout) {
+  std::string script;
+  for (const auto& [name, value] : queries::hot_path_settings) {
+    if (!script.empty()) script += "; ";
+    script += hot_path ? std::string("SET ") + name + " = " + value : std::string("RESET ") + name;
+  }
+  return script + (hot_path ? "; SET statement_timeout = " + std::to_string(timeout.count())
+                            : std::string("; RESET statement_timeout"));
+}
+
+}  // namespace
+
+Connection::Connection(const std::string& conninfo, std::chrono::milliseconds hot_path_timeout)
+    : conn_(PQconnectdb(conninfo.c_str())),
+      hot_path_script_(settings_script(true, hot_path_timeout)),
+      default_script_(settings_script(false, hot_path_timeout)) {
   if (conn_ == nullptr) throw DatabaseError("", "out of memory");
   if (PQstatus(conn_) != CONNECTION_OK) {
     std::string message = PQerrorMessage(conn_);
@@ -82,25 +102,9 @@ const Connection::Prepared& Connection::prepared(const char* sql) {
   return statements_.emplace(sql, std::move(statement)).first->second;
 }
 
-namespace {
-
-// queries::hot_path_settings as SET statements, and as RESETs, each one
-// round trip.
-std::string settings_script(bool hot_path) {
-  std::string script;
-  for (const auto& [name, value] : queries::hot_path_settings) {
-    if (!script.empty()) script += "; ";
-    script += hot_path ? std::string("SET ") + name + " = " + value : std::string("RESET ") + name;
-  }
-  return script;
-}
-
-}  // namespace
-
 void Connection::plan_mode_for(const Prepared& statement) {
   if (generic_mode_ == statement.generic) return;
-  static const std::string hot_path = settings_script(true), defaults = settings_script(false);
-  checked(conn_, PQexec(conn_, (statement.generic ? hot_path : defaults).c_str()));
+  checked(conn_, PQexec(conn_, (statement.generic ? hot_path_script_ : default_script_).c_str()));
   generic_mode_ = statement.generic;
 }
 

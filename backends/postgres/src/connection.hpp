@@ -11,6 +11,7 @@
 
 #include <libpq-fe.h>
 
+#include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <map>
@@ -76,7 +77,9 @@ class Result {
 // (at first use, keyed by the address of their SQL: queries.hpp's constants).
 class Connection {
  public:
-  explicit Connection(const std::string& conninfo);
+  // hot_path_timeout: the statement_timeout of the hot path's statements
+  // (queries::generic_plan); they fail with SQLSTATE 57014 after it.
+  Connection(const std::string& conninfo, std::chrono::milliseconds hot_path_timeout);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
   ~Connection();
@@ -106,6 +109,7 @@ class Connection {
   const Prepared& prepared(const char* sql);
 
   PGconn* conn_ = nullptr;
+  std::string hot_path_script_, default_script_;  // the planner settings' SET and RESET
   std::map<const char*, Prepared> statements_;
   // The session's planner settings: the hot path's (force_generic_plan),
   // or the defaults (RESET) when false; unknown after a rollback, which undoes a SET made in

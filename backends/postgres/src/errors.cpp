@@ -24,7 +24,11 @@ ErrorCode error_code_for(std::string_view sqlstate, std::string_view driver_mess
   }
   if (sqlstate == "23502" || sqlstate == "22001" || sqlstate == "22003") return ErrorCode::check_constraint;
   if (sqlstate == "23503") return ErrorCode::record_not_found;
-  if (sqlstate == "40001" || sqlstate == "40P01" || sqlstate == "55P03") return ErrorCode::busy;
+  // 57014: a statement of the hot path ran past its statement_timeout
+  // (busy_timeout; connection.hpp), waiting on locks or on a slow plan.
+  if (sqlstate == "40001" || sqlstate == "40P01" || sqlstate == "55P03" || sqlstate == "57014") {
+    return ErrorCode::busy;
+  }
   // Connection exceptions, server shutdown, too many connections, auth
   // failures, and a server that takes no writes (25006: a standby, a
   // failover target not yet promoted, default_transaction_read_only): the

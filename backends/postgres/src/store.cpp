@@ -142,7 +142,12 @@ std::string connection_uri(const std::string& url, const std::string& shown) {
 class PostgresStore final : public Store {
   std::unique_ptr<Connection> connect() {
     try {
-      return std::make_unique<Connection>(connection_uri_);
+      // The hot path's statements are cancelled after busy_timeout (at
+      // least 1 s): a claim or a batch of run changes that waits on a lock
+      // or runs on a plan gone bad fails with busy instead of holding every
+      // completion of this server (Scheduler: tried again, reported).
+      return std::make_unique<Connection>(
+          connection_uri_, std::max<std::chrono::milliseconds>(options_.busy_timeout, std::chrono::seconds(1)));
     } catch (const DatabaseError& e) {
       // libpq's message names parts of the URL (host, port, user, database),
       // which read_url() found clear of the password.
