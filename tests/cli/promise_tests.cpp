@@ -317,7 +317,12 @@ TEST_CASE("serve: jobctl audit reports a run that was ended while its work went 
   // works. The job is due at once: serve claims it again at once, but its
   // next run waits here until the first one's command is gone.
   REQUIRE(b.cli({"interrupt", "--threshold", "0s"}).status == 0);
-  REQUIRE(wait_until([&] { return b.events("start busy") == 2; }, 10s));
+  const bool second = wait_until([&] { return b.events("start busy") == 2; }, 10s);
+  INFO("events:\n"
+       << slurp(b.cli.dir.path / "events") << "overlaps:\n"
+       << b.overlaps() << "serve's log:\n"
+       << slurp(server->err));
+  REQUIRE(second);
   REQUIRE(wait_until([&] { return !b.audit()["ended_while_working"].empty(); }, 3s));
   CHECK(b.overlaps().empty());  // the kernel saw the two runs' processes one after the other
   const auto result = b.cli({"audit"});
