@@ -406,6 +406,10 @@ TEST_CASE("control: --version, serve --check, low-level commands marked, progres
   for (const auto& [flag, value, message] :
        {std::tuple{"--http", "9100", "--http: \"9100\" is not ADDR:PORT"},
         std::tuple{"--http", ":99999", "--http: \":99999\" has no port number from 1 to 65535"},
+        std::tuple{"--http-host", "status.example:80",
+                   "--http-host: \"status.example:80\" is not a host name or IP address (without a port)"},
+        std::tuple{"--http-host", "a,,b", "--http-host: \"\" is not a host name or IP address (without a port)"},
+        std::tuple{"--http-host", "a b", "--http-host: \"a b\" is not a host name or IP address (without a port)"},
         std::tuple{"--log-format", "xml", "--log-format: \"xml\" is not text or json"},
         std::tuple{"--log-level", "loud", "--log-level: \"loud\" is not debug, info, warning or error"}}) {
     const auto refused_flag = cli.bare({"serve", "--config", config.string(), flag, value});

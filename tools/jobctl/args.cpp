@@ -87,10 +87,11 @@ const std::vector<Command>& commands() {
       {"prune", "--older-than D", "Delete final runs that ended at least D ago", {}, {"--older-than"}},
       {"audit", "", "Check that no job ever had two runs at the same time", {}, {}},
       {"serve",
-       "--config FILE [--server-id ID] [--http ADDR:PORT] [--log-format F] [--log-level L] [--check]",
+       "--config FILE [--server-id ID] [--http ADDR:PORT] [--http-host NAMES] [--log-format F] [--log-level L] "
+       "[--check]",
        "Run the commands of a config file as jobs (--check: validate, print, exit)",
        {},
-       {"--config", "--server-id", "--http", "--log-format", "--log-level"},
+       {"--config", "--server-id", "--http", "--http-host", "--log-format", "--log-level"},
        {"--check"}},
       {"cron next",
        "EXPR [--time-zone TZ] [--from TIME] [--count N]",

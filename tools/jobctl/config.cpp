@@ -1,6 +1,7 @@
 #include "config.hpp"
 
 #include "duration.hpp"
+#include "http_server.hpp"
 #include "shown.hpp"
 
 #include <jobrepo/text.hpp>
@@ -346,6 +347,21 @@ std::optional<HttpAddress> parse_http_address(const std::string& text, std::stri
   return HttpAddress{host, port};
 }
 
+std::optional<std::vector<std::string>> parse_http_hosts(const std::vector<std::string>& names, std::string* problem) {
+  std::vector<std::string> hosts;
+  for (const auto& name : names) {
+    const std::string host = http::host_of(name);
+    const bool has_port =
+        !name.empty() && (name.front() == '[' ? name.back() != ']' : name.find(':') != std::string::npos);
+    if (host.empty() || has_port) {
+      if (problem) *problem = jobrepo::quote_text(name) + " is not a host name or IP address (without a port)";
+      return std::nullopt;
+    }
+    hosts.push_back(host);
+  }
+  return hosts;
+}
+
 ServeConfig load_config(const std::string& path) {
   const std::string name = shown(path);  // as messages show it
   // A directory opens, and reads as an empty file: "not valid JSON" would
@@ -377,7 +393,7 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
   if (!root.is_object()) r.fail("(top level)", "must be an object");
   r.only(root, "",
          {"plugin_id", "time_zone", "worker_threads", "claim_interval", "monitor_interval", "interrupt_threshold",
-          "grace", "backoff", "on_failure", "http", "cgroups", "jobs"});
+          "grace", "backoff", "on_failure", "http", "http_hosts", "cgroups", "jobs"});
   ServeConfig config;
   if (root.contains("plugin_id"))
     config.plugin_id = r.text(root["plugin_id"], "plugin_id", jobrepo::TextKind::plugin_id);
@@ -416,6 +432,18 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
     config.http = r.plain(root["http"], "http");
     std::string problem;
     if (!parse_http_address(config.http, &problem)) r.fail("http", problem);
+  }
+  if (root.contains("http_hosts")) {
+    const auto& value = root["http_hosts"];
+    if (!value.is_array()) r.fail("http_hosts", "must be an array of host names");
+    std::vector<std::string> names;
+    for (std::size_t i = 0; i < value.size(); ++i) {
+      names.push_back(r.plain(value[i], "http_hosts[" + std::to_string(i) + "]"));
+    }
+    std::string problem;
+    const auto hosts = parse_http_hosts(names, &problem);
+    if (!hosts) r.fail("http_hosts", problem);
+    config.http_hosts = *hosts;
   }
   if (root.contains("cgroups")) {
     const auto& value = root["cgroups"];

@@ -64,6 +64,7 @@ struct ServeConfig {
   jobrepo::BackoffOptions backoff{};                          // of the jobs that give none
   std::vector<std::string> on_failure;                        // of the jobs that give none
   std::string http;                                           // ADDR:PORT of the HTTP face; empty: none
+  std::vector<std::string> http_hosts;                        // Host names it answers besides its address
   CgroupsSetting cgroups = CgroupsSetting::automatic;
   std::vector<CommandJob> jobs;
 };
@@ -75,6 +76,9 @@ struct HttpAddress {
 };
 // The address, or empty with `problem` set ("9100" is not ADDR:PORT...).
 std::optional<HttpAddress> parse_http_address(const std::string& text, std::string* problem);
+// The names of --http-host NAME[,NAME...] (or the config's "http_hosts"): each a
+// DNS name or IP address without a port; empty with `problem` set otherwise.
+std::optional<std::vector<std::string>> parse_http_hosts(const std::vector<std::string>& names, std::string* problem);
 
 // A configuration error: what() names the file and the field.
 struct ConfigError : std::runtime_error {

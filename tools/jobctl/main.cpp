@@ -19,6 +19,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -370,6 +371,15 @@ int execute(const Invocation& in) {
       flags.http = in.values.at("--http");
       std::string problem;
       if (!parse_http_address(flags.http, &problem)) throw UsageError("--http: " + problem);
+    }
+    if (in.values.count("--http-host")) {
+      std::vector<std::string> names;
+      std::stringstream list(in.values.at("--http-host"));
+      for (std::string name; std::getline(list, name, ',');) names.push_back(name);
+      if (names.empty()) names.emplace_back();
+      std::string problem;
+      flags.http_hosts = parse_http_hosts(names, &problem);
+      if (!flags.http_hosts) throw UsageError("--http-host: " + problem);
     }
     if (in.values.count("--log-format")) {
       const auto format = parse_log_format(in.values.at("--log-format"));

@@ -622,7 +622,7 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
   StatusBoard board(server_id, metrics, options);
   std::optional<HttpServer> http_server;
   if (http) {
-    http_server.emplace(board, *http);
+    http_server.emplace(board, *http, flags.http_hosts ? *flags.http_hosts : config.http_hosts);
     http_server->start();
   }
   Hooks hooks(runtime);

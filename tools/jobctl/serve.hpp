@@ -29,6 +29,8 @@ struct ServeError : std::runtime_error {
 // What the command line of serve says besides the config.
 struct ServeFlags {
   std::string http{};  // --http ADDR:PORT (over the config's "http"); empty: the config's
+  // --http-host NAME[,NAME...] (over the config's "http_hosts"); none: the config's
+  std::optional<std::vector<std::string>> http_hosts{};
   LogFormat log_format = LogFormat::text;
   LogLevel log_level = LogLevel::info;
 };

@@ -1,10 +1,10 @@
 #include "status.hpp"
 
 #include "duration.hpp"
+#include "http_server.hpp"
 #include "log.hpp"
 #include "serve.hpp"
-
-#include <httplib.h>
+#include "shown.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -32,6 +32,15 @@ std::string html(std::string_view text) {
     }
   }
   return out;
+}
+
+// completed of total in whole percent, 0 to 100, for any counts (the
+// product completed * 100 would overflow past 9.2e16).
+int percent_done(std::int64_t completed, std::int64_t total) {
+  if (total <= 0 || completed <= 0) return 0;
+  if (completed >= total) return 100;
+  // long double holds every int64 exactly; below total stays below 100.
+  return std::min(99, static_cast<int>(static_cast<long double>(completed) * 100 / static_cast<long double>(total)));
 }
 
 std::string seconds_text(Steady::duration d) { return format_duration(std::chrono::duration_cast<microseconds>(d)); }
@@ -239,7 +248,7 @@ std::string StatusBoard::page_html() const {
       const auto& r = *view->running;
       std::string progress = "<span class=dim>-</span>";
       if (r.total_count > 0) {
-        const auto percent = r.completed_count * 100 / r.total_count;
+        const auto percent = percent_done(r.completed_count, r.total_count);
         progress = "<span class=bar><span style=\"width:" + std::to_string(percent) + "%\"></span></span> " +
                    std::to_string(r.completed_count) + "/" + std::to_string(r.total_count);
       }
@@ -270,59 +279,60 @@ std::string StatusBoard::page_html() const {
 }
 
 struct HttpServer::Impl {
-  Impl(StatusBoard& b, HttpAddress a) : board(b), address(std::move(a)) {}
+  Impl(StatusBoard& b, HttpAddress a, std::vector<std::string> names)
+      : board(b),
+        address(std::move(a)),
+        server(
+            address.host, address.port, std::move(names), http::Limits{},
+            [this](const http::Request& request) { return answer(request); },
+            [](bool error, const std::string& line) { log(error ? LogLevel::error : LogLevel::warning, line); }) {}
+
+  http::Response answer(const http::Request& request) const {
+    const auto& path = request.path;
+    if (path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", board.metrics_text()};
+    if (path == "/healthz") {
+      auto [status, text] = board.health();
+      return {status, "text/plain; charset=utf-8", std::move(text)};
+    }
+    if (path == "/") {
+      return {200,
+              "text/html; charset=utf-8",
+              board.page_html(),
+              {{"Content-Security-Policy",
+                "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
+                "frame-ancestors 'none'"},
+               {"X-Frame-Options", "DENY"}}};
+    }
+    if (path == "/api/jobs") return {200, "application/json", board.api_jobs()};
+    if (path == "/api/runs") return {200, "application/json", board.api_runs()};
+    return {404, "text/plain; charset=utf-8", "no such page; see / for the status page\n"};
+  }
+
   StatusBoard& board;
   HttpAddress address;
-  httplib::Server server;
-  std::thread thread;
+  http::Server server;
 };
 
-HttpServer::HttpServer(StatusBoard& board, HttpAddress address)
-    : impl_(std::make_unique<Impl>(board, std::move(address))) {}
+HttpServer::HttpServer(StatusBoard& board, HttpAddress address, std::vector<std::string> names)
+    : impl_(std::make_unique<Impl>(board, std::move(address), std::move(names))) {}
 
 HttpServer::~HttpServer() { stop(); }
 
 void HttpServer::start() {
-  auto& s = impl_->server;
-  auto& board = impl_->board;
-  // A few threads: scrapes and a status page, not a web site.
-  s.new_task_queue = [] { return new httplib::ThreadPool(2); };
-  s.set_read_timeout(5, 0);
-  s.set_write_timeout(5, 0);
-  s.Get("/metrics", [&board](const httplib::Request&, httplib::Response& res) {
-    res.set_content(board.metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
-  });
-  s.Get("/healthz", [&board](const httplib::Request&, httplib::Response& res) {
-    const auto [status, text] = board.health();
-    res.status = status;
-    res.set_content(text, "text/plain; charset=utf-8");
-  });
-  s.Get("/", [&board](const httplib::Request&, httplib::Response& res) {
-    res.set_content(board.page_html(), "text/html; charset=utf-8");
-  });
-  s.Get("/api/jobs", [&board](const httplib::Request&, httplib::Response& res) {
-    res.set_content(board.api_jobs(), "application/json");
-  });
-  s.Get("/api/runs", [&board](const httplib::Request&, httplib::Response& res) {
-    res.set_content(board.api_runs(), "application/json");
-  });
-  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-    res.status = 500;
-    res.set_content("internal error\n", "text/plain");
-  });
   const auto& a = impl_->address;
-  if (!s.bind_to_port(a.host.c_str(), a.port)) {
-    throw ServeError("--http " + a.host + ":" + std::to_string(a.port) +
-                     ": cannot listen there (in use, or not an address of this machine)");
+  const std::string shown_address =
+      (a.host.find(':') != std::string::npos ? "[" + a.host + "]" : a.host) + ":" + std::to_string(a.port);
+  try {
+    impl_->server.bind();
+  } catch (const std::exception& e) {
+    throw ServeError("--http " + shown(shown_address) + ": " + e.what());
   }
-  impl_->thread = std::thread([&s] { s.listen_after_bind(); });
-  log(LogLevel::info, "HTTP on http://" + a.host + ":" + std::to_string(a.port) + "/ (/metrics, /healthz, /api/jobs)");
+  impl_->server.start();
+  log(LogLevel::info, "HTTP on http://" + shown_address + "/ (/metrics, /healthz, /api/jobs)");
 }
 
 void HttpServer::stop() {
-  if (!impl_ || !impl_->thread.joinable()) return;
-  impl_->server.stop();
-  impl_->thread.join();
+  if (impl_) impl_->server.stop();
 }
 
 }  // namespace jobctl

@@ -1,6 +1,6 @@
 // jobctl serve --http (docs/operations.md, "HTTP: metrics, health, status
 // page"): what the server shows of itself and of the cluster, and the HTTP
-// server (cpp-httplib) that serves it. Read-only.
+// server (http_server.hpp) that serves it. Read-only.
 #pragma once
 
 #include "config.hpp"
@@ -63,7 +63,8 @@ class StatusBoard {
 // The HTTP server, on a thread of its own from start() to stop().
 class HttpServer {
  public:
-  HttpServer(StatusBoard& board, HttpAddress address);
+  // `names`: Host names it answers besides its address (--http-host).
+  HttpServer(StatusBoard& board, HttpAddress address, std::vector<std::string> names = {});
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
   ~HttpServer();

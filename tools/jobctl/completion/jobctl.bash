@@ -30,10 +30,12 @@ _jobctl() {
   case "$prev" in
     --db-file | --config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --db | --plugin | --server | --server-id | --next-run-in | --threshold | --older-than | --limit | --wait | \
-      --message | --time-zone | --from | --count)
+      --message | --time-zone | --from | --count | --http | --http-host)
       return ;;
     --job) COMPREPLY=($(compgen -W "$(_jobctl_json_names jobs)" -- "$cur")); return ;;
     --status) COMPREPLY=($(compgen -W "running completed failed interrupted" -- "$cur")); return ;;
+    --log-format) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+    --log-level) COMPREPLY=($(compgen -W "debug info warning error" -- "$cur")); return ;;
   esac
   # The command words typed so far (options and their values left out).
   local -a words=()
@@ -42,7 +44,8 @@ _jobctl() {
     w="${COMP_WORDS[i]}"
     case "$w" in
       --db | --db-file | --plugin | --server | --server-id | --config | --next-run-in | --threshold | \
-        --older-than | --limit | --wait | --message | --time-zone | --from | --count | --job | --status)
+        --older-than | --limit | --wait | --message | --time-zone | --from | --count | --job | --status | \
+        --http | --http-host | --log-format | --log-level)
         ((i++)) ;;
       -*) ;;
       *) words+=("$w") ;;
@@ -78,7 +81,7 @@ _jobctl() {
     claim) COMPREPLY=($(compgen -W "--server --limit" -- "$cur")) ;;
     interrupt) COMPREPLY=($(compgen -W "--threshold --server" -- "$cur")) ;;
     prune) COMPREPLY=($(compgen -W "--older-than" -- "$cur")) ;;
-    serve) COMPREPLY=($(compgen -W "--config --server-id --check" -- "$cur")) ;;
+    serve) COMPREPLY=($(compgen -W "--config --server-id --http --http-host --log-format --log-level --check" -- "$cur")) ;;
     cron) ((${#words[@]} == 1)) && COMPREPLY=($(compgen -W "next" -- "$cur")) ||
       COMPREPLY=($(compgen -W "--time-zone --from --count" -- "$cur")) ;;
   esac
