@@ -248,6 +248,8 @@ def table(port):
         ("Host: 127.0.0.1 without a port", "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 200),
         ("Host: [::1]", "GET /healthz HTTP/1.1\r\nHost: [::1]\r\n\r\n", 200),
         ("Host: 127.0.0.2 (loopback)", "GET /healthz HTTP/1.1\r\nHost: 127.0.0.2\r\n\r\n", 200),
+        ("Host: this machine's host name", f"GET /healthz HTTP/1.1\r\nHost: {socket.gethostname()}:{port}\r\n\r\n",
+         200),
         ("Host: a rebinding name", f"GET /healthz HTTP/1.1\r\nHost: attacker.example:{port}\r\n\r\n", 421),
         ("Host: a rebinding name, status page", f"GET / HTTP/1.1\r\nHost: attacker.example\r\n\r\n", 421),
         ("Host: a rebinding name, metrics", f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1.nip.io\r\n\r\n", 421),

@@ -9,7 +9,7 @@ outage logged once at each end); the status page rendered by a real headless
 browser (chromium), whose DOM must show the jobs, a running run's progress, a
 failure's message and the jobs that gave up or run on demand, and whose
 screenshot is written for docs/; a job that gave up no longer does after
-run-now (page and metric); the metrics that docs/operations.md's alert rules
+run-now (page and metric); the metrics that examples/prometheus's alert rules
 use exist; /api/jobs and /api/runs against jobctl --json; every log line of
 --log-format json parsed.
 
@@ -164,7 +164,7 @@ def scenario(work, url, backend, pg_dir=None):
 
         wait_until(ready, 30, "three runs of often, broken failed, quitter gave up, export running at 3/10")
         # The cluster-wide values are read every 5 s: wait for a reading that has the pause.
-        wait_until(lambda: value(metrics(port), "jobrepo_job_paused", job="held") == 1, 15,
+        wait_until(lambda: value(metrics(port), "jobrepo_job_paused", job_name="held") == 1, 15,
                    "jobrepo_job_paused{job=held} is 1")
 
         before = len(jobctl(url, "runs", "--job", "often", "--status", "completed", "--limit", "-1", "--json"))
@@ -172,41 +172,61 @@ def scenario(work, url, backend, pg_dir=None):
         after = len(jobctl(url, "runs", "--job", "often", "--status", "completed", "--limit", "-1", "--json"))
         now = time.time()
         check(value(samples, "jobrepo_up") == 1, "jobrepo_up is 1")
-        often = value(samples, "jobrepo_runs_total", job="often", status="completed")
+        often = value(samples, "jobrepo_runs_total", job_name="often", status="completed")
         check(often is not None and before <= often <= after,
               f"jobrepo_runs_total{{often,completed}} {often} is between the database's {before} and {after}")
-        check(value(samples, "jobrepo_runs_total", job="broken", status="failed") == 1,
+        check(value(samples, "jobrepo_runs_total", job_name="broken", status="failed") == 1,
               "jobrepo_runs_total{broken,failed} is 1")
-        count = value(samples, "jobrepo_run_duration_seconds_count", job="often")
+        count = value(samples, "jobrepo_run_duration_seconds_count", job_name="often")
         check(count == often, f"the histogram of often counts {count} runs, as many as completed ({often})")
         buckets = sorted((float(dict(labels)["le"]), v) for (name, labels), v in samples.items()
-                         if name == "jobrepo_run_duration_seconds_bucket" and dict(labels)["job"] == "often")
+                         if name == "jobrepo_run_duration_seconds_bucket" and dict(labels)["job_name"] == "often")
         check(buckets and buckets[-1] == (float("inf"), count), "the +Inf bucket holds every run")
         check(all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:])), "the buckets are cumulative")
-        check(value(samples, "jobrepo_run_duration_seconds_sum", job="often") < count * 5, "the durations are short")
-        check(value(samples, "jobrepo_job_running", job="export") == 1, "jobrepo_job_running{export} is 1")
-        check(value(samples, "jobrepo_job_running", job="broken") == 0, "jobrepo_job_running{broken} is 0")
-        last_success = value(samples, "jobrepo_job_last_success_timestamp_seconds", job="often")
+        check(value(samples, "jobrepo_run_duration_seconds_sum", job_name="often") < count * 5, "the durations are short")
+        check(value(samples, "jobrepo_job_running", job_name="export") == 1, "jobrepo_job_running{export} is 1")
+        check(value(samples, "jobrepo_job_running", job_name="broken") == 0, "jobrepo_job_running{broken} is 0")
+        last_success = value(samples, "jobrepo_job_last_success_timestamp_seconds", job_name="often")
         check(last_success is not None and now - 15 < last_success <= now + 1,
               f"often last succeeded within 15 s ({last_success} vs {now})")
-        check(value(samples, "jobrepo_job_last_success_timestamp_seconds", job="broken") is None,
+        check(value(samples, "jobrepo_job_last_success_timestamp_seconds", job_name="broken") is None,
               "broken never succeeded: no last-success sample")
-        next_run = value(samples, "jobrepo_job_next_run_timestamp_seconds", job="broken")
+        next_run = value(samples, "jobrepo_job_next_run_timestamp_seconds", job_name="broken")
         check(next_run is not None and now + 3500 < next_run < now + 3700, f"broken is due in an hour ({next_run})")
-        check(value(samples, "jobrepo_job_paused", job="often") == 0, "jobrepo_job_paused{often} is 0")
+        check(value(samples, "jobrepo_job_paused", job_name="often") == 0, "jobrepo_job_paused{often} is 0")
         # Jobs that no time makes due: one gave up, one runs on demand.
-        check(value(samples, "jobrepo_job_gave_up", job="quitter") == 1, "jobrepo_job_gave_up{quitter} is 1")
+        check(value(samples, "jobrepo_job_gave_up", job_name="quitter") == 1, "jobrepo_job_gave_up{quitter} is 1")
         for name in ("broken", "asked", "often"):
-            check(value(samples, "jobrepo_job_gave_up", job=name) == 0, f"jobrepo_job_gave_up{{{name}}} is 0")
+            check(value(samples, "jobrepo_job_gave_up", job_name=name) == 0, f"jobrepo_job_gave_up{{{name}}} is 0")
         for name in ("quitter", "asked"):
-            check(value(samples, "jobrepo_job_next_run_timestamp_seconds", job=name) is None,
+            check(value(samples, "jobrepo_job_next_run_timestamp_seconds", job_name=name) is None,
                   f"{name} is due at no time: no next-run sample")
-        # The alert rules of docs/operations.md ask for metrics that exist.
-        with open(os.path.join(SOURCE, "docs", "operations.md")) as f:
-            rules = re.search(r"```yaml\n(.*?)```", f.read(), re.S).group(1)
+        # For alerting: every status of every served job from 0 (increase()
+        # sees a first failure), failures in a row, the last status, the
+        # live servers, the periods.
+        check(value(samples, "jobrepo_runs_total", job_name="held", status="failed") == 0,
+              "jobrepo_runs_total{held,failed} is there from 0")
+        check(value(samples, "jobrepo_job_consecutive_failures", job_name="broken") == 1,
+              "jobrepo_job_consecutive_failures{broken} is 1")
+        check(value(samples, "jobrepo_job_consecutive_failures", job_name="often") == 0,
+              "jobrepo_job_consecutive_failures{often} is 0")
+        check(value(samples, "jobrepo_job_last_status", job_name="broken", status="failed") == 1
+              and value(samples, "jobrepo_job_last_status", job_name="broken", status="completed") == 0,
+              "jobrepo_job_last_status{broken} says failed")
+        check(value(samples, "jobrepo_job_last_status", job_name="often", status="completed") == 1,
+              "jobrepo_job_last_status{often} says completed")
+        check(value(samples, "jobrepo_servers_live") == 1, "jobrepo_servers_live is 1")
+        check(value(samples, "jobrepo_job_servers_live", job_name="often") == 1, "jobrepo_job_servers_live{often} is 1")
+        check(value(samples, "jobrepo_job_period_seconds", job_name="often") == 0.5,
+              "jobrepo_job_period_seconds{often} is 0.5")
+        check(value(samples, "jobrepo_job_period_seconds", job_name="asked") is None,
+              "an on-demand job has no period")
+        # The alert rules operators copy ask for metrics that exist.
+        with open(os.path.join(SOURCE, "examples", "prometheus", "jobrepo-alerts.yml")) as f:
+            rules = f.read()
         exported = {name for name, _ in samples}
         for name in sorted(set(re.findall(r"\bjobrepo_[a-z_]+", rules))):
-            check(name in exported, f"docs/operations.md's alert rules use {name}, which /metrics exports")
+            check(name in exported, f"examples/prometheus/jobrepo-alerts.yml uses {name}, which /metrics exports")
         claims = value(samples, "jobrepo_claims_total")
         check(claims is not None and claims >= often + 2, f"jobrepo_claims_total {claims} counts every claimed run")
 
@@ -252,9 +272,9 @@ def scenario(work, url, backend, pg_dir=None):
         jobctl(url, "job", "pause", "quitter")
         check(jobctl(url, "job", "run-now", "quitter", "--json")["due_state"] == "scheduled",
               "run-now makes quitter due at a time again")
-        wait_until(lambda: value(metrics(port), "jobrepo_job_gave_up", job="quitter") == 0, 15,
+        wait_until(lambda: value(metrics(port), "jobrepo_job_gave_up", job_name="quitter") == 0, 15,
                    "jobrepo_job_gave_up{quitter} is 0 after run-now")
-        check(value(metrics(port), "jobrepo_job_next_run_timestamp_seconds", job="quitter") is not None,
+        check(value(metrics(port), "jobrepo_job_next_run_timestamp_seconds", job_name="quitter") is not None,
               "quitter has a next-run sample again")
         dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
                               f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=120).stdout

@@ -10,6 +10,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -59,12 +60,18 @@ struct ClusterJob {
   std::optional<jobrepo::Timestamp> last_success;
   std::optional<jobrepo::Timestamp> next_run;  // empty when no time makes it due
   bool gave_up = false;                        // jobrepo::DueState::gave_up
+  std::int64_t consecutive_failures{};
+  std::optional<jobrepo::Status> last_status{};  // of its last ended run, on any server
+  int live_servers = 0;                          // live servers that serve it
+  std::vector<std::string> live_server_ids{};    // the same, by id
 };
 
 // The Prometheus text exposition (version 0.0.4) of `values`, the jobs
-// running here (`running_here`: job names) and the cluster's jobs.
+// running here (`running_here`: job names), the cluster's jobs and the
+// periods of the scheduled jobs served here (seconds, by job name).
 std::string prometheus_text(const Metrics::Values& values, const std::vector<std::string>& registered,
-                            const std::vector<std::string>& running_here, const std::vector<ClusterJob>& cluster);
+                            const std::vector<std::string>& running_here, const std::vector<ClusterJob>& cluster,
+                            const std::map<std::string, double>& periods = {});
 
 // A Store that tells `on_success` / `on_failure` of every call's outcome
 // (for jobrepo_up, jobrepo_store_errors_total and outage logging). Each

@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -663,7 +664,28 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
     for (const auto& job : c.jobs) out.push_back(job.name);
     return out;
   };
+  // Each scheduled job's period as configured (jobrepo_job_period_seconds):
+  // its `every`, or the gap between its next two cron fire times.
+  const auto periods = [](const ServeConfig& c) {
+    std::map<std::string, double> out;
+    for (const auto& job : c.jobs) {
+      if (job.every.count() > 0) {
+        out[job.name] = std::chrono::duration<double>(job.every).count();
+      } else if (!job.cron.empty()) {
+        try {
+          const jobrepo::CronSchedule schedule(job.cron, job.time_zone);
+          const auto first = schedule.next_after(std::chrono::system_clock::now());
+          const auto second = first ? schedule.next_after(*first) : std::nullopt;
+          if (second) out[job.name] = std::chrono::duration<double>(*second - *first).count();
+        } catch (const std::exception&) {
+          // load_config checked it: nothing to show otherwise
+        }
+      }
+    }
+    return out;
+  };
   board.set_scheduler(&scheduler, names(config));
+  board.set_periods(periods(config));
   // The cluster as the status page and the metrics show it: read every 5 s.
   std::mutex refresher_mutex;
   std::condition_variable refresher_wake;
@@ -690,6 +712,7 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
       config = reload(scheduler, config, load, runtime);
       set_jobs(config);
       board.set_scheduler(&scheduler, names(config));
+      board.set_periods(periods(config));
       continue;
     }
     log(LogLevel::info, std::string("stopping on ") + (signal == SIGINT ? "SIGINT" : "SIGTERM"));

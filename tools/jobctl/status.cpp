@@ -6,7 +6,10 @@
 #include "serve.hpp"
 #include "shown.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <set>
 
@@ -102,24 +105,38 @@ void StatusBoard::refresh(jobrepo::Repository& repo) {
   snapshot_ = std::move(next);
 }
 
+void StatusBoard::set_periods(std::map<std::string, double> periods) {
+  const std::lock_guard lock(mutex_);
+  periods_ = std::move(periods);
+}
+
 std::string StatusBoard::metrics_text() const {
   std::vector<std::string> registered, running;
   std::vector<ClusterJob> cluster;
+  std::map<std::string, double> periods;
   {
     const std::lock_guard lock(mutex_);
     registered = registered_;
+    periods = periods_;
     if (scheduler_) {
       for (const auto& run : scheduler_->executing()) running.push_back(run.job_name);
     }
     for (const auto& view : snapshot_.jobs) {
       const auto due = jobrepo::due_state(view.job);
-      cluster.push_back(
-          ClusterJob{view.job.name, view.job.paused, view.job.last_success_time,
+      ClusterJob job{view.job.name, view.job.paused, view.job.last_success_time,
                      due == jobrepo::DueState::scheduled ? std::optional(view.job.next_scheduled_run) : std::nullopt,
-                     due == jobrepo::DueState::gave_up});
+                     due == jobrepo::DueState::gave_up};
+      job.consecutive_failures = view.job.consecutive_failures;
+      job.last_status = view.job.last_status;
+      for (const auto& serving : view.servings) {
+        if (!serving.live) continue;
+        ++job.live_servers;
+        job.live_server_ids.push_back(serving.server_id);
+      }
+      cluster.push_back(std::move(job));
     }
   }
-  return prometheus_text(metrics_.values(), registered, running, cluster);
+  return prometheus_text(metrics_.values(), registered, running, cluster, periods);
 }
 
 std::pair<int, std::string> StatusBoard::health() const {
@@ -278,12 +295,31 @@ std::string StatusBoard::page_html() const {
   return out;
 }
 
+namespace {
+
+// The names a request may give as its Host besides the address: `names`,
+// and this machine's host name (a scrape target of "web-1:9100" names it),
+// also without its domain.
+std::vector<std::string> with_host_name(std::vector<std::string> names) {
+  std::array<char, 256> buffer{};
+  if (gethostname(buffer.data(), buffer.size() - 1) == 0) {
+    const std::string host = http::host_of(buffer.data());
+    if (!host.empty()) {
+      names.push_back(host);
+      if (const auto dot = host.find('.'); dot != std::string::npos && dot > 0) names.push_back(host.substr(0, dot));
+    }
+  }
+  return names;
+}
+
+}  // namespace
+
 struct HttpServer::Impl {
   Impl(StatusBoard& b, HttpAddress a, std::vector<std::string> names)
       : board(b),
         address(std::move(a)),
         server(
-            address.host, address.port, std::move(names), http::Limits{},
+            address.host, address.port, with_host_name(std::move(names)), http::Limits{},
             [this](const http::Request& request) { return answer(request); },
             [](bool error, const std::string& line) { log(error ? LogLevel::error : LogLevel::warning, line); }) {}
 

@@ -10,6 +10,7 @@
 #include <jobrepo/jobrepo.hpp>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -38,6 +39,8 @@ class StatusBoard {
   void set_waiting(const std::string& reason);
   // The scheduler serving (nullptr while none): its health and local runs.
   void set_scheduler(const jobrepo::Scheduler* scheduler, std::vector<std::string> registered);
+  // The period of each scheduled job served here, in seconds.
+  void set_periods(std::map<std::string, double> periods);
   // Reads the cluster from the store (at most every few seconds: the
   // refresher calls it; scrapes never do).
   void refresh(jobrepo::Repository& repo);
@@ -57,6 +60,7 @@ class StatusBoard {
   std::string waiting_;
   const jobrepo::Scheduler* scheduler_ = nullptr;
   std::vector<std::string> registered_;
+  std::map<std::string, double> periods_;
   ClusterSnapshot snapshot_;
 };
 
