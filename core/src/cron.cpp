@@ -13,6 +13,7 @@
 #include <bit>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <span>
 #include <utility>
 #include <vector>
@@ -207,6 +208,11 @@ struct CronSchedule::Parsed {
   cctz::time_zone zone;
   std::array<Mask, field_count> masks{};  // day of week: bit 0 Sunday ... 6 Saturday
   bool either_day = false;                // both day fields restricted: a day matches when either does
+  // The hour field is a wildcard or a step ("*", "*/2", "1-23/2"): the job
+  // runs through the day, so in a repeated hour (the clock set back) its
+  // matches fire at both occurrences, as Vixie cron's wildcard jobs do; a
+  // job of fixed hours fires at the first occurrence only.
+  bool repeats_hours = false;
 
   bool day_matches(const cctz::civil_day& day) const {
     const bool by_month = has(masks[day_of_month], day.day());
@@ -313,6 +319,8 @@ CronSchedule::CronSchedule(std::string_view expression, std::string_view time_zo
   // restrict: the other one decides alone.
   const auto day_words = words.end() - 3;  // day-of-month, month, day-of-week
   parsed->either_day = day_words[0].front() != '*' && day_words[2].front() != '*';
+  const std::string_view hour_word = words[words.size() - 4];
+  parsed->repeats_hours = hour_word.front() == '*' || hour_word.find('/') != std::string_view::npos;
   if (!parsed->ever_fires()) refuse("never fires (no month has such a day)");
 
   const auto zone_refused = [&](const std::string& why) {
@@ -325,11 +333,13 @@ CronSchedule::CronSchedule(std::string_view expression, std::string_view time_zo
   parsed_ = std::move(parsed);
 }
 
-std::optional<Timestamp> CronSchedule::next_after(Timestamp after) const {
-  const Parsed& p = *parsed_;
-  const Seconds threshold = std::chrono::floor<cctz::seconds>(after) + cctz::seconds(1);  // the first candidate
-  const Seconds latest = std::chrono::floor<cctz::seconds>(Timestamp::max());
-  if (threshold > latest) return std::nullopt;
+namespace {
+
+// The first fire time at or after `threshold` that is a unique civil time,
+// the end of a gap for a civil time in it, or the first occurrence of a
+// repeated one.
+template <class Parsed>
+std::optional<Seconds> first_occurrence(const Parsed& p, Seconds threshold) {
   // Civil times map to instants monotonically (UNIQUE and REPEATED: pre, the
   // first occurrence; SKIPPED: trans, the end of the gap), so every civil
   // time up to that of threshold - 1 s maps before threshold. The civil
@@ -342,10 +352,7 @@ std::optional<Timestamp> CronSchedule::next_after(Timestamp after) const {
     if (!match) return std::nullopt;
     const auto found = p.zone.lookup(*match);
     const Seconds fire = found.kind == cctz::time_zone::civil_lookup::SKIPPED ? found.trans : found.pre;
-    if (fire >= threshold) {
-      if (fire > latest) return std::nullopt;
-      return std::chrono::time_point_cast<Timestamp::duration>(fire);
-    }
+    if (fire >= threshold) return fire;
     from = *match + 1;
     // A repeated civil time whose first occurrence is past: so are those of
     // the rest of the overlap, which ends at the civil time of the
@@ -354,6 +361,86 @@ std::optional<Timestamp> CronSchedule::next_after(Timestamp after) const {
       from = std::max(from, p.zone.lookup(found.trans - cctz::seconds(1)).cs + 1);
     }
   }
+}
+
+// The first instant at or after `threshold` that is the second occurrence of
+// a matching civil time in a repeated hour, and earlier than `before` (when
+// set); none otherwise. The second occurrences of a backward transition at
+// instant T by L seconds are [T, T + L), civil times [to, to + L).
+template <class Parsed>
+std::optional<Seconds> second_occurrence(const Parsed& p, Seconds threshold, std::optional<Seconds> before) {
+  cctz::time_zone::civil_transition transition;
+  // The last transition at or before threshold (its second occurrences may
+  // hold threshold), then the next ones while they come before `before`.
+  bool found = p.zone.prev_transition(threshold + cctz::seconds(1), &transition);
+  if (!found) found = p.zone.next_transition(threshold, &transition);
+  for (int i = 0; found && i < 4 * search_years + 8; ++i) {
+    const auto at = p.zone.lookup(transition.to);
+    if (transition.to < transition.from && at.kind == cctz::time_zone::civil_lookup::REPEATED) {
+      const Seconds start = at.trans;
+      if (before && start >= *before) return std::nullopt;
+      const auto length = transition.from - transition.to;  // seconds repeated
+      const auto skip = threshold > start ? (threshold - start).count() : 0;
+      if (skip < length) {
+        const auto match = p.next_match(transition.to + skip, transition.from.year());
+        if (match && *match < transition.from) {
+          const Seconds fire = start + cctz::seconds(*match - transition.to);
+          if (before && fire >= *before) return std::nullopt;
+          return fire;
+        }
+      }
+    }
+    const auto to = p.zone.lookup(transition.to);  // the transition's instant: `to` in the new offset
+    found = p.zone.next_transition(to.kind == cctz::time_zone::civil_lookup::REPEATED ? to.post : to.pre, &transition);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<Timestamp> CronSchedule::next_after(Timestamp after) const {
+  const Parsed& p = *parsed_;
+  const Seconds threshold = std::chrono::floor<cctz::seconds>(after) + cctz::seconds(1);  // the first candidate
+  const Seconds latest = std::chrono::floor<cctz::seconds>(Timestamp::max());
+  if (threshold > latest) return std::nullopt;
+  std::optional<Seconds> first = first_occurrence(p, threshold);
+  if (p.repeats_hours) {
+    if (const auto second = second_occurrence(p, threshold, first)) first = second;
+  }
+  if (!first || *first > latest) return std::nullopt;
+  return std::chrono::time_point_cast<Timestamp::duration>(*first);
+}
+
+std::optional<std::string> CronSchedule::clock_change_note(Timestamp from, Timestamp to) const {
+  const Parsed& p = *parsed_;
+  if (p.repeats_hours || to <= from) return std::nullopt;
+  const Seconds end = std::chrono::floor<cctz::seconds>(to);
+  cctz::time_zone::civil_transition transition;
+  Seconds at = std::chrono::floor<cctz::seconds>(from);
+  for (int i = 0; i < 64 && p.zone.next_transition(at, &transition); ++i) {
+    const auto to_lookup = p.zone.lookup(transition.to);
+    const Seconds instant = to_lookup.kind == cctz::time_zone::civil_lookup::REPEATED ? to_lookup.post : to_lookup.pre;
+    if (instant >= end) break;
+    at = instant;
+    const bool gap = transition.from < transition.to;
+    const cctz::civil_second first = gap ? transition.from : transition.to;
+    const cctz::civil_second last = gap ? transition.to : transition.from;  // exclusive
+    const auto match = p.next_match(first, last.year());
+    if (!match || *match >= last) continue;
+    const auto civil_text = [](const cctz::civil_second& c) {
+      char text[32];
+      std::snprintf(text, sizeof text, "%04d-%02d-%02d %02d:%02d:%02d", static_cast<int>(c.year()), c.month(), c.day(),
+                    c.hour(), c.minute(), c.second());
+      return std::string(text);
+    };
+    const auto found = p.zone.lookup(*match);
+    const Seconds fire = gap ? found.trans : found.pre;
+    const std::string fires = cctz::format("%Y-%m-%d %H:%M:%S %Z (%Ez)", fire, p.zone);
+    return civil_text(*match) + (gap ? " does not exist in " : " happens twice in ") + p.time_zone +
+           (gap ? " (the clock goes forward): it fires once at " : " (the clock goes back): it fires at the first, ") +
+           fires;
+  }
+  return std::nullopt;
 }
 
 const std::string& CronSchedule::expression() const noexcept { return parsed_->expression; }

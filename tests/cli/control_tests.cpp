@@ -367,18 +367,29 @@ TEST_CASE("control: --version, serve --check, low-level commands marked, progres
   CHECK(version.out.rfind("jobctl ", 0) == 0);
   const auto config = write_config(cli.dir.path, R"([
     {"name": "nightly", "command": ["backup-tool", "--all"], "cron": "0 3 * * *", "time_zone": "Europe/Berlin",
-     "timeout": "2h", "on_failure": ["true"]}
+     "timeout": "2h", "on_failure": ["true"]},
+    {"name": "at-two", "command": ["true"], "cron": "30 2 * * *", "time_zone": "Europe/Berlin"},
+    {"name": "through", "command": ["true"], "cron": "*/5 * * * *", "time_zone": "Europe/Berlin"}
   ])");
   // No database is touched: a URL nobody listens on does not matter.
   const auto check =
       cli.bare({"--db", "postgresql://127.0.0.1:1/none", "serve", "--check", "--config", config.string()});
   INFO(check.err);
   CHECK(check.status == 0);
-  CHECK(check.out.find("ok, 1 jobs") != std::string::npos);
+  CHECK(check.out.find("ok, 3 jobs") != std::string::npos);
   CHECK(check.out.find("nightly: cron 0 3 * * * in Europe/Berlin, timeout 2h, on_failure set") != std::string::npos);
+  // 02:30 in Berlin falls into the spring gap once a year (every year has
+  // one within the 366 days ahead); 03:00 and a job through the day do not.
+  CHECK(check.out.find("    warning: ") == check.out.find("    warning: 20"));
+  CHECK(check.out.find(":30:00 does not exist in Europe/Berlin (the clock goes forward): it fires once at ") !=
+        std::string::npos);
   const auto check_json = cli.bare({"--json", "serve", "--check", "--config", config.string()});
   REQUIRE(check_json.status == 0);
-  CHECK(check_json.parsed()["jobs"][0]["fingerprint"].get<std::string>().size() == 16);
+  const auto checked = check_json.parsed()["jobs"];
+  CHECK(checked[0]["fingerprint"].get<std::string>().size() == 16);
+  CHECK(checked[0]["warnings"].empty());
+  CHECK(checked[1]["warnings"].size() == 1);
+  CHECK(checked[2]["warnings"].empty());
   const auto bad = write_config(cli.dir.path, R"([{"name": "x", "command": ["true"], "every": "1h",
     "backoff": {"multiplier": 0.5}}])",
                                 R"()", "bad.json");

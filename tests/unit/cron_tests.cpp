@@ -20,6 +20,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -200,7 +201,9 @@ TEST_CASE("cron: leap days, the 31st, years ahead, and the end of what a Timesta
   CHECK(iso(*CronSchedule("0 0 1 1 *").next_after(Timestamp::min())) == "1678-01-01T00:00:00Z");
 }
 
-TEST_CASE("cron: DST in Europe/Berlin: the spring gap fires once at its end, the repeated hour at its first") {
+TEST_CASE(
+    "cron: DST in Europe/Berlin: the spring gap fires once at its end, the repeated hour at its first for fixed "
+    "hours and at both for a wildcard hour") {
   const std::string z = "Europe/Berlin";  // 2026-03-29 01:00Z: 02:00 CET -> 03:00 CEST; 2026-10-25 01:00Z back
   CHECK(fires("30 2 * * *", z, "2026-03-28T12:00:00Z", 2) == Lines{"2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z"});
   CHECK(CronSchedule("30 2 * * *", z).format_local(at("2026-03-29T01:00:00Z")) == "2026-03-29 03:00:00 CEST (+02:00)");
@@ -221,14 +224,48 @@ TEST_CASE("cron: DST in Europe/Berlin: the spring gap fires once at its end, the
   CHECK(fires("*/15 2 * * *", z, "2026-10-24T12:00:00Z", 5) == Lines{"2026-10-25T00:00:00Z", "2026-10-25T00:15:00Z",
                                                                      "2026-10-25T00:30:00Z", "2026-10-25T00:45:00Z",
                                                                      "2026-10-26T01:00:00Z"});
-  // So an hourly schedule skips the repeated hour: two hours apart.
+  // An hourly schedule (hour field a wildcard) fires in both occurrences
+  // of the repeated hour, as Vixie cron does: 02:00 CEST, 02:00 CET, 03:00 CET.
   CHECK(fires("0 * * * *", z, "2026-10-24T23:30:00Z", 3) ==
-        Lines{"2026-10-25T00:00:00Z", "2026-10-25T02:00:00Z", "2026-10-25T03:00:00Z"});
+        Lines{"2026-10-25T00:00:00Z", "2026-10-25T01:00:00Z", "2026-10-25T02:00:00Z"});
+  // Every 5 minutes: no 65-minute gap, every 5 minutes through both.
+  CHECK(fires("*/5 * * * *", z, "2026-10-25T00:50:00Z", 4) ==
+        Lines{"2026-10-25T00:55:00Z", "2026-10-25T01:00:00Z", "2026-10-25T01:05:00Z", "2026-10-25T01:10:00Z"});
+  CHECK(fires("*/30 */2 * * *", z, "2026-10-24T23:59:00Z", 4) ==
+        Lines{"2026-10-25T00:00:00Z", "2026-10-25T00:30:00Z", "2026-10-25T01:00:00Z", "2026-10-25T01:30:00Z"});
+  // From inside the second occurrence, a wildcard hour's next match is there.
+  CHECK(fires("*/15 * * * *", z, "2026-10-25T01:10:00Z", 2) == Lines{"2026-10-25T01:15:00Z", "2026-10-25T01:30:00Z"});
+  CHECK(CronSchedule("0 * * * *", z).format_local(at("2026-10-25T01:00:00Z")) == "2026-10-25 02:00:00 CET (+01:00)");
   // From inside the second occurrence: its matches are past.
   CHECK(fires("*/15 2 * * *", z, "2026-10-25T01:10:00Z", 1) == Lines{"2026-10-26T01:00:00Z"});
   CHECK(fires("0 3 * * *", z, "2026-10-25T01:10:00Z", 1) == Lines{"2026-10-25T02:00:00Z"});
-  CHECK(fires("* * * * * *", z, "2026-10-25T00:59:58Z", 2) == Lines{"2026-10-25T00:59:59Z", "2026-10-25T02:00:00Z"});
+  CHECK(fires("* * * * * *", z, "2026-10-25T00:59:58Z", 2) == Lines{"2026-10-25T00:59:59Z", "2026-10-25T01:00:00Z"});
+  CHECK(fires("* * 2 * * *", z, "2026-10-25T00:59:58Z", 2) == Lines{"2026-10-25T00:59:59Z", "2026-10-26T01:00:00Z"});
   CHECK(CronSchedule("0 3 * * *", z).format_local(at("2026-10-25T02:00:00Z")) == "2026-10-25 03:00:00 CET (+01:00)");
+}
+
+TEST_CASE("cron: clock_change_note names a fixed-hour fire time that a clock change skips or repeats") {
+  const std::string z = "Europe/Berlin";
+  const auto year = [](const char* from) { return std::pair(at(from), at(from) + std::chrono::hours(24 * 366)); };
+  const auto [from, to] = year("2026-01-01T00:00:00Z");
+  CHECK(CronSchedule("30 2 * * *", z).clock_change_note(from, to) ==
+        std::optional<std::string>("2026-03-29 02:30:00 does not exist in Europe/Berlin (the clock goes forward): it "
+                                   "fires once at 2026-03-29 03:00:00 CEST (+02:00)"));
+  const auto [summer, next_summer] = year("2026-06-01T00:00:00Z");
+  CHECK(CronSchedule("15 2 * * *", z).clock_change_note(summer, next_summer) ==
+        std::optional<std::string>("2026-10-25 02:15:00 happens twice in Europe/Berlin (the clock goes back): it fires "
+                                   "at the first, 2026-10-25 02:15:00 CEST (+02:00)"));
+  // Hours the changes do not touch, UTC, and schedules through the day: none.
+  CHECK(!CronSchedule("30 4 * * *", z).clock_change_note(from, to));
+  CHECK(!CronSchedule("30 2 * * *", "UTC").clock_change_note(from, to));
+  CHECK(!CronSchedule("*/5 * * * *", z).clock_change_note(from, to));
+  CHECK(!CronSchedule("0 */2 * * *", z).clock_change_note(from, to));
+  // Only days the changes fall on: 02:30 on the 1st of a month is never moved in 2026.
+  CHECK(!CronSchedule("30 2 1 * *", z).clock_change_note(from, to));
+  CHECK(CronSchedule("30 1 * * *", "America/New_York")
+            .clock_change_note(summer, next_summer)
+            .value_or("")
+            .find("happens twice in America/New_York") == 0 + 20);
 }
 
 TEST_CASE("cron: DST in America/New_York") {
@@ -237,8 +274,10 @@ TEST_CASE("cron: DST in America/New_York") {
   CHECK(fires("30 2 * * *", z, "2026-03-07T12:00:00Z", 2) == Lines{"2026-03-08T07:00:00Z", "2026-03-09T06:30:00Z"});
   CHECK(fires("30 1 * * *", z, "2026-10-31T12:00:00Z", 2) == Lines{"2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"});
   CHECK(fires("@daily", z, "2026-03-07T12:00:00Z", 2) == Lines{"2026-03-08T05:00:00Z", "2026-03-09T04:00:00Z"});
-  CHECK(fires("0,30 * * * *", z, "2026-11-01T05:15:00Z", 3) ==
-        Lines{"2026-11-01T05:30:00Z", "2026-11-01T07:00:00Z", "2026-11-01T07:30:00Z"});
+  // 01:00-01:59 twice (EDT, then EST): a wildcard hour fires in both.
+  CHECK(fires("0,30 * * * *", z, "2026-11-01T05:15:00Z", 4) ==
+        Lines{"2026-11-01T05:30:00Z", "2026-11-01T06:00:00Z", "2026-11-01T06:30:00Z", "2026-11-01T07:00:00Z"});
+  CHECK(fires("0,30 1 * * *", z, "2026-11-01T05:15:00Z", 2) == Lines{"2026-11-01T05:30:00Z", "2026-11-02T06:00:00Z"});
 }
 
 TEST_CASE("cron: DST in Australia/Lord_Howe, a 30-minute shift") {
@@ -593,17 +632,29 @@ Walk walk(const cctz::time_zone& zone, std::int64_t start, std::int64_t end, int
 struct Tally {
   std::size_t fires = 0;
   std::size_t fired_for_a_gap = 0;    // a fire only because a local time inside a gap matched
-  std::size_t repeats_not_fired = 0;  // a matching local time at its second occurrence
+  std::size_t repeats_not_fired = 0;  // a matching local time at its second occurrence, fixed hours
+  std::size_t repeats_fired = 0;      // the same, hour field a wildcard or a step
 };
 
-// The brute-force fire times (Unix seconds) of `meaning` over the walk.
-std::vector<std::int64_t> brute_fires(const Walk& w, const Meaning& meaning, Tally& tally) {
+// Whether an expression's hour field is a wildcard or a step ("*", "*/2",
+// "1-23/2"): then a repeated civil time fires at both occurrences.
+bool repeats_hours(const std::string& text) {
+  std::vector<std::string> words;
+  std::istringstream in(text);
+  for (std::string word; in >> word;) words.push_back(word);
+  const std::string& hour = words.at(words.size() - 4);
+  return hour.front() == '*' || hour.find('/') != std::string::npos;
+}
+
+// The brute-force fire times (Unix seconds) of `meaning` over the walk;
+// `repeats`: its hour field is a wildcard or a step.
+std::vector<std::int64_t> brute_fires(const Walk& w, const Meaning& meaning, Tally& tally, bool repeats = false) {
   std::vector<std::int64_t> out;
   for (std::size_t i = 0; i < w.instants.size(); ++i) {
     const auto& in = w.instants[i];
     const bool match = meaning.matches(in.second, in.minute, in.hour, in.day, in.month, in.weekday);
-    bool fire = match && in.first;
-    if (match && !in.first) ++tally.repeats_not_fired;
+    bool fire = match && (in.first || repeats);
+    if (match && !in.first) ++(repeats ? tally.repeats_fired : tally.repeats_not_fired);
     if (!fire && in.gap >= 0) {
       const auto& gap = w.gaps[static_cast<std::size_t>(in.gap)];
       fire = std::any_of(gap.begin(), gap.end(), [&](const cctz::civil_second& c) { return meaning.matches(c); });
@@ -700,7 +751,7 @@ TEST_CASE("cron: next_after agrees with a brute-force walk of every minute of 20
     const auto [g, schedule] = firing_expression(generator, false, zone);
     INFO("expression " << n << ": \"" << g.text << "\" in " << zone << " (seed " << seed << ")");
     const Walk& w = walks[zone];
-    const auto brute = brute_fires(w, g.meaning, tally);
+    const auto brute = brute_fires(w, g.meaning, tally, repeats_hours(g.text));
     // The year from its start, the first 2000 fire times.
     CHECK(difference(slice(brute, w.start - 1, w.end, 2000),
                      iterate(schedule, from_unix(w.start) - std::chrono::nanoseconds(1), w.end, 2000)) == "");
@@ -727,6 +778,7 @@ TEST_CASE("cron: next_after agrees with a brute-force walk of every minute of 20
   // Both rules were exercised, many times.
   CHECK(tally.fired_for_a_gap >= 20);
   CHECK(tally.repeats_not_fired >= 20);
+  CHECK(tally.repeats_fired >= 20);
 }
 
 TEST_CASE(
@@ -751,10 +803,11 @@ TEST_CASE(
     const auto [g, schedule] = firing_expression(generator, true, zone);
     INFO("expression " << n << ": \"" << g.text << "\" in " << zone << " (seed " << seed + 6 << ")");
     for (const auto& w : walks[zone]) {
-      const auto brute = brute_fires(w, g.meaning, tally);
+      const auto brute = brute_fires(w, g.meaning, tally, repeats_hours(g.text));
       CHECK(difference(brute, iterate(schedule, from_unix(w.start) - std::chrono::nanoseconds(1), w.end, 20000)) == "");
     }
   }
   CHECK(tally.fired_for_a_gap >= 10);
   CHECK(tally.repeats_not_fired >= 10);
+  CHECK(tally.repeats_fired >= 10);
 }

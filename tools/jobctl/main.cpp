@@ -336,11 +336,20 @@ int check_config(const Invocation& in, const std::string& path) {
   ServeConfig config = load_config(path);
   if (in.plugin != "pi_system") config.plugin_id = in.plugin;
   json jobs = json::array();
+  // A fixed-hour cron job whose time a clock change of its zone skips or
+  // repeats within a year: said, so that nobody is surprised on the day.
+  const auto now = std::chrono::system_clock::now();
+  const auto clock_note = [&](const jobrepo::RegisterJobOptions& options) -> std::optional<std::string> {
+    if (!options.schedule) return std::nullopt;
+    return options.schedule->clock_change_note(now, now + std::chrono::hours(24 * 366));
+  };
   for (const auto& job : config.jobs) {
     const auto options = register_options(job);
     json item = json::parse(definition(job));
     item["schedule"] = options.schedule ? options.schedule->to_string() : options.schedule_text;
     item["fingerprint"] = jobrepo::definition_fingerprint(options.definition);
+    item["warnings"] = json::array();
+    if (const auto note = clock_note(options)) item["warnings"].push_back(*note);
     jobs.push_back(item);
   }
   output_of(in, json{{"config", path}, {"plugin_id", config.plugin_id}, {"jobs", jobs}}, [&] {
@@ -353,6 +362,7 @@ int check_config(const Invocation& in, const std::string& path) {
                 << (options.schedule ? options.schedule->to_string() : options.schedule_text)
                 << (job.timeout.count() > 0 ? ", timeout " + format_duration(job.timeout) : std::string())
                 << (job.on_failure.empty() ? "" : ", on_failure set") << "\n    " << command << "\n";
+      if (const auto note = clock_note(options)) std::cout << "    warning: " << *note << "\n";
     }
   });
   return exit_ok;

@@ -15,7 +15,9 @@
 // refused). Daylight-saving rules: a matching local time that does not exist
 // (spring forward) fires once, at the first instant after the gap (all
 // matches inside one gap collapse into that one fire); a matching local time
-// that occurs twice (fall back) fires once, at its first occurrence.
+// that occurs twice (fall back) fires once, at its first occurrence, when the
+// hour field names fixed hours, and at both occurrences when it is a
+// wildcard or a step ("*", "*/2", "1-23/2"), as Vixie cron's wildcard jobs.
 //
 // A CronSchedule is an immutable value: cheap to copy, safe to share between
 // threads.
@@ -52,6 +54,15 @@ class CronSchedule {
   // there is none before the end of what a Timestamp holds (2262-04-11).
   // No I/O; the search skips field by field, never second by second.
   std::optional<Timestamp> next_after(Timestamp after) const;
+
+  // For a schedule of fixed hours (its hour field neither a wildcard nor a
+  // step), the first of its matching local times in [from, to) that a change
+  // of its zone's clock skips or repeats, as one line for people:
+  // `2026-03-29 02:30:00 does not exist in Europe/Berlin (the clock goes
+  // forward): it fires once at 2026-03-29 03:00:00 CEST (+02:00)`, or
+  // `... happens twice in ... (the clock goes back): it fires at the first,
+  // ...`. Empty when none, and for schedules through the day.
+  std::optional<std::string> clock_change_note(Timestamp from, Timestamp to) const;
 
   const std::string& expression() const noexcept;  // as given
   const std::string& time_zone() const noexcept;   // as given
