@@ -221,7 +221,8 @@ TEST_CASE("cli: job run-now --arg: the next run's arguments, byte for byte, in t
   CHECK(asked.parsed()["requested_payload"] == payload);
   CHECK(asked.parsed()["run_requested"] == false);
   CHECK(cli({"job", "show", "report", "--json"}).parsed()["requested_payload"] == payload);
-  const std::string shown = "{\"day\": \"2026-12-01\",  \"note\": \"caf\xc3\xa9 \\\"q\\\"\"}";
+  // On one line, by the one visible rule: its backslashes doubled.
+  const std::string shown = "{\"day\": \"2026-12-01\",  \"note\": \"caf\xc3\xa9 \\\\\"q\\\\\"\"}";
   CHECK(cli({"job", "show", "report"}).out.find("arguments:    " + shown + " (for its next run)\n") !=
         std::string::npos);
   // Another --arg while it waits: refused, nothing changes; the same one or none keeps it.
@@ -733,6 +734,60 @@ namespace {
 fs::path write_config(const fs::path& dir, const std::string& jobs) { return jobrepo::test::write_config(dir, jobs); }
 
 }  // namespace
+
+TEST_CASE("cli: tables and views show names by the visible rule: one row is one job, one line one field") {
+  Cli cli;
+  using jobrepo::test::lines_of;
+  using jobrepo::test::visible_lines;
+  // Text that another database writer may store: line breaks, a forged row,
+  // terminal escapes (ESC, the C1 CSI), a backslash.
+  const std::string name = "x\n2026-12-07 00:00:00  idle  forged\r\x1b[31m\xc2\x9b\\n";
+  const std::string shown = R"(x\n2026-12-07 00:00:00  idle  forged\r\x1b[31m\xc2\x9b\\n)";
+  const std::string server = "web\n1\t\x7f";
+  const std::string server_shown = R"(web\n1\t\x7f)";
+  REQUIRE(cli({"migrate"}).status == 0);
+  const auto created = cli({"job", "create", name, "line one\nline two"});
+  REQUIRE(created.status == 0);
+  CHECK(visible_lines(created.out));
+  CHECK(created.out.find("name:         " + shown + "\n") != std::string::npos);
+  CHECK(created.out.find(R"(description:  line one\nline two)") != std::string::npos);
+  const auto claimed = cli({"claim", "--server", server});
+  REQUIRE(claimed.status == 0);
+  const auto run_id = cli.last_run(name)["private_id"].get<std::string>();
+  // One header and one row, whatever the name holds.
+  for (const auto& args : std::vector<std::vector<std::string>>{{"jobs"}, {"runs"}, {"runs", "--job", name}}) {
+    const auto table = cli(args);
+    INFO(args.front() << ":\n" << table.out);
+    REQUIRE(table.status == 0);
+    CHECK(visible_lines(table.out));
+    CHECK(lines_of(table.out).size() == 2);
+    CHECK(table.out.find(shown) != std::string::npos);
+    CHECK(table.out.find(server_shown) != std::string::npos);
+  }
+  CHECK(visible_lines(claimed.out));
+  CHECK(lines_of(claimed.out).size() == 2);
+  // Views: each line one field ("label:" first), values escaped.
+  for (const auto& args : std::vector<std::vector<std::string>>{{"job", "show", name}, {"run", "show", run_id}}) {
+    const auto view = cli(args);
+    INFO(args.front() << ":\n" << view.out);
+    REQUIRE(view.status == 0);
+    CHECK(visible_lines(view.out));
+    for (const auto& line : lines_of(view.out)) {
+      CHECK(std::regex_search(line, std::regex("^(  [^ ]|[a-z ]+: )")));
+    }
+    CHECK(view.out.find(shown) != std::string::npos);
+  }
+  const auto cancelled = cli({"run", "cancel", run_id, "--no-wait"});
+  CHECK(visible_lines(cancelled.out));
+  CHECK(lines_of(cancelled.out).size() == 2);
+  const auto interrupted = cli({"interrupt", "--threshold", "0s"});
+  CHECK(visible_lines(interrupted.out));
+  CHECK(lines_of(interrupted.out).size() == 2);
+  // JSON stays JSON: the name as it is.
+  CHECK(cli({"jobs", "--json"}).parsed()[0]["name"] == name);
+  const auto deleted = cli({"job", "delete", name});
+  CHECK(deleted.out == "deleted job " + shown + "\n");
+}
 
 TEST_CASE("cli: serve runs commands: success, failure, timeout, progress, cancellation") {
   Cli cli;
