@@ -30,6 +30,11 @@
 #include <string_view>
 #include <vector>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 using namespace std::literals;
 using jobrepo::ErrorCode;
 using std::chrono::microseconds;
@@ -48,7 +53,7 @@ constexpr std::string_view password_middle = "7f3kq9";
 
 // The rows of each table (at least), so that a table cannot shrink silently.
 constexpr std::size_t min_library_rows = 246;
-constexpr std::size_t min_cli_rows = 182;
+constexpr std::size_t min_cli_rows = 184;
 constexpr std::size_t min_config_rows = 122;
 static_assert(min_library_rows + min_cli_rows + min_config_rows >= 150);
 
@@ -864,13 +869,34 @@ bool gives_database(const CliRow& row) {
   return false;
 }
 
+// A TCP socket listening on a port of 127.0.0.1 that the kernel chose.
+struct Listener {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int port = 0;
+  Listener() {
+    REQUIRE(fd >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof address;
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&address), size) == 0);
+    REQUIRE(::listen(fd, 1) == 0);
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) == 0);
+    port = ntohs(address.sin_port);
+  }
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+  ~Listener() { ::close(fd); }
+};
+
 fs::path write_file(const fs::path& path, const std::string& text, fs::perms mode) {
   std::ofstream(path) << text;
   fs::permissions(path, mode);
   return path;
 }
 
-std::vector<CliRow> cli_rows(const Seeded& db, const fs::path& dir) {
+// `busy`: ADDR:PORT of a port that another socket listens on.
+std::vector<CliRow> cli_rows(const Seeded& db, const fs::path& dir, const std::string& busy) {
   const auto owner_only = fs::perms::owner_read | fs::perms::owner_write;
   const auto world = write_file(dir / "world-url", refused_url() + "\n", owner_only | fs::perms::others_read).string();
   const auto world_query =
@@ -1345,6 +1371,15 @@ std::vector<CliRow> cli_rows(const Seeded& db, const fs::path& dir) {
        "(invalid_parameter)"},
       {"--json: refused with the password", {"--db", refused_url(), "runs", "--json"}, 1, "(unavailable)"},
       {"--json: a usage error stays on stderr", {"runs", "--limit", "0", "--json"}, 2, "--limit: 0 is neither"},
+      {"--json: serve cannot listen on its --http port",
+       {"--json", "serve", "--config", good_config, "--server-id", "s", "--log-level", "error", "--http", busy},
+       1,
+       "jobctl serve: --http " + busy +
+           ": cannot listen there (in use, or not an address of this machine) (unavailable)"},
+      {"serve cannot listen on its --http port",
+       {"serve", "--config", good_config, "--server-id", "s", "--log-level", "error", "--http", busy},
+       1,
+       "jobctl serve: --http " + busy + ": cannot listen there"},
   };
   for (const auto& url : unclear_urls()) {
     const std::string message =
@@ -1713,7 +1748,8 @@ TEST_CASE("bad input: the library gives each bad argument its documented code an
 TEST_CASE("bad input: jobctl exits 2 for usage errors and 1 with the code for failed operations") {
   Cli cli;
   Seeded db(with_password(cli.url));
-  const auto rows = cli_rows(db, cli.dir.path);
+  const Listener listener;
+  const auto rows = cli_rows(db, cli.dir.path, "127.0.0.1:" + std::to_string(listener.port));
   CHECK(rows.size() >= min_cli_rows);
   for (const auto& row : rows) check(row, db.url, cli.dir.path);
   CHECK(!fs::exists(cli.dir.path / "typo.db"));

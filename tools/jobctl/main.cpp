@@ -556,6 +556,14 @@ int main(int argc, char* argv[]) {
   // "jobctl job next-run: ", once the command is known: every message names
   // the command as the user typed it.
   const auto prefix = [&] { return in.command ? "jobctl " + in.command->words + ": " : std::string("jobctl: "); };
+  // Every failed operation (exit 1): `jobctl COMMAND: MESSAGE (CODE)` on
+  // stderr and, with --json, {"error": {"code", "message"}} on stdout.
+  const auto failed = [&](const std::string& message, jobrepo::ErrorCode code) {
+    const std::string code_name(jobrepo::to_string(code));
+    if (json_output) std::cout << json_text(json{{"error", {{"code", code_name}, {"message", message}}}}) << "\n";
+    std::cerr << prefix() << message << " (" << code_name << ")\n";
+    return exit_failed;
+  };
   try {
     parse(argc, argv, in);
     if (in.version && !in.help) {
@@ -580,21 +588,12 @@ int main(int argc, char* argv[]) {
     std::cerr << "jobctl serve: " << e.what() << "\n";
     return exit_usage;
   } catch (const ServeError& e) {
-    std::cerr << "jobctl serve: " << e.what() << "\n";
-    return exit_failed;
+    return failed(e.what(), e.code);
   } catch (const jobrepo::Error& e) {
-    const std::string message = without_operation(e.what());
-    if (json_output) {
-      std::cout << json_text(
-                       json{{"error", {{"code", std::string(jobrepo::to_string(e.code()))}, {"message", message}}}})
-                << "\n";
-    }
-    std::cerr << prefix() << message << " (" << jobrepo::to_string(e.code()) << ")\n";
-    return exit_failed;
+    return failed(without_operation(e.what()), e.code());
   } catch (const std::exception& e) {
     // Anything else (bad_alloc, a library's own exception) is a bug to
     // report, never a crash.
-    std::cerr << prefix() << e.what() << " (internal)\n";
-    return exit_failed;
+    return failed(e.what(), jobrepo::ErrorCode::internal);
   }
 }
