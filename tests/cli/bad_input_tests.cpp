@@ -53,7 +53,7 @@ constexpr std::string_view password_middle = "7f3kq9";
 
 // The rows of each table (at least), so that a table cannot shrink silently.
 constexpr std::size_t min_library_rows = 246;
-constexpr std::size_t min_cli_rows = 184;
+constexpr std::size_t min_cli_rows = 189;
 constexpr std::size_t min_config_rows = 122;
 static_assert(min_library_rows + min_cli_rows + min_config_rows >= 150);
 
@@ -928,6 +928,15 @@ std::vector<CliRow> cli_rows(const Seeded& db, const fs::path& dir, const std::s
       {"another command's option", {"jobs", "--limit", "3"}, 2, "jobctl jobs: unknown option --limit"},
       {"an option without its value", {"runs", "--limit"}, 2, "jobctl: option --limit needs a value"},
       {"--plugin without its value", {"jobs", "--plugin"}, 2, "option --plugin needs a value"},
+      // An option's value is never the option after it (--name=VALUE gives a value that starts with --).
+      {"--plugin followed by an option", {"jobs", "--plugin", "--json"}, 2, "jobctl: option --plugin needs a value"},
+      {"--db followed by an option", {"--db", "--json", "jobs"}, 2, "jobctl: option --db needs a value"},
+      {"--db-file followed by an option", {"--db-file", "--plugin", "p", "jobs"}, 2, "option --db-file needs a value"},
+      {"--limit followed by an option", {"runs", "--limit", "--status", "running"}, 2, "option --limit needs a value"},
+      {"--message followed by an option",
+       {"run", "fail", running, "--message", "--json"},
+       2,
+       "option --message needs a value (write --message=VALUE for a value that starts with --)"},
       {"missing argument", {"job", "show"}, 2, "jobctl job show: expected 1 argument(s), got 0"},
       {"extra argument", {"job", "show", "a", "b"}, 2, "jobctl job show: expected 1 argument(s), got 2"},
       {"job create without a description",

@@ -643,6 +643,28 @@ TEST_CASE("cli: an empty --db and a --limit other than >= 1 or -1 are usage erro
   CHECK(cli({"runs", "--limit", "1"}).status == 0);
 }
 
+TEST_CASE("cli: an option's value that starts with -- is given as --name=VALUE") {
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  REQUIRE(cli({"job", "create", "j", "d"}).status == 0);
+  const auto claimed = cli({"claim", "--server", "s1", "--json"});
+  REQUIRE(claimed.status == 0);
+  const std::string id = claimed.parsed()[0]["private_id"];
+  const auto failed = cli({"run", "fail", id, "--message=--by-hand", "--json"});
+  CHECK(failed.status == 0);
+  CHECK(failed.parsed()["message"] == "--by-hand");
+  const auto other = cli({"--plugin=--odd", "jobs", "--json"});
+  CHECK(other.status == 0);
+  CHECK(other.parsed() == json::array());
+  // Followed by an option, it is a usage error, whatever comes after.
+  const auto forgotten = cli({"jobs", "--plugin", "--json"});
+  CHECK(forgotten.status == 2);
+  CHECK(forgotten.out.empty());
+  CHECK(forgotten.err.rfind("jobctl: option --plugin needs a value (write --plugin=VALUE for a value that starts "
+                            "with --)\n",
+                            0) == 0);
+}
+
 TEST_CASE("cli: a command other than migrate and serve never creates a missing SQLite database") {
   Cli cli;
   const auto typo = cli.dir.path / "typo.db";
