@@ -134,6 +134,22 @@ TEST_CASE("cli: cron next shows fire times in UTC and in the zone, and touches n
   const auto last = cli.bare({"cron", "next", "@yearly", "--from", "2261-06-01T00:00:00Z", "--count", "3"});
   CHECK(last.status == 0);
   CHECK(last.out.find("2262-01-01T00:00:00Z  2262-01-01 00:00:00 UTC (+00:00)\n(no later fire time") == 0);
+  // --from takes both ends of the range its message names, to the second, and nothing beyond.
+  const auto latest = cli.bare({"cron", "next", "* * * * * *", "--from", "2262-04-11T23:47:16Z"});
+  CHECK(latest.status == 0);
+  CHECK(latest.out == "(no later fire time: jobrepo's times end at 2262-04-11T23:47:16Z)\n");
+  const auto earliest = cli.bare({"cron", "next", "*/30 * * * * *", "--from", "1677-09-21T00:12:44Z", "--count", "1"});
+  CHECK(earliest.status == 0);
+  CHECK(earliest.out == "1677-09-21T00:13:00Z  1677-09-21 00:13:00 UTC (+00:00)\n");
+  for (const auto* outside : {"2262-04-11T23:47:17Z", "2262-04-11T23:47:16.000001Z", "2262-04-12T01:47:17+02:00",
+                              "1677-09-21T00:12:43Z", "1677-09-21T00:12:43.999999999Z"}) {
+    INFO(outside);
+    const auto refused = cli.bare({"cron", "next", "@daily", "--from", outside});
+    CHECK(refused.status == 2);
+    CHECK(refused.err.rfind("jobctl cron next: --from: \"" + std::string(outside) +
+                                "\" is outside what jobrepo handles (1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z)\n",
+                            0) == 0);
+  }
 
   // No database: an unreadable URL file, a missing SQLite file are not touched.
   const auto no_db = cli.bare({"--db", "sqlite:" + (cli.dir.path / "none.db").string(), "cron", "next", "@daily"},
