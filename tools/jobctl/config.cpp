@@ -41,10 +41,12 @@ struct Reader {
     }
   }
 
-  // A string the library stores: the library's own rule (text.hpp).
+  // A string the library stores: the library's own rule (text.hpp). An
+  // empty one is there, so it is empty (the library says "missing").
   std::string text(const json& value, const std::string& field, jobrepo::TextKind kind) const {
     if (!value.is_string()) fail(field, "must be a string");
     auto s = value.get<std::string>();
+    if (s.empty()) fail(field, "is empty");
     if (const auto problem = jobrepo::text_problem(kind, s)) fail(field, problem->message);
     return s;
   }
