@@ -139,6 +139,12 @@ std::string quote_text(std::string_view text) {
   return out;
 }
 
+std::string shown_text(std::string_view text) {
+  std::string quoted = quote_text(text);
+  const bool as_is = !text.empty() && quoted.size() == text.size() + 2 && quoted.compare(1, text.size(), text) == 0;
+  return as_is ? std::string(text) : quoted;
+}
+
 std::string message_text(std::string_view text) {
   // Cleaned, with the byte offset where each code point starts.
   std::string out;

@@ -52,9 +52,9 @@ constexpr std::string_view password = "Pw-7f3kq9Zx";
 constexpr std::string_view password_middle = "7f3kq9";
 
 // The rows of each table (at least), so that a table cannot shrink silently.
-constexpr std::size_t min_library_rows = 246;
-constexpr std::size_t min_cli_rows = 189;
-constexpr std::size_t min_config_rows = 123;
+constexpr std::size_t min_library_rows = 253;
+constexpr std::size_t min_cli_rows = 197;
+constexpr std::size_t min_config_rows = 139;
 static_assert(min_library_rows + min_cli_rows + min_config_rows >= 150);
 
 bool leaks(std::string_view text) {
@@ -1389,6 +1389,37 @@ std::vector<CliRow> cli_rows(const Seeded& db, const fs::path& dir, const std::s
        {"serve", "--config", good_config, "--server-id", "s", "--log-level", "error", "--http", busy},
        1,
        "jobctl serve: --http " + busy + ": cannot listen there"},
+
+      // A long value is echoed cut after 60 characters, as every value.
+      {"--db of a 100 KB scheme",
+       {"--db", repeat("s", 100000) + ":x", "jobs"},
+       1,
+       "jobctl jobs: no backend for scheme \"" + repeat("s", 60) + "...\" is linked"},
+      {"--db of a PostgreSQL URL with a 100 KB database name",
+       {"--db", "postgresql://u:" + pw + "@127.0.0.1:1/" + repeat("d", 100000), "jobs", "--json"},
+       1,
+       "\"postgresql://u:***@127.0.0.1:1/" + repeat("d", 29) + "...\""},
+      {"--db of a MariaDB URL with a 100 KB database name",
+       {"--db", "mariadb://u:" + pw + "@127.0.0.1:1/" + repeat("d", 100000), "jobs"},
+       1,
+       "\"mariadb://u:***@127.0.0.1:1/" + repeat("d", 32) + "...\""},
+      {"serve --http of a 100 KB host",
+       {"serve", "--config", good_config, "--http", repeat("h", 100000) + ":9100"},
+       2,
+       "jobctl serve: --http: \"" + repeat("h", 60) + "...\" has an address that is not a host name or IP address"},
+      {"serve --http of a host name of 254 characters",
+       {"serve", "--config", good_config, "--http", repeat("h", 254) + ":9100"},
+       2,
+       "has an address that is not a host name or IP address"},
+      {"--limit of 100,000 zeros", {"runs", "--limit", repeat("0", 100000)}, 2, "--limit: \"000"},
+      {"cron next --count of 100,000 zeros before 5000",
+       {"cron", "next", "@daily", "--count", repeat("0", 100000) + "5000"},
+       2,
+       "jobctl cron next: --count: \"000"},
+      {"job show of a 100 KB name",
+       {"job", "show", repeat("n", 100000)},
+       1,
+       "jobctl job show: no job \"" + repeat("n", 60) + "...\""},
   };
   for (const auto& url : unclear_urls()) {
     const std::string message =
@@ -1413,6 +1444,8 @@ void check(const CliRow& row, const std::string& url, const fs::path& dir) {
   CHECK(result.err.find(row.fragment) != std::string::npos);
   CHECK(!leaks(result.out));
   CHECK(!leaks(result.err));
+  // Values are echoed cut (60 characters), so no message is long, whatever the input.
+  CHECK(result.err.size() < 2000);
   // stderr: lines of valid UTF-8, the last one naming the command.
   CHECK(!jobrepo::encoding_problem(result.err));
   CHECK(result.err.rfind("jobctl", 0) == 0);
@@ -1548,6 +1581,8 @@ std::vector<ConfigRow> config_rows(const fs::path& dir) {
       {"description with a NUL", job_with(R"("description": "\u0000")"), 2,
        R"(jobs[0].description: "\x00" contains a NUL byte)"},
       {"plugin_id empty", top(R"("plugin_id": "")"), 2, "plugin_id: is empty"},
+      {"http of a 100 KB host", top(R"("http": ")" + repeat("h", 100000) + R"(:9100")"), 2,
+       "http: \"" + repeat("h", 60) + "...\" has an address that is not a host name or IP address"},
       {"the second job's name empty",
        R"({"jobs": [)" + ok_job + R"(, {"name": "", "command": ["true"], "every": "1h"}]})", 2,
        "jobs[1].name: is empty"},

@@ -673,6 +673,13 @@ TEST_CASE("text.hpp: printable shows any text on one visible line, by one rule t
     CHECK(c != 0x7F);
   }
   CHECK(shown.find("\xc2\x80") == std::string::npos);
+  // shown_text echoes a value as given when quote_text would only add quotes, else quoted: never long.
+  CHECK(jobrepo::shown_text("web-1") == "web-1");
+  CHECK(jobrepo::shown_text(std::string(60, 'd')) == std::string(60, 'd'));
+  CHECK(jobrepo::shown_text(std::string(100000, 'd')) == "\"" + std::string(60, 'd') + "...\"");
+  CHECK(jobrepo::shown_text("") == "\"\"");
+  CHECK(jobrepo::shown_text("a b\n") == R"("a b\n")");
+  CHECK(jobrepo::shown_text("say \"hi\"") == R"("say \"hi\"")");
   // quote_text is the same rule, quoted and cut: the two agree.
   CHECK(jobrepo::quote_text("a\nb\\\x01\xff") == "\"" + printable("a\nb\\\x01\xff") + "\"");
 }

@@ -295,7 +295,7 @@ int limit_arg(const Invocation& in, int fallback) {
   if (it == in.values.end()) return fallback;
   const int limit = int_arg("--limit", it->second);
   if (limit < 1 && limit != -1) {
-    throw UsageError("--limit: " + it->second + " is neither a count of at least 1 nor -1 (all)");
+    throw UsageError("--limit: " + shown(it->second) + " is neither a count of at least 1 nor -1 (all)");
   }
   return limit;
 }

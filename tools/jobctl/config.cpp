@@ -337,7 +337,8 @@ std::optional<HttpAddress> parse_http_address(const std::string& text, std::stri
   const std::string port_text = text.substr(colon + 1);
   if (host.empty()) host = "127.0.0.1";
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  if (host.find_first_of(" \t/\\\"") != std::string::npos || jobrepo::encoding_problem(host)) {
+  // A host name has at most 253 characters (RFC 1035), an address fewer.
+  if (host.size() > 253 || host.find_first_of(" \t/\\\"") != std::string::npos || jobrepo::encoding_problem(host)) {
     return refuse("has an address that is not a host name or IP address");
   }
   if (port_text.empty() || port_text.size() > 5 || port_text.find_first_not_of("0123456789") != std::string::npos) {

@@ -297,7 +297,7 @@ int cron_next(const Invocation& in) {
   }
   const std::string count_text = value("--count", "5");
   const auto count = count_arg("--count", count_text);
-  if (count < 1 || count > 1000) throw UsageError("--count: " + count_text + " is not between 1 and 1000");
+  if (count < 1 || count > 1000) throw UsageError("--count: " + shown(count_text) + " is not between 1 and 1000");
   std::vector<jobrepo::Timestamp> fires;
   for (auto next = schedule->next_after(from); next && static_cast<std::int64_t>(fires.size()) < count;
        next = schedule->next_after(*next)) {

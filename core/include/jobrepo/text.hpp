@@ -98,6 +98,12 @@ std::string printable(std::string_view text);
 // The result is one line of valid UTF-8.
 std::string quote_text(std::string_view text);
 
+// `text` as messages echo a value that reads as itself: as it is when
+// quote_text() would only add the quotes (1 to 60 code points, nothing to
+// escape), else quote_text(text). So a value is never echoed longer than 60
+// code points, whatever its size.
+std::string shown_text(std::string_view text);
+
 // `text` made fit to be a run's message (Run::message): bytes that are not
 // valid UTF-8 and control characters other than tab become U+FFFD and a
 // newline becomes a space, leading and trailing spaces go, and a text
