@@ -1,5 +1,6 @@
 #include <jobrepo/backend.hpp>
 #include <jobrepo/error.hpp>
+#include <jobrepo/text.hpp>
 
 #include <algorithm>
 #include <array>
@@ -105,9 +106,8 @@ std::unique_ptr<Store> open_registered_store(const std::string& url, const Store
     if (it == r.factories.end()) {
       std::string linked;
       for (const auto& entry : r.factories) linked += (linked.empty() ? "" : ", ") + entry.first;
-      throw Error(ErrorCode::invalid_parameter, "open_store: no backend for scheme \"" + std::string(scheme) +
-                                                    "\" is linked (linked: " + (linked.empty() ? "none" : linked) +
-                                                    ")");
+      throw Error(ErrorCode::invalid_parameter, "open_store: no backend for scheme " + quote_text(scheme) +
+                                                    " is linked (linked: " + (linked.empty() ? "none" : linked) + ")");
     }
     factory = it->second;
   }

@@ -71,32 +71,78 @@ std::size_t trimmed_length(std::string_view text) {
   return characters;
 }
 
+namespace {
+
+// Appends the code point of `text` at `i` (or its byte, when that starts no
+// valid UTF-8 sequence) by printable()'s rule, a double quote escaped too
+// when `quotes`; returns the bytes it took.
+std::size_t append_visible(std::string& out, std::string_view text, std::size_t i, bool quotes) {
+  const auto hex = [&out](unsigned char c) {
+    char digits[5];
+    std::snprintf(digits, sizeof digits, "\\x%02x", static_cast<unsigned>(c));
+    out.append(digits);
+  };
+  const auto length = sequence_length(text, i);
+  const unsigned char c = byte_at(text, i);
+  if (length == 0) {
+    hex(c);
+    return 1;
+  }
+  if (length == 2 && c == 0xC2 && byte_at(text, i + 1) < 0xA0) {  // U+0080-U+009F, the C1 controls
+    hex(c);
+    hex(byte_at(text, i + 1));
+    return 2;
+  }
+  if (length > 1) {
+    out.append(text.substr(i, length));
+    return length;
+  }
+  switch (c) {
+    case '\\': out.append("\\\\"); break;
+    case '\n': out.append("\\n"); break;
+    case '\r': out.append("\\r"); break;
+    case '\t': out.append("\\t"); break;
+    case '"':
+      if (quotes) out.push_back('\\');
+      out.push_back('"');
+      break;
+    default:
+      if (c < 0x20 || c == 0x7F) {
+        hex(c);
+      } else {
+        out.push_back(static_cast<char>(c));
+      }
+  }
+  return 1;
+}
+
+}  // namespace
+
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) i += append_visible(out, text, i, false);
+  return out;
+}
+
 std::string quote_text(std::string_view text) {
   constexpr std::size_t shown = 60;  // code points
   std::string out = "\"";
   std::size_t characters = 0;
   std::size_t i = 0;
-  const auto escape = [&](unsigned char c) {
-    char hex[5];
-    std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned>(c));
-    out.append(hex);
-  };
   while (i < text.size() && characters < shown) {
-    const auto length = sequence_length(text, i);
-    const unsigned char c = byte_at(text, i);
-    if (length == 0 || c < 0x20 || c == 0x7F) {
-      escape(c);
-      i += 1;
-    } else {
-      if (c == '"' || c == '\\') out.push_back('\\');
-      out.append(text.substr(i, length));
-      i += length;
-    }
+    i += append_visible(out, text, i, true);
     ++characters;
   }
   if (i < text.size()) out.append("...");
   out.push_back('"');
   return out;
+}
+
+std::string shown_text(std::string_view text) {
+  std::string quoted = quote_text(text);
+  const bool as_is = !text.empty() && quoted.size() == text.size() + 2 && quoted.compare(1, text.size(), text) == 0;
+  return as_is ? std::string(text) : quoted;
 }
 
 std::string message_text(std::string_view text) {

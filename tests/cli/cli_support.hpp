@@ -193,6 +193,26 @@ struct RunProcessReaper {
   }
 };
 
+// True when `text` is lines of valid UTF-8 without a control character
+// (C0 but the line feeds, DEL, C1): what a terminal or a log shows as it is,
+// one line per line feed.
+inline bool visible_lines(std::string_view text) {
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if ((c < 0x20 && c != '\n') || c == 0x7F) return false;
+    if (c == 0xC2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) < 0xA0) return false;
+  }
+  return !jobrepo::encoding_problem(text);
+}
+
+// The lines of `text` (without their line feeds).
+inline std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
 inline bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
   const auto end = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < end) {

@@ -134,6 +134,22 @@ TEST_CASE("cli: cron next shows fire times in UTC and in the zone, and touches n
   const auto last = cli.bare({"cron", "next", "@yearly", "--from", "2261-06-01T00:00:00Z", "--count", "3"});
   CHECK(last.status == 0);
   CHECK(last.out.find("2262-01-01T00:00:00Z  2262-01-01 00:00:00 UTC (+00:00)\n(no later fire time") == 0);
+  // --from takes both ends of the range its message names, to the second, and nothing beyond.
+  const auto latest = cli.bare({"cron", "next", "* * * * * *", "--from", "2262-04-11T23:47:16Z"});
+  CHECK(latest.status == 0);
+  CHECK(latest.out == "(no later fire time: jobrepo's times end at 2262-04-11T23:47:16Z)\n");
+  const auto earliest = cli.bare({"cron", "next", "*/30 * * * * *", "--from", "1677-09-21T00:12:44Z", "--count", "1"});
+  CHECK(earliest.status == 0);
+  CHECK(earliest.out == "1677-09-21T00:13:00Z  1677-09-21 00:13:00 UTC (+00:00)\n");
+  for (const auto* outside : {"2262-04-11T23:47:17Z", "2262-04-11T23:47:16.000001Z", "2262-04-12T01:47:17+02:00",
+                              "1677-09-21T00:12:43Z", "1677-09-21T00:12:43.999999999Z"}) {
+    INFO(outside);
+    const auto refused = cli.bare({"cron", "next", "@daily", "--from", outside});
+    CHECK(refused.status == 2);
+    CHECK(refused.err.rfind("jobctl cron next: --from: \"" + std::string(outside) +
+                                "\" is outside what jobrepo handles (1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z)\n",
+                            0) == 0);
+  }
 
   // No database: an unreadable URL file, a missing SQLite file are not touched.
   const auto no_db = cli.bare({"--db", "sqlite:" + (cli.dir.path / "none.db").string(), "cron", "next", "@daily"},
@@ -221,7 +237,8 @@ TEST_CASE("cli: job run-now --arg: the next run's arguments, byte for byte, in t
   CHECK(asked.parsed()["requested_payload"] == payload);
   CHECK(asked.parsed()["run_requested"] == false);
   CHECK(cli({"job", "show", "report", "--json"}).parsed()["requested_payload"] == payload);
-  const std::string shown = "{\"day\": \"2026-12-01\",  \"note\": \"caf\xc3\xa9 \\\"q\\\"\"}";
+  // On one line, by the one visible rule: its backslashes doubled.
+  const std::string shown = "{\"day\": \"2026-12-01\",  \"note\": \"caf\xc3\xa9 \\\\\"q\\\\\"\"}";
   CHECK(cli({"job", "show", "report"}).out.find("arguments:    " + shown + " (for its next run)\n") !=
         std::string::npos);
   // Another --arg while it waits: refused, nothing changes; the same one or none keeps it.
@@ -642,6 +659,28 @@ TEST_CASE("cli: an empty --db and a --limit other than >= 1 or -1 are usage erro
   CHECK(cli({"runs", "--limit", "1"}).status == 0);
 }
 
+TEST_CASE("cli: an option's value that starts with -- is given as --name=VALUE") {
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  REQUIRE(cli({"job", "create", "j", "d"}).status == 0);
+  const auto claimed = cli({"claim", "--server", "s1", "--json"});
+  REQUIRE(claimed.status == 0);
+  const std::string id = claimed.parsed()[0]["private_id"];
+  const auto failed = cli({"run", "fail", id, "--message=--by-hand", "--json"});
+  CHECK(failed.status == 0);
+  CHECK(failed.parsed()["message"] == "--by-hand");
+  const auto other = cli({"--plugin=--odd", "jobs", "--json"});
+  CHECK(other.status == 0);
+  CHECK(other.parsed() == json::array());
+  // Followed by an option, it is a usage error, whatever comes after.
+  const auto forgotten = cli({"jobs", "--plugin", "--json"});
+  CHECK(forgotten.status == 2);
+  CHECK(forgotten.out.empty());
+  CHECK(forgotten.err.rfind("jobctl: option --plugin needs a value (write --plugin=VALUE for a value that starts "
+                            "with --)\n",
+                            0) == 0);
+}
+
 TEST_CASE("cli: a command other than migrate and serve never creates a missing SQLite database") {
   Cli cli;
   const auto typo = cli.dir.path / "typo.db";
@@ -733,6 +772,60 @@ namespace {
 fs::path write_config(const fs::path& dir, const std::string& jobs) { return jobrepo::test::write_config(dir, jobs); }
 
 }  // namespace
+
+TEST_CASE("cli: tables and views show names by the visible rule: one row is one job, one line one field") {
+  Cli cli;
+  using jobrepo::test::lines_of;
+  using jobrepo::test::visible_lines;
+  // Text that another database writer may store: line breaks, a forged row,
+  // terminal escapes (ESC, the C1 CSI), a backslash.
+  const std::string name = "x\n2026-12-07 00:00:00  idle  forged\r\x1b[31m\xc2\x9b\\n";
+  const std::string shown = R"(x\n2026-12-07 00:00:00  idle  forged\r\x1b[31m\xc2\x9b\\n)";
+  const std::string server = "web\n1\t\x7f";
+  const std::string server_shown = R"(web\n1\t\x7f)";
+  REQUIRE(cli({"migrate"}).status == 0);
+  const auto created = cli({"job", "create", name, "line one\nline two"});
+  REQUIRE(created.status == 0);
+  CHECK(visible_lines(created.out));
+  CHECK(created.out.find("name:         " + shown + "\n") != std::string::npos);
+  CHECK(created.out.find(R"(description:  line one\nline two)") != std::string::npos);
+  const auto claimed = cli({"claim", "--server", server});
+  REQUIRE(claimed.status == 0);
+  const auto run_id = cli.last_run(name)["private_id"].get<std::string>();
+  // One header and one row, whatever the name holds.
+  for (const auto& args : std::vector<std::vector<std::string>>{{"jobs"}, {"runs"}, {"runs", "--job", name}}) {
+    const auto table = cli(args);
+    INFO(args.front() << ":\n" << table.out);
+    REQUIRE(table.status == 0);
+    CHECK(visible_lines(table.out));
+    CHECK(lines_of(table.out).size() == 2);
+    CHECK(table.out.find(shown) != std::string::npos);
+    CHECK(table.out.find(server_shown) != std::string::npos);
+  }
+  CHECK(visible_lines(claimed.out));
+  CHECK(lines_of(claimed.out).size() == 2);
+  // Views: each line one field ("label:" first), values escaped.
+  for (const auto& args : std::vector<std::vector<std::string>>{{"job", "show", name}, {"run", "show", run_id}}) {
+    const auto view = cli(args);
+    INFO(args.front() << ":\n" << view.out);
+    REQUIRE(view.status == 0);
+    CHECK(visible_lines(view.out));
+    for (const auto& line : lines_of(view.out)) {
+      CHECK(std::regex_search(line, std::regex("^(  [^ ]|[a-z ]+: )")));
+    }
+    CHECK(view.out.find(shown) != std::string::npos);
+  }
+  const auto cancelled = cli({"run", "cancel", run_id, "--no-wait"});
+  CHECK(visible_lines(cancelled.out));
+  CHECK(lines_of(cancelled.out).size() == 2);
+  const auto interrupted = cli({"interrupt", "--threshold", "0s"});
+  CHECK(visible_lines(interrupted.out));
+  CHECK(lines_of(interrupted.out).size() == 2);
+  // JSON stays JSON: the name as it is.
+  CHECK(cli({"jobs", "--json"}).parsed()[0]["name"] == name);
+  const auto deleted = cli({"job", "delete", name});
+  CHECK(deleted.out == "deleted job " + shown + "\n");
+}
 
 TEST_CASE("cli: serve runs commands: success, failure, timeout, progress, cancellation") {
   Cli cli;

@@ -291,14 +291,56 @@ TEST_CASE("serve: a command's output is read to the end; long lines are cut; mem
   }
   CHECK(numbered == 20000);
   CHECK(result.out.find("[many-lines] 20000\n") != std::string::npos);
-  CHECK(cut.size() < 70 * 1024);
-  CHECK(cut.find("bytes cut") != std::string::npos);
+  // 64 KiB of the command's bytes, NULs here, each shown as \x00 in the text log.
+  CHECK(cut.size() < 4 * 64 * 1024 + 1024);
+  CHECK(cut.find(R"(] \x00\x00)") != std::string::npos);
+  CHECK(cut.find(" [... " + std::to_string(300000000 - 64 * 1024) + " bytes cut]") != std::string::npos);
   INFO("serve's peak RSS " << peak << " KiB");
   CHECK(peak > 0);
   CHECK(peak < 128 * 1024);  // of 300 MB written (ASan's shadow memory included)
 }
 
 namespace {}  // namespace
+
+TEST_CASE("serve: the text log shows names and output by the visible rule: no forged line, no raw control byte") {
+  Cli cli;
+  using jobrepo::test::lines_of;
+  using jobrepo::test::visible_lines;
+  const std::string forged_time = "2026-12-07T00:00:00.000000Z";
+  // A job that another database writer made, its name a line break and a
+  // forged log line; its run, claimed by a server that is gone, is
+  // interrupted by serve, which logs the job's name.
+  const std::string forged = "x\n" + forged_time + " error   jobctl serve [node-1] forged";
+  REQUIRE(cli({"migrate"}).status == 0);
+  REQUIRE(cli({"job", "create", forged, "a hostile name"}).status == 0);
+  REQUIRE(cli({"claim", "--server", "gone"}).status == 0);
+  // A job of the config with a carriage return in its name, and a command
+  // that prints control bytes, a C1 control, invalid UTF-8 and a backslash.
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "noisy\r)" + forged_time + R"( error   jobctl serve [node-1] forged too",
+     "command": ["sh", "-c", "printf 'out\\033[31m\\r\\177\\302\\233\\377\\\\n end\\n'; printf 'err\\a\\033]0;title\\007 end\\n' >&2"],
+     "every": "1h"}
+  ])");
+  const std::string noisy = "noisy\r" + forged_time + " error   jobctl serve [node-1] forged too";
+  auto serve = cli.serve(config, "node-1");
+  REQUIRE(wait_until([&] { return cli.last_run(noisy)["status"] == "completed"; }, 10s));
+  REQUIRE(wait_until([&] { return cli.last_run(forged)["status"] == "interrupted"; }, 15s));
+  kill(serve->pid, SIGTERM);
+  const auto result = serve->wait();
+  INFO("stdout:\n" << result.out << "stderr:\n" << result.err);
+  CHECK(result.status == 0);
+  for (const auto* text : {&result.out, &result.err}) {
+    CHECK(visible_lines(*text));
+    for (const auto& line : lines_of(*text)) CHECK(line.rfind(forged_time, 0) != 0);
+  }
+  // What the names and the output held, shown escaped, each on the line of its event.
+  CHECK(result.err.find(R"(x\n)" + forged_time + " error   jobctl serve [node-1] forged run ") != std::string::npos);
+  CHECK(result.out.find(R"( [noisy\r)" + forged_time +
+                        R"( error   jobctl serve [node-1] forged too] out\x1b[31m\r\x7f\xc2\x9b\xff\\n end)" + "\n") !=
+        std::string::npos);
+  CHECK(result.err.find(R"(] err\x07\x1b]0;title\x07 end)"
+                        "\n") != std::string::npos);
+}
 
 TEST_CASE("serve: a cron job every 2 s on two servers: runs start on the even seconds, one at a time, none missed",
           "[calendar]") {

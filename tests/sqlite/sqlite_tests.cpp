@@ -86,6 +86,35 @@ TEST_CASE("sqlite: a new database file is readable by its owner only") {
   }
 }
 
+TEST_CASE("sqlite: a database file created through a dangling symbolic link is readable by its owner only") {
+  TempDir dir{"jobrepo-sqlite-test"};
+  // The link's target, and a link to a link to a target, neither existing.
+  const auto target = dir.path / "target.db";
+  const auto link = dir.path / "jobs.db";
+  fs::create_symlink(target, link);
+  const auto far_target = dir.path / "far.db";
+  fs::create_symlink(far_target, dir.path / "middle");
+  const auto chain = dir.path / "chain.db";
+  fs::create_symlink(dir.path / "middle", chain);
+  // A umask that lets others read what is created, as most users' does.
+  const mode_t umask_before = ::umask(022);
+  for (const auto& [through, created] : {std::pair{link, target}, std::pair{chain, far_target}}) {
+    INFO(through << " -> " << created);
+    auto store = jobrepo::open_store("sqlite:" + through.string());
+    store->migrate();
+    jobrepo::Repository(*store).create_job("j", "d");
+    CHECK(fs::is_symlink(through));  // still the link, the database at its target
+    for (const auto& file : {created, fs::path(created.string() + "-wal")}) {
+      INFO(file);
+      REQUIRE(fs::exists(file));
+      struct stat st {};
+      REQUIRE(::lstat(file.c_str(), &st) == 0);
+      CHECK((st.st_mode & 0777) == 0600);
+    }
+  }
+  ::umask(umask_before);
+}
+
 TEST_CASE("sqlite: URLs and options") {
   TempDir dir{"jobrepo-sqlite-test"};
   CHECK(code_of([] { jobrepo::open_store("sqlite:"); }) == ErrorCode::invalid_parameter);

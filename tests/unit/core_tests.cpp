@@ -643,9 +643,45 @@ TEST_CASE("text.hpp: the text rules, their codes and messages") {
   CHECK(jobrepo::trimmed_length("  \xc3\xa9t\xc3\xa9  ") == 3);
   CHECK(jobrepo::trimmed_length("   ") == 0);
   // Quoting: escapes, one line, cut between characters.
-  CHECK(jobrepo::quote_text("a\"b\\c\n\x01\x7f\xff") == R"("a\"b\\c\x0a\x01\x7f\xff")");
+  CHECK(jobrepo::quote_text("a\"b\\c\n\x01\x7f\xff") == R"("a\"b\\c\n\x01\x7f\xff")");
+  // The escapes are printable()'s: line breaks, tabs, C1 controls (U+0085 NEL, U+009B CSI) too.
+  CHECK(jobrepo::quote_text("a\r\tb\xc2\x85\xc2\x9b\xc2\xa0") == R"("a\r\tb\xc2\x85\xc2\x9b)"
+                                                                 "\xc2\xa0\"");
   CHECK(jobrepo::quote_text(std::string(61, 'x')) == "\"" + std::string(60, 'x') + "...\"");
   CHECK(jobrepo::quote_text(std::string(60, 'x')) == "\"" + std::string(60, 'x') + "\"");
+}
+
+TEST_CASE("text.hpp: printable shows any text on one visible line, by one rule that cannot be forged") {
+  using jobrepo::printable;
+  CHECK(printable("") == "");
+  CHECK(printable("plain text, caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \"quoted\"") ==
+        "plain text, caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \"quoted\"");
+  // Line breaks and tabs by name, the backslash doubled, so that no text forges an escape.
+  CHECK(printable("a\nb\rc\td\\e") == R"(a\nb\rc\td\\e)");
+  CHECK(printable("already \\n escaped") == R"(already \\n escaped)");
+  // Other C0 controls, DEL, C1 controls (each of their two bytes), invalid UTF-8: \xHH per byte.
+  CHECK(printable(std::string("\0\x01\x1b[31m\x7f", 8)) == R"(\x00\x01\x1b[31m\x7f)");
+  CHECK(printable("\xc2\x80\xc2\x85\xc2\x9b\xc2\x9f\xc2\xa0") == "\\xc2\\x80\\xc2\\x85\\xc2\\x9b\\xc2\\x9f\xc2\xa0");
+  CHECK(printable("\xff\xfe a\xc3 \xc0\xaf \xed\xa0\x80") == R"(\xff\xfe a\xc3 \xc0\xaf \xed\xa0\x80)");
+  // Never cut: one line of valid UTF-8 without a control character, whatever the bytes.
+  std::string every;
+  for (int c = 0; c < 256; ++c) every.push_back(static_cast<char>(c));
+  const std::string shown = printable(every + every);
+  CHECK(!jobrepo::encoding_problem(shown));
+  for (const char c : shown) {
+    CHECK(static_cast<unsigned char>(c) >= 0x20);
+    CHECK(c != 0x7F);
+  }
+  CHECK(shown.find("\xc2\x80") == std::string::npos);
+  // shown_text echoes a value as given when quote_text would only add quotes, else quoted: never long.
+  CHECK(jobrepo::shown_text("web-1") == "web-1");
+  CHECK(jobrepo::shown_text(std::string(60, 'd')) == std::string(60, 'd'));
+  CHECK(jobrepo::shown_text(std::string(100000, 'd')) == "\"" + std::string(60, 'd') + "...\"");
+  CHECK(jobrepo::shown_text("") == "\"\"");
+  CHECK(jobrepo::shown_text("a b\n") == R"("a b\n")");
+  CHECK(jobrepo::shown_text("say \"hi\"") == R"("say \"hi\"")");
+  // quote_text is the same rule, quoted and cut: the two agree.
+  CHECK(jobrepo::quote_text("a\nb\\\x01\xff") == "\"" + printable("a\nb\\\x01\xff") + "\"");
 }
 
 TEST_CASE("text.hpp: a payload is strict JSON of at most 64 KiB, and a message shows where it goes wrong") {
@@ -682,7 +718,7 @@ TEST_CASE("text.hpp: a payload is strict JSON of at most 64 KiB, and a message s
   CHECK(why("[1") == "is not valid JSON: at the end: expected ',' or ']'");
   CHECK(why("\"open") == "is not valid JSON: at the end: the string does not end (no closing '\"')");
   CHECK(why("\"a\nb\"") ==
-        "is not valid JSON: at byte 3 (\"\\x0ab\\\"\"): a control character in a string (write it as an escape, like "
+        "is not valid JSON: at byte 3 (\"\\nb\\\"\"): a control character in a string (write it as an escape, like "
         "\\n or \\u0001)");
   CHECK(why("\"\\x\"").find("expected an escape") != std::string::npos);
   CHECK(why("\"\\u12g4\"") == "is not valid JSON: at byte 6 (\"g4\\\"\"): expected four hexadecimal digits after \\u");

@@ -123,9 +123,10 @@ std::string usage_text() {
       << "  --plugin ID     the plugin whose jobs to act on (default pi_system)\n"
       << "  --help          this text; COMMAND --help for one command\n"
       << "  --version       jobctl's version\n\n"
-      << "Durations read like 90s, 5m, 1h30m, 250ms, 2d, at most 100 years; --limit N is at least 1,\n"
-      << "or -1 for all. Exit status: 0 ok, 1 the operation failed (jobctl COMMAND: MESSAGE (CODE)),\n"
-      << "2 usage error.\n";
+      << "An option takes its value as --name VALUE or --name=VALUE (only the latter for a value that\n"
+      << "starts with --). Durations read like 90s, 5m, 1h30m, 250ms, 2d, at most 100 years; --limit N\n"
+      << "is at least 1, or -1 for all. Exit status: 0 ok, 1 the operation failed (jobctl COMMAND:\n"
+      << "MESSAGE (CODE)), 2 usage error.\n";
   return out.str();
 }
 
@@ -151,6 +152,13 @@ void parse(int argc, char* argv[], Invocation& in) {
         arg.resize(eq);
       } else {
         if (i + 1 >= argc) throw UsageError("option " + shown(arg) + " needs a value");
+        // A word that is itself an option is not this one's value: in
+        // `--plugin --json` the plugin was forgotten. --name=VALUE gives a
+        // value that starts with --.
+        if (const std::string_view next = argv[i + 1]; next.size() > 2 && next.substr(0, 2) == "--") {
+          throw UsageError("option " + shown(arg) + " needs a value (write " + shown(arg) +
+                           "=VALUE for a value that starts with --)");
+        }
         value = argv[++i];
       }
       values[arg] = value;
@@ -288,7 +296,7 @@ int limit_arg(const Invocation& in, int fallback) {
   if (it == in.values.end()) return fallback;
   const int limit = int_arg("--limit", it->second);
   if (limit < 1 && limit != -1) {
-    throw UsageError("--limit: " + it->second + " is neither a count of at least 1 nor -1 (all)");
+    throw UsageError("--limit: " + shown(it->second) + " is neither a count of at least 1 nor -1 (all)");
   }
   return limit;
 }

@@ -42,10 +42,12 @@ struct Reader {
     }
   }
 
-  // A string the library stores: the library's own rule (text.hpp).
+  // A string the library stores: the library's own rule (text.hpp). An
+  // empty one is there, so it is empty (the library says "missing").
   std::string text(const json& value, const std::string& field, jobrepo::TextKind kind) const {
     if (!value.is_string()) fail(field, "must be a string");
     auto s = value.get<std::string>();
+    if (s.empty()) fail(field, "is empty");
     if (const auto problem = jobrepo::text_problem(kind, s)) fail(field, problem->message);
     return s;
   }
@@ -336,7 +338,8 @@ std::optional<HttpAddress> parse_http_address(const std::string& text, std::stri
   const std::string port_text = text.substr(colon + 1);
   if (host.empty()) host = "127.0.0.1";
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  if (host.find_first_of(" \t/\\\"") != std::string::npos || jobrepo::encoding_problem(host)) {
+  // A host name has at most 253 characters (RFC 1035), an address fewer.
+  if (host.size() > 253 || host.find_first_of(" \t/\\\"") != std::string::npos || jobrepo::encoding_problem(host)) {
     return refuse("has an address that is not a host name or IP address");
   }
   if (port_text.empty() || port_text.size() > 5 || port_text.find_first_not_of("0123456789") != std::string::npos) {

@@ -210,10 +210,11 @@ std::optional<jobrepo::Timestamp> parse_iso_time(std::string_view text, std::str
   if (!date.ok() || h > 23 || mi > 59 || s > 59) return refuse("is not a valid date and time");
   const std::int64_t seconds_since_epoch =
       sys_days(date).time_since_epoch().count() * 86400LL + h * 3600 + mi * 60 + s - offset_minutes * 60LL;
-  // Whole seconds inside what a Timestamp holds, so that the fraction fits too.
+  // From the first to the last whole second a Timestamp holds, both taken,
+  // as the message names them: a fraction after the last is refused.
   const auto earliest = ceil<seconds>(jobrepo::Timestamp::min()).time_since_epoch().count();
   const auto latest = floor<seconds>(jobrepo::Timestamp::max()).time_since_epoch().count();
-  if (seconds_since_epoch < earliest || seconds_since_epoch >= latest) {
+  if (seconds_since_epoch < earliest || seconds_since_epoch > latest || (seconds_since_epoch == latest && nanos > 0)) {
     return refuse("is outside what jobrepo handles (" +
                   iso_utc_seconds(time_point_cast<jobrepo::Timestamp::duration>(sys_seconds(seconds(earliest)))) +
                   " to " + iso_utc_seconds(jobrepo::Timestamp::max()) + ")");

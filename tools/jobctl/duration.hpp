@@ -39,7 +39,9 @@ std::string iso_utc_seconds(jobrepo::Timestamp t);
 
 // An ISO 8601 (RFC 3339) time with its offset: "2026-03-28T12:00:00Z" or
 // "2026-03-28T13:00:00+01:00", a fraction of a second allowed (up to 9
-// digits), within what a Timestamp holds. Empty on anything else, and then
+// digits), from the first to the last whole second a Timestamp holds
+// (1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z, both taken; a fraction after
+// the last is refused). Empty on anything else, and then
 // *problem (when given) says why, naming the text.
 std::optional<jobrepo::Timestamp> parse_iso_time(std::string_view text, std::string* problem = nullptr);
 

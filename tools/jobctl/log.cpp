@@ -2,6 +2,7 @@
 
 #include "duration.hpp"
 
+#include <jobrepo/text.hpp>
 #include <jobrepo/types.hpp>
 
 #include <nlohmann/json.hpp>
@@ -71,7 +72,10 @@ void log(LogLevel level, std::string_view message, const LogContext& context) {
   }
   std::string level_text(to_string(level));
   level_text.resize(8, ' ');
-  std::cerr << time << " " << level_text << "jobctl serve [" << settings.server << "] " << message << std::endl;
+  // One line per event: the server, the message and the names in it by the
+  // one visible rule (a name with a line break cannot forge a line).
+  std::cerr << time << " " << level_text << "jobctl serve [" << jobrepo::printable(settings.server) << "] "
+            << jobrepo::printable(message) << std::endl;
 }
 
 void log_output(std::string_view job, std::string_view run, std::string_view line, bool from_stderr) {
@@ -89,7 +93,8 @@ void log_output(std::string_view job, std::string_view run, std::string_view lin
         << std::endl;
     return;
   }
-  out << time << " run=" << run << " [" << job << "] " << line << std::endl;
+  out << time << " run=" << jobrepo::printable(run) << " [" << jobrepo::printable(job) << "] "
+      << jobrepo::printable(line) << std::endl;
 }
 
 }  // namespace jobctl

@@ -1,7 +1,11 @@
 // jobctl serve's log (docs/operations.md, "Logs"): lines on stderr, and the
 // commands' output lines on stdout, as text or as one JSON object per line,
 // each with an RFC 3339 UTC timestamp, its level, the server, and the job
-// and run it is about. Thread-safe: lines never interleave.
+// and run it is about. One line is one event: the text format shows every
+// text in a line (server, message, job, run, output) by the one visible rule
+// (jobrepo::printable: line breaks, control bytes and invalid UTF-8 escaped);
+// JSON escapes them as JSON does (invalid UTF-8 as U+FFFD). Thread-safe:
+// lines never interleave.
 #pragma once
 
 #include <optional>

@@ -35,7 +35,15 @@ constexpr int exit_usage = 2;
 
 // --- output ------------------------------------------------------------------
 
-void print_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+// Text that a human output shows: by the one visible rule (jobrepo::printable),
+// so that a name or message holding a line break, a terminal escape or bytes
+// that are not UTF-8 stays on its line: one row is one job, one line one field.
+std::string visible(std::string_view text) { return jobrepo::printable(text); }
+
+void print_table(const std::vector<std::string>& header, std::vector<std::vector<std::string>> rows) {
+  for (auto& row : rows) {
+    for (auto& text : row) text = visible(text);
+  }
   std::vector<std::size_t> width(header.size());
   for (std::size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
   for (const auto& row : rows) {
@@ -157,46 +165,56 @@ std::string next_run_line(const jobrepo::Job& j, jobrepo::Timestamp now) {
   return when(j.next_scheduled_run, now);
 }
 
+// One field of a view: "label:" in 14 columns, then its value by the one
+// visible rule.
+void print_field(const std::string& label, std::string_view value) {
+  std::string head = label + ":";
+  head.resize(std::max<std::size_t>(head.size() + 1, 14), ' ');
+  std::cout << head << visible(value) << "\n";
+}
+
 void print_job(const jobrepo::Job& j) {
   const auto now = jobrepo::Clock::now();
-  std::cout << "name:         " << j.name << "\n"
-            << "plugin:       " << j.plugin_id << "\n"
-            << "description:  " << j.description << "\n"
-            << "schedule:     " << (j.schedule.empty() ? "-" : j.schedule) << "\n"
-            << "paused:       " << (j.paused ? "yes (jobctl job resume " + j.name + ")" : std::string("no")) << "\n"
-            << "next run:     " << next_run_line(j, now) << "\n"
-            << "last run:     " << last_text(j, now) << "\n";
-  if (j.last_success_time) std::cout << "last success: " << when(*j.last_success_time, now) << "\n";
-  if (j.requested_payload) std::cout << "arguments:    " << one_line(*j.requested_payload) << " (for its next run)\n";
+  print_field("name", j.name);
+  print_field("plugin", j.plugin_id);
+  print_field("description", j.description);
+  print_field("schedule", j.schedule.empty() ? "-" : j.schedule);
+  print_field("paused", j.paused ? "yes (jobctl job resume " + j.name + ")" : std::string("no"));
+  print_field("next run", next_run_line(j, now));
+  print_field("last run", last_text(j, now));
+  if (j.last_success_time) print_field("last success", when(*j.last_success_time, now));
+  if (j.requested_payload) print_field("arguments", one_line(*j.requested_payload) + " (for its next run)");
 }
 
 void print_job_view(const JobView& v) {
   print_job(v.job);
   const auto now = jobrepo::Clock::now();
-  std::cout << "state:        " << state_text(v) << "\n";
-  if (v.running) std::cout << "running run:  " << v.running->private_id << "\n";
-  std::cout << "servers:      " << servers_text(v) << "\n";
+  print_field("state", state_text(v));
+  if (v.running) print_field("running run", v.running->private_id);
+  print_field("servers", servers_text(v));
   for (const auto& s : v.servings) {
-    std::cout << "  " << s.server_id << (s.live ? "" : " (not live)") << ": definition " << s.fingerprint
-              << ", registered " << relative(s.registered_time, now) << ", seen " << relative(s.seen_time, now) << "\n";
+    std::cout << "  "
+              << visible(s.server_id + (s.live ? "" : " (not live)") + ": definition " + s.fingerprint +
+                         ", registered " + relative(s.registered_time, now) + ", seen " + relative(s.seen_time, now))
+              << "\n";
   }
 }
 
 void print_run(const jobrepo::Run& r) {
   const auto now = jobrepo::Clock::now();
-  std::cout << "run:          " << r.private_id << "\n"
-            << "job:          " << r.job_name << " (plugin " << r.job_plugin_id << ")\n"
-            << "status:       " << jobrepo::to_string(r.status)
-            << (r.cancel_requested && r.status == jobrepo::Status::running ? " (cancel requested)" : "") << "\n"
-            << "message:      " << r.message.value_or("-") << "\n"
-            << "attempt:      " << r.attempt << "\n"
-            << (r.payload ? "arguments:    " + one_line(*r.payload) + "\n" : std::string())
-            << "server:       " << r.server_id << "\n"
-            << "progress:     " << progress_text(r.completed_count, r.total_count) << "\n"
-            << "started:      " << when(r.create_time, now) << "\n"
-            << "updated:      " << when(r.update_time, now) << "\n"
-            << "ended:        " << (r.end_time ? when(*r.end_time, now) : "-") << "\n";
-  if (r.work_end_time) std::cout << "work ended:   " << when(*r.work_end_time, now) << " (by its server's reckoning)\n";
+  print_field("run", r.private_id);
+  print_field("job", r.job_name + " (plugin " + r.job_plugin_id + ")");
+  print_field("status", std::string(jobrepo::to_string(r.status)) +
+                            (r.cancel_requested && r.status == jobrepo::Status::running ? " (cancel requested)" : ""));
+  print_field("message", r.message.value_or("-"));
+  print_field("attempt", std::to_string(r.attempt));
+  if (r.payload) print_field("arguments", one_line(*r.payload));
+  print_field("server", r.server_id);
+  print_field("progress", progress_text(r.completed_count, r.total_count));
+  print_field("started", when(r.create_time, now));
+  print_field("updated", when(r.update_time, now));
+  print_field("ended", r.end_time ? when(*r.end_time, now) : "-");
+  if (r.work_end_time) print_field("work ended", when(*r.work_end_time, now) + " (by its server's reckoning)");
 }
 
 // --- the commands --------------------------------------------------------------
@@ -280,7 +298,7 @@ int cron_next(const Invocation& in) {
   }
   const std::string count_text = value("--count", "5");
   const auto count = count_arg("--count", count_text);
-  if (count < 1 || count > 1000) throw UsageError("--count: " + count_text + " is not between 1 and 1000");
+  if (count < 1 || count > 1000) throw UsageError("--count: " + shown(count_text) + " is not between 1 and 1000");
   std::vector<jobrepo::Timestamp> fires;
   for (auto next = schedule->next_after(from); next && static_cast<std::int64_t>(fires.size()) < count;
        next = schedule->next_after(*next)) {
@@ -318,11 +336,12 @@ int cancel_run(const Invocation& in, jobrepo::Repository& repo) {
   const bool ended = run.status != jobrepo::Status::running;
   output_of(in, to_json(run), [&] {
     if (ended) {
-      std::cout << "run " << run.private_id << " of " << run.job_name << " " << jobrepo::to_string(run.status)
-                << (run.message ? ": " + *run.message : std::string()) << "\n";
+      std::cout << visible("run " + run.private_id + " of " + run.job_name + " " +
+                           std::string(jobrepo::to_string(run.status)) + (run.message ? ": " + *run.message : ""))
+                << "\n";
     } else {
-      std::cout << "asked server " << run.server_id << " to stop run " << run.private_id << " of " << run.job_name
-                << (in.flags.count("--no-wait") ? "" : "; it is still running after " + format_duration(wait))
+      std::cout << visible("asked server " + run.server_id + " to stop run " + run.private_id + " of " + run.job_name +
+                           (in.flags.count("--no-wait") ? "" : "; it is still running after " + format_duration(wait)))
                 << "\n(its server stops it at its next heartbeat; a server that is gone leaves it until the "
                    "interrupt threshold)\n";
     }
@@ -353,13 +372,14 @@ int check_config(const Invocation& in, const std::string& path) {
     jobs.push_back(item);
   }
   output_of(in, json{{"config", path}, {"plugin_id", config.plugin_id}, {"jobs", jobs}}, [&] {
-    std::cout << shown(path) << ": ok, " << config.jobs.size() << " jobs in plugin " << config.plugin_id << "\n";
+    std::cout << shown(path) << ": ok, " << config.jobs.size() << " jobs in plugin " << visible(config.plugin_id)
+              << "\n";
     for (const auto& job : config.jobs) {
       const auto options = register_options(job);
       std::string command;
       for (const auto& arg : job.command) command += (command.empty() ? "" : " ") + jobrepo::quote_text(arg);
-      std::cout << "  " << job.name << ": "
-                << (options.schedule ? options.schedule->to_string() : options.schedule_text)
+      std::cout << "  " << visible(job.name) << ": "
+                << visible(options.schedule ? options.schedule->to_string() : options.schedule_text)
                 << (job.timeout.count() > 0 ? ", timeout " + format_duration(job.timeout) : std::string())
                 << (job.on_failure.empty() ? "" : ", on_failure set") << "\n    " << command << "\n";
       if (const auto note = clock_note(options)) std::cout << "    warning: " << *note << "\n";
@@ -427,7 +447,7 @@ int execute(const Invocation& in) {
     if (in.json_output)
       std::cout << json_text(json{{"migrated", true}}) << "\n";
     else
-      std::cout << "migrated " << jobrepo::redact_url(url) << "\n";
+      std::cout << "migrated " << visible(jobrepo::redact_url(url)) << "\n";
     return exit_ok;
   }
   jobrepo::Repository repo(*store, {in.plugin, 0});
@@ -469,7 +489,7 @@ int execute(const Invocation& in) {
       }
     }
     repo.delete_job(in.args[0]);
-    output(json{{"deleted", in.args[0]}}, [&] { std::cout << "deleted job " << in.args[0] << "\n"; });
+    output(json{{"deleted", in.args[0]}}, [&] { std::cout << "deleted job " << visible(in.args[0]) << "\n"; });
   } else if (name == "runs") {
     jobrepo::ListRunsOptions options;
     if (in.values.count("--job")) options.job_name = in.values.at("--job");
@@ -524,8 +544,8 @@ int execute(const Invocation& in) {
                        << " overlapping pairs, " << a.ended_while_working.size()
                        << " runs recorded ended while their work went on"
                        << (a.clean() ? " (each job ran on one server at a time)" : "") << "\n";
-             for (const auto& o : a.overlaps) std::cout << "  " << o << "\n";
-             for (const auto& e : a.ended_while_working) std::cout << "  " << e << "\n";
+             for (const auto& o : a.overlaps) std::cout << "  " << visible(o) << "\n";
+             for (const auto& e : a.ended_while_working) std::cout << "  " << visible(e) << "\n";
            });
     return a.clean() ? exit_ok : exit_failed;
   }
@@ -556,6 +576,14 @@ int main(int argc, char* argv[]) {
   // "jobctl job next-run: ", once the command is known: every message names
   // the command as the user typed it.
   const auto prefix = [&] { return in.command ? "jobctl " + in.command->words + ": " : std::string("jobctl: "); };
+  // Every failed operation (exit 1): `jobctl COMMAND: MESSAGE (CODE)` on
+  // stderr and, with --json, {"error": {"code", "message"}} on stdout.
+  const auto failed = [&](const std::string& message, jobrepo::ErrorCode code) {
+    const std::string code_name(jobrepo::to_string(code));
+    if (json_output) std::cout << json_text(json{{"error", {{"code", code_name}, {"message", message}}}}) << "\n";
+    std::cerr << prefix() << message << " (" << code_name << ")\n";
+    return exit_failed;
+  };
   try {
     parse(argc, argv, in);
     if (in.version && !in.help) {
@@ -580,21 +608,12 @@ int main(int argc, char* argv[]) {
     std::cerr << "jobctl serve: " << e.what() << "\n";
     return exit_usage;
   } catch (const ServeError& e) {
-    std::cerr << "jobctl serve: " << e.what() << "\n";
-    return exit_failed;
+    return failed(e.what(), e.code);
   } catch (const jobrepo::Error& e) {
-    const std::string message = without_operation(e.what());
-    if (json_output) {
-      std::cout << json_text(
-                       json{{"error", {{"code", std::string(jobrepo::to_string(e.code()))}, {"message", message}}}})
-                << "\n";
-    }
-    std::cerr << prefix() << message << " (" << jobrepo::to_string(e.code()) << ")\n";
-    return exit_failed;
+    return failed(without_operation(e.what()), e.code());
   } catch (const std::exception& e) {
     // Anything else (bad_alloc, a library's own exception) is a bug to
     // report, never a crash.
-    std::cerr << prefix() << e.what() << " (internal)\n";
-    return exit_failed;
+    return failed(e.what(), jobrepo::ErrorCode::internal);
   }
 }

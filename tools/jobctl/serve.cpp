@@ -270,19 +270,25 @@ int hold_server_lock(const std::string& url, const std::string& plugin_id, const
   std::memcpy(address.sun_path + 1, name, std::strlen(name));  // sun_path[0] = 0: abstract
   const auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + std::strlen(name));
   const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw ServeError(std::string("cannot create the server lock: ") + std::strerror(errno));
+  if (fd < 0) {
+    throw ServeError(std::string("cannot create the server lock: ") + std::strerror(errno),
+                     jobrepo::ErrorCode::internal);
+  }
   const auto started = Steady::now();
   bool said = false;
   while (::bind(fd, reinterpret_cast<const sockaddr*>(&address), length) != 0) {
     if (errno != EADDRINUSE) {
       ::close(fd);
-      throw ServeError(std::string("cannot take the server lock: ") + std::strerror(errno));
+      throw ServeError(std::string("cannot take the server lock: ") + std::strerror(errno),
+                       jobrepo::ErrorCode::internal);
     }
     if (Steady::now() - started >= wait) {
       ::close(fd);
-      throw ServeError("server id \"" + server_id + "\" is in use on this machine for this database: another jobctl " +
-                       "serve with it is running, or processes of its runs have not ended after " +
-                       format_duration(wait) + " (abstract socket @" + name + ")");
+      throw ServeError("server id " + jobrepo::quote_text(server_id) +
+                           " is in use on this machine for this database: another jobctl serve with it is running, "
+                           "or processes of its runs have not ended after " +
+                           format_duration(wait) + " (abstract socket @" + name + ")",
+                       jobrepo::ErrorCode::not_unique);
     }
     if (!said) {
       log(LogLevel::warning, "waiting for the processes of runs of a previous jobctl serve with this server id to end");
@@ -351,9 +357,11 @@ void wait_for_old_supervisors(jobrepo::Store& store, const std::string& plugin_i
   bool said = false;
   for (auto left = orphaned_supervisors_of(runs); !left.empty(); left = orphaned_supervisors_of(runs)) {
     if (Steady::now() - started >= wait) {
-      throw ServeError("server id \"" + server_id + "\": the supervisors of " + std::to_string(left.size()) +
-                       " runs of a previous jobctl serve with it (pid " + std::to_string(left.front()) +
-                       (left.size() > 1 ? ", ..." : "") + ") have not ended after " + format_duration(wait));
+      throw ServeError("server id " + jobrepo::quote_text(server_id) + ": the supervisors of " +
+                           std::to_string(left.size()) + " runs of a previous jobctl serve with it (pid " +
+                           std::to_string(left.front()) + (left.size() > 1 ? ", ..." : "") + ") have not ended after " +
+                           format_duration(wait),
+                       jobrepo::ErrorCode::busy);
     }
     if (!said) {
       log(LogLevel::warning, "waiting for the supervisors of " + std::to_string(left.size()) +
@@ -596,7 +604,7 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
   if (const std::string& text = flags.http.empty() ? config.http : flags.http; !text.empty()) {
     std::string problem;
     http = parse_http_address(text, &problem);
-    if (!http) throw ServeError("--http: " + problem);
+    if (!http) throw ServeError("--http: " + problem, jobrepo::ErrorCode::invalid_parameter);
   }
   // A closed stdout (e.g. piped into head) must not kill the daemon; commands
   // get the default action back (their supervisor resets every signal).

@@ -5,6 +5,7 @@
 #include "config.hpp"
 #include "log.hpp"
 
+#include <jobrepo/error.hpp>
 #include <jobrepo/scheduler.hpp>
 
 #include <chrono>
@@ -17,9 +18,13 @@
 
 namespace jobctl {
 
-// jobctl serve cannot run (exit 1): e.g. its server id is in use here.
+// jobctl serve cannot run (exit 1, reported as a library error is: its
+// message and code, on stdout too with --json): e.g. its HTTP port is in use
+// (unavailable), its server id is in use here (not_unique).
 struct ServeError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  explicit ServeError(const std::string& message, jobrepo::ErrorCode error_code = jobrepo::ErrorCode::unavailable)
+      : std::runtime_error(message), code(error_code) {}
+  jobrepo::ErrorCode code;
 };
 
 // Loads the config with `load` (ConfigError before anything else), then runs

@@ -11,6 +11,7 @@
 #include <jobrepo/backend.hpp>
 #include <jobrepo/error.hpp>
 #include <jobrepo/mariadb.hpp>
+#include <jobrepo/text.hpp>
 
 #include <algorithm>
 #include <limits>
@@ -56,7 +57,8 @@ class MariadbStore final : public Store {
       // never the password.
       const ErrorCode code = error_code_for(e.number(), e.what());
       throw Error(code == ErrorCode::internal ? ErrorCode::unavailable : code,
-                  "cannot connect to " + shown_url_ + ": " + e.what(), "MariaDB error " + std::to_string(e.number()));
+                  "cannot connect to " + shown_text(shown_url_) + ": " + e.what(),
+                  "MariaDB error " + std::to_string(e.number()));
     }
   }
 
@@ -193,7 +195,7 @@ class MariadbStore final : public Store {
   }
 
   Timestamp now() override {
-    return run("now", "database " + shown_url_, [&](Connection& c) { return to_timestamp(now_us(c)); });
+    return run("now", "database " + shown_text(shown_url_), [&](Connection& c) { return to_timestamp(now_us(c)); });
   }
 
   Job create_job(const NewJob& job) override {
@@ -575,7 +577,8 @@ std::unique_ptr<Store> open_mariadb_store(const std::string& url, const StoreOpt
   }
   auto read = mariadb_backend::read_url(url);
   if (!read.problem.empty()) {
-    throw Error(ErrorCode::invalid_parameter, "open_store: invalid MariaDB URL " + read.shown + ": " + read.problem);
+    throw Error(ErrorCode::invalid_parameter,
+                "open_store: invalid MariaDB URL " + shown_text(read.shown) + ": " + read.problem);
   }
   return std::make_unique<mariadb_backend::MariadbStore>(url, std::move(read), options);
 }

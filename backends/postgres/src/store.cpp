@@ -9,6 +9,7 @@
 #include "wakeups.hpp"
 
 #include <jobrepo/error.hpp>
+#include <jobrepo/text.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -153,7 +154,7 @@ class PostgresStore final : public Store {
       // which read_url() found clear of the password.
       std::string message = scrub_message(e.what(), url_, connection_uri_, shown_url_);
       std::replace(message.begin(), message.end(), '\n', ' ');
-      throw Error(ErrorCode::unavailable, "cannot connect to " + shown_url_ + ": " + message);
+      throw Error(ErrorCode::unavailable, "cannot connect to " + shown_text(shown_url_) + ": " + message);
     }
   }
 
@@ -262,7 +263,7 @@ class PostgresStore final : public Store {
   }
 
   Timestamp now() override {
-    return run("now", "database " + shown_url_, [&](Connection& c) {
+    return run("now", "database " + shown_text(shown_url_), [&](Connection& c) {
       return to_timestamp(c.query(queries::now, {{"clock", clock()}}).number(0, 0));
     });
   }
@@ -544,7 +545,8 @@ std::unique_ptr<Store> open_postgres_store(const std::string& url, const StoreOp
   // libpq would quote parts of an unclear URL in its messages, or read a
   // password otherwise than meant: refused before libpq sees it.
   if (const auto read = postgres_backend::read_url(url); !read.problem.empty()) {
-    throw Error(ErrorCode::invalid_parameter, "open_store: invalid PostgreSQL URL " + read.shown + ": " + read.problem);
+    throw Error(ErrorCode::invalid_parameter,
+                "open_store: invalid PostgreSQL URL " + shown_text(read.shown) + ": " + read.problem);
   }
   return std::make_unique<postgres_backend::PostgresStore>(url, options);
 }

@@ -851,13 +851,25 @@ std::string leftovers_problem(const std::string& path) {
 
 // Creates the database file readable and writable by its owner only, when it
 // does not exist yet (SQLite gives its -wal and -shm files the same mode).
+// A path that is a dangling symbolic link gets its target created so: O_EXCL
+// does not follow the link (EEXIST), and SQLite's own open would create the
+// target with its default mode, 0644, or not at all (a connection never
+// creates a file).
 void create_private_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+  int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0 && errno == EEXIST) {
+    struct stat link {};
+    struct stat target {};
+    const bool dangling = ::lstat(path.c_str(), &link) == 0 && S_ISLNK(link.st_mode) &&
+                          ::stat(path.c_str(), &target) != 0 && errno == ENOENT;
+    if (!dangling) return;
+    // Without O_EXCL, to follow the link; a target made meanwhile is opened as it is.
+    fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC | O_NOCTTY, 0600);
+  }
   if (fd >= 0) {
     ::close(fd);
     return;
   }
-  if (errno == EEXIST) return;
   throw Error(ErrorCode::unavailable,
               "open_store: cannot create sqlite database " + quoted(path) + ": " + std::strerror(errno));
 }

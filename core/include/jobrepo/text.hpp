@@ -81,10 +81,28 @@ std::optional<TextProblem> payload_problem(std::string_view payload);
 // schema counts them. REQUIRES: `text` is valid UTF-8 (encoding_problem()).
 std::size_t trimmed_length(std::string_view text);
 
-// `text` as messages show it: in double quotes, cut after 60 code points
-// ("..." follows), with control characters, DEL and bytes that are not part
-// of valid UTF-8 written as \xNN. The result is one line of valid UTF-8.
+// `text` by the one visible rule, the way every text sink shows stored or
+// given text (jobctl's tables and its serve's text log; quote_text below):
+// a backslash becomes \\, a line feed \n, a carriage return \r, a tab \t;
+// every other control character (U+0000-U+001F, DEL, U+0080-U+009F) and each
+// byte that is not part of valid UTF-8 becomes \xHH, the byte in lower-case
+// hex (a C1 control is two: \xc2\x85). Everything else is kept. The result
+// is one line of valid UTF-8 without control characters, and reads back to
+// `text` exactly (a literal "\n" in `text` shows as \\n), so a value cannot
+// forge a line or an escape. docs/architecture.md, "Inputs: ranges and text
+// rules".
+std::string printable(std::string_view text);
+
+// `text` as messages show it: in double quotes, escaped by printable()'s
+// rule with a double quote as \", cut after 60 code points ("..." follows).
+// The result is one line of valid UTF-8.
 std::string quote_text(std::string_view text);
+
+// `text` as messages echo a value that reads as itself: as it is when
+// quote_text() would only add the quotes (1 to 60 code points, nothing to
+// escape), else quote_text(text). So a value is never echoed longer than 60
+// code points, whatever its size.
+std::string shown_text(std::string_view text);
 
 // `text` made fit to be a run's message (Run::message): bytes that are not
 // valid UTF-8 and control characters other than tab become U+FFFD and a
