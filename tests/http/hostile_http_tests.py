@@ -420,6 +420,24 @@ def second_serve(work, url, port):
     check(rc == 1 and ok, f"--json serve on a port in use: exit 1 and the error as JSON on stdout (rc {rc}, {out!r})")
 
 
+def hostile_names(port):
+    """A job named with a line feed, a forged row and control bytes shows on
+    one row of the status page, escaped by the one visible rule."""
+    def page():
+        status, _, body, _ = get(port, "/")
+        return body if status == 200 and b"evil" in body else None
+    body = None
+    end = time.monotonic() + 20
+    while time.monotonic() < end and not body:
+        body = page()
+        time.sleep(0.2)
+    check(body is not None, "the status page shows the job created with a hostile name")
+    if body:
+        check(b"evil\\n&lt;/td&gt;&lt;td&gt;forged\\x1b[31m" in body,
+              "its line feed and escape byte show as \\n and \\x1b, its forged cell as text")
+        check(b"evil\n" not in body and b"\x1b" not in body, "no raw line feed or escape byte from the name")
+
+
 def progress(port):
     def shown():
         status, _, body, _ = get(port, "/")
@@ -438,6 +456,11 @@ def main():
     with tempfile.TemporaryDirectory(prefix="jobrepo-hostile-http-") as work:
         url = "sqlite:" + os.path.join(work, "jobs.db")
         port = free_port()
+        # A job named by a database writer with a line feed, HTML and an
+        # escape byte (jobctl job create takes any valid UTF-8).
+        for args in (["migrate"], ["job", "create", "evil\n</td><td>forged\x1b[31m", "made elsewhere"]):
+            made = subprocess.run([JOBCTL, "--db", url, *args], capture_output=True, text=True, timeout=60)
+            check(made.returncode == 0, f"jobctl {args[0]}: {made.stderr.strip()}")
         serve = start_serve(work, url, port, CONFIG, extra=("--http-host", "status.example"))
         try:
             if not wait_for(lambda: healthz_seconds(port) is not None, 30):
@@ -445,6 +468,7 @@ def main():
                 print(open(os.path.join(work, "serve.err")).read())
                 return 1
             progress(port)
+            hostile_names(port)
             page_size = get(port, "/")[3]
             hostile_table(port, page_size)
             pipelining_and_keep_alive(port)

@@ -20,8 +20,11 @@ namespace {
 using Steady = std::chrono::steady_clock;
 using std::chrono::microseconds;
 
-// Text for HTML: & < > " ' escaped.
-std::string html(std::string_view text) {
+// Text for HTML: shown by the one visible rule (jobrepo::printable: control
+// characters, line breaks and invalid UTF-8 escaped), then & < > " '
+// escaped.
+std::string html(std::string_view raw) {
+  const std::string text = jobrepo::printable(raw);
   std::string out;
   out.reserve(text.size());
   for (const char c : text) {
