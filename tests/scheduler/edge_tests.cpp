@@ -279,9 +279,10 @@ TEST_CASE(
     if (run.server_id == "stubborn-node") heartbeat = run.update_time;
   }
   REQUIRE(heartbeat);
-  INFO("last heartbeat to the end: "
-       << std::chrono::duration_cast<std::chrono::milliseconds>(ended - *heartbeat).count()
-       << " ms; outage to the end: " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+  INFO(
+      "last heartbeat to the end: " << std::chrono::duration_cast<std::chrono::milliseconds>(ended - *heartbeat).count()
+                                    << " ms; outage to the end: "
+                                    << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
   CHECK(ended - *heartbeat >= 1700ms - 250ms);
   CHECK(err.find("ending the process (SchedulerOptions::fence_overrun): the handler of job \"stubborn\"") !=
         std::string::npos);
