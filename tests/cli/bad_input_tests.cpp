@@ -1384,7 +1384,8 @@ std::vector<CliRow> cli_rows(const Seeded& db, const fs::path& dir, const std::s
        {"--json", "serve", "--config", good_config, "--server-id", "s", "--log-level", "error", "--http", busy},
        1,
        "jobctl serve: --http " + busy +
-           ": cannot listen there (in use, or not an address of this machine) (unavailable)"},
+           ": cannot listen there: Address already in use (another process, or another jobctl serve, listens "
+           "there) (unavailable)"},
       {"serve cannot listen on its --http port",
        {"serve", "--config", good_config, "--server-id", "s", "--log-level", "error", "--http", busy},
        1,

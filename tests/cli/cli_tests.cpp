@@ -954,7 +954,7 @@ TEST_CASE("cli: serve waits at start while the database is unavailable, then ser
   INFO(result.err);
   CHECK(result.status == 0);
   CHECK(result.err.find("the database is ready after") != std::string::npos);
-  CHECK(result.err.find("serving 1 jobs") != std::string::npos);
+  CHECK(result.err.find("serving 1 job on") != std::string::npos);
 
   // SIGTERM while waiting stops it at once, cleanly.
   Process waiting({"--db", "sqlite:" + (cli.dir.path / "never" / "jobs.db").string(), "serve", "--config",

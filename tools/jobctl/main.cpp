@@ -372,8 +372,8 @@ int check_config(const Invocation& in, const std::string& path) {
     jobs.push_back(item);
   }
   output_of(in, json{{"config", path}, {"plugin_id", config.plugin_id}, {"jobs", jobs}}, [&] {
-    std::cout << shown(path) << ": ok, " << config.jobs.size() << " jobs in plugin " << visible(config.plugin_id)
-              << "\n";
+    std::cout << shown(path) << ": ok, " << counted(static_cast<long long>(config.jobs.size()), "job", "jobs")
+              << " in plugin " << visible(config.plugin_id) << "\n";
     for (const auto& job : config.jobs) {
       const auto options = register_options(job);
       std::string command;
@@ -540,9 +540,11 @@ int execute(const Invocation& in) {
                 {"overlaps", a.overlaps},
                 {"ended_while_working", a.ended_while_working}},
            [&] {
-             std::cout << "audited " << a.runs << " runs of " << a.jobs << " jobs: " << a.overlaps.size()
-                       << " overlapping pairs, " << a.ended_while_working.size()
-                       << " runs recorded ended while their work went on"
+             std::cout << "audited " << counted(a.runs, "run", "runs") << " of " << counted(a.jobs, "job", "jobs")
+                       << ": "
+                       << counted(static_cast<long long>(a.overlaps.size()), "overlapping pair", "overlapping pairs")
+                       << ", " << counted(static_cast<long long>(a.ended_while_working.size()), "run", "runs")
+                       << " recorded ended while their work went on"
                        << (a.clean() ? " (each job ran on one server at a time)" : "") << "\n";
              for (const auto& o : a.overlaps) std::cout << "  " << visible(o) << "\n";
              for (const auto& e : a.ended_while_working) std::cout << "  " << visible(e) << "\n";

@@ -2,6 +2,7 @@
 
 #include "duration.hpp"
 #include "log.hpp"
+#include "shown.hpp"
 
 #include <cctype>
 #include <cerrno>
@@ -339,7 +340,7 @@ namespace {
 std::string describe(const std::vector<Orphans>& orphans) {
   std::string out;
   for (const auto& o : orphans) {
-    out += (out.empty() ? std::to_string(o.processes) + " processes" : ", " + std::to_string(o.processes)) +
+    out += (out.empty() ? counted(o.processes, "process", "processes") : ", " + std::to_string(o.processes)) +
            " of run " + o.run_id + " (supervisor " + std::to_string(o.supervisor) + ")";
   }
   return out;

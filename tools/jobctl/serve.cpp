@@ -5,6 +5,7 @@
 #include "metrics.hpp"
 #include "output.hpp"
 #include "run_cgroup.hpp"
+#include "shown.hpp"
 #include "status.hpp"
 #include "supervisor.hpp"
 
@@ -103,8 +104,8 @@ microseconds run_command(const CommandJob& job, const Runtime& runtime, jobrepo:
     log_output(job.name, context.run_id(), line, /*from_stderr=*/true);
   });
   if (end.leftovers > 0) {
-    log(LogLevel::warning, job.name + " run " + context.run_id() + ": stopped " + std::to_string(end.leftovers) +
-                               " processes the command left behind");
+    log(LogLevel::warning, job.name + " run " + context.run_id() + ": stopped " +
+                               counted(end.leftovers, "process", "processes") + " the command left behind");
   }
   // A command that exited 0 on its own, before anyone asked it to stop,
   // did its work, whatever came after (a cancel while its leftovers were
@@ -358,14 +359,15 @@ void wait_for_old_supervisors(jobrepo::Store& store, const std::string& plugin_i
   for (auto left = orphaned_supervisors_of(runs); !left.empty(); left = orphaned_supervisors_of(runs)) {
     if (Steady::now() - started >= wait) {
       throw ServeError("server id " + jobrepo::quote_text(server_id) + ": the supervisors of " +
-                           std::to_string(left.size()) + " runs of a previous jobctl serve with it (pid " +
-                           std::to_string(left.front()) + (left.size() > 1 ? ", ..." : "") + ") have not ended after " +
-                           format_duration(wait),
+                           counted(static_cast<long long>(left.size()), "run", "runs") +
+                           " of a previous jobctl serve with it (pid " + std::to_string(left.front()) +
+                           (left.size() > 1 ? ", ..." : "") + ") have not ended after " + format_duration(wait),
                        jobrepo::ErrorCode::busy);
     }
     if (!said) {
-      log(LogLevel::warning, "waiting for the supervisors of " + std::to_string(left.size()) +
-                                 " runs of a previous jobctl serve with this server id to end");
+      log(LogLevel::warning, "waiting for the supervisors of " +
+                                 counted(static_cast<long long>(left.size()), "run", "runs") +
+                                 " of a previous jobctl serve with this server id to end");
       said = true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -435,8 +437,8 @@ ServeConfig reload(jobrepo::Scheduler& scheduler, const ServeConfig& current, co
     for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
     return out.empty() ? std::string("none") : out;
   };
-  log(LogLevel::info, "reloaded the config: " + std::to_string(applied.jobs.size()) + " jobs; added " + list(added) +
-                          "; removed " + list(removed) + "; changed " + list(updated));
+  log(LogLevel::info, "reloaded the config: " + counted(static_cast<long long>(applied.jobs.size()), "job", "jobs") +
+                          "; added " + list(added) + "; removed " + list(removed) + "; changed " + list(updated));
   return applied;
 }
 
@@ -575,8 +577,9 @@ std::optional<Serving> start_serving(const std::string& url, ServeConfig& config
     if (signal == SIGHUP) {
       try {
         config.jobs = load().jobs;
-        log(LogLevel::info, "reloaded the config's " + std::to_string(config.jobs.size()) +
-                                " jobs while waiting for the database; other fields take effect when serve restarts");
+        log(LogLevel::info, "reloaded the config's " +
+                                counted(static_cast<long long>(config.jobs.size()), "job", "jobs") +
+                                " while waiting for the database; other fields take effect when serve restarts");
       } catch (const std::exception& e) {
         log(LogLevel::error, std::string("reload: ") + e.what() + "; keeping the current config");
       }
@@ -711,7 +714,8 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
       }
     });
   }
-  log(LogLevel::info, "serving " + std::to_string(config.jobs.size()) + " jobs on " + jobrepo::redact_url(url));
+  log(LogLevel::info, "serving " + counted(static_cast<long long>(config.jobs.size()), "job", "jobs") + " on " +
+                          jobrepo::redact_url(url));
   for (;;) {
     int signal = 0;
     sigwait(&handled, &signal);
