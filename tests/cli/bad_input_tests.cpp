@@ -54,7 +54,7 @@ constexpr std::string_view password_middle = "7f3kq9";
 // The rows of each table (at least), so that a table cannot shrink silently.
 constexpr std::size_t min_library_rows = 253;
 constexpr std::size_t min_cli_rows = 197;
-constexpr std::size_t min_config_rows = 139;
+constexpr std::size_t min_config_rows = 145;
 static_assert(min_library_rows + min_cli_rows + min_config_rows >= 150);
 
 bool leaks(std::string_view text) {
@@ -1685,6 +1685,18 @@ std::vector<ConfigRow> config_rows(const fs::path& dir) {
       {"cgroups yes", top(R"("cgroups": "yes")"), 2, R"(cgroups: "yes" is not auto, on or off)"},
       {"cgroups in capitals", top(R"("cgroups": "ON")"), 2, R"(cgroups: "ON" is not auto, on or off)"},
       {"cgroups true", top(R"("cgroups": true)"), 2, R"(cgroups: must be "auto", "on" or "off")"},
+      // on_failure_when, on_failure_cancels
+      {"on_failure_when a string", top(R"("on_failure_when": "exhausted")"), 2,
+       R"(on_failure_when: must be a non-empty array of "every_attempt", "exhausted" and "recovery")"},
+      {"on_failure_when empty", top(R"("on_failure_when": [])"), 2, "on_failure_when: must be a non-empty array"},
+      {"on_failure_when unknown", top(R"("on_failure_when": ["exhausted", "always"])"), 2,
+       "on_failure_when[1]: always is not every_attempt, exhausted or recovery"},
+      {"on_failure_when of a number", top(R"("on_failure_when": [1])"), 2, "on_failure_when[0]: must be a string"},
+      {"on_failure_cancels a string", top(R"("on_failure_cancels": "yes")"), 2,
+       "on_failure_cancels: must be true or false"},
+      {"a job's on_failure_when unknown",
+       job(named + R"(, "command": ["true"], "on_failure_when": ["never"], )" + every), 2,
+       "jobs[0].on_failure_when[0]: never is not every_attempt, exhausted or recovery"},
 
       // command
       {"command missing", job(named + ", " + every), 2, "jobs[0].command: is missing"},

@@ -360,6 +360,61 @@ TEST_CASE("control: on_failure runs once per failed or timed-out run with its st
   CHECK(log.find("(not retried)") != std::string::npos);
 }
 
+TEST_CASE(
+    "control: on_failure with context: once attempts are exhausted, at recovery, not for an operator's cancel unless "
+    "asked") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "flaky", "every": "1h", "on_failure_when": ["exhausted", "recovery"],
+     "backoff": {"initial": "100ms", "max": "100ms", "max_attempts": 3},
+     "command": ["sh", "-c", "n=$(cat \"$JOBREPO_TEST_DIR/flaky.n\" 2>/dev/null || echo 0); n=$((n+1)); echo $n > \"$JOBREPO_TEST_DIR/flaky.n\"; echo line $n; [ $n -ge 4 ]"]},
+    {"name": "cancelled", "every": "1h", "command": ["sleep", "30"]},
+    {"name": "counted", "every": "1h", "on_failure_cancels": true, "command": ["sleep", "30"]}
+  ])",
+                                   R"("claim_interval": "200ms", "monitor_interval": "250ms",
+    "interrupt_threshold": "2s", "grace": "250ms", "worker_threads": 6,
+    "on_failure": ["sh", "-c", "echo \"$JOBREPO_JOB_NAME|$JOBREPO_ON_FAILURE_WHEN|$JOBREPO_RUN_STATUS|$JOBREPO_ATTEMPT|$JOBREPO_MAX_ATTEMPTS|$JOBREPO_EXIT_CODE|$JOBREPO_SERVER_ID|$(tail -n 1 \"$JOBREPO_OUTPUT_FILE\")|$JOBREPO_DURATION_MS\" >> \"$JOBREPO_TEST_DIR/hooks.txt\""],)");
+  auto a = cli.serve(config, "a");
+  const auto hooks = [&] { return slurp(cli.dir.path / "hooks.txt"); };
+  // Three failed attempts: one hook, when the third failed.
+  REQUIRE(wait_until([&] { return hooks().find("flaky|exhausted|") != std::string::npos; }, 20s));
+  CHECK(runs_of(cli, "flaky").size() == 3);
+  CHECK(hooks().find("flaky|exhausted|failed|3|3|1|a|line 3|") != std::string::npos);
+  // The first success after them: one hook more.
+  REQUIRE(cli({"job", "run-now", "flaky"}).status == 0);
+  REQUIRE(wait_until([&] { return hooks().find("flaky|recovery|") != std::string::npos; }, 20s));
+  CHECK(hooks().find("flaky|recovery|completed|4|3|0|a|line 4|") != std::string::npos);
+  // Two runs cancelled by an operator: a hook for the one that asks for it.
+  std::vector<std::string> ids;
+  for (const char* name : {"cancelled", "counted"}) {
+    json running;
+    REQUIRE(wait_until(
+        [&] {
+          running = job_of(cli, name)["running"];
+          return !running.is_null();
+        },
+        20s));
+    ids.push_back(running["run_id"]);
+  }
+  for (const auto& id : ids) REQUIRE(cli({"run", "cancel", id}).status == 0);
+  REQUIRE(wait_until([&] { return hooks().find("counted|") != std::string::npos; }, 20s));
+  CHECK(wait_until([&] { return job_of(cli, "cancelled")["running"].is_null(); }, 20s));
+  std::this_thread::sleep_for(1s);
+  stop(a);
+  const auto lines = hooks();
+  INFO(lines);
+  CHECK(lines.find("counted|attempt|interrupted|1|0||a|") != std::string::npos);
+  CHECK(lines.find("cancelled|") == std::string::npos);
+  CHECK(std::count(lines.begin(), lines.end(), '\n') == 3);
+  // The files of the outputs' tails are gone with their hooks.
+  for (const char* name : {"flaky", "counted"}) {
+    for (const auto& run : runs_of(cli, name)) {
+      const std::string id = run["private_id"];
+      CHECK(!std::filesystem::exists(std::filesystem::temp_directory_path() / ("jobrepo-on-failure-" + id + ".out")));
+    }
+  }
+}
+
 TEST_CASE("control: --version, serve --check, low-level commands marked, progress never reported shows -") {
   Cli cli;
   const auto version = cli.bare({"--version"});

@@ -268,7 +268,7 @@ TEST_CASE("serve: a restart with the same id, the database spelled otherwise, wa
   INFO(second->errors());
   CHECK(b.cli({"run", "show", run_id, "--json"}).parsed()["status"] == "running");
   CHECK(processes_of_serve(b.cli.dir.path, "second").empty());
-  CHECK(second->errors().find("waiting for the supervisors of 1 runs") != std::string::npos);
+  CHECK(second->errors().find("waiting for the supervisors of 1 run of") != std::string::npos);
   kill(supervisor, SIGCONT);
   REQUIRE(wait_until([&] { return processes_of_serve(b.cli.dir.path, "first").empty(); }, 3s));
   REQUIRE(wait_until([&] { return b.events("start held") == 2; }, 10s));
@@ -328,7 +328,7 @@ TEST_CASE("serve: jobctl audit reports a run that was ended while its work went 
   const auto result = b.cli({"audit"});
   INFO(result.out);
   CHECK(result.status == 1);
-  CHECK(result.out.find("1 runs recorded ended while their work went on") != std::string::npos);
+  CHECK(result.out.find("1 run recorded ended while their work went on") != std::string::npos);
   CHECK(result.out.find("busy: run " + first + " (node-1) was recorded interrupted at ") != std::string::npos);
   const auto run = b.cli({"run", "show", first, "--json"}).parsed();
   CHECK(run["status"] == "interrupted");

@@ -288,6 +288,19 @@ def hostile_table(port, page_size):
     return len(rows)
 
 
+def half_close(port):
+    """A request followed by the end of the client's sending side (nc -N)
+    is answered; a partial one is dropped without an answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        check(read_response(sock)[0] == 200, "a request whose client then closed its side is answered")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 12")
+        sock.shutdown(socket.SHUT_WR)
+        check(read_response(sock)[0] is None, "a partial request whose client closed its side gets no answer")
+
+
 def pipelining_and_keep_alive(port):
     # Three requests in one packet: three answers, in order.
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
@@ -472,6 +485,7 @@ def main():
             page_size = get(port, "/")[3]
             hostile_table(port, page_size)
             pipelining_and_keep_alive(port)
+            half_close(port)
             big_bodies(port, serve.pid)
             slow_clients(port)
             second_serve(work, url, port)

@@ -172,15 +172,51 @@ std::vector<std::string> read_argv(const Reader& r, const json& value, const std
   return argv;
 }
 
+// "on_failure_when": ["every_attempt" | "exhausted" | "recovery", ...].
+CommandJob::OnFailureWhen read_when(const Reader& r, const json& value, const std::string& where) {
+  if (!value.is_array() || value.empty()) {
+    r.fail(where, "must be a non-empty array of \"every_attempt\", \"exhausted\" and \"recovery\"");
+  }
+  CommandJob::OnFailureWhen when{false, false, false};
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    const std::string field = where + "[" + std::to_string(i) + "]";
+    const std::string text = r.plain(value[i], field);
+    if (text == "every_attempt") {
+      when.every_attempt = true;
+    } else if (text == "exhausted") {
+      when.exhausted = true;
+    } else if (text == "recovery") {
+      when.recovery = true;
+    } else {
+      r.fail(field, shown(text) + " is not every_attempt, exhausted or recovery");
+    }
+  }
+  return when;
+}
+
+// "on_failure_cancels": true or false.
+bool read_bool(const Reader& r, const json& value, const std::string& where) {
+  if (!value.is_boolean()) r.fail(where, "must be true or false");
+  return value.get<bool>();
+}
+
 CommandJob read_job(const Reader& r, const json& item, const std::string& where, const ServeConfig& config) {
   const std::string& time_zone = config.time_zone;
   if (!item.is_object()) r.fail(where, "must be an object");
   r.only(item, where,
          {"name", "description", "command", "every", "cron", "on_demand", "time_zone", "misfire", "timeout",
-          "working_directory", "environment", "backoff", "on_failure"});
+          "working_directory", "environment", "backoff", "on_failure", "on_failure_when", "on_failure_cancels"});
   CommandJob job;
   job.backoff = config.backoff;
   job.on_failure = config.on_failure;
+  job.on_failure_when = config.on_failure_when;
+  job.on_failure_cancels = config.on_failure_cancels;
+  if (item.contains("on_failure_when")) {
+    job.on_failure_when = read_when(r, item["on_failure_when"], where + ".on_failure_when");
+  }
+  if (item.contains("on_failure_cancels")) {
+    job.on_failure_cancels = read_bool(r, item["on_failure_cancels"], where + ".on_failure_cancels");
+  }
   if (item.contains("backoff")) job.backoff = read_backoff(r, item["backoff"], where + ".backoff", config.backoff);
   if (item.contains("on_failure")) job.on_failure = read_argv(r, item["on_failure"], where + ".on_failure");
   if (!item.contains("name")) r.fail(where + ".name", "is missing");
@@ -290,6 +326,14 @@ std::string definition(const CommandJob& job) {
   // servers of the version before wrote them: no drift in a rolling upgrade.
   if (job.backoff.give_up) d["backoff"].push_back("give_up");
   if (job.on_demand) d["on_demand"] = true;
+  if (job.on_failure_when != CommandJob::OnFailureWhen{}) {
+    json when = json::array();
+    if (job.on_failure_when.every_attempt) when.push_back("every_attempt");
+    if (job.on_failure_when.exhausted) when.push_back("exhausted");
+    if (job.on_failure_when.recovery) when.push_back("recovery");
+    d["on_failure_when"] = when;
+  }
+  if (job.on_failure_cancels) d["on_failure_cancels"] = true;
   return d.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -394,9 +438,10 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
   }
   const Reader r{path};
   if (!root.is_object()) r.fail("(top level)", "must be an object");
-  r.only(root, "",
-         {"plugin_id", "time_zone", "worker_threads", "claim_interval", "monitor_interval", "interrupt_threshold",
-          "grace", "backoff", "on_failure", "http", "http_hosts", "cgroups", "jobs"});
+  r.only(
+      root, "",
+      {"plugin_id", "time_zone", "worker_threads", "claim_interval", "monitor_interval", "interrupt_threshold", "grace",
+       "backoff", "on_failure", "on_failure_when", "on_failure_cancels", "http", "http_hosts", "cgroups", "jobs"});
   ServeConfig config;
   if (root.contains("plugin_id"))
     config.plugin_id = r.text(root["plugin_id"], "plugin_id", jobrepo::TextKind::plugin_id);
@@ -431,6 +476,12 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
   if (root.contains("grace")) config.grace = r.duration(root["grace"], "grace", false);
   if (root.contains("backoff")) config.backoff = read_backoff(r, root["backoff"], "backoff", config.backoff);
   if (root.contains("on_failure")) config.on_failure = read_argv(r, root["on_failure"], "on_failure");
+  if (root.contains("on_failure_when")) {
+    config.on_failure_when = read_when(r, root["on_failure_when"], "on_failure_when");
+  }
+  if (root.contains("on_failure_cancels")) {
+    config.on_failure_cancels = read_bool(r, root["on_failure_cancels"], "on_failure_cancels");
+  }
   if (root.contains("http")) {
     config.http = r.plain(root["http"], "http");
     std::string problem;

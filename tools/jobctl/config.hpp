@@ -42,6 +42,19 @@ struct CommandJob {
   // Run when a run of it fails, times out or is interrupted (argv; the job's
   // own "on_failure", else the config's; empty: none).
   std::vector<std::string> on_failure;
+  // When on_failure runs ("on_failure_when", the job's own else the
+  // config's): after every failed attempt, only once the back-off's
+  // max_attempts failed in a row, and/or on the first success after
+  // failures. Default: every attempt.
+  struct OnFailureWhen {
+    bool every_attempt = true;
+    bool exhausted = false;
+    bool recovery = false;
+    friend bool operator==(const OnFailureWhen&, const OnFailureWhen&) = default;
+  } on_failure_when{};
+  // Whether a run an operator cancelled counts as a failure for on_failure
+  // ("on_failure_cancels"; default false).
+  bool on_failure_cancels = false;
 
   friend bool operator==(const CommandJob& a, const CommandJob& b) { return definition(a) == definition(b); }
 };
@@ -63,6 +76,8 @@ struct ServeConfig {
   std::chrono::microseconds grace = std::chrono::seconds(5);  // SIGTERM, then SIGKILL after this
   jobrepo::BackoffOptions backoff{};                          // of the jobs that give none
   std::vector<std::string> on_failure;                        // of the jobs that give none
+  CommandJob::OnFailureWhen on_failure_when{};                // of the jobs that give none
+  bool on_failure_cancels = false;                            // of the jobs that give none
   std::string http;                                           // ADDR:PORT of the HTTP face; empty: none
   std::vector<std::string> http_hosts;                        // Host names it answers besides its address
   CgroupsSetting cgroups = CgroupsSetting::automatic;

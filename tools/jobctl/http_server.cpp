@@ -479,7 +479,13 @@ struct Server::Impl {
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno == EAGAIN) break;
-      return close_connection(c.fd);  // closed by the client, or failed
+      if (n < 0) return close_connection(c.fd);  // failed
+      // The client closed its side: a whole request it sent first is
+      // still answered, then the connection closes.
+      serve_buffered(c);
+      if (c.state != State::writing) return close_connection(c.fd);
+      c.close_after = true;
+      return;
     }
     serve_buffered(c);
   }

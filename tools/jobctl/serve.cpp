@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -34,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -51,10 +53,51 @@ using Steady = std::chrono::steady_clock;
 // --- running a command -----------------------------------------------------
 
 // What every run of this serve process shares.
+// What serve keeps of each run of its own until the run's end is stored,
+// for its on_failure: the command's exit status and its output's last
+// lines (stdout and stderr, at most 64 KiB). Thread-safe.
+class RunNotes {
+ public:
+  static constexpr std::size_t max_tail_bytes = 64 * 1024;
+  struct Note {
+    std::deque<std::string> tail;
+    std::size_t bytes = 0;
+    std::optional<int> exit_code;  // when the command exited
+  };
+  void line(const std::string& run, std::string_view text) {
+    const std::lock_guard lock(mutex_);
+    auto& note = notes_[run];
+    note.tail.emplace_back(text.substr(0, max_tail_bytes));
+    note.bytes += note.tail.back().size() + 1;
+    while (note.bytes > max_tail_bytes && note.tail.size() > 1) {
+      note.bytes -= note.tail.front().size() + 1;
+      note.tail.pop_front();
+    }
+  }
+  void exited(const std::string& run, int code) {
+    const std::lock_guard lock(mutex_);
+    notes_[run].exit_code = code;
+  }
+  // The note of `run`, which is forgotten.
+  Note take(const std::string& run) {
+    const std::lock_guard lock(mutex_);
+    const auto found = notes_.find(run);
+    if (found == notes_.end()) return {};
+    Note note = std::move(found->second);
+    notes_.erase(found);
+    return note;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, Note> notes_;
+};
+
 struct Runtime {
   std::string server_id;
   std::chrono::microseconds grace{0};
   int lock_fd = -1;  // the server lock, held by every supervisor too
+  RunNotes* notes = nullptr;
 };
 
 // The environment of a command of `job` ("NAME=value"): jobctl's own without
@@ -90,6 +133,7 @@ microseconds run_command(const CommandJob& job, const Runtime& runtime, jobrepo:
   command.environment = command_environment(job, run_variables);
 
   const auto on_line = [&](std::string_view line) {
+    if (runtime.notes != nullptr) runtime.notes->line(context.run_id(), line);
     if (const auto progress = parse_progress(line)) {
       try {
         context.report_progress(progress->completed, progress->total);
@@ -101,8 +145,10 @@ microseconds run_command(const CommandJob& job, const Runtime& runtime, jobrepo:
     log_output(job.name, context.run_id(), line);
   };
   const auto end = run_supervised(command, context, on_line, [&](std::string_view line) {
+    if (runtime.notes != nullptr) runtime.notes->line(context.run_id(), line);
     log_output(job.name, context.run_id(), line, /*from_stderr=*/true);
   });
+  if (runtime.notes != nullptr && end.how == CommandEnd::How::exited) runtime.notes->exited(context.run_id(), end.code);
   if (end.leftovers > 0) {
     log(LogLevel::warning, job.name + " run " + context.run_id() + ": stopped " +
                                counted(end.leftovers, "process", "processes") + " the command left behind");
@@ -175,17 +221,56 @@ class Hooks {
   Hooks& operator=(const Hooks&) = delete;
   ~Hooks() { stop_all(); }
 
-  void start(const CommandJob& job, const std::string& run_id, const std::string& status, const std::string& message) {
+  // What a hook is told of the run (docs/cli.md, "on_failure").
+  struct Info {
+    std::string run_id;
+    std::string status;   // failed, interrupted; completed for a recovery
+    std::string message;  // the run's message as stored
+    std::string when;     // attempt, exhausted or recovery
+    std::int64_t attempt = 0;
+    std::optional<int> exit_code;
+    microseconds duration{0};
+    RunNotes::Note note;
+  };
+
+  void start(const CommandJob& job, Info info) {
     const auto limit = job.timeout.count() > 0 ? job.timeout : hook_time_limit;
-    auto context = std::make_shared<HookContext>(run_id, job.name, Steady::now() + limit);
-    SupervisedCommand command{run_id,         job.name + " on_failure", job.on_failure, {}, job.working_directory,
-                              runtime_.grace, runtime_.lock_fd};
+    auto context = std::make_shared<HookContext>(info.run_id, job.name, Steady::now() + limit);
+    SupervisedCommand command{info.run_id,           job.name + " on_failure", job.on_failure,  {},
+                              job.working_directory, runtime_.grace,           runtime_.lock_fd};
+    // The output's tail, in a file of the hook's own (owner only), removed
+    // when the hook has ended.
+    const std::string tail_file =
+        (std::filesystem::temp_directory_path() / ("jobrepo-on-failure-" + info.run_id + ".out")).string();
+    const int fd = ::open(tail_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      std::string text;
+      for (const auto& line : info.note.tail) text += line + "\n";
+      for (std::size_t at = 0; at < text.size();) {
+        const auto n = ::write(fd, text.data() + at, text.size() - at);
+        if (n <= 0) break;
+        at += static_cast<std::size_t>(n);
+      }
+      ::close(fd);
+    }
     command.environment = command_environment(
-        job, {{"JOBREPO_RUN_ID", run_id}, {"JOBREPO_RUN_STATUS", status}, {"JOBREPO_RUN_MESSAGE", message}});
+        job, {{"JOBREPO_RUN_ID", info.run_id},
+              {"JOBREPO_RUN_STATUS", info.status},
+              {"JOBREPO_RUN_MESSAGE", info.message},
+              {"JOBREPO_ON_FAILURE_WHEN", info.when},
+              {"JOBREPO_ATTEMPT", std::to_string(info.attempt)},
+              {"JOBREPO_MAX_ATTEMPTS", std::to_string(job.backoff.max_attempts)},
+              {"JOBREPO_SERVER_ID", runtime_.server_id},
+              {"JOBREPO_EXIT_CODE", info.exit_code ? std::to_string(*info.exit_code) : std::string()},
+              {"JOBREPO_DURATION_MS", std::to_string(info.duration.count() / 1000)},
+              {"JOBREPO_OUTPUT_FILE", fd >= 0 ? tail_file : std::string()}});
     const std::lock_guard lock(mutex_);
-    if (stopping_) return;
+    if (stopping_) {
+      std::remove(tail_file.c_str());
+      return;
+    }
     running_.push_back(context);
-    threads_.emplace_back([command, context, limit] {
+    threads_.emplace_back([command, context, limit, tail_file] {
       const std::string what = "on_failure of " + context->job_name() + " run " + context->run_id();
       std::mutex m;
       std::condition_variable cv;
@@ -225,6 +310,7 @@ class Hooks {
       }
       cv.notify_all();
       timer.join();
+      std::remove(tail_file.c_str());
     });
   }
 
@@ -625,7 +711,8 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
   const RunCgroups run_cgroups(config.cgroups, config.monitor_interval,
                                std::max<microseconds>(config.interrupt_threshold, std::chrono::seconds(10)));
 
-  Runtime runtime{server_id, config.grace, -1};
+  RunNotes notes;
+  Runtime runtime{server_id, config.grace, -1, &notes};
   runtime.lock_fd = hold_server_lock(url, config.plugin_id, server_id,
                                      std::max<microseconds>(config.interrupt_threshold, std::chrono::seconds(10)));
   auto options = scheduler_options(config);
@@ -654,14 +741,39 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
     const bool outage_error = e.kind == Kind::error && outage.down() &&
                               (e.code == jobrepo::ErrorCode::unavailable || e.code == jobrepo::ErrorCode::busy);
     if (!outage_error) log_event(e);
-    if (e.kind != Kind::failed && e.kind != Kind::interrupted && e.kind != Kind::interrupted_peer) return;
+    if (e.kind != Kind::failed && e.kind != Kind::interrupted && e.kind != Kind::interrupted_peer &&
+        e.kind != Kind::completed) {
+      return;
+    }
+    // This server's runs leave a note (exit status, output's tail) whatever
+    // comes of it; a peer's run that this server interrupted has none.
+    auto note = e.kind == Kind::interrupted_peer ? RunNotes::Note{} : notes.take(e.run_id);
     std::optional<CommandJob> job;
     {
       const std::lock_guard lock(jobs_mutex);
       const auto found = jobs_now.find(e.job_name);
       if (found != jobs_now.end() && !found->second.on_failure.empty()) job = found->second;
     }
-    if (job) hooks.start(*job, e.run_id, e.kind == Kind::failed ? "failed" : "interrupted", e.message);
+    if (!job) return;
+    const auto& when = job->on_failure_when;
+    std::string why;
+    if (e.kind == Kind::completed) {
+      // The first success after failures (attempt: 1 + failures in a row).
+      if (when.recovery && e.attempt > 1) why = "recovery";
+    } else if (e.cancel_reason == jobrepo::CancelReason::operator_request && !job->on_failure_cancels) {
+      why.clear();  // an operator's cancel is not a failure, unless asked
+    } else if (when.every_attempt) {
+      why = "attempt";
+    } else if (when.exhausted && e.kind == Kind::failed && job->backoff.max_attempts > 0 &&
+               e.attempt >= job->backoff.max_attempts) {
+      why = "exhausted";
+    }
+    if (why.empty()) return;
+    const std::string status = e.kind == Kind::completed ? "completed"
+                               : e.kind == Kind::failed  ? "failed"
+                                                         : "interrupted";
+    hooks.start(*job,
+                Hooks::Info{e.run_id, status, e.message, why, e.attempt, note.exit_code, e.duration, std::move(note)});
   };
   auto serving = start_serving(url, config, load, runtime, options, handled, metrics, outage, board);
   set_jobs(config);  // reloaded while it waited for the database, maybe

@@ -213,6 +213,12 @@ struct SchedulerEvent {
   // error: the code of the jobrepo::Error behind it, when there is one (a
   // store call that failed: unavailable, busy...).
   std::optional<ErrorCode> code{};
+  // completed, failed, interrupted (of this server's runs): the run's
+  // attempt (Run::attempt: 1 + the job's failures in a row when it was
+  // claimed), and why it was cancelled, when it was (an operator's cancel,
+  // a timeout, stop()...); 0 and none otherwise.
+  std::int64_t attempt = 0;
+  CancelReason cancel_reason = CancelReason::none;
 };
 std::string_view to_string(SchedulerEvent::Kind kind) noexcept;
 

@@ -333,8 +333,7 @@ std::vector<Run> Scheduler::State::run_due(int limit) {
       const auto kind = outcome->update.status == Status::completed     ? SchedulerEvent::Kind::completed
                         : outcome->update.status == Status::interrupted ? SchedulerEvent::Kind::interrupted
                                                                         : SchedulerEvent::Kind::failed;
-      emit(kind, local->job_name(), local->run_id(), outcome->detail, results[0].run->message.value_or(""),
-           std::nullopt, outcome->took);
+      emit(scheduling::ended_event(kind, *outcome, results[0].run->message.value_or("")));
     }
     executing.remove(local->run_id());
     if (auto run = repo.lookup_run(local->run_id())) ran.push_back(std::move(*run));

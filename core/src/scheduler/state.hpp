@@ -100,6 +100,16 @@ struct Outcome {
   Timestamp work_end{};  // when the handler returned, on the database's clock as reckoned here
 };
 
+// The event of a run that ended here: its outcome, with the run's attempt
+// and why it was cancelled, if it was.
+inline SchedulerEvent ended_event(SchedulerEvent::Kind kind, const Outcome& outcome, std::string message) {
+  SchedulerEvent event{kind,           outcome.local->job_name(), outcome.local->run_id(),
+                       outcome.detail, std::move(message),        outcome.took};
+  event.attempt = outcome.local->run().attempt;
+  event.cancel_reason = outcome.local->cancel_reason();
+  return event;
+}
+
 // Outcomes waiting for the writer.
 class OutcomeQueue {
  public:

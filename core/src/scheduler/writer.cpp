@@ -80,7 +80,7 @@ std::vector<Scheduler::State::Outcome> Scheduler::State::store_outcomes(Reposito
       std::optional<Timestamp> due = outcome.update.next_run_at;
       if (run->end_time && outcome.update.next_run_in) due = *run->end_time + *outcome.update.next_run_in;
       if (due && *due > database_clock.now()) known_due.add(*due);
-      emit(ended_kind, name, id, outcome.detail, run->message.value_or(""), std::nullopt, outcome.took);
+      emit(scheduling::ended_event(ended_kind, outcome, run->message.value_or("")));
       finished.push_back(id);
       continue;
     }
@@ -93,7 +93,7 @@ std::vector<Scheduler::State::Outcome> Scheduler::State::store_outcomes(Reposito
     if (outcome.retried && code == ErrorCode::invalid_job_run_state && stored_before(repo, outcome)) {
       // The earlier attempt was committed, its answer lost (a connection
       // that broke after the commit): the outcome is stored.
-      emit(ended_kind, name, id, outcome.detail, outcome.update.message.value_or(""), std::nullopt, outcome.took);
+      emit(scheduling::ended_event(ended_kind, outcome, outcome.update.message.value_or("")));
       finished.push_back(id);
       continue;
     }
