@@ -54,7 +54,7 @@ constexpr std::string_view password_middle = "7f3kq9";
 // The rows of each table (at least), so that a table cannot shrink silently.
 constexpr std::size_t min_library_rows = 253;
 constexpr std::size_t min_cli_rows = 197;
-constexpr std::size_t min_config_rows = 145;
+constexpr std::size_t min_config_rows = 148;
 static_assert(min_library_rows + min_cli_rows + min_config_rows >= 150);
 
 bool leaks(std::string_view text) {
@@ -1694,6 +1694,11 @@ std::vector<ConfigRow> config_rows(const fs::path& dir) {
       {"on_failure_when of a number", top(R"("on_failure_when": [1])"), 2, "on_failure_when[0]: must be a string"},
       {"on_failure_cancels a string", top(R"("on_failure_cancels": "yes")"), 2,
        "on_failure_cancels: must be true or false"},
+      {"timeout zero", top(R"("timeout": "0s")"), 2, "timeout: must be positive"},
+      {"jitter negative", top(R"("jitter": "-1s")"), 2, "jitter: must not be negative"},
+      {"a job's jitter as long as its timeout",
+       job(named + R"(, "command": ["true"], "timeout": "1s", "jitter": "1s", )" + every), 2,
+       "jobs[0].jitter: jitter 1s must be less than the timeout 1s"},
       {"a job's on_failure_when unknown",
        job(named + R"(, "command": ["true"], "on_failure_when": ["never"], )" + every), 2,
        "jobs[0].on_failure_when[0]: never is not every_attempt, exhausted or recovery"},

@@ -415,6 +415,47 @@ TEST_CASE(
   }
 }
 
+TEST_CASE("control: jitter delays each run's command by a random wait within it, and a default timeout applies") {
+  Cli cli;
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "spread", "every": "100ms", "jitter": "1s", "timeout": "5s",
+     "command": ["sh", "-c", "echo $JOBREPO_RUN_ID $(date +%s%N) >> \"$JOBREPO_TEST_DIR/starts.txt\""]},
+    {"name": "slow", "every": "1h", "command": ["sleep", "30"], "backoff": {"max_attempts": 1}}
+  ])",
+                                   R"("claim_interval": "200ms", "monitor_interval": "250ms",
+    "interrupt_threshold": "2s", "grace": "250ms", "worker_threads": 6, "timeout": "500ms",)");
+  auto a = cli.serve(config, "a");
+  const auto starts = [&] {
+    const auto text = slurp(cli.dir.path / "starts.txt");
+    return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+  };
+  INFO(a->errors());
+  REQUIRE(wait_until([&] { return starts() >= 5; }, 30s));
+  // The default timeout ends the job that gives none.
+  REQUIRE(wait_until([&] { return !runs_of(cli, "slow").empty() && runs_of(cli, "slow").at(0)["status"] == "failed"; },
+                     20s));
+  stop(a);
+  CHECK(runs_of(cli, "slow").at(0)["message"] == "timed out after 500ms");
+  std::map<std::string, long long> created;
+  for (const auto& run : runs_of(cli, "spread")) created[run["private_id"]] = micros_of(run["create_time"]);
+  std::istringstream lines(slurp(cli.dir.path / "starts.txt"));
+  std::vector<long long> waits;
+  for (std::string id, nanos; lines >> id >> nanos;) {
+    REQUIRE(created.count(id) == 1);
+    waits.push_back(std::stoll(nanos) / 1000 - created[id]);
+  }
+  INFO("waits (us): " << [&] {
+    std::string out;
+    for (const auto w : waits) out += std::to_string(w) + " ";
+    return out;
+  }());
+  REQUIRE(waits.size() >= 5);
+  // Every wait within the jitter (and the command's start), some of them long:
+  // five waits all under 50 ms of a uniform second would be a 1-in-10^8 chance.
+  CHECK(std::all_of(waits.begin(), waits.end(), [](long long w) { return w >= 0 && w < 1500000; }));
+  CHECK(std::any_of(waits.begin(), waits.end(), [](long long w) { return w > 50000; }));
+}
+
 TEST_CASE("control: --version, serve --check, low-level commands marked, progress never reported shows -") {
   Cli cli;
   const auto version = cli.bare({"--version"});

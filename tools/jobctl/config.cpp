@@ -204,7 +204,7 @@ CommandJob read_job(const Reader& r, const json& item, const std::string& where,
   const std::string& time_zone = config.time_zone;
   if (!item.is_object()) r.fail(where, "must be an object");
   r.only(item, where,
-         {"name", "description", "command", "every", "cron", "on_demand", "time_zone", "misfire", "timeout",
+         {"name", "description", "command", "every", "cron", "on_demand", "time_zone", "misfire", "timeout", "jitter",
           "working_directory", "environment", "backoff", "on_failure", "on_failure_when", "on_failure_cancels"});
   CommandJob job;
   job.backoff = config.backoff;
@@ -266,7 +266,15 @@ CommandJob read_job(const Reader& r, const json& item, const std::string& where,
       job.misfire = *misfire;
     }
   }
+  job.timeout = config.timeout;
+  job.jitter = config.jitter;
   if (item.contains("timeout")) job.timeout = r.duration(item["timeout"], where + ".timeout", true);
+  if (item.contains("jitter")) job.jitter = r.duration(item["jitter"], where + ".jitter", false);
+  // The wait is part of the run: it must leave the command time to run.
+  if (job.timeout.count() > 0 && job.jitter >= job.timeout) {
+    r.fail(where + ".jitter",
+           "jitter " + format_duration(job.jitter) + " must be less than the timeout " + format_duration(job.timeout));
+  }
   if (item.contains("working_directory")) {
     const std::string field = where + ".working_directory";
     job.working_directory = r.plain(item["working_directory"], field);
@@ -334,6 +342,7 @@ std::string definition(const CommandJob& job) {
     d["on_failure_when"] = when;
   }
   if (job.on_failure_cancels) d["on_failure_cancels"] = true;
+  if (job.jitter.count() > 0) d["jitter"] = job.jitter.count();
   return d.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -438,10 +447,10 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
   }
   const Reader r{path};
   if (!root.is_object()) r.fail("(top level)", "must be an object");
-  r.only(
-      root, "",
-      {"plugin_id", "time_zone", "worker_threads", "claim_interval", "monitor_interval", "interrupt_threshold", "grace",
-       "backoff", "on_failure", "on_failure_when", "on_failure_cancels", "http", "http_hosts", "cgroups", "jobs"});
+  r.only(root, "",
+         {"plugin_id", "time_zone", "worker_threads", "claim_interval", "monitor_interval", "interrupt_threshold",
+          "grace", "backoff", "on_failure", "on_failure_when", "on_failure_cancels", "timeout", "jitter", "http",
+          "http_hosts", "cgroups", "jobs"});
   ServeConfig config;
   if (root.contains("plugin_id"))
     config.plugin_id = r.text(root["plugin_id"], "plugin_id", jobrepo::TextKind::plugin_id);
@@ -482,6 +491,8 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
   if (root.contains("on_failure_cancels")) {
     config.on_failure_cancels = read_bool(r, root["on_failure_cancels"], "on_failure_cancels");
   }
+  if (root.contains("timeout")) config.timeout = r.duration(root["timeout"], "timeout", true);
+  if (root.contains("jitter")) config.jitter = r.duration(root["jitter"], "jitter", false);
   if (root.contains("http")) {
     config.http = r.plain(root["http"], "http");
     std::string problem;

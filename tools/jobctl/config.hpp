@@ -33,8 +33,12 @@ struct CommandJob {
   bool on_demand = false;
   std::string time_zone;  // of cron: the job's own, else the config's, else UTC
   jobrepo::Misfire misfire = jobrepo::Misfire::run_once;
-  std::chrono::microseconds timeout{0};  // 0: none
-  std::string working_directory;         // empty: jobctl's own
+  std::chrono::microseconds timeout{0};  // 0: none (the job's own "timeout", else the config's)
+  // A random wait of up to this before each run's command starts ("jitter",
+  // the job's own else the config's; 0: none), so that jobs due at the
+  // same moment on many servers do not all start at once.
+  std::chrono::microseconds jitter{0};
+  std::string working_directory;  // empty: jobctl's own
   std::map<std::string, std::string> environment;
   // After failed runs: the job's own "backoff", else the config's, else the
   // library's default.
@@ -78,6 +82,8 @@ struct ServeConfig {
   std::vector<std::string> on_failure;                        // of the jobs that give none
   CommandJob::OnFailureWhen on_failure_when{};                // of the jobs that give none
   bool on_failure_cancels = false;                            // of the jobs that give none
+  std::chrono::microseconds timeout{0};                       // of the jobs that give none; 0: none
+  std::chrono::microseconds jitter{0};                        // of the jobs that give none; 0: none
   std::string http;                                           // ADDR:PORT of the HTTP face; empty: none
   std::vector<std::string> http_hosts;                        // Host names it answers besides its address
   CgroupsSetting cgroups = CgroupsSetting::automatic;

@@ -381,6 +381,7 @@ int check_config(const Invocation& in, const std::string& path) {
       std::cout << "  " << visible(job.name) << ": "
                 << visible(options.schedule ? options.schedule->to_string() : options.schedule_text)
                 << (job.timeout.count() > 0 ? ", timeout " + format_duration(job.timeout) : std::string())
+                << (job.jitter.count() > 0 ? ", jitter " + format_duration(job.jitter) : std::string())
                 << (job.on_failure.empty() ? "" : ", on_failure set") << "\n    " << command << "\n";
       if (const auto note = clock_note(options)) std::cout << "    warning: " << *note << "\n";
     }

@@ -29,6 +29,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <stop_token>
 #include <system_error>
@@ -132,6 +133,13 @@ microseconds run_command(const CommandJob& job, const Runtime& runtime, jobrepo:
   if (const auto& payload = context.payload()) run_variables["JOBREPO_RUN_ARG"] = *payload;
   command.environment = command_environment(job, run_variables);
 
+  // A random wait first, when the job has a jitter (the run is claimed and
+  // heartbeats go on meanwhile; a cancel ends the wait).
+  if (job.jitter.count() > 0) {
+    thread_local std::mt19937_64 random(std::random_device{}());
+    const microseconds wait(std::uniform_int_distribution<long long>(0, job.jitter.count() - 1)(random));
+    if (!context.sleep_for(wait)) context.throw_if_cancelled();
+  }
   const auto on_line = [&](std::string_view line) {
     if (runtime.notes != nullptr) runtime.notes->line(context.run_id(), line);
     if (const auto progress = parse_progress(line)) {
