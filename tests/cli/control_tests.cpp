@@ -528,6 +528,30 @@ TEST_CASE("control: --version, serve --check, low-level commands marked, progres
   CHECK(cli({"runs", "--limit", "-5"}).status == 2);
 }
 
+TEST_CASE("control: a command word alone lists its subcommands, and an option no command takes is unknown") {
+  Cli cli;
+  const auto job = cli.bare({"job"});
+  CHECK(job.status == 2);
+  CHECK(job.err.find("jobctl: job needs a subcommand: show, create, next-run, run-now, pause, resume, delete") == 0);
+  const auto help = cli.bare({"job", "--help"});
+  CHECK(help.status == 0);
+  CHECK(help.out.find("jobctl job run-now NAME [--arg JSON]") != std::string::npos);
+  CHECK(help.out.find("jobctl job delete NAME [--force]") != std::string::npos);
+  CHECK(help.out.find("jobctl runs") == std::string::npos);
+  CHECK(cli.bare({"run", "--help"}).out.find("jobctl run cancel ID") != std::string::npos);
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"jobs", "--bogus"},
+                                               {"jobs", "--bogus", "x"},
+                                               {"--bogus", "jobs"},
+                                               {"jobs", "--bogus=1"}}) {
+    const auto result = cli.bare(args);
+    INFO(result.err);
+    CHECK(result.status == 2);
+    CHECK(result.err.find("unknown option --bogus") != std::string::npos);
+  }
+  // A known option without its value still says so.
+  CHECK(cli.bare({"jobs", "--plugin"}).err.find("option --plugin needs a value") != std::string::npos);
+}
+
 TEST_CASE("control: bash completion completes commands, subcommands and options") {
   Cli cli;
   const auto script = std::filesystem::path(JOBREPO_SOURCE_DIR) / "tools" / "jobctl" / "completion" / "jobctl.bash";

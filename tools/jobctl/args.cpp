@@ -130,11 +130,35 @@ std::string usage_text() {
   return out.str();
 }
 
+std::vector<const Command*> subcommands(const std::string& word) {
+  std::vector<const Command*> out;
+  for (const auto& c : commands()) {
+    if (c.words.rfind(word + " ", 0) == 0) out.push_back(&c);
+  }
+  return out;
+}
+
+std::string command_usage(const Command& command) {
+  return "usage: jobctl [--db URL | --db-file PATH] [--json] " + command.words +
+         (command.arguments.empty() ? "" : " " + command.arguments) + "\n\n" + command.summary + ".\n";
+}
+
+namespace {
+
+// Whether any command, or jobctl itself, takes the option `name`.
+bool known_option(const std::string& name) {
+  if (name == "--db" || name == "--db-file" || name == "--plugin") return true;
+  return std::any_of(commands().begin(), commands().end(), [&](const Command& c) { return c.options.count(name) > 0; });
+}
+
+}  // namespace
+
 // Fills `in` as it goes, so that a usage error can name the command once it
 // is known.
 void parse(int argc, char* argv[], Invocation& in) {
   std::vector<std::string> words;
   std::map<std::string, std::string> values;
+  std::string unknown;  // the first option no command takes: said once the command is known
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--json") {
@@ -147,6 +171,11 @@ void parse(int argc, char* argv[], Invocation& in) {
       in.flags.insert(arg);
     } else if (arg.rfind("--", 0) == 0 && arg.size() > 2) {
       std::string value;
+      // An option no command takes is unknown, whatever follows it.
+      if (!known_option(arg.substr(0, arg.find('=')))) {
+        if (unknown.empty()) unknown = arg.substr(0, arg.find('='));
+        continue;
+      }
       if (const auto eq = arg.find('='); eq != std::string::npos) {
         value = arg.substr(eq + 1);
         arg.resize(eq);
@@ -194,6 +223,7 @@ void parse(int argc, char* argv[], Invocation& in) {
   }
   if (words.empty()) {
     if (in.help || in.version) return;
+    if (!unknown.empty()) throw UsageError("unknown option " + shown(unknown));
     throw UsageError("missing command");
   }
   // The longest command whose words start the argument list.
@@ -207,10 +237,23 @@ void parse(int argc, char* argv[], Invocation& in) {
       in.args.assign(words.begin() + static_cast<long>(cw.size()), words.end());
     }
   }
-  if (!in.command)
+  if (!in.command) {
+    // A command word alone ("jobctl job"): its subcommands.
+    if (const auto group = subcommands(words.front()); !group.empty() && words.size() == 1) {
+      if (in.help) {
+        in.group = words.front();
+        return;
+      }
+      std::string names;
+      for (const auto* c : group) names += (names.empty() ? "" : ", ") + c->words.substr(words.front().size() + 1);
+      throw UsageError(words.front() + " needs a subcommand: " + names + " (jobctl " + words.front() +
+                       " --help shows them)");
+    }
     throw UsageError("unknown command " +
                      jobrepo::quote_text(words.front() + (words.size() > 1 ? " " + words[1] : "")));
+  }
   if (in.help) return;
+  if (!unknown.empty()) throw UsageError("unknown option " + shown(unknown));
   for (const auto& [name, value] : values) {
     if (!in.command->options.count(name)) throw UsageError("unknown option " + shown(name));
   }

@@ -45,7 +45,15 @@ struct Invocation {
   bool json_output = false;
   bool help = false;
   bool version = false;
+  std::string group;  // --help of a command word with subcommands ("job"), no command
 };
+
+// The subcommands of a command word ("job": job create, job delete, ...),
+// in the order of --help; empty when `word` has none.
+std::vector<const Command*> subcommands(const std::string& word);
+
+// "usage: ..." of one command, and of each command of a group.
+std::string command_usage(const Command& command);
 
 // Fills `in` as it goes, so that a usage error can name the command once it
 // is known. Throws UsageError.

@@ -594,12 +594,16 @@ int main(int argc, char* argv[]) {
       return exit_ok;
     }
     if (in.help) {
-      if (!in.command) {
+      if (!in.group.empty()) {
+        std::cout << "jobctl " << in.group << ": its subcommands\n";
+        for (const auto* c : subcommands(in.group)) {
+          std::cout << "\n  jobctl " << c->words << (c->arguments.empty() ? "" : " " + c->arguments) << "\n      "
+                    << c->summary << "\n";
+        }
+      } else if (!in.command) {
         std::cout << usage_text();
       } else {
-        std::cout << "usage: jobctl [--db URL | --db-file PATH] [--json] " << in.command->words
-                  << (in.command->arguments.empty() ? "" : " " + in.command->arguments) << "\n\n"
-                  << in.command->summary << ".\n";
+        std::cout << command_usage(*in.command);
       }
       return exit_ok;
     }
