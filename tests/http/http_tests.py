@@ -326,6 +326,13 @@ def scenario(work, url, backend, pg_dir=None):
           "serve says where it listens (127.0.0.1 for a bare :PORT)")
     failed = [p for p in parsed if p.get("event") == "failed"]
     check(any(p.get("job") == "broken" and p.get("run") for p in failed), "the failure's line names its job and run")
+    check(any(p.get("job") == "broken" and p.get("exit_code") == 4 and p.get("attempt") == 1
+              and isinstance(p.get("duration_ms"), int) for p in failed),
+          "the failure's line has its exit_code, attempt and duration_ms as numbers")
+    completed = [p for p in parsed if p.get("event") == "completed"]
+    check(any(p.get("job") == "often" and p.get("exit_code") == 0 and isinstance(p.get("duration_ms"), int)
+              and isinstance(p.get("attempt"), int) for p in completed),
+          "a completed run's line has its exit_code, attempt and duration_ms as numbers")
     check(any(p.get("job") == "quitter" and p["msg"].endswith("with exit 5; attempt 1 of 1; gave up (run-now retries it)")
               for p in failed), "the line of the last failure before giving up says so")
     output = [p for p in parsed if p.get("stream") == "stdout"]

@@ -66,6 +66,9 @@ void log(LogLevel level, std::string_view message, const LogContext& context) {
     if (!context.job.empty()) line["job"] = context.job;
     if (!context.run.empty()) line["run"] = context.run;
     if (!context.event.empty()) line["event"] = context.event;
+    if (context.duration_ms) line["duration_ms"] = *context.duration_ms;
+    if (context.attempt) line["attempt"] = *context.attempt;
+    if (context.exit_code) line["exit_code"] = *context.exit_code;
     line["msg"] = message;
     std::cerr << json_line(line) << std::endl;
     return;

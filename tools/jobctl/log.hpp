@@ -29,11 +29,17 @@ struct LogContext {
   std::string job{};
   std::string run{};
   std::string event{};  // the Scheduler event's kind, for machines
+  // Of a run that ended (JSON logs: numbers): how long it ran, its attempt,
+  // its command's exit status.
+  std::optional<long long> duration_ms{};
+  std::optional<long long> attempt{};
+  std::optional<int> exit_code{};
 };
 
 // A line on stderr, unless `level` is below the configured one:
 //   text: 2026-12-02T01:38:54.236000Z info  jobctl serve [web-1] MESSAGE
-//   json: {"time": ..., "level": ..., "server": ..., "job": ..., "run": ..., "event": ..., "msg": ...}
+//   json: {"time": ..., "level": ..., "server": ..., "job": ..., "run": ..., "event": ...,
+//          "duration_ms": ..., "attempt": ..., "exit_code": ..., "msg": ...}
 void log(LogLevel level, std::string_view message, const LogContext& context = {});
 
 // A line a command wrote to its stdout (on stdout) or its stderr (on

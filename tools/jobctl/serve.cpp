@@ -158,8 +158,10 @@ microseconds run_command(const CommandJob& job, const Runtime& runtime, jobrepo:
   });
   if (runtime.notes != nullptr && end.how == CommandEnd::How::exited) runtime.notes->exited(context.run_id(), end.code);
   if (end.leftovers > 0) {
-    log(LogLevel::warning, job.name + " run " + context.run_id() + ": stopped " +
-                               counted(end.leftovers, "process", "processes") + " the command left behind");
+    log(LogLevel::warning,
+        job.name + " run " + context.run_id() + ": stopped " + counted(end.leftovers, "process", "processes") +
+            " the command left behind",
+        LogContext{job.name, context.run_id()});
   }
   // A command that exited 0 on its own, before anyone asked it to stop,
   // did its work, whatever came after (a cancel while its leftovers were
@@ -280,6 +282,7 @@ class Hooks {
     running_.push_back(context);
     threads_.emplace_back([command, context, limit, tail_file] {
       const std::string what = "on_failure of " + context->job_name() + " run " + context->run_id();
+      const LogContext about{context->job_name(), context->run_id(), "on_failure"};
       std::mutex m;
       std::condition_variable cv;
       bool done = false;
@@ -296,21 +299,23 @@ class Hooks {
               log_output(context->job_name() + " on_failure", context->run_id(), line, /*from_stderr=*/true);
             });
         if (context->cancel_reason() == jobrepo::CancelReason::deadline) {
-          log(LogLevel::warning, what + " was stopped after " + format_duration(limit) + " (not retried)");
+          log(LogLevel::warning, what + " was stopped after " + format_duration(limit) + " (not retried)", about);
         } else if (end.how == CommandEnd::How::exited && end.code == 0) {
-          log(LogLevel::info, what + " ran");
+          log(LogLevel::info, what + " ran", about);
         } else if (end.how == CommandEnd::How::cancelled) {
-          log(LogLevel::warning, what + " was not started: serve is stopping (not retried)");
+          log(LogLevel::warning, what + " was not started: serve is stopping (not retried)", about);
         } else if (end.how == CommandEnd::How::not_started) {
           log(LogLevel::warning,
-              what + " could not start " + command.argv.front() + ": " + std::strerror(end.code) + " (not retried)");
+              what + " could not start " + command.argv.front() + ": " + std::strerror(end.code) + " (not retried)",
+              about);
         } else {
           log(LogLevel::warning,
               what + (end.how == CommandEnd::How::exited ? " failed with exit " : " was killed by signal ") +
-                  std::to_string(end.code) + " (not retried)");
+                  std::to_string(end.code) + " (not retried)",
+              about);
         }
       } catch (const std::exception& e) {
-        log(LogLevel::warning, what + ": " + e.what() + " (not retried)");
+        log(LogLevel::warning, what + ": " + e.what() + " (not retried)", about);
       }
       {
         const std::lock_guard lock(m);
@@ -588,7 +593,7 @@ class StoreOutage {
 
 // The log line of a Scheduler event: its level, and its words as before
 // ("failed JOB run ID with exit 3; retry in 1s").
-void log_event(const jobrepo::SchedulerEvent& e) {
+void log_event(const jobrepo::SchedulerEvent& e, std::optional<int> exit_code = std::nullopt) {
   using Kind = jobrepo::SchedulerEvent::Kind;
   LogLevel level = LogLevel::info;
   switch (e.kind) {
@@ -605,7 +610,13 @@ void log_event(const jobrepo::SchedulerEvent& e) {
   if (!e.job_name.empty()) text += " " + e.job_name;
   if (!e.run_id.empty()) text += " run " + e.run_id;
   if (!e.detail.empty()) text += (e.kind == Kind::failed ? " with " : " ") + e.detail;
-  log(level, text, LogContext{e.job_name, e.run_id, std::string(jobrepo::to_string(e.kind))});
+  LogContext context{e.job_name, e.run_id, std::string(jobrepo::to_string(e.kind))};
+  if (e.kind == Kind::completed || e.kind == Kind::failed || e.kind == Kind::interrupted) {
+    context.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(e.duration).count();
+    if (e.attempt > 0) context.attempt = e.attempt;
+    context.exit_code = exit_code;
+  }
+  log(level, text, context);
 }
 
 // Opens the store, migrates it, registers the jobs of `config` and starts the
@@ -748,14 +759,12 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
     // During a store outage its failures are logged once (StoreOutage).
     const bool outage_error = e.kind == Kind::error && outage.down() &&
                               (e.code == jobrepo::ErrorCode::unavailable || e.code == jobrepo::ErrorCode::busy);
-    if (!outage_error) log_event(e);
-    if (e.kind != Kind::failed && e.kind != Kind::interrupted && e.kind != Kind::interrupted_peer &&
-        e.kind != Kind::completed) {
-      return;
-    }
+    const bool ended = e.kind == Kind::failed || e.kind == Kind::interrupted || e.kind == Kind::completed;
     // This server's runs leave a note (exit status, output's tail) whatever
     // comes of it; a peer's run that this server interrupted has none.
-    auto note = e.kind == Kind::interrupted_peer ? RunNotes::Note{} : notes.take(e.run_id);
+    auto note = ended ? notes.take(e.run_id) : RunNotes::Note{};
+    if (!outage_error) log_event(e, note.exit_code);
+    if (!ended && e.kind != Kind::interrupted_peer) return;
     std::optional<CommandJob> job;
     {
       const std::lock_guard lock(jobs_mutex);
