@@ -450,9 +450,10 @@ TEST_CASE("control: jitter delays each run's command by a random wait within it,
     return out;
   }());
   REQUIRE(waits.size() >= 5);
-  // Every wait within the jitter (and the command's start), some of them long:
-  // five waits all under 50 ms of a uniform second would be a 1-in-10^8 chance.
-  CHECK(std::all_of(waits.begin(), waits.end(), [](long long w) { return w >= 0 && w < 1500000; }));
+  // Every wait within the jitter (plus the claim's commit and the command's
+  // start, up to 2 s on a loaded test machine), some of them long: five
+  // waits all under 50 ms of a uniform second would be a 1-in-10^8 chance.
+  CHECK(std::all_of(waits.begin(), waits.end(), [](long long w) { return w >= 0 && w < 3000000; }));
   CHECK(std::any_of(waits.begin(), waits.end(), [](long long w) { return w > 50000; }));
 }
 
