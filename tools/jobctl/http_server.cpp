@@ -408,7 +408,10 @@ struct Server::Impl {
     c.close_after = close;
     c.state = State::writing;
     c.since = Steady::now();
-    watch(c.fd, EPOLLOUT | EPOLLRDHUP, EPOLL_CTL_MOD);
+    // Not EPOLLRDHUP while writing: a client that closed its sending side
+    // but still reads would report it on every wait (level-triggered) while
+    // its socket buffer is full. EPOLLERR and EPOLLHUP come unasked.
+    watch(c.fd, EPOLLOUT, EPOLL_CTL_MOD);
   }
 
   // Answers the head buffered on `c`, when it is whole.
@@ -550,7 +553,9 @@ struct Server::Impl {
         if (found == connections.end()) continue;
         Connection& c = found->second;
         const auto e = events[i].events;
-        if ((e & EPOLLOUT) != 0U) {
+        // A reset while writing (EPOLLERR, EPOLLHUP without EPOLLOUT): the
+        // next send fails and closes the connection.
+        if ((e & EPOLLOUT) != 0U || (c.state == State::writing && (e & (EPOLLERR | EPOLLHUP)) != 0U)) {
           on_writable(c);
           continue;  // c may be gone
         }
