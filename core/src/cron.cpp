@@ -363,6 +363,14 @@ std::optional<Seconds> first_occurrence(const Parsed& p, Seconds threshold) {
   }
 }
 
+// The instant of a change of the zone's offset: `to`, the civil time it
+// begins at in the new offset (for a clock set back, `to`'s second
+// occurrence).
+Seconds transition_instant(const cctz::time_zone& zone, const cctz::time_zone::civil_transition& transition) {
+  const auto to = zone.lookup(transition.to);
+  return to.kind == cctz::time_zone::civil_lookup::REPEATED ? to.post : to.pre;
+}
+
 // The first instant at or after `threshold` that is the second occurrence of
 // a matching civil time in a repeated hour, and earlier than `before` (when
 // set); none otherwise. The second occurrences of a backward transition at
@@ -375,9 +383,8 @@ std::optional<Seconds> second_occurrence(const Parsed& p, Seconds threshold, std
   bool found = p.zone.prev_transition(threshold + cctz::seconds(1), &transition);
   if (!found) found = p.zone.next_transition(threshold, &transition);
   for (int i = 0; found && i < 4 * search_years + 8; ++i) {
-    const auto at = p.zone.lookup(transition.to);
-    if (transition.to < transition.from && at.kind == cctz::time_zone::civil_lookup::REPEATED) {
-      const Seconds start = at.trans;
+    const Seconds start = transition_instant(p.zone, transition);
+    if (transition.to < transition.from) {
       if (before && start >= *before) return std::nullopt;
       const auto length = transition.from - transition.to;  // seconds repeated
       const auto skip = threshold > start ? (threshold - start).count() : 0;
@@ -390,8 +397,7 @@ std::optional<Seconds> second_occurrence(const Parsed& p, Seconds threshold, std
         }
       }
     }
-    const auto to = p.zone.lookup(transition.to);  // the transition's instant: `to` in the new offset
-    found = p.zone.next_transition(to.kind == cctz::time_zone::civil_lookup::REPEATED ? to.post : to.pre, &transition);
+    found = p.zone.next_transition(start, &transition);
   }
   return std::nullopt;
 }
@@ -418,8 +424,7 @@ std::optional<std::string> CronSchedule::clock_change_note(Timestamp from, Times
   cctz::time_zone::civil_transition transition;
   Seconds at = std::chrono::floor<cctz::seconds>(from);
   for (int i = 0; i < 64 && p.zone.next_transition(at, &transition); ++i) {
-    const auto to_lookup = p.zone.lookup(transition.to);
-    const Seconds instant = to_lookup.kind == cctz::time_zone::civil_lookup::REPEATED ? to_lookup.post : to_lookup.pre;
+    const Seconds instant = transition_instant(p.zone, transition);
     if (instant >= end) break;
     at = instant;
     const bool gap = transition.from < transition.to;

@@ -172,8 +172,8 @@ void parse(int argc, char* argv[], Invocation& in) {
     } else if (arg.rfind("--", 0) == 0 && arg.size() > 2) {
       std::string value;
       // An option no command takes is unknown, whatever follows it.
-      if (!known_option(arg.substr(0, arg.find('=')))) {
-        if (unknown.empty()) unknown = arg.substr(0, arg.find('='));
+      if (const std::string name = arg.substr(0, arg.find('=')); !known_option(name)) {
+        if (unknown.empty()) unknown = name;
         continue;
       }
       if (const auto eq = arg.find('='); eq != std::string::npos) {

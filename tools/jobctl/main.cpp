@@ -372,8 +372,8 @@ int check_config(const Invocation& in, const std::string& path) {
     jobs.push_back(item);
   }
   output_of(in, json{{"config", path}, {"plugin_id", config.plugin_id}, {"jobs", jobs}}, [&] {
-    std::cout << shown(path) << ": ok, " << counted(static_cast<long long>(config.jobs.size()), "job", "jobs")
-              << " in plugin " << visible(config.plugin_id) << "\n";
+    std::cout << shown(path) << ": ok, " << counted(config.jobs.size(), "job", "jobs") << " in plugin "
+              << visible(config.plugin_id) << "\n";
     for (const auto& job : config.jobs) {
       const auto options = register_options(job);
       std::string command;
@@ -542,9 +542,8 @@ int execute(const Invocation& in) {
                 {"ended_while_working", a.ended_while_working}},
            [&] {
              std::cout << "audited " << counted(a.runs, "run", "runs") << " of " << counted(a.jobs, "job", "jobs")
-                       << ": "
-                       << counted(static_cast<long long>(a.overlaps.size()), "overlapping pair", "overlapping pairs")
-                       << ", " << counted(static_cast<long long>(a.ended_while_working.size()), "run", "runs")
+                       << ": " << counted(a.overlaps.size(), "overlapping pair", "overlapping pairs") << ", "
+                       << counted(a.ended_while_working.size(), "run", "runs")
                        << " recorded ended while their work went on"
                        << (a.clean() ? " (each job ran on one server at a time)" : "") << "\n";
              for (const auto& o : a.overlaps) std::cout << "  " << visible(o) << "\n";

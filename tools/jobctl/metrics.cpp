@@ -188,8 +188,8 @@ std::string prometheus_text(const Metrics::Values& values, const std::vector<std
   header("jobrepo_job_servers_live", "gauge",
          "Live servers that serve the job (their record has not expired; from the store).");
   for (const auto& job : cluster) {
-    out.append("jobrepo_job_servers_live{job_name=\"" + label(job.name) + "\"} " + std::to_string(job.live_servers) +
-               "\n");
+    out.append("jobrepo_job_servers_live{job_name=\"" + label(job.name) + "\"} " +
+               std::to_string(job.live_server_ids.size()) + "\n");
   }
   header("jobrepo_servers_live", "gauge", "Live servers that serve any job of this plugin (from the store).");
   std::set<std::string> live;

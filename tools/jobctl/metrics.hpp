@@ -62,8 +62,7 @@ struct ClusterJob {
   bool gave_up = false;                        // jobrepo::DueState::gave_up
   std::int64_t consecutive_failures{};
   std::optional<jobrepo::Status> last_status{};  // of its last ended run, on any server
-  int live_servers = 0;                          // live servers that serve it
-  std::vector<std::string> live_server_ids{};    // the same, by id
+  std::vector<std::string> live_server_ids{};    // the live servers that serve it
 };
 
 // The Prometheus text exposition (version 0.0.4) of `values`, the jobs

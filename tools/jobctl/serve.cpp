@@ -53,7 +53,6 @@ using Steady = std::chrono::steady_clock;
 
 // --- running a command -----------------------------------------------------
 
-// What every run of this serve process shares.
 // What serve keeps of each run of its own until the run's end is stored,
 // for its on_failure: the command's exit status and its output's last
 // lines (stdout and stderr, at most 64 KiB). Thread-safe.
@@ -94,6 +93,7 @@ class RunNotes {
   std::map<std::string, Note> notes_;
 };
 
+// What every run of this serve process shares.
 struct Runtime {
   std::string server_id;
   std::chrono::microseconds grace{0};
@@ -140,8 +140,11 @@ microseconds run_command(const CommandJob& job, const Runtime& runtime, jobrepo:
     const microseconds wait(std::uniform_int_distribution<long long>(0, job.jitter.count() - 1)(random));
     if (!context.sleep_for(wait)) context.throw_if_cancelled();
   }
+  // The output's tail is kept only for a job whose on_failure may want it:
+  // every other job's lines go to the log alone.
+  RunNotes* const tail = job.on_failure.empty() ? nullptr : runtime.notes;
   const auto on_line = [&](std::string_view line) {
-    if (runtime.notes != nullptr) runtime.notes->line(context.run_id(), line);
+    if (tail != nullptr) tail->line(context.run_id(), line);
     if (const auto progress = parse_progress(line)) {
       try {
         context.report_progress(progress->completed, progress->total);
@@ -153,7 +156,7 @@ microseconds run_command(const CommandJob& job, const Runtime& runtime, jobrepo:
     log_output(job.name, context.run_id(), line);
   };
   const auto end = run_supervised(command, context, on_line, [&](std::string_view line) {
-    if (runtime.notes != nullptr) runtime.notes->line(context.run_id(), line);
+    if (tail != nullptr) tail->line(context.run_id(), line);
     log_output(job.name, context.run_id(), line, /*from_stderr=*/true);
   });
   if (runtime.notes != nullptr && end.how == CommandEnd::How::exited) runtime.notes->exited(context.run_id(), end.code);
@@ -238,9 +241,8 @@ class Hooks {
     std::string message;  // the run's message as stored
     std::string when;     // attempt, exhausted or recovery
     std::int64_t attempt = 0;
-    std::optional<int> exit_code;
     microseconds duration{0};
-    RunNotes::Note note;
+    RunNotes::Note note;  // the exit status and the output's tail
   };
 
   void start(const CommandJob& job, Info info) {
@@ -271,7 +273,7 @@ class Hooks {
               {"JOBREPO_ATTEMPT", std::to_string(info.attempt)},
               {"JOBREPO_MAX_ATTEMPTS", std::to_string(job.backoff.max_attempts)},
               {"JOBREPO_SERVER_ID", runtime_.server_id},
-              {"JOBREPO_EXIT_CODE", info.exit_code ? std::to_string(*info.exit_code) : std::string()},
+              {"JOBREPO_EXIT_CODE", info.note.exit_code ? std::to_string(*info.note.exit_code) : std::string()},
               {"JOBREPO_DURATION_MS", std::to_string(info.duration.count() / 1000)},
               {"JOBREPO_OUTPUT_FILE", fd >= 0 ? tail_file : std::string()}});
     const std::lock_guard lock(mutex_);
@@ -458,14 +460,13 @@ void wait_for_old_supervisors(jobrepo::Store& store, const std::string& plugin_i
   for (auto left = orphaned_supervisors_of(runs); !left.empty(); left = orphaned_supervisors_of(runs)) {
     if (Steady::now() - started >= wait) {
       throw ServeError("server id " + jobrepo::quote_text(server_id) + ": the supervisors of " +
-                           counted(static_cast<long long>(left.size()), "run", "runs") +
-                           " of a previous jobctl serve with it (pid " + std::to_string(left.front()) +
-                           (left.size() > 1 ? ", ..." : "") + ") have not ended after " + format_duration(wait),
+                           counted(left.size(), "run", "runs") + " of a previous jobctl serve with it (pid " +
+                           std::to_string(left.front()) + (left.size() > 1 ? ", ..." : "") + ") have not ended after " +
+                           format_duration(wait),
                        jobrepo::ErrorCode::busy);
     }
     if (!said) {
-      log(LogLevel::warning, "waiting for the supervisors of " +
-                                 counted(static_cast<long long>(left.size()), "run", "runs") +
+      log(LogLevel::warning, "waiting for the supervisors of " + counted(left.size(), "run", "runs") +
                                  " of a previous jobctl serve with this server id to end");
       said = true;
     }
@@ -536,8 +537,8 @@ ServeConfig reload(jobrepo::Scheduler& scheduler, const ServeConfig& current, co
     for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
     return out.empty() ? std::string("none") : out;
   };
-  log(LogLevel::info, "reloaded the config: " + counted(static_cast<long long>(applied.jobs.size()), "job", "jobs") +
-                          "; added " + list(added) + "; removed " + list(removed) + "; changed " + list(updated));
+  log(LogLevel::info, "reloaded the config: " + counted(applied.jobs.size(), "job", "jobs") + "; added " + list(added) +
+                          "; removed " + list(removed) + "; changed " + list(updated));
   return applied;
 }
 
@@ -682,8 +683,7 @@ std::optional<Serving> start_serving(const std::string& url, ServeConfig& config
     if (signal == SIGHUP) {
       try {
         config.jobs = load().jobs;
-        log(LogLevel::info, "reloaded the config's " +
-                                counted(static_cast<long long>(config.jobs.size()), "job", "jobs") +
+        log(LogLevel::info, "reloaded the config's " + counted(config.jobs.size(), "job", "jobs") +
                                 " while waiting for the database; other fields take effect when serve restarts");
       } catch (const std::exception& e) {
         log(LogLevel::error, std::string("reload: ") + e.what() + "; keeping the current config");
@@ -773,24 +773,24 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
     }
     if (!job) return;
     const auto& when = job->on_failure_when;
+    // An operator's cancel is not a failure, unless the job asks for it.
+    const bool counts = e.cancel_reason != jobrepo::CancelReason::operator_request || job->on_failure_cancels;
     std::string why;
     if (e.kind == Kind::completed) {
       // The first success after failures (attempt: 1 + failures in a row).
       if (when.recovery && e.attempt > 1) why = "recovery";
-    } else if (e.cancel_reason == jobrepo::CancelReason::operator_request && !job->on_failure_cancels) {
-      why.clear();  // an operator's cancel is not a failure, unless asked
-    } else if (when.every_attempt) {
+    } else if (counts && when.every_attempt) {
       why = "attempt";
-    } else if (when.exhausted && e.kind == Kind::failed && job->backoff.max_attempts > 0 &&
+    } else if (counts && when.exhausted && e.kind == Kind::failed && job->backoff.max_attempts > 0 &&
                e.attempt >= job->backoff.max_attempts) {
       why = "exhausted";
     }
     if (why.empty()) return;
-    const std::string status = e.kind == Kind::completed ? "completed"
-                               : e.kind == Kind::failed  ? "failed"
-                                                         : "interrupted";
-    hooks.start(*job,
-                Hooks::Info{e.run_id, status, e.message, why, e.attempt, note.exit_code, e.duration, std::move(note)});
+    // The event's kind names the run's status, but for a peer's run that
+    // this server interrupted.
+    const std::string status =
+        e.kind == Kind::interrupted_peer ? std::string("interrupted") : std::string(jobrepo::to_string(e.kind));
+    hooks.start(*job, Hooks::Info{e.run_id, status, e.message, why, e.attempt, e.duration, std::move(note)});
   };
   auto serving = start_serving(url, config, load, runtime, options, handled, metrics, outage, board);
   set_jobs(config);  // reloaded while it waited for the database, maybe
@@ -843,8 +843,7 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
       }
     });
   }
-  log(LogLevel::info, "serving " + counted(static_cast<long long>(config.jobs.size()), "job", "jobs") + " on " +
-                          jobrepo::redact_url(url));
+  log(LogLevel::info, "serving " + counted(config.jobs.size(), "job", "jobs") + " on " + jobrepo::redact_url(url));
   for (;;) {
     int signal = 0;
     sigwait(&handled, &signal);

@@ -14,7 +14,8 @@ namespace jobctl {
 inline std::string shown(std::string_view text) { return jobrepo::shown_text(text); }
 
 // A count with its noun in the right number: "1 job", "2 jobs", "0 jobs".
-inline std::string counted(long long n, std::string_view one, std::string_view many) {
+template <class Count>
+std::string counted(Count n, std::string_view one, std::string_view many) {
   return std::to_string(n) + " " + std::string(n == 1 ? one : many);
 }
 

@@ -132,9 +132,7 @@ std::string StatusBoard::metrics_text() const {
       job.consecutive_failures = view.job.consecutive_failures;
       job.last_status = view.job.last_status;
       for (const auto& serving : view.servings) {
-        if (!serving.live) continue;
-        ++job.live_servers;
-        job.live_server_ids.push_back(serving.server_id);
+        if (serving.live) job.live_server_ids.push_back(serving.server_id);
       }
       cluster.push_back(std::move(job));
     }
