@@ -863,7 +863,14 @@ TEST_CASE("cli: serve runs commands: success, failure, timeout, progress, cancel
 
   // Interrupted elsewhere (as a peer would): the command gets SIGTERM.
   const std::string first_sleeper = run_of("sleeper")["private_id"];
-  REQUIRE(cli({"interrupt", "--threshold", "0s"}).status == 0);
+  // Again until it took: a heartbeat stored in the same instant as the
+  // interrupt's clock reading is not older than 0 s, and the call ends nothing.
+  REQUIRE(wait_until(
+      [&] {
+        REQUIRE(cli({"interrupt", "--threshold", "0s"}).status == 0);
+        return cli({"run", "show", first_sleeper, "--json"}).parsed()["status"] == "interrupted";
+      },
+      10s));
   CHECK(wait_until([&] { return fs::exists(marker); }, 3s));
   fs::remove(marker);
   // The job is still due: it runs again.

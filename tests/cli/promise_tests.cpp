@@ -316,7 +316,14 @@ TEST_CASE("serve: jobctl audit reports a run that was ended while its work went 
   // An operator ends the run by hand, with the low-level command, while it
   // works. The job is due at once: serve claims it again at once, but its
   // next run waits here until the first one's command is gone.
-  REQUIRE(b.cli({"interrupt", "--threshold", "0s"}).status == 0);
+  // Again until it took: a heartbeat stored in the same instant as the
+  // interrupt's clock reading is not older than 0 s, and the call ends nothing.
+  REQUIRE(wait_until(
+      [&] {
+        REQUIRE(b.cli({"interrupt", "--threshold", "0s"}).status == 0);
+        return b.cli({"run", "show", first, "--json"}).parsed()["status"] == "interrupted";
+      },
+      10s));
   // Within about grace + a few heartbeats; 30 s only for a loaded machine
   // (once, on MariaDB in a full ./tools/test, not within 10 s: cause not
   // found, serve's log then showed nothing after its start).
