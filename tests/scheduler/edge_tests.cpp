@@ -113,7 +113,10 @@ TEST_CASE("scheduler: a handler that overruns its timeout is failed, with an err
   scheduler.start();
   // Within seconds; 20 s only so that a loaded test machine cannot fail it.
   REQUIRE(wait_until([&] { return f.recorder.count(SchedulerEvent::Kind::failed, "overrun") == 1; }, 20s));
-  const auto run = f.repo.list_runs({.job_name = "overrun"}).at(0);
+  // The failed run by its id: the job's retry may already have made a newer one.
+  const auto failed = f.recorder.of(SchedulerEvent::Kind::failed, "overrun");
+  REQUIRE(failed.size() == 1);
+  const auto run = f.repo.lookup_run(failed[0].event.run_id).value();
   CHECK(run.status == Status::failed);
   CHECK(run.message == "timed out after 200ms");
   INFO(f.recorder.dump());
@@ -326,7 +329,10 @@ TEST_CASE("scheduler: with FenceOverrun::report, a handler outliving its run's l
   store.failing = false;
   release = true;
   REQUIRE(wait_until([&] { return f.recorder.count(SchedulerEvent::Kind::failed, "overrun") == 1; }, 5s));
-  const auto run = f.repo.list_runs({.job_name = "overrun"}).at(0);
+  // The failed run by its id: the job's retry may already have made a newer one.
+  const auto failed = f.recorder.of(SchedulerEvent::Kind::failed, "overrun");
+  REQUIRE(failed.size() == 1);
+  const auto run = f.repo.lookup_run(failed[0].event.run_id).value();
   CHECK(run.status == Status::failed);
   CHECK(run.message.value_or("").find("after it was fenced") != std::string::npos);
   CHECK(scheduler.stop());
