@@ -51,7 +51,10 @@ foreach(file
     share/doc/jobrepo/examples/memory_backend/memory_store.cpp share/jobrepo/schema/sqlite/0001_initial.sql
     share/jobrepo/schema/postgres/0001_initial.sql share/jobrepo/conformance/run_cases.cpp
     lib/cmake/jobrepo/JobrepoMigrations.cmake lib/cmake/jobrepo/EmbedSql.cmake
-    lib/cmake/jobrepo/JobrepoConformance.cmake)
+    lib/cmake/jobrepo/JobrepoConformance.cmake
+    bin/jobctl share/man/man1/jobctl.1 share/doc/jobrepo/operations.md share/doc/jobrepo/cli.md
+    share/doc/jobrepo/examples/jobs.json share/doc/jobrepo/examples/jobctl-serve.service
+    share/doc/jobrepo/examples/prometheus/jobrepo-alerts.yml)
   if(NOT EXISTS "${prefix}/${file}")
     message(FATAL_ERROR "the package lacks ${file}")
   endif()

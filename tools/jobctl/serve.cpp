@@ -5,6 +5,7 @@
 #include "metrics.hpp"
 #include "output.hpp"
 #include "run_cgroup.hpp"
+#include "service_notify.hpp"
 #include "shown.hpp"
 #include "status.hpp"
 #include "supervisor.hpp"
@@ -115,6 +116,7 @@ std::vector<std::string> command_environment(const CommandJob& job, const std::m
     if (eq != std::string::npos) env[entry.substr(0, eq)] = entry.substr(eq + 1);
   }
   for (const char* secret : {"JOBREPO_DATABASE_URL", "JOBREPO_DATABASE_URL_FILE", "PGPASSWORD"}) env.erase(secret);
+  for (const char* systemd : service_variables) env.erase(systemd);
   for (const auto& [key, value] : job.environment) env[key] = value;
   env.erase("JOBREPO_RUN_ARG");
   env["JOBREPO_JOB_NAME"] = job.name;
@@ -630,7 +632,8 @@ void log_event(const jobrepo::SchedulerEvent& e, std::optional<int> exit_code = 
 std::optional<Serving> start_serving(const std::string& url, ServeConfig& config,
                                      const std::function<ServeConfig()>& load, const Runtime& runtime,
                                      const jobrepo::SchedulerOptions& options, const sigset_t& handled,
-                                     Metrics& metrics, StoreOutage& outage, StatusBoard& board) {
+                                     Metrics& metrics, StoreOutage& outage, StatusBoard& board,
+                                     ServiceNotifier& notifier) {
   const auto& server = runtime.server_id;
   const auto began = Steady::now();
   const auto waited = [&] { return format_duration(std::chrono::duration_cast<microseconds>(Steady::now() - began)); };
@@ -664,6 +667,7 @@ std::optional<Serving> start_serving(const std::string& url, ServeConfig& config
       if (e.code() != jobrepo::ErrorCode::unavailable && e.code() != jobrepo::ErrorCode::busy) throw;
       const std::string error = std::string(e.what()) + " (" + std::string(jobrepo::to_string(e.code())) + ")";
       board.set_waiting("waiting for the database: " + error);
+      notifier.status("waiting for the database: " + error);
       if (!said) {
         log(LogLevel::warning, "waiting for the database: " + error);
         said = Steady::now();
@@ -681,6 +685,7 @@ std::optional<Serving> start_serving(const std::string& url, ServeConfig& config
       return std::nullopt;
     }
     if (signal == SIGHUP) {
+      notifier.reloading();
       try {
         config.jobs = load().jobs;
         log(LogLevel::info, "reloaded the config's " + counted(config.jobs.size(), "job", "jobs") +
@@ -688,6 +693,7 @@ std::optional<Serving> start_serving(const std::string& url, ServeConfig& config
       } catch (const std::exception& e) {
         log(LogLevel::error, std::string("reload: ") + e.what() + "; keeping the current config");
       }
+      notifier.ready("waiting for the database");
     }
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
   }
@@ -743,6 +749,10 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
     http_server.emplace(board, *http, flags.http_hosts ? *flags.http_hosts : config.http_hosts);
     http_server->start();
   }
+  // systemd: ready once the config is checked, the server id held and the
+  // HTTP port bound (the database may still be away: the status says so).
+  ServiceNotifier notifier([&board] { return board.stuck(); });
+  notifier.ready("connecting to the database");
   Hooks hooks(runtime);
   // The jobs as configured now (SIGHUP replaces them), for their on_failure.
   std::mutex jobs_mutex;
@@ -792,9 +802,10 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
         e.kind == Kind::interrupted_peer ? std::string("interrupted") : std::string(jobrepo::to_string(e.kind));
     hooks.start(*job, Hooks::Info{e.run_id, status, e.message, why, e.attempt, e.duration, std::move(note)});
   };
-  auto serving = start_serving(url, config, load, runtime, options, handled, metrics, outage, board);
+  auto serving = start_serving(url, config, load, runtime, options, handled, metrics, outage, board, notifier);
   set_jobs(config);  // reloaded while it waited for the database, maybe
   if (!serving) {
+    notifier.stopping();
     log(LogLevel::info, "stopped");
     return 0;
   }
@@ -843,19 +854,27 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
       }
     });
   }
+  const auto serving_text = [&] {
+    return "serving " + counted(config.jobs.size(), "job", "jobs") + " as " + server_id + " on " +
+           jobrepo::redact_url(url);
+  };
   log(LogLevel::info, "serving " + counted(config.jobs.size(), "job", "jobs") + " on " + jobrepo::redact_url(url));
+  notifier.status(serving_text());
   for (;;) {
     int signal = 0;
     sigwait(&handled, &signal);
     if (signal == SIGHUP) {
       log(LogLevel::info, "reloading the config on SIGHUP");
+      notifier.reloading();
       config = reload(scheduler, config, load, runtime);
+      notifier.ready(serving_text());
       set_jobs(config);
       board.set_scheduler(&scheduler, names(config));
       board.set_periods(periods(config));
       continue;
     }
     log(LogLevel::info, std::string("stopping on ") + (signal == SIGINT ? "SIGINT" : "SIGTERM"));
+    notifier.stopping();
     break;
   }
   // The runs end when their commands have: stop() waits for them (SIGTERM,

@@ -153,8 +153,23 @@ std::pair<int, std::string> StatusBoard::health() const {
     return {503, "the store has not answered for " + seconds_text(now - *h.store_answered) + " (more than " +
                      seconds_text(store_limit) + ")\n"};
   }
-  // A loop that has not gone round for far longer than it should (a store
-  // call may hold the claim and monitor loops for its busy timeout).
+  if (const auto problem = stuck_locked(h, now); !problem.empty()) return {503, problem + "\n"};
+  return {200, "ok\n"};
+}
+
+std::string StatusBoard::stuck() const {
+  const std::lock_guard lock(mutex_);
+  if (!scheduler_) return {};  // waiting for the database, with its own back-off
+  const auto h = scheduler_->health();
+  if (h.stopping) return {};
+  return stuck_locked(h, Steady::now());
+}
+
+// A loop that has not gone round for far longer than it should (a store
+// call may hold the claim and monitor loops for its busy timeout), or the
+// status refresher. Under mutex_.
+std::string StatusBoard::stuck_locked(const jobrepo::SchedulerHealth& h, Steady::time_point now) const {
+  const auto monitor = std::chrono::duration_cast<Steady::duration>(options_.monitor_interval);
   const Steady::duration claim_limit =
       std::chrono::duration_cast<Steady::duration>(options_.claim_interval) + 3 * monitor + std::chrono::seconds(10);
   const Steady::duration monitor_limit = 3 * monitor + std::chrono::seconds(10);
@@ -162,14 +177,13 @@ std::pair<int, std::string> StatusBoard::health() const {
   for (const auto& [name, last, limit] :
        {std::tuple{"claim", h.claim_loop, claim_limit}, std::tuple{"monitor", h.monitor_loop, monitor_limit},
         std::tuple{"fence", h.fence_loop, fence_limit}}) {
-    if (now - last > limit) {
-      return {503, std::string("the ") + name + " loop has not gone round for " + seconds_text(now - last) + "\n"};
-    }
+    if (now - last > limit)
+      return std::string("the ") + name + " loop has not gone round for " + seconds_text(now - last);
   }
   if (snapshot_.taken != Steady::time_point{} && now - snapshot_.taken > std::chrono::seconds(60)) {
-    return {503, "the status refresher has not gone round for " + seconds_text(now - snapshot_.taken) + "\n"};
+    return "the status refresher has not gone round for " + seconds_text(now - snapshot_.taken);
   }
-  return {200, "ok\n"};
+  return {};
 }
 
 std::string StatusBoard::api_jobs() const {

@@ -48,11 +48,17 @@ class StatusBoard {
   std::string metrics_text() const;
   // 200 "ok", or 503 and why not.
   std::pair<int, std::string> health() const;
+  // Why serve would not recover by itself: a loop of the scheduler (or the
+  // status refresher) that stopped going round; empty otherwise, also while
+  // it waits for the database or stops. The systemd watchdog's test.
+  std::string stuck() const;
   std::string page_html() const;
   std::string api_jobs() const;  // as jobctl jobs --json
   std::string api_runs() const;  // as jobctl runs --json
 
  private:
+  std::string stuck_locked(const jobrepo::SchedulerHealth& health, std::chrono::steady_clock::time_point now) const;
+
   const std::string server_id_;
   Metrics& metrics_;
   const jobrepo::SchedulerOptions options_;
