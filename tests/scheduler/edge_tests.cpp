@@ -337,3 +337,61 @@ TEST_CASE("scheduler: with FenceOverrun::report, a handler outliving its run's l
   CHECK(run.message.value_or("").find("after it was fenced") != std::string::npos);
   CHECK(scheduler.stop());
 }
+
+TEST_CASE("scheduler: a writer's store call that does not return is reported as a stall, and its end") {
+  Fixture f;
+  // The writer's calls (the final statuses) hang for 1.5 s while `hanging`.
+  struct SlowWrites : jobrepo::StoreWrapper {
+    using StoreWrapper::StoreWrapper;
+    std::atomic<bool> hanging{false};
+    std::atomic<int> hung{0};
+    std::vector<std::optional<jobrepo::Run>> transition_runs(std::span<const jobrepo::RunTransition> c) override {
+      if (hanging && !c.empty() && c.front().to != Status::running) {
+        ++hung;
+        std::this_thread::sleep_for(1500ms);
+      }
+      return StoreWrapper::transition_runs(c);
+    }
+  } store(*f.store);
+  jobrepo::Scheduler scheduler("s1", store, fast_options(f.recorder));
+  std::atomic<int> runs{0};
+  scheduler.register_job(jobrepo::make_job("quick", "returns at once", [&](jobrepo::JobContext&) {
+    ++runs;
+    return std::chrono::microseconds(1h);
+  }));
+  store.hanging = true;
+  const auto started = Steady::now();
+  scheduler.start();
+  const auto stall_warning = [&] {
+    for (const auto& e : f.recorder.of(SchedulerEvent::Kind::warning, "")) {
+      if (e.event.detail.find("the writer's store call has not returned for") != std::string::npos) return true;
+    }
+    return false;
+  };
+  REQUIRE(wait_until(stall_warning, 5s));
+  // Said while the call hangs: health shows it, and the outcome waiting.
+  const auto health = scheduler.health();
+  INFO(f.recorder.dump());
+  CHECK(store.hung == 1);
+  REQUIRE(health.write_call.has_value());
+  CHECK(health.write_call_outcomes == 1);
+  CHECK(health.outcomes_waiting == 1);
+  CHECK(health.write_stalls == 1);
+  CHECK(f.recorder.count(SchedulerEvent::Kind::completed, "quick") == 0);
+  // Not before max(1 s, monitor_interval) of the call.
+  const auto warned = f.recorder.of(SchedulerEvent::Kind::warning, "").at(0).at;
+  CHECK(warned - started >= 1s);
+  store.hanging = false;
+  // Then the outcome is stored, and the end of the stall said.
+  REQUIRE(wait_until([&] { return f.recorder.count(SchedulerEvent::Kind::completed, "quick") == 1; }, 5s));
+  bool ended = false;
+  for (const auto& e : f.recorder.of(SchedulerEvent::Kind::warning, "")) {
+    ended = ended || e.event.detail.find("the writer's store call returned after 1.") != std::string::npos;
+  }
+  CHECK(ended);
+  const auto after = scheduler.health();
+  CHECK_FALSE(after.write_call.has_value());
+  CHECK(after.outcomes_waiting == 0);
+  CHECK(after.write_stalls == 1);
+  CHECK(scheduler.stop());
+}

@@ -95,7 +95,7 @@ double seconds_since_epoch(jobrepo::Timestamp t) { return std::chrono::duration<
 
 std::string prometheus_text(const Metrics::Values& values, const std::vector<std::string>& registered,
                             const std::vector<std::string>& running_here, const std::vector<ClusterJob>& cluster,
-                            const std::map<std::string, double>& periods) {
+                            const std::map<std::string, double>& periods, const WriterState& writer) {
   std::string out;
   const auto header = [&](const char* name, const char* type, const char* help) {
     out.append("# HELP ").append(name).append(" ").append(help).append("\n");
@@ -195,6 +195,15 @@ std::string prometheus_text(const Metrics::Values& values, const std::vector<std
   std::set<std::string> live;
   for (const auto& job : cluster) live.insert(job.live_server_ids.begin(), job.live_server_ids.end());
   out.append("jobrepo_servers_live ").append(std::to_string(live.size())).append("\n");
+
+  header("jobrepo_writer_call_seconds", "gauge",
+         "How long the store call that stores this server's run outcomes has run; 0 when none is in flight.");
+  out.append("jobrepo_writer_call_seconds ").append(number(writer.call_seconds)).append("\n");
+  header("jobrepo_outcomes_waiting", "gauge", "Runs whose handler returned here, their outcome not stored yet.");
+  out.append("jobrepo_outcomes_waiting ").append(std::to_string(writer.outcomes_waiting)).append("\n");
+  header("jobrepo_writer_stalls_total", "counter",
+         "Store calls of outcomes that ran past max(1s, monitor_interval) (each also a warning in the log).");
+  out.append("jobrepo_writer_stalls_total ").append(std::to_string(writer.stalls)).append("\n");
 
   header("jobrepo_claims_total", "counter", "Runs this server claimed.");
   out.append("jobrepo_claims_total ").append(std::to_string(values.claims)).append("\n");

@@ -65,12 +65,21 @@ struct ClusterJob {
   std::vector<std::string> live_server_ids{};    // the live servers that serve it
 };
 
+// The writer of this server's scheduler (jobrepo::SchedulerHealth): the
+// store call of outcomes in flight, the outcomes not stored yet, stalls.
+struct WriterState {
+  double call_seconds = 0;  // how long the call in flight has run; 0: none
+  std::size_t outcomes_waiting = 0;
+  std::int64_t stalls = 0;
+};
+
 // The Prometheus text exposition (version 0.0.4) of `values`, the jobs
-// running here (`running_here`: job names), the cluster's jobs and the
-// periods of the scheduled jobs served here (seconds, by job name).
+// running here (`running_here`: job names), the cluster's jobs, the
+// periods of the scheduled jobs served here (seconds, by job name) and the
+// writer's state.
 std::string prometheus_text(const Metrics::Values& values, const std::vector<std::string>& registered,
                             const std::vector<std::string>& running_here, const std::vector<ClusterJob>& cluster,
-                            const std::map<std::string, double>& periods = {});
+                            const std::map<std::string, double>& periods = {}, const WriterState& writer = {});
 
 // A Store that tells `on_success` / `on_failure` of every call's outcome
 // (for jobrepo_up, jobrepo_store_errors_total and outage logging). Each

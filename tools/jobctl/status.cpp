@@ -117,12 +117,17 @@ std::string StatusBoard::metrics_text() const {
   std::vector<std::string> registered, running;
   std::vector<ClusterJob> cluster;
   std::map<std::string, double> periods;
+  WriterState writer;
   {
     const std::lock_guard lock(mutex_);
     registered = registered_;
     periods = periods_;
     if (scheduler_) {
       for (const auto& run : scheduler_->executing()) running.push_back(run.job_name);
+      const auto h = scheduler_->health();
+      if (h.write_call) writer.call_seconds = std::chrono::duration<double>(Steady::now() - *h.write_call).count();
+      writer.outcomes_waiting = h.outcomes_waiting;
+      writer.stalls = h.write_stalls;
     }
     for (const auto& view : snapshot_.jobs) {
       const auto due = jobrepo::due_state(view.job);
@@ -137,7 +142,7 @@ std::string StatusBoard::metrics_text() const {
       cluster.push_back(std::move(job));
     }
   }
-  return prometheus_text(metrics_.values(), registered, running, cluster, periods);
+  return prometheus_text(metrics_.values(), registered, running, cluster, periods, writer);
 }
 
 std::pair<int, std::string> StatusBoard::health() const {

@@ -327,6 +327,15 @@ struct SchedulerHealth {
   // When the monitor loop's last store call succeeded (its proof of life,
   // every monitor_interval); empty before the first.
   std::optional<std::chrono::steady_clock::time_point> store_answered{};
+  // The writer's store call of ended runs' outcomes, while one is in
+  // flight: when it began and how many outcomes it stores.
+  std::optional<std::chrono::steady_clock::time_point> write_call{};
+  std::size_t write_call_outcomes = 0;
+  // Outcomes of handlers that returned here, not stored yet.
+  std::size_t outcomes_waiting = 0;
+  // Writer calls that ran past max(1 s, monitor_interval), since start
+  // (each also a `warning` event).
+  std::int64_t write_stalls = 0;
 };
 
 // Lifecycle. A Scheduler is in one phase at a time, changed under its lock:

@@ -182,6 +182,12 @@ std::vector<std::shared_ptr<LocalRun>> Executing::live() const {
   return out;
 }
 
+std::size_t Executing::returned_count() const {
+  const std::lock_guard lock(mutex_);
+  return static_cast<std::size_t>(
+      std::count_if(runs_.begin(), runs_.end(), [](const auto& entry) { return entry.second->returned(); }));
+}
+
 bool Executing::empty() const {
   const std::lock_guard lock(mutex_);
   return runs_.empty();

@@ -13,6 +13,7 @@
 namespace jobrepo {
 
 using scheduling::duration_text;
+using scheduling::seconds_text;
 using std::chrono::microseconds;
 
 void Scheduler::State::fence_loop() {
@@ -46,8 +47,26 @@ void Scheduler::State::fence_loop() {
       if (!local->cancelled()) next = std::min({next, local->deadline(), local->last_heartbeat() + fence});
       if (local->started() && !local->late_reported) next = std::min(next, lease_end);
     }
+    check_write_stall(now);
     if (loops_signal.wait(std::max(next, now))) return;
   }
+}
+
+// The writer's store call has run past write_stall_after: said once per
+// call (the writer says when it returns). No outcome of this server is
+// stored meanwhile; handlers go on, and their outcomes wait.
+void Scheduler::State::check_write_stall(SteadyTime now) noexcept {
+  const auto began = write_began.load();
+  if (began == 0 || began == stall_reported_for) return;
+  const auto running = now - SteadyTime(SteadyTime::duration(began));
+  if (running < std::chrono::duration_cast<SteadyTime::duration>(scheduling::write_stall_after(options))) return;
+  stall_reported_for = began;
+  write_stalls.fetch_add(1);
+  write_stalled.store(began);
+  emit(SchedulerEvent::Kind::warning, "", "",
+       "the writer's store call has not returned for " +
+           seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(running)) + " (" +
+           std::to_string(write_rows.load()) + " outcomes): no outcome of this server is stored meanwhile");
 }
 
 // A handler still runs although its run's lease lapsed (fence_overrun).

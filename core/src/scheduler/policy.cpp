@@ -38,6 +38,10 @@ microseconds fenced_run_ends_after(const SchedulerOptions& o) {
   return fence_after(o) + fence_check_period(o) + o.grace + kill_allowance;
 }
 
+microseconds write_stall_after(const SchedulerOptions& o) {
+  return std::max<microseconds>(std::chrono::seconds(1), o.monitor_interval);
+}
+
 microseconds backoff_delay(const BackoffOptions& b, std::int64_t failures, double spread) {
   double delay = static_cast<double>(b.initial.count());
   for (std::int64_t i = 1; i < failures && delay < static_cast<double>(b.max.count()); ++i) delay *= b.multiplier;

@@ -29,6 +29,10 @@ microseconds fence_after(const SchedulerOptions& options);
 microseconds fence_check_period(const SchedulerOptions& options);
 microseconds fenced_run_ends_after(const SchedulerOptions& options);
 
+// How long the writer's store call (the outcomes of ended runs) may run
+// before it is reported as a stall: max(1 s, monitor_interval).
+microseconds write_stall_after(const SchedulerOptions& options);
+
 // The delay before retry number `failures` (1: after the first failure):
 // initial x multiplier^(failures-1), at most max, times `spread` (a number
 // in [1 - jitter, 1 + jitter]), at most max_offset.

@@ -314,6 +314,12 @@ SchedulerHealth Scheduler::health() const {
   health.monitor_loop = at(s.monitor_tick);
   health.fence_loop = at(s.fence_tick);
   if (s.store_answered.load() != 0) health.store_answered = at(s.store_answered);
+  if (s.write_began.load() != 0) {
+    health.write_call = at(s.write_began);
+    health.write_call_outcomes = s.write_rows.load();
+  }
+  health.outcomes_waiting = s.executing.returned_count();
+  health.write_stalls = s.write_stalls.load();
   return health;
 }
 

@@ -144,6 +144,8 @@ class Executing {
   std::vector<std::shared_ptr<LocalRun>> all() const;
   // Those whose handler has not returned (queued ones too).
   std::vector<std::shared_ptr<LocalRun>> live() const;
+  // How many have returned, their outcomes not stored yet.
+  std::size_t returned_count() const;
   bool empty() const;
   // Waits until no handler runs here (every one returned; queued runs were
   // handed back), or the deadline; returns whether none runs.
@@ -253,6 +255,15 @@ struct Scheduler::State {
   std::atomic<bool> lease_lost{false};
   // SchedulerHealth's times, as steady-clock ticks of the runtime.
   std::atomic<SteadyTime::rep> claim_tick{0}, monitor_tick{0}, fence_tick{0}, store_answered{0};
+  // The writer's store call in flight: when it began (0: none) and its
+  // outcomes; the fence loop reports one that runs past write_stall_after
+  // (a `warning`, counted in write_stalls), the writer says when it ended.
+  std::atomic<SteadyTime::rep> write_began{0};
+  std::atomic<std::size_t> write_rows{0};
+  std::atomic<std::int64_t> write_stalls{0};
+  std::atomic<SteadyTime::rep> write_stalled{0};  // write_began of the call reported
+  SteadyTime::rep stall_reported_for = 0;         // the fence loop's own
+  void check_write_stall(SteadyTime now) noexcept;
 
   mutable std::mutex random_mutex;
   std::minstd_rand random{std::random_device{}()};

@@ -55,7 +55,26 @@ std::vector<Scheduler::State::Outcome> Scheduler::State::store_outcomes(Reposito
   updates.reserve(batch.size());
   for (const auto& outcome : batch) updates.push_back(outcome.update);
   std::vector<RunUpdateResult> results(batch.size());
+  const auto began = now();
+  write_rows.store(batch.size());
+  write_began.store(ticks(began));
+  // Whatever the call does, the fence loop sees it end.
+  struct CallEnds {
+    State& state;
+    SteadyTime began;
+    ~CallEnds() {
+      state.write_began.store(0);
+      if (state.write_stalled.exchange(0) == ticks(began)) {
+        state.emit(
+            SchedulerEvent::Kind::warning, "", "",
+            "the writer's store call returned after " +
+                scheduling::seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(state.now() - began)) +
+                " (" + std::to_string(state.write_rows.load()) + " outcomes): outcomes are stored again");
+      }
+    }
+  };
   try {
+    const CallEnds ends{*this, began};
     results = repo.update_runs(updates);
   } catch (const Error& e) {
     for (auto& result : results) result.error = e;
