@@ -34,6 +34,7 @@ struct Options {
   int history = 1000000;  // final runs for the scale workload's history setting
   std::vector<int> scheduler_workers{8, 64};
   std::vector<int> local_queues{0};  // SchedulerOptions::local_queue of the scheduler workload
+  int scheduler_history = 0;         // final runs seeded before the scheduler (and peer) workload
   int wakeups = 40;                  // wake-up samples per setting
   std::string jobctl;                // jobctl for the memory workload; default: next to this tool
   std::string plot;                  // SVG of the claim cycle; empty: none

@@ -24,7 +24,8 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
                "                     [--claim-rounds R]\n"
                "                     [--claim-filter none,names,served]\n"
                "                     [--sqlite-synchronous full,normal] [--scale-jobs 10000,100000,1000000]\n"
-               "                     [--history N] [--scheduler-workers 8,64] [--local-queue 0,500] [--wakeups N]\n"
+               "                     [--history N] [--scheduler-workers 8,64] [--local-queue 0,500]\n"
+               "                     [--scheduler-history N] [--wakeups N]\n"
                "                     [--jobctl PATH] [--peer-jobs N] [--peer-dir DIR] [--node PATH]\n"
                "                     [--peer-local-queue N]\n"
                "                     [--json] [--json-out FILE] [--plot FILE.svg]\n"
@@ -47,7 +48,9 @@ const std::vector<std::string> all_workloads{"claim-cycle", "batch-100", "schedu
                "               The ceiling runs with none only.\n"
                "  scheduler    a Scheduler with N no-op jobs (each due again at once) and --scheduler-workers\n"
                "               worker threads, with each --local-queue size (SchedulerOptions::local_queue, default\n"
-               "               0): runs/s, lag from due time to handler start (p50/p99).\n"
+               "               0): runs/s, lag from due time to handler start (p50/p99), the fewest\n"
+               "               completions stored in a 0.5 s window and the longest gap between two.\n"
+               "               --scheduler-history N seeds N final runs first (also for the peer's ours).\n"
                "  wakeup       an idle Scheduler; another process (and a thread of the same process) makes its\n"
                "               job due: time to the handler's start, --wakeups samples.\n"
                "  scale        1 worker's claim cycle with --scale-jobs jobs, 1% due; then the smallest count\n"
@@ -197,6 +200,8 @@ Parsed parse(int argc, char* argv[]) {
       }
     } else if (a == "--scale-jobs") {
       o.scale_jobs = int_list(a, value());
+    } else if (a == "--scheduler-history") {
+      o.scheduler_history = positive_int(a, value());
     } else if (a == "--history") {
       o.history = positive_int(a, value());
     } else if (a == "--scheduler-workers") {
@@ -261,14 +266,22 @@ const std::vector<Column>& columns_of(const std::string& workload) {
                                             {"ceiling/s", "ceiling_runs_per_second", 'n', 11},
                                             {"ours/ceiling", "ours_over_ceiling", 'f', 14},
                                             {"lowest round", "ours_over_ceiling_lowest_round", 'f', 13}};
-  static const std::vector<Column> scheduler = {
-      {"backend", "backend", 's', 10},       {"workers", "worker_threads", 'n', 9},
-      {"queue", "local_queue", 'n', 7},      {"jobs", "jobs", 'n', 9},
-      {"runs/s", "runs_per_second", 'n', 9}, {"lag p50 ms", "lag_p50_ms", 'f', 12},
-      {"lag p99 ms", "lag_p99_ms", 'f', 12}, {"samples", "lag_samples", 'n', 9},
-      {"claim rows", "claim_rows", 'f', 11}, {"claim ms", "claim_ms", 'f', 9},
-      {"write rows", "write_rows", 'f', 11}, {"write ms", "write_ms", 'f', 9},
-      {"errors", "errors", 'n', 8},          {"register s", "register_seconds", 'f', 10}};
+  static const std::vector<Column> scheduler = {{"backend", "backend", 's', 10},
+                                                {"workers", "worker_threads", 'n', 9},
+                                                {"queue", "local_queue", 'n', 7},
+                                                {"jobs", "jobs", 'n', 9},
+                                                {"runs/s", "runs_per_second", 'n', 9},
+                                                {"lag p50 ms", "lag_p50_ms", 'f', 12},
+                                                {"lag p99 ms", "lag_p99_ms", 'f', 12},
+                                                {"samples", "lag_samples", 'n', 9},
+                                                {"claim rows", "claim_rows", 'f', 11},
+                                                {"claim ms", "claim_ms", 'f', 9},
+                                                {"write rows", "write_rows", 'f', 11},
+                                                {"write ms", "write_ms", 'f', 9},
+                                                {"fewest/0.5s", "fewest_per_half_second", 'n', 12},
+                                                {"gap ms", "longest_gap_ms", 'f', 9},
+                                                {"errors", "errors", 'n', 8},
+                                                {"register s", "register_seconds", 'f', 10}};
   static const std::vector<Column> wakeup = {{"backend", "backend", 's', 10}, {"from", "from", 's', 64},
                                              {"samples", "samples", 'n', 9},  {"p50 ms", "p50_ms", 'f', 9},
                                              {"p99 ms", "p99_ms", 'f', 9},    {"max ms", "max_ms", 'f', 9},

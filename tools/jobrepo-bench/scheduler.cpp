@@ -101,7 +101,7 @@ void raw_exec_retrying(const Target& t, const std::string& sql) {
 // statement; all clocks are this machine's). Without `with_lag` the lag is
 // not measured (its fields are null): the peer workload needs the rate only.
 json scheduler_throughput(const Target& t, const Options& o, int worker_threads, int local_queue, bool with_lag) {
-  reset(t, o.jobs);
+  reset(t, o.jobs, 1, o.scheduler_history);
   auto real = jobrepo::open_store(t.url, {std::max(4, worker_threads / 4), std::chrono::milliseconds(10000)});
   CountingStore store(*real);
   std::mutex mutex;
@@ -109,12 +109,17 @@ json scheduler_throughput(const Target& t, const Options& o, int worker_threads,
   std::atomic<std::int64_t> period_us{0};
   std::atomic<bool> counting{false};
   std::atomic<std::int64_t> completed{0}, errors{0};
+  std::vector<Steady::time_point> stored;  // when each completion counted was stored (its event), under `mutex`
   jobrepo::SchedulerOptions options;
   options.worker_threads = worker_threads;
   options.local_queue = local_queue;
   options.claim_interval = 1s;
   options.on_event = [&](const jobrepo::SchedulerEvent& e) {
-    if (e.kind == jobrepo::SchedulerEvent::Kind::completed && counting) ++completed;
+    if (e.kind == jobrepo::SchedulerEvent::Kind::completed && counting) {
+      ++completed;
+      const std::lock_guard lock(mutex);
+      stored.push_back(Steady::now());
+    }
     if (e.kind == jobrepo::SchedulerEvent::Kind::error && ++errors == 1) {
       std::cerr << "jobrepo-bench: scheduler: " << e.detail << "\n";
     }
@@ -135,11 +140,33 @@ json scheduler_throughput(const Target& t, const Options& o, int worker_threads,
   scheduler.start();
   std::this_thread::sleep_for(1s);
   store.counting = true;
+  const auto measured_from = Steady::now();
   counting = true;
   std::this_thread::sleep_for(seconds_of(o.seconds));
   counting = false;
+  const auto measured_to = Steady::now();
   store.counting = false;
   const double rate = static_cast<double>(completed.load()) / o.seconds;
+  // A writer that stalls stores nothing for a while: the fewest completions
+  // stored in any 0.5 s window of the measured time, and the longest time
+  // without one (from the window's start, between two, to its end).
+  std::int64_t fewest = -1;
+  double longest_gap_ms = 0;
+  {
+    const std::lock_guard lock(mutex);
+    std::sort(stored.begin(), stored.end());
+    for (auto from = measured_from; from + 500ms <= measured_to; from += 500ms) {
+      const auto n = std::count_if(stored.begin(), stored.end(),
+                                   [&](const Steady::time_point at) { return at >= from && at < from + 500ms; });
+      fewest = fewest < 0 ? n : std::min<std::int64_t>(fewest, n);
+    }
+    auto last = measured_from;
+    for (const auto at : stored) {
+      longest_gap_ms = std::max(longest_gap_ms, std::chrono::duration<double, std::milli>(at - last).count());
+      last = at;
+    }
+    longest_gap_ms = std::max(longest_gap_ms, std::chrono::duration<double, std::milli>(measured_to - last).count());
+  }
   json row{{"workload", "scheduler"},
            {"backend", t.backend},
            {"jobs", o.jobs},
@@ -147,6 +174,9 @@ json scheduler_throughput(const Target& t, const Options& o, int worker_threads,
            {"local_queue", local_queue},
            {"seconds", o.seconds},
            {"runs_per_second", rate},
+           {"history_runs", o.scheduler_history},
+           {"fewest_per_half_second", fewest < 0 ? json(nullptr) : json(fewest)},
+           {"longest_gap_ms", longest_gap_ms},
            {"claims", store.claims.to_json()},
            {"writes", store.transitions.to_json()},
            {"register_seconds", register_s}};
