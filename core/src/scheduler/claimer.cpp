@@ -34,7 +34,7 @@ void Scheduler::State::claim_loop() {
     if (free > 0) {
       const int limit = options.claim_limit > 0 ? std::min(options.claim_limit, free) : free;
       guarded("claim", [&] {
-        const auto runs = claim(repo, limit, jobs, version);
+        const auto runs = claim(repo, limit, *jobs, version);
         maybe_more = static_cast<int>(runs.size()) == limit;
         for (const auto& local : runs) {
           emit(SchedulerEvent::Kind::claimed, local->job_name(), local->run_id(), "");
@@ -105,7 +105,8 @@ std::vector<std::shared_ptr<Scheduler::State::LocalRun>> Scheduler::State::claim
 // database's clock.
 void Scheduler::State::skip_missed(Repository& repo) {
   std::map<std::string, Registered, std::less<>> skipping;
-  for (const auto& [name, job] : registered()) {
+  const auto jobs = registered();  // held: a temporary's map would end before the loop
+  for (const auto& [name, job] : *jobs) {
     if (job.timing.schedule && job.timing.misfire == Misfire::skip) skipping.emplace(name, job);
   }
   if (skipping.empty()) return;
@@ -138,7 +139,7 @@ void Scheduler::State::scan_jobs(Repository& repo) {
   const auto now = database_clock.now();
   std::vector<Timestamp> due;
   for (const auto& job : repo.list_jobs({.limit = -1})) {
-    if (jobs.count(job.name) != 0 && job.next_scheduled_run > now) due.push_back(job.next_scheduled_run);
+    if (jobs->count(job.name) != 0 && job.next_scheduled_run > now) due.push_back(job.next_scheduled_run);
   }
   known_due.replace(std::move(due), mark);
 }

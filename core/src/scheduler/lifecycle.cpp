@@ -316,7 +316,7 @@ std::vector<Run> Scheduler::State::run_due(int limit) {
   Repository repo = repository();
   int version = 0;
   const auto jobs = registered(&version);
-  const auto claimed = claim(repo, limit < 0 ? INT_MAX : std::max(limit, 1), jobs, version);
+  const auto claimed = claim(repo, limit < 0 ? INT_MAX : std::max(limit, 1), *jobs, version);
   std::vector<Run> ran;
   for (const auto& local : claimed) {
     emit(SchedulerEvent::Kind::claimed, local->job_name(), local->run_id(), "");

@@ -139,10 +139,14 @@ void Scheduler::State::emit_error(const char* what, const std::string& message,
   }
 }
 
-std::map<std::string, Scheduler::State::Registered, std::less<>> Scheduler::State::registered(int* version) const {
+std::shared_ptr<const Scheduler::State::JobMap> Scheduler::State::registered(int* version) const {
   const std::lock_guard lock(jobs_mutex);
   if (version) *version = jobs_version;
-  return jobs;
+  if (!jobs_snapshot || snapshot_version != jobs_version) {
+    jobs_snapshot = std::make_shared<const JobMap>(jobs);
+    snapshot_version = jobs_version;
+  }
+  return jobs_snapshot;
 }
 
 double Scheduler::State::spread(const BackoffOptions& backoff) {

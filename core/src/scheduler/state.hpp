@@ -240,7 +240,13 @@ struct Scheduler::State {
 
   // --- the jobs registered here -------------------------------------------
   mutable std::mutex jobs_mutex;
-  std::map<std::string, Registered, std::less<>> jobs;
+  using JobMap = std::map<std::string, Registered, std::less<>>;
+  JobMap jobs;
+  // What registered() hands out: a copy of `jobs` as of jobs_version, made
+  // once per change (a claim loop that copied 10,000 jobs per claim spent
+  // 4% of a busy Scheduler's CPU on it).
+  mutable std::shared_ptr<const JobMap> jobs_snapshot;
+  mutable int snapshot_version = -1;
   int jobs_version = 0;  // changes with every (un)registration
 
   // --- the runs here and between the loops --------------------------------
@@ -289,7 +295,9 @@ struct Scheduler::State {
     }
   }
   Repository repository() const { return Repository(store, {options.plugin_id, 0}); }
-  std::map<std::string, Registered, std::less<>> registered(int* version = nullptr) const;
+  // The jobs registered here, and their version (jobs_version): shared,
+  // never changed (a change makes a new one).
+  std::shared_ptr<const JobMap> registered(int* version = nullptr) const;
   // A back-off's jitter factor, in [1 - jitter, 1 + jitter].
   double spread(const BackoffOptions& backoff);
   SteadyTime now() const { return runtime.steady_now(); }
