@@ -180,8 +180,8 @@ const char* const page_style = R"(
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;padding:12px;color:#1b1f24;background:#f6f7f9;overflow-wrap:anywhere}
 h1{font-size:18px;margin:0 0 4px}h2{font-size:15px;margin:18px 0 6px}
 .dim{color:#656d76}.ok{color:#1a7f37}.bad{color:#cf222e}.warn{color:#9a6700}
-.headline{background:#fff;border:1px solid #d0d7de;border-left:6px solid #1a7f37;border-radius:6px;padding:8px 12px}
-.headline.warn{border-left-color:#bf8700}.headline.bad{border-left-color:#cf222e}
+.headline{background:#fff;border:1px solid #d0d7de;border-left:6px solid #1a7f37;border-radius:6px;padding:8px 12px;color:#1b1f24}
+.headline.warn{border-left-color:#bf8700;color:#1b1f24}.headline.bad{border-left-color:#cf222e;color:#1b1f24}
 #verdict{margin:2px 0 6px;font-size:15px;font-weight:600}
 .facts{margin:0 0 6px;padding-left:18px}
 .wrap{overflow-x:auto;background:#fff;border:1px solid #d0d7de;border-radius:6px}
