@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 JOBCTL = sys.argv[1]
 failures = []
@@ -262,6 +263,11 @@ def table(port):
         ("/metrics", f"GET /metrics HTTP/1.1\r\n{h}\r\n", 200),
         ("/api/jobs", f"GET /api/jobs HTTP/1.1\r\n{h}\r\n", 200),
         ("/api/runs", f"GET /api/runs HTTP/1.1\r\n{h}\r\n", 200),
+        ("/api/runs with limit 0", f"GET /api/runs?limit=0 HTTP/1.1\r\n{h}\r\n", 400),
+        ("/api/runs with a 20-digit limit", f"GET /api/runs?limit={'9' * 20} HTTP/1.1\r\n{h}\r\n", 400),
+        ("/api/runs with a bad percent escape", f"GET /api/runs?job=%zz HTTP/1.1\r\n{h}\r\n", 400),
+        ("/api/runs with an unknown parameter", f"GET /api/runs?x=1 HTTP/1.1\r\n{h}\r\n", 400),
+        ("/api/runs for a job named with a NUL", f"GET /api/runs?job=%00 HTTP/1.1\r\n{h}\r\n", 200),
         ("the status page", f"GET / HTTP/1.1\r\n{h}\r\n", 200),
         ("HEAD of the status page", f"HEAD / HTTP/1.1\r\n{h}\r\n", 200),
     ]
@@ -449,6 +455,11 @@ def hostile_names(port):
         check(b"evil\\n&lt;/td&gt;&lt;td&gt;forged\\x1b[31m" in body,
               "its line feed and escape byte show as \\n and \\x1b, its forged cell as text")
         check(b"evil\n" not in body and b"\x1b" not in body, "no raw line feed or escape byte from the name")
+        check(b"with no live server: evil\\n&lt;/td&gt;&lt;td&gt;forged\\x1b[31m" in body,
+              "the headline names the job that no server serves, escaped alike")
+    # /api/runs?job= takes the name percent-encoded: the job is known, with no runs.
+    status, _, runs, _ = get(port, "/api/runs?job=" + urllib.parse.quote("evil\n</td><td>forged\x1b[31m", safe=""))
+    check(status == 200 and json.loads(runs) == [], f"/api/runs?job=<the hostile name> answers [] ({status}, {runs!r})")
 
 
 def progress(port):

@@ -850,7 +850,7 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
         lock.unlock();
         board.refresh(repo);
         lock.lock();
-        refresher_wake.wait_for(lock, std::chrono::seconds(5), [&] { return refresher_stop; });
+        refresher_wake.wait_for(lock, StatusBoard::refresh_interval, [&] { return refresher_stop; });
       }
     });
   }
