@@ -52,7 +52,7 @@ constexpr std::string_view password = "Pw-7f3kq9Zx";
 constexpr std::string_view password_middle = "7f3kq9";
 
 // The rows of each table (at least), so that a table cannot shrink silently.
-constexpr std::size_t min_library_rows = 253;
+constexpr std::size_t min_library_rows = 267;
 constexpr std::size_t min_cli_rows = 197;
 constexpr std::size_t min_config_rows = 148;
 static_assert(min_library_rows + min_cli_rows + min_config_rows >= 150);
@@ -587,6 +587,41 @@ std::vector<LibraryRow> library_rows(Seeded& db, jobrepo::Scheduler& scheduler, 
        "prune_runs: older_than " + huge_text},
       {"prune_runs: older_than microseconds::min()", [=, &repo] { repo.prune_runs(tiny); }, ip,
        "prune_runs: older_than " + std::to_string(tiny.count()) + "us is negative"},
+
+      // prune_job_runs
+      {"prune_job_runs: name empty", [=, &repo] { repo.prune_job_runs("", {.keep_last = 1}); }, ip,
+       "prune_job_runs: name is missing"},
+      {"prune_job_runs: name with a NUL byte", [=, &repo] { repo.prune_job_runs(nul, {.keep_last = 1}); }, ip,
+       "prune_job_runs: name \"a\\x00b\" contains a NUL byte"},
+      {"prune_job_runs: name not UTF-8", [=, &repo] { repo.prune_job_runs(bad_utf8, {.keep_last = 1}); }, ip,
+       "prune_job_runs: name \"a\\xff\" is not valid UTF-8"},
+      {"prune_job_runs: unknown job", [=, &repo] { repo.prune_job_runs("nope", {.keep_last = 1}); }, nf,
+       "prune_job_runs: no job \"nope\" in plugin \"pi_system\""},
+      {"prune_job_runs: unknown job, no rule", [=, &repo] { repo.prune_job_runs("nope", {}); }, nf,
+       "prune_job_runs: no job \"nope\" in plugin \"pi_system\""},
+      {"prune_job_runs: keep_last 0", [=, &repo] { repo.prune_job_runs("completed", {.keep_last = 0}); }, ip,
+       "prune_job_runs: keep_last 0 is less than 1"},
+      {"prune_job_runs: keep_last INT64_MIN",
+       [=, &repo] { repo.prune_job_runs("completed", {.keep_last = std::numeric_limits<std::int64_t>::min()}); }, ip,
+       "prune_job_runs: keep_last -9223372036854775808 is less than 1"},
+      {"prune_job_runs: older_than -1us", [=, &repo] { repo.prune_job_runs("completed", {.older_than = -1us}); }, ip,
+       "prune_job_runs: older_than -1us is negative"},
+      {"prune_job_runs: older_than max_offset + 1us",
+       [=, &repo] { repo.prune_job_runs("completed", {.older_than = over}); }, ip,
+       "prune_job_runs: older_than " + over_text},
+      {"prune_job_runs: older_than microseconds::max()",
+       [=, &repo] { repo.prune_job_runs("completed", {.older_than = huge}); }, ip,
+       "prune_job_runs: older_than " + huge_text},
+      {"prune_job_runs: older_than microseconds::min()",
+       [=, &repo] { repo.prune_job_runs("completed", {.older_than = tiny}); }, ip,
+       "prune_job_runs: older_than " + std::to_string(tiny.count()) + "us is negative"},
+      {"prune_job_runs: limit -1", [=, &repo] { repo.prune_job_runs("completed", {.keep_last = 1, .limit = -1}); },
+       ip, "prune_job_runs: limit -1 is out of range (1 to 10000, or 0 for 10000)"},
+      {"prune_job_runs: limit 10001",
+       [=, &repo] { repo.prune_job_runs("completed", {.keep_last = 1, .limit = 10001}); }, ip,
+       "prune_job_runs: limit 10001 is out of range"},
+      {"prune_job_runs: unknown job, keep_last 0 (invalid_parameter first)",
+       [=, &repo] { repo.prune_job_runs("nope", {.keep_last = 0}); }, ip, "prune_job_runs: keep_last 0"},
 
       // Scheduler: server id and options
       {"Scheduler: server_id empty", scheduler_with([](auto&) {}, ""), ip, "Scheduler: server_id is missing"},
