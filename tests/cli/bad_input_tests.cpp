@@ -53,7 +53,7 @@ constexpr std::string_view password_middle = "7f3kq9";
 
 // The rows of each table (at least), so that a table cannot shrink silently.
 constexpr std::size_t min_library_rows = 267;
-constexpr std::size_t min_cli_rows = 197;
+constexpr std::size_t min_cli_rows = 207;
 constexpr std::size_t min_config_rows = 148;
 static_assert(min_library_rows + min_cli_rows + min_config_rows >= 150);
 
@@ -1062,6 +1062,40 @@ std::vector<CliRow> cli_rows(const Seeded& db, const fs::path& dir, const std::s
        {"prune", "--older-than=-5m"},
        1,
        "jobctl prune: older_than -300000000us is negative (invalid_parameter)"},
+      {"prune --keep without --job", {"prune", "--keep", "3"}, 2, "jobctl prune: --keep needs --job NAME"},
+      {"prune --job without a rule",
+       {"prune", "--job", "completed"},
+       2,
+       "jobctl prune: --job needs --keep N, --older-than D, or both"},
+      {"prune --job without a value", {"prune", "--job"}, 2, "option --job needs a value"},
+      {"prune --job --keep 0",
+       {"prune", "--job", "completed", "--keep", "0"},
+       2,
+       "jobctl prune: --keep: \"0\" is not a count of at least 1"},
+      {"prune --job --keep -1",
+       {"prune", "--job", "completed", "--keep=-1"},
+       2,
+       "jobctl prune: --keep: \"-1\" is not a count of at least 1"},
+      {"prune --job --keep not a number",
+       {"prune", "--job", "completed", "--keep", "many"},
+       2,
+       "jobctl prune: --keep: \"many\" is not an integer"},
+      {"prune --job --keep beyond 64 bits",
+       {"prune", "--job", "completed", "--keep", "99999999999999999999"},
+       2,
+       "jobctl prune: --keep: \"99999999999999999999\" is not an integer"},
+      {"prune --job --older-than negative",
+       {"prune", "--job", "completed", "--older-than=-1s"},
+       1,
+       "jobctl prune: older_than -1000000us is negative (invalid_parameter)"},
+      {"prune --job of an unknown job",
+       {"prune", "--job", "nope", "--keep", "1"},
+       1,
+       "jobctl prune: no job \"nope\" in plugin \"pi_system\" (record_not_found)"},
+      {"prune --job empty",
+       {"prune", "--job", "", "--keep", "1"},
+       1,
+       "jobctl prune: name is missing (invalid_parameter)"},
 
       // counts and limits
       {"COMPLETED not a number",
