@@ -54,7 +54,7 @@ constexpr std::string_view password_middle = "7f3kq9";
 // The rows of each table (at least), so that a table cannot shrink silently.
 constexpr std::size_t min_library_rows = 267;
 constexpr std::size_t min_cli_rows = 207;
-constexpr std::size_t min_config_rows = 148;
+constexpr std::size_t min_config_rows = 170;
 static_assert(min_library_rows + min_cli_rows + min_config_rows >= 150);
 
 bool leaks(std::string_view text) {
@@ -1771,6 +1771,34 @@ std::vector<ConfigRow> config_rows(const fs::path& dir) {
       {"a job's jitter as long as its timeout",
        job(named + R"(, "command": ["true"], "timeout": "1s", "jitter": "1s", )" + every), 2,
        "jobs[0].jitter: jitter 1s must be less than the timeout 1s"},
+      // keep_runs, keep_for, prune_interval
+      {"keep_runs 0", job_with(R"("keep_runs": 0)"), 2, "jobs[0].keep_runs: must be an integer from 1 to 1000000000"},
+      {"keep_runs -1", job_with(R"("keep_runs": -1)"), 2, "jobs[0].keep_runs: must be an integer from 1 to 1000000000"},
+      {"keep_runs 1000000001", job_with(R"("keep_runs": 1000000001)"), 2,
+       "jobs[0].keep_runs: must be an integer from 1 to 1000000000"},
+      {"keep_runs 2^64 - 1", job_with(R"("keep_runs": 18446744073709551615)"), 2,
+       "jobs[0].keep_runs: must be an integer from 1 to 1000000000"},
+      {"keep_runs 2.5", job_with(R"("keep_runs": 2.5)"), 2, "jobs[0].keep_runs: must be an integer from 1"},
+      {"keep_runs \"100\"", job_with(R"("keep_runs": "100")"), 2, "jobs[0].keep_runs: must be an integer from 1"},
+      {"keep_runs null", job_with(R"("keep_runs": null)"), 2, "jobs[0].keep_runs: must be an integer from 1"},
+      {"keep_runs 0 at the top", top(R"("keep_runs": 0)"), 2, "keep_runs: must be an integer from 1 to 1000000000"},
+      {"keep_runs true at the top", top(R"("keep_runs": true)"), 2, "keep_runs: must be an integer from 1"},
+      {"keep_for 0s", job_with(R"("keep_for": "0s")"), 2, "jobs[0].keep_for: must be positive"},
+      {"keep_for -1d", job_with(R"("keep_for": "-1d")"), 2, "jobs[0].keep_for: must be positive"},
+      {"keep_for 36526d", job_with(R"("keep_for": "36526d")"), 2,
+       "jobs[0].keep_for: \"36526d\" is more than 100 years (36525d)"},
+      {"keep_for a number", job_with(R"("keep_for": 30)"), 2,
+       "jobs[0].keep_for: must be a duration string, like 90s, 5m, 1h30m, 250ms"},
+      {"keep_for 30 (no unit)", job_with(R"("keep_for": "30")"), 2, "jobs[0].keep_for: \"30\" is not a duration"},
+      {"keep_for at the top 0s", top(R"("keep_for": "0s")"), 2, "keep_for: must be positive"},
+      {"keep_for at the top 1 month", top(R"("keep_for": "1mo")"), 2, "keep_for: \"1mo\" is not a duration"},
+      {"prune_interval 0s", top(R"("prune_interval": "0s")"), 2, "prune_interval: must be positive"},
+      {"prune_interval -10m", top(R"("prune_interval": "-10m")"), 2, "prune_interval: must be positive"},
+      {"prune_interval a number", top(R"("prune_interval": 600)"), 2, "prune_interval: must be a duration string"},
+      {"prune_interval 36526d", top(R"("prune_interval": "36526d")"), 2,
+       "prune_interval: \"36526d\" is more than 100 years"},
+      {"a job's prune_interval", job_with(R"("prune_interval": "1m")"), 2, "jobs[0].prune_interval: unknown field"},
+      {"keep_runs given twice", job_with(R"("keep_runs": 5, "keep_runs": 6)"), 2, "jobs[0].keep_runs: appears twice"},
       {"a job's on_failure_when unknown",
        job(named + R"(, "command": ["true"], "on_failure_when": ["never"], )" + every), 2,
        "jobs[0].on_failure_when[0]: never is not every_attempt, exhausted or recovery"},

@@ -407,9 +407,16 @@ int check_config(const Invocation& in, const std::string& path) {
     if (const auto note = clock_note(options)) item["warnings"].push_back(*note);
     jobs.push_back(item);
   }
-  output_of(in, json{{"config", path}, {"plugin_id", config.plugin_id}, {"jobs", jobs}}, [&] {
+  const bool pruned = std::any_of(config.jobs.begin(), config.jobs.end(),
+                                  [](const CommandJob& job) { return job.keep_runs || job.keep_for; });
+  const json checked{{"config", path},
+                     {"plugin_id", config.plugin_id},
+                     {"prune_interval", config.prune_interval.count()},
+                     {"jobs", jobs}};
+  output_of(in, checked, [&] {
     std::cout << shown(path) << ": ok, " << counted(config.jobs.size(), "job", "jobs") << " in plugin "
-              << visible(config.plugin_id) << "\n";
+              << visible(config.plugin_id)
+              << (pruned ? "; history pruned every " + format_duration(config.prune_interval) : std::string()) << "\n";
     for (const auto& job : config.jobs) {
       const auto options = register_options(job);
       std::string command;
@@ -418,6 +425,7 @@ int check_config(const Invocation& in, const std::string& path) {
                 << visible(options.schedule ? options.schedule->to_string() : options.schedule_text)
                 << (job.timeout.count() > 0 ? ", timeout " + format_duration(job.timeout) : std::string())
                 << (job.jitter.count() > 0 ? ", jitter " + format_duration(job.jitter) : std::string())
+                << (job.keep_runs || job.keep_for ? ", " + retention_text(job) : std::string())
                 << (job.on_failure.empty() ? "" : ", on_failure set") << "\n    " << command << "\n";
       if (const auto note = clock_note(options)) std::cout << "    warning: " << *note << "\n";
     }
