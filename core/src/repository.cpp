@@ -566,4 +566,24 @@ std::int64_t Repository::prune_runs(std::chrono::microseconds older_than) {
   return as_operation(op, [&] { return store_.prune_runs(plugin_id_, older_than); });
 }
 
+std::int64_t Repository::prune_job_runs(std::string_view name, PruneJobRunsOptions options) {
+  constexpr const char* op = "prune_job_runs";
+  require_key(op, "name", name);
+  if (options.keep_last && *options.keep_last < 1) {
+    throw Error(ErrorCode::invalid_parameter,
+                std::string(op) + ": keep_last " + std::to_string(*options.keep_last) + " is less than 1");
+  }
+  if (options.older_than) require_non_negative(op, "older_than", *options.older_than);
+  if (options.limit < 0 || options.limit > max_pruned_runs) {
+    throw Error(ErrorCode::invalid_parameter, std::string(op) + ": limit " + std::to_string(options.limit) +
+                                                  " is out of range (1 to " + std::to_string(max_pruned_runs) +
+                                                  ", or 0 for " + std::to_string(max_pruned_runs) + ")");
+  }
+  const JobRunsPrune prune{std::string(name), options.keep_last, options.older_than,
+                           options.limit == 0 ? max_pruned_runs : options.limit};
+  const auto deleted = as_operation(op, [&] { return store_.prune_job_runs(plugin_id_, prune); });
+  if (!deleted) throw no_such("job", op, name);
+  return *deleted;
+}
+
 }  // namespace jobrepo

@@ -507,6 +507,33 @@ std::int64_t MemoryStore::prune_runs(const std::string& plugin_id, std::chrono::
   }));
 }
 
+std::optional<std::int64_t> MemoryStore::prune_job_runs(const std::string& plugin_id,
+                                                        const jobrepo::JobRunsPrune& prune) {
+  const auto lock = begin("prune_job_runs");
+  if (!db_->find_job(plugin_id, prune.job_name)) return std::nullopt;
+  const Timestamp now = clock();
+  // The job's final runs, newest first (by end time, ties by id).
+  std::vector<const Run*> runs;
+  for (const auto& [id, run] : db_->runs) {
+    if (run.job_plugin_id == plugin_id && run.job_name == prune.job_name && run.status != Status::running) {
+      runs.push_back(&run);
+    }
+  }
+  std::sort(runs.begin(), runs.end(), [](const Run* a, const Run* b) {
+    if (*a->end_time != *b->end_time) return *a->end_time > *b->end_time;
+    return a->private_id < b->private_id;
+  });
+  // A run goes when either rule says so; the oldest first, at most `limit`.
+  std::vector<std::string> doomed;
+  for (std::size_t i = runs.size(); i-- > 0 && static_cast<std::int64_t>(doomed.size()) < prune.limit;) {
+    const bool beyond_kept = prune.keep_last && static_cast<std::int64_t>(i) >= *prune.keep_last;
+    const bool too_old = prune.older_than && *runs[i]->end_time <= now - *prune.older_than;
+    if (beyond_kept || too_old) doomed.push_back(runs[i]->private_id);
+  }
+  for (const auto& id : doomed) db_->runs.erase(id);
+  return static_cast<std::int64_t>(doomed.size());
+}
+
 std::unique_ptr<jobrepo::DueSubscription> MemoryStore::subscribe_due(const std::string& plugin_id,
                                                                      std::function<void()> on_due) {
   return db_->due.subscribe(plugin_id, std::move(on_due));

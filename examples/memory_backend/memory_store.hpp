@@ -41,7 +41,7 @@ class MemoryStore final : public jobrepo::Store {
   // connections, and the one mutex is never held for long.
   explicit MemoryStore(const std::string& name, const jobrepo::StoreOptions& options = {});
 
-  jobrepo::StoreContract7 contract() const override { return {}; }  // written for Store contract 7
+  jobrepo::StoreContract8 contract() const override { return {}; }  // written for Store contract 8
   void migrate() override;
   jobrepo::Timestamp now() override;
 
@@ -71,6 +71,7 @@ class MemoryStore final : public jobrepo::Store {
   std::optional<jobrepo::Run> lookup_run(const std::string& plugin_id, const std::string& run_id) override;
   std::vector<jobrepo::Run> list_runs(const jobrepo::RunQuery& query) override;
   std::int64_t prune_runs(const std::string& plugin_id, std::chrono::microseconds older_than) override;
+  std::optional<std::int64_t> prune_job_runs(const std::string& plugin_id, const jobrepo::JobRunsPrune& prune) override;
 
   // Wakes subscribers of every store on this database (not of other processes:
   // there are none that could reach it).

@@ -766,6 +766,54 @@ TEST_CASE("cli: claim, progress, complete, fail, runs, interrupt, prune and audi
   CHECK(cli({"runs", "--json"}).parsed().empty());
 }
 
+TEST_CASE("cli: prune --job keeps that job's newest final runs and its running run, and no other job's runs go") {
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  for (const auto* name : {"a", "b"}) REQUIRE(cli({"job", "create", name, "d"}).status == 0);
+  // Five rounds: a's run completes, b's fails; each due again at once.
+  std::vector<std::string> a_runs;
+  for (int round = 0; round < 5; ++round) {
+    const auto claimed = cli({"claim", "--server", "s1", "--limit", "-1", "--json"}).parsed();
+    REQUIRE(claimed.size() == 2);
+    for (const auto& run : claimed) {
+      const std::string id = run["private_id"];
+      if (run["job_name"] == "a") {
+        a_runs.push_back(id);
+        REQUIRE(cli({"run", "complete", id, "--next-run-in", "0s"}).status == 0);
+      } else {
+        REQUIRE(cli({"run", "fail", id}).status == 0);
+      }
+    }
+  }
+  const auto running = cli({"claim", "--server", "s1", "--limit", "-1", "--json"}).parsed();
+  REQUIRE(running.size() == 2);
+  REQUIRE(a_runs.size() == 5);
+
+  const auto pruned = cli({"prune", "--job", "a", "--keep", "2", "--json"});
+  INFO(pruned.err);
+  REQUIRE(pruned.status == 0);
+  CHECK(pruned.parsed() == json{{"job", "a"}, {"deleted", 3}});
+  const auto left = jobrepo::test::runs_of(cli, "a");  // oldest first
+  REQUIRE(left.size() == 3);
+  CHECK(left[0]["private_id"] == a_runs[3]);
+  CHECK(left[1]["private_id"] == a_runs[4]);
+  CHECK(left[2]["status"] == "running");
+  CHECK(jobrepo::test::runs_of(cli, "b").size() == 6);
+  CHECK(cli({"prune", "--job", "a", "--keep", "2"}).out == "deleted 0 final runs of job a\n");
+  // --older-than alone, and both: b's final runs all ended before now.
+  CHECK(cli({"prune", "--job", "b", "--keep", "4", "--older-than", "1h", "--json"}).parsed()["deleted"] == 1);
+  CHECK(cli({"prune", "--job", "b", "--older-than", "0s"}).out == "deleted 4 final runs of job b\n");
+  const auto b_left = jobrepo::test::runs_of(cli, "b");
+  REQUIRE(b_left.size() == 1);
+  CHECK(b_left[0]["status"] == "running");
+  CHECK(jobrepo::test::runs_of(cli, "a").size() == 3);
+  const auto unknown = cli({"prune", "--job", "nope", "--keep", "1"});
+  CHECK(unknown.status == 1);
+  CHECK(unknown.err == "jobctl prune: no job \"nope\" in plugin \"pi_system\" (record_not_found)\n");
+  CHECK(cli({"prune", "--keep", "1"}).status == 2);
+  CHECK(cli({"--help"}).out.find("prune --older-than D | --job NAME [--keep N] [--older-than D]") != std::string::npos);
+}
+
 namespace {
 
 // A config with short intervals; `jobs` is the JSON of the jobs array.

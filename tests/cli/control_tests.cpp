@@ -571,4 +571,6 @@ TEST_CASE("control: bash completion completes commands, subcommands and options"
   CHECK(complete("jobctl run c", 2) == "cancel complete");
   CHECK(complete("jobctl serve --c", 2) == "--config --check");
   CHECK(complete("jobctl runs --status f", 3) == "failed");
+  CHECK(complete("jobctl prune --", 2) == "--older-than --job --keep");
+  CHECK(complete("jobctl prune --keep 5 --o", 4) == "--older-than");
 }

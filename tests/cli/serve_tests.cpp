@@ -20,6 +20,7 @@
 #include <fstream>
 #include <iostream>
 #include <random>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -75,6 +76,16 @@ std::vector<pid_t> supervisors_of(const fs::path& dir, const std::string& tag) {
     if (p.command.rfind("jobrepo-run ", 0) == 0) out.push_back(p.pid);
   }
   return out;
+}
+
+// The ids of the runs of `job` whose completion a serve's log shows, in order.
+std::vector<std::string> completed_runs(const std::string& log, const std::string& job) {
+  std::vector<std::string> ids;
+  const std::regex line("completed " + job + " run ([A-Za-z0-9_-]+)");
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), line); it != std::sregex_iterator(); ++it) {
+    ids.push_back((*it)[1]);
+  }
+  return ids;
 }
 
 }  // namespace
@@ -249,6 +260,101 @@ TEST_CASE("serve: SIGHUP reloads the config; a bad one is logged and the old one
   CHECK(result.err.find("reloaded") != std::string::npos);
   CHECK(result.err.find("jobs[0].every: \"10x\" is not a duration") != std::string::npos);
   CHECK(result.err.find("keeping the current config") != std::string::npos);
+}
+
+TEST_CASE("serve: keep_runs and keep_for bound each job's history at start and every prune_interval") {
+  Cli cli;
+  // A history from before serve: 4 final runs of "long" (keep_runs 1).
+  REQUIRE(cli({"migrate"}).status == 0);
+  REQUIRE(cli({"job", "create", "long", "d"}).status == 0);
+  std::vector<std::string> by_hand;
+  for (int i = 0; i < 4; ++i) {
+    const auto claimed = cli({"claim", "--server", "by-hand", "--json"}).parsed();
+    REQUIRE(claimed.size() == 1);
+    by_hand.push_back(claimed[0]["private_id"]);
+    REQUIRE(cli({"run", "complete", by_hand.back(), "--next-run-in", "0s"}).status == 0);
+  }
+  const auto config = write_config(cli.dir.path, R"([
+    {"name": "often", "command": ["true"], "every": "50ms"},
+    {"name": "flaky", "command": ["sh", "-c", "exit 3"], "every": "1h",
+     "backoff": {"initial": "20ms", "max": "20ms", "multiplier": 1, "max_attempts": 6, "give_up": true}},
+    {"name": "brief", "command": ["true"], "every": "1h", "keep_for": "1s"},
+    {"name": "long", "command": ["sleep", "30"], "every": "1h", "keep_runs": 1},
+    {"name": "kept", "command": ["true"], "every": "100ms", "keep_runs": 1000000000}
+  ])",
+                                   R"("claim_interval": "200ms", "monitor_interval": "250ms",
+    "interrupt_threshold": "2s", "grace": "250ms", "worker_threads": 6, "keep_runs": 2, "prune_interval": "300ms",)");
+  const auto check = cli.bare({"serve", "--check", "--config", config.string()});
+  INFO(check.out << check.err);
+  CHECK(check.out.find("ok, 5 jobs in plugin pi_system; history pruned every 300ms\n") != std::string::npos);
+  CHECK(check.out.find("  often: every 50ms, keep_runs 2\n") != std::string::npos);
+  CHECK(check.out.find("  brief: every 1h, keep_runs 2, keep_for 1s\n") != std::string::npos);
+  const auto checked = cli.bare({"--json", "serve", "--check", "--config", config.string()});
+  REQUIRE(checked.status == 0);
+  CHECK(checked.parsed()["prune_interval"] == 300000);
+  CHECK(checked.parsed()["jobs"][3]["keep_runs"] == 1);
+  CHECK(checked.parsed()["jobs"][2]["keep_for"] == 1000000);
+
+  auto serve = cli.serve(config, "node-1");
+  const auto log = [&] { return serve->errors(); };
+  const auto completed = [&](const std::string& job) { return completed_runs(log(), job); };
+  const auto ids_of = [&](const std::string& job) {
+    std::vector<std::string> ids;
+    for (const auto& run : runs_of(cli, job)) ids.push_back(run["private_id"]);
+    return ids;
+  };
+
+  // At start: the history from before is cut to keep_runs 1; the run serve
+  // started is running, neither kept nor deleted.
+  REQUIRE(wait_until([&] { return log().find("pruned 3 runs of job long (keep_runs 1)") != std::string::npos; }, 10s));
+  REQUIRE(wait_until([&] { return cli.last_run("long")["status"] == "running"; }, 10s));
+  auto long_runs = runs_of(cli, "long");
+  REQUIRE(long_runs.size() == 2);
+  CHECK(long_runs[0]["private_id"] == by_hand[3]);
+  CHECK(long_runs[1]["status"] == "running");
+
+  // A job that runs often: many runs, pruned every period; paused, it is
+  // left with its 2 newest runs after the next period.
+  REQUIRE(wait_until(
+      [&] {
+        return completed("often").size() >= 10 && log().find("runs of job often (keep_runs 2)") != std::string::npos;
+      },
+      20s));
+  REQUIRE(cli({"job", "pause", "often"}).status == 0);
+  CHECK(wait_until(
+      [&] {
+        const auto done = completed("often");
+        const auto left = ids_of("often");
+        return done.size() >= 2 && left == std::vector<std::string>(done.end() - 2, done.end());
+      },
+      10s));
+  for (const auto& run : runs_of(cli, "often")) CHECK(run["status"] == "completed");
+
+  // A job that gave up after 6 failed attempts: its 2 newest, attempts 5 and 6.
+  CHECK(wait_until(
+      [&] {
+        const auto left = runs_of(cli, "flaky");
+        return left.size() == 2 && left[0]["attempt"] == 5 && left[1]["attempt"] == 6;
+      },
+      20s));
+  // keep_for 1s: its one run goes once it is a second old.
+  CHECK(wait_until([&] { return completed("brief").size() == 1 && runs_of(cli, "brief").empty(); }, 10s));
+  CHECK(runs_of(cli, "long").size() == 2);
+
+  kill(serve->pid, SIGTERM);
+  const auto result = serve->wait_at_most(20s);
+  INFO(result.err);
+  CHECK(result.status == 0);
+  // A job whose own rule keeps more than it has: every run it completed stays.
+  const auto kept = runs_of(cli, "kept");
+  CHECK(kept.size() >= 3);
+  CHECK(static_cast<std::size_t>(std::count_if(kept.begin(), kept.end(), [](const json& run) {
+          return run["status"] == "completed";
+        })) == completed_runs(result.err, "kept").size());
+  CHECK(std::regex_search(result.err, std::regex("pruned [0-9]+ runs? of job flaky \\(keep_runs 2\\)")));
+  CHECK(result.err.find("pruned 1 run of job brief (keep_runs 2, keep_for 1s)") != std::string::npos);
+  CHECK(result.err.find("of job kept") == std::string::npos);
+  CHECK(result.err.find("pruning") == std::string::npos);  // no failure
 }
 
 TEST_CASE("serve: commands start with SIGPIPE at its default action") {

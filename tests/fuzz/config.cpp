@@ -26,6 +26,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (jobrepo::text_problem(jobrepo::TextKind::description, job.description)) std::abort();
     if (job.command.empty() || job.every.count() <= 0 || job.every > jobrepo::max_offset) std::abort();
     if (job.timeout.count() < 0 || job.timeout > jobrepo::max_offset) std::abort();
+    if (job.keep_runs && *job.keep_runs < 1) std::abort();
+    if (job.keep_for && (job.keep_for->count() <= 0 || *job.keep_for > jobrepo::max_offset)) std::abort();
   }
+  if (config.prune_interval.count() <= 0 || config.prune_interval > jobrepo::max_offset) std::abort();
   return 0;
 }

@@ -166,8 +166,8 @@ expect("component conformance needs Catch2" "every component, without Catch2")
 # does not get this one.
 check_components(this-version "core" "${prefix}" "-DJOBREPO_REQUESTED_VERSION=${JOBREPO_VERSION}")
 expect("jobrepo: found=1 version=${JOBREPO_VERSION} " "the package's own version")
-check_components(older-contract "core" "${prefix}" -DJOBREPO_REQUESTED_VERSION=0.6)
-expect_not_found("a request for contract 6 (version 0.6)")
+check_components(older-contract "core" "${prefix}" -DJOBREPO_REQUESTED_VERSION=0.7)
+expect_not_found("a request for contract 7 (version 0.7)")
 
 # 5.
 message("-- 5. jobrepo with core and SQLite only")
@@ -215,23 +215,24 @@ if(NOT out MATCHES "claim-ignores-running: +caught")
   message(FATAL_ERROR "the suite did not fail within 60 s on a claim that ignores running runs")
 endif()
 
-# A store written for an older Store contract (the template without its
-# contract() override, as stores were before 0.7) does not compile, and the
-# error names the contract it must move to.
-set(old_store "${WORK_DIR}/contract-6")
+# A store written for an older Store contract (the template saying it was
+# written for contract 7, as it was in 0.7) does not compile, and the error
+# names the contract it must move to.
+set(old_store "${WORK_DIR}/contract-7")
 file(COPY "${prefix}/share/doc/jobrepo/examples/memory_backend/" DESTINATION "${old_store}/src")
 file(READ "${old_store}/src/memory_store.hpp" header)
-string(REGEX REPLACE "\n[^\n]*StoreContract7 contract\\(\\) const override[^\n]*" "" older "${header}")
+string(REPLACE "jobrepo::StoreContract8 contract() const override" "jobrepo::StoreContract7 contract() const override"
+               older "${header}")
 if(older STREQUAL header)
-  message(FATAL_ERROR "the template's memory_store.hpp has no contract() override to remove")
+  message(FATAL_ERROR "the template's memory_store.hpp has no contract() override to change")
 endif()
 file(WRITE "${old_store}/src/memory_store.hpp" "${older}")
 step(${CMAKE_COMMAND} -S "${old_store}/src" -B "${old_store}/build" -G Ninja "-DCMAKE_PREFIX_PATH=${prefix}")
 execute_process(COMMAND ${CMAKE_COMMAND} --build "${old_store}/build" RESULT_VARIABLE rc OUTPUT_VARIABLE out
                 ERROR_VARIABLE out)
 if(rc EQUAL 0)
-  message(FATAL_ERROR "a store without Store::contract() compiled")
+  message(FATAL_ERROR "a store written for Store contract 7 compiled")
 endif()
-expect("StoreContract7" "the compile error of a store written for an older contract")
+expect("StoreContract8" "the compile error of a store written for an older contract")
 
 file(REMOVE_RECURSE "${WORK_DIR}")

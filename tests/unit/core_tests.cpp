@@ -23,7 +23,7 @@ namespace {
 class NoIoStore : public jobrepo::Store {
  public:
   int calls = 0;
-  jobrepo::StoreContract7 contract() const override { return {}; }
+  jobrepo::StoreContract8 contract() const override { return {}; }
   void migrate() override { touch(); }
   jobrepo::Job create_job(const jobrepo::NewJob&) override { return touch(), jobrepo::Job{}; }
   jobrepo::Job ensure_job(const jobrepo::NewJob&) override { return touch(), jobrepo::Job{}; }
@@ -42,6 +42,9 @@ class NoIoStore : public jobrepo::Store {
     return touch(), std::vector<jobrepo::Run>{};
   }
   std::int64_t prune_runs(const std::string&, std::chrono::microseconds) override { return touch(), 0; }
+  std::optional<std::int64_t> prune_job_runs(const std::string&, const jobrepo::JobRunsPrune&) override {
+    return touch(), std::nullopt;
+  }
   std::vector<jobrepo::Run> claim_runs(const jobrepo::ClaimRequest&) override {
     return touch(), std::vector<jobrepo::Run>{};
   }
@@ -217,6 +220,12 @@ TEST_CASE("Repository checks its arguments before any I/O") {
   CHECK(code_of([&] { repo.lookup_run(""); }) == ErrorCode::invalid_parameter);
   CHECK(code_of([&] { repo.delete_job(""); }) == ErrorCode::invalid_parameter);
   CHECK(code_of([&] { repo.prune_runs(-1s); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.prune_job_runs("", {.keep_last = 1}); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.prune_job_runs("j", {.keep_last = 0}); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.prune_job_runs("j", {.older_than = -1us}); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.prune_job_runs("j", {.keep_last = 1, .limit = -1}); }) == ErrorCode::invalid_parameter);
+  CHECK(code_of([&] { repo.prune_job_runs("j", {.keep_last = 1, .limit = jobrepo::max_pruned_runs + 1}); }) ==
+        ErrorCode::invalid_parameter);
   CHECK(code_of([&] { jobrepo::Repository bad(store, {.plugin_id = ""}); }) == ErrorCode::invalid_parameter);
   // A run's arguments (payload_problem), before the job is looked up.
   CHECK(code_of([&] { repo.run_now("", "{}"); }) == ErrorCode::invalid_parameter);
@@ -241,6 +250,7 @@ TEST_CASE("Repository checks its arguments before any I/O") {
     CHECK(code_of([&] { repo.fail_run("r", {.retry_in = bad}); }) == ErrorCode::invalid_parameter);
     CHECK(code_of([&] { repo.interrupt_runs(bad); }) == ErrorCode::invalid_parameter);
     CHECK(code_of([&] { repo.prune_runs(bad); }) == ErrorCode::invalid_parameter);
+    CHECK(code_of([&] { repo.prune_job_runs("j", {.older_than = bad}); }) == ErrorCode::invalid_parameter);
     const std::vector<jobrepo::RunUpdate> updates = {{.run_id = "r", .status = Status::completed, .next_run_in = bad}};
     const auto results = repo.update_runs(updates);
     REQUIRE(results.size() == 1);
@@ -250,6 +260,10 @@ TEST_CASE("Repository checks its arguments before any I/O") {
   std::string message;
   code_of([&] { repo.complete_run("r", std::chrono::microseconds::max() - 1us); }, &message);
   CHECK(message == "complete_run: next_run_in 9223372036854775806us is out of range (more than 100 years)");
+  code_of([&] { repo.prune_job_runs("j", {.keep_last = -3}); }, &message);
+  CHECK(message == "prune_job_runs: keep_last -3 is less than 1");
+  code_of([&] { repo.prune_job_runs("j", {.keep_last = 1, .limit = 10001}); }, &message);
+  CHECK(message == "prune_job_runs: limit 10001 is out of range (1 to 10000, or 0 for 10000)");
   CHECK(store.calls == 0);
 }
 
@@ -548,6 +562,9 @@ TEST_CASE("a Repository error names the method its caller called, whatever the s
     std::int64_t prune_runs(const std::string& p, std::chrono::microseconds d) override {
       return fail("prune_runs"), StoreWrapper::prune_runs(p, d);
     }
+    std::optional<std::int64_t> prune_job_runs(const std::string& p, const jobrepo::JobRunsPrune& r) override {
+      return fail("prune_job_runs"), StoreWrapper::prune_job_runs(p, r);
+    }
   } store(*real);
   jobrepo::Repository repo(store);
   repo.create_job("j", "d");
@@ -569,6 +586,7 @@ TEST_CASE("a Repository error names the method its caller called, whatever the s
       {"lookup_run", [&] { repo.lookup_run(run.private_id); }},
       {"list_runs", [&] { repo.list_runs(); }},
       {"prune_runs", [&] { repo.prune_runs(1h); }},
+      {"prune_job_runs", [&] { repo.prune_job_runs("j", {.keep_last = 1}); }},
   };
   store.failing = true;
   for (const bool prefixed : {true, false}) {

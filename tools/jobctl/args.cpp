@@ -84,7 +84,11 @@ const std::vector<Command>& commands() {
        "Low-level: interrupt running runs not updated for D",
        {},
        {"--threshold", "--server"}},
-      {"prune", "--older-than D", "Delete final runs that ended at least D ago", {}, {"--older-than"}},
+      {"prune",
+       "--older-than D | --job NAME [--keep N] [--older-than D]",
+       "Delete final runs that ended at least D ago (--job: of that job, all but its N newest too)",
+       {},
+       {"--older-than", "--job", "--keep"}},
       {"audit", "", "Check that no job ever had two runs at the same time", {}, {}},
       {"serve",
        "--config FILE [--server-id ID] [--http ADDR:PORT] [--http-host NAMES] [--log-format F] [--log-level L] "

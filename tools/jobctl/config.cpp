@@ -194,6 +194,23 @@ CommandJob::OnFailureWhen read_when(const Reader& r, const json& value, const st
   return when;
 }
 
+// The most runs "keep_runs" keeps: far beyond what a history is for, small
+// enough that no count overflows.
+constexpr std::int64_t max_keep_runs = 1000000000;
+
+// "keep_runs": an integer from 1 to max_keep_runs.
+std::int64_t read_keep_runs(const Reader& r, const json& value, const std::string& where) {
+  // Read as 64 bits, then checked (as worker_threads).
+  std::int64_t keep = 0;  // anything out of range
+  if (value.is_number_unsigned()) {
+    if (value.get<std::uint64_t>() <= static_cast<std::uint64_t>(max_keep_runs)) keep = value.get<std::int64_t>();
+  } else if (value.is_number_integer()) {
+    keep = value.get<std::int64_t>();
+  }
+  if (keep < 1 || keep > max_keep_runs) r.fail(where, "must be an integer from 1 to " + std::to_string(max_keep_runs));
+  return keep;
+}
+
 // "on_failure_cancels": true or false.
 bool read_bool(const Reader& r, const json& value, const std::string& where) {
   if (!value.is_boolean()) r.fail(where, "must be true or false");
@@ -205,7 +222,8 @@ CommandJob read_job(const Reader& r, const json& item, const std::string& where,
   if (!item.is_object()) r.fail(where, "must be an object");
   r.only(item, where,
          {"name", "description", "command", "every", "cron", "on_demand", "time_zone", "misfire", "timeout", "jitter",
-          "working_directory", "environment", "backoff", "on_failure", "on_failure_when", "on_failure_cancels"});
+          "working_directory", "environment", "backoff", "on_failure", "on_failure_when", "on_failure_cancels",
+          "keep_runs", "keep_for"});
   CommandJob job;
   job.backoff = config.backoff;
   job.on_failure = config.on_failure;
@@ -268,6 +286,10 @@ CommandJob read_job(const Reader& r, const json& item, const std::string& where,
   }
   job.timeout = config.timeout;
   job.jitter = config.jitter;
+  job.keep_runs = config.keep_runs;
+  job.keep_for = config.keep_for;
+  if (item.contains("keep_runs")) job.keep_runs = read_keep_runs(r, item["keep_runs"], where + ".keep_runs");
+  if (item.contains("keep_for")) job.keep_for = r.duration(item["keep_for"], where + ".keep_for", true);
   if (item.contains("timeout")) job.timeout = r.duration(item["timeout"], where + ".timeout", true);
   if (item.contains("jitter")) job.jitter = r.duration(item["jitter"], where + ".jitter", false);
   // The wait is part of the run: it must leave the command time to run.
@@ -343,7 +365,17 @@ std::string definition(const CommandJob& job) {
   }
   if (job.on_failure_cancels) d["on_failure_cancels"] = true;
   if (job.jitter.count() > 0) d["jitter"] = job.jitter.count();
+  // Servers that keep a job's history differently prune it differently.
+  if (job.keep_runs) d["keep_runs"] = *job.keep_runs;
+  if (job.keep_for) d["keep_for"] = job.keep_for->count();
   return d.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string retention_text(const CommandJob& job) {
+  std::string text;
+  if (job.keep_runs) text = "keep_runs " + std::to_string(*job.keep_runs);
+  if (job.keep_for) text += (text.empty() ? "" : ", ") + std::string("keep_for ") + format_duration(*job.keep_for);
+  return text;
 }
 
 jobrepo::RegisterJobOptions register_options(const CommandJob& job) {
@@ -447,10 +479,10 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
   }
   const Reader r{path};
   if (!root.is_object()) r.fail("(top level)", "must be an object");
-  r.only(root, "",
-         {"plugin_id", "time_zone", "worker_threads", "claim_interval", "monitor_interval", "interrupt_threshold",
-          "grace", "backoff", "on_failure", "on_failure_when", "on_failure_cancels", "timeout", "jitter", "http",
-          "http_hosts", "cgroups", "jobs"});
+  r.only(root, "", {"plugin_id",           "time_zone", "worker_threads", "claim_interval", "monitor_interval",
+                    "interrupt_threshold", "grace",     "backoff",        "on_failure",     "on_failure_when",
+                    "on_failure_cancels",  "timeout",   "jitter",         "keep_runs",      "keep_for",
+                    "prune_interval",      "http",      "http_hosts",     "cgroups",        "jobs"});
   ServeConfig config;
   if (root.contains("plugin_id"))
     config.plugin_id = r.text(root["plugin_id"], "plugin_id", jobrepo::TextKind::plugin_id);
@@ -493,6 +525,11 @@ ServeConfig parse_config(std::string_view text, const std::string& path) {
   }
   if (root.contains("timeout")) config.timeout = r.duration(root["timeout"], "timeout", true);
   if (root.contains("jitter")) config.jitter = r.duration(root["jitter"], "jitter", false);
+  if (root.contains("keep_runs")) config.keep_runs = read_keep_runs(r, root["keep_runs"], "keep_runs");
+  if (root.contains("keep_for")) config.keep_for = r.duration(root["keep_for"], "keep_for", true);
+  if (root.contains("prune_interval")) {
+    config.prune_interval = r.duration(root["prune_interval"], "prune_interval", true);
+  }
   if (root.contains("http")) {
     config.http = r.plain(root["http"], "http");
     std::string problem;

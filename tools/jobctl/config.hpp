@@ -6,6 +6,7 @@
 #include <jobrepo/scheduler.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -59,6 +60,12 @@ struct CommandJob {
   // Whether a run an operator cancelled counts as a failure for on_failure
   // ("on_failure_cancels"; default false).
   bool on_failure_cancels = false;
+  // The history serve keeps of the job (the job's own "keep_runs" and
+  // "keep_for", else the config's; empty: no such rule): its final runs
+  // beyond the keep_runs newest, and those that ended more than keep_for
+  // ago, are deleted (Repository::prune_job_runs) every prune_interval.
+  std::optional<std::int64_t> keep_runs;
+  std::optional<std::chrono::microseconds> keep_for;
 
   friend bool operator==(const CommandJob& a, const CommandJob& b) { return definition(a) == definition(b); }
 };
@@ -84,8 +91,13 @@ struct ServeConfig {
   bool on_failure_cancels = false;                            // of the jobs that give none
   std::chrono::microseconds timeout{0};                       // of the jobs that give none; 0: none
   std::chrono::microseconds jitter{0};                        // of the jobs that give none; 0: none
-  std::string http;                                           // ADDR:PORT of the HTTP face; empty: none
-  std::vector<std::string> http_hosts;                        // Host names it answers besides its address
+  std::optional<std::int64_t> keep_runs;                      // of the jobs that give none
+  std::optional<std::chrono::microseconds> keep_for;          // of the jobs that give none
+  // How often serve prunes the history of the jobs with keep_runs or keep_for
+  // (also once at start): one store call per such job each time.
+  std::chrono::microseconds prune_interval = std::chrono::minutes(10);
+  std::string http;                     // ADDR:PORT of the HTTP face; empty: none
+  std::vector<std::string> http_hosts;  // Host names it answers besides its address
   CgroupsSetting cgroups = CgroupsSetting::automatic;
   std::vector<CommandJob> jobs;
 };
@@ -116,6 +128,10 @@ ServeConfig parse_config(std::string_view text, const std::string& path);
 
 // The Scheduler's options for a config (without on_event).
 jobrepo::SchedulerOptions scheduler_options(const ServeConfig& config);
+
+// The history rules of a job, for people: "keep_runs 100, keep_for 30d", or
+// empty when it has none.
+std::string retention_text(const CommandJob& job);
 
 // The registration of a job of a config: timeout, calendar schedule, and the
 // schedule's words for Job::schedule ("every 1h", "cron ... in ZONE").

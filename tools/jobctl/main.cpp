@@ -349,6 +349,42 @@ int cancel_run(const Invocation& in, jobrepo::Repository& repo) {
   return ended || in.flags.count("--no-wait") ? exit_ok : exit_failed;
 }
 
+// jobctl prune: the plugin's final runs older than --older-than, or, with
+// --job, that job's beyond the --keep newest and/or older than --older-than,
+// in calls of at most max_pruned_runs runs each (short transactions) until
+// a call finds fewer.
+int prune(const Invocation& in, jobrepo::Repository& repo) {
+  const auto older_than = in.values.count("--older-than")
+                              ? std::optional(duration_arg("--older-than", in.values.at("--older-than")))
+                              : std::nullopt;
+  if (!in.values.count("--job")) {
+    if (in.values.count("--keep")) throw UsageError("--keep needs --job NAME (the job whose runs to keep)");
+    if (!older_than) throw UsageError("missing --older-than");
+    const auto deleted = repo.prune_runs(*older_than);
+    output_of(in, json{{"deleted", deleted}}, [&] { std::cout << "deleted " << deleted << " final runs\n"; });
+    return exit_ok;
+  }
+  const std::string& job = in.values.at("--job");
+  jobrepo::PruneJobRunsOptions options{.older_than = older_than};
+  if (in.values.count("--keep")) {
+    const std::string& text = in.values.at("--keep");
+    options.keep_last = count_arg("--keep", text);
+    if (*options.keep_last < 1) {
+      throw UsageError("--keep: " + jobrepo::quote_text(text) + " is not a count of at least 1");
+    }
+  }
+  if (!options.keep_last && !options.older_than) throw UsageError("--job needs --keep N, --older-than D, or both");
+  std::int64_t deleted = 0;
+  for (;;) {
+    const auto batch = repo.prune_job_runs(job, options);
+    deleted += batch;
+    if (batch < jobrepo::max_pruned_runs) break;
+  }
+  output_of(in, json{{"job", job}, {"deleted", deleted}},
+            [&] { std::cout << visible("deleted " + std::to_string(deleted) + " final runs of job " + job) << "\n"; });
+  return exit_ok;
+}
+
 // jobctl serve --check: the config checked as serve would check it, and what
 // it would serve; no database is opened.
 int check_config(const Invocation& in, const std::string& path) {
@@ -371,9 +407,16 @@ int check_config(const Invocation& in, const std::string& path) {
     if (const auto note = clock_note(options)) item["warnings"].push_back(*note);
     jobs.push_back(item);
   }
-  output_of(in, json{{"config", path}, {"plugin_id", config.plugin_id}, {"jobs", jobs}}, [&] {
+  const bool pruned = std::any_of(config.jobs.begin(), config.jobs.end(),
+                                  [](const CommandJob& job) { return job.keep_runs || job.keep_for; });
+  const json checked{{"config", path},
+                     {"plugin_id", config.plugin_id},
+                     {"prune_interval", config.prune_interval.count()},
+                     {"jobs", jobs}};
+  output_of(in, checked, [&] {
     std::cout << shown(path) << ": ok, " << counted(config.jobs.size(), "job", "jobs") << " in plugin "
-              << visible(config.plugin_id) << "\n";
+              << visible(config.plugin_id)
+              << (pruned ? "; history pruned every " + format_duration(config.prune_interval) : std::string()) << "\n";
     for (const auto& job : config.jobs) {
       const auto options = register_options(job);
       std::string command;
@@ -382,6 +425,7 @@ int check_config(const Invocation& in, const std::string& path) {
                 << visible(options.schedule ? options.schedule->to_string() : options.schedule_text)
                 << (job.timeout.count() > 0 ? ", timeout " + format_duration(job.timeout) : std::string())
                 << (job.jitter.count() > 0 ? ", jitter " + format_duration(job.jitter) : std::string())
+                << (job.keep_runs || job.keep_for ? ", " + retention_text(job) : std::string())
                 << (job.on_failure.empty() ? "" : ", on_failure set") << "\n    " << command << "\n";
       if (const auto note = clock_note(options)) std::cout << "    warning: " << *note << "\n";
     }
@@ -532,8 +576,7 @@ int execute(const Invocation& in) {
                     .message = "interrupted with jobctl interrupt --threshold " + in.values.at("--threshold")});
     output(to_json(runs), [&] { print_runs(runs); });
   } else if (name == "prune") {
-    const auto deleted = repo.prune_runs(duration_arg("--older-than", required(in, "--older-than")));
-    output(json{{"deleted", deleted}}, [&] { std::cout << "deleted " << deleted << " final runs\n"; });
+    return prune(in, repo);
   } else if (name == "audit") {
     const auto a = audit(repo);
     output(json{{"jobs", a.jobs},

@@ -506,6 +506,7 @@ ServeConfig reload(jobrepo::Scheduler& scheduler, const ServeConfig& current, co
   changed("interrupt_threshold", next.interrupt_threshold != current.interrupt_threshold);
   changed("grace", next.grace != current.grace);
   changed("cgroups", next.cgroups != current.cgroups);
+  changed("prune_interval", next.prune_interval != current.prune_interval);
   std::map<std::string, const CommandJob*> before;
   for (const auto& job : current.jobs) before[job.name] = &job;
   ServeConfig applied = next;
@@ -592,6 +593,102 @@ class StoreOutage {
   std::atomic<bool> down_{false};
   Steady::time_point since_{};
   long long failures_ = 0;
+};
+
+// Keeps the history of the jobs with keep_runs or keep_for bounded
+// (Repository::prune_job_runs): once at start, then every prune_interval,
+// one store call per such job each time, on a thread of its own, off the
+// claim and run paths. One call deletes at most max_pruned_runs runs, so a
+// longer backlog goes over the next periods (jobctl prune --job clears it at
+// once). Every server of a cluster prunes; deletes are idempotent, so one
+// pruning what another just pruned finds nothing.
+class Pruner {
+ public:
+  // A job's rules as the config says now (SIGHUP may change them).
+  struct Rule {
+    std::string job;
+    jobrepo::PruneJobRunsOptions options;
+    std::string text;  // "keep_runs 100, keep_for 30d"
+  };
+  Pruner(jobrepo::Store& store, std::string plugin_id, microseconds interval, std::function<std::vector<Rule>()> rules,
+         const StoreOutage& outage)
+      : store_(store),
+        plugin_id_(std::move(plugin_id)),
+        interval_(interval),
+        rules_(std::move(rules)),
+        outage_(outage),
+        thread_([this] { loop(); }) {}
+  Pruner(const Pruner&) = delete;
+  Pruner& operator=(const Pruner&) = delete;
+  ~Pruner() { stop(); }
+
+  // Waits for the call under way, if any, and ends the thread.
+  void stop() {
+    {
+      const std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+      lock.unlock();
+      prune_all();
+      lock.lock();
+      wake_.wait_for(lock, interval_, [&] { return stopping_; });
+    }
+  }
+
+  bool stopping() {
+    const std::lock_guard lock(mutex_);
+    return stopping_;
+  }
+
+  // One store call per job with a rule; what fails is logged, never thrown
+  // (a store outage is logged once, by StoreOutage).
+  void prune_all() noexcept {
+    try {
+      const auto rules = rules_();
+      jobrepo::Repository repo(store_, {plugin_id_, 0});
+      for (const auto& rule : rules) {
+        if (stopping()) return;
+        const LogContext about{rule.job, "", "prune"};
+        try {
+          const auto deleted = repo.prune_job_runs(rule.job, rule.options);
+          if (deleted > 0) {
+            log(LogLevel::info,
+                "pruned " + counted(deleted, "run", "runs") + " of job " + rule.job + " (" + rule.text + ")", about);
+          }
+        } catch (const jobrepo::Error& e) {
+          const bool transient = e.code() == jobrepo::ErrorCode::unavailable || e.code() == jobrepo::ErrorCode::busy;
+          if (transient && outage_.down()) continue;
+          log(LogLevel::error,
+              "pruning job " + rule.job + " failed: " + e.what() + " (" + std::string(jobrepo::to_string(e.code())) +
+                  "); tried again in " + format_duration(interval_),
+              about);
+        }
+      }
+    } catch (const std::exception& e) {
+      log(LogLevel::error,
+          std::string("pruning failed: ") + e.what() + "; tried again in " + format_duration(interval_));
+    } catch (...) {
+      log(LogLevel::error, "pruning failed: an unknown exception; tried again in " + format_duration(interval_));
+    }
+  }
+
+  jobrepo::Store& store_;
+  const std::string plugin_id_;
+  const microseconds interval_;
+  const std::function<std::vector<Rule>()> rules_;
+  const StoreOutage& outage_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;  // under mutex_
+  std::thread thread_;     // last: started once the rest is ready
 };
 
 // The log line of a Scheduler event: its level, and its words as before
@@ -858,6 +955,17 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
     return "serving " + counted(config.jobs.size(), "job", "jobs") + " as " + server_id + " on " +
            jobrepo::redact_url(url);
   };
+  // The history of the jobs that keep_runs or keep_for bound, as configured now.
+  const auto prune_rules = [&] {
+    std::vector<Pruner::Rule> rules;
+    const std::lock_guard lock(jobs_mutex);
+    for (const auto& [name, job] : jobs_now) {
+      if (!job.keep_runs && !job.keep_for) continue;
+      rules.push_back({name, {.keep_last = job.keep_runs, .older_than = job.keep_for}, retention_text(job)});
+    }
+    return rules;
+  };
+  Pruner pruner(*serving->metered, config.plugin_id, config.prune_interval, prune_rules, outage);
   log(LogLevel::info, "serving " + counted(config.jobs.size(), "job", "jobs") + " on " + jobrepo::redact_url(url));
   notifier.status(serving_text());
   for (;;) {
@@ -877,6 +985,7 @@ int serve(const std::string& url, const std::string& server_id, const std::funct
     notifier.stopping();
     break;
   }
+  pruner.stop();
   // The runs end when their commands have: stop() waits for them (SIGTERM,
   // SIGKILL after grace) and never ends a run whose processes live, so wait
   // as long as they take (their supervisors end them at the latest grace +

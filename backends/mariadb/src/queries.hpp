@@ -289,6 +289,27 @@ inline constexpr const char* list_runs =
 inline constexpr const char* prune_runs =
     "DELETE FROM job_run WHERE job_plugin_id = ? AND status <> 'running' AND end_time <= " JR_FROM_US("?");
 
+// plugin, name
+inline constexpr const char* job_exists = "SELECT COUNT(*) FROM job WHERE plugin_id = ? AND name = ?";
+
+// The runs prune_job_runs deletes, read without a lock: one job's final runs
+// beyond the keep newest (newest by end time, ties by id) or that ended at
+// the cutoff or before, at most limit of them, the oldest first. A rule
+// bound NULL matches nothing. The job's runs are found by job_run_job.
+// plugin, name, keep, cutoff (us), limit
+inline constexpr const char* runs_to_prune =
+    "SELECT r.private_id FROM (SELECT private_id, end_time,"
+    "  ROW_NUMBER() OVER (ORDER BY end_time DESC, private_id) AS newer"
+    "  FROM job_run WHERE job_plugin_id = ? AND job_name = ? AND status <> 'running') r"
+    " WHERE r.newer > ? OR r.end_time <= " JR_FROM_US("?") " ORDER BY r.newer DESC LIMIT ?";
+// Then those runs, each by its primary key, locked in the order of the ids
+// given (sorted: id order), among the job's final runs. ids (a JSON array),
+// plugin, name
+inline constexpr const char* delete_pruned_runs =
+    "DELETE r FROM " JR_JSON_IDS("?") " i"
+    " STRAIGHT_JOIN job_run r FORCE INDEX (PRIMARY) ON r.private_id = i.value"
+    " WHERE r.job_plugin_id = ? AND r.job_name = ? AND r.status <> 'running'";
+
 // The earliest due time of a plugin's claimable jobs (the wake-up poll).
 // plugin
 inline constexpr const char* next_due =

@@ -156,7 +156,7 @@ class MariadbStore final : public Store {
     auto lease = pool_.acquire_for("open_store");
   }
 
-  StoreContract7 contract() const override { return {}; }
+  StoreContract8 contract() const override { return {}; }
 
   void migrate() override {
     run(
@@ -488,6 +488,28 @@ class MariadbStore final : public Store {
       const Micros cutoff = stored(now_us(c) - older_than.count());
       return static_cast<std::int64_t>(c.execute(queries::prune_runs, {text(plugin_id), number(cutoff)}));
     });
+  }
+
+  std::optional<std::int64_t> prune_job_runs(const std::string& plugin_id, const JobRunsPrune& prune) override {
+    return run(
+        "prune_job_runs", job_subject(plugin_id, prune.job_name), [&](Connection& c) -> std::optional<std::int64_t> {
+          if (c.query(queries::job_exists, {text(plugin_id), text(prune.job_name)}).at(0).number(0) == 0) {
+            return std::nullopt;
+          }
+          std::optional<Micros> cutoff;
+          if (prune.older_than) cutoff = stored(now_us(c) - prune.older_than->count());
+          std::vector<std::string> ids;
+          for (const auto& row :
+               c.query(queries::runs_to_prune, {text(plugin_id), text(prune.job_name), optional_value(prune.keep_last),
+                                                optional_value(cutoff), number(prune.limit)})) {
+            ids.push_back(row.text(0));
+          }
+          if (ids.empty()) return std::int64_t{0};
+          std::sort(ids.begin(), ids.end());
+          const std::string json = json_array(ids);
+          return static_cast<std::int64_t>(
+              c.execute(queries::delete_pruned_runs, {text(json), text(plugin_id), text(prune.job_name)}));
+        });
   }
 
   ServerLease record_server(const ServerRecord& record) override {

@@ -349,6 +349,23 @@ inline constexpr const char* prune_runs =
     "DELETE FROM job_run WHERE job_plugin_id = :plugin AND status <> 'running'"
     " AND end_time <= " JR_NOW " + CAST(:delta AS bigint) * interval '1 microsecond'";
 
+// One job's final runs beyond the :keep newest (newest by end time, ties by
+// id in byte order) or that ended at now + :delta or before, at most :limit
+// of them, the oldest first; a rule bound NULL matches nothing. Returns
+// whether the job exists (read in the same snapshot) and how many runs went.
+// The job's runs are found by job_run_job.
+inline constexpr const char* prune_job_runs =
+    "WITH doomed AS (SELECT private_id FROM (SELECT private_id, end_time,"
+    "   row_number() OVER (ORDER BY end_time DESC, private_id COLLATE \"C\") AS newer"
+    "   FROM job_run WHERE job_plugin_id = :plugin AND job_name = :name AND status <> 'running') r"
+    " WHERE newer > CAST(:keep AS bigint)"
+    "  OR end_time <= " JR_NOW
+    " + CAST(:delta AS bigint) * interval '1 microsecond'"
+    " ORDER BY newer DESC LIMIT CAST(:limit AS bigint)),"
+    " deleted AS (DELETE FROM job_run d USING doomed WHERE d.private_id = doomed.private_id"
+    "  AND d.status <> 'running' RETURNING 1)"
+    " SELECT (SELECT count(*) FROM job WHERE plugin_id = :plugin AND name = :name), (SELECT count(*) FROM deleted)";
+
 // The statements of the hot path (the claim, the run-change batch) run with
 // the plan PostgreSQL made once for the prepared statement (plan_cache_mode
 // force_generic_plan), planned with sequential scans, sorts, hash and merge

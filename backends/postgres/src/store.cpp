@@ -239,7 +239,7 @@ class PostgresStore final : public Store {
     auto lease = pool_.acquire_for("open_store");
   }
 
-  StoreContract7 contract() const override { return {}; }
+  StoreContract8 contract() const override { return {}; }
 
   void migrate() override {
     run(
@@ -347,6 +347,21 @@ class PostgresStore final : public Store {
                   {{"plugin", text(plugin_id)}, {"delta", number(clock_offset().count() - older_than.count())}})
               .changed());
     });
+  }
+
+  std::optional<std::int64_t> prune_job_runs(const std::string& plugin_id, const JobRunsPrune& prune) override {
+    return run(
+        "prune_job_runs", job_subject(plugin_id, prune.job_name), [&](Connection& c) -> std::optional<std::int64_t> {
+          const auto r = c.query(
+              queries::prune_job_runs,
+              {{"plugin", text(plugin_id)},
+               {"name", text(prune.job_name)},
+               {"keep", optional_value(prune.keep_last)},
+               {"delta", prune.older_than ? number(clock_offset().count() - prune.older_than->count()) : Value()},
+               {"limit", number(prune.limit)}});
+          if (r.number(0, 0) == 0) return std::nullopt;
+          return r.number(0, 1);
+        });
   }
 
   std::vector<Run> claim_runs(const ClaimRequest& request) override {

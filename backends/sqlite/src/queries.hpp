@@ -118,6 +118,19 @@ inline constexpr const char* prune_runs =
     "DELETE FROM job_run WHERE job_plugin_id = :p AND status <> 'running'"
     " AND end_time <= :c";
 
+inline constexpr const char* job_exists = "SELECT 1 FROM job WHERE plugin_id = :p AND name = :n";
+
+// One job's final runs beyond the :keep newest (newest by end time, ties by
+// id) or that ended at :c or before, at most :l of them, the oldest first. A
+// rule bound NULL matches nothing. The job's runs are found by job_run_job.
+inline constexpr const char* prune_job_runs =
+    "DELETE FROM job_run WHERE private_id IN ("
+    " SELECT private_id FROM (SELECT private_id, end_time,"
+    "   row_number() OVER (ORDER BY end_time DESC, private_id) AS newer"
+    "   FROM job_run WHERE job_plugin_id = :p AND job_name = :n AND status <> 'running')"
+    " WHERE newer > :keep OR end_time <= :c"
+    " ORDER BY newer DESC LIMIT :l)";
+
 // The claim: the operator's request, and its arguments, go to the run.
 inline constexpr const char* clear_request =
     "UPDATE job SET run_requested = 0, requested_payload = NULL WHERE plugin_id = :p AND name = :n";

@@ -474,7 +474,7 @@ class SqliteStore final : public Store {
     file_id_ = {st.st_dev, st.st_ino};
   }
 
-  StoreContract7 contract() const override { return {}; }
+  StoreContract8 contract() const override { return {}; }
 
   void migrate() override {
     write(
@@ -579,6 +579,22 @@ class SqliteStore final : public Store {
     return write("prune_runs", "plugin " + quoted(plugin_id), [&](Connection& c, Micros now) {
       return c.execute(queries::prune_runs, {{":p", text(plugin_id)}, {":c", number(now - older_than.count())}});
     });
+  }
+
+  std::optional<std::int64_t> prune_job_runs(const std::string& plugin_id, const JobRunsPrune& prune) override {
+    return write("prune_job_runs", job_subject(plugin_id, prune.job_name),
+                 [&](Connection& c, Micros now) -> std::optional<std::int64_t> {
+                   if (c.query(queries::job_exists, {{":p", text(plugin_id)}, {":n", text(prune.job_name)}}).empty()) {
+                     return std::nullopt;
+                   }
+                   std::optional<Micros> cutoff;
+                   if (prune.older_than) cutoff = now - prune.older_than->count();
+                   return c.execute(queries::prune_job_runs, {{":p", text(plugin_id)},
+                                                              {":n", text(prune.job_name)},
+                                                              {":keep", optional_value(prune.keep_last)},
+                                                              {":c", optional_value(cutoff)},
+                                                              {":l", number(prune.limit)}});
+                 });
   }
 
   std::vector<Run> claim_runs(const ClaimRequest& request) override {

@@ -134,6 +134,20 @@ struct InterruptRunsOptions {
   std::optional<std::vector<ObservedRun>> runs{};
 };
 
+// Which final runs of one job prune_job_runs deletes: a run goes when
+// either rule says so (with neither set, none does).
+struct PruneJobRunsOptions {
+  // Keep this many of the job's newest final runs (newest by end_time, ties
+  // by run id); at least 1.
+  std::optional<std::int64_t> keep_last{};
+  // Delete the job's final runs that ended at least this long ago (0 to
+  // max_offset; 0: every final run).
+  std::optional<std::chrono::microseconds> older_than{};
+  // At most this many are deleted by one call, the oldest first: 1 to
+  // max_pruned_runs (store.hpp, 10,000); 0 means max_pruned_runs.
+  std::int64_t limit = 0;
+};
+
 struct RecordServerOptions {
   // The instance that records (ServerRecord::instance): required, 1-255
   // characters, the same for every record of one server's lifetime.
@@ -348,6 +362,17 @@ class Repository {
   // stays bounded; returns how many. Running runs are kept. Throws
   // invalid_parameter for a duration that is negative or beyond max_offset.
   std::int64_t prune_runs(std::chrono::microseconds older_than);
+
+  // Bounds one job's history: deletes its final runs beyond the keep_last
+  // newest and/or those that ended at least older_than ago, at most
+  // options.limit of them per call, the oldest first (call again while it
+  // returns the limit: each call is one short transaction). Returns how many
+  // it deleted. Running runs, other jobs' and other plugins' runs are kept;
+  // calls from several servers at once are harmless. Throws
+  // invalid_parameter (empty or malformed name, keep_last below 1,
+  // older_than negative or beyond max_offset, limit out of range),
+  // record_not_found (no such job).
+  std::int64_t prune_job_runs(std::string_view name, PruneJobRunsOptions options);
 
  private:
   // The checked arguments of create_job / ensure_job.

@@ -95,6 +95,25 @@ struct RunTransition {
   std::optional<std::string> message{};
 };
 
+// The most runs one call of prune_job_runs deletes (Repository::
+// prune_job_runs; jobctl prune --job calls it again until it is done).
+inline constexpr std::int64_t max_pruned_runs = 10000;
+
+// Arguments of Store::prune_job_runs: which final runs of one job to delete.
+// A final run is deleted when either rule says so: it is not among the
+// keep_last newest final runs of its job (newest by end_time, ties by
+// private_id ascending, byte order), or it ended at least older_than ago
+// (end_time <= now - older_than). With neither rule set, nothing is deleted.
+struct JobRunsPrune {
+  std::string job_name{};
+  std::optional<std::int64_t> keep_last{};                // >= 1 (core checks)
+  std::optional<std::chrono::microseconds> older_than{};  // 0 to max_offset (core checks)
+  // At most this many runs are deleted per call (1 to max_pruned_runs, core
+  // checks), the oldest first (the reverse of the keep order), so that one
+  // call never holds its locks long; the next call deletes the rest.
+  std::int64_t limit = max_pruned_runs;
+};
+
 // Arguments of Store::list_runs.
 struct RunQuery {
   std::string plugin_id{};
@@ -182,13 +201,17 @@ class DueSubscription {
 // The Store contract these headers describe (version.hpp). A store says
 // which one it was written for by overriding Store::contract():
 //
-//   jobrepo::StoreContract7 contract() const override { return {}; }
+//   jobrepo::StoreContract8 contract() const override { return {}; }
 //
 // A store written for an earlier contract does not compile against these
 // headers (Store::contract() is pure; its old override's type is another);
 // docs/backends.md, "Changes for backend authors", says what changed since.
+struct StoreContract8 {};
+static_assert(JOBREPO_STORE_CONTRACT == 8, "version.hpp and store.hpp disagree on the Store contract");
+// The contract before: kept so that a store that still says it was written
+// for it gets a compile error that names StoreContract8 (a conflicting
+// return type), not an unknown name.
 struct StoreContract7 {};
-static_assert(JOBREPO_STORE_CONTRACT == 7, "version.hpp and store.hpp disagree on the Store contract");
 
 class Store {
  public:
@@ -197,8 +220,8 @@ class Store {
   Store& operator=(const Store&) = delete;
   virtual ~Store() = default;
 
-  // The contract this store was written for (see StoreContract7 above).
-  virtual StoreContract7 contract() const = 0;
+  // The contract this store was written for (see StoreContract8 above).
+  virtual StoreContract8 contract() const = 0;
 
   // Creates or upgrades the schema to the version this jobrepo ships.
   // Idempotent; safe when several processes call it at once.
@@ -314,6 +337,15 @@ class Store {
   // <= now - older_than (>= 0); returns how many. Running runs are never
   // deleted.
   virtual std::int64_t prune_runs(const std::string& plugin_id, std::chrono::microseconds older_than) = 0;
+
+  // Deletes final runs of the job (plugin_id, prune.job_name) as
+  // JobRunsPrune says, at most prune.limit of them, the oldest first, in
+  // one transaction; returns how many, or empty when the job does not exist
+  // in plugin_id (nothing is deleted then). Running runs, other jobs' runs
+  // and other plugins' runs are never deleted. now is the store's clock, as
+  // for prune_runs. Concurrent calls for one job are harmless: a run that
+  // another call deleted first is simply not counted.
+  virtual std::optional<std::int64_t> prune_job_runs(const std::string& plugin_id, const JobRunsPrune& prune) = 0;
 
   // Push wake-ups, optional. Calls on_due, on a thread of the store, soon
   // after any process commits a change that may make jobs of plugin_id

@@ -20,7 +20,7 @@ class StoreWrapper : public Store {
 
   Store& target() const { return target_; }
 
-  StoreContract7 contract() const override { return {}; }
+  StoreContract8 contract() const override { return {}; }
   void migrate() override {
     around("migrate", [&] { target_.migrate(); });
   }
@@ -85,6 +85,9 @@ class StoreWrapper : public Store {
   }
   std::int64_t prune_runs(const std::string& plugin_id, std::chrono::microseconds older_than) override {
     return forward("prune_runs", [&] { return target_.prune_runs(plugin_id, older_than); });
+  }
+  std::optional<std::int64_t> prune_job_runs(const std::string& plugin_id, const JobRunsPrune& prune) override {
+    return forward("prune_job_runs", [&] { return target_.prune_job_runs(plugin_id, prune); });
   }
   // Not wrapped by around(): a subscription is not a call that succeeds or fails.
   std::unique_ptr<DueSubscription> subscribe_due(const std::string& plugin_id, std::function<void()> on_due) override {

@@ -18,6 +18,44 @@ std::vector<ServedJob> serving(const std::vector<std::string>& names) {
   return jobs;
 }
 
+// Ends `count` runs of job `name` of `repo` (created when missing) one
+// after the other, each claimed and ended `step` of the store's clock after
+// the last (the store's clock offset, `offset`, moves on), so that their
+// end times are ordered whatever the clock's resolution; they end completed,
+// failed and interrupted in turn. Returns their ids, oldest first.
+std::vector<std::string> ended_runs(Fixture& f, Repository& repo, const std::string& name, int count,
+                                    std::chrono::microseconds& offset, std::chrono::microseconds step = 1min) {
+  if (!repo.lookup_job(name)) repo.create_job(name, "d");
+  std::vector<std::string> ids;
+  for (int i = 0; i < count; ++i) {
+    f.store.set_clock_offset(offset += step);
+    repo.update_job_next_run(name, 0s);  // due now, whatever the last end said
+    const auto runs = repo.run_jobs("s1", {.only_jobs = std::vector<std::string>{name}});
+    REQUIRE(runs.size() == 1);
+    const std::string id = runs.at(0).private_id;
+    f.store.set_clock_offset(offset += step);
+    if (i % 3 == 0) {
+      repo.complete_run(id, 0s);
+    } else if (i % 3 == 1) {
+      repo.fail_run(id);
+    } else {
+      const std::vector<RunUpdate> cancel = {{.run_id = id, .status = Status::interrupted}};
+      const auto results = repo.update_runs(cancel);
+      REQUIRE(results.size() == 1);
+      REQUIRE(results.at(0).run);
+    }
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+// The ids of the runs of job `name` that `repo` lists.
+std::set<std::string> run_ids(Repository& repo, const std::string& name) {
+  std::set<std::string> ids;
+  for (const auto& run : repo.list_runs({.job_name = name, .limit = -1})) ids.insert(run.private_id);
+  return ids;
+}
+
 }  // namespace
 
 TEST_CASE("run_jobs claims a due job with a new running run", "[conformance][claim]") {
@@ -612,6 +650,137 @@ TEST_CASE("prune_runs deletes old final runs and keeps running ones", "[conforma
   CHECK(other.lookup_run(theirs.private_id).has_value());
   CHECK(other.prune_runs(0s) == 1);
   CHECK(!other.lookup_run(theirs.private_id).has_value());
+}
+
+TEST_CASE("prune_job_runs keeps the newest keep_last final runs of that job only, never a running one",
+          "[conformance][history]") {
+  Fixture f;
+  auto offset = std::chrono::microseconds(0);
+  const auto a = ended_runs(f, f.repo, "a", 5, offset);
+  const auto b = ended_runs(f, f.repo, "b", 3, offset);
+  Repository other = f.other_plugin();
+  const auto theirs = ended_runs(f, other, "a", 3, offset);
+  f.store.set_clock_offset(offset += 1min);
+  const Run running = claimed(f.repo, "a");
+  REQUIRE(a.size() == 5);
+  REQUIRE(b.size() == 3);
+  REQUIRE(theirs.size() == 3);
+
+  // Neither rule: nothing goes.
+  CHECK(f.repo.prune_job_runs("a", {}) == 0);
+  CHECK(run_ids(f.repo, "a").size() == 6);
+  // The 2 newest final runs of a stay, with the running one; b's and the
+  // other plugin's "a" are not a's.
+  CHECK(f.repo.prune_job_runs("a", {.keep_last = 2}) == 3);
+  CHECK(run_ids(f.repo, "a") == std::set<std::string>{a.at(3), a.at(4), running.private_id});
+  const auto still = f.repo.lookup_run(running.private_id);
+  REQUIRE(still.has_value());
+  CHECK(still->status == Status::running);
+  CHECK(run_ids(f.repo, "b") == std::set<std::string>(b.begin(), b.end()));
+  CHECK(run_ids(other, "a") == std::set<std::string>(theirs.begin(), theirs.end()));
+  // Again: nothing more (several servers pruning at once is harmless).
+  CHECK(f.repo.prune_job_runs("a", {.keep_last = 2}) == 0);
+  // A rule that keeps more than there is deletes nothing.
+  CHECK(f.repo.prune_job_runs("b", {.keep_last = 3}) == 0);
+  CHECK(f.repo.prune_job_runs("b", {.keep_last = 1}) == 2);
+  CHECK(run_ids(f.repo, "b") == std::set<std::string>{b.at(2)});
+  // The running run neither counts as kept nor goes.
+  CHECK(f.repo.prune_job_runs("a", {.keep_last = 1}) == 1);
+  CHECK(run_ids(f.repo, "a") == std::set<std::string>{a.at(4), running.private_id});
+  // The other plugin prunes its own job "a".
+  CHECK(other.prune_job_runs("a", {.keep_last = 1}) == 2);
+  CHECK(run_ids(other, "a") == std::set<std::string>{theirs.at(2)});
+  CHECK(run_ids(f.repo, "a") == std::set<std::string>{a.at(4), running.private_id});
+
+  // A job that does not exist in the plugin (another plugin's name is not
+  // this plugin's), and the rules core checks.
+  JR_REQUIRE_ERROR_WITH(f.repo.prune_job_runs("nope", {.keep_last = 1}), ErrorCode::record_not_found, "nope");
+  other.create_job("theirs only", "d");
+  JR_REQUIRE_ERROR(f.repo.prune_job_runs("theirs only", {.keep_last = 1}), ErrorCode::record_not_found);
+  JR_REQUIRE_ERROR(f.repo.prune_job_runs("a", {.keep_last = 0}), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.prune_job_runs("a", {.older_than = -1us}), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.prune_job_runs("a", {.older_than = max_offset + 1us}), ErrorCode::invalid_parameter);
+  JR_REQUIRE_ERROR(f.repo.prune_job_runs("", {.keep_last = 1}), ErrorCode::invalid_parameter);
+  CHECK(run_ids(f.repo, "a") == std::set<std::string>{a.at(4), running.private_id});
+}
+
+TEST_CASE("prune_job_runs keeps the runs that ended last, whenever they started", "[conformance][history]") {
+  Fixture f;
+  // The clock steps back between the two runs: the second starts later
+  // than the first by its create_time, and ends earlier.
+  const Run first = claimed(f.repo, "c");
+  f.store.set_clock_offset(100s);
+  f.repo.complete_run(first.private_id, -1h);
+  f.store.set_clock_offset(50s);
+  const Run second = claimed(f.repo, "c");
+  f.store.set_clock_offset(60s);
+  f.repo.complete_run(second.private_id, -1h);
+  const auto ended_first = f.repo.lookup_run(first.private_id);
+  const auto ended_second = f.repo.lookup_run(second.private_id);
+  REQUIRE(ended_first.has_value());
+  REQUIRE(ended_second.has_value());
+  REQUIRE(ended_first->end_time.has_value());
+  REQUIRE(ended_second->end_time.has_value());
+  REQUIRE(ended_second->create_time > ended_first->create_time);
+  REQUIRE(*ended_second->end_time < *ended_first->end_time);
+  CHECK(f.repo.prune_job_runs("c", {.keep_last = 1}) == 1);
+  CHECK(run_ids(f.repo, "c") == std::set<std::string>{first.private_id});
+}
+
+TEST_CASE("prune_job_runs deletes the job's final runs that ended at least older_than ago by the store's clock",
+          "[conformance][history]") {
+  Fixture f;
+  auto offset = std::chrono::microseconds(0);
+  // Ends at +2, +4 and +6 minutes (and now's wall time then).
+  const auto c = ended_runs(f, f.repo, "c", 3, offset);
+  const auto d = ended_runs(f, f.repo, "d", 1, offset);
+  f.store.set_clock_offset(offset += 1min);
+  const Run running = claimed(f.repo, "c");
+  REQUIRE(c.size() == 3);
+  REQUIRE(d.size() == 1);
+  // Now: 1 h after 5 minutes; the runs that ended at 2 and 4 minutes go.
+  f.store.set_clock_offset(1h + 5min);
+  CHECK(f.repo.prune_job_runs("c", {.older_than = 2h}) == 0);
+  CHECK(f.repo.prune_job_runs("c", {.older_than = 1h}) == 2);
+  CHECK(run_ids(f.repo, "c") == std::set<std::string>{c.at(2), running.private_id});
+  CHECK(f.repo.prune_job_runs("c", {.older_than = 1h}) == 0);
+  // 0: every final run of the job, never the running one, never another job's.
+  CHECK(f.repo.prune_job_runs("c", {.older_than = 0s}) == 1);
+  CHECK(run_ids(f.repo, "c") == std::set<std::string>{running.private_id});
+  CHECK(run_ids(f.repo, "d") == std::set<std::string>(d.begin(), d.end()));
+  CHECK(f.repo.prune_job_runs("c", {.older_than = max_offset}) == 0);
+}
+
+TEST_CASE("prune_job_runs deletes a run when either rule says so", "[conformance][history]") {
+  Fixture f;
+  auto offset = std::chrono::microseconds(0);
+  // Ends at +2, +4, +6, +8 and +10 minutes.
+  const auto e = ended_runs(f, f.repo, "e", 5, offset);
+  REQUIRE(e.size() == 5);
+  // Now: 1 h after 7 minutes. keep_last 4 alone would delete e[0], older_than
+  // 1 h alone e[0] to e[2]: together e[0] to e[2].
+  f.store.set_clock_offset(1h + 7min);
+  CHECK(f.repo.prune_job_runs("e", {.keep_last = 4, .older_than = 1h}) == 3);
+  CHECK(run_ids(f.repo, "e") == std::set<std::string>{e.at(3), e.at(4)});
+  // older_than 2 h alone would delete none, keep_last 1 e[3]: together e[3].
+  CHECK(f.repo.prune_job_runs("e", {.keep_last = 1, .older_than = 2h}) == 1);
+  CHECK(run_ids(f.repo, "e") == std::set<std::string>{e.at(4)});
+}
+
+TEST_CASE("prune_job_runs deletes at most limit runs per call, the oldest first", "[conformance][history]") {
+  Fixture f;
+  auto offset = std::chrono::microseconds(0);
+  const auto g = ended_runs(f, f.repo, "g", 6, offset);
+  REQUIRE(g.size() == 6);
+  CHECK(f.repo.prune_job_runs("g", {.keep_last = 1, .limit = 2}) == 2);
+  CHECK(run_ids(f.repo, "g") == std::set<std::string>{g.at(2), g.at(3), g.at(4), g.at(5)});
+  CHECK(f.repo.prune_job_runs("g", {.older_than = 0s, .limit = 1}) == 1);
+  CHECK(run_ids(f.repo, "g") == std::set<std::string>{g.at(3), g.at(4), g.at(5)});
+  CHECK(f.repo.prune_job_runs("g", {.keep_last = 1, .limit = 2}) == 2);
+  CHECK(f.repo.prune_job_runs("g", {.keep_last = 1, .limit = 2}) == 0);
+  CHECK(run_ids(f.repo, "g") == std::set<std::string>{g.at(5)});
+  JR_REQUIRE_ERROR(f.repo.prune_job_runs("g", {.keep_last = 1, .limit = max_pruned_runs + 1}),
+                   ErrorCode::invalid_parameter);
 }
 
 TEST_CASE("delete_job deletes the job and its runs", "[conformance][jobs]") {

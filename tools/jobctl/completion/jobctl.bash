@@ -30,7 +30,7 @@ _jobctl() {
   case "$prev" in
     --db-file | --config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --db | --plugin | --server | --server-id | --next-run-in | --threshold | --older-than | --limit | --wait | \
-      --message | --time-zone | --from | --count | --http | --http-host)
+      --message | --time-zone | --from | --count | --http | --http-host | --keep)
       return ;;
     --job) COMPREPLY=($(compgen -W "$(_jobctl_json_names jobs)" -- "$cur")); return ;;
     --status) COMPREPLY=($(compgen -W "running completed failed interrupted" -- "$cur")); return ;;
@@ -45,7 +45,7 @@ _jobctl() {
     case "$w" in
       --db | --db-file | --plugin | --server | --server-id | --config | --next-run-in | --threshold | \
         --older-than | --limit | --wait | --message | --time-zone | --from | --count | --job | --status | \
-        --http | --http-host | --log-format | --log-level)
+        --http | --http-host | --log-format | --log-level | --keep)
         ((i++)) ;;
       -*) ;;
       *) words+=("$w") ;;
@@ -80,7 +80,7 @@ _jobctl() {
     runs) COMPREPLY=($(compgen -W "--job --status --limit" -- "$cur")) ;;
     claim) COMPREPLY=($(compgen -W "--server --limit" -- "$cur")) ;;
     interrupt) COMPREPLY=($(compgen -W "--threshold --server" -- "$cur")) ;;
-    prune) COMPREPLY=($(compgen -W "--older-than" -- "$cur")) ;;
+    prune) COMPREPLY=($(compgen -W "--older-than --job --keep" -- "$cur")) ;;
     serve) COMPREPLY=($(compgen -W "--config --server-id --http --http-host --log-format --log-level --check" -- "$cur")) ;;
     cron) ((${#words[@]} == 1)) && COMPREPLY=($(compgen -W "next" -- "$cur")) ||
       COMPREPLY=($(compgen -W "--time-zone --from --count" -- "$cur")) ;;
