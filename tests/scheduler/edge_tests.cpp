@@ -328,6 +328,7 @@ TEST_CASE("scheduler: with FenceOverrun::report, a handler outliving its run's l
       3s));
   store.failing = false;
   release = true;
+  INFO(f.recorder.dump());
   REQUIRE(wait_until([&] { return f.recorder.count(SchedulerEvent::Kind::failed, "overrun") == 1; }, 5s));
   // The failed run by its id: the job's retry may already have made a newer one.
   const auto failed = f.recorder.of(SchedulerEvent::Kind::failed, "overrun");
@@ -393,5 +394,32 @@ TEST_CASE("scheduler: a writer's store call that does not return is reported as 
   CHECK_FALSE(after.write_call.has_value());
   CHECK(after.outcomes_waiting == 0);
   CHECK(after.write_stalls == 1);
+  CHECK(scheduler.stop());
+}
+
+TEST_CASE("scheduler: a run whose outcome waits to be stored is not interrupted by its own server") {
+  Fixture f;
+  // The writer's first call (the run's completion) takes 2.5 s: longer than
+  // the threshold (1 s) since the run's last update. The run is this
+  // server's, its outcome known here: its own monitor must not end it as
+  // "its server stopped reporting".
+  struct SlowFirstWrite : jobrepo::StoreWrapper {
+    using StoreWrapper::StoreWrapper;
+    std::atomic<int> writes{0};
+    std::vector<std::optional<jobrepo::Run>> transition_runs(std::span<const jobrepo::RunTransition> c) override {
+      if (!c.empty() && c.front().to != Status::running && writes++ == 0) std::this_thread::sleep_for(2500ms);
+      return StoreWrapper::transition_runs(c);
+    }
+  } store(*f.store);
+  jobrepo::Scheduler scheduler("s1", store, fast_options(f.recorder));
+  scheduler.register_job(jobrepo::make_job("quick", "returns at once",
+                                           [](jobrepo::JobContext&) { return std::chrono::microseconds(1h); }));
+  scheduler.start();
+  REQUIRE(wait_until([&] { return f.recorder.count(SchedulerEvent::Kind::completed, "quick") == 1; }, 10s));
+  INFO(f.recorder.dump());
+  CHECK(f.recorder.count(SchedulerEvent::Kind::interrupted_peer, "quick") == 0);
+  const auto runs = f.repo.list_runs({.job_name = "quick"});
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0].status == Status::completed);
   CHECK(scheduler.stop());
 }

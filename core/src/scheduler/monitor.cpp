@@ -121,13 +121,16 @@ void Scheduler::State::check_drift(Repository& repo) {
 // its update_time is older than the threshold by the database's clock and
 // this process has read that same update_time for the threshold on its own
 // monotonic clock: a step of the database's clock (NTP) alone never makes a
-// live run look stale. Runs whose handlers run here are never interrupted
-// here.
+// live run look stale. Runs of this server are never interrupted here: those
+// whose handlers run (heartbeated), and those whose outcome waits for the
+// writer (this server knows how they ended; its writer stores it, however
+// long the store takes: ending them as "its server stopped reporting" lost
+// that outcome). Peers interrupt them if this server goes silent.
 void Scheduler::State::interrupt_stale(Repository& repo, std::map<std::string, Observation>& observed) {
   const auto runs = repo.list_runs({.status = Status::running, .limit = -1});
   const auto read_at = now();  // no update seen now can be younger
   std::set<std::string> local;
-  for (const auto& run : executing.live()) local.insert(run->run_id());
+  for (const auto& run : executing.all()) local.insert(run->run_id());
   std::map<std::string, Observation> now_observed;
   std::vector<ObservedRun> stale;
   for (const auto& run : runs) {
