@@ -189,6 +189,10 @@ std::string generate_run_id() {
     }
   }
   if (bits > 0) id.push_back(alphabet[(value << (6 - bits)) & 0x3FU]);
+  // Never a leading '-': on a command line (jobctl run cancel ID) an id
+  // that starts with "--" would read as an option. '_' stands in for it (the
+  // first character's 6 bits lose 1/64 of a bit).
+  if (id.front() == '-') id.front() = '_';
   return id;
 }
 

@@ -105,6 +105,24 @@ TEST_CASE("cli: --help and docs/cli.md list the same commands") {
   CHECK(one.out.find("job create NAME DESCRIPTION") != std::string::npos);
 }
 
+TEST_CASE("cli: after a lone -- every word is an argument, so a run id that starts with -- can be named") {
+  Cli cli;
+  REQUIRE(cli({"migrate"}).status == 0);
+  // An id of the run-id alphabet that starts with "--" (a store may make one).
+  const std::string id = "--x7GhKq2LmN4pR8sT0vW1y";
+  const auto as_option = cli({"run", "show", id});
+  CHECK(as_option.status == 2);
+  CHECK(as_option.err.find("unknown option") != std::string::npos);
+  const auto as_argument = cli({"run", "show", "--", id});
+  INFO(as_argument.err);
+  CHECK(as_argument.status == 1);
+  CHECK(as_argument.err.find("record_not_found") != std::string::npos);
+  // Options before the -- still count.
+  const auto json_error = cli({"--json", "run", "show", "--", id});
+  CHECK(json_error.status == 1);
+  CHECK(json_error.parsed()["error"]["code"] == "record_not_found");
+}
+
 TEST_CASE("cli: cron next shows fire times in UTC and in the zone, and touches no database") {
   Cli cli;
   const auto berlin = cli.bare(
@@ -779,9 +797,13 @@ TEST_CASE("cli: prune --job keeps that job's newest final runs and its running r
       const std::string id = run["private_id"];
       if (run["job_name"] == "a") {
         a_runs.push_back(id);
-        REQUIRE(cli({"run", "complete", id, "--next-run-in", "0s"}).status == 0);
+        const auto completed = cli({"run", "complete", id, "--next-run-in", "0s"});
+        INFO(completed.err);
+        REQUIRE(completed.status == 0);
       } else {
-        REQUIRE(cli({"run", "fail", id}).status == 0);
+        const auto failed = cli({"run", "fail", id});
+        INFO(failed.err);
+        REQUIRE(failed.status == 0);
       }
     }
   }

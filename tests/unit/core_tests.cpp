@@ -140,16 +140,24 @@ TEST_CASE("Error keeps its code and native code, on one line") {
   CHECK(jobrepo::to_string(ErrorCode::schema_mismatch) == "schema_mismatch");
 }
 
-TEST_CASE("run ids are 22 URL-safe characters and do not repeat") {
+TEST_CASE("run ids are 22 URL-safe characters, do not repeat and never start with a dash") {
   std::set<std::string> seen;
+  int underscores = 0;
   for (int i = 0; i < 20000; ++i) {
     const auto id = jobrepo::generate_run_id();
     REQUIRE(id.size() == 22);
     REQUIRE(id.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
             std::string::npos);
+    // A leading '-' would make `jobctl run cancel ID` read an option when
+    // the id starts with "--" (about 1 in 64 ids started with '-').
+    REQUIRE(id.front() != '-');
+    underscores += id.front() == '_' ? 1 : 0;
     seen.insert(id);
   }
   CHECK(seen.size() == 20000);
+  // '_' stands in for '-': about 2 in 64 (625 of 20,000), not never.
+  CHECK(underscores > 400);
+  CHECK(underscores < 900);
 }
 
 TEST_CASE("open_store names a scheme that is not linked, never the rest of the URL") {

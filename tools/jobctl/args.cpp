@@ -128,7 +128,8 @@ std::string usage_text() {
       << "  --help          this text; COMMAND --help for one command\n"
       << "  --version       jobctl's version\n\n"
       << "An option takes its value as --name VALUE or --name=VALUE (only the latter for a value that\n"
-      << "starts with --). Durations read like 90s, 5m, 1h30m, 250ms, 2d, at most 100 years; --limit N\n"
+      << "starts with --); after a lone --, every word is an argument (a run id a store made with a\n"
+      << "leading -). Durations read like 90s, 5m, 1h30m, 250ms, 2d, at most 100 years; --limit N\n"
       << "is at least 1, or -1 for all. Exit status: 0 ok, 1 the operation failed (jobctl COMMAND:\n"
       << "MESSAGE (CODE)), 2 usage error.\n";
   return out.str();
@@ -163,9 +164,14 @@ void parse(int argc, char* argv[], Invocation& in) {
   std::vector<std::string> words;
   std::map<std::string, std::string> values;
   std::string unknown;  // the first option no command takes: said once the command is known
+  bool operands = false;  // after "--": every word is an argument, also one that starts with --
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg == "--json") {
+    if (operands) {
+      words.push_back(arg);
+    } else if (arg == "--") {
+      operands = true;
+    } else if (arg == "--json") {
       in.json_output = true;
     } else if (arg == "--help" || arg == "-h") {
       in.help = true;

@@ -111,7 +111,7 @@ inline constexpr const char* reschedule_job =
 // so the probe is one key whatever the planner's statistics. The conflict
 // arbiter is the partial unique index
 // job_run_one_running. Run ids: 128 random bits from gen_random_uuid(), as 22
-// base64url characters.
+// base64url characters, a leading '-' made '_' (as generate_run_id does).
 inline constexpr const char* claim_runs =
     "WITH " JR_CLOCK ","
     " due AS ("
@@ -129,8 +129,8 @@ inline constexpr const char* claim_runs =
     " ins AS ("
     "  INSERT INTO job_run (private_id, job_plugin_id, job_name, server_id, create_time, update_time, attempt,"
     "   payload)"
-    "  SELECT translate(encode(decode(replace(CAST(gen_random_uuid() AS text), '-', ''), 'hex'), 'base64'),"
-    "                   '+/=', '-_'),"
+    "  SELECT regexp_replace(translate(encode(decode(replace(CAST(gen_random_uuid() AS text), '-', ''), 'hex'),"
+    "                   'base64'), '+/=', '-_'), '^-', '_'),"
     "         d.plugin_id, d.name, :server, c.now, c.now, d.consecutive_failures + 1, d.requested_payload"
     "  FROM due d, clock c"
     "  ON CONFLICT (job_plugin_id, job_name) WHERE status = 'running' DO NOTHING"
