@@ -328,8 +328,9 @@ TEST_CASE("scheduler: with FenceOverrun::report, a handler outliving its run's l
       3s));
   store.failing = false;
   release = true;
+  const bool stored = wait_until([&] { return f.recorder.count(SchedulerEvent::Kind::failed, "overrun") == 1; }, 20s);
   INFO(f.recorder.dump());
-  REQUIRE(wait_until([&] { return f.recorder.count(SchedulerEvent::Kind::failed, "overrun") == 1; }, 5s));
+  REQUIRE(stored);
   // The failed run by its id: the job's retry may already have made a newer one.
   const auto failed = f.recorder.of(SchedulerEvent::Kind::failed, "overrun");
   REQUIRE(failed.size() == 1);
