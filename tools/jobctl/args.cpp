@@ -163,7 +163,7 @@ bool known_option(const std::string& name) {
 void parse(int argc, char* argv[], Invocation& in) {
   std::vector<std::string> words;
   std::map<std::string, std::string> values;
-  std::string unknown;  // the first option no command takes: said once the command is known
+  std::string unknown;    // the first option no command takes: said once the command is known
   bool operands = false;  // after "--": every word is an argument, also one that starts with --
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
