@@ -62,6 +62,11 @@ std::vector<Scheduler::State::Outcome> Scheduler::State::store_outcomes(Reposito
   struct CallEnds {
     State& state;
     SteadyTime began;
+    CallEnds(State& s, SteadyTime b) : state(s), began(b) {}
+    CallEnds(const CallEnds&) = delete;
+    CallEnds& operator=(const CallEnds&) = delete;
+    CallEnds(CallEnds&&) = delete;
+    CallEnds& operator=(CallEnds&&) = delete;
     ~CallEnds() {
       state.write_began.store(0);
       if (state.write_stalled.exchange(0) == ticks(began)) {
