@@ -288,13 +288,8 @@ def text_of(fragment):
     return html.unescape(re.sub(r"<[^>]+>", "", fragment))
 
 
-TRUTH_CONFIG = {
-    "claim_interval": "200ms",
-    "monitor_interval": "250ms",
-    "interrupt_threshold": "2s",
-    "grace": "250ms",
-    "worker_threads": 4,
-    "jobs": [
+# CONFIG's timing, other jobs.
+TRUTH_CONFIG = dict(CONFIG, jobs=[
         {"name": "backup", "description": "Fails 4 times in a row, then waits for its hour",
          "command": ["sh", "-c", "echo disk full >&2; exit 3"], "every": "1h",
          "backoff": {"initial": "100ms", "max": "100ms", "max_attempts": 4}},
@@ -303,8 +298,7 @@ TRUTH_CONFIG = {
          "time_zone": "Europe/Berlin"},
         {"name": "quick check", "description": "Every second", "command": ["true"], "every": "1s"},
         {"name": "tidy", "description": "Defined otherwise by web-2", "command": ["true"], "every": "1h"},
-    ],
-}
+    ])
 # web-2 defines tidy with another command (drift); web-3 serves sync, then dies.
 DRIFT_CONFIG = dict(TRUTH_CONFIG, jobs=[{"name": "tidy", "description": "Defined otherwise by web-2",
                                          "command": ["sh", "-c", "true; true"], "every": "1h"}])

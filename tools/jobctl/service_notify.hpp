@@ -24,11 +24,6 @@ class ServiceNotifier {
   ServiceNotifier& operator=(const ServiceNotifier&) = delete;
   ~ServiceNotifier();
 
-  // Whether systemd listens (NOTIFY_SOCKET was set when serve started).
-  bool enabled() const { return enabled_; }
-  // The watchdog's period (WATCHDOG_USEC), when systemd asks for pings.
-  std::optional<std::chrono::microseconds> watchdog() const { return watchdog_; }
-
   void ready(const std::string& status);
   void status(const std::string& status);
   void reloading();
@@ -38,8 +33,8 @@ class ServiceNotifier {
   void send(const std::string& message) noexcept;
   void watchdog_loop() noexcept;
 
-  bool enabled_ = false;
-  std::optional<std::chrono::microseconds> watchdog_;
+  bool enabled_ = false;                               // systemd listens: NOTIFY_SOCKET was set when serve started
+  std::optional<std::chrono::microseconds> watchdog_;  // WATCHDOG_USEC, when systemd asks for pings
   std::function<std::string()> stuck_;
   std::mutex mutex_;
   std::condition_variable wake_;

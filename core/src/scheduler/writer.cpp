@@ -58,28 +58,7 @@ std::vector<Scheduler::State::Outcome> Scheduler::State::store_outcomes(Reposito
   const auto began = now();
   write_rows.store(batch.size());
   write_began.store(ticks(began));
-  // Whatever the call does, the fence loop sees it end.
-  struct CallEnds {
-    State& state;
-    SteadyTime began;
-    CallEnds(State& s, SteadyTime b) : state(s), began(b) {}
-    CallEnds(const CallEnds&) = delete;
-    CallEnds& operator=(const CallEnds&) = delete;
-    CallEnds(CallEnds&&) = delete;
-    CallEnds& operator=(CallEnds&&) = delete;
-    ~CallEnds() {
-      state.write_began.store(0);
-      if (state.write_stalled.exchange(0) == ticks(began)) {
-        state.emit(
-            SchedulerEvent::Kind::warning, "", "",
-            "the writer's store call returned after " +
-                scheduling::seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(state.now() - began)) +
-                " (" + std::to_string(state.write_rows.load()) + " outcomes): outcomes are stored again");
-      }
-    }
-  };
   try {
-    const CallEnds ends{*this, began};
     results = repo.update_runs(updates);
   } catch (const Error& e) {
     for (auto& result : results) result.error = e;
@@ -89,6 +68,15 @@ std::vector<Scheduler::State::Outcome> Scheduler::State::store_outcomes(Reposito
     for (auto& result : results) result.error = Error(ErrorCode::internal, "update_runs: unknown exception");
   }
   const auto received = now();
+  // The call ended (every exception is caught above): the fence loop stops
+  // watching it, and a stall it reported is said to be over.
+  write_began.store(0);
+  if (write_stalled.exchange(0) == ticks(began)) {
+    emit(SchedulerEvent::Kind::warning, "", "",
+         "the writer's store call returned after " +
+             scheduling::seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(received - began)) + " (" +
+             std::to_string(batch.size()) + " outcomes): outcomes are stored again");
+  }
   std::vector<Outcome> retry;
   std::vector<std::string> finished;  // leave `executing`
   for (std::size_t i = 0; i < batch.size(); ++i) {
